@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: system tools (as root) and a virtual environment with dxforge in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    need=""
+    for tool in zstd:zstd xz:xz-utils dpkg-deb:dpkg; do
+        command -v "${tool%%:*}" >/dev/null || need="$need ${tool#*:}"
+    done
+    if [ -n "$need" ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    fi
+fi
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'

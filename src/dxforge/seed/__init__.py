@@ -1,0 +1,1 @@
+"""The offline seed channel: python runtime, converted PyPI wheels and Debian's voms."""
