@@ -26,6 +26,11 @@ RootOpt = Annotated[
 ]
 
 
+@app.callback()
+def _main() -> None:
+    """Distribution builder for DiracX: seed channel, recipes, installer, version bumps."""
+
+
 def _root(root: Path | None) -> Path:
     return (root or project_root()).resolve()
 

@@ -65,7 +65,10 @@ def _pip_config() -> dict[str, str]:
     try:
         out = subprocess.run(
             [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
@@ -159,8 +162,12 @@ class PackageIndex:
                 return r
             except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as e:
                 last = e
-                if isinstance(e, requests.HTTPError) and e.response is not None and \
-                        e.response.status_code < 500 and e.response.status_code != 429:
+                if (
+                    isinstance(e, requests.HTTPError)
+                    and e.response is not None
+                    and e.response.status_code < 500
+                    and e.response.status_code != 429
+                ):
                     break
                 if attempt < self.retries:
                     time.sleep(self.backoff * 2**attempt)
