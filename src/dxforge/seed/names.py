@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib import resources
@@ -14,17 +16,20 @@ from ruamel.yaml import YAML
 
 from dxforge.util import DxError
 
-# Marker environment of the only target we build for: CPython 3.11 on linux-64.
+_FULL = platform.python_version() if sys.version_info[:2] == (3, 11) else "3.11.0"
+
+# Marker environment of the only target we build for: CPython 3.11 on linux-64 (the patch level
+# is the resolving interpreter's, so that conversions agree with pip's resolution).
 TARGET_ENV: dict[str, str] = {
     "implementation_name": "cpython",
-    "implementation_version": "3.11.0",
+    "implementation_version": _FULL,
     "os_name": "posix",
     "platform_machine": "x86_64",
     "platform_python_implementation": "CPython",
     "platform_release": "",
     "platform_system": "Linux",
     "platform_version": "",
-    "python_full_version": "3.11.0",
+    "python_full_version": _FULL,
     "python_version": "3.11",
     "sys_platform": "linux",
 }

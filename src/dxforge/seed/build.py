@@ -1,0 +1,291 @@
+"""``dxforge seed``: build the offline seed channel, incrementally, and swap it in atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import dxforge
+from dxforge import channel as ch
+from dxforge.index import PackageIndex, index_url
+from dxforge.seed import debian, wheels
+from dxforge.seed.names import marker_applies
+from dxforge.seed.plan import SeedPlan, plan
+from dxforge.seed.python import build_python, host_python
+from dxforge.util import DxError, atomic_write_text, file_lock, replace_dir
+
+MANIFEST = "dxforge-seed.json"
+
+
+@dataclass
+class SeedOptions:
+    root: Path
+    out: Path
+    python: Path | None = None
+    index_url: str | None = None
+    workers: int = 2
+
+
+def _construct_specs(root: Path) -> list[str]:
+    path = root / "construct.yaml"
+    if not path.exists():
+        return []
+    from dxforge.installer.spec import load_construct
+
+    return list(load_construct(path).specs)
+
+
+def seed_plan(root: Path) -> SeedPlan:
+    """The seed's requirements, from the recipes under ``root`` and its construct.yaml."""
+    from dxforge.recipes import load_recipes
+
+    recipes = load_recipes(root)
+    siblings = {r.name for r in recipes}
+    reqs = {
+        f"{r.path}: requirements.{sec}": specs
+        for r in recipes
+        for sec, specs in r.requirements.items()
+    }
+    return plan(root, siblings, reqs, _construct_specs(root))
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _extras_inputs(requires_dist: list[str], lookup: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The metadata a conversion reads to expand extras: part of its cache key."""
+    used: dict[str, list[str]] = {}
+    for line in requires_dist:
+        req = Requirement(line)
+        if req.extras and marker_applies(req.marker):
+            name = canonicalize_name(req.name)
+            used[name] = lookup.get(name, [])
+    return used
+
+
+class Seeder:
+    def __init__(self, opts: SeedOptions, console: Console) -> None:
+        self.opts = opts
+        self.console = console
+        self.cache = opts.root / "build/cache/seed"
+        self.logs = opts.root / "build/logs/seed"
+        self.index = PackageIndex(opts.index_url)
+
+    def inputs(self) -> dict[str, Any]:
+        """Everything the seed's content depends on; equal inputs mean nothing to do."""
+        host = host_python(self.opts.python or Path(sys.executable))
+        sp = seed_plan(self.opts.root)
+        debs = debian.candidates() if sp.voms else []
+        return {
+            "dxforge": dxforge.__version__,
+            "converter": wheels.CONVERTER_VERSION,
+            "python": host.fingerprint(),
+            "requirements": sp.requirements,
+            "voms": [d.__dict__ for d in debs],
+            "index_url": index_url(self.opts.index_url),
+            "_plan": sp,
+            "_host": host,
+            "_debs": debs,
+        }
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.monotonic()
+        out = self.opts.out
+        with file_lock(ch.lock_path(out), f"channel {out}"):
+            inputs = self.inputs()
+            public = {k: v for k, v in inputs.items() if not k.startswith("_")}
+            fingerprint = _digest(public)
+            manifest = out / MANIFEST
+            if manifest.exists():
+                try:
+                    old = json.loads(manifest.read_text())
+                except ValueError:
+                    old = {}
+                if old.get("fingerprint") == fingerprint and all(
+                    (out / p).exists() for p in old.get("packages", [])
+                ):
+                    self.console.print(f"seed channel {out} is up to date")
+                    return {**old, "status": "up-to-date", "seconds": time.monotonic() - t0}
+            packages = self._build(inputs)
+            summary = self._publish(packages, fingerprint, public)
+        summary["seconds"] = round(time.monotonic() - t0, 2)
+        summary["status"] = "built"
+        self.console.print(
+            f"seed channel {out}: {summary['count']} packages, "
+            f"{summary['size_bytes'] / 1e6:.1f} MB, in {summary['seconds']:.1f} s"
+        )
+        return summary
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+
+    def _build(self, inputs: dict[str, Any]) -> list[Path]:
+        sp: SeedPlan = inputs["_plan"]
+        made: list[Path] = []
+        py_dir = self.cache / "python" / _digest([inputs["python"], inputs["converter"]])[:16]
+        if not list(py_dir.glob("*/*.conda")):
+            with self.console.status("repackaging python"):
+                tmp = Path(tempfile.mkdtemp(prefix=".python-", dir=self.cache))
+                try:
+                    build_python(inputs["_host"], tmp)
+                    shutil.rmtree(py_dir, ignore_errors=True)
+                    py_dir.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, py_dir)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        made += sorted(py_dir.glob("*/*.conda"))
+        if sp.voms:
+            made.append(self._voms(inputs["_debs"]))
+        made += self._wheels(sp.requirements)
+        return made
+
+    def _voms(self, debs: list[debian.Deb]) -> Path:
+        vdir = self.cache / "voms" / _digest([d.__dict__ for d in debs])[:16]
+        found = list(vdir.glob("*/*.conda"))
+        if found:
+            return found[0]
+        with self.console.status("repackaging voms from Debian"):
+            tmp = Path(tempfile.mkdtemp(prefix=".voms-", dir=self.cache))
+            try:
+                debian.build_voms(debs, self.cache / "debs", tmp)
+                shutil.rmtree(vdir, ignore_errors=True)
+                vdir.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, vdir)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return next(vdir.glob("*/*.conda"))
+
+    def _wheels(self, requirements: list[str]) -> list[Path]:
+        if not requirements:
+            return []
+        with self.console.status(f"resolving {len(requirements)} requirements on the index"):
+            resolved = wheels.resolve(requirements, self.opts.index_url, self.logs / "resolve.log")
+        lookup = {r.name: r.requires_dist for r in resolved}
+        wheel_dir = self.cache / "wheels"
+        conda_dir = self.cache / "conda"
+        results: list[Path] = []
+        # Processes, not threads: conda-package-handling changes the working directory.
+        with self._progress() as progress, ProcessPoolExecutor(self.opts.workers) as pool:
+            task = progress.add_task("wheels -> conda", total=len(resolved))
+            futures = {
+                pool.submit(
+                    _one_wheel, r, lookup, wheel_dir, conda_dir, self.opts.index_url, self.logs
+                ): r
+                for r in resolved
+            }
+            for fut in as_completed(futures):
+                r = futures[fut]
+                try:
+                    results.append(fut.result())
+                except DxError as e:
+                    for f in futures:
+                        f.cancel()
+                    raise DxError(f"seed: {r.name} {r.version}: {e}") from None
+                progress.advance(task)
+        return sorted(results)
+
+    def _publish(
+        self, packages: list[Path], fingerprint: str, public: dict[str, Any]
+    ) -> dict[str, Any]:
+        out = self.opts.out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+        try:
+            rel = []
+            for pkg in packages:
+                subdir = pkg.parent.name
+                dest = new / subdir / pkg.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(pkg, dest)
+                except OSError:
+                    shutil.copy2(pkg, dest)
+                rel.append(f"{subdir}/{pkg.name}")
+            with self.console.status("indexing the channel"):
+                ch.index(new)
+            summary = {
+                "fingerprint": fingerprint,
+                "inputs": public,
+                "packages": sorted(rel),
+                "count": len(rel),
+                "size_bytes": ch.size_bytes(new),
+            }
+            atomic_write_text(new / MANIFEST, json.dumps(summary, indent=2) + "\n")
+            os.chmod(new, 0o755)
+            replace_dir(new, out)
+        finally:
+            shutil.rmtree(new, ignore_errors=True)
+        return summary
+
+
+def _one_wheel(
+    r: wheels.Resolved,
+    lookup: dict[str, list[str]],
+    wheel_dir: Path,
+    conda_dir: Path,
+    index_url_: str | None,
+    logs: Path,
+) -> Path:
+    """Download (or build) one wheel and convert it, reusing the cache; runs in a worker."""
+    path = PackageIndex(index_url_).download(r.url, wheel_dir / r.filename, r.sha256, what=r.name)
+    if not r.filename.endswith(".whl"):
+        built = wheel_dir / "built" / _digest([r.sha256 or r.url])[:16]
+        found = list(built.glob("*.whl"))
+        if not found:
+            logs.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".wheel-", dir=wheel_dir))
+            try:
+                wheels.build_wheel_from_sdist(path, tmp, index_url_, logs / f"wheel-{r.name}.log")
+                built.parent.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(built, ignore_errors=True)
+                os.replace(tmp, built)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            found = list(built.glob("*.whl"))
+        path = found[0]
+    key = _digest(
+        [
+            r.sha256 or r.url,
+            wheels.CONVERTER_VERSION,
+            _extras_inputs(r.requires_dist, lookup),
+        ]
+    )[:16]
+    target = conda_dir / key
+    done = list(target.glob("*/*.conda"))
+    if done:
+        return done[0]
+    conda_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".conv-", dir=conda_dir))
+    try:
+        wheels.convert_wheel(path, lookup, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return next(target.glob("*/*.conda"))
+
+
+def build_seed(opts: SeedOptions, console: Console) -> dict[str, Any]:
+    return Seeder(opts, console).run()

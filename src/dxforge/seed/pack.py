@@ -1,0 +1,136 @@
+"""Assembling staged files into a ``.conda`` with rattler-build, then patching its ``info/``.
+
+``assemble_package`` compares files against its own temporary prefix, so it records no placeholder
+for files staged here, and it cannot write ``info/link.json``: both are added afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+PLACEHOLDER = "/opt/dxforge/seed_placehold" + "_placehold" * 20
+"""Text placeholder for the install prefix (long, so that it never collides with a real path)."""
+
+FIXED_TIMESTAMP = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class PackageSpec:
+    """What goes into one conda package besides its files."""
+
+    name: str
+    version: str
+    build: str
+    subdir: str  # "noarch" or "linux-64"
+    depends: list[str] = field(default_factory=list)
+    constrains: list[str] = field(default_factory=list)
+    noarch: str | None = None
+    license: str | None = None
+    summary: str | None = None
+    homepage: str | None = None
+    text_prefix_files: list[str] = field(default_factory=list)
+    entry_points: list[str] = field(default_factory=list)
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}-{self.build}.conda"
+
+
+def assemble(spec: PackageSpec, files_dir: Path, out_dir: Path) -> Path:
+    """Build ``out_dir/<subdir>/<name>-<version>-<build>.conda`` from the tree ``files_dir``."""
+    import conda_package_handling.api as cph
+    import rattler_build
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".assemble-") as tmp:
+        tmpd = Path(tmp)
+        raw = rattler_build.assemble_package(
+            spec.name,
+            spec.version,
+            spec.subdir,
+            spec.build,
+            tmpd / "raw",
+            files_dir=files_dir,
+            depends=spec.depends,
+            constrains=spec.constrains or None,
+            noarch=spec.noarch,  # type: ignore[arg-type]
+            license=spec.license,
+            summary=spec.summary,
+            homepage=spec.homepage,
+            compression_level=1,
+            compression_threads=1,
+            timestamp=FIXED_TIMESTAMP,
+            detect_prefix=False,
+        )
+        unpacked = tmpd / "pkg"
+        cph.extract(str(raw.path), dest_dir=str(unpacked))
+        _patch_info(unpacked, spec)
+        files = sorted(
+            str(p.relative_to(unpacked))
+            for p in unpacked.rglob("*")
+            if not p.is_dir() or p.is_symlink()
+        )
+        built = tmpd / spec.filename
+        cph.create(str(unpacked), files, str(built), compression_level=16, compression_threads=1)
+        final = out_dir / spec.subdir / spec.filename
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(built, final)
+    return final
+
+
+def _patch_info(root: Path, spec: PackageSpec) -> None:
+    info = root / "info"
+    paths_file = info / "paths.json"
+    paths = json.loads(paths_file.read_text())
+    text = set(spec.text_prefix_files)
+    for entry in paths["paths"]:
+        if entry["_path"] in text:
+            entry["prefix_placeholder"] = PLACEHOLDER
+            entry["file_mode"] = "text"
+            text.discard(entry["_path"])
+    if text:
+        raise RuntimeError(f"{spec.filename}: placeholder files not in the package: {sorted(text)}")
+    paths_file.write_text(json.dumps(paths, indent=2, sort_keys=True) + "\n")
+    index_file = info / "index.json"
+    index = json.loads(index_file.read_text())
+    index["timestamp"] = int(FIXED_TIMESTAMP.timestamp() * 1000)
+    index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    if spec.noarch == "python":
+        link = {
+            "noarch": {"type": "python", "entry_points": spec.entry_points},
+            "package_metadata_version": 1,
+        }
+        (info / "link.json").write_text(json.dumps(link, indent=2, sort_keys=True) + "\n")
+    has_prefix = [f"{PLACEHOLDER} text {p}" for p in sorted(spec.text_prefix_files)]
+    if has_prefix:
+        (info / "has_prefix").write_text("\n".join(has_prefix) + "\n")
+    files_list = sorted(e["_path"] for e in paths["paths"])
+    (info / "files").write_text("\n".join(files_list) + "\n")
+
+
+def replace_in_text_files(root: Path, old: str, new: str) -> list[str]:
+    """Replace ``old`` by ``new`` in every text file under ``root``; return their relative paths.
+    A file is text when it has no NUL byte."""
+    changed: list[str] = []
+    needle = old.encode()
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink() or not p.is_file():
+            continue
+        data = p.read_bytes()
+        if needle not in data or b"\0" in data:
+            continue
+        mode = p.stat().st_mode
+        p.write_bytes(data.replace(needle, new.encode()))
+        os.chmod(p, mode)
+        changed.append(p.relative_to(root).as_posix())
+    return changed
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)

@@ -1,0 +1,90 @@
+"""What the seed must contain, computed from the recipes and ``construct.yaml``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from dxforge.seed.names import pypi_name
+from dxforge.util import DxError
+
+RUNTIME = {"python", "python_abi"}
+"""Provided by the repackaged interpreter, not by wheels."""
+DEBIAN = {"voms"}
+"""Provided by Debian's binaries."""
+
+
+@dataclass
+class SeedPlan:
+    """The seed's inputs: PyPI requirements (PEP 508) and whether voms is needed."""
+
+    requirements: list[str] = field(default_factory=list)
+    voms: bool = False
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    """conda spec -> where it was asked for (for error messages)."""
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``name >=1,<2`` -> (``name``, ``>=1,<2``); build strings are not allowed here."""
+    parts = spec.split()
+    if not parts:
+        raise DxError("empty requirement")
+    name, rest = parts[0], "".join(parts[1:])
+    for op in ("<", ">", "=", "!", "~"):
+        if op in name:
+            head, _, tail = name.partition(op)
+            return head, op + tail + rest
+    if len(parts) > 2:
+        raise DxError(f"{spec!r}: a build string is not supported in seed requirements")
+    return name, rest
+
+
+def pep440_specifier(version: str, where: str) -> str:
+    """A conda version spec as a PEP 440 specifier set (``3.11.*`` -> ``==3.11.*``)."""
+    if not version or version == "*":
+        return ""
+    if "|" in version:
+        raise DxError(f"{where}: version spec {version!r} uses '|', which the seed cannot resolve")
+    clauses = []
+    for clause in version.split(","):
+        if clause[0].isdigit():
+            clause = "==" + clause
+        elif clause.startswith("=") and not clause.startswith("=="):
+            clause = "=" + clause if clause.endswith("*") else "=" + clause + ".*"
+        clauses.append(clause)
+    text = ",".join(clauses)
+    try:
+        SpecifierSet(text)
+    except InvalidSpecifier:
+        raise DxError(f"{where}: cannot translate version spec {version!r} to PEP 440") from None
+    return text
+
+
+def plan(
+    root: Path, siblings: set[str], recipe_reqs: dict[str, list[str]], construct_specs: list[str]
+) -> SeedPlan:
+    """Collect every non-sibling requirement of the recipes and of ``construct.yaml``."""
+    out = SeedPlan()
+    merged: dict[str, list[str]] = {}
+    asked: list[tuple[str, str]] = [
+        (s, where) for where, specs in recipe_reqs.items() for s in specs
+    ]
+    asked += [(s, f"{root / 'construct.yaml'}: specs") for s in construct_specs]
+    for spec, where in asked:
+        name, version = split_spec(spec)
+        if name in siblings or name.startswith("__"):
+            continue
+        out.sources.setdefault(spec, []).append(where)
+        if name in DEBIAN:
+            out.voms = True
+            continue
+        if name in RUNTIME:
+            continue
+        pep = pep440_specifier(version, f"{where}: {spec}")
+        merged.setdefault(pypi_name(name), [])
+        if pep and pep not in merged[pypi_name(name)]:
+            merged[pypi_name(name)].append(pep)
+    out.requirements = [name + ",".join(specs) for name, specs in sorted(merged.items())]
+    return out

@@ -1,0 +1,348 @@
+"""Resolving Python requirements on the package index and converting wheels into conda packages."""
+
+from __future__ import annotations
+
+import configparser
+import email.parser
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from dxforge.seed.names import conda_name, conda_run_requirements, conda_spec
+from dxforge.seed.pack import PLACEHOLDER, PackageSpec, assemble
+from dxforge.util import DxError
+
+PYTHON_VER = "3.11"
+SITE_PACKAGES = f"lib/python{PYTHON_VER}/site-packages"
+CONVERTER_VERSION = "1"
+"""Bump when the conversion changes, so cached packages are rebuilt."""
+
+
+@dataclass
+class Resolved:
+    """One distribution chosen by the resolver."""
+
+    name: str  # canonical PyPI name
+    version: str
+    url: str
+    sha256: str | None
+    filename: str
+    requires_dist: list[str] = field(default_factory=list)
+    requires_python: str | None = None
+
+
+def resolve(requirements: list[str], index_url: str | None, log: Path) -> list[Resolved]:
+    """Resolve ``requirements`` (PEP 508) for CPython 3.11 on linux-64 with pip's resolver, as the
+    user's pip is configured, preferring wheels. Nothing is installed."""
+    if sys.version_info[:2] != (3, 11) or not sys.platform.startswith("linux"):
+        raise DxError("dxforge seed resolves for CPython 3.11 on linux-64: run it with python 3.11")
+    with tempfile.TemporaryDirectory(prefix="dxforge-resolve-") as tmp:
+        report = Path(tmp) / "report.json"
+        reqfile = Path(tmp) / "requirements.txt"
+        reqfile.write_text("\n".join(requirements) + "\n")
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--disable-pip-version-check",
+            "--prefer-binary",
+            "--quiet",
+            "--report",
+            str(report),
+            "-r",
+            str(reqfile),
+        ]
+        if index_url:
+            cmd += ["--index-url", index_url]
+        env = {**os.environ, "PIP_NO_INPUT": "1"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(" ".join(cmd) + "\n\n" + proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            tail = "\n".join(
+                line for line in proc.stderr.splitlines() if not line.startswith("WARNING")
+            )[-2000:]
+            raise DxError(
+                f"resolving the seed's Python requirements failed (full log: {log}):\n{tail}"
+            )
+        data = json.loads(report.read_text())
+    out = []
+    for item in data["install"]:
+        meta = item["metadata"]
+        info = item["download_info"]
+        hashes = (info.get("archive_info") or {}).get("hashes") or {}
+        url = info["url"]
+        out.append(
+            Resolved(
+                name=canonicalize_name(meta["name"]),
+                version=meta["version"],
+                url=url,
+                sha256=hashes.get("sha256"),
+                filename=url.rsplit("/", 1)[-1].split("#", 1)[0],
+                requires_dist=list(meta.get("requires_dist") or []),
+                requires_python=meta.get("requires_python"),
+            )
+        )
+    return sorted(out, key=lambda r: r.name)
+
+
+def build_wheel_from_sdist(sdist: Path, out_dir: Path, index_url: str | None, log: Path) -> Path:
+    """Build a wheel from an sdist-only distribution with pip (its backend from the index)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-w",
+        str(out_dir),
+        str(sdist),
+    ]
+    if index_url:
+        cmd += ["--index-url", index_url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    log.write_text(" ".join(cmd) + "\n\n" + proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise DxError(f"{sdist.name}: building a wheel failed; see {log}")
+    wheels = sorted(out_dir.glob("*.whl"))
+    if not wheels:
+        raise DxError(f"{sdist.name}: pip wheel produced no wheel; see {log}")
+    return wheels[0]
+
+
+@dataclass
+class WheelInfo:
+    name: str  # canonical PyPI name
+    version: str
+    pure: bool
+    tags: list[str]
+    metadata: email.message.Message
+    entry_points: list[str]
+    gui_entry_points: list[str]
+    dist_info: str
+    data_dir: str
+
+    @property
+    def requires_dist(self) -> list[str]:
+        return self.metadata.get_all("Requires-Dist") or []
+
+    @property
+    def requires_python(self) -> str | None:
+        return self.metadata.get("Requires-Python")
+
+
+def read_wheel(path: Path) -> WheelInfo:
+    name, version, _build, tags = parse_wheel_filename(path.name)
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        dist_infos = {
+            n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")
+        }
+        if len(dist_infos) != 1:
+            raise DxError(f"{path.name}: expected one .dist-info directory, found {dist_infos}")
+        dist_info = dist_infos.pop()
+        meta = email.parser.Parser().parsestr(z.read(f"{dist_info}/METADATA").decode("utf-8"))
+        wheel = email.parser.Parser().parsestr(z.read(f"{dist_info}/WHEEL").decode("utf-8"))
+        eps: list[str] = []
+        gui: list[str] = []
+        if f"{dist_info}/entry_points.txt" in names:
+            cp = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+            cp.optionxform = str  # type: ignore[assignment,method-assign]
+            cp.read_string(z.read(f"{dist_info}/entry_points.txt").decode("utf-8"))
+            for section, target in (("console_scripts", eps), ("gui_scripts", gui)):
+                if cp.has_section(section):
+                    target += [f"{k.strip()} = {v.strip()}" for k, v in cp.items(section)]
+    pure = (wheel.get("Root-Is-Purelib", "true").strip().lower() == "true") and all(
+        t.abi == "none" and t.platform == "any" for t in tags
+    )
+    return WheelInfo(
+        name=canonicalize_name(str(name)),
+        version=str(version),
+        pure=pure,
+        tags=sorted(str(t) for t in tags),
+        metadata=meta,
+        entry_points=eps,
+        gui_entry_points=gui,
+        dist_info=dist_info,
+        data_dir=dist_info[: -len(".dist-info")] + ".data",
+    )
+
+
+_GLIBC_RE = re.compile(r"manylinux_(\d+)_(\d+)_")
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
+def glibc_requirement(tags: list[str]) -> str | None:
+    """The lowest glibc any manylinux tag of the wheel accepts, as ``__glibc >=2.17``."""
+    found: list[tuple[int, int]] = []
+    for tag in tags:
+        plat = tag.rsplit("-", 1)[-1]
+        m = _GLIBC_RE.match(plat + "_")
+        if m:
+            found.append((int(m.group(1)), int(m.group(2))))
+        for legacy, ver in _LEGACY_MANYLINUX.items():
+            if plat.startswith(legacy + "_"):
+                found.append(ver)
+    if not found:
+        return None
+    major, minor = min(found)
+    return f"__glibc >={major}.{minor}"
+
+
+def python_requirement(requires_python: str | None) -> str:
+    """``python`` with the wheel's Requires-Python (blanks allowed) as a conda spec."""
+    if not requires_python or not requires_python.strip():
+        return "python"
+    return conda_spec("python", SpecifierSet(requires_python.replace(" ", "")))
+
+
+def entry_point_script(entry: str, python: str) -> str:
+    """A console script in the style conda-forge writes for non-noarch packages."""
+    name, _, target = entry.partition("=")
+    module, _, func = target.strip().partition(":")
+    func = func.split("[", 1)[0].strip()
+    head = func.split(".", 1)[0]
+    return (
+        f"#!{python}\n"
+        "# -*- coding: utf-8 -*-\n"
+        "import re\n"
+        "import sys\n\n"
+        f"from {module.strip()} import {head}\n\n"
+        "if __name__ == '__main__':\n"
+        "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+        f"    sys.exit({func}())\n"
+    )
+
+
+def build_string(prefix: str, depends: list[str], extra: str = "") -> str:
+    digest = hashlib.sha1(json.dumps([depends, extra, CONVERTER_VERSION]).encode()).hexdigest()
+    return f"{prefix}{digest[:7]}_0"
+
+
+def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpec:
+    """The conda package description of a wheel (names, dependencies, build string)."""
+
+    def extras_of(name: str) -> list[str]:
+        if name not in lookup:
+            raise DxError(
+                f"{info.name}: needs the metadata of {name} to expand its extras, but {name} is "
+                "not in the seed; add it to the seed's requirements"
+            )
+        return lookup[name]
+
+    run = conda_run_requirements(info.requires_dist, extras_of, where=f"{info.name} {info.version}")
+    deps = [conda_spec(n, s) for n, s in sorted(run.items())]
+    if info.pure:
+        depends = [python_requirement(info.requires_python), *deps]
+        return PackageSpec(
+            name=conda_name(info.name),
+            version=info.version,
+            build=build_string("pyh", depends),
+            subdir="noarch",
+            depends=depends,
+            noarch="python",
+            license=info.metadata.get("License-Expression") or info.metadata.get("License"),
+            summary=info.metadata.get("Summary"),
+            homepage=info.metadata.get("Home-page"),
+            entry_points=info.entry_points + info.gui_entry_points,
+        )
+    depends = ["python >=3.11,<3.12.0a0", "python_abi 3.11.* *_cp311", *deps]
+    glibc = glibc_requirement(info.tags)
+    if glibc:
+        depends.append(glibc)
+    return PackageSpec(
+        name=conda_name(info.name),
+        version=info.version,
+        build=build_string("py311h", depends, ",".join(info.tags)),
+        subdir="linux-64",
+        depends=depends,
+        license=info.metadata.get("License-Expression") or info.metadata.get("License"),
+        summary=info.metadata.get("Summary"),
+        homepage=info.metadata.get("Home-page"),
+    )
+
+
+def stage_wheel(wheel: Path, info: WheelInfo, spec: PackageSpec, root: Path) -> list[str]:
+    """Unpack ``wheel`` into the conda layout under ``root``; return the files that hold the
+    prefix placeholder."""
+    site = "site-packages" if info.pure else SITE_PACKAGES
+    scripts = "python-scripts" if info.pure else "bin"
+    python = f"{PLACEHOLDER}/bin/python{PYTHON_VER}"
+    text_files: list[str] = []
+    with zipfile.ZipFile(wheel) as z:
+        for member in z.infolist():
+            if member.is_dir():
+                continue
+            name = member.filename
+            if name.startswith(info.data_dir + "/"):
+                kind, _, rest = name[len(info.data_dir) + 1 :].partition("/")
+                target = {
+                    "purelib": f"{site}/{rest}",
+                    "platlib": f"{site}/{rest}",
+                    "scripts": f"{scripts}/{rest}",
+                    "data": rest,
+                    "headers": f"include/python{PYTHON_VER}/{info.name}/{rest}",
+                }.get(kind)
+                if target is None:
+                    raise DxError(f"{wheel.name}: unknown .data directory {kind!r}")
+            else:
+                target = f"{site}/{name}"
+            if ".." in Path(target).parts or target.startswith("/"):
+                raise DxError(f"{wheel.name}: unsafe path {name!r} in the wheel")
+            dest = root / target
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            data = z.read(member)
+            if target.startswith(scripts + "/") and data.startswith(b"#!python"):
+                first, _, rest_ = data.partition(b"\n")
+                data = b"#!" + python.encode() + first[len(b"#!python") :] + b"\n" + rest_
+                text_files.append(target)
+            dest.write_bytes(data)
+            mode = (member.external_attr >> 16) & 0o777
+            if target.startswith(scripts + "/"):
+                mode |= 0o755
+            os.chmod(dest, (mode or 0o644) | 0o644)
+    dist = root / site / info.dist_info
+    (dist / "INSTALLER").write_text("conda\n")
+    if not info.pure:
+        for entry in info.entry_points + info.gui_entry_points:
+            name = entry.split("=", 1)[0].strip()
+            script = root / "bin" / name
+            script.parent.mkdir(parents=True, exist_ok=True)
+            script.write_text(entry_point_script(entry, python))
+            os.chmod(script, 0o755)
+            text_files.append(f"bin/{name}")
+    return sorted(set(text_files))
+
+
+def convert_wheel(wheel: Path, lookup: dict[str, list[str]], out_dir: Path) -> Path:
+    """Convert one wheel into a ``.conda`` in ``out_dir`` and return its path."""
+    info = read_wheel(wheel)
+    spec = conversion_spec(info, lookup)
+    with tempfile.TemporaryDirectory(prefix=".stage-", dir=out_dir) as tmp:
+        root = Path(tmp) / "files"
+        root.mkdir()
+        try:
+            spec.text_prefix_files = stage_wheel(wheel, info, spec, root)
+            return assemble(spec, root, out_dir)
+        except DxError:
+            raise
+        except Exception as e:
+            raise DxError(f"{wheel.name}: conversion to a conda package failed: {e}") from e
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
