@@ -68,30 +68,240 @@ def seed(
         print(json.dumps(summary, indent=2))
 
 
+@app.command()
+def fetch(
+    index_url: Annotated[str | None, typer.Option(help="Python package index URL.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    root: RootOpt = None,
+) -> None:
+    """Download each recipe's sdist into the source cache (build/sources), sha256-verified."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from dxforge.fetch import fetch_sources, source_cache, sources_url
+    from dxforge.recipes import load_recipes
+
+    base = _root(root)
+    cache = source_cache(base)
+    try:
+        recipes = load_recipes(base)
+        with Progress(
+            TextColumn("fetch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=True,
+            disable=json_out,
+        ) as bar:
+            task = bar.add_task("", total=len(recipes))
+            results = fetch_sources(
+                recipes,
+                cache,
+                index_url=index_url,
+                on_done=lambda f: bar.update(task, advance=1, description=f.filename),
+            )
+    except DxError as e:
+        raise _fail(e) from None
+    if json_out:
+        summary = {
+            "cache": str(cache),
+            "sources_url": sources_url(base),
+            "files": [f.as_dict() for f in results],
+        }
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"sources in {cache}")
+    for col in ("recipe", "file", "size", "status"):
+        table.add_column(col, justify="right" if col == "size" else "left", no_wrap=col == "file")
+    for f in results:
+        table.add_row(f.recipe, f.filename, f"{f.size / 1024:.0f} KiB", f.status)
+    console.print(table)
+
+
+@app.command()
+def graph(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print levels, order and edges.")
+    ] = False,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Print the graph as mermaid or dot.")
+    ] = None,
+    root: RootOpt = None,
+) -> None:
+    """Show the recipes' dependency graph in build order (edges: dependency -> dependent)."""
+    from rich.table import Table
+
+    from dxforge.graph import load_graph
+
+    if fmt not in (None, "mermaid", "dot"):
+        raise _fail(DxError(f"--format {fmt}: choose mermaid or dot"))
+    if fmt and json_out:
+        raise _fail(DxError("--json and --format are exclusive; give one of them"))
+    try:
+        g, _ = load_graph(_root(root))
+    except DxError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps(g.as_json(), indent=2))
+    elif fmt == "mermaid":
+        print(g.mermaid(), end="")
+    elif fmt == "dot":
+        print(g.dot(), end="")
+    else:
+        table = Table(title=f"recipes {g.version}, in build order")
+        table.add_column("level", justify="right")
+        table.add_column("packages")
+        table.add_column("requires")
+        for i, level in enumerate(g.levels):
+            for j, name in enumerate(level):
+                table.add_row(
+                    str(i) if j == 0 else "", name, ", ".join(sorted(g.deps[name])) or "-"
+                )
+        Console().print(table)
+
+
+@app.command()
+def bump(
+    version: Annotated[
+        str | None, typer.Option("--version", help="Target version (default: the newest all have).")
+    ] = None,
+    index_url: Annotated[str | None, typer.Option(help="Python package index URL.")] = None,
+    pre: Annotated[bool, typer.Option("--pre", help="Consider pre-releases.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Change nothing; exit 1 when an update exists, 0 when current, 2 on error.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the changes, write nothing.")
+    ] = False,
+    apply_deps: Annotated[
+        bool, typer.Option("--apply-deps", help="Also edit the run requirements to match upstream.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON result.")] = False,
+    pr_body: Annotated[
+        Path | None, typer.Option("--pr-body", help="Write a Markdown pull-request body here.")
+    ] = None,
+    retries: Annotated[int, typer.Option(help="Retries of a failed index request.")] = 4,
+    backoff: Annotated[float, typer.Option(help="First retry delay in seconds (doubles).")] = 0.5,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the index.")] = 30.0,
+    root: RootOpt = None,
+) -> None:
+    """Move all recipes to a new upstream version in lockstep (sha256, build number, drift)."""
+    from rich.console import Console as _Console
+
+    from dxforge.bump import BumpOptions, print_result, run_bump
+    from dxforge.bump import pr_body as make_pr_body
+    from dxforge.util import atomic_write_text
+
+    fail_code = 2 if check else 1
+    if check and apply_deps:
+        console.print("[bold red]error:[/] --check changes nothing; drop --apply-deps")
+        raise typer.Exit(fail_code)
+    opts = BumpOptions(
+        root=_root(root),
+        version=version,
+        index_url=index_url,
+        pre=pre,
+        check=check,
+        dry_run=dry_run,
+        apply_deps=apply_deps,
+        full_plan=pr_body is not None,
+        retries=max(0, retries),
+        backoff=max(0.0, backoff),
+        timeout=timeout,
+    )
+    try:
+        with console.status("dxforge bump") as status:
+            result = run_bump(opts, log=lambda msg: status.update(msg))
+        if pr_body is not None and result.update:
+            atomic_write_text(pr_body, make_pr_body(result))
+    except DxError as e:
+        if json_out:
+            print(json.dumps({"status": "error", "error": str(e)}, indent=2))
+        console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(fail_code) from None
+    if json_out:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_result(result, _Console())
+    if check and result.update:
+        raise typer.Exit(1)
+
+
+@app.command()
+def installer(
+    construct: Annotated[
+        Path | None, typer.Argument(help="construct.yaml (default: the project's).")
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option("--channel", "-c", help="Channel name, URL or path (repeatable); replaces "
+                     "construct.yaml's channels except the project's build/channels/dxforge."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    compression: Annotated[
+        str, typer.Option(help="Payload compression: gzip, xz or zstd.")
+    ] = "gzip",
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    root: RootOpt = None,
+) -> None:
+    """Build the DIRACOS-style self-extracting installer from construct.yaml."""
+    from rich.table import Table
+
+    from dxforge.installer.make import InstallerOptions, build_installer
+
+    base = _root(root)
+    opts = InstallerOptions(
+        root=base,
+        construct=(construct or base / "construct.yaml").resolve(),
+        out=(out or base / "build/installer").resolve(),
+        channels=list(channel or []),
+        compression=compression,
+    )
+    try:
+        summary = build_installer(opts, console=console)
+    except DxError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps(summary, indent=2))
+        return
+    mib = 1024 * 1024
+    table = Table(title=f"{summary['name']} {summary['version']}")
+    table.add_column("output")
+    table.add_column("value")
+    table.add_row("installer", summary["installer"])
+    table.add_row("size", f"{summary['size'] / mib:.1f} MiB ({summary['compression']}; "
+                  f"{summary['packages_size'] / mib:.1f} MiB of packages, "
+                  f"{summary['installed_bytes'] / mib:.1f} MiB installed)")
+    table.add_row("sha256", summary["sha256"])
+    table.add_row("packages", f"{len(summary['packages'])} (lockfile {summary['lockfile']})")
+    reloc = summary["relocated_files"]
+    table.add_row("relocated at install", f"{reloc['text']} text, {reloc['binary']} binary, "
+                  f"{reloc['symlink']} symlinks; prefix at most "
+                  f"{summary['max_prefix_len'] or 'any'} bytes")
+    table.add_row("smoke tests", ", ".join(summary["smoke_tests"]))
+    table.add_row("time", f"{summary['seconds']} s")
+    console.print(table)
+
+
 def main() -> None:
     """Entry point: run the app, then leave without interpreter teardown (py-rattler 0.28 may
     abort in its atexit handlers after async calls)."""
     code = 0
     try:
-        app(standalone_mode=False)
-    except typer.Exit as e:
-        code = e.exit_code
+        app()
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except DxError as e:
         console.print(f"[bold red]error:[/] {e}")
         code = 1
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         code = 130
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            code = e.exit_code
-        else:
-            raise
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

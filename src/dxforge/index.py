@@ -32,6 +32,10 @@ class IndexError_(DxError):
     """The package index could not be read or did not have what was asked."""
 
 
+class NotFound(IndexError_):
+    """The index answered, and it does not have the project or file (HTTP 404)."""
+
+
 @dataclass(frozen=True)
 class IndexFile:
     """One file of a project on the index."""
@@ -42,6 +46,7 @@ class IndexFile:
     requires_python: str | None = None
     yanked: bool = False
     core_metadata: bool = False
+    metadata_sha256: str | None = None
 
     @property
     def is_sdist(self) -> bool:
@@ -110,6 +115,30 @@ class _LinkParser(html.parser.HTMLParser):
             self.links.append(dict(attrs))
 
 
+def _json_metadata(f: dict) -> object:
+    value = f.get("core-metadata")
+    return f.get("data-dist-info-metadata") if value is None else value
+
+
+def _json_metadata_sha256(f: dict) -> str | None:
+    value = _json_metadata(f)
+    return value.get("sha256") if isinstance(value, dict) else None
+
+
+def _html_metadata(a: dict[str, str | None]) -> str | None:
+    """The PEP 714 ``data-core-metadata`` attribute (or PEP 658's older name); ``""`` when the
+    attribute is present without a value."""
+    for key in ("data-core-metadata", "data-dist-info-metadata"):
+        if key in a:
+            return a[key] or ""
+    return None
+
+
+def _html_metadata_sha256(a: dict[str, str | None]) -> str | None:
+    value = _html_metadata(a) or ""
+    return value.split("=", 1)[1] if value.startswith("sha256=") else None
+
+
 def version_of(filename: str, project: str) -> str | None:
     """The version in a distribution file name, or None when it cannot be read."""
     norm = canonicalize_name(project)
@@ -160,7 +189,12 @@ class PackageIndex:
                     raise requests.HTTPError(f"HTTP {r.status_code}", response=r)
                 r.raise_for_status()
                 return r
-            except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as e:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.HTTPError,
+                requests.exceptions.ChunkedEncodingError,
+            ) as e:
                 last = e
                 if (
                     isinstance(e, requests.HTTPError)
@@ -182,21 +216,28 @@ class PackageIndex:
         url = urllib.parse.urljoin(self.url, f"{norm}/")
         r = self._get(url, ACCEPT)
         if r.status_code == 404:
-            raise IndexError_(f"{name}: no such project on the package index {self.url}")
+            raise NotFound(f"{name}: no such project on the package index {self.url}")
         ctype = r.headers.get("Content-Type", "")
         if JSON_ACCEPT in ctype or ctype.startswith("application/json"):
-            data = r.json()
-            files = [
-                IndexFile(
-                    filename=f["filename"],
-                    url=urllib.parse.urljoin(url, f["url"]),
-                    sha256=(f.get("hashes") or {}).get("sha256"),
-                    requires_python=f.get("requires-python"),
-                    yanked=bool(f.get("yanked")),
-                    core_metadata=bool(f.get("core-metadata") or f.get("data-dist-info-metadata")),
-                )
-                for f in data.get("files", [])
-            ]
+            try:
+                data = r.json()
+                files = [
+                    IndexFile(
+                        filename=f["filename"],
+                        url=urllib.parse.urljoin(url, f["url"]),
+                        sha256=(f.get("hashes") or {}).get("sha256"),
+                        requires_python=f.get("requires-python"),
+                        yanked=bool(f.get("yanked")),
+                        core_metadata=bool(_json_metadata(f)),
+                        metadata_sha256=_json_metadata_sha256(f),
+                    )
+                    for f in data.get("files", [])
+                ]
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise IndexError_(
+                    f"{url}: the package index sent an invalid PEP 691 JSON page ({e}); "
+                    "check the index URL (--index-url, PIP_INDEX_URL, pip.conf)"
+                ) from None
             versions = list(data.get("versions") or [])
         else:
             parser = _LinkParser()
@@ -217,9 +258,8 @@ class PackageIndex:
                         sha256=sha,
                         requires_python=a.get("data-requires-python"),
                         yanked="data-yanked" in a,
-                        core_metadata=bool(
-                            a.get("data-core-metadata") or a.get("data-dist-info-metadata")
-                        ),
+                        core_metadata=_html_metadata(a) not in (None, "false"),
+                        metadata_sha256=_html_metadata_sha256(a),
                     )
                 )
             versions = []
@@ -235,7 +275,7 @@ class PackageIndex:
     def get_bytes(self, url: str) -> bytes:
         r = self._get(url)
         if r.status_code == 404:
-            raise IndexError_(f"{url}: not found on the package index")
+            raise NotFound(f"{url}: not found on the package index")
         return r.content
 
     def download(

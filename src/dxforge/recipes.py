@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import urllib.parse
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,22 @@ SOURCES_ENV = "DXFORGE_SOURCES"
 ``env.get`` so that they name no host."""
 
 SECTIONS = ("build", "host", "run", "test")
+
+SIBLING_RE = re.compile(r"^diracx(-[a-z0-9][a-z0-9-]*)?$")
+"""Names of DiracX packages: their requirements must be pinned ``==${{ version }}``."""
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_sibling(name: str) -> bool:
+    """Whether ``name`` is a DiracX package (``diracx`` or ``diracx-*``)."""
+    return bool(SIBLING_RE.match(name))
+
+
+def split_spec(line: str) -> tuple[str, str]:
+    """A rendered match spec ``"name >=1, <2"`` as ``("name", ">=1,<2")`` (blanks removed)."""
+    name, _, rest = line.strip().partition(" ")
+    return name, rest.replace(" ", "")
 
 
 @dataclass
@@ -51,11 +69,68 @@ def _tests_requirements(tests: list[dict[str, Any]]) -> list[str]:
     return reqs
 
 
+def _check_raw(path: Path) -> None:
+    """Checks on the file as written, before rendering: errors name the file and the key."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        raw = YAML(typ="safe").load(path.read_text())
+    except (OSError, YAMLError) as e:
+        raise DxError(f"{path}: cannot read the recipe: {e}") from None
+    if not isinstance(raw, dict):
+        raise DxError(f"{path}: the recipe is not a YAML mapping")
+    context = raw.get("context")
+    if not isinstance(context, dict):
+        raise DxError(f"{path}: key context: missing; add context.version and context.python_min")
+    for key, example in (("version", "0.7.0"), ("python_min", "3.11")):
+        value = context.get(key)
+        if value is None:
+            raise DxError(f'{path}: key context.{key}: missing; add it (e.g. {key}: "{example}")')
+        if not isinstance(value, str):
+            raise DxError(
+                f"{path}: key context.{key}: YAML reads it as {type(value).__name__} {value!r}, "
+                f'not a string; quote the value as written, e.g. {key}: "{example}"'
+            )
+    source = raw.get("source")
+    first = (source[0] if source else None) if isinstance(source, list) else source
+    if not isinstance(first, dict) or "url" not in first or "sha256" not in first:
+        raise DxError(f"{path}: key source: a url and a sha256 are required")
+    if not re.search(r"env\.get\(\s*[\"']" + SOURCES_ENV + r"[\"']", str(first["url"])):
+        raise DxError(
+            f"{path}: key source.url: {first['url']!r} does not read {SOURCES_ENV}; recipes name "
+            f'no host: write url: ${{{{ env.get("{SOURCES_ENV}", default=...) }}}}/<sdist file>'
+        )
+    if not _SHA256_RE.match(str(first["sha256"])):
+        raise DxError(
+            f"{path}: key source.sha256: {first['sha256']!r} is not a sha256 (64 lowercase hex "
+            "digits); put the sdist's sha256 there"
+        )
+
+
+def _check_rendered(recipe: Recipe) -> None:
+    if recipe.name != recipe.dir.name:
+        raise DxError(
+            f"{recipe.path}: key package.name: {recipe.name!r} differs from the recipe directory "
+            f"{recipe.dir.name!r}; rename one of them"
+        )
+    for sec in SECTIONS:
+        key = "tests[].requirements" if sec == "test" else f"requirements.{sec}"
+        for line in recipe.requirements.get(sec, []):
+            name, spec = split_spec(line)
+            if is_sibling(name) and spec != f"=={recipe.version}":
+                raise DxError(
+                    f"{recipe.path}: key {key}: {line!r}: DiracX packages are pinned to the "
+                    f"same version; write `{name} ==${{{{ version }}}}`"
+                )
+
+
 def load_recipe(path: Path, sources_url: str | None = None) -> Recipe:
-    """Render ``path`` with rattler-build (for noarch) and return what it holds."""
+    """Render ``path`` with rattler-build (for noarch), check it and return what it holds."""
     import rattler_build
 
     path = Path(path).resolve()
+    _check_raw(path)
     if sources_url is not None:
         os.environ[SOURCES_ENV] = sources_url
     try:
@@ -76,7 +151,7 @@ def load_recipe(path: Path, sources_url: str | None = None) -> Recipe:
         sec: [str(r) for r in reqs_raw.get(sec) or []] for sec in ("build", "host", "run")
     }
     requirements["test"] = _tests_requirements(data.get("tests") or [])
-    return Recipe(
+    recipe = Recipe(
         name=str(pkg.get("name")),
         version=str(pkg.get("version")),
         path=path,
@@ -85,6 +160,8 @@ def load_recipe(path: Path, sources_url: str | None = None) -> Recipe:
         requirements=requirements,
         rendered=data,
     )
+    _check_rendered(recipe)
+    return recipe
 
 
 def recipe_paths(root: Path) -> list[Path]:
@@ -95,4 +172,54 @@ def recipe_paths(root: Path) -> list[Path]:
 
 
 def load_recipes(root: Path, sources_url: str | None = None) -> list[Recipe]:
-    return [load_recipe(p, sources_url) for p in recipe_paths(root)]
+    paths = recipe_paths(root)
+    if not paths:
+        raise DxError(f"{Path(root) / 'recipes'}: no */recipe.yaml found")
+    return [load_recipe(p, sources_url) for p in paths]
+
+
+def metadata_run_requirements(
+    requires_dist: Iterable[str],
+    requires_python: str,
+    version: str,
+    lookup: Callable[[str], list[str]] | None,
+    where: str = "",
+) -> dict[str, str]:
+    """The run requirements a recipe of ``version`` must have for this Requires-Dist, as
+    ``{conda name: spec}``: python from Requires-Python, extras expanded through ``lookup``,
+    conda-forge names, DiracX siblings pinned ``==version``."""
+    from dxforge.seed.names import conda_run_requirements, conda_specifier
+
+    out = {"python": conda_specifier(requires_python) if requires_python else ""}
+    for name, spec in conda_run_requirements(requires_dist, lookup, where).items():
+        out[name] = f"=={version}" if is_sibling(name) else spec
+    return out
+
+
+def requirement_map(lines: Iterable[str]) -> dict[str, str]:
+    """Rendered match specs as ``{name: spec}``, the clauses of each spec in a canonical order."""
+    out: dict[str, str] = {}
+    for line in lines:
+        name, spec = split_spec(line)
+        out[name] = _canonical(spec)
+    return out
+
+
+def _canonical(spec: str) -> str:
+    return ",".join(sorted(c for c in spec.replace(" ", "").split(",") if c))
+
+
+def run_drift(recipe: Recipe, expected: dict[str, str]) -> list[str]:
+    """How ``recipe``'s run requirements differ from ``expected``; empty when they agree.
+    Each line reads ``+ name spec`` (missing from the recipe), ``- name spec`` (only in the
+    recipe) or ``~ name: recipe spec -> expected spec``."""
+    have = requirement_map(recipe.requirements.get("run", []))
+    want = {k: _canonical(v) for k, v in expected.items()}
+    lines = [f"+ {n} {want[n]}".rstrip() for n in sorted(want.keys() - have.keys())]
+    lines += [f"- {n} {have[n]}".rstrip() for n in sorted(have.keys() - want.keys())]
+    lines += [
+        f"~ {n}: {have[n] or '(any)'} -> {want[n] or '(any)'}"
+        for n in sorted(want.keys() & have.keys())
+        if have[n] != want[n]
+    ]
+    return lines

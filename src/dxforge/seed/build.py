@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -84,7 +85,6 @@ class Seeder:
         self.console = console
         self.cache = opts.root / "build/cache/seed"
         self.logs = opts.root / "build/logs/seed"
-        self.index = PackageIndex(opts.index_url)
 
     def inputs(self) -> dict[str, Any]:
         """Everything the seed's content depends on; equal inputs mean nothing to do."""
@@ -105,6 +105,7 @@ class Seeder:
 
     def run(self) -> dict[str, Any]:
         t0 = time.monotonic()
+        self.cache.mkdir(parents=True, exist_ok=True)
         out = self.opts.out
         with file_lock(ch.lock_path(out), f"channel {out}"):
             inputs = self.inputs()
@@ -186,8 +187,13 @@ class Seeder:
         wheel_dir = self.cache / "wheels"
         conda_dir = self.cache / "conda"
         results: list[Path] = []
-        # Processes, not threads: conda-package-handling changes the working directory.
-        with self._progress() as progress, ProcessPoolExecutor(self.opts.workers) as pool:
+        # Processes, not threads: conda-package-handling changes the working directory; spawned,
+        # not forked, because rattler's runtime threads do not survive a fork.
+        ctx = multiprocessing.get_context("spawn")
+        with (
+            self._progress() as progress,
+            ProcessPoolExecutor(self.opts.workers, mp_context=ctx) as pool,
+        ):
             task = progress.add_task("wheels -> conda", total=len(resolved))
             futures = {
                 pool.submit(

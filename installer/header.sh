@@ -1,0 +1,259 @@
+#!/bin/sh
+# DXFORGE-INSTALLER @@NAME@@ @@VERSION@@ (@@PLAT@@), a self-extracting installer made by dxforge.
+# Run it with sh or bash (not `source`): sh @@FILENAME@@ -h
+# NAME:    @@NAME@@
+# VER:     @@VERSION@@
+# PLAT:    @@PLAT@@
+# PAYLOAD: @@PAYLOAD_SIZE@@ bytes, @@COMPRESSION@@, sha256 @@PAYLOAD_SHA256@@
+__s=$(wc -c < "$0" 2>/dev/null) || __s=0; if [ "$((__s + 0))" -ne @@TOTAL_SIZE@@ ]; then printf 'ERROR: %s has %s bytes, not @@TOTAL_SIZE@@: it is truncated or damaged (download it again), or it was sourced (run it with sh)\n' "$0" "$((__s + 0))" >&2; exit 1; fi
+set -eu
+LC_ALL=C
+export LC_ALL
+unset LD_LIBRARY_PATH LD_PRELOAD LD_AUDIT PYTHONPATH PYTHONHOME PYTHONSTARTUP \
+    PYTHON_SYSCONFIGDATA_NAME CONDARC MAMBARC CDPATH || true
+umask 022
+
+INSTALLER_NAME='@@NAME@@'
+INSTALLER_VER='@@VERSION@@'
+INSTALLER_PLAT='@@PLAT@@'
+INSTALLER_TYPE=SH
+HEADER_SIZE=@@HEADER_SIZE@@
+PAYLOAD_SIZE=@@PAYLOAD_SIZE@@
+PAYLOAD_SHA256=@@PAYLOAD_SHA256@@
+COMPRESSION=@@COMPRESSION@@
+MAX_PREFIX_LEN=@@MAX_PREFIX_LEN@@
+INSTALLED_KB=@@INSTALLED_KB@@
+PYTHON_REL=@@PYTHON_REL@@
+POST_INSTALL_REL='@@POST_INSTALL_REL@@'
+BATCH=@@BATCH@@
+EXISTS_TEXT='@@EXISTS_TEXT@@'
+export INSTALLER_NAME INSTALLER_VER INSTALLER_PLAT INSTALLER_TYPE
+@@SCRIPT_ENV@@
+
+say() { printf '%s\n' "$*" >&2; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+case "$(head -n 2 "$0" 2>/dev/null || true)" in
+    *DXFORGE-INSTALLER*) ;;
+    *) say "ERROR: run this installer with sh or bash (sh DIRACOS-...sh), do not source it."
+       return 1 2>/dev/null || exit 1 ;;
+esac
+THIS_DIR=$(cd "$(dirname "$0")" && pwd)
+THIS="$THIS_DIR/$(basename "$0")"
+INSTALLER_PATH="$THIS"
+export INSTALLER_PATH
+
+set +u
+PREFIX="@@DEFAULT_PREFIX@@"
+set -u
+FORCE=0
+UPDATE=0
+USAGE="usage: $0 [-b] [-u] [-f] [-p PREFIX] [-h]
+
+Installs $INSTALLER_NAME $INSTALLER_VER ($INSTALLER_PLAT), offline.
+
+-b           batch mode: no questions (the default of this installer: @@BATCH_WORD@@)
+-p PREFIX    install prefix (default: $PREFIX); letters, digits and /._+@%,=- only
+-u           update: replace an existing install of $INSTALLER_NAME in PREFIX
+-f           no error if PREFIX exists: install into it, keeping files that are not ours
+-h           print this help and exit"
+
+while getopts "bfhp:u" opt; do
+    case "$opt" in
+        b) BATCH=1 ;;
+        f) FORCE=1 ;;
+        u) UPDATE=1 ;;
+        p) PREFIX="$OPTARG" ;;
+        h) printf '%s\n' "$USAGE"; exit 2 ;;
+        *) printf '%s\n' "$USAGE" >&2; exit 1 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -eq 0 ] || die "unexpected argument '$1'; see $0 -h"
+INSTALLER_UNATTENDED=$BATCH
+export INSTALLER_UNATTENDED FORCE
+
+# ---- checks that write nothing -------------------------------------------------------------
+case "$COMPRESSION" in
+    gzip) DECOMP="gzip -dc" ;;
+    xz) DECOMP="xz -dc" ;;
+    zstd) DECOMP="zstd -dcq" ;;
+    *) die "unknown payload compression '$COMPRESSION'" ;;
+esac
+for tool in tail tar "${DECOMP%% *}"; do
+    command -v "$tool" >/dev/null 2>&1 || die "this installer needs the '$tool' command, \
+which is not installed here; install it (the $COMPRESSION payload needs '${DECOMP%% *}') \
+or use an installer built with --compression gzip"
+done
+
+payload() { tail -c "+$((HEADER_SIZE + 1))" "$THIS"; }
+if command -v sha256sum >/dev/null 2>&1; then
+    sum=$(payload | sha256sum | cut -d ' ' -f 1)
+elif command -v shasum >/dev/null 2>&1; then
+    sum=$(payload | shasum -a 256 | cut -d ' ' -f 1)
+elif command -v openssl >/dev/null 2>&1; then
+    sum=$(payload | openssl dgst -sha256 | sed 's/^.*= *//')
+else
+    die "cannot verify the payload: none of sha256sum, shasum or openssl is installed"
+fi
+[ "$sum" = "$PAYLOAD_SHA256" ] || die "$THIS is damaged: payload sha256 is $sum, expected \
+$PAYLOAD_SHA256; download it again"
+
+if [ "$BATCH" = 0 ] && [ -t 0 ]; then
+    printf '\nWelcome to %s %s\n\n' "$INSTALLER_NAME" "$INSTALLER_VER"
+@@LICENSE_PROMPT@@
+    printf '%s will be installed into %s\n' "$INSTALLER_NAME" "$PREFIX"
+    printf 'Press ENTER to confirm, CTRL-C to abort, or type another prefix:\n[%s] >>> ' "$PREFIX"
+    read -r answer || exit 2
+    [ -z "$answer" ] || PREFIX="$answer"
+fi
+
+case "$PREFIX" in
+    "") die "empty prefix; pass -p PREFIX" ;;
+    /*) ;;
+    *) PREFIX="$PWD/$PREFIX" ;;
+esac
+case "$PREFIX" in
+    *[!A-Za-z0-9/._+@%,=-]*)
+        die "prefix '$PREFIX' contains a blank or a shell-special character; use only \
+letters, digits and /._+@%,=-" ;;
+esac
+while [ "${PREFIX%/}" != "$PREFIX" ] && [ "$PREFIX" != / ]; do PREFIX="${PREFIX%/}"; done
+base="${PREFIX##*/}"
+parent="${PREFIX%/*}"
+[ -n "$parent" ] || parent=/
+case "$base" in
+    "" | . | ..) die "prefix '$PREFIX' must end in a directory name" ;;
+esac
+if [ -d "$parent" ]; then
+    parent=$(cd "$parent" && pwd)
+    PREFIX="${parent%/}/$base"
+fi
+[ "${#PREFIX}" -le "$MAX_PREFIX_LEN" ] || die "prefix '$PREFIX' is ${#PREFIX} characters \
+long; this installer allows at most $MAX_PREFIX_LEN: choose a shorter prefix"
+export PREFIX
+
+MODE=fresh
+if [ -e "$PREFIX" ] || [ -L "$PREFIX" ]; then
+    [ -d "$PREFIX" ] || die "$PREFIX exists and is not a directory; remove it or choose \
+another prefix with -p"
+    if [ -z "$(ls -A "$PREFIX")" ]; then
+        MODE=empty
+    elif [ -d "$PREFIX/.dxforge" ] && [ ! -f "$PREFIX/.dxforge/installed" ]; then
+        say "$PREFIX holds an unfinished install; it will be replaced"
+        MODE=replace
+    elif [ -d "$PREFIX/.dxforge" ] && { [ "$UPDATE" = 1 ] || [ "$FORCE" = 1 ]; }; then
+        MODE=replace
+    elif [ "$FORCE" = 1 ]; then
+        MODE=merge
+    elif [ "$UPDATE" = 1 ]; then
+        die "-u updates an install made by a dxforge installer, and $PREFIX is not one (it \
+has no .dxforge/); use -f to install into it anyway, or choose another prefix with -p"
+    elif [ -n "$EXISTS_TEXT" ]; then
+        die "$(printf '%s' "$EXISTS_TEXT" | sed "s#{CHOSEN_PATH}#$PREFIX#g")"
+    else
+        die "$PREFIX already exists and is not empty; use -u to update an existing install, \
+-f to install into it anyway, or choose another prefix with -p"
+    fi
+fi
+
+# ---- from here on, files are written next to the prefix ------------------------------------
+mkdir -p "$parent" 2>/dev/null || die "cannot create $parent; check its permissions"
+parent=$(cd "$parent" && pwd)
+PREFIX="${parent%/}/$base"
+[ "${#PREFIX}" -le "$MAX_PREFIX_LEN" ] || die "prefix '$PREFIX' is ${#PREFIX} characters \
+long; this installer allows at most $MAX_PREFIX_LEN: choose a shorter prefix"
+
+if [ "$MODE" = empty ]; then
+    if rmdir "$PREFIX" 2>/dev/null; then MODE=fresh; else MODE=merge; fi
+fi
+TMPBASE="$parent/.$base.dxforge-tmp"
+if [ "$MODE" = merge ] && ! [ -w "$parent" ]; then
+    TMPBASE="$PREFIX/.dxforge-tmp"
+fi
+[ -w "$parent" ] || [ "$MODE" = merge ] || die "cannot write in $parent; check its \
+permissions or choose another prefix with -p"
+
+if avail=$(df -Pk "$parent" 2>/dev/null | awk 'NR == 2 { print $4 }') && [ -n "$avail" ]; then
+    need=$((INSTALLED_KB + 51200))
+    [ "$avail" -ge "$need" ] || die "not enough space in $parent: $((avail / 1024)) MiB free, \
+$((need / 1024)) MiB needed"
+else
+    say "warning: cannot tell the free space in $parent (no df); going on"
+fi
+
+for stale in "$TMPBASE".* "$parent/.$base.dxforge-old".*; do
+    if [ -e "$stale" ]; then
+        say "removing $stale, left by an interrupted install"
+        chmod -R u+w "$stale" 2>/dev/null || true
+        rm -rf "$stale"
+    fi
+done
+
+T="$TMPBASE.$$"
+OLD="$parent/.$base.dxforge-old.$$"
+DONE=0
+cleanup() {
+    if [ "$DONE" != 1 ]; then
+        if [ -d "$OLD" ] && ! [ -e "$PREFIX" ]; then mv "$OLD" "$PREFIX" || true; fi
+        rm -rf "$T" "$T.post" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+mkdir "$T" || die "cannot create $T"
+TMPDIR="$T.post"
+TMP="$TMPDIR"
+TEMP="$TMPDIR"
+export TMPDIR TMP TEMP
+
+say "Unpacking $INSTALLER_NAME $INSTALLER_VER ..."
+payload | $DECOMP | (cd "$T" && tar -xf -) || die "unpacking the payload into $T failed \
+(disk full?)"
+[ -x "$T/$PYTHON_REL" ] || die "the payload has no $PYTHON_REL; the installer is broken"
+"$T/$PYTHON_REL" -I "$T/.dxforge/relocate.py" --root "$T" --prefix "$PREFIX" \
+    || die "relocation to $PREFIX failed"
+
+case "$MODE" in
+    fresh) mv "$T" "$PREFIX" || die "cannot move $T to $PREFIX" ;;
+    replace)
+        mv "$PREFIX" "$OLD" || die "cannot move the old install $PREFIX aside"
+        mv "$T" "$PREFIX" || die "cannot move $T to $PREFIX" ;;
+    merge)
+        (cd "$T" && tar -cf - .) | (cd "$PREFIX" && tar -xf -) \
+            || die "cannot copy the files into $PREFIX"
+        rm -rf "$T" ;;
+esac
+
+mkdir -p "$TMPDIR"
+if [ -n "$POST_INSTALL_REL" ]; then
+    script="$PREFIX/$POST_INSTALL_REL"
+    first=$(head -n 1 "$script")
+    case "$first" in
+        "#!"*) interp="${first#\#!}" ;;
+        *) interp=/bin/sh ;;
+    esac
+    # shellcheck disable=SC2086
+    if ! $interp "$script"; then
+        case "$MODE" in
+            fresh | replace)
+                mv "$PREFIX" "$T" || die "the post-install script failed; $PREFIX is unfinished"
+                if [ -d "$OLD" ]; then
+                    mv "$OLD" "$PREFIX" && say "restored the previous install in $PREFIX"
+                fi
+                die "the post-install script failed; nothing was installed" ;;
+            *) die "the post-install script failed; $PREFIX holds an unfinished install" ;;
+        esac
+    fi
+fi
+rm -rf "$TMPDIR"
+printf '%s %s\n' "$INSTALLER_NAME" "$INSTALLER_VER" > "$PREFIX/.dxforge/installed"
+DONE=1
+if [ -d "$OLD" ]; then
+    chmod -R u+w "$OLD" 2>/dev/null || true
+    rm -rf "$OLD" || say "warning: could not remove the old install $OLD"
+fi
+say "$INSTALLER_NAME $INSTALLER_VER installed in $PREFIX"
+exit 0

@@ -1,0 +1,160 @@
+"""Relocate an extracted DIRACOS payload to its install prefix.
+
+Runs under the bundled python with -I (standard library only). Reads .dxforge/manifest.json:
+its "prefix" is the prefix the files hold now (the build's staging prefix in a fresh payload;
+rewritten after each relocation), its "files" every file that holds it:
+- text files: the prefix is replaced; rattler's `#!/bin/sh` + `exec` shebangs become plain
+  `#!PREFIX/bin/python3.11` shebangs when those fit in 127 bytes;
+- binary files: each NUL-terminated string holding the prefix is rewritten and NUL-padded to
+  its old length; a longer new prefix is refused (nothing is written then);
+- .py files whose text changed get their .pyc rebuilt; no .pyc is ever patched;
+- conda-meta records of changed files get their sha256_in_prefix and size_in_bytes updated.
+
+usage: python -I relocate.py --root DIR --prefix PREFIX
+  DIR is where the payload lies now (it may differ from PREFIX, which is where it will live).
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import py_compile
+import re
+import sys
+
+SHEBANG_MAX = 127
+EXEC_SHEBANG = re.compile(
+    rb"\A#!/bin/sh\n'''exec' \"(?P<exe>[^\"\n]+)\"(?P<args>[^\n]*?) \"\$0\" \"\$@\" #'''\n")
+
+
+class RelocationError(Exception):
+    pass
+
+
+def binary_replace(data, old, new):
+    """Replace ``old`` by ``new`` inside NUL-terminated strings, keeping every length."""
+    if len(new) > len(old):
+        raise RelocationError("the new prefix is longer than the staging prefix")
+    pattern = re.compile(re.escape(old) + rb"([^\0]*?)\0")
+
+    def sub(m):
+        count = m.group().count(old)
+        return m.group().replace(old, new) + b"\0" * ((len(old) - len(new)) * count)
+
+    out = pattern.sub(sub, data)
+    if len(out) != len(data):
+        raise RelocationError("binary replacement changed the file size")
+    return out
+
+
+def fix_shebang(data):
+    """Turn rattler's long-prefix `exec` form into a plain shebang when it fits."""
+    m = EXEC_SHEBANG.match(data)
+    if not m:
+        return data
+    exe, args = m.group("exe"), m.group("args")
+    if b" " in exe or len(args.split()) > 1:
+        return data
+    line = b"#!" + exe + args
+    if len(line) > SHEBANG_MAX:
+        return data
+    return line + b"\n" + data[m.end():]
+
+
+def write_like(path, data, st):
+    """Replace ``path`` by ``data`` keeping its mode and mtime."""
+    tmp = path + ".dxforge-reloc"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, st.st_mode & 0o7777)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, path)
+
+
+def recompile(path, final_path):
+    cfile = importlib.util.cache_from_source(path)
+    if os.path.exists(cfile):
+        py_compile.compile(path, cfile=cfile, dfile=final_path, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+
+
+def update_conda_meta(root, changed):
+    """``changed``: {owner json name: {relative path: (sha256, size)}}."""
+    for owner, files in sorted(changed.items()):
+        path = os.path.join(root, "conda-meta", owner)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        for entry in record.get("paths_data", {}).get("paths", []):
+            new = files.get(entry.get("_path"))
+            if new:
+                entry["sha256_in_prefix"], entry["size_in_bytes"] = new
+        tmp = path + ".dxforge-reloc"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+
+def relocate(root, prefix):
+    meta = os.path.join(root, ".dxforge")
+    with open(os.path.join(meta, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    old, new = manifest["prefix"].encode(), prefix.encode()
+    entries = manifest["files"]
+    if any(e["mode"] == "binary" for e in entries) and len(new) > len(old):
+        raise RelocationError(
+            f"the prefix {prefix} is {len(new)} bytes long; this installer's binaries allow "
+            f"at most {len(old)}: choose a shorter prefix")
+    changed = {}
+    count = 0
+    for e in entries:
+        rel = e["path"]
+        path = os.path.join(root, rel)
+        if rel.endswith(".pyc") or not os.path.isfile(path) or os.path.islink(path):
+            continue
+        st = os.stat(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        if e["mode"] == "binary":
+            out = binary_replace(data, old, new)
+        else:
+            out = fix_shebang(data.replace(old, new))
+        if out == data:
+            continue
+        write_like(path, out, st)
+        count += 1
+        if rel.endswith(".py"):
+            recompile(path, os.path.join(prefix, rel))
+        if e.get("owner"):
+            size = len(out)
+            digest = hashlib.sha256(out).hexdigest()
+            changed.setdefault(e["owner"], {})[rel] = (digest, size)
+    update_conda_meta(root, changed)
+    manifest["prefix"] = prefix
+    path = os.path.join(meta, "manifest.json")
+    with open(path + ".dxforge-reloc", "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".dxforge-reloc", path)
+    return count
+
+
+def main(argv):
+    args = dict(zip(argv[::2], argv[1::2], strict=False))
+    if len(argv) != 4 or set(args) != {"--root", "--prefix"}:
+        print(__doc__.strip().splitlines()[-2], file=sys.stderr)
+        return 2
+    try:
+        count = relocate(args["--root"], args["--prefix"])
+    except (RelocationError, OSError, ValueError, KeyError) as e:
+        print(f"relocation failed: {e}", file=sys.stderr)
+        return 1
+    print(f"relocated {count} files to {args['--prefix']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

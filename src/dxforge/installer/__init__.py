@@ -1,0 +1,1 @@
+"""The DIRACOS-style installer: construct.yaml spec, staging, payload, shell header."""

@@ -1,0 +1,148 @@
+"""The self-extracting ``.sh``: header rendered from installer/header.sh, followed by the
+payload; beside it the ``.sha256``, an ``@EXPLICIT`` lockfile and a package list."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dxforge.installer.payload import Payload
+from dxforge.installer.spec import ConstructSpec
+from dxforge.installer.stage import DXFORGE_DIR, Package, Stage
+from dxforge.util import DxError, atomic_write_text
+
+PLATFORM = "linux-64"
+NO_LIMIT = 4096  # PATH_MAX: the prefix limit when no binary file holds the prefix
+
+
+@dataclass(frozen=True)
+class Outputs:
+    installer: Path
+    sha256_file: Path
+    lockfile: Path
+    package_list: Path
+    sha256: str
+    size: int
+
+
+def _sq(text: str) -> str:
+    """``text`` for use inside single quotes."""
+    return text.replace("'", "'\\''")
+
+
+def _license_prompt(spec: ConstructSpec) -> str:
+    if spec.batch_mode or not spec.license_file:
+        return ""
+    text = spec.license_file.read_text(encoding="utf-8", errors="replace")
+    return (
+        f"    printf '%s\\n' '{_sq(text)}'\n"
+        "    printf '\\nDo you accept the license terms? [yes|no]\\n>>> '\n"
+        "    read -r answer || exit 2\n"
+        "    case \"$answer\" in [Yy][Ee][Ss] | [Yy]) ;; *) say 'license not accepted'; "
+        "exit 2 ;; esac\n"
+    )
+
+
+def render_header(template: str, spec: ConstructSpec, stage: Stage, payload: Payload,
+                  filename: str) -> bytes:
+    """The header with every @@FIELD@@ filled, HEADER_SIZE being its own byte length."""
+    fields = {
+        "NAME": spec.name,
+        "VERSION": spec.version,
+        "PLAT": PLATFORM,
+        "FILENAME": filename,
+        "PAYLOAD_SIZE": str(payload.size),
+        "PAYLOAD_SHA256": payload.sha256,
+        "COMPRESSION": payload.compression,
+        "MAX_PREFIX_LEN": str(len(str(stage.prefix)) if stage.has_binary else NO_LIMIT),
+        "INSTALLED_KB": str(stage.installed_bytes // 1024 + 1),
+        "PYTHON_REL": stage.python_rel,
+        "POST_INSTALL_REL": f"{DXFORGE_DIR}/post_install.sh" if spec.post_install else "",
+        "BATCH": "1" if spec.batch_mode else "0",
+        "BATCH_WORD": "yes" if spec.batch_mode else "no",
+        "EXISTS_TEXT": _sq(spec.install_path_exists_error_text),
+        "SCRIPT_ENV": "\n".join(f"{k}='{_sq(v)}'\nexport {k}"
+                                for k, v in spec.script_env_variables.items()),
+        "DEFAULT_PREFIX": spec.default_prefix,
+        "LICENSE_PROMPT": _license_prompt(spec),
+    }
+    unknown = (set(re.findall(r"@@([A-Z_0-9]+)@@", template)) - set(fields)
+               - {"HEADER_SIZE", "TOTAL_SIZE"})
+    if unknown:
+        raise DxError(f"installer/header.sh uses unknown fields {sorted(unknown)}")
+    text = template
+    for k, v in fields.items():
+        text = text.replace(f"@@{k}@@", v)
+    size = 0
+    while True:
+        out = (text.replace("@@HEADER_SIZE@@", str(size))
+               .replace("@@TOTAL_SIZE@@", str(size + payload.size)).encode("utf-8"))
+        if len(out) == size:
+            return out
+        size = len(out)
+
+
+def lockfile_text(packages: list[Package]) -> str:
+    """conda's explicit format: one URL per package with its md5 (or sha256) after ``#``."""
+    lines = ["# This file may be used to create an environment using:",
+             "# $ conda create --name <env> --file <this file>",
+             f"# platform: {PLATFORM}", "@EXPLICIT"]
+    for p in packages:
+        digest = p.md5 or (f"sha256:{p.sha256}" if p.sha256 else "")
+        lines.append(f"{p.url}#{digest}" if digest else p.url)
+    return "\n".join(lines) + "\n"
+
+
+def package_list_text(packages: list[Package]) -> str:
+    width = max((len(p.name) for p in packages), default=4)
+    lines = [f"# {len(packages)} packages for {PLATFORM}",
+             f"# {'name':<{width}}  version  build  channel"]
+    lines += [f"{p.name:<{width}}  {p.version}  {p.build}  {p.channel}" for p in packages]
+    return "\n".join(lines) + "\n"
+
+
+def write_installer(spec: ConstructSpec, stage: Stage, payload: Payload, out: Path,
+                    template: Path) -> Outputs:
+    """Write the installer and its companions into ``out``, each file atomically."""
+    filename = spec.installer_filename
+    dest = out / filename
+    header = render_header(template.read_text(encoding="utf-8"), spec, stage, payload,
+                           filename)
+    tmp = dest.with_name(f".{filename}.tmp")
+    h = hashlib.sha256(header)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(header)
+            with open(payload.path, "rb") as src:
+                while block := src.read(1 << 20):
+                    h.update(block)
+                    f.write(block)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    digest = h.hexdigest()
+    stem = filename[: -len(".sh")]
+    sha_file = out / f"{filename}.sha256"
+    atomic_write_text(sha_file, f"{digest}  {filename}\n")
+    lock = out / f"{stem}.explicit.txt"
+    atomic_write_text(lock, lockfile_text(stage.packages))
+    pkgs = out / f"{stem}.packages.txt"
+    atomic_write_text(pkgs, package_list_text(stage.packages))
+    return Outputs(installer=dest, sha256_file=sha_file, lockfile=lock, package_list=pkgs,
+                   sha256=digest, size=dest.stat().st_size)
+
+
+def installer_files_dir(root: Path) -> Path:
+    """The top-level installer/ directory (header, relocator, post-install script)."""
+    d = root / "installer"
+    for name in ("header.sh", "relocate.py"):
+        if not (d / name).is_file():
+            raise DxError(f"{d / name} is missing; it ships with dxforge (restore it from git)")
+    return d

@@ -1,0 +1,743 @@
+"""``dxforge bump`` against a real HTTP index served on 127.0.0.1 (PEP 691 JSON, PEP 503 HTML,
+PEP 658 metadata files), with small valid sdists and wheels built here."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
+from typer.testing import CliRunner
+
+from dxforge import bump
+from dxforge.cli import app
+from dxforge.util import DxError
+
+# --------------------------------------------------------------------------------------------
+# A package index on 127.0.0.1
+
+
+def metadata_text(name: str, version: str, requires: list[str], python: str = ">=3.11") -> bytes:
+    lines = ["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}"]
+    if python:
+        lines.append(f"Requires-Python: {python}")
+    lines += [f"Requires-Dist: {r}" for r in requires]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def make_sdist(name: str, version: str, meta: bytes) -> bytes:
+    """A small valid sdist: ``<dist>-<version>/`` with PKG-INFO and pyproject.toml."""
+    top = f"{name.replace('-', '_')}-{version}"
+    pyproject = (
+        f'[project]\nname = "{name}"\nversion = "{version}"\n'
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+    ).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for fname, data in (("PKG-INFO", meta), ("pyproject.toml", pyproject)):
+            info = tarfile.TarInfo(f"{top}/{fname}")
+            info.size = len(data)
+            info.mtime = 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def make_wheel(name: str, version: str, meta: bytes) -> bytes:
+    dist = f"{name.replace('-', '_')}-{version}.dist-info"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(f"{dist}/METADATA", meta)
+        z.writestr(
+            f"{dist}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+    return buf.getvalue()
+
+
+@dataclass
+class Entry:
+    filename: str
+    data: bytes
+    yanked: bool = False
+    metadata: bytes | None = None  # served as <file>.metadata and advertised (PEP 658/714)
+    listed_sha256: str | None = None  # what the index claims (default: the real one)
+    listed_metadata_sha256: str | None = None
+
+    @property
+    def metadata_sha256(self) -> str:
+        assert self.metadata is not None
+        return self.listed_metadata_sha256 or hashlib.sha256(self.metadata).hexdigest()
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Index:
+    """What the index serves and how it misbehaves."""
+
+    projects: dict[str, list[Entry]] = field(default_factory=dict)
+    html_only: bool = False
+    fail: str | None = None  # "503" | "close" | "hang"
+    fail_files_only: bool = False
+    requests: list[str] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+    url: str = ""
+
+    def add(
+        self,
+        name: str,
+        version: str,
+        requires: list[str] | None = None,
+        *,
+        yanked: bool = False,
+        metadata: bool = False,
+        wheel: bool = False,
+        wheel_metadata: bool = False,
+        python: str = ">=3.11",
+    ) -> Entry:
+        meta = metadata_text(name, version, requires or [], python)
+        files = self.projects.setdefault(canonicalize_name(name), [])
+        dist = name.replace("-", "_")
+        sdist = Entry(f"{dist}-{version}.tar.gz", make_sdist(name, version, meta), yanked,
+                      meta if metadata else None)
+        files.append(sdist)
+        if wheel:
+            files.append(Entry(f"{dist}-{version}-py3-none-any.whl",
+                               make_wheel(name, version, meta), yanked,
+                               meta if wheel_metadata else None))
+        return sdist
+
+    def entry(self, filename: str) -> Entry:
+        for files in self.projects.values():
+            for e in files:
+                if e.filename == filename:
+                    return e
+        raise KeyError(filename)
+
+
+def _handler(index: Index) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, code: int, body: bytes, ctype: str = "application/octet-stream") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            index.requests.append(self.path)
+            if index.fail and (not index.fail_files_only or self.path.startswith("/files/")):
+                if index.fail == "503":
+                    self._send(503, b"service unavailable", "text/plain")
+                elif index.fail == "hang":
+                    index.release.wait(10)
+                self.close_connection = True
+                return
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if len(parts) == 2 and parts[0] == "simple":
+                self._project(parts[1])
+            elif len(parts) == 2 and parts[0] == "files":
+                self._file(parts[1])
+            else:
+                self._send(404, b"not found", "text/plain")
+
+        def _project(self, name: str) -> None:
+            files = index.projects.get(canonicalize_name(name))
+            if files is None or name != canonicalize_name(name):
+                self._send(404, b"not found", "text/plain")
+                return
+            accept = self.headers.get("Accept", "")
+            if "application/vnd.pypi.simple.v1+json" in accept and not index.html_only:
+                body = {
+                    "meta": {"api-version": "1.1"},
+                    "name": name,
+                    "files": [
+                        {
+                            "filename": e.filename,
+                            "url": f"../../files/{e.filename}",
+                            "hashes": {"sha256": e.listed_sha256 or e.sha256},
+                            "requires-python": ">=3.11",
+                            "yanked": "broken" if e.yanked else False,
+                            **(
+                                {"core-metadata": {"sha256": e.metadata_sha256}}
+                                if e.metadata is not None else {}
+                            ),
+                        }
+                        for e in files
+                    ],
+                }
+                self._send(200, json.dumps(body).encode(), "application/vnd.pypi.simple.v1+json")
+                return
+            links = []
+            for e in files:
+                attrs = f' data-requires-python="{html.escape(">=3.11")}"'
+                if e.yanked:
+                    attrs += ' data-yanked="broken"'
+                if e.metadata is not None:
+                    attrs += f' data-core-metadata="sha256={e.metadata_sha256}"'
+                href = f"../../files/{e.filename}#sha256={e.listed_sha256 or e.sha256}"
+                links.append(f'<a href="{href}"{attrs}>{e.filename}</a><br/>')
+            body = f"<!DOCTYPE html><html><body>{''.join(links)}</body></html>".encode()
+            self._send(200, body, "text/html")
+
+        def _file(self, filename: str) -> None:
+            meta = filename.endswith(".metadata")
+            try:
+                e = index.entry(filename[: -len(".metadata")] if meta else filename)
+            except KeyError:
+                self._send(404, b"not found", "text/plain")
+                return
+            data = e.metadata if meta else e.data
+            if data is None:
+                self._send(404, b"not found", "text/plain")
+            else:
+                self._send(200, data)
+
+    return Handler
+
+
+@pytest.fixture
+def index():
+    idx = Index()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(idx))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    idx.url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    try:
+        yield idx
+    finally:
+        idx.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic recipes
+
+CORE_RUN = [
+    "cachetools", "diraccommon>=9.0.18", "pydantic>=2.10", "types-cachetools; extra == 'types'"
+]
+CLIENT_RUN = ["diracx-core", "httpx"]
+META_RUN = ["diracx-core", "diracx-client"]
+REQUIRES = {"diracx-core": CORE_RUN, "diracx-client": CLIENT_RUN, "diracx": META_RUN}
+
+CORE_RECIPE = """\
+# Recipe for diracx-core: dxforge bump keeps every byte outside the fields it edits.
+schema_version: 1
+
+context:
+  name: diracx-core
+  version: "0.7.0"   # lockstep with the other recipes
+  python_min: '3.11'
+
+package:
+  name: ${{{{ name }}}}
+  version: ${{{{ version }}}}
+
+source:
+  # the sdist, from the local source cache
+  url: {src}/diracx_core-${{{{ version }}}}.tar.gz
+  sha256: {sha}  # sdist
+
+build:
+  number: 3
+  noarch: python
+  script: ${{{{ PYTHON }}}} -m pip install . -vv --no-deps --no-build-isolation
+
+requirements:
+  host:
+    - python ${{{{ python_min }}}}.*
+    - pip
+  run:
+    - python >=${{{{ python_min }}}}
+    # caching
+    - cachetools   # no pin
+    - diraccommon >=9.0.18
+    - pydantic >=2.10
+
+tests:
+- python:
+    imports: [diracx.core]
+    pip_check: true
+
+about:
+  license: GPL-3.0-only
+  summary: "Core:    a  long   line with odd   spacing that a dumper would fold, reflow, requote"
+"""
+
+CLIENT_RECIPE = """\
+schema_version: 1
+context:
+    name: diracx-client
+    version: 0.7.0
+    python_min: "3.11"
+package: {{name: "${{{{ name }}}}", version: "${{{{ version }}}}"}}
+source:
+    url: {src}/diracx_client-${{{{ version }}}}.tar.gz
+    sha256: '{sha}'
+build:
+    number: 0
+    noarch: python
+requirements:
+    run:
+        - python >=${{{{ python_min }}}}
+        - diracx-core ==${{{{ version }}}}
+        - httpx
+"""
+
+META_RECIPE = """\
+schema_version: 1
+
+context:
+  name: diracx
+  version: "0.7.0"
+  python_min: "3.11"
+
+package:
+  name: ${{{{ name }}}}
+  version: ${{{{ version }}}}
+
+source:
+  url: {src}/${{{{ name }}}}-${{{{ version }}}}.tar.gz
+  sha256: {sha}
+
+build:
+  number: 1
+  noarch: python
+
+requirements:
+  run:
+    - python >=${{{{ python_min }}}}
+    - diracx-core ==${{{{ version }}}}
+    - diracx-client ==${{{{ version }}}}
+"""
+
+SRC = '${{ env.get("DXFORGE_SOURCES", default="file:///nonexistent") }}'
+TEMPLATES = {"diracx-core": CORE_RECIPE, "diracx-client": CLIENT_RECIPE, "diracx": META_RECIPE}
+
+
+@pytest.fixture
+def project(tmp_path: Path, index: Index) -> Path:
+    """Three recipes at 0.7.0 whose sha256s match the index's 0.7.0 sdists."""
+    for name, template in TEMPLATES.items():
+        sdist = index.add(name, "0.7.0", REQUIRES[name])
+        path = tmp_path / "recipes" / name / "recipe.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(template.format(sha=sdist.sha256, src=SRC).encode())
+    return tmp_path
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.glob("recipes/*/*"))}
+
+
+def run(root: Path, index: Index, *args: str) -> object:
+    argv = ["bump", "--root", str(root), "--index-url", index.url, "--retries", "1",
+            "--backoff", "0.01", "--timeout", "2", *args]
+    return CliRunner().invoke(app, argv)
+
+
+def add_all(index: Index, version: str, requires: dict[str, list[str]] | None = None,
+            **kw: object) -> dict[str, Entry]:
+    return {n: index.add(n, version, (requires or REQUIRES)[n], **kw) for n in TEMPLATES}
+
+
+# --------------------------------------------------------------------------------------------
+# End-to-end through the CLI
+
+
+def test_normal_bump_edits_only_the_three_fields(project: Path, index: Index) -> None:
+    new = add_all(index, "0.8.0")
+    index.add("diracx-core", "0.9.0", CORE_RUN)  # not published for all: not the target
+    index.add("diracx-client", "0.9.0", CLIENT_RUN)
+    before = snapshot(project)
+
+    res = run(project, index)
+    assert res.exit_code == 0, res.output
+    assert "updated 3 recipes to 0.8.0" in res.stdout
+
+    after = snapshot(project)
+    core_old = before["recipes/diracx-core/recipe.yaml"].decode()
+    old_sha = {n: index.entry(f"{n.replace('-', '_')}-0.7.0.tar.gz").sha256 for n in TEMPLATES}
+    expected = (
+        core_old.replace('version: "0.7.0"   #', 'version: "0.8.0"   #')
+        .replace(f"sha256: {old_sha['diracx-core']}  #", f"sha256: {new['diracx-core'].sha256}  #")
+        .replace("  number: 3\n", "  number: 0\n")
+    )
+    assert after["recipes/diracx-core/recipe.yaml"].decode() == expected
+    client_old = before["recipes/diracx-client/recipe.yaml"].decode()
+    assert after["recipes/diracx-client/recipe.yaml"].decode() == (
+        client_old.replace("version: 0.7.0\n", "version: 0.8.0\n")
+        .replace(f"'{old_sha['diracx-client']}'", f"'{new['diracx-client'].sha256}'")
+    )
+    meta_old = before["recipes/diracx/recipe.yaml"].decode()
+    assert after["recipes/diracx/recipe.yaml"].decode() == (
+        meta_old.replace('version: "0.7.0"', 'version: "0.8.0"')
+        .replace(old_sha["diracx"], new["diracx"].sha256)
+        .replace("number: 1", "number: 0")
+    )
+    for name, e in new.items():  # the new sdists are in the source cache, verified
+        cached = project / "build/sources" / e.filename
+        assert cached.read_bytes() == e.data, name
+    # what the recipes now say reads back through the same parser
+    doc = bump.read_recipe(project / "recipes/diracx-core/recipe.yaml")
+    assert (doc.version, doc.sha256, doc.number) == ("0.8.0", new["diracx-core"].sha256, 0)
+
+    res = run(project, index, "--check")
+    assert res.exit_code == 0, res.output
+    assert "up to date" in res.stdout
+
+
+def test_requested_version_missing_changes_nothing(project: Path, index: Index) -> None:
+    add_all(index, "0.8.0")
+    index.add("diracx-core", "0.9.0", CORE_RUN)
+    index.add("diracx-client", "0.9.0", CLIENT_RUN, yanked=True)
+    before = snapshot(project)
+    res = run(project, index, "--version", "0.9.0")
+    assert res.exit_code == 1
+    err = " ".join(res.stderr.split())
+    assert "0.9.0 is missing" in err
+    assert "diracx-client (yanked)" in err and "diracx (not published)" in err
+    assert "diracx-core (" not in err
+    assert snapshot(project) == before
+    assert not (project / "build/sources").exists()
+
+    res = run(project, index, "--version", "0.8.0", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["target"] == "0.8.0"
+
+
+def test_prereleases_only_with_pre(project: Path, index: Index) -> None:
+    add_all(index, "0.8.0")
+    add_all(index, "0.9.0rc1")
+    add_all(index, "0.8.1", yanked=True)  # yanked files are ignored
+    before = snapshot(project)
+
+    res = run(project, index, "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert (out["status"], out["current"], out["target"]) == ("would-update", "0.7.0", "0.8.0")
+    assert snapshot(project) == before  # dry run
+    assert not (project / "build").exists()
+
+    res = run(project, index, "--pre", "--check", "--json")
+    assert res.exit_code == 1
+    assert json.loads(res.stdout)["target"] == "0.9.0rc1"
+
+    res = run(project, index, "--pre")
+    assert res.exit_code == 0, res.output
+    doc = bump.read_recipe(project / "recipes/diracx/recipe.yaml")
+    assert doc.version == "0.9.0rc1"
+    assert doc.sha256 == index.entry("diracx-0.9.0rc1.tar.gz").sha256
+
+
+DRIFT_REQUIRES = {
+    # cachetools gets a pin, diraccommon goes, msgpack comes (conda-forge: msgpack-python)
+    "diracx-core": ["cachetools>=5", "msgpack", "pydantic>=2.10",
+                    "opentelemetry-sdk>=1.40; extra == 'otel'"],
+    # an extra of a dependency: redis[hiredis] -> redis-py and hiredis
+    "diracx-client": ["diracx-core==0.8.0", "httpx", "redis[hiredis]>=5"],
+    # an extra of a sibling: diracx-core[otel]; diracx-client dropped
+    "diracx": ["diracx-core[otel]"],
+}
+
+
+def test_drift_report_and_apply_deps(project: Path, index: Index, tmp_path: Path) -> None:
+    add_all(index, "0.8.0", DRIFT_REQUIRES)
+    index.add("redis", "5.0.0", ["hiredis>=3.0.0; extra == 'hiredis'"], wheel=True)
+    index.add("redis", "4.0.0", [], wheel=True)
+    before = snapshot(project)
+
+    res = run(project, index, "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    drift = {p["name"]: p["drift"] for p in json.loads(res.stdout)["packages"]}
+    assert drift["diracx-core"] == {
+        "added": [{"name": "msgpack-python", "kind": "added", "recipe": None, "upstream": ""}],
+        "removed": [{"name": "diraccommon", "kind": "removed", "recipe": ">=9.0.18",
+                     "upstream": None}],
+        "changed": [{"name": "cachetools", "kind": "changed", "recipe": "",
+                     "upstream": ">=5"}],
+    }
+    # siblings compare as ==${{ version }} pins, whatever upstream writes
+    assert [c["name"] for c in drift["diracx-client"]["added"]] == ["hiredis", "redis-py"]
+    assert drift["diracx-client"]["changed"] == drift["diracx-client"]["removed"] == []
+    assert drift["diracx"] == {
+        "added": [{"name": "opentelemetry-sdk", "kind": "added", "recipe": None,
+                   "upstream": ">=1.40"}],
+        "removed": [{"name": "diracx-client", "kind": "removed",
+                     "recipe": "==${{ version }}", "upstream": None}],
+        "changed": [],
+    }
+    assert snapshot(project) == before
+
+    res = run(project, index, "--apply-deps", "--pr-body", str(tmp_path / "pr.md"))
+    assert res.exit_code == 0, res.output
+    core = (project / "recipes/diracx-core/recipe.yaml").read_text()
+    assert core.split("  run:\n", 1)[1].split("\ntests:", 1)[0] == (
+        "    - python >=${{ python_min }}\n"
+        "    # caching\n"
+        "    - cachetools >=5   # no pin\n"
+        "    - msgpack-python\n"
+        "    - pydantic >=2.10\n"
+    )
+    old_core = before["recipes/diracx-core/recipe.yaml"].decode()
+    head_old = old_core.split("  run:\n")[0].splitlines()
+    head_new = core.split("  run:\n")[0].splitlines()
+    assert len(head_old) == len(head_new)
+    changed = [a.split(":")[0] for a, b in zip(head_old, head_new, strict=True) if a != b]
+    assert changed == ["  version", "  sha256", "  number"]
+    assert core.split("\ntests:", 1)[1] == old_core.split("\ntests:", 1)[1]
+    client = (project / "recipes/diracx-client/recipe.yaml").read_text()
+    assert client.endswith(
+        "        - diracx-core ==${{ version }}\n"
+        "        - hiredis >=3.0.0\n"
+        "        - httpx\n"
+        "        - redis-py >=5\n"
+    )
+    meta = (project / "recipes/diracx/recipe.yaml").read_text()
+    assert meta.endswith(
+        "    - python >=${{ python_min }}\n"
+        "    - diracx-core ==${{ version }}\n"
+        "    - opentelemetry-sdk >=1.40\n"
+    )
+    res = run(project, index, "--dry-run", "--version", "0.8.0", "--json")
+    assert json.loads(res.stdout)["status"] == "up-to-date"
+    body = (tmp_path / "pr.md").read_text()
+    assert "| diracx-core | diraccommon | removed | `>=9.0.18` | — |" in body
+    assert "were applied" in body
+
+
+def test_pep658_metadata_is_used_where_advertised(project: Path, index: Index) -> None:
+    add_all(index, "0.8.0", metadata=True)
+    res = run(project, index, "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert all(p["metadata_source"].endswith(".metadata (PEP 658)") for p in out["packages"])
+    assert all(p["drift"] == {"added": [], "removed": [], "changed": []}
+               for p in out["packages"])
+    assert "/files/diracx_core-0.8.0.tar.gz.metadata" in index.requests
+    assert "/files/diracx_core-0.8.0.tar.gz" not in index.requests  # dry run: no sdist needed
+
+    e = index.entry("diracx-0.8.0.tar.gz")
+    e.listed_metadata_sha256 = e.metadata_sha256
+    e.metadata = b"Name: diracx\nVersion: 0.8.0\n\n"
+    res = run(project, index, "--dry-run")
+    assert res.exit_code == 1
+    assert "sha256 mismatch" in " ".join(res.stderr.split())
+
+
+@pytest.mark.parametrize("mode", ["503", "close", "hang"])
+def test_index_that_stops_answering_changes_nothing(
+    project: Path, index: Index, mode: str
+) -> None:
+    add_all(index, "0.8.0")
+    before = snapshot(project)
+    index.fail = mode
+    res = run(project, index, "--timeout", "0.5")
+    assert res.exit_code == 1
+    err = " ".join(res.stderr.split())
+    assert "did not answer" in err and "after 2 tries" in err
+    assert "no recipe was changed" in err
+    assert snapshot(project) == before
+
+    res = run(project, index, "--check", "--timeout", "0.5")
+    assert res.exit_code == 2  # an error, not "update available"
+
+
+def test_downloads_failing_after_the_pages_changes_nothing(project: Path, index: Index) -> None:
+    add_all(index, "0.8.0")
+    before = snapshot(project)
+    index.fail, index.fail_files_only = "503", True
+    res = run(project, index)
+    assert res.exit_code == 1
+    assert "/simple/diracx-core/" in index.requests
+    assert "no recipe was changed" in " ".join(res.stderr.split())
+    assert snapshot(project) == before
+
+
+def test_sha256_mismatch_on_download(project: Path, index: Index) -> None:
+    new = add_all(index, "0.8.0")
+    new["diracx-client"].listed_sha256 = "0" * 64
+    before = snapshot(project)
+    res = run(project, index)
+    assert res.exit_code == 1
+    assert "sha256 mismatch" in " ".join(res.stderr.split())
+    assert snapshot(project) == before
+    assert not (project / "build/sources/diracx_client-0.8.0.tar.gz").exists()
+
+
+def test_check_exit_codes(project: Path, index: Index) -> None:
+    res = run(project, index, "--check")
+    assert res.exit_code == 0, res.output
+    add_all(index, "0.8.0")
+    before = snapshot(project)
+    res = run(project, index, "--check", "--json")
+    assert res.exit_code == 1
+    out = json.loads(res.stdout)
+    assert out["status"] == "update-available" and out["target"] == "0.8.0"
+    assert snapshot(project) == before
+    assert not (project / "build").exists()
+    assert run(project, index, "--check", "--apply-deps").exit_code == 2
+
+
+def test_pr_body(project: Path, index: Index, tmp_path: Path) -> None:
+    new = add_all(index, "0.8.0", {**REQUIRES, "diracx": ["diracx-core", "diracx-client", "rich"]})
+    body_file = tmp_path / "out" / "pr.md"
+    res = run(project, index, "--dry-run", "--pr-body", str(body_file))
+    assert res.exit_code == 0, res.output
+    body = body_file.read_text()
+    assert body.startswith("## DiracX 0.7.0 -> 0.8.0\n")
+    for name, e in new.items():
+        old = index.entry(e.filename.replace("0.8.0", "0.7.0")).sha256
+        assert f"| {name} | `{e.filename}` | `{old}` | `{e.sha256}` |" in body
+    assert "| diracx | rich | added | — | (any) |" in body
+    assert "were **not applied**" in body
+    assert "### Checklist" in body and body.count("- [ ] ") >= 5
+    assert "127.0.0.1" not in body
+
+
+def test_html_fallback(project: Path, index: Index) -> None:
+    index.html_only = True
+    new = add_all(index, "0.8.0", metadata=True)
+    add_all(index, "0.8.1", yanked=True)
+    res = run(project, index, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["target"] == "0.8.0"
+    assert {p["name"]: p["new_sha256"] for p in out["packages"]} == {
+        n: e.sha256 for n, e in new.items()
+    }
+    assert all(p["sha256_verified"] for p in out["packages"])
+    assert all("PEP 658" in p["metadata_source"] for p in out["packages"])
+
+
+def test_a_failed_write_restores_the_recipes(
+    project: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_all(index, "0.8.0")
+    before = snapshot(project)
+    real = bump.atomic_write_text
+    calls = []
+
+    def flaky(path: Path, text: str, mode: int | None = None) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(path, text, mode)
+
+    monkeypatch.setattr(bump, "atomic_write_text", flaky)
+    res = run(project, index)
+    assert res.exit_code == 1
+    assert "already written were restored" in " ".join(res.stderr.split())
+    assert snapshot(project) == before
+    assert len(calls) == 3  # write, failed write, restore
+
+
+def test_recipes_must_agree(project: Path, index: Index) -> None:
+    path = project / "recipes/diracx/recipe.yaml"
+    path.write_text(path.read_text().replace('"0.7.0"', '"0.6.0"'))
+    res = run(project, index, "--check")
+    assert res.exit_code == 2
+    assert "disagree" in res.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Units
+
+
+def test_format_like_keeps_the_quoting() -> None:
+    assert bump._format_like('"0.7.0"', "0.8.0") == '"0.8.0"'
+    assert bump._format_like("'0.7.0'", "0.8.0") == "'0.8.0'"
+    assert bump._format_like("0.7.0", "0.8.0") == "0.8.0"
+    assert bump._format_like("0.7.0", "0.8") == '"0.8"'  # a plain 0.8 is a float
+    assert bump._format_like("3", "0", number=True) == "0"
+
+
+def test_parse_errors_name_file_and_key(tmp_path: Path) -> None:
+    p = tmp_path / "recipe.yaml"
+    with pytest.raises(DxError, match=r"recipe.yaml: key context.version: missing"):
+        bump.parse_recipe(p, "context:\n  name: x\nsource:\n  url: a\n  sha256: b\n")
+    with pytest.raises(DxError, match=r"recipe.yaml:5: key source.sha256: .*one line"):
+        bump.parse_recipe(
+            p, 'context:\n  name: x\n  version: "1"\nsource:\n  sha256: >-\n    abc\n  url: u\n'
+        )
+    with pytest.raises(DxError, match=r"key source: a url and a sha256"):
+        bump.parse_recipe(p, 'context:\n  name: x\n  version: "1"\n')
+
+
+def test_sdist_name_from_the_url_template(tmp_path: Path) -> None:
+    text = (
+        'context:\n  name: diracx-api\n  version: "1"\n'
+        "source:\n  url: ${{ env.get(\"X\", default=\"a/b\") }}/"
+        "${{ name | replace('-', '_') }}-${{ version }}.tar.gz\n  sha256: abc\n"
+    )
+    doc = bump.parse_recipe(tmp_path / "r.yaml", text)
+    assert doc.sdist_name("2.0") == "diracx_api-2.0.tar.gz"
+
+
+def test_canonical_spec_and_drift_units(tmp_path: Path) -> None:
+    assert bump.canonical_spec("<2, >=1.0") == bump.canonical_spec(">=1.0,<2")
+    text = (
+        'context:\n  name: a\n  version: "1"\n  python_min: "3.11"\n'
+        "source:\n  url: x/a-${{ version }}.tar.gz\n  sha256: abc\n"
+        "requirements:\n  run:\n    - python >=${{ python_min }}\n"
+        "    - diracx-core ==${{ version }}\n    - foo <2,>=1\n"
+    )
+    doc = bump.parse_recipe(tmp_path / "r.yaml", text)
+    same = {"python": ">=3.11", "diracx-core": bump.VERSION_PIN, "foo": ">=1,<2"}
+    assert bump.compute_drift(doc, same, "2") == []
+    newer = {**same, "python": ">=3.12"}
+    [change] = bump.compute_drift(doc, newer, "2")
+    assert (change.name, change.kind) == ("python", "changed")
+    edits = bump.drift_edits(doc, [change], apply_removals=True)
+    assert '  python_min: "3.12"\n' in bump.apply_edits(text, edits)
+
+
+def test_entry_point_exit_codes(project: Path, index: Index) -> None:
+    """The installed ``dxforge`` script (which ends with os._exit) keeps --check's exit codes."""
+    exe = Path(sys.executable).parent / "dxforge"
+    argv = [str(exe), "bump", "--root", str(project), "--index-url", index.url, "--check",
+            "--retries", "0"]
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
+    add_all(index, "0.8.0")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "update available: 0.7.0 -> 0.8.0" in proc.stdout
+
+
+def test_flow_context_and_crlf_are_kept(tmp_path: Path) -> None:
+    text = (
+        "context: {name: diracx-x, version: 0.7.0, python_min: '3.11'}  # flow\r\n"
+        "source:\r\n  url: x/diracx_x-${{ version }}.tar.gz\r\n  sha256: aa  # old\r\n"
+        "build: {number: 2}\r\n"
+        "requirements:\r\n  run:\r\n    - python >=${{ python_min }}\r\n    - b\r\n"
+    )
+    doc = bump.parse_recipe(tmp_path / "r.yaml", text)
+    p = bump.PackageResult(doc, new_sha256="bb")
+    p.drift = bump.compute_drift(doc, {"python": ">=3.11", "a": "", "b": "<2", "c": ">=1"}, "0.8.0")
+    new = bump.new_recipe_text(p, "0.8.0", apply_deps=True)
+    assert new == (
+        "context: {name: diracx-x, version: 0.8.0, python_min: '3.11'}  # flow\r\n"
+        "source:\r\n  url: x/diracx_x-${{ version }}.tar.gz\r\n  sha256: bb  # old\r\n"
+        "build: {number: 0}\r\n"
+        "requirements:\r\n  run:\r\n    - python >=${{ python_min }}\r\n"
+        "    - a\r\n    - b <2\r\n    - c >=1\r\n"
+    )

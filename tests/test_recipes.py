@@ -1,0 +1,145 @@
+"""The nine real recipes: they render, agree on one version, form the expected graph, and follow
+the Requires-Dist of the sdists they build (drift fails); plus the recipe checks."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dxforge.fetch import sdist_metadata, source_cache, upstream_run_requirements
+from dxforge.graph import graph_of
+from dxforge.recipes import SOURCES_ENV, Recipe, load_recipe, load_recipes, run_drift
+from dxforge.util import DxError
+
+ROOT = Path(__file__).resolve().parents[1]
+NINE = {
+    "diracx-core",
+    "diracx-db",
+    "diracx-logic",
+    "diracx-tasks",
+    "diracx-client",
+    "diracx-api",
+    "diracx-cli",
+    "diracx-routers",
+    "diracx",
+}
+
+
+@pytest.fixture(scope="module")
+def recipes() -> list[Recipe]:
+    return load_recipes(ROOT)
+
+
+def test_the_nine_render_at_one_version(recipes: list[Recipe]) -> None:
+    assert {r.name for r in recipes} == NINE
+    versions = {r.version for r in recipes}
+    assert len(versions) == 1, versions
+    for r in recipes:
+        d = r.rendered
+        assert d["context"]["python_min"] == "3.11"
+        assert d["build"]["noarch"] == "python" and d["build"]["number"] == 0
+        assert d["build"]["script"]["env"] == {"SETUPTOOLS_SCM_PRETEND_VERSION": r.version}
+        assert d["build"]["script"]["content"] == (
+            "${{ PYTHON }} -m pip install . -vv --no-deps --no-build-isolation"
+        )
+        assert r.requirements["host"] == ["python 3.11.*", "pip", "hatchling", "hatch-vcs"]
+        assert r.requirements["run"][0] == "python >=3.11"
+        assert d["about"]["license"] == "GPL-3.0-only" and d["about"]["license_file"] == [
+            "LICENSE"
+        ]
+        assert d["about"]["summary"] and d["about"]["homepage"]
+        py_tests = [t["python"] for t in d["tests"] if "python" in t]
+        assert py_tests and py_tests[0]["imports"]
+        assert py_tests[0].get("pip_check", True) is True
+        assert py_tests[0]["python_version"] == "3.11.*"
+        assert r.source_filename == f"{r.name.replace('-', '_')}-{r.version}.tar.gz"
+        if r.name in ("diracx-cli", "diracx"):
+            assert {"script": "dirac --help"} in d["tests"]
+
+
+def test_sources_name_no_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SOURCES_ENV, raising=False)
+    r = load_recipe(ROOT / "recipes/diracx-core/recipe.yaml")
+    url = r.rendered["source"][0]["url"]
+    assert url.startswith("file:///") and "run-dxforge-fetch" in url
+    r = load_recipe(ROOT / "recipes/diracx-core/recipe.yaml", tmp_path.as_uri())
+    assert r.rendered["source"][0]["url"] == f"{tmp_path.as_uri()}/{r.source_filename}"
+
+
+def test_real_levels(recipes: list[Recipe]) -> None:
+    g = graph_of(recipes)
+    assert g.levels == [
+        ["diracx-core"],
+        ["diracx-client", "diracx-db"],
+        ["diracx-api", "diracx-logic"],
+        ["diracx-cli", "diracx-tasks"],
+        ["diracx", "diracx-routers"],
+    ]
+    assert g.dependents("diracx-client") == ["diracx-api", "diracx-cli", "diracx"]
+    assert g.up_to("diracx-cli") == ["diracx-core", "diracx-client", "diracx-api", "diracx-cli"]
+
+
+def test_run_requirements_follow_requires_dist(recipes: list[Recipe]) -> None:
+    """Drift test: each recipe's run list equals its sdist's Requires-Dist through the
+    conda-forge name map (sdists from the source cache, fetched from the configured index when
+    missing; extras of third-party packages read from the index)."""
+    cache = source_cache(ROOT)
+    expected = upstream_run_requirements(recipes, cache)
+    drift = {r.name: run_drift(r, expected[r.name]) for r in recipes}
+    drift = {k: v for k, v in drift.items() if v}
+    assert not drift, "recipes drifted from Requires-Dist:\n" + "\n".join(
+        f"{name} ({'; '.join(lines)})" for name, lines in sorted(drift.items())
+    )
+    for r in recipes:  # console scripts exactly as upstream declares them
+        scripts = sdist_metadata(cache / r.source_filename).scripts
+        declared = (r.rendered["build"].get("python") or {}).get("entry_points") or []
+        assert declared == [f"{k} = {v}" for k, v in scripts.items()], r.name
+
+
+def test_drift_is_reported(recipes: list[Recipe]) -> None:
+    core = next(r for r in recipes if r.name == "diracx-core")
+    expected = {n: s for n, s in (line.partition(" ")[::2] for line in core.requirements["run"])}
+    assert run_drift(core, expected) == []
+    expected.pop("sh")
+    expected["pydantic"] = ">=2.11"
+    expected["newdep"] = ""
+    assert run_drift(core, expected) == ["+ newdep", "- sh", "~ pydantic: >=2.10 -> >=2.11"]
+
+
+def _copy(tmp_path: Path, name: str = "diracx-core") -> Path:
+    dest = tmp_path / name / "recipe.yaml"
+    dest.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "recipes/diracx-core/recipe.yaml", dest)
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('  version: "0.7.0"\n', "", "key context.version: missing"),
+        ('  python_min: "3.11"\n', "", "key context.python_min: missing"),
+        ('  version: "0.7.0"', "  version: 0.10", "context.version: YAML reads it as float 0.1"),
+        ("    - cachetools\n", "    - cachetools\n    - diracx-db >=0.6\n", "diracx-db ==${{"),
+        ("    - cachetools\n", "    - cachetools\n    - diracx-db\n", "key requirements.run"),
+        ('env.get("DXFORGE_SOURCES", default=', 'env.get("OTHER", default=', "key source.url"),
+        ("sha256: 02eb", "sha256: xx", "key source.sha256"),
+    ],
+)
+def test_recipe_checks_name_file_and_key(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    path = _copy(tmp_path)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(DxError) as e:
+        load_recipe(path)
+    assert str(path) in str(e.value) and message in str(e.value)
+
+
+def test_recipe_directory_must_match_package(tmp_path: Path) -> None:
+    path = _copy(tmp_path, "diracx-kore")
+    with pytest.raises(DxError, match="key package.name: 'diracx-core' differs"):
+        load_recipe(path)
