@@ -4,9 +4,10 @@
 - install wall time vs `<decompressor> -dc payload | tar -x` of the same payload (the physical
   limit) and vs rattler installing the same records from a warm package cache.
 
-usage: .venv/bin/python benchmarks/bench_installer.py [--synthetic] [--compression gzip|xz|zstd]
-Uses build/channels/{dxforge,seed} when both exist (else, or with --synthetic, the small
-synthetic channel of the tests). Each timing is the best of --repeat runs.
+usage: .venv/bin/python benchmarks/bench_installer.py [--synthetic | --construct FILE]
+                                                      [--compression gzip|xz|zstd] [--repeat N]
+Uses construct.yaml with build/channels/{dxforge,seed} when both exist (else, or with
+--synthetic, the small synthetic channel of the tests). Each timing is the best of N runs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ RATTLER = """
 import asyncio, json, os, shutil, sys, time, rattler
 channels, specs, cache, prefix, repeat = json.loads(sys.argv[1])
 async def main():
-    records = await rattler.solve(channels, specs, platforms=["linux-64", "noarch"])
+    records = await rattler.solve(channels, specs, platforms=["linux-64", "noarch"],
+                                  virtual_packages=rattler.VirtualPackage.detect())
     best = None
     for _ in range(repeat):
         shutil.rmtree(prefix, ignore_errors=True)
@@ -57,6 +59,7 @@ def timed(cmd: list[str], repeat: int, before=None, **kw) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synthetic", action="store_true")
+    ap.add_argument("--construct", type=Path, help="a construct.yaml to build as it is")
     ap.add_argument("--compression", default="gzip", choices=sorted(DECOMP))
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -66,7 +69,9 @@ def main() -> int:
         dx, seed = ROOT / "build/channels/dxforge", ROOT / "build/channels/seed"
         real = not args.synthetic and all((c / "noarch/repodata.json").is_file()
                                           for c in (dx, seed))
-        if real:
+        if args.construct:
+            construct, extra, real = args.construct.resolve(), [], True
+        elif real:
             construct, extra = ROOT / "construct.yaml", ["--channel", str(dx), "--channel",
                                                          str(seed)]
         else:
@@ -127,7 +132,7 @@ def main() -> int:
         rattler_s = json.loads(r.stdout)
 
         mib = 1024 * 1024
-        print(f"channels: {'seed + dxforge' if real else 'synthetic'}; "
+        print(f"channels: {', '.join(info['channels']) if real else 'synthetic'}; "
               f"{len(info['packages'])} packages ({len(specs)} in the lockfile); "
               f"compression {args.compression}; best of {args.repeat}")
         print(f"build: {build_s:.1f} s; installed size {info['installed_bytes'] / mib:.1f} MiB; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,3 +80,29 @@ def package_files(channel: Path) -> list[Path]:
 
 def size_bytes(channel: Path) -> int:
     return sum(p.stat().st_size for p in channel.rglob("*") if p.is_file())
+
+
+def index_atomic(channel: Path) -> None:
+    """Index ``channel`` without ever leaving a half-written repodata: index a hard-linked copy
+    next to it, then rename each generated file into place."""
+    import shutil
+    import tempfile
+
+    channel.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{channel.name}.index-", dir=channel.parent))
+    try:
+        for sub in SUBDIRS:
+            (tmp / sub).mkdir()
+            (channel / sub).mkdir(exist_ok=True)
+            for pkg in (channel / sub).glob("*.conda"):
+                try:
+                    os.link(pkg, tmp / sub / pkg.name)
+                except OSError:
+                    shutil.copy2(pkg, tmp / sub / pkg.name)
+        index(tmp)
+        for sub in SUBDIRS:
+            for generated in (tmp / sub).iterdir():
+                if generated.suffix != ".conda":
+                    os.replace(generated, channel / sub / generated.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

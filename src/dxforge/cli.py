@@ -120,6 +120,98 @@ def fetch(
 
 
 @app.command()
+def build(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Build only these packages.")
+    ] = None,
+    up_to: Annotated[
+        str | None, typer.Option("--up-to", help="Build this package and what it needs.")
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option("--channel", help="Channel to solve from instead of the seed (repeatable)."),
+    ] = None,
+    keep_going: Annotated[
+        bool, typer.Option("--keep-going", help="Build independent packages after a failure.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Output channel directory.")] = None,
+    index_url: Annotated[
+        str | None, typer.Option(help="Python package index URL (to fetch sources).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    root: RootOpt = None,
+) -> None:
+    """Build the recipes in dependency order into the output channel."""
+    from rich.live import Live
+    from rich.table import Table
+
+    from dxforge.build import BuildOptions, PackageResult, run_build
+
+    base = _root(root)
+    opts = BuildOptions(
+        root=base,
+        out=(out or base / "build/channels/dxforge").resolve(),
+        channels=list(channel or []),
+        only=list(only or []),
+        up_to=up_to,
+        keep_going=keep_going,
+        force=force,
+        index_url=index_url,
+    )
+    rows: list[PackageResult] = []
+    state = {"current": "", "total": 0}
+
+    def render() -> Table:
+        t = Table(title=f"dxforge build -> {opts.out}")
+        for col in ("package", "version", "build", "seconds", "size", "status"):
+            t.add_column(col, justify="right" if col in ("seconds", "size") else "left")
+        for r in rows:
+            style = {"built": "green", "skipped": "dim", "failed": "red"}.get(r.status, "yellow")
+            status = r.status + (f" ({r.reason})" if r.reason and r.status != "failed" else "")
+            t.add_row(
+                r.name, r.version, r.build_string, f"{r.seconds:.1f}",
+                f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "",
+                f"[{style}]{status}[/]",
+            )
+        if state["current"]:
+            t.caption = f"building {state['current']} ({len(rows) + 1}/{state['total']}) ..."
+        return t
+
+    live = Live(render(), console=console, refresh_per_second=4, transient=json_out)
+
+    def on_event(kind: str, res: PackageResult | None, total: int) -> None:
+        state["total"] = total
+        if kind == "building" and res is not None:
+            state["current"] = res.name
+        elif kind == "done" and res is not None:
+            rows.append(res)
+            state["current"] = ""
+        live.update(render())
+
+    try:
+        with live:
+            report = run_build(opts, on_event)
+    except DxError as e:
+        raise _fail(e) from None
+    if json_out:
+        print(json.dumps(report.as_json(), indent=2))
+    console.print()
+    for r in report.packages:
+        if r.status == "failed":
+            console.print(f"[red]{r.name} failed:[/] {r.reason}")
+    console.print(
+        f"{sum(r.status == 'built' for r in report.packages)} built, "
+        f"{sum(r.status == 'skipped' for r in report.packages)} skipped, "
+        f"{sum(r.status == 'failed' for r in report.packages)} failed, "
+        f"{sum(r.status == 'not built' for r in report.packages)} not built "
+        f"in {report.seconds:.1f} s"
+    )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def graph(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print levels, order and edges.")

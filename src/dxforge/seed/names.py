@@ -64,7 +64,8 @@ def pypi_name(conda: str) -> str:
 
 def conda_specifier(spec: SpecifierSet | str) -> str:
     """A PEP 440 specifier set as a conda version spec: ``>= 3.10`` -> ``>=3.10``,
-    ``~=1.4.2`` -> ``>=1.4.2,==1.4.*``, clauses joined by commas in a stable order."""
+    ``~=1.4.2`` -> ``>=1.4.2,1.4.*``, ``==2.*`` -> ``2.*``; clauses joined by commas in a stable
+    order, without repeats."""
     if isinstance(spec, str):
         spec = SpecifierSet(spec.replace(" ", ""))
     parts: list[str] = []
@@ -72,11 +73,14 @@ def conda_specifier(spec: SpecifierSet | str) -> str:
         op, ver = s.operator, s.version
         if op == "~=":
             head = ver.split(".")[:-1] or [ver]
-            parts += [f">={ver}", f"=={'.'.join(head)}.*"]
-        elif op == "===":
-            parts.append(f"=={ver}")
+            clauses = [f">={ver}", f"{'.'.join(head)}.*"]
+        elif op == "===" or (op == "==" and not ver.endswith(".*")):
+            clauses = [f"=={ver}"]
+        elif op == "==":
+            clauses = [ver]
         else:
-            parts.append(f"{op}{ver}")
+            clauses = [f"{op}{ver}"]
+        parts += [c for c in clauses if c not in parts]
     return ",".join(parts)
 
 

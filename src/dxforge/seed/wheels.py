@@ -25,7 +25,7 @@ from dxforge.util import DxError
 
 PYTHON_VER = "3.11"
 SITE_PACKAGES = f"lib/python{PYTHON_VER}/site-packages"
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "3"
 """Bump when the conversion changes, so cached packages are rebuilt."""
 
 
@@ -247,7 +247,7 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpe
         return lookup[name]
 
     run = conda_run_requirements(info.requires_dist, extras_of, where=f"{info.name} {info.version}")
-    deps = [conda_spec(n, s) for n, s in sorted(run.items())]
+    deps = [f"{n} {s}" if s else n for n, s in sorted(run.items())]
     if info.pure:
         depends = [python_requirement(info.requires_python), *deps]
         return PackageSpec(
