@@ -741,3 +741,35 @@ def test_flow_context_and_crlf_are_kept(tmp_path: Path) -> None:
         "requirements:\r\n  run:\r\n    - python >=${{ python_min }}\r\n"
         "    - a\r\n    - b <2\r\n    - c >=1\r\n"
     )
+
+
+def test_construct_yaml_moves_with_the_recipes(project: Path, index: Index) -> None:
+    construct = project / "construct.yaml"
+    construct.write_text(
+        "name: DIRACOS\n"
+        "version: 0.7.0  # moved by dxforge bump\n"
+        "channels:\n  - conda-forge\n"
+        "installer_filename: DIRACOS-0.7.0-Linux-x86_64.sh\n"
+        "specs:\n  - python 3.11.*\n  - pip ==0.7.0\n  - diracx ==0.7.0\n"
+    )
+    before = construct.read_text()
+    add_all(index, "0.8.0")
+    res = run(project, index)
+    assert res.exit_code == 0, res.output
+    assert construct.read_text() == (
+        before.replace("version: 0.7.0", "version: 0.8.0")
+        .replace("DIRACOS-0.7.0", "DIRACOS-0.8.0")
+        .replace("diracx ==0.7.0", "diracx ==0.8.0")
+    )  # the pin of another package with the same version is left alone
+
+
+def test_construct_yaml_is_not_written_when_the_bump_fails(project: Path, index: Index) -> None:
+    construct = project / "construct.yaml"
+    construct.write_text(
+        "name: DIRACOS\nversion: 0.7.0\nchannels:\n  - conda-forge\nspecs:\n  - diracx ==0.7.0\n"
+    )
+    before = snapshot(project)
+    index.add("diracx-core", "0.8.0", CORE_RUN)  # not published for all
+    res = run(project, index, "--version", "0.8.0")
+    assert res.exit_code != 0
+    assert snapshot(project) == before

@@ -13,6 +13,7 @@ import email.parser
 import hashlib
 import io
 import json
+import os
 import re
 import tarfile
 import zipfile
@@ -415,8 +416,12 @@ class Change:
     upstream: str | None  # the spec the recipe should have (None: not there)
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"name": self.name, "kind": self.kind, "recipe": self.recipe,
-                "upstream": self.upstream}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "recipe": self.recipe,
+            "upstream": self.upstream,
+        }
 
 
 def is_sibling(name: str, siblings: Iterable[str] = ()) -> bool:
@@ -513,7 +518,9 @@ def _verified(data: bytes, sha256: str | None, what: str, url: str) -> bytes:
 def core_metadata(index: PackageIndex, f: IndexFile) -> bytes:
     """The PEP 658/714 metadata file of ``f`` (the index advertises it), sha256-verified."""
     return _verified(
-        index.get_bytes(f.metadata_url), f.metadata_sha256, f"{f.filename}.metadata",
+        index.get_bytes(f.metadata_url),
+        f.metadata_sha256,
+        f"{f.filename}.metadata",
         f.metadata_url,
     )
 
@@ -592,8 +599,7 @@ def upstream_requirements(
             out["python"] = conda_specifier(meta.requires_python)
         except InvalidSpecifier:
             raise DxError(
-                f"{meta.source}: Requires-Python {meta.requires_python!r} is not a valid "
-                "specifier"
+                f"{meta.source}: Requires-Python {meta.requires_python!r} is not a valid specifier"
             ) from None
     reqs = conda_run_requirements(meta.requires_dist, lookup, where=meta.source)
     for name, spec in reqs.items():
@@ -897,7 +903,9 @@ def _choose_target(
 
 
 def _current_state_notes(
-    docs: list[RecipeDoc], sdists: dict[str, dict[Version, list[IndexFile]]], current: str,
+    docs: list[RecipeDoc],
+    sdists: dict[str, dict[Version, list[IndexFile]]],
+    current: str,
     root: Path,
 ) -> list[str]:
     """What the index says about the recipes' current version, when it disagrees with them."""
@@ -933,8 +941,11 @@ def _fetch_package(
     if meta_file is None:
         wheels = sorted(
             (
-                w for w in files
-                if w.filename.endswith(".whl") and not w.yanked and w.core_metadata
+                w
+                for w in files
+                if w.filename.endswith(".whl")
+                and not w.yanked
+                and w.core_metadata
                 and version_of(w.filename, p.doc.name) == version_of(f.filename, p.doc.name)
             ),
             key=lambda w: ("-none-any" not in w.filename, w.filename),
@@ -1075,8 +1086,7 @@ def plan_bump(opts: BumpOptions, log: Log | None = None) -> BumpResult:
             kept = [c.name for c in p.drift if c.kind == "removed"]
             if kept:
                 p.notes.append(
-                    f"{p.doc.name}: not removed, as extras were not all expanded: "
-                    f"{', '.join(kept)}"
+                    f"{p.doc.name}: not removed, as extras were not all expanded: {', '.join(kept)}"
                 )
     result.drift_applied = opts.apply_deps and result.has_drift
     return result
@@ -1138,9 +1148,54 @@ def _upstream_of(p: PackageResult) -> dict[str, str]:
     return out
 
 
+_CONSTRUCT_LINES = (
+    re.compile(r"^(version:[ \t]*[\"']?)(?P<v>[^\"'\s#]+)", re.M),
+    re.compile(r"^([ \t]*-[ \t]*diracx[ \t]*==[ \t]*)(?P<v>[^\s#]+)", re.M),
+    re.compile(r"^(installer_filename:.*?)(?P<v>\d+\.\d+[^\s\"'#-]*)(?=-Linux)", re.M),
+)
+
+
+def new_construct_text(path: Path, text: str, current: str, target: str) -> str | None:
+    """``construct.yaml`` with its ``version``, its ``diracx ==`` pin and the version in
+    ``installer_filename`` moved from ``current`` to ``target``; None when it pins nothing."""
+    out = text
+    for pattern in _CONSTRUCT_LINES:
+        out = pattern.sub(
+            lambda m: m.group(1) + (target if m.group("v") == current else m.group("v")), out
+        )
+    if out == text:
+        return None
+    import tempfile
+
+    from dxforge.installer.spec import load_construct
+
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=".construct-", suffix=".yaml", delete=False
+    ) as f:
+        f.write(out)
+    try:
+        spec = load_construct(f.name)
+    finally:
+        os.unlink(f.name)
+    pins = [s for s in spec.specs if s.split()[0] == "diracx"]
+    if spec.version != target or any(s.split("==")[-1].strip() != target for s in pins):
+        raise DxError(
+            f"{path}: internal error: the edited construct.yaml does not read back with version "
+            f"{target}; nothing was written"
+        )
+    return out
+
+
 def write_all(result: BumpResult) -> list[Path]:
-    """Write every changed recipe, or none: on an error the ones written are restored."""
+    """Write every changed recipe and construct.yaml, or none: on an error the ones written
+    are restored."""
     changes = [(p.doc.path, p.doc.text, p.new_text) for p in result.packages if p.new_text]
+    construct = result.root / "construct.yaml"
+    if construct.exists():
+        old_text = construct.read_bytes().decode("utf-8")
+        new_text = new_construct_text(construct, old_text, result.current, result.target)
+        if new_text is not None:
+            changes.append((construct, old_text, new_text))
     for path, old, _new in changes:
         try:
             now = path.read_bytes().decode("utf-8")
@@ -1246,9 +1301,7 @@ def pr_body(result: BumpResult) -> str:
             "|---|---|---|---|---|",
         ]
         for name, c in rows:
-            lines.append(
-                f"| {name} | {c.name} | {c.kind} | {_md(c.recipe)} | {_md(c.upstream)} |"
-            )
+            lines.append(f"| {name} | {c.name} | {c.kind} | {_md(c.recipe)} | {_md(c.upstream)} |")
     else:
         lines.append(f"The run requirements match the Requires-Dist of {new}: no drift found.")
     notes = result.notes + [n for p in result.packages for n in p.notes]
@@ -1264,7 +1317,7 @@ def pr_body(result: BumpResult) -> str:
         "- [ ] Console scripts (`python.entry_points`) still match upstream's",
         "- [ ] License and license file unchanged (GPL-3.0-only)",
         "- [ ] `dxforge fetch` and `dxforge build` succeed; all recipe tests pass",
-        "- [ ] `construct.yaml` pins the new `diracx` version",
+        "- [ ] `construct.yaml` (version, `diracx` pin, file name) moved with the recipes",
         "",
     ]
     return "\n".join(lines)
@@ -1287,8 +1340,11 @@ def print_result(result: BumpResult, out: Any) -> None:
     if not result.update:
         out.print(
             f"[green]up to date[/]: the recipes are at {result.current}"
-            + (f" (newest on the index for all: {result.newest_common})"
-               if result.newest_common else "")
+            + (
+                f" (newest on the index for all: {result.newest_common})"
+                if result.newest_common
+                else ""
+            )
         )
         for n in result.notes:
             out.print(f"[yellow]note:[/] {n}")
@@ -1298,8 +1354,11 @@ def print_result(result: BumpResult, out: Any) -> None:
         table.add_column(col)
     for p in result.packages:
         counts = {k: sum(c.kind == k for c in p.drift) for k in ("added", "removed", "changed")}
-        drift = " ".join(f"{s}{counts[k]}" for k, s in
-                         (("added", "+"), ("removed", "-"), ("changed", "~")) if counts[k])
+        drift = " ".join(
+            f"{s}{counts[k]}"
+            for k, s in (("added", "+"), ("removed", "-"), ("changed", "~"))
+            if counts[k]
+        )
         table.add_row(
             p.doc.name,
             f"{p.doc.version} -> {result.target}",
@@ -1324,6 +1383,7 @@ def print_result(result: BumpResult, out: Any) -> None:
         "updated": f"updated {len(result.written)} recipes to {result.target}",
     }[result.status]
     if rows and result.status != "update-available":
-        verdict += "; drift " + ("applied" if result.drift_applied else
-                                 "not applied (use --apply-deps)")
+        verdict += "; drift " + (
+            "applied" if result.drift_applied else "not applied (use --apply-deps)"
+        )
     out.print(f"[bold]{verdict}[/]")
