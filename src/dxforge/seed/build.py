@@ -19,6 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 import dxforge
 from dxforge import channel as ch
@@ -126,11 +127,22 @@ class Seeder:
             summary = self._publish(packages, fingerprint, public)
         summary["seconds"] = round(time.monotonic() - t0, 2)
         summary["status"] = "built"
-        self.console.print(
-            f"seed channel {out}: {summary['count']} packages, "
-            f"{summary['size_bytes'] / 1e6:.1f} MB, in {summary['seconds']:.1f} s"
-        )
+        self._table(summary)
         return summary
+
+    def _table(self, summary: dict[str, Any]) -> None:
+        table = Table(title=f"seed channel {self.opts.out}")
+        for col in ("subdir", "packages", "size"):
+            table.add_column(col, justify="left" if col == "subdir" else "right")
+        for sub in ch.SUBDIRS:
+            files = sorted((self.opts.out / sub).glob("*.conda"))
+            size = sum(f.stat().st_size for f in files)
+            table.add_row(sub, str(len(files)), f"{size / 1e6:.1f} MB")
+        table.caption = (
+            f"{summary['count']} packages, {summary['size_bytes'] / 1e6:.1f} MB, "
+            f"built in {summary['seconds']:.1f} s"
+        )
+        self.console.print(table)
 
     def _progress(self) -> Progress:
         return Progress(
