@@ -217,10 +217,11 @@ class Seeder:
                 r = futures[fut]
                 try:
                     results.append(fut.result())
-                except DxError as e:
+                except Exception as e:  # the worker's own errors, or a crashed worker
                     for f in futures:
                         f.cancel()
-                    raise DxError(f"seed: {r.name} {r.version}: {e}") from None
+                    detail = e if isinstance(e, DxError) else f"{type(e).__name__}: {e}"
+                    raise DxError(f"seed: {r.name} {r.version}: {detail}") from None
                 progress.advance(task)
         return sorted(results)
 

@@ -47,6 +47,8 @@ def assemble(spec: PackageSpec, files_dir: Path, out_dir: Path) -> Path:
     import conda_package_handling.api as cph
     import rattler_build
 
+    # absolute: conda-package-handling names the .conda's components after the path it is given
+    out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".assemble-") as tmp:
         tmpd = Path(tmp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,19 +27,21 @@ class SeedPlan:
     """conda spec -> where it was asked for (for error messages)."""
 
 
-def split_spec(spec: str) -> tuple[str, str]:
-    """``name >=1,<2`` -> (``name``, ``>=1,<2``); build strings are not allowed here."""
-    parts = spec.split()
-    if not parts:
-        raise DxError("empty requirement")
-    name, rest = parts[0], "".join(parts[1:])
-    for op in ("<", ">", "=", "!", "~"):
-        if op in name:
-            head, _, tail = name.partition(op)
-            return head, op + tail + rest
-    if len(parts) > 2:
-        raise DxError(f"{spec!r}: a build string is not supported in seed requirements")
-    return name, rest
+def split_spec(spec: str, where: str = "") -> tuple[str, str]:
+    """``name >=1, <2`` -> (``name``, ``>=1,<2``), blanks allowed where conda allows them;
+    build strings are not allowed here."""
+    label = f"{where}: " if where else ""
+    text = re.sub(r"(?<=[<>=!~])\s+", "", re.sub(r"\s*,\s*", ",", spec.strip()))
+    m = re.match(r"([^\s<>=!~]+)(.*)$", text)
+    if not m:
+        raise DxError(f"{label}{spec!r}: not a match spec (name and version expected)")
+    name, rest = m.group(1), m.group(2).split()
+    if len(rest) > 1:
+        raise DxError(
+            f"{label}{spec!r}: a build string is not supported in seed requirements; "
+            "write the name and version only"
+        )
+    return name, "".join(rest)
 
 
 def pep440_specifier(version: str, where: str) -> str:
@@ -48,7 +51,7 @@ def pep440_specifier(version: str, where: str) -> str:
     if "|" in version:
         raise DxError(f"{where}: version spec {version!r} uses '|', which the seed cannot resolve")
     clauses = []
-    for clause in version.split(","):
+    for clause in filter(None, version.split(",")):
         if clause[0].isdigit():
             clause = "==" + clause
         elif clause.startswith("=") and not clause.startswith("=="):
@@ -73,7 +76,7 @@ def plan(
     ]
     asked += [(s, f"{root / 'construct.yaml'}: specs") for s in construct_specs]
     for spec, where in asked:
-        name, version = split_spec(spec)
+        name, version = split_spec(spec, where)
         if name in siblings or name.startswith("__"):
             continue
         out.sources.setdefault(spec, []).append(where)

@@ -212,6 +212,13 @@ def python_requirement(requires_python: str | None) -> str:
     return conda_spec("python", SpecifierSet(requires_python.replace(" ", "")))
 
 
+def plain_entry_point(entry: str) -> str:
+    """``name = module:func [extra]`` -> ``name = module:func``: conda's ``link.json`` takes no
+    extras (rattler refuses to link the package)."""
+    name, _, target = entry.partition("=")
+    return f"{name.strip()} = {target.split('[', 1)[0].strip()}"
+
+
 def entry_point_script(entry: str, python: str) -> str:
     """A console script in the style conda-forge writes for non-noarch packages."""
     name, _, target = entry.partition("=")
@@ -260,7 +267,7 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpe
             license=info.metadata.get("License-Expression") or info.metadata.get("License"),
             summary=info.metadata.get("Summary"),
             homepage=info.metadata.get("Home-page"),
-            entry_points=info.entry_points + info.gui_entry_points,
+            entry_points=[plain_entry_point(e) for e in info.entry_points + info.gui_entry_points],
         )
     depends = ["python >=3.11,<3.12.0a0", "python_abi 3.11.* *_cp311", *deps]
     glibc = glibc_requirement(info.tags)
@@ -332,8 +339,17 @@ def stage_wheel(wheel: Path, info: WheelInfo, spec: PackageSpec, root: Path) -> 
 
 def convert_wheel(wheel: Path, lookup: dict[str, list[str]], out_dir: Path) -> Path:
     """Convert one wheel into a ``.conda`` in ``out_dir`` and return its path."""
-    info = read_wheel(wheel)
-    spec = conversion_spec(info, lookup)
+    try:
+        info = read_wheel(wheel)
+        spec = conversion_spec(info, lookup)
+    except DxError:
+        raise
+    except Exception as e:  # a damaged zip, missing METADATA/WHEEL, an invalid specifier
+        raise DxError(
+            f"{wheel.name}: not a valid wheel ({type(e).__name__}: {e}); delete {wheel} "
+            "so that it is downloaded again, or check the file on the package index"
+        ) from e
+    out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".stage-", dir=out_dir) as tmp:
         root = Path(tmp) / "files"
         root.mkdir()

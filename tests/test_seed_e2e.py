@@ -1,0 +1,447 @@
+"""End-to-end tests of ``dxforge seed``: the real seed channel installs a working python, voms and
+pip into a new prefix; every recipe and construct.yaml requirement solves from it; a second run
+is a no-op; and a failing package leaves the previous channel intact (synthetic project served by
+a local package index)."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_dxforge
+from wheel_factory import BINARY_TAG, build_wheel, metadata
+
+from dxforge import channel as ch
+from dxforge.recipes import is_sibling, load_recipes
+from dxforge.seed.pack import PLACEHOLDER
+
+pytestmark = pytest.mark.e2e
+
+CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+def spec_name(spec: str) -> str:
+    return re.split(r"[\s<>=!~]", spec.strip(), maxsplit=1)[0]
+
+
+# --- (a) python, voms and pip from the seed, installed into a new prefix ----------------------
+
+
+@pytest.fixture(scope="module")
+def installed(seed_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``python voms pip`` solved from the seed alone and installed into a fresh prefix."""
+    base = tmp_path_factory.mktemp("seed-install")
+    prefix = base / "prefix-installed-from-the-seed"
+    # a prefix of a length used nowhere at build time: not the repackaged interpreter's (this
+    # one's), not the placeholder's
+    assert len(str(prefix)) not in (len(sys.base_prefix), len(PLACEHOLDER)), prefix
+    records = ch.solve([seed_channel], ["python", "voms", "pip"])
+    assert {r.name.normalized for r in records} >= {"python", "python_abi", "voms", "pip"}
+    ch.install(records, prefix, cache_dir=base / "pkgs")
+    return prefix
+
+
+def run(prefix: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
+    """Run a program of ``prefix`` with a bare environment (no PYTHONHOME, no LD_LIBRARY_PATH)."""
+    return subprocess.run(
+        [str(prefix / "bin" / cmd[0]), *cmd[1:]], capture_output=True, text=True,
+        env={**CLEAN_ENV, "HOME": str(prefix.parent)}, timeout=120, check=False,
+    )
+
+
+def test_python_from_the_seed_works_in_a_new_prefix(installed: Path) -> None:
+    probe = (
+        "import json, sys, sysconfig, ssl, sqlite3, ctypes, zlib, bz2, lzma\n"
+        "ctypes.CDLL(None)\n"
+        "print(json.dumps({'prefix': sys.prefix, 'exe': sys.executable,\n"
+        "  'cfg_prefix': sysconfig.get_config_var('prefix'),\n"
+        "  'libdir': sysconfig.get_config_var('LIBDIR'),\n"
+        "  'openssl': ssl.OPENSSL_VERSION, 'sqlite': sqlite3.sqlite_version,\n"
+        "  'zlib': zlib.compress(b'x' * 100) != b'', 'version': sys.version_info[:2]}))"
+    )
+    proc = run(installed, "python", "-I", "-c", probe)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["prefix"] == str(installed)
+    assert got["exe"] == str(installed / "bin/python")
+    assert got["cfg_prefix"] == str(installed) and got["libdir"] == str(installed / "lib")
+    assert got["openssl"].startswith("OpenSSL") and got["sqlite"]
+    assert got["version"] == [3, 11]
+
+
+def test_voms_from_the_seed_runs(installed: Path) -> None:
+    proc = run(installed, "voms-proxy-init", "--version")
+    assert proc.returncode == 0, proc.stderr
+    # Debian's 2.1.0~rc3 sources print "Version: 2.1.1" (the upstream tree's own version
+    # string); the conda package carries the Debian version, 2.1.0rc3.
+    assert re.search(r"^Version: 2\.1\.\d+$", proc.stdout, re.M), proc.stdout
+    meta = list((installed / "conda-meta").glob("voms-2.1.*.json"))
+    assert len(meta) == 1 and json.loads(meta[0].read_text())["version"] == "2.1.0rc3"
+
+
+def test_pip_from_the_seed_runs(installed: Path) -> None:
+    proc = run(installed, "pip", "--version")
+    assert proc.returncode == 0, proc.stderr
+    site = installed / "lib/python3.11/site-packages/pip"
+    assert re.match(rf"^pip \S+ from {re.escape(str(site))} \(python 3\.11\)$", proc.stdout)
+
+
+def test_no_placeholder_left_in_the_prefix(installed: Path) -> None:
+    sysconfigdata = list((installed / "lib/python3.11").glob("_sysconfigdata*.py"))
+    scripts = [p for p in (installed / "bin").iterdir() if p.is_file()]
+    assert sysconfigdata and len(scripts) > 10
+    assert str(installed).encode() in sysconfigdata[0].read_bytes()
+    needle = PLACEHOLDER.encode()
+    for p in [*sysconfigdata, *scripts]:
+        assert needle not in p.read_bytes(), p
+    # nor anywhere else, save conda-meta's record of what was replaced
+    left = [
+        p for p in installed.rglob("*")
+        if p.is_file() and not p.is_symlink() and "conda-meta" not in p.parts
+        and needle in p.read_bytes()
+    ]
+    assert left == []
+
+
+def test_converted_wheel_installs_and_runs(seed_channel: Path, tmp_path: Path) -> None:
+    """A converted pure wheel (entry points from link.json, a ``#!python`` script, an entry point
+    with extras) links with rattler next to the seed's python, and its scripts run."""
+    from dxforge.seed.wheels import convert_wheel
+
+    channel = tmp_path / "channel"
+    wheel = build_wheel(
+        tmp_path / "wheels", "seedtest-tool", "1.0",
+        console_scripts={"seedtest": "seedtest_tool:main", "seedtest-x": "seedtest_tool:main [x]"},
+        scripts={"seedtest-run": b"#!python\nimport seedtest_tool\nseedtest_tool.main()\n"},
+    )
+    convert_wheel(wheel, {}, channel)
+    ch.index(channel)
+    records = ch.solve([channel, seed_channel], ["seedtest-tool", "python"])
+    prefix = tmp_path / "p"
+    ch.install(records, prefix, cache_dir=tmp_path / "pkgs")
+    for script in ("seedtest", "seedtest-x", "seedtest-run"):
+        proc = run(prefix, script)
+        assert (proc.returncode, proc.stdout) == (0, "hello from seedtest_tool\n"), proc.stderr
+        shebang = (prefix / "bin" / script).read_text().splitlines()[0]
+        assert shebang == f"#!{prefix}/bin/python3.11"
+
+
+# --- (b) every requirement solves from the seed alone -------------------------------------------
+
+
+def test_every_recipe_and_construct_requirement_solves_from_the_seed(seed_channel: Path) -> None:
+    from dxforge.installer.spec import load_construct
+
+    recipes = load_recipes(ROOT)
+    assert len(recipes) == 9
+    siblings = {r.name for r in recipes}
+
+    def outside(specs: list[str]) -> list[str]:
+        return [s for s in specs if spec_name(s) not in siblings and not is_sibling(spec_name(s))]
+
+    jobs = []
+    for r in recipes:
+        jobs.append((f"{r.name} host", outside(r.requirements["host"])))
+        jobs.append((f"{r.name} run+test", outside(r.requirements["run"] + r.requirements["test"])))
+    construct = load_construct(ROOT / "construct.yaml")
+    jobs.append(("construct.yaml", outside(construct.specs)))
+    assert "voms" in {spec_name(s) for s in jobs[-1][1]}
+    failures = []
+    for what, specs in jobs:
+        assert specs, what
+        try:
+            records = ch.solve([seed_channel], specs)
+        except Exception as e:  # collect every unsatisfiable job, not just the first
+            failures.append(f"{what}: {e}")
+            continue
+        got = {r.name.normalized for r in records}
+        assert {spec_name(s) for s in specs} <= got, what
+        assert {r.channel.rstrip("/") for r in records} == {ch.channel_url(seed_channel)}, what
+    assert not failures, "\n\n".join(failures)
+
+
+# --- (c) incremental ----------------------------------------------------------------------------
+
+
+def test_second_seed_is_up_to_date(seed_channel: Path) -> None:
+    manifest = json.loads((seed_channel / "dxforge-seed.json").read_text())
+    proc = run_dxforge("seed", "--json")
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "up-to-date"
+    assert summary["fingerprint"] == manifest["fingerprint"]
+    assert summary["packages"] == manifest["packages"] and summary["count"] > 50
+    assert all((seed_channel / p).is_file() for p in summary["packages"])
+
+
+# --- (d) failure safety, against a local package index -----------------------------------------
+
+
+@dataclass
+class Dist:
+    filename: str
+    data: bytes
+    metadata: bytes
+    listed_sha256: str
+    damaged_for_others: bytes | None = None
+    """What clients other than pip (dxforge's own download) receive instead of ``data``."""
+
+    @classmethod
+    def of(cls, wheel: Path, meta: str) -> Dist:
+        data = wheel.read_bytes()
+        return cls(wheel.name, data, meta.encode(), hashlib.sha256(data).hexdigest())
+
+
+@dataclass
+class LocalIndex:
+    """A PEP 691 (JSON) / PEP 503 (HTML) simple index with PEP 658 metadata files."""
+
+    url: str = ""
+    projects: dict[str, list[Dist]] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+
+    html_projects: set[str] = field(default_factory=set)
+    """Projects whose page is PEP 503 HTML whatever the client accepts."""
+    downloads: list[str] = field(default_factory=list)
+    """Wheels fetched by clients other than pip (dxforge's own downloads)."""
+
+
+@pytest.fixture
+def index() -> Iterator[LocalIndex]:
+    state = LocalIndex()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, body: bytes, ctype: str, code: int = 200) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _page(self, project: str) -> None:
+            dists = state.projects[project]
+            meta_sha = {d.filename: hashlib.sha256(d.metadata).hexdigest() for d in dists}
+            wants_json = JSON_TYPE in self.headers.get("Accept", "")
+            if wants_json and project not in state.html_projects:
+                files = [
+                    {
+                        "filename": d.filename,
+                        "url": f"/files/{d.filename}",
+                        "hashes": {"sha256": d.listed_sha256},
+                        "requires-python": ">=3.8",
+                        "core-metadata": {"sha256": meta_sha[d.filename]},
+                    }
+                    for d in dists
+                ]
+                body = {"meta": {"api-version": "1.0"}, "name": project, "files": files}
+                return self._send(json.dumps(body).encode(), JSON_TYPE)
+            links = "".join(
+                f'<a href="/files/{d.filename}#sha256={d.listed_sha256}" '
+                f'data-requires-python="{html.escape(">=3.8")}" '
+                f'data-core-metadata="sha256={meta_sha[d.filename]}">{d.filename}</a><br>\n'
+                for d in dists
+            )
+            self._send(f"<html><body>\n{links}</body></html>".encode(), "text/html")
+
+        def do_GET(self) -> None:  # noqa: N802
+            state.requests.append(self.path)
+            parts = self.path.split("?", 1)[0].strip("/").split("/")
+            if parts[0] == "simple" and len(parts) == 2 and parts[1] in state.projects:
+                return self._page(parts[1])
+            if parts[0] == "files" and len(parts) == 2:
+                for dists in state.projects.values():
+                    for d in dists:
+                        if parts[1] == d.filename:
+                            pip = self.headers.get("User-Agent", "").startswith("pip/")
+                            if not pip:
+                                state.downloads.append(d.filename)
+                            data = d.data if pip or d.damaged_for_others is None else (
+                                d.damaged_for_others
+                            )
+                            return self._send(data, "application/octet-stream")
+                        if parts[1] == d.filename + ".metadata":
+                            return self._send(d.metadata, "application/octet-stream")
+            self._send(b"not found", "text/plain", 404)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+RECIPE = """\
+schema_version: 1
+context:
+  name: seedtest-app
+  version: "1.0.0"
+  python_min: "3.11"
+package:
+  name: ${{ name }}
+  version: ${{ version }}
+source:
+  url: ${{ env.get("DXFORGE_SOURCES", default="file:///unset") }}/seedtest_app-${{ version }}.tar.gz
+  sha256: %(sha)s
+build:
+  noarch: python
+  script: echo
+requirements:
+  host:
+    - python ${{ python_min }}.*
+    - seedtest-tool
+  run:
+    - python >=${{ python_min }}
+    - seedtest-tool >=1.0
+    # the conda-forge name: the seed asks the index for `dashing`
+    - python-dashing
+%(extra)s
+tests:
+  - python:
+      imports:
+        - seedtest_app
+      pip_check: false
+"""
+
+
+def write_recipe(root: Path, extra_run: list[str] = ()) -> Path:  # type: ignore[assignment]
+    path = root / "recipes/seedtest-app/recipe.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = "".join(f"    - {r}\n" for r in extra_run).rstrip("\n")
+    path.write_text(RECIPE % {"sha": "ab" * 32, "extra": extra})
+    return path
+
+
+def snapshot(channel: Path) -> dict[str, bytes | int]:
+    """The manifest and repodata bytes, and every file's size, of a channel."""
+    out: dict[str, bytes | int] = {}
+    for p in sorted(channel.rglob("*")):
+        if p.is_file():
+            rel = p.relative_to(channel).as_posix()
+            keep = p.name in ("dxforge-seed.json", "repodata.json")
+            out[rel] = p.read_bytes() if keep else p.stat().st_size
+    return out
+
+
+def seed_in(root: Path, index: LocalIndex, *extra: str) -> subprocess.CompletedProcess[str]:
+    # the local index only: no pip configuration file (extra indexes), no pip cache
+    env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
+    return run_dxforge(
+        "seed", "--root", str(root), "--index-url", index.url, "--json", *extra,
+        cwd=root, check=False, env=env, timeout=900,
+    )
+
+
+def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    wheels = tmp_path / "wheels"
+    tool = build_wheel(
+        wheels, "seedtest-tool", "1.0", requires=["dashing>=0.1", "pywin32; sys_platform=='win32'"],
+        console_scripts={"seedtest": "seedtest_tool:main"},
+    )
+    tool_meta = metadata("seedtest-tool", "1.0", ["dashing>=0.1", "pywin32; sys_platform=='win32'"])
+    dashing = build_wheel(wheels, "dashing", "0.1.1", tag=BINARY_TAG)
+    index.projects["seedtest-tool"] = [Dist.of(tool, tool_meta)]
+    index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"))]
+    index.html_projects = {"dashing"}
+    write_recipe(root)
+    channel = root / "build/channels/seed"
+
+    # 1. a first channel: python, python_abi and the two converted wheels
+    proc = seed_in(root, index)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "built" and summary["count"] == 4
+    names = sorted(p.split("/")[1].rsplit("-", 2)[0] for p in summary["packages"])
+    assert names == ["python", "python-dashing", "python_abi", "seedtest-tool"]
+    assert summary["inputs"]["requirements"] == ["dashing", "seedtest-tool>=1.0"]
+    assert summary["inputs"]["voms"] == []
+    assert sorted(index.downloads) == sorted([tool.name, dashing.name])
+    noarch = json.loads((channel / "noarch/repodata.json").read_text())
+    [tool_rec] = [r for r in noarch["packages.conda"].values() if r["name"] == "seedtest-tool"]
+    assert tool_rec["depends"] == ["python >=3.8", "python-dashing >=0.1"] and tool_rec["noarch"]
+    linux = json.loads((channel / "linux-64/repodata.json").read_text())
+    [dash_rec] = [r for r in linux["packages.conda"].values() if r["name"] == "python-dashing"]
+    assert "__glibc >=2.17" in dash_rec["depends"]
+    assert "python_abi 3.11.* *_cp311" in dash_rec["depends"]
+    records = ch.solve([channel], ["seedtest-tool", "python 3.11.*"])
+    assert {r.name.normalized for r in records} == {
+        "seedtest-tool", "python-dashing", "python", "python_abi",
+    }
+    good = snapshot(channel)
+    cache = root / "build/cache/seed"
+    conversions = {p.name for p in (cache / "conda").iterdir()}
+    [python_cache] = (cache / "python").iterdir()
+    python_stamp = python_cache.stat().st_mtime_ns
+
+    # 2. nothing changed: a no-op that does not touch the index
+    seen = len(index.requests)
+    proc = seed_in(root, index)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "up-to-date"
+    assert index.requests[seen:] == []
+    assert snapshot(channel) == good
+
+    # 3. a new requirement whose wheel is corrupted on the index (its listed hash agrees)
+    write_recipe(root, ["seedtest-broken"])
+    broken = build_wheel(wheels, "seedtest-broken", "2.0")
+    broken_meta = metadata("seedtest-broken", "2.0")
+    garbage = broken.read_bytes()[:300]
+    bad = Dist(broken.name, garbage, broken_meta.encode(), hashlib.sha256(garbage).hexdigest())
+    index.projects["seedtest-broken"] = [bad]
+    proc = seed_in(root, index)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    err = " ".join(proc.stderr.split())
+    # pip 23 downloads the wheel while resolving and refuses it; a pip that resolves from the
+    # PEP 658 metadata alone leaves it to dxforge's conversion, which names the package too
+    assert "seedtest-broken" in err and "seedtest_broken-2.0-py3-none-any.whl" in err, err
+    assert "is invalid" in err or "seedtest-broken 2.0: seedtest_broken" in err, err
+    assert snapshot(channel) == good
+    assert sorted(p.name for p in channel.parent.iterdir()) == [".seed.lock", "seed"]
+
+    # 4. pip gets the right file, but dxforge's own download is damaged on the way
+    bad.data = broken.read_bytes()
+    bad.listed_sha256 = hashlib.sha256(bad.data).hexdigest()
+    bad.damaged_for_others = garbage
+    proc = seed_in(root, index)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "seed: seedtest-broken 2.0: seedtest-broken: sha256 mismatch" in err, err
+    assert f"expected {bad.listed_sha256}, got {hashlib.sha256(garbage).hexdigest()}" in err, err
+    assert snapshot(channel) == good
+    assert sorted(p.name for p in channel.parent.iterdir()) == [".seed.lock", "seed"]
+    assert not (cache / "wheels" / broken.name).exists()
+
+    # 5. once the index is right, only the new package is converted
+    bad.damaged_for_others = None
+    seen = len(index.downloads)
+    proc = seed_in(root, index)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "built" and summary["count"] == 5
+    assert any(p.startswith("noarch/seedtest-broken-2.0-") for p in summary["packages"])
+    assert set(good) <= set(snapshot(channel))
+    new = {p.name for p in (cache / "conda").iterdir()} - conversions
+    assert len(new) == 1 and {p.name for p in (cache / "conda").iterdir()} >= conversions
+    assert python_cache.stat().st_mtime_ns == python_stamp
+    # the other wheels came from dxforge's cache: only the new one was downloaded
+    assert index.downloads[seen:] == [broken.name]
