@@ -340,6 +340,16 @@ def snapshot(channel: Path) -> dict[str, bytes | int]:
     return out
 
 
+def assert_only_the_channel(channel: Path) -> None:
+    """Beside the channel (a symlink to its versioned directory) only its lock: no temporary
+    or previous version is left behind."""
+    assert channel.is_symlink()
+    target = os.readlink(channel)
+    assert sorted(p.name for p in channel.parent.iterdir()) == sorted(
+        [".seed.lock", "seed", target]
+    )
+
+
 def seed_in(root: Path, index: LocalIndex, *extra: str) -> subprocess.CompletedProcess[str]:
     # the local index only: no pip configuration file (extra indexes), no pip cache
     env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
@@ -415,7 +425,7 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert "seedtest-broken" in err and "seedtest_broken-2.0-py3-none-any.whl" in err, err
     assert "is invalid" in err or "seedtest-broken 2.0: seedtest_broken" in err, err
     assert snapshot(channel) == good
-    assert sorted(p.name for p in channel.parent.iterdir()) == [".seed.lock", "seed"]
+    assert_only_the_channel(channel)
 
     # 4. pip gets the right file, but dxforge's own download is damaged on the way
     bad.data = broken.read_bytes()
@@ -428,7 +438,7 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert "seed: seedtest-broken 2.0: seedtest-broken: sha256 mismatch" in err, err
     assert f"expected {bad.listed_sha256}, got {hashlib.sha256(garbage).hexdigest()}" in err, err
     assert snapshot(channel) == good
-    assert sorted(p.name for p in channel.parent.iterdir()) == [".seed.lock", "seed"]
+    assert_only_the_channel(channel)
     assert not (cache / "wheels" / broken.name).exists()
 
     # 5. once the index is right, only the new package is converted

@@ -21,7 +21,7 @@ def channel_url(channel: str | Path) -> str:
         return text
     path = Path(text).expanduser()
     if path.is_dir() or text.startswith((".", "/", "~")):
-        return path.resolve().as_uri()
+        return Path(os.path.abspath(path)).as_uri()
     return text
 
 

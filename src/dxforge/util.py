@@ -79,16 +79,28 @@ def file_lock(path: Path, what: str) -> Iterator[None]:
 
 
 def replace_dir(new: Path, target: Path) -> None:
-    """Swap directory ``new`` in at ``target``; the old one is removed only after the swap."""
+    """Publish directory ``new`` at ``target`` in one atomic step: ``target`` becomes a symlink
+    to a versioned sibling (``.<name>.<n>``) and is replaced by a single rename, so a reader sees
+    the old or the new directory, never neither. The previous version is removed afterwards."""
     target = Path(target)
-    old = target.with_name(f".{target.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    if old.exists():
-        shutil.rmtree(old)
+    versioned = Path(tempfile.mkdtemp(prefix=f".{target.name}.v-", dir=target.parent))
+    os.rmdir(versioned)
+    os.replace(new, versioned)
+    link = target.with_name(f".{target.name}.link-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(link)
+    os.symlink(versioned.name, link)
+    previous: Path | None = None
+    if target.is_symlink():
+        previous = target.parent / os.readlink(target)
+    elif target.exists():  # a plain directory from elsewhere: moved aside first
+        previous = target.with_name(f".{target.name}.old")
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.replace(target, previous)
+    os.replace(link, target)
+    if previous is not None and previous.resolve() != versioned.resolve():
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def project_root(start: Path | None = None) -> Path:

@@ -268,7 +268,17 @@ def _one_wheel(
     logs: Path,
 ) -> Path:
     """Download (or build) one wheel and convert it, reusing the cache; runs in a worker."""
-    path = PackageIndex(index_url_).download(r.url, wheel_dir / r.filename, r.sha256, what=r.name)
+    index = PackageIndex(index_url_)
+    sha256 = r.sha256
+    if not sha256 and not r.url.startswith("file://"):
+        listed = {f.filename: f.sha256 for f in index.project(r.name).files}
+        sha256 = listed.get(r.filename)
+        if not sha256:
+            raise DxError(
+                f"{r.filename}: the package index gives no sha256 for it, so its download cannot "
+                "be verified; use an index that publishes hashes"
+            )
+    path = index.download(r.url, wheel_dir / r.filename, sha256, what=r.name)
     if not r.filename.endswith(".whl"):
         built = wheel_dir / "built" / _digest([r.sha256 or r.url])[:16]
         found = list(built.glob("*.whl"))
@@ -286,7 +296,7 @@ def _one_wheel(
         path = found[0]
     key = _digest(
         [
-            r.sha256 or r.url,
+            sha256 or r.url,
             wheels.CONVERTER_VERSION,
             _extras_inputs(r.requires_dist, lookup),
         ]
