@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 from packaging.utils import canonicalize_name
 
+from dxforge import __version__
 from dxforge.util import DxError, atomic_write_bytes, sha256_file
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
@@ -173,7 +174,9 @@ class PackageIndex:
         self.backoff = backoff
         self.timeout = timeout
         self.session = session or requests.Session()
-        self.session.headers.setdefault("User-Agent", "dxforge")
+        self.session.headers["User-Agent"] = (
+            f"dxforge/{__version__} {requests.utils.default_user_agent()}"
+        )
 
     def _get(self, url: str, accept: str | None = None) -> requests.Response:
         if url.startswith("file://"):
