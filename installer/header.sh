@@ -35,7 +35,7 @@ die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
 case "$(head -n 2 "$0" 2>/dev/null || true)" in
     *DXFORGE-INSTALLER*) ;;
-    *) say "ERROR: run this installer with sh or bash (sh DIRACOS-...sh), do not source it."
+    *) say "ERROR: run this installer with sh or bash (sh @@FILENAME@@), do not source it."
        return 1 2>/dev/null || exit 1 ;;
 esac
 THIS_DIR=$(cd "$(dirname "$0")" && pwd)

@@ -486,18 +486,7 @@ def test_payload_deterministic_and_xz(tmp_path: Path) -> None:
     assert stat.S_IMODE(next(m for m in members if m.name == "bin/tool").mode) == 0o755
 
 
-# ---- the real thing: seed + dxforge channels ----------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def dxforge_channels() -> tuple[Path, Path]:
-    """(dxforge channel, seed channel); the project's conftest may provide fresh ones."""
-    dx, seed = ROOT / "build/channels/dxforge", ROOT / "build/channels/seed"
-    missing = [str(p) for p in (dx, seed) if not (p / "noarch/repodata.json").is_file()]
-    if missing:
-        pytest.skip(f"channels not built yet ({', '.join(missing)}): run `dxforge seed` and "
-                    "`dxforge build` first")
-    return dx, seed
+# ---- the real thing: seed + dxforge channels (fixture `dxforge_channels` in conftest.py) ----
 
 
 def test_real_diracos_installer(dxforge_channels: tuple[Path, Path], tmp_path: Path) -> None:
@@ -530,5 +519,53 @@ pip --version
         res = s.run(["bash", "-c", script])
         assert res.returncode == 0, res.stdout + res.stderr
         assert staging_leftovers(prefix, info["staging_prefix"]) == []
+    finally:
+        s.cleanup()
+
+
+def test_long_prefix_keeps_working_shebangs(site: Site) -> None:
+    # a pilot-like deep work dir: shebangs cannot hold it (> 127 bytes), binaries still can
+    deep = site.work / "pilot+job@site=1,x%2"
+    prefix = deep / ("d" * (230 - len(str(deep)) - 1))
+    assert 127 < len(str(prefix)) + len("/bin/python3.11") + 2 and len(str(prefix)) <= 240
+    res = site.install(prefix)
+    assert res.returncode == 0, res.stderr
+    first = (prefix / "bin/synthpy").read_text().splitlines()[:2]
+    assert first[0] == "#!/bin/sh" and f'"{prefix}/bin/python3.11"' in first[1]
+    res = site.run(["sh", "-c", f". {prefix}/diracosrc && synthpy && synth-script && "
+                                "synth-tool"])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"synthpy {prefix}", f"synth-script runs on {prefix}",
+                                       "synth-lib says hello from the prefix"]
+
+
+def test_post_install_environment_and_failure_rollback(synth_channel: Path,
+                                                       tmp_path: Path) -> None:
+    post = tmp_path / "post.sh"
+    post.write_text('#!/bin/sh\nset -eu\n[ -z "${DX_FAIL:-}" ] || exit 3\n'
+                    'printf "%s|%s|%s|%s|%s|%s\\n" "$PREFIX" "$INSTALLER_NAME" "$INSTALLER_VER" '
+                    '"$INSTALLER_PLAT" "$SITE_NOTE" "$(pwd)" > "$PREFIX/env.txt"\n'
+                    'touch "$TMPDIR/scratch"\n')
+    construct = synth_construct(tmp_path, synth_channel)
+    text = construct.read_text().replace(str(ROOT / "installer/post_install.sh"), str(post))
+    construct.write_text(text + "script_env_variables:\n  SITE_NOTE: \"it's $HOME\"\n")
+    info = build(construct, tmp_path / "out")
+    s = Site(Path(info["installer"]))
+    try:
+        prefix = s.work / "p"
+        res = s.install(prefix)
+        assert res.returncode == 0, res.stderr
+        fields = (prefix / "env.txt").read_text().strip().split("|")
+        assert fields[:5] == [str(prefix), "SYNTHOS", "1.0.0", "linux-64", "it's $HOME"]
+        assert sorted(os.listdir(s.work)) == ["p"]
+
+        before = s.listing()
+        res = s.install(s.work / "q", env={"DX_FAIL": "1"})
+        assert res.returncode == 1 and "post-install script failed" in res.stderr
+        assert s.listing() == before
+
+        res = s.install(prefix, "-u", env={"DX_FAIL": "1"})
+        assert res.returncode == 1 and "restored the previous install" in res.stderr
+        assert s.listing() == before and (prefix / ".dxforge/installed").is_file()
     finally:
         s.cleanup()

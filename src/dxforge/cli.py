@@ -36,7 +36,9 @@ def _root(root: Path | None) -> Path:
 
 
 def _fail(e: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {e}")
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -56,7 +58,7 @@ def seed(
     base = _root(root)
     opts = SeedOptions(
         root=base,
-        out=(out or base / "build/channels/seed").resolve(),
+        out=(out or base / "build/channels/seed").absolute(),
         python=python,
         index_url=index_url,
     )
@@ -144,6 +146,7 @@ def build(
 ) -> None:
     """Build the recipes in dependency order into the output channel."""
     from rich.live import Live
+    from rich.markup import escape
     from rich.table import Table
 
     from dxforge.build import BuildOptions, PackageResult, run_build
@@ -151,7 +154,7 @@ def build(
     base = _root(root)
     opts = BuildOptions(
         root=base,
-        out=(out or base / "build/channels/dxforge").resolve(),
+        out=(out or base / "build/channels/dxforge").absolute(),
         channels=list(channel or []),
         only=list(only or []),
         up_to=up_to,
@@ -172,7 +175,7 @@ def build(
             t.add_row(
                 r.name, r.version, r.build_string, f"{r.seconds:.1f}",
                 f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "",
-                f"[{style}]{status}[/]",
+                f"[{style}]{escape(status)}[/]",
             )
         if state["current"]:
             t.caption = f"building {state['current']} ({len(rows) + 1}/{state['total']}) ..."
@@ -182,6 +185,8 @@ def build(
 
     def on_event(kind: str, res: PackageResult | None, total: int) -> None:
         state["total"] = total
+        if kind == "start":  # not before: an error in the recipes shows no empty table
+            live.start(refresh=True)
         if kind == "building" and res is not None:
             state["current"] = res.name
         elif kind == "done" and res is not None:
@@ -190,16 +195,17 @@ def build(
         live.update(render())
 
     try:
-        with live:
-            report = run_build(opts, on_event)
+        report = run_build(opts, on_event)
     except DxError as e:
         raise _fail(e) from None
+    finally:
+        live.stop()
     if json_out:
         print(json.dumps(report.as_json(), indent=2))
     console.print()
     for r in report.packages:
         if r.status == "failed":
-            console.print(f"[red]{r.name} failed:[/] {r.reason}")
+            console.print(f"[red]{r.name} failed:[/] {escape(r.reason)}", soft_wrap=True)
     console.print(
         f"{sum(r.status == 'built' for r in report.packages)} built, "
         f"{sum(r.status == 'skipped' for r in report.packages)} skipped, "
