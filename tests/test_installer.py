@@ -519,6 +519,16 @@ pip --version
         res = s.run(["bash", "-c", script])
         assert res.returncode == 0, res.stdout + res.stderr
         assert staging_leftovers(prefix, info["staging_prefix"]) == []
+        # nor any other build path: the build tree, the seed's placeholder, the host python
+        from dxforge.seed.pack import PLACEHOLDER
+
+        for build_path in (str(ROOT / "build"), PLACEHOLDER, sys.base_prefix):
+            leftovers = [
+                f for f in staging_leftovers(prefix, build_path)
+                if not (build_path == sys.base_prefix and f.startswith("lib/libpython"))
+                and not (build_path == sys.base_prefix and f.startswith("bin/python"))
+            ]
+            assert leftovers == [], build_path
     finally:
         s.cleanup()
 
