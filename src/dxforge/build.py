@@ -1,7 +1,8 @@
 """``dxforge build``: build the recipes in topological order into the output channel.
 
 Each package is built by rattler-build in a worker process whose output goes to
-``build/logs/<name>.log``; the finished ``.conda`` is moved into the channel and the channel is
+``build/logs/<name>.log`` (a subdirectory for another output channel than the default,
+:func:`scratch_dirs`); the finished ``.conda`` is moved into the channel and the channel is
 re-indexed before the next package, so later builds see earlier ones. A package is skipped when
 its fingerprint (rendered recipe, recipe files, source sha256, its local dependencies'
 fingerprints, channels) matches the one recorded for the file the channel holds.
@@ -27,6 +28,7 @@ from dxforge.graph import Graph, graph_of
 from dxforge.recipes import SOURCES_ENV, Recipe, load_recipes
 from dxforge.util import DxError, atomic_write_text, file_lock
 
+DEFAULT_OUT = Path("build/channels/dxforge")
 STATE = "dxforge-build.json"
 """Fingerprints of the packages in the output channel, next to its repodata."""
 FINGERPRINT_VERSION = 1
@@ -148,6 +150,29 @@ def _load_state(out: Path) -> dict[str, Any]:
         return {}
 
 
+def scratch_dirs(root: Path, out: Path) -> tuple[Path, Path]:
+    """The work and log directories of builds into ``out``: ``build/work`` and ``build/logs``
+    for the default output channel, a subdirectory of each for any other, so that builds into
+    two channels (each holding its own lock) never share a work directory or a log."""
+    if out.resolve() == (root / DEFAULT_OUT).resolve():
+        return root / "build/work", root / "build/logs"
+    tag = f"{out.name}-{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:8]}"
+    return root / "build/work" / tag, root / "build/logs" / tag
+
+
+def _log_error(log: Path) -> str:
+    """The last ``error:`` line the worker wrote to ``log``, as ``: <error>``."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    if not errors:
+        return ""
+    text = errors[-1][len("error:") :].strip()
+    return f": {text[:300]}{'...' if len(text) > 300 else ''}"
+
+
 def _worker_command(recipe: Path, work: Path, channels: list[str]) -> list[str]:
     args = json.dumps({"recipe": str(recipe), "output_dir": str(work), "channels": channels})
     return [sys.executable, "-m", "dxforge.build", args]
@@ -173,7 +198,10 @@ def _run_worker(
             check=False,
         )
     if proc.returncode != 0 or not result_file.exists():
-        raise DxError(f"{recipe.name}: rattler-build failed (exit {proc.returncode}); see {log}")
+        raise DxError(
+            f"{recipe.name}: rattler-build failed (exit {proc.returncode}){_log_error(log)}; "
+            f"see {log}"
+        )
     return json.loads(result_file.read_text())
 
 
@@ -190,6 +218,20 @@ def _publish(out: Path, built: Path, name: str) -> Path:
     return dest
 
 
+def _select(graph: Graph, opts: BuildOptions) -> list[str]:
+    """The packages ``--only`` / ``--up-to`` select, in build order."""
+    if opts.up_to and opts.only:
+        raise DxError("--only and --up-to select in different ways; give one of them")
+    try:
+        if opts.up_to:
+            return graph.up_to(opts.up_to)
+        if opts.only:
+            return graph.only(opts.only)
+    except DxError as e:
+        raise DxError(f"{'--up-to' if opts.up_to else '--only'} {e}") from None
+    return graph.order
+
+
 def run_build(
     opts: BuildOptions,
     on_event: Callable[[str, PackageResult | None, int], None] | None = None,
@@ -203,16 +245,12 @@ def run_build(
     recipes_list = load_recipes(root, url)
     graph = graph_of(recipes_list)
     recipes = {r.name: r for r in recipes_list}
-    if opts.up_to:
-        selected = graph.up_to(opts.up_to)
-    elif opts.only:
-        selected = graph.only(opts.only)
-    else:
-        selected = graph.order
+    selected = _select(graph, opts)
     missing = missing_sources([recipes[n] for n in selected], source_cache(root))
     if missing:
         fetch_sources(missing, source_cache(root), opts.index_url)
     env = {**os.environ, SOURCES_ENV: url}
+    work, logs = scratch_dirs(root, out)
     results: list[PackageResult] = []
     with file_lock(ch.lock_path(out), f"channel {out}"):
         out.mkdir(parents=True, exist_ok=True)
@@ -229,11 +267,10 @@ def run_build(
             res = PackageResult(name=name, version=r.version, status="not built")
             blocked = [d for d in graph.dependencies(name) if d in failed]
             previous = state.get(name) or {}
-            if stop:
-                res.reason = "stopped after a failure (use --keep-going)"
-            elif blocked:
+            if blocked:  # dependencies() is transitive: this names the packages that failed
                 res.reason = f"{', '.join(blocked)} failed"
-                failed.add(name)
+            elif stop:
+                res.reason = "stopped after a failure (use --keep-going)"
             elif (
                 not opts.force
                 and previous.get("fingerprint") == prints[name]
@@ -248,10 +285,10 @@ def run_build(
             else:
                 if on_event:
                     on_event("building", res, len(selected))
-                log = root / "build/logs" / f"{name}.log"
+                log = logs / f"{name}.log"
                 start = time.monotonic()
                 try:
-                    info = _run_worker(r, root / "build/work" / name, channels, log, env)
+                    info = _run_worker(r, work / name, channels, log, env)
                     files = [Path(p) for p in info["packages"]]
                     if len(files) != 1:
                         raise DxError(f"{name}: expected one package, rattler-build made {files}")
@@ -271,10 +308,19 @@ def run_build(
                         "fingerprint": prints[name],
                     }
                     atomic_write_text(out / STATE, json.dumps(state, indent=2, sort_keys=True))
-                    shutil.rmtree(root / "build/work" / name, ignore_errors=True)
+                    shutil.rmtree(work / name, ignore_errors=True)
                 except DxError as e:
                     res.status = "failed"
                     res.reason = str(e)
+                    absent = [
+                        d for d in graph.dependencies(name)
+                        if not (out / (state.get(d) or {}).get("file", "-")).is_file()
+                    ]
+                    if absent:
+                        res.reason += (
+                            f"; {', '.join(absent)} (needed by {name}) not in {out}: "
+                            f"build with --up-to {name}"
+                        )
                     res.seconds = round(time.monotonic() - start, 2)
                     res.log = str(log)
                     failed.add(name)

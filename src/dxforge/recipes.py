@@ -69,6 +69,33 @@ def _tests_requirements(tests: list[dict[str, Any]]) -> list[str]:
     return reqs
 
 
+def _yaml_error(path: Path, e: Exception) -> str:
+    """A YAML syntax error as ``file: line L, column C: problem; fix``."""
+    from ruamel.yaml.error import MarkedYAMLError
+
+    mark = getattr(e, "problem_mark", None)
+    if not isinstance(e, MarkedYAMLError) or mark is None:
+        return f"{path}: not valid YAML: {e}; fix the syntax"
+    context = ""
+    if e.context and e.context_mark is not None:
+        context = f" ({e.context} from line {e.context_mark.line + 1})"
+    return (
+        f"{path}: line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {e.problem}"
+        f"{context}; fix the syntax there or above it (an unclosed quote or bracket, a wrong "
+        "indentation, a repeated key)"
+    )
+
+
+def _render_error(path: Path, e: Exception) -> str:
+    """rattler-build's render error (a Rust debug print) as ``file: line L, column C: reason``."""
+    text = str(e)
+    where = re.search(r"\bline: (\d+), column: (\d+)", text)
+    why = re.search(r'\b(?:reason|message): "((?:[^"\\]|\\.)*)"', text)
+    if where and why:
+        return f"{path}: line {where[1]}, column {where[2]}: {why[1]}; fix the recipe there"
+    return f"{path}: cannot read the recipe: {text}"
+
+
 def _check_raw(path: Path) -> None:
     """Checks on the file as written, before rendering: errors name the file and the key."""
     from ruamel.yaml import YAML
@@ -76,7 +103,9 @@ def _check_raw(path: Path) -> None:
 
     try:
         raw = YAML(typ="safe").load(path.read_text())
-    except (OSError, YAMLError) as e:
+    except YAMLError as e:
+        raise DxError(_yaml_error(path, e)) from None
+    except OSError as e:
         raise DxError(f"{path}: cannot read the recipe: {e}") from None
     if not isinstance(raw, dict):
         raise DxError(f"{path}: the recipe is not a YAML mapping")
@@ -137,7 +166,7 @@ def load_recipe(path: Path, sources_url: str | None = None) -> Recipe:
         stage0 = rattler_build.Stage0Recipe.from_file(path)
         variants = stage0.render()
     except Exception as e:  # rattler-build raises its own error classes with line information
-        raise DxError(f"{path}: cannot read the recipe: {e}") from None
+        raise DxError(_render_error(path, e)) from None
     if not variants:
         raise DxError(f"{path}: the recipe renders to no variant")
     data = variants[0].recipe.to_dict()

@@ -1,0 +1,368 @@
+"""``dxforge build`` end to end with real rattler-build builds (no mocks).
+
+(a) a synthetic project of four tiny pure-python packages (dxt-a <- dxt-b <- dxt-c, and an
+independent dxt-d), each built with hatchling from an sdist made here and placed in the
+project's source cache, solved from the real seed channel;
+(b) the real nine: a rattler install of ``diracx`` runs ``dirac --help``, and a rebuild is a no-op;
+(c) the real diracx-core built inside a network namespace with no network after ``dxforge fetch``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DXFORGE, ROOT, run_dxforge
+
+from dxforge.build import STATE
+from dxforge.channel import SUBDIRS, install, solve
+
+pytestmark = pytest.mark.e2e
+
+VERSION = "1.0.0"
+NAMES = ("a", "b", "c", "d")
+DEPS = {"a": (), "b": ("a",), "c": ("b",), "d": ()}
+ORDER = ["dxt-a", "dxt-d", "dxt-b", "dxt-c"]
+
+
+# --- the synthetic project -------------------------------------------------------------------
+
+
+def make_sdist(name: str, deps: tuple[str, ...]) -> bytes:
+    """A pure-python sdist ``dxt_<name>-1.0.0.tar.gz`` built with hatchling; its module imports
+    the modules of its dependencies."""
+    dist = f"dxt_{name}"
+    top = f"{dist}-{VERSION}"
+    requires = ", ".join(f'"dxt-{d}=={VERSION}"' for d in deps)
+    files = {
+        "pyproject.toml": f"""\
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "dxt-{name}"
+version = "{VERSION}"
+requires-python = ">=3.11"
+dependencies = [{requires}]
+""",
+        "PKG-INFO": "Metadata-Version: 2.1\n"
+        f"Name: dxt-{name}\nVersion: {VERSION}\nRequires-Python: >=3.11\n"
+        + "".join(f"Requires-Dist: dxt-{d}=={VERSION}\n" for d in deps),
+        f"{dist}/__init__.py": "".join(f"import dxt_{d}  # noqa: F401\n" for d in deps)
+        + f'NAME = "{name}"\n',
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for rel, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(f"{top}/{rel}")
+            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def recipe_text(name: str, sha256: str, deps: tuple[str, ...], imports: str = "") -> str:
+    run = "".join(f"    - dxt-{d} ==${{{{ version }}}}\n" for d in deps)
+    return f"""\
+context:
+  version: "{VERSION}"
+  python_min: "3.11"
+
+package:
+  name: dxt-{name}
+  version: ${{{{ version }}}}
+
+source:
+  url: ${{{{ env.get("DXFORGE_SOURCES", default="file:///unset") }}}}/dxt_{name}-{VERSION}.tar.gz
+  sha256: {sha256}
+
+build:
+  number: 0
+  noarch: python
+  script: ${{{{ PYTHON }}}} -m pip install . -vv --no-deps --no-build-isolation
+
+requirements:
+  host:
+    - python ${{{{ python_min }}}}.*
+    - pip
+    - hatchling
+  run:
+    - python >=${{{{ python_min }}}}
+{run}
+tests:
+  - python:
+      imports:
+        - {imports or f"dxt_{name}"}
+      pip_check: true
+      python_version: ${{{{ python_min }}}}.*
+
+about:
+  summary: dxforge test package {name}
+  license: GPL-3.0-only
+"""
+
+
+class Project:
+    """A synthetic dxforge project under ``root``."""
+
+    def __init__(self, root: Path, seed: Path) -> None:
+        self.root = root
+        self.seed = seed
+        self.out = root / "build/channels/dxforge"
+        self.sha: dict[str, str] = {}
+        cache = root / "build/sources"
+        cache.mkdir(parents=True)
+        for n in NAMES:
+            data = make_sdist(n, DEPS[n])
+            (cache / f"dxt_{n}-{VERSION}.tar.gz").write_bytes(data)
+            self.sha[n] = hashlib.sha256(data).hexdigest()
+            self.write(n)
+
+    def recipe(self, name: str) -> Path:
+        return self.root / "recipes" / f"dxt-{name}" / "recipe.yaml"
+
+    def write(self, name: str, imports: str = "") -> None:
+        path = self.recipe(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(recipe_text(name, self.sha[name], DEPS[name], imports))
+
+    def args(self, *extra: str, out: Path | None = None) -> list[str]:
+        return [
+            "build", "--root", str(self.root), "--channel", str(self.seed), "--json",
+            *(["--out", str(out)] if out else []), *extra,
+        ]
+
+    def build(self, *extra: str, ok: bool = True, out: Path | None = None) -> dict:
+        proc = run_dxforge(*self.args(*extra, out=out), cwd=self.root, check=ok)
+        assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
+        report = json.loads(proc.stdout)
+        assert report["ok"] == ok
+        check_repodata(out or self.out)
+        return report
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {p["name"]: p["status"] for p in report["packages"]}
+
+
+def check_repodata(channel: Path) -> dict[str, dict]:
+    """Each subdir's repodata.json parses and lists exactly the .conda files there, with their
+    sha256 and size; returns the noarch records by file name."""
+    records: dict[str, dict] = {}
+    for sub in SUBDIRS:
+        repodata = json.loads((channel / sub / "repodata.json").read_text())
+        assert repodata["info"]["subdir"] == sub
+        listed = repodata.get("packages.conda", {})
+        on_disk = {p.name: p for p in (channel / sub).glob("*.conda")}
+        assert set(listed) == set(on_disk), f"{channel / sub}: repodata disagrees with files"
+        for fname, rec in listed.items():
+            data = on_disk[fname].read_bytes()
+            assert rec["sha256"] == hashlib.sha256(data).hexdigest(), fname
+            assert rec["size"] == len(data), fname
+        if sub == "noarch":
+            records = listed
+    assert not list(channel.parent.glob(f".{channel.name}.index-*")), "index temp dir left"
+    return records
+
+
+def names_in(channel: Path) -> set[str]:
+    return {r["name"] for r in check_repodata(channel).values()}
+
+
+@pytest.fixture
+def project(tmp_path: Path, seed_channel: Path) -> Project:
+    return Project(tmp_path / "proj", seed_channel)
+
+
+# --- (a) synthetic builds --------------------------------------------------------------------
+
+
+def test_incremental_builds_and_lock(project: Project) -> None:
+    first = project.build()
+    assert [p["name"] for p in first["packages"]] == ORDER
+    assert set(statuses(first).values()) == {"built"}
+    files = {p["name"]: project.out / p["file"] for p in first["packages"]}
+    for p in first["packages"]:
+        assert p["version"] == VERSION and p["build_string"] and p["size_bytes"] > 0
+        assert files[p["name"]].stat().st_size == p["size_bytes"]
+        assert Path(p["log"]) == project.root / "build/logs" / f"{p['name']}.log"
+        assert "dxforge build" in Path(p["log"]).read_text()
+    mtimes = [files[n].stat().st_mtime for n in ORDER]
+    assert mtimes == sorted(mtimes), "not built in dependency order"
+    assert names_in(project.out) == set(ORDER)
+    state = json.loads((project.out / STATE).read_text())
+    assert set(state) == set(ORDER) and all(len(s["fingerprint"]) == 64 for s in state.values())
+    # c's test environment took b and a from the output channel
+    log_c = (project.root / "build/logs/dxt-c.log").read_text()
+    assert "dxt-a" in log_c and "dxt-b" in log_c
+
+    again = project.build()
+    assert statuses(again) == dict.fromkeys(ORDER, "skipped")
+    assert [p["file"] for p in again["packages"]] == [p["file"] for p in first["packages"]]
+    assert (project.out / STATE).read_text() == json.dumps(state, indent=2, sort_keys=True)
+
+    path = project.recipe("b")
+    path.write_text(path.read_text().replace("test package b", "test package B, edited"))
+    edited = project.build()
+    assert statuses(edited) == {
+        "dxt-a": "skipped", "dxt-d": "skipped", "dxt-b": "built", "dxt-c": "built"
+    }
+    assert names_in(project.out) == set(ORDER)
+    assert len(list((project.out / "noarch").glob("dxt-b-*.conda"))) == 1
+
+    # --force rebuilds everything; meanwhile a second build of the channel is refused
+    lock = project.out.parent / ".dxforge.lock"
+    proc = subprocess.Popen(
+        [str(DXFORGE), *project.args("--force")], cwd=project.root, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "pid" not in (lock.read_text() if lock.exists() else ""):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the forced build never took the lock"
+            time.sleep(0.1)
+        second = subprocess.run(
+            [str(DXFORGE), *project.args()], cwd=project.root, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, check=False, timeout=120,
+        )
+        assert second.returncode != 0
+        msg = second.stderr
+        assert f"channel {project.out} is locked by pid {proc.pid}" in msg, msg
+        assert "wait for it to finish" in msg
+        assert not second.stdout  # no report: nothing was attempted
+    finally:
+        stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stderr[-3000:]
+    forced = json.loads(stdout)
+    assert statuses(forced) == dict.fromkeys(ORDER, "built")
+    check_repodata(project.out)
+    assert project.build()["ok"]  # and the lock is free again
+
+
+def test_failure_keep_going_and_stop(project: Project, tmp_path: Path) -> None:
+    """dxt-a's test imports a missing module: a fails, b and c are not built because of it;
+    d (built after a) stops without --keep-going and builds with it."""
+    project.write("a", imports="dxt_a.no_such_module")
+    out = tmp_path / "out"
+    stopped = project.build(ok=False, out=out)
+    pkgs = {p["name"]: p for p in stopped["packages"]}
+    assert pkgs["dxt-a"]["status"] == "failed"
+    log = Path(pkgs["dxt-a"]["log"])
+    assert log.parent.parent == project.root / "build/logs" and log.name == "dxt-a.log"
+    assert pkgs["dxt-a"]["reason"].startswith("dxt-a: rattler-build failed")
+    assert str(log) in pkgs["dxt-a"]["reason"]
+    assert "no_such_module" in log.read_text()
+    assert pkgs["dxt-d"]["status"] == "not built"
+    assert "--keep-going" in pkgs["dxt-d"]["reason"]
+    for n in ("dxt-b", "dxt-c"):
+        assert pkgs[n]["status"] == "not built"
+        assert pkgs[n]["reason"] == "dxt-a failed"  # c too: b did not fail, it was not built
+    assert names_in(out) == set()
+    assert not (out / STATE).exists()
+
+    going = project.build("--keep-going", ok=False, out=out)
+    assert statuses(going) == {
+        "dxt-a": "failed", "dxt-d": "built", "dxt-b": "not built", "dxt-c": "not built"
+    }
+    assert "Test failed" in going["packages"][0]["reason"]
+    assert {p["reason"] for p in going["packages"][2:]} == {"dxt-a failed"}
+    assert names_in(out) == {"dxt-d"}
+    assert set(json.loads((out / STATE).read_text())) == {"dxt-d"}
+
+    # --only b while a is not in the channel: b's test cannot be solved; the reason says why
+    alone = project.build("--only", "dxt-b", ok=False, out=out)
+    assert statuses(alone) == {"dxt-b": "failed"}
+    assert alone["packages"][0]["reason"].endswith(
+        f"; dxt-a (needed by dxt-b) not in {out}: build with --up-to dxt-b"
+    )
+    assert names_in(out) == {"dxt-d"}
+
+    # a failing rebuild of a package the channel holds keeps the old package
+    project.write("a")
+    assert statuses(project.build("--only", "dxt-a")) == {"dxt-a": "built"}
+    held = {p.name: p.read_bytes() for p in (project.out / "noarch").glob("*.conda")}
+    project.write("a", imports="dxt_a.no_such_module")
+    failed = project.build("--only", "dxt-a", ok=False)
+    assert statuses(failed) == {"dxt-a": "failed"}
+    assert {p.name: p.read_bytes() for p in (project.out / "noarch").glob("*.conda")} == held
+    project.write("a")  # back as it was: what the channel holds is still up to date
+    assert statuses(project.build("--only", "dxt-a")) == {"dxt-a": "skipped"}
+
+
+# --- (b) the real nine -----------------------------------------------------------------------
+
+
+def test_install_diracx_and_run_dirac(dxforge_channels: tuple[Path, Path], tmp_path: Path) -> None:
+    out, seed = dxforge_channels
+    records = solve([out, seed], ["diracx"])
+    by_name = {r.name.normalized: r for r in records}
+    assert by_name["diracx"].version == by_name["diracx-core"].version
+    ours = {n for n in by_name if n == "diracx" or n.startswith("diracx-")}
+    assert {"diracx", "diracx-cli", "diracx-client", "diracx-core"} <= ours
+    for name in ours:
+        assert by_name[name].url.startswith(out.as_uri() + "/"), by_name[name].url
+    prefix = tmp_path / "prefix"
+    install(records, prefix)
+    env = {"PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    proc = subprocess.run(
+        [str(prefix / "bin/dirac"), "--help"], env=env, cwd=tmp_path, capture_output=True,
+        text=True, timeout=300, stdin=subprocess.DEVNULL, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Usage" in proc.stdout
+
+    report = json.loads(run_dxforge("build", "--json").stdout)
+    assert report["ok"]
+    assert len(report["packages"]) == 9
+    assert {p["status"] for p in report["packages"]} == {"skipped"}
+
+
+# --- (c) offline -----------------------------------------------------------------------------
+
+
+def _unshare_net() -> str | None:
+    """Why ``unshare --net`` cannot be used here, or None when it can."""
+    if not shutil.which("unshare"):
+        return "unshare is not installed"
+    proc = subprocess.run(
+        ["unshare", "--net", "cat", "/proc/net/dev"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        return f"unshare --net is not permitted here: {proc.stderr.strip()}"
+    interfaces = {line.split(":")[0].strip() for line in proc.stdout.splitlines()[2:]}
+    if interfaces != {"lo"}:
+        return f"unshare --net left interfaces {interfaces}"
+    return None
+
+
+def test_build_offline_after_fetch(seed_channel: Path, tmp_path: Path) -> None:
+    why = _unshare_net()
+    if why:
+        pytest.skip(why)
+    run_dxforge("fetch")  # the only step that may use the network
+    root = tmp_path / "proj"
+    shutil.copytree(ROOT / "recipes", root / "recipes")
+    shutil.copytree(ROOT / "build/sources", root / "build/sources")
+    fetched = json.loads(run_dxforge("fetch", "--root", str(root), "--json", cwd=root).stdout)
+    assert {f["status"] for f in fetched["files"]} == {"cached"}
+    proc = subprocess.run(
+        ["unshare", "--net", str(DXFORGE), "build", "--root", str(root), "--force",
+         "--only", "diracx-core", "--channel", str(seed_channel), "--json"],
+        cwd=root, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+        check=False, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert statuses(report) == {"diracx-core": "built"}
+    out = root / "build/channels/dxforge"
+    assert names_in(out) == {"diracx-core"}
