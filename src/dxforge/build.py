@@ -105,12 +105,13 @@ def _tree_digest(directory: Path) -> str:
 
 
 def _channel_identity(url: str) -> str:
-    """A local channel is identified by its content fingerprint where it records one."""
+    """A local seed channel is identified by its content fingerprint (so moving the project
+    rebuilds nothing); other channels by their URL."""
     if url.startswith("file://"):
         manifest = Path(url[len("file://") :]) / "dxforge-seed.json"
         if manifest.exists():
             try:
-                return f"{url}#{json.loads(manifest.read_text())['fingerprint']}"
+                return f"dxforge-seed#{json.loads(manifest.read_text())['fingerprint']}"
             except (ValueError, KeyError):
                 pass
     return url
@@ -206,15 +207,21 @@ def _run_worker(
 
 
 def _publish(out: Path, built: Path, name: str) -> Path:
-    """Move ``built`` into the channel, drop older files of the same package, re-index."""
+    """Move ``built`` into the channel and re-index; older files of the same package are
+    removed only after the index stops listing them, so the repodata never names a missing
+    file."""
     subdir = built.parent.name
     dest = out / subdir / built.name
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(built, dest)
-    for old in (out / subdir).glob(f"{name}-*.conda"):
-        if old != dest and old.name.rsplit("-", 2)[0] == name:
-            old.unlink()
-    ch.index_atomic(out)
+    older = [
+        old
+        for old in (out / subdir).glob(f"{name}-*.conda")
+        if old != dest and old.name.rsplit("-", 2)[0] == name
+    ]
+    ch.index_atomic(out, exclude=older)
+    for old in older:
+        old.unlink()
     return dest
 
 

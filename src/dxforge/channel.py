@@ -82,9 +82,9 @@ def size_bytes(channel: Path) -> int:
     return sum(p.stat().st_size for p in channel.rglob("*") if p.is_file())
 
 
-def index_atomic(channel: Path) -> None:
+def index_atomic(channel: Path, exclude: Sequence[Path] = ()) -> None:
     """Index ``channel`` without ever leaving a half-written repodata: index a hard-linked copy
-    next to it, then rename each generated file into place."""
+    next to it (without the ``exclude`` files), then rename each generated file into place."""
     import shutil
     import tempfile
 
@@ -95,6 +95,8 @@ def index_atomic(channel: Path) -> None:
             (tmp / sub).mkdir()
             (channel / sub).mkdir(exist_ok=True)
             for pkg in (channel / sub).glob("*.conda"):
+                if pkg in exclude:
+                    continue
                 try:
                     os.link(pkg, tmp / sub / pkg.name)
                 except OSError:
