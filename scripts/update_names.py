@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Regenerate src/dxforge/seed/conda_forge_names.yaml from grayskull's maintained PyPI -> conda-forge
-map (``grayskull/strategy/config.yaml`` inside the grayskull wheel on the configured package index).
+"""Regenerate src/dxforge/seed/conda_forge_names.yaml from grayskull's maintained PyPI ->
+conda-forge map (``grayskull/strategy/config.yaml`` inside the grayskull wheel on the configured
+package index).
 
 Usage: python scripts/update_names.py [--index-url URL] [--version X.Y.Z]
 """
