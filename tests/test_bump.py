@@ -3,22 +3,16 @@ PEP 658 metadata files), with small valid sdists and wheels built here."""
 
 from __future__ import annotations
 
-import hashlib
-import html
-import io
 import json
 import subprocess
 import sys
-import tarfile
-import threading
-import zipfile
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from packaging.utils import canonicalize_name
+from local_index import Dist, LocalIndex, serve
 from typer.testing import CliRunner
+from wheel_factory import metadata, tar_gz, zip_bytes
 
 from dxforge import bump
 from dxforge.cli import app
@@ -29,71 +23,27 @@ from dxforge.util import DxError
 
 
 def metadata_text(name: str, version: str, requires: list[str], python: str = ">=3.11") -> bytes:
-    lines = ["Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}"]
-    if python:
-        lines.append(f"Requires-Python: {python}")
-    lines += [f"Requires-Dist: {r}" for r in requires]
-    return ("\n".join(lines) + "\n\n").encode()
+    return metadata(name, version, requires, requires_python=python or None).encode()
 
 
 def make_sdist(name: str, version: str, meta: bytes) -> bytes:
     """A small valid sdist: ``<dist>-<version>/`` with PKG-INFO and pyproject.toml."""
-    top = f"{name.replace('-', '_')}-{version}"
     pyproject = (
         f'[project]\nname = "{name}"\nversion = "{version}"\n'
         '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
-    ).encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for fname, data in (("PKG-INFO", meta), ("pyproject.toml", pyproject)):
-            info = tarfile.TarInfo(f"{top}/{fname}")
-            info.size = len(data)
-            info.mtime = 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    )
+    top = f"{name.replace('-', '_')}-{version}"
+    return tar_gz(top, {"PKG-INFO": meta, "pyproject.toml": pyproject})
 
 
 def make_wheel(name: str, version: str, meta: bytes) -> bytes:
     dist = f"{name.replace('-', '_')}-{version}.dist-info"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr(f"{dist}/METADATA", meta)
-        z.writestr(
-            f"{dist}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        )
-    return buf.getvalue()
+    wheel = "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    return zip_bytes({f"{dist}/METADATA": meta, f"{dist}/WHEEL": wheel})
 
 
-@dataclass
-class Entry:
-    filename: str
-    data: bytes
-    yanked: bool = False
-    metadata: bytes | None = None  # served as <file>.metadata and advertised (PEP 658/714)
-    listed_sha256: str | None = None  # what the index claims (default: the real one)
-    listed_metadata_sha256: str | None = None
-
-    @property
-    def metadata_sha256(self) -> str:
-        assert self.metadata is not None
-        return self.listed_metadata_sha256 or hashlib.sha256(self.metadata).hexdigest()
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-
-@dataclass
-class Index:
-    """What the index serves and how it misbehaves."""
-
-    projects: dict[str, list[Entry]] = field(default_factory=dict)
-    html_only: bool = False
-    fail: str | None = None  # "503" | "close" | "hang"
-    fail_files_only: bool = False
-    requests: list[str] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-    url: str = ""
+class Index(LocalIndex):
+    """The local index, with releases built from their Requires-Dist."""
 
     def add(
         self,
@@ -106,127 +56,23 @@ class Index:
         wheel: bool = False,
         wheel_metadata: bool = False,
         python: str = ">=3.11",
-    ) -> Entry:
+    ) -> Dist:
         meta = metadata_text(name, version, requires or [], python)
-        files = self.projects.setdefault(canonicalize_name(name), [])
         dist = name.replace("-", "_")
-        sdist = Entry(f"{dist}-{version}.tar.gz", make_sdist(name, version, meta), yanked,
-                      meta if metadata else None)
-        files.append(sdist)
+        kw = {"yanked": yanked, "requires_python": ">=3.11"}
+        sdist = self.add_file(name, f"{dist}-{version}.tar.gz", make_sdist(name, version, meta),
+                              metadata=meta if metadata else None, **kw)
         if wheel:
-            files.append(Entry(f"{dist}-{version}-py3-none-any.whl",
-                               make_wheel(name, version, meta), yanked,
-                               meta if wheel_metadata else None))
+            self.add_file(name, f"{dist}-{version}-py3-none-any.whl",
+                          make_wheel(name, version, meta),
+                          metadata=meta if wheel_metadata else None, **kw)
         return sdist
-
-    def entry(self, filename: str) -> Entry:
-        for files in self.projects.values():
-            for e in files:
-                if e.filename == filename:
-                    return e
-        raise KeyError(filename)
-
-
-def _handler(index: Index) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, code: int, body: bytes, ctype: str = "application/octet-stream") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:  # noqa: N802
-            index.requests.append(self.path)
-            if index.fail and (not index.fail_files_only or self.path.startswith("/files/")):
-                if index.fail == "503":
-                    self._send(503, b"service unavailable", "text/plain")
-                elif index.fail == "hang":
-                    index.release.wait(10)
-                self.close_connection = True
-                return
-            parts = self.path.split("?")[0].strip("/").split("/")
-            if len(parts) == 2 and parts[0] == "simple":
-                self._project(parts[1])
-            elif len(parts) == 2 and parts[0] == "files":
-                self._file(parts[1])
-            else:
-                self._send(404, b"not found", "text/plain")
-
-        def _project(self, name: str) -> None:
-            files = index.projects.get(canonicalize_name(name))
-            if files is None or name != canonicalize_name(name):
-                self._send(404, b"not found", "text/plain")
-                return
-            accept = self.headers.get("Accept", "")
-            if "application/vnd.pypi.simple.v1+json" in accept and not index.html_only:
-                body = {
-                    "meta": {"api-version": "1.1"},
-                    "name": name,
-                    "files": [
-                        {
-                            "filename": e.filename,
-                            "url": f"../../files/{e.filename}",
-                            "hashes": {"sha256": e.listed_sha256 or e.sha256},
-                            "requires-python": ">=3.11",
-                            "yanked": "broken" if e.yanked else False,
-                            **(
-                                {"core-metadata": {"sha256": e.metadata_sha256}}
-                                if e.metadata is not None else {}
-                            ),
-                        }
-                        for e in files
-                    ],
-                }
-                self._send(200, json.dumps(body).encode(), "application/vnd.pypi.simple.v1+json")
-                return
-            links = []
-            for e in files:
-                attrs = f' data-requires-python="{html.escape(">=3.11")}"'
-                if e.yanked:
-                    attrs += ' data-yanked="broken"'
-                if e.metadata is not None:
-                    attrs += f' data-core-metadata="sha256={e.metadata_sha256}"'
-                href = f"../../files/{e.filename}#sha256={e.listed_sha256 or e.sha256}"
-                links.append(f'<a href="{href}"{attrs}>{e.filename}</a><br/>')
-            body = f"<!DOCTYPE html><html><body>{''.join(links)}</body></html>".encode()
-            self._send(200, body, "text/html")
-
-        def _file(self, filename: str) -> None:
-            meta = filename.endswith(".metadata")
-            try:
-                e = index.entry(filename[: -len(".metadata")] if meta else filename)
-            except KeyError:
-                self._send(404, b"not found", "text/plain")
-                return
-            data = e.metadata if meta else e.data
-            if data is None:
-                self._send(404, b"not found", "text/plain")
-            else:
-                self._send(200, data)
-
-    return Handler
 
 
 @pytest.fixture
-def index():
-    idx = Index()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(idx))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    idx.url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
-    try:
+def index() -> Iterator[Index]:
+    with serve(Index()) as idx:
         yield idx
-    finally:
-        idx.release.set()
-        server.shutdown()
-        server.server_close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,7 +202,7 @@ def run(root: Path, index: Index, *args: str) -> object:
 
 
 def add_all(index: Index, version: str, requires: dict[str, list[str]] | None = None,
-            **kw: object) -> dict[str, Entry]:
+            **kw: object) -> dict[str, Dist]:
     return {n: index.add(n, version, (requires or REQUIRES)[n], **kw) for n in TEMPLATES}
 
 

@@ -6,34 +6,31 @@ a local package index)."""
 from __future__ import annotations
 
 import hashlib
-import html
-import http.server
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_dxforge
+from local_index import Dist, LocalIndex, serve
 from wheel_factory import BINARY_TAG, build_wheel, metadata
 
 from dxforge import channel as ch
 from dxforge.recipes import is_sibling, load_recipes
+from dxforge.seed.names import split_spec
 from dxforge.seed.pack import PLACEHOLDER
 
 pytestmark = pytest.mark.e2e
 
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
 def spec_name(spec: str) -> str:
-    return re.split(r"[\s<>=!~]", spec.strip(), maxsplit=1)[0]
+    return split_spec(spec)[0]
 
 
 # --- (a) python, voms and pip from the seed, installed into a new prefix ----------------------
@@ -188,104 +185,10 @@ def test_second_seed_is_up_to_date(seed_channel: Path) -> None:
 # --- (d) failure safety, against a local package index -----------------------------------------
 
 
-@dataclass
-class Dist:
-    filename: str
-    data: bytes
-    metadata: bytes
-    listed_sha256: str
-    damaged_for_others: bytes | None = None
-    """What clients other than pip (dxforge's own download) receive instead of ``data``."""
-
-    @classmethod
-    def of(cls, wheel: Path, meta: str) -> Dist:
-        data = wheel.read_bytes()
-        return cls(wheel.name, data, meta.encode(), hashlib.sha256(data).hexdigest())
-
-
-@dataclass
-class LocalIndex:
-    """A PEP 691 (JSON) / PEP 503 (HTML) simple index with PEP 658 metadata files."""
-
-    url: str = ""
-    projects: dict[str, list[Dist]] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
-
-    html_projects: set[str] = field(default_factory=set)
-    """Projects whose page is PEP 503 HTML whatever the client accepts."""
-    downloads: list[str] = field(default_factory=list)
-    """Wheels fetched by clients other than pip (dxforge's own downloads)."""
-
-
 @pytest.fixture
 def index() -> Iterator[LocalIndex]:
-    state = LocalIndex()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, body: bytes, ctype: str, code: int = 200) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def _page(self, project: str) -> None:
-            dists = state.projects[project]
-            meta_sha = {d.filename: hashlib.sha256(d.metadata).hexdigest() for d in dists}
-            wants_json = JSON_TYPE in self.headers.get("Accept", "")
-            if wants_json and project not in state.html_projects:
-                files = [
-                    {
-                        "filename": d.filename,
-                        "url": f"/files/{d.filename}",
-                        "hashes": {"sha256": d.listed_sha256},
-                        "requires-python": ">=3.8",
-                        "core-metadata": {"sha256": meta_sha[d.filename]},
-                    }
-                    for d in dists
-                ]
-                body = {"meta": {"api-version": "1.0"}, "name": project, "files": files}
-                return self._send(json.dumps(body).encode(), JSON_TYPE)
-            links = "".join(
-                f'<a href="/files/{d.filename}#sha256={d.listed_sha256}" '
-                f'data-requires-python="{html.escape(">=3.8")}" '
-                f'data-core-metadata="sha256={meta_sha[d.filename]}">{d.filename}</a><br>\n'
-                for d in dists
-            )
-            self._send(f"<html><body>\n{links}</body></html>".encode(), "text/html")
-
-        def do_GET(self) -> None:  # noqa: N802
-            state.requests.append(self.path)
-            parts = self.path.split("?", 1)[0].strip("/").split("/")
-            if parts[0] == "simple" and len(parts) == 2 and parts[1] in state.projects:
-                return self._page(parts[1])
-            if parts[0] == "files" and len(parts) == 2:
-                for dists in state.projects.values():
-                    for d in dists:
-                        if parts[1] == d.filename:
-                            pip = self.headers.get("User-Agent", "").startswith("pip/")
-                            if not pip:
-                                state.downloads.append(d.filename)
-                            data = d.data if pip or d.damaged_for_others is None else (
-                                d.damaged_for_others
-                            )
-                            return self._send(data, "application/octet-stream")
-                        if parts[1] == d.filename + ".metadata":
-                            return self._send(d.metadata, "application/octet-stream")
-            self._send(b"not found", "text/plain", 404)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve() as idx:
+        yield idx
 
 
 RECIPE = """\
@@ -368,8 +271,9 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     )
     tool_meta = metadata("seedtest-tool", "1.0", ["dashing>=0.1", "pywin32; sys_platform=='win32'"])
     dashing = build_wheel(wheels, "dashing", "0.1.1", tag=BINARY_TAG)
-    index.projects["seedtest-tool"] = [Dist.of(tool, tool_meta)]
-    index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"))]
+    py38 = {"requires_python": ">=3.8"}
+    index.projects["seedtest-tool"] = [Dist.of(tool, tool_meta, **py38)]
+    index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"), **py38)]
     index.html_projects = {"dashing"}
     write_recipe(root)
     channel = root / "build/channels/seed"
@@ -414,7 +318,8 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     broken = build_wheel(wheels, "seedtest-broken", "2.0")
     broken_meta = metadata("seedtest-broken", "2.0")
     garbage = broken.read_bytes()[:300]
-    bad = Dist(broken.name, garbage, broken_meta.encode(), hashlib.sha256(garbage).hexdigest())
+    bad = Dist(broken.name, garbage, broken_meta.encode(), hashlib.sha256(garbage).hexdigest(),
+               **py38)
     index.projects["seedtest-broken"] = [bad]
     proc = seed_in(root, index)
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -1,10 +1,12 @@
-"""Tiny real wheels (zip files with METADATA, WHEEL, RECORD, entry points and scripts) for the
-seed's tests."""
+"""Tiny real distributions for the tests: core metadata, wheels (zip files with METADATA, WHEEL,
+RECORD, entry points and scripts) and sdist archives."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -87,3 +89,24 @@ def build_wheel(
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, data)
     return path
+
+
+def tar_gz(top: str, files: dict[str, bytes | str]) -> bytes:
+    """A ``.tar.gz`` with ``files`` (relative path -> content) under the directory ``top``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for rel, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(f"{top}/{rel}")
+            info.size, info.mtime = len(data), 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def zip_bytes(files: dict[str, bytes | str]) -> bytes:
+    """A zip archive (a wheel, when the files make one) of ``files`` (path -> content)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    return buf.getvalue()

@@ -9,14 +9,10 @@ Requires-Dist is compared with the recipe's run requirements (the dependency dri
 
 from __future__ import annotations
 
-import email.parser
 import hashlib
-import io
 import json
 import os
 import re
-import tarfile
-import zipfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,13 +23,19 @@ from packaging.specifiers import InvalidSpecifier
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from dxforge.index import IndexFile, NotFound, PackageIndex, version_of
+from dxforge.fetch import source_cache
+from dxforge.index import IndexFile, PackageIndex, parsed_version_of, verified, version_of
+from dxforge.metadata import (
+    DistMetadata,
+    RequiresDistLookup,
+    core_metadata,
+    parse_metadata,
+    read_sdist,
+)
+from dxforge.recipes import metadata_run_requirements
+from dxforge.seed.names import conda_specifier, split_spec
 from dxforge.util import DxError, atomic_write_text, file_lock
 
-SOURCE_CACHE = Path("build/sources")
-"""The source cache, shared with ``dxforge fetch`` (sdists by file name)."""
-
-SIBLING_RE = re.compile(r"^diracx(-[a-z0-9][a-z0-9-]*)?$")
 VERSION_PIN = "==${{ version }}"
 _EXPR = re.compile(r"\$\{\{(.*?)\}\}")
 _ITEM = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)(?:\s+(.*))?$")
@@ -424,15 +426,8 @@ class Change:
         }
 
 
-def is_sibling(name: str, siblings: Iterable[str] = ()) -> bool:
-    """Whether ``name`` is a DiracX package, pinned ``==${{ version }}`` in the recipes."""
-    return name in set(siblings) or bool(SIBLING_RE.match(name))
-
-
 def canonical_spec(spec: str) -> str:
     """A version spec in a canonical form for comparison (blanks dropped, clauses ordered)."""
-    from dxforge.seed.names import conda_specifier
-
     s = re.sub(r"\s+", "", spec)
     if not s:
         return ""
@@ -440,171 +435,6 @@ def canonical_spec(spec: str) -> str:
         return conda_specifier(s)
     except InvalidSpecifier:
         return ",".join(sorted(c for c in s.split(",") if c))
-
-
-@dataclass
-class Metadata:
-    """The parts of core metadata a bump reads."""
-
-    name: str
-    version: str
-    requires_dist: list[str]
-    requires_python: str
-    dynamic: list[str]
-    source: str
-
-
-def parse_metadata(data: bytes, where: str, source: str) -> Metadata:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DxError(f"{where}: the core metadata is not UTF-8 ({e})") from None
-    msg = email.parser.HeaderParser().parsestr(text)
-    if not msg.get("Name") or not msg.get("Version"):
-        raise DxError(f"{where}: no Name/Version in the core metadata; not a valid distribution")
-    return Metadata(
-        name=str(msg["Name"]).strip(),
-        version=str(msg["Version"]).strip(),
-        requires_dist=[" ".join(str(v).split()) for v in msg.get_all("Requires-Dist") or []],
-        requires_python=" ".join(str(msg.get("Requires-Python") or "").split()),
-        dynamic=[str(v).strip().lower() for v in msg.get_all("Dynamic") or []],
-        source=source,
-    )
-
-
-def sdist_pkg_info(data: bytes, filename: str) -> bytes:
-    """The top-level ``PKG-INFO`` of an sdist given as bytes."""
-    try:
-        if filename.endswith(".zip"):
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
-                names = [n for n in z.namelist() if n.count("/") == 1 and n.endswith("/PKG-INFO")]
-                if names:
-                    return z.read(names[0])
-        else:
-            with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
-                for m in tar.getmembers():
-                    if m.isfile() and m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"):
-                        f = tar.extractfile(m)
-                        if f is not None:
-                            return f.read()
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-        raise DxError(f"{filename}: not a readable sdist ({e})") from None
-    raise DxError(f"{filename}: no top-level PKG-INFO; is this an sdist?")
-
-
-def wheel_metadata_bytes(data: bytes, filename: str) -> bytes:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            names = [
-                n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
-            ]
-            if names:
-                return z.read(names[0])
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DxError(f"{filename}: not a readable wheel ({e})") from None
-    raise DxError(f"{filename}: no .dist-info/METADATA in the wheel")
-
-
-def _verified(data: bytes, sha256: str | None, what: str, url: str) -> bytes:
-    got = hashlib.sha256(data).hexdigest()
-    if sha256 and got != sha256:
-        raise DxError(
-            f"{what}: sha256 mismatch for {url}: the index lists {sha256}, the file has {got}; "
-            "the file on the index changed or the download was corrupted; retry later"
-        )
-    return data
-
-
-def core_metadata(index: PackageIndex, f: IndexFile) -> bytes:
-    """The PEP 658/714 metadata file of ``f`` (the index advertises it), sha256-verified."""
-    return _verified(
-        index.get_bytes(f.metadata_url),
-        f.metadata_sha256,
-        f"{f.filename}.metadata",
-        f.metadata_url,
-    )
-
-
-class ExtrasLookup:
-    """Requires-Dist of a dependency, to expand the extras it is asked with. Siblings answer from
-    their new metadata; other names from the newest release wheel's metadata on the index.
-    A dependency without one is skipped and recorded in ``skipped``."""
-
-    def __init__(self, index: PackageIndex, local: dict[str, list[str]], log: Log) -> None:
-        self.index = index
-        self.local = local
-        self.log = log
-        self.cache: dict[str, list[str] | None] = {}
-        self.why: dict[str, str] = {}
-        self.skipped: list[str] = []
-
-    def __call__(self, name: str) -> list[str]:
-        norm = canonicalize_name(name)
-        if norm in self.local:
-            return self.local[norm]
-        if norm not in self.cache:
-            self.cache[norm] = self._fetch(norm)
-        reqs = self.cache[norm]
-        if reqs is None:
-            self.skipped.append(norm)
-            return []
-        return reqs
-
-    def _fetch(self, name: str) -> list[str] | None:
-        try:
-            project = self.index.project(name)
-        except NotFound:
-            self.why[name] = "not on the package index"
-            return None
-        wheels: dict[Version, list[IndexFile]] = {}
-        for f in project.files:
-            if f.yanked or not f.filename.endswith(".whl"):
-                continue
-            try:
-                v = Version(version_of(f.filename, name) or "")
-            except InvalidVersion:
-                continue
-            if not v.is_prerelease:
-                wheels.setdefault(v, []).append(f)
-        if not wheels:
-            self.why[name] = "no release wheel on the package index"
-            return None
-        newest = max(wheels)
-        files = sorted(
-            wheels[newest],
-            key=lambda f: (not f.core_metadata, "-none-any" not in f.filename, f.filename),
-        )
-        f = files[0]
-        self.log(f"reading the metadata of {f.filename} (for its extras)")
-        if f.core_metadata:
-            data = core_metadata(self.index, f)
-        else:
-            wheel = _verified(self.index.get_bytes(f.url), f.sha256, f.filename, f.url)
-            data = wheel_metadata_bytes(wheel, f.filename)
-        return parse_metadata(data, f.filename, f.filename).requires_dist
-
-
-def upstream_requirements(
-    meta: Metadata, siblings: Iterable[str], lookup: ExtrasLookup
-) -> dict[str, str]:
-    """Requires-Dist as the run requirements a recipe should have, ``{conda name: spec}``:
-    conda-forge names, extras expanded, siblings ``==${{ version }}``, python from
-    Requires-Python (when set)."""
-    from dxforge.seed.names import conda_run_requirements, conda_specifier
-
-    siblings = set(siblings)
-    out: dict[str, str] = {}
-    if meta.requires_python:
-        try:
-            out["python"] = conda_specifier(meta.requires_python)
-        except InvalidSpecifier:
-            raise DxError(
-                f"{meta.source}: Requires-Python {meta.requires_python!r} is not a valid specifier"
-            ) from None
-    reqs = conda_run_requirements(meta.requires_dist, lookup, where=meta.source)
-    for name, spec in reqs.items():
-        out[name] = VERSION_PIN if is_sibling(name, siblings) else spec
-    return out
 
 
 def compute_drift(doc: RecipeDoc, upstream: dict[str, str], version: str) -> list[Change]:
@@ -731,7 +561,7 @@ class PackageResult:
     sdist: IndexFile | None = None
     new_sha256: str | None = None
     verified: bool = False
-    metadata: Metadata | None = None
+    metadata: DistMetadata | None = None
     drift: list[Change] = field(default_factory=list)
     drift_incomplete: list[str] = field(default_factory=list)
     new_text: str | None = None
@@ -814,22 +644,14 @@ def _sdists(files: list[IndexFile], name: str) -> dict[Version, list[IndexFile]]
     for f in files:
         if f.yanked or not f.is_sdist:
             continue
-        v = version_of(f.filename, name)
-        try:
-            out.setdefault(Version(v or ""), []).append(f)
-        except InvalidVersion:
-            continue
+        v = parsed_version_of(f.filename, name)
+        if v is not None:
+            out.setdefault(v, []).append(f)
     return out
 
 
 def _why_missing(files: list[IndexFile], name: str, target: Version) -> str:
-    mine = []
-    for f in files:
-        try:
-            if Version(version_of(f.filename, name) or "") == target:
-                mine.append(f)
-        except InvalidVersion:
-            continue
+    mine = [f for f in files if parsed_version_of(f.filename, name) == target]
     if not mine:
         return "not published"
     if all(f.yanked for f in mine if f.is_sdist) and any(f.is_sdist for f in mine):
@@ -955,10 +777,10 @@ def _fetch_package(
     if cache is not None:
         log(f"downloading {f.filename}")
         p.cached = index.download(f.url, cache / f.filename, f.sha256, what=f.filename)
-        data = _verified(p.cached.read_bytes(), f.sha256, f.filename, f.url)
+        data = verified(p.cached.read_bytes(), f.sha256, f.filename, f.url)
     elif meta_file is None or not f.sha256:
         log(f"downloading {f.filename}")
-        data = _verified(index.get_bytes(f.url), f.sha256, f.filename, f.url)
+        data = verified(index.get_bytes(f.url), f.sha256, f.filename, f.url)
     if data is not None:
         p.new_sha256 = hashlib.sha256(data).hexdigest()
         p.verified = bool(f.sha256)
@@ -970,17 +792,15 @@ def _fetch_package(
     if meta_file is not None:
         log(f"reading the core metadata of {meta_file.filename}")
         raw = core_metadata(index, meta_file)
-        source = f"{meta_file.filename}.metadata (PEP 658)"
+        meta = parse_metadata(raw, f"{meta_file.filename}.metadata (PEP 658)")
     else:
         assert data is not None
-        raw = sdist_pkg_info(data, f.filename)
-        source = f"{f.filename} PKG-INFO"
-    meta = parse_metadata(raw, source, source)
+        meta = read_sdist(data, f.filename)
     if canonicalize_name(meta.name) != canonicalize_name(p.doc.name) or (
-        _parse_version(meta.version, source) != target
+        _parse_version(meta.version, meta.source) != target
     ):
         raise DxError(
-            f"{source}: the metadata is for {meta.name} {meta.version}, not {p.doc.name} "
+            f"{meta.source}: the metadata is for {meta.name} {meta.version}, not {p.doc.name} "
             f"{target}; the package index serves a wrong file"
         )
     p.metadata = meta
@@ -990,12 +810,8 @@ def _add_drift(
     packages: list[PackageResult], index: PackageIndex, target: str, root: Path, log: Log
 ) -> None:
     siblings = {p.doc.name for p in packages}
-    local = {
-        canonicalize_name(p.doc.name): p.metadata.requires_dist
-        for p in packages
-        if p.metadata is not None
-    }
-    lookup = ExtrasLookup(index, local, log)
+    local = {p.doc.name: p.metadata for p in packages if p.metadata is not None}
+    lookup = RequiresDistLookup(index, local, skip_missing=True, log=log)
     for p in packages:
         assert p.metadata is not None
         where = _rel(p.doc.path, root)
@@ -1003,7 +819,12 @@ def _add_drift(
             p.notes.append(f"{p.metadata.source} declares Requires-Dist dynamic; no drift computed")
             continue
         lookup.skipped = []
-        upstream = upstream_requirements(p.metadata, siblings, lookup)
+        meta = p.metadata
+        upstream = metadata_run_requirements(
+            meta.requires_dist, meta.requires_python, VERSION_PIN, lookup, meta.source, siblings
+        )
+        if not meta.requires_python:
+            del upstream["python"]
         p.drift_incomplete = sorted(set(lookup.skipped))
         for name in p.drift_incomplete:
             p.notes.append(
@@ -1073,7 +894,7 @@ def plan_bump(opts: BumpOptions, log: Log | None = None) -> BumpResult:
     else:
         result.status = "would-update" if opts.dry_run else "updated"
 
-    cache = None if (opts.check or opts.dry_run) else root / SOURCE_CACHE
+    cache = None if (opts.check or opts.dry_run) else source_cache(root)
     _pmap(
         lambda p: _fetch_package(p, files[p.doc.name], index, cache, target_v, log),
         result.packages,
@@ -1177,8 +998,8 @@ def new_construct_text(path: Path, text: str, current: str, target: str) -> str 
         spec = load_construct(f.name)
     finally:
         os.unlink(f.name)
-    pins = [s for s in spec.specs if s.split()[0] == "diracx"]
-    if spec.version != target or any(s.split("==")[-1].strip() != target for s in pins):
+    pins = [split_spec(s, f"{path}: key specs") for s in spec.specs]
+    if spec.version != target or any(v != f"=={target}" for n, v in pins if n == "diracx"):
         raise DxError(
             f"{path}: internal error: the edited construct.yaml does not read back with version "
             f"{target}; nothing was written"

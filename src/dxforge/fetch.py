@@ -4,28 +4,24 @@ Recipes name no host: their ``source.url`` is ``${{ env.get("DXFORGE_SOURCES", .
 and dxforge sets ``DXFORGE_SOURCES`` to :func:`sources_url`, the ``file://`` URL of the cache
 (``build/sources/``). Once every recipe's sdist is cached, building needs no network.
 
-This module also reads distribution metadata (an sdist's ``PKG-INFO``, a wheel's ``METADATA``) for
-the comparison of recipes with upstream's Requires-Dist.
+This module also gives the run requirements upstream's Requires-Dist calls for, to compare the
+recipes with (the metadata is read by :mod:`dxforge.metadata`).
 """
 
 from __future__ import annotations
 
-import email.parser
 import hashlib
-import io
-import tarfile
-import urllib.parse
-import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
-from dxforge.index import IndexError_, IndexFile, PackageIndex, version_of
-from dxforge.recipes import Recipe
+from dxforge.index import IndexError_, IndexFile, PackageIndex, parsed_version_of
+from dxforge.metadata import DistMetadata, RequiresDistLookup, read_sdist
+from dxforge.recipes import Recipe, metadata_run_requirements
 from dxforge.util import DxError, atomic_write_bytes, sha256_file
 
 CACHE_DIR = Path("build/sources")
@@ -77,16 +73,6 @@ def missing_sources(recipes: Iterable[Recipe], cache: Path) -> list[Recipe]:
     return [r for r in recipes if cached_source(r, cache) is None]
 
 
-def _read_url(index: PackageIndex, url: str) -> bytes:
-    if url.startswith("file://"):
-        path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
-        try:
-            return path.read_bytes()
-        except OSError as e:
-            raise IndexError_(f"{url}: cannot read: {e}") from None
-    return index.get_bytes(url)
-
-
 def _cached(recipe: Recipe, cache: Path) -> Fetched | None:
     path = cached_source(recipe, cache)
     if path is None:
@@ -98,10 +84,7 @@ def _cached(recipe: Recipe, cache: Path) -> Fetched | None:
 
 def _newest_sdists(files: Iterable[IndexFile], project: str, n: int = 3) -> list[str]:
     def key(f: IndexFile) -> Version:
-        try:
-            return Version(version_of(f.filename, project) or "0")
-        except InvalidVersion:
-            return Version("0")
+        return parsed_version_of(f.filename, project) or Version("0")
 
     return [f.filename for f in sorted((f for f in files if f.is_sdist), key=key)[-n:]]
 
@@ -128,7 +111,7 @@ def _download(recipe: Recipe, cache: Path, index: PackageIndex) -> Fetched:
             "put its sha256 in the recipe (dxforge bump does this), else check the index"
         )
     try:
-        data = _read_url(index, entry.url)
+        data = index.read_url(entry.url)
     except IndexError_ as e:
         raise DxError(f"{recipe.path}: {e}") from None
     got = hashlib.sha256(data).hexdigest()
@@ -181,142 +164,14 @@ def fetch_sources(
     return results
 
 
-@dataclass
-class DistMetadata:
-    """The parts of a distribution's core metadata that recipes follow."""
-
-    name: str
-    version: str
-    requires_dist: list[str] = field(default_factory=list)
-    requires_python: str = ""
-    scripts: dict[str, str] = field(default_factory=dict)
-
-
-def parse_metadata(text: str, where: str) -> DistMetadata:
-    """Core metadata (PKG-INFO / METADATA) text as :class:`DistMetadata`."""
-    msg = email.parser.HeaderParser().parsestr(text)
-    if not msg.get("Name") or not msg.get("Version"):
-        raise DxError(
-            f"{where}: no Name/Version in the core metadata; the file is not a valid distribution"
-        )
-    return DistMetadata(
-        name=str(msg["Name"]),
-        version=str(msg["Version"]),
-        requires_dist=[str(v) for v in msg.get_all("Requires-Dist") or []],
-        requires_python=str(msg.get("Requires-Python") or "").strip(),
-    )
-
-
-def _member_text(tar: tarfile.TarFile, name: str) -> str:
-    f = tar.extractfile(name)
-    if f is None:
-        raise DxError(f"{tar.name}: {name} is not a regular file")
-    return f.read().decode()
-
-
 def sdist_metadata(path: Path) -> DistMetadata:
-    """The ``PKG-INFO`` of an sdist (``.tar.gz``), plus its ``[project.scripts]``."""
-    import tomllib
-
-    path = Path(path)
+    """The core metadata of a cached sdist, with its ``[project.scripts]``."""
+    fix = "; delete it and run dxforge fetch"
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            files = {m.name for m in tar.getmembers() if m.isfile()}
-            top = [n for n in files if n.count("/") == 1 and n.endswith("/PKG-INFO")]
-            if not top:
-                raise DxError(f"{path}: no top-level PKG-INFO; is this an sdist?")
-            meta = parse_metadata(_member_text(tar, top[0]), f"{path}:PKG-INFO")
-            pyproject = top[0].rsplit("/", 1)[0] + "/pyproject.toml"
-            if pyproject in files:
-                data = tomllib.loads(_member_text(tar, pyproject))
-                meta.scripts = dict((data.get("project") or {}).get("scripts") or {})
-    except (tarfile.TarError, OSError, EOFError, UnicodeDecodeError, ValueError) as e:
-        raise DxError(
-            f"{path}: cannot read the sdist: {e}; delete it and run dxforge fetch"
-        ) from None
-    return meta
-
-
-def wheel_metadata(data: bytes, where: str) -> DistMetadata:
-    """The ``*.dist-info/METADATA`` of a wheel given as bytes."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            names = [
-                n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
-            ]
-            if not names:
-                raise DxError(f"{where}: no .dist-info/METADATA in the wheel")
-            return parse_metadata(z.read(names[0]).decode(), where)
-    except zipfile.BadZipFile as e:
-        raise DxError(f"{where}: not a valid wheel: {e}") from None
-
-
-class RequiresDistLookup:
-    """Requires-Dist of a distribution by name, to expand extras (``redis[hiredis]``).
-
-    Names in ``local`` (the siblings, from the sdists being built) are answered from there; any
-    other name from the newest release on the index that satisfies ``specs[name]`` (if set) and
-    has a wheel: its PEP 658 metadata file, else the wheel itself."""
-
-    def __init__(
-        self,
-        index: PackageIndex | None = None,
-        local: dict[str, DistMetadata] | None = None,
-        *,
-        index_url: str | None = None,
-    ) -> None:
-        self._index = index
-        self._index_url = index_url
-        self.local = {canonicalize_name(k): v for k, v in (local or {}).items()}
-        self.specs: dict[str, SpecifierSet] = {}
-        self.resolved: dict[str, DistMetadata] = {}
-
-    @property
-    def index(self) -> PackageIndex:
-        if self._index is None:
-            self._index = PackageIndex(self._index_url)
-        return self._index
-
-    def __call__(self, name: str) -> list[str]:
-        return self.metadata(name).requires_dist
-
-    def metadata(self, name: str) -> DistMetadata:
-        norm = canonicalize_name(name)
-        if norm in self.local:
-            return self.local[norm]
-        if norm not in self.resolved:
-            self.resolved[norm] = self._from_index(norm)
-        return self.resolved[norm]
-
-    def _from_index(self, name: str) -> DistMetadata:
-        project = self.index.project(name)
-        spec = self.specs.get(name, SpecifierSet())
-        wheels: dict[Version, list] = {}
-        for f in project.files:
-            if not f.filename.endswith(".whl") or f.yanked:
-                continue
-            v = version_of(f.filename, name)
-            try:
-                ver = Version(v or "")
-            except InvalidVersion:
-                continue
-            if ver.is_prerelease or ver not in spec:
-                continue
-            wheels.setdefault(ver, []).append(f)
-        if not wheels:
-            raise DxError(
-                f"{name}: no release wheel{f' matching {spec}' if str(spec) else ''} on the "
-                f"package index {self.index.url}, so its extras cannot be read"
-            )
-        newest = max(wheels)
-        files = sorted(wheels[newest], key=lambda f: ("none-any" not in f.filename, f.filename))
-        f = files[0]
-        where = f"{name} {newest} ({f.filename})"
-        try:
-            text = self.index.get_bytes(f.metadata_url).decode()
-            return parse_metadata(text, where)
-        except IndexError_:
-            return wheel_metadata(self.index.get_bytes(f.url), where)
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DxError(f"{path}: cannot read the sdist: {e}{fix}") from None
+    return read_sdist(data, str(path), scripts=True, fix=fix)
 
 
 def upstream_run_requirements(
@@ -330,8 +185,6 @@ def upstream_run_requirements(
     calls for (:func:`dxforge.recipes.metadata_run_requirements`). Sdists come from the cache
     and are fetched when missing; extras of non-DiracX packages are read from the index."""
     from packaging.requirements import Requirement
-
-    from dxforge.recipes import metadata_run_requirements
 
     recipes = list(recipes)
     fetched = fetch_sources(recipes, cache, index, index_url=index_url)
@@ -355,7 +208,7 @@ def upstream_run_requirements(
         r.name: metadata_run_requirements(
             metas[r.name].requires_dist,
             metas[r.name].requires_python,
-            r.version,
+            f"=={r.version}",
             lookup,
             where=r.source_filename,
         )

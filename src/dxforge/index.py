@@ -21,6 +21,7 @@ from pathlib import Path
 
 import requests
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from dxforge import __version__
 from dxforge.util import DxError, atomic_write_bytes, sha256_file
@@ -157,6 +158,25 @@ def version_of(filename: str, project: str) -> str | None:
     return None
 
 
+def parsed_version_of(filename: str, project: str) -> Version | None:
+    """The version in a distribution file name as a PEP 440 version, or None."""
+    try:
+        return Version(version_of(filename, project) or "")
+    except InvalidVersion:
+        return None
+
+
+def verified(data: bytes, sha256: str | None, label: str, url: str) -> bytes:
+    """``data``, when its sha256 is ``sha256`` (or no sha256 is given)."""
+    got = hashlib.sha256(data).hexdigest()
+    if sha256 and got != sha256:
+        raise IndexError_(
+            f"{label}: sha256 mismatch for {url}: expected {sha256}, got {got}; "
+            "the file on the index changed or the download was corrupted; retry later"
+        )
+    return data
+
+
 class PackageIndex:
     """A PEP 691/503 simple index, with retries and backoff on network errors."""
 
@@ -281,6 +301,15 @@ class PackageIndex:
             raise NotFound(f"{url}: not found on the package index")
         return r.content
 
+    def read_url(self, url: str) -> bytes:
+        """The bytes at ``url``: a ``file://`` URL is read from disk, any other from the index."""
+        if not url.startswith("file://"):
+            return self.get_bytes(url)
+        try:
+            return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).read_bytes()
+        except OSError as e:
+            raise IndexError_(f"{url}: cannot read: {e}") from None
+
     def download(
         self,
         url: str,
@@ -296,17 +325,8 @@ class PackageIndex:
         label = what or dest.name
         if sha256 and dest.exists() and sha256_file(dest) == sha256:
             return dest
-        if url.startswith("file://"):
-            data = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).read_bytes()
-        else:
-            data = self.get_bytes(url)
+        data = self.read_url(url)
         if progress:
             progress(len(data))
-        got = hashlib.sha256(data).hexdigest()
-        if sha256 and got != sha256:
-            raise IndexError_(
-                f"{label}: sha256 mismatch for {url}: expected {sha256}, got {got}; "
-                "the file on the index changed or the download was corrupted"
-            )
-        atomic_write_bytes(dest, data)
+        atomic_write_bytes(dest, verified(data, sha256, label, url))
         return dest

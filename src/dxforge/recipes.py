@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.specifiers import InvalidSpecifier
+
+from dxforge.seed.names import conda_run_requirements, conda_specifier, split_spec
 from dxforge.util import DxError
 
 SOURCES_ENV = "DXFORGE_SOURCES"
@@ -24,15 +27,9 @@ SIBLING_RE = re.compile(r"^diracx(-[a-z0-9][a-z0-9-]*)?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def is_sibling(name: str) -> bool:
-    """Whether ``name`` is a DiracX package (``diracx`` or ``diracx-*``)."""
-    return bool(SIBLING_RE.match(name))
-
-
-def split_spec(line: str) -> tuple[str, str]:
-    """A rendered match spec ``"name >=1, <2"`` as ``("name", ">=1,<2")`` (blanks removed)."""
-    name, _, rest = line.strip().partition(" ")
-    return name, rest.replace(" ", "")
+def is_sibling(name: str, siblings: Iterable[str] = ()) -> bool:
+    """Whether ``name`` is a DiracX package (``diracx``, ``diracx-*`` or one of ``siblings``)."""
+    return name in set(siblings) or bool(SIBLING_RE.match(name))
 
 
 @dataclass
@@ -146,7 +143,7 @@ def _check_rendered(recipe: Recipe) -> None:
     for sec in SECTIONS:
         key = "tests[].requirements" if sec == "test" else f"requirements.{sec}"
         for line in recipe.requirements.get(sec, []):
-            name, spec = split_spec(line)
+            name, spec = split_spec(line, f"{recipe.path}: key {key}")
             if is_sibling(name) and spec != f"=={recipe.version}":
                 raise DxError(
                     f"{recipe.path}: key {key}: {line!r}: DiracX packages are pinned to the "
@@ -210,18 +207,24 @@ def load_recipes(root: Path, sources_url: str | None = None) -> list[Recipe]:
 def metadata_run_requirements(
     requires_dist: Iterable[str],
     requires_python: str,
-    version: str,
+    pin: str,
     lookup: Callable[[str], list[str]] | None,
     where: str = "",
+    siblings: Iterable[str] = (),
 ) -> dict[str, str]:
-    """The run requirements a recipe of ``version`` must have for this Requires-Dist, as
-    ``{conda name: spec}``: python from Requires-Python, extras expanded through ``lookup``,
-    conda-forge names, DiracX siblings pinned ``==version``."""
-    from dxforge.seed.names import conda_run_requirements, conda_specifier
-
-    out = {"python": conda_specifier(requires_python) if requires_python else ""}
+    """The run requirements a recipe must have for this Requires-Dist, as ``{conda name: spec}``:
+    python from Requires-Python (``""`` when it has none), extras expanded through ``lookup``,
+    conda-forge names, DiracX packages (see :func:`is_sibling`) pinned ``pin``
+    (``==1.2.0`` or ``==${{ version }}``)."""
+    try:
+        out = {"python": conda_specifier(requires_python) if requires_python else ""}
+    except InvalidSpecifier:
+        raise DxError(
+            f"{where}: Requires-Python {requires_python!r} is not a valid specifier"
+        ) from None
+    siblings = set(siblings)
     for name, spec in conda_run_requirements(requires_dist, lookup, where).items():
-        out[name] = f"=={version}" if is_sibling(name) else spec
+        out[name] = pin if is_sibling(name, siblings) else spec
     return out
 
 

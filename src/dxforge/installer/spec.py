@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +199,7 @@ def resolve_channel(channel: str, base: Path) -> str:
         return channel
     p = Path(channel).expanduser()
     if channel.startswith(("/", "./", "../", "~")) or (base / p).exists():
-        return (base / p).resolve().as_uri()
+        return Path(os.path.abspath(base / p)).as_uri()  # symlinks kept: the seed is one
     return channel
 
 

@@ -73,7 +73,7 @@ def channel_list(spec: ConstructSpec, cli_channels: list[str] | None, root: Path
 
     if not cli_channels:
         return spec.channel_sources()
-    own = (root / "build/channels/dxforge").resolve().as_uri()
+    own = Path(os.path.abspath(root / "build/channels/dxforge")).as_uri()
     given = [resolve_channel(c, Path.cwd()) for c in cli_channels]
     keep = [own] if own in spec.channel_sources() and own not in given else []
     return keep + given

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -88,6 +89,23 @@ def conda_spec(name: str, spec: SpecifierSet | str = "") -> str:
     """``name`` and its conda version spec, in conda-forge's ``name >=1.0,<2`` form."""
     version = conda_specifier(spec) if str(spec) else ""
     return f"{name} {version}" if version else name
+
+
+def split_spec(spec: str, where: str = "") -> tuple[str, str]:
+    """A match spec as name and version: ``name >=1, <2`` -> (``name``, ``>=1,<2``), blanks
+    allowed where conda allows them. dxforge writes no build strings: they are refused."""
+    label = f"{where}: " if where else ""
+    text = re.sub(r"(?<=[<>=!~])\s+", "", re.sub(r"\s*,\s*", ",", spec.strip()))
+    m = re.match(r"([^\s<>=!~]+)(.*)$", text)
+    if not m:
+        raise DxError(f"{label}{spec!r}: not a match spec (name and version expected)")
+    name, rest = m.group(1), m.group(2).split()
+    if len(rest) > 1:
+        raise DxError(
+            f"{label}{spec!r}: a build string is not supported in dxforge's requirements; "
+            "write the name and version only"
+        )
+    return name, "".join(rest)
 
 
 def marker_applies(marker: Marker | None, extras: Iterable[str] = ()) -> bool:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from dxforge.seed.names import pypi_name
+from dxforge.seed.names import pypi_name, split_spec
 from dxforge.util import DxError
 
 RUNTIME = {"python", "python_abi"}
@@ -25,23 +24,6 @@ class SeedPlan:
     voms: bool = False
     sources: dict[str, list[str]] = field(default_factory=dict)
     """conda spec -> where it was asked for (for error messages)."""
-
-
-def split_spec(spec: str, where: str = "") -> tuple[str, str]:
-    """``name >=1, <2`` -> (``name``, ``>=1,<2``), blanks allowed where conda allows them;
-    build strings are not allowed here."""
-    label = f"{where}: " if where else ""
-    text = re.sub(r"(?<=[<>=!~])\s+", "", re.sub(r"\s*,\s*", ",", spec.strip()))
-    m = re.match(r"([^\s<>=!~]+)(.*)$", text)
-    if not m:
-        raise DxError(f"{label}{spec!r}: not a match spec (name and version expected)")
-    name, rest = m.group(1), m.group(2).split()
-    if len(rest) > 1:
-        raise DxError(
-            f"{label}{spec!r}: a build string is not supported in seed requirements; "
-            "write the name and version only"
-        )
-    return name, "".join(rest)
 
 
 def pep440_specifier(version: str, where: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from dxforge.metadata import DistMetadata, parse_metadata
 from dxforge.seed.names import conda_name, conda_run_requirements, conda_spec
 from dxforge.seed.pack import PLACEHOLDER, PackageSpec, assemble
 from dxforge.util import DxError
@@ -132,7 +133,7 @@ class WheelInfo:
     version: str
     pure: bool
     tags: list[str]
-    metadata: email.message.Message
+    metadata: DistMetadata
     entry_points: list[str]
     gui_entry_points: list[str]
     dist_info: str
@@ -140,11 +141,11 @@ class WheelInfo:
 
     @property
     def requires_dist(self) -> list[str]:
-        return self.metadata.get_all("Requires-Dist") or []
+        return self.metadata.requires_dist
 
     @property
     def requires_python(self) -> str | None:
-        return self.metadata.get("Requires-Python")
+        return self.metadata.requires_python or None
 
 
 def read_wheel(path: Path) -> WheelInfo:
@@ -157,7 +158,7 @@ def read_wheel(path: Path) -> WheelInfo:
         if len(dist_infos) != 1:
             raise DxError(f"{path.name}: expected one .dist-info directory, found {dist_infos}")
         dist_info = dist_infos.pop()
-        meta = email.parser.Parser().parsestr(z.read(f"{dist_info}/METADATA").decode("utf-8"))
+        meta = parse_metadata(z.read(f"{dist_info}/METADATA"), f"{path.name}: METADATA")
         wheel = email.parser.Parser().parsestr(z.read(f"{dist_info}/WHEEL").decode("utf-8"))
         eps: list[str] = []
         gui: list[str] = []
@@ -264,9 +265,9 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpe
             subdir="noarch",
             depends=depends,
             noarch="python",
-            license=info.metadata.get("License-Expression") or info.metadata.get("License"),
-            summary=info.metadata.get("Summary"),
-            homepage=info.metadata.get("Home-page"),
+            license=info.metadata.license,
+            summary=info.metadata.summary,
+            homepage=info.metadata.home_page,
             entry_points=[plain_entry_point(e) for e in info.entry_points + info.gui_entry_points],
         )
     depends = ["python >=3.11,<3.12.0a0", "python_abi 3.11.* *_cp311", *deps]
@@ -279,9 +280,9 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpe
         build=build_string("py311h", depends, ",".join(info.tags)),
         subdir="linux-64",
         depends=depends,
-        license=info.metadata.get("License-Expression") or info.metadata.get("License"),
-        summary=info.metadata.get("Summary"),
-        homepage=info.metadata.get("Home-page"),
+        license=info.metadata.license,
+        summary=info.metadata.summary,
+        homepage=info.metadata.home_page,
     )
 
 
