@@ -3,12 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # Always refresh the package lists: the seed asks apt for voms (apt-cache show, apt-get download).
+    apt-get update -qq
     need=""
     for tool in zstd:zstd xz:xz-utils dpkg-deb:dpkg; do
         command -v "${tool%%:*}" >/dev/null || need="$need ${tool#*:}"
     done
     if [ -n "$need" ]; then
-        apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
     fi
 fi
