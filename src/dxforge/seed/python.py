@@ -15,7 +15,9 @@ from dxforge.seed.elf import fix_runpaths, strip_debug
 from dxforge.seed.pack import PLACEHOLDER, PackageSpec, assemble, replace_in_text_files
 from dxforge.util import DxError
 
-DROP_DIRS = {"test", "tests", "idlelib", "tkinter", "turtledemo", "__pycache__", "lib2to3"}
+DROP_DIRS = {"test", "tests", "idlelib", "tkinter", "turtledemo", "__pycache__"}
+LAYOUT = 2
+"""Bump when what is taken from the host interpreter changes, so the package is rebuilt."""
 BIN_KEEP = ("python", "pydoc")
 PROBE = (
     "import json, sys, sysconfig, platform; print(json.dumps({'prefix': sys.base_prefix, "
@@ -39,6 +41,7 @@ class HostPython:
         binary = self.prefix / "bin" / f"python{self.version.rsplit('.', 1)[0]}"
         st = binary.stat()
         return {
+            "layout": LAYOUT,
             "prefix": str(self.prefix),
             "version": self.version,
             "size": st.st_size,
