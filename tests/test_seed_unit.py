@@ -621,3 +621,21 @@ def test_replace_in_text_files_skips_binary_files(tmp_path: Path) -> None:
 )
 def test_debian_conda_version(debian: str, conda: str) -> None:
     assert conda_version(debian) == conda
+
+
+def test_resolve_errors_name_where_a_requirement_was_asked_for() -> None:
+    from dxforge.seed.build import _asked_by
+    from dxforge.seed.plan import SeedPlan
+
+    sp = SeedPlan(
+        requirements=["msgpack>=9", "pip"],
+        sources={
+            "msgpack-python >=9": ["recipes/diracx-tasks/recipe.yaml: requirements.run"],
+            "pip": ["recipes/diracx-core/recipe.yaml: requirements.host"],
+        },
+    )
+    text = _asked_by(sp, "ERROR: No matching distribution found for msgpack>=9")
+    where = "recipes/diracx-tasks/recipe.yaml: requirements.run"
+    assert f"msgpack-python >=9: asked for in {where}" in text
+    assert "pip:" not in text
+    assert _asked_by(sp, "network is down") == ""

@@ -320,7 +320,8 @@ def run_build(
                     res.status = "failed"
                     res.reason = str(e)
                     absent = [
-                        d for d in graph.dependencies(name)
+                        d
+                        for d in graph.dependencies(name)
                         if not (out / (state.get(d) or {}).get("file", "-")).is_file()
                     ]
                     if absent:

@@ -74,10 +74,6 @@ def install(records: list[Any], prefix: Path, cache_dir: Path | None = None) -> 
     asyncio.run(rattler.install(records, target_prefix=prefix, **kwargs))
 
 
-def package_files(channel: Path) -> list[Path]:
-    return sorted(p for sub in SUBDIRS for p in (channel / sub).glob("*.conda"))
-
-
 def size_bytes(channel: Path) -> int:
     return sum(p.stat().st_size for p in channel.rglob("*") if p.is_file())
 

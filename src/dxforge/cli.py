@@ -173,7 +173,10 @@ def build(
             style = {"built": "green", "skipped": "dim", "failed": "red"}.get(r.status, "yellow")
             status = r.status + (f" ({r.reason})" if r.reason and r.status != "failed" else "")
             t.add_row(
-                r.name, r.version, r.build_string, f"{r.seconds:.1f}",
+                r.name,
+                r.version,
+                r.build_string,
+                f"{r.seconds:.1f}",
                 f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "",
                 f"[{style}]{escape(status)}[/]",
             )
@@ -337,8 +340,12 @@ def installer(
     ] = None,
     channel: Annotated[
         list[str] | None,
-        typer.Option("--channel", "-c", help="Channel name, URL or path (repeatable); replaces "
-                     "construct.yaml's channels except the project's build/channels/dxforge."),
+        typer.Option(
+            "--channel",
+            "-c",
+            help="Channel name, URL or path (repeatable); replaces "
+            "construct.yaml's channels except the project's build/channels/dxforge.",
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     compression: Annotated[
@@ -372,15 +379,21 @@ def installer(
     table.add_column("output")
     table.add_column("value")
     table.add_row("installer", summary["installer"])
-    table.add_row("size", f"{summary['size'] / mib:.1f} MiB ({summary['compression']}; "
-                  f"{summary['packages_size'] / mib:.1f} MiB of packages, "
-                  f"{summary['installed_bytes'] / mib:.1f} MiB installed)")
+    table.add_row(
+        "size",
+        f"{summary['size'] / mib:.1f} MiB ({summary['compression']}; "
+        f"{summary['packages_size'] / mib:.1f} MiB of packages, "
+        f"{summary['installed_bytes'] / mib:.1f} MiB installed)",
+    )
     table.add_row("sha256", summary["sha256"])
     table.add_row("packages", f"{len(summary['packages'])} (lockfile {summary['lockfile']})")
     reloc = summary["relocated_files"]
-    table.add_row("relocated at install", f"{reloc['text']} text, {reloc['binary']} binary, "
-                  f"{reloc['symlink']} symlinks; prefix at most "
-                  f"{summary['max_prefix_len'] or 'any'} bytes")
+    table.add_row(
+        "relocated at install",
+        f"{reloc['text']} text, {reloc['binary']} binary, "
+        f"{reloc['symlink']} symlinks; prefix at most "
+        f"{summary['max_prefix_len'] or 'any'} bytes",
+    )
     table.add_row("smoke tests", ", ".join(summary["smoke_tests"]))
     table.add_row("time", f"{summary['seconds']} s")
     console.print(table)

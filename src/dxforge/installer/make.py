@@ -38,8 +38,12 @@ def build_installer(opts: InstallerOptions, console=None) -> dict:
         if console is not None:
             console.print(f"[bold]installer:[/] packing the payload ({opts.compression})")
         t_pack = time.monotonic()
-        payload = pack(st.prefix, out / ".stage" / f"payload{SUFFIX[opts.compression]}",
-                       opts.compression, epoch=st.epoch)
+        payload = pack(
+            st.prefix,
+            out / ".stage" / f"payload{SUFFIX[opts.compression]}",
+            opts.compression,
+            epoch=st.epoch,
+        )
         pack_s = time.monotonic() - t_pack
         outputs = write_installer(spec, st, payload, out, files / "header.sh")
         payload.path.unlink()
@@ -63,13 +67,22 @@ def build_installer(opts: InstallerOptions, console=None) -> dict:
         "tar_bytes": payload.tar_bytes,
         "installed_bytes": st.installed_bytes,
         "members": payload.members,
-        "packages": [{"name": p.name, "version": p.version, "build": p.build,
-                      "channel": p.channel, "size": p.size} for p in st.packages],
+        "packages": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "build": p.build,
+                "channel": p.channel,
+                "size": p.size,
+            }
+            for p in st.packages
+        ],
         "packages_size": sum(p.size for p in st.packages),
         "staging_prefix": str(st.prefix),
         "max_prefix_len": len(str(st.prefix)) if st.has_binary else None,
-        "relocated_files": {m: sum(1 for e in st.manifest if e.mode == m)
-                            for m in ("text", "binary", "symlink")},
+        "relocated_files": {
+            m: sum(1 for e in st.manifest if e.mode == m) for m in ("text", "binary", "symlink")
+        },
         "smoke_tests": st.smoke,
         "warnings": st.warnings,
         "pack_seconds": round(pack_s, 2),

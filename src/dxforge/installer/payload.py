@@ -62,16 +62,21 @@ def _info(root: Path, rel: str, epoch: int) -> tarfile.TarInfo:
         ti.size = st.st_size
         ti.mode |= 0o600
     else:
-        raise DxError(f"{root / rel} is neither a file, a directory nor a symlink; the "
-                      "payload cannot hold it")
+        raise DxError(
+            f"{root / rel} is neither a file, a directory nor a symlink; the payload cannot hold it"
+        )
     return ti
 
 
 @contextlib.contextmanager
 def _compressor(path: Path, compression: str, level: int | None) -> Iterator[BinaryIO]:
     if compression == "gzip":
-        with open(path, "wb") as raw, gzip.GzipFile(
-                filename="", mode="wb", fileobj=raw, compresslevel=level or 9, mtime=0) as f:
+        with (
+            open(path, "wb") as raw,
+            gzip.GzipFile(
+                filename="", mode="wb", fileobj=raw, compresslevel=level or 9, mtime=0
+            ) as f,
+        ):
             yield f
     elif compression == "xz":
         with lzma.open(path, "wb", preset=level if level is not None else 9) as f:
@@ -79,14 +84,15 @@ def _compressor(path: Path, compression: str, level: int | None) -> Iterator[Bin
     elif compression == "zstd":
         from backports import zstd
 
-        opts = {zstd.CompressionParameter.compression_level: level or 19,
-                zstd.CompressionParameter.nb_workers: 2,
-                zstd.CompressionParameter.checksum_flag: 1}
+        opts = {
+            zstd.CompressionParameter.compression_level: level or 19,
+            zstd.CompressionParameter.nb_workers: 2,
+            zstd.CompressionParameter.checksum_flag: 1,
+        }
         with zstd.open(path, "wb", options=opts) as f:
             yield f
     else:
-        raise DxError(f"unknown compression {compression!r}; use one of "
-                      f"{', '.join(COMPRESSIONS)}")
+        raise DxError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}")
 
 
 class _Counter:
@@ -99,12 +105,12 @@ class _Counter:
         return self.f.write(b)
 
 
-def pack(root: Path, dest: Path, compression: str = "gzip", epoch: int = 0,
-         level: int | None = None) -> Payload:
+def pack(
+    root: Path, dest: Path, compression: str = "gzip", epoch: int = 0, level: int | None = None
+) -> Payload:
     """Write ``root``'s contents as a compressed tar to ``dest`` (replaced atomically)."""
     if compression not in COMPRESSIONS:
-        raise DxError(f"unknown compression {compression!r}; use one of "
-                      f"{', '.join(COMPRESSIONS)}")
+        raise DxError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp")
     members = 0
@@ -129,5 +135,11 @@ def pack(root: Path, dest: Path, compression: str = "gzip", epoch: int = 0,
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    return Payload(path=dest, compression=compression, size=dest.stat().st_size,
-                   sha256=h.hexdigest(), tar_bytes=counter.n, members=members)
+    return Payload(
+        path=dest,
+        compression=compression,
+        size=dest.stat().st_size,
+        sha256=h.hexdigest(),
+        tar_bytes=counter.n,
+        members=members,
+    )

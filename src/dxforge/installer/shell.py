@@ -46,8 +46,9 @@ def _license_prompt(spec: ConstructSpec) -> str:
     )
 
 
-def render_header(template: str, spec: ConstructSpec, stage: Stage, payload: Payload,
-                  filename: str) -> bytes:
+def render_header(
+    template: str, spec: ConstructSpec, stage: Stage, payload: Payload, filename: str
+) -> bytes:
     """The header with every @@FIELD@@ filled, HEADER_SIZE being its own byte length."""
     fields = {
         "NAME": spec.name,
@@ -64,13 +65,15 @@ def render_header(template: str, spec: ConstructSpec, stage: Stage, payload: Pay
         "BATCH": "1" if spec.batch_mode else "0",
         "BATCH_WORD": "yes" if spec.batch_mode else "no",
         "EXISTS_TEXT": _sq(spec.install_path_exists_error_text),
-        "SCRIPT_ENV": "\n".join(f"{k}='{_sq(v)}'\nexport {k}"
-                                for k, v in spec.script_env_variables.items()),
+        "SCRIPT_ENV": "\n".join(
+            f"{k}='{_sq(v)}'\nexport {k}" for k, v in spec.script_env_variables.items()
+        ),
         "DEFAULT_PREFIX": spec.default_prefix,
         "LICENSE_PROMPT": _license_prompt(spec),
     }
-    unknown = (set(re.findall(r"@@([A-Z_0-9]+)@@", template)) - set(fields)
-               - {"HEADER_SIZE", "TOTAL_SIZE"})
+    unknown = (
+        set(re.findall(r"@@([A-Z_0-9]+)@@", template)) - set(fields) - {"HEADER_SIZE", "TOTAL_SIZE"}
+    )
     if unknown:
         raise DxError(f"installer/header.sh uses unknown fields {sorted(unknown)}")
     text = template
@@ -78,8 +81,11 @@ def render_header(template: str, spec: ConstructSpec, stage: Stage, payload: Pay
         text = text.replace(f"@@{k}@@", v)
     size = 0
     while True:
-        out = (text.replace("@@HEADER_SIZE@@", str(size))
-               .replace("@@TOTAL_SIZE@@", str(size + payload.size)).encode("utf-8"))
+        out = (
+            text.replace("@@HEADER_SIZE@@", str(size))
+            .replace("@@TOTAL_SIZE@@", str(size + payload.size))
+            .encode("utf-8")
+        )
         if len(out) == size:
             return out
         size = len(out)
@@ -87,9 +93,12 @@ def render_header(template: str, spec: ConstructSpec, stage: Stage, payload: Pay
 
 def lockfile_text(packages: list[Package]) -> str:
     """conda's explicit format: one URL per package with its md5 (or sha256) after ``#``."""
-    lines = ["# This file may be used to create an environment using:",
-             "# $ conda create --name <env> --file <this file>",
-             f"# platform: {PLATFORM}", "@EXPLICIT"]
+    lines = [
+        "# This file may be used to create an environment using:",
+        "# $ conda create --name <env> --file <this file>",
+        f"# platform: {PLATFORM}",
+        "@EXPLICIT",
+    ]
     for p in packages:
         digest = p.md5 or (f"sha256:{p.sha256}" if p.sha256 else "")
         lines.append(f"{p.url}#{digest}" if digest else p.url)
@@ -98,19 +107,21 @@ def lockfile_text(packages: list[Package]) -> str:
 
 def package_list_text(packages: list[Package]) -> str:
     width = max((len(p.name) for p in packages), default=4)
-    lines = [f"# {len(packages)} packages for {PLATFORM}",
-             f"# {'name':<{width}}  version  build  channel"]
+    lines = [
+        f"# {len(packages)} packages for {PLATFORM}",
+        f"# {'name':<{width}}  version  build  channel",
+    ]
     lines += [f"{p.name:<{width}}  {p.version}  {p.build}  {p.channel}" for p in packages]
     return "\n".join(lines) + "\n"
 
 
-def write_installer(spec: ConstructSpec, stage: Stage, payload: Payload, out: Path,
-                    template: Path) -> Outputs:
+def write_installer(
+    spec: ConstructSpec, stage: Stage, payload: Payload, out: Path, template: Path
+) -> Outputs:
     """Write the installer and its companions into ``out``, each file atomically."""
     filename = spec.installer_filename
     dest = out / filename
-    header = render_header(template.read_text(encoding="utf-8"), spec, stage, payload,
-                           filename)
+    header = render_header(template.read_text(encoding="utf-8"), spec, stage, payload, filename)
     tmp = dest.with_name(f".{filename}.tmp")
     h = hashlib.sha256(header)
     try:
@@ -135,8 +146,14 @@ def write_installer(spec: ConstructSpec, stage: Stage, payload: Payload, out: Pa
     atomic_write_text(lock, lockfile_text(stage.packages))
     pkgs = out / f"{stem}.packages.txt"
     atomic_write_text(pkgs, package_list_text(stage.packages))
-    return Outputs(installer=dest, sha256_file=sha_file, lockfile=lock, package_list=pkgs,
-                   sha256=digest, size=dest.stat().st_size)
+    return Outputs(
+        installer=dest,
+        sha256_file=sha_file,
+        lockfile=lock,
+        package_list=pkgs,
+        sha256=digest,
+        size=dest.stat().st_size,
+    )
 
 
 def installer_files_dir(root: Path) -> Path:

@@ -84,8 +84,10 @@ def staging_prefix(base: Path, name: str, length: int = STAGE_PREFIX_LEN) -> Pat
     head = str(base.resolve() / ".stage" / name)
     room = length - len(head)
     if room < 20:
-        raise DxError(f"the output directory {base} is too long for a {length}-byte staging "
-                      "prefix; choose a shorter --out")
+        raise DxError(
+            f"the output directory {base} is too long for a {length}-byte staging "
+            "prefix; choose a shorter --out"
+        )
     parts: list[str] = []
     while room > 0:
         n = min(room, 120)
@@ -109,8 +111,9 @@ def _virtual_packages() -> list:
     for vp in VirtualPackage.detect(VirtualPackageOverrides.from_env()):
         g = vp.into_generic()
         if g.name.normalized == "__archspec":
-            g = GenericVirtualPackage(PackageName("__archspec"), Version("1"),
-                                      BuildString("x86_64"))
+            g = GenericVirtualPackage(
+                PackageName("__archspec"), Version("1"), BuildString("x86_64")
+            )
         out.append(g)
     return out
 
@@ -122,9 +125,16 @@ def _hex(b: bytes | None) -> str:
 def _package(r) -> Package:
     ts = r.timestamp
     return Package(
-        name=r.name.normalized, version=str(r.version), build=str(r.build), subdir=str(r.subdir),
-        channel=str(r.channel or ""), url=str(r.url), file_name=r.file_name,
-        size=int(r.size or 0), sha256=_hex(r.sha256), md5=_hex(r.md5),
+        name=r.name.normalized,
+        version=str(r.version),
+        build=str(r.build),
+        subdir=str(r.subdir),
+        channel=str(r.channel or ""),
+        url=str(r.url),
+        file_name=r.file_name,
+        size=int(r.size or 0),
+        sha256=_hex(r.sha256),
+        md5=_hex(r.md5),
         timestamp=int(ts.timestamp()) if ts else 0,
     )
 
@@ -132,8 +142,9 @@ def _package(r) -> Package:
 async def _solve_async(channels: list[str], specs: list[str]):
     import rattler
 
-    return await rattler.solve(channels, specs, platforms=list(PLATFORMS),
-                               virtual_packages=_virtual_packages())
+    return await rattler.solve(
+        channels, specs, platforms=list(PLATFORMS), virtual_packages=_virtual_packages()
+    )
 
 
 async def _missing_specs(channels: list[str], specs: list[str]) -> list[str]:
@@ -159,30 +170,41 @@ def solve(spec: ConstructSpec, channels: list[str]) -> list:
         try:
             missing = asyncio.run(_missing_specs(channels, spec.specs))
         except Exception as read_error:
-            raise DxError(f"cannot read the channels {chans}: {read_error}\nFix the path or "
-                          "URL (--channel), or build the channel first (`dxforge seed`, "
-                          "`dxforge build`)") from None
+            raise DxError(
+                f"cannot read the channels {chans}: {read_error}\nFix the path or "
+                "URL (--channel), or build the channel first (`dxforge seed`, "
+                "`dxforge build`)"
+            ) from None
         where = f"{spec.path}:{spec.lines.get('specs', 0)}"
         if missing:
             names = ", ".join(f"`{m}`" for m in missing)
-            raise DxError(f"{where}: no package in the channels ({chans}) matches {names}; "
-                          "build or seed the channel first, or pass --channel") from None
+            raise DxError(
+                f"{where}: no package in the channels ({chans}) matches {names}; "
+                "build or seed the channel first, or pass --channel"
+            ) from None
         raise DxError(f"{where}: the specs cannot be satisfied from {chans}:\n{msg}") from None
     excluded = set(spec.exclude)
     unknown = excluded - {r.name.normalized for r in records}
     if unknown:
-        raise DxError(f"{spec.where('exclude')}: exclude names {', '.join(sorted(unknown))}, "
-                      "which the solution does not contain; remove them from exclude")
+        raise DxError(
+            f"{spec.where('exclude')}: exclude names {', '.join(sorted(unknown))}, "
+            "which the solution does not contain; remove them from exclude"
+        )
     return [r for r in records if r.name.normalized not in excluded]
 
 
 async def _install_async(records: list, prefix: Path, cache: Path, specs: list[str]) -> None:
     import rattler
 
-    await rattler.install(records, prefix, cache_dir=cache, show_progress=False,
-                          execute_link_scripts=False,
-                          # py-rattler 0.28 forwards this list unwrapped: pass the inner specs
-                          requested_specs=[rattler.MatchSpec(s)._match_spec for s in specs])
+    await rattler.install(
+        records,
+        prefix,
+        cache_dir=cache,
+        show_progress=False,
+        execute_link_scripts=False,
+        # py-rattler 0.28 forwards this list unwrapped: pass the inner specs
+        requested_specs=[rattler.MatchSpec(s)._match_spec for s in specs],
+    )
 
 
 def install(records: list, prefix: Path, cache: Path, specs: list[str]) -> None:
@@ -200,8 +222,10 @@ def install(records: list, prefix: Path, cache: Path, specs: list[str]) -> None:
 def _python_rel(prefix: Path, packages: list[Package], spec: ConstructSpec) -> str:
     py = next((p for p in packages if p.name == "python"), None)
     if py is None:
-        raise DxError(f"{spec.where('specs')}: the specs must include python (the installer "
-                      "relocates itself with the bundled python); add `python 3.11.*`")
+        raise DxError(
+            f"{spec.where('specs')}: the specs must include python (the installer "
+            "relocates itself with the bundled python); add `python 3.11.*`"
+        )
     mm = ".".join(py.version.split(".")[:2])
     for rel in (f"bin/python{mm}", "bin/python3"):
         if (prefix / rel).is_file() and os.access(prefix / rel, os.X_OK):
@@ -242,8 +266,7 @@ def _record_pyc(prefix: Path, tag: str) -> None:
         if added:
             files.extend(added)
             entries.extend({"_path": p, "path_type": "pyc_file"} for p in added)
-            atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n",
-                              mode=0o644)
+            atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o644)
 
 
 def _normalize_mtimes(prefix: Path, epoch: int) -> None:
@@ -264,8 +287,14 @@ ok = compileall.compile_dir(sys.argv[1], quiet=1, workers=int(sys.argv[2]),
 
 
 def _clean_env(prefix: Path, home: Path) -> dict[str, str]:
-    return {"PATH": f"{prefix}/bin:/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(home),
-            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    return {
+        "PATH": f"{prefix}/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 def byte_compile(prefix: Path, python_rel: str, workers: int = 2) -> list[str]:
@@ -279,14 +308,23 @@ def byte_compile(prefix: Path, python_rel: str, workers: int = 2) -> list[str]:
         for d in libdirs:
             env = _clean_env(prefix, home)
             env.pop("PYTHONDONTWRITEBYTECODE")
-            res = subprocess.run([str(prefix / python_rel), "-I", "-c", _COMPILE, str(d),
-                                  str(workers)], capture_output=True, text=True, env=env,
-                                 timeout=1800)
-            failures += [line.split("Error compiling", 1)[1].strip(" '.")
-                         for line in res.stdout.splitlines() if "Error compiling" in line]
+            res = subprocess.run(
+                [str(prefix / python_rel), "-I", "-c", _COMPILE, str(d), str(workers)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=1800,
+            )
+            failures += [
+                line.split("Error compiling", 1)[1].strip(" '.")
+                for line in res.stdout.splitlines()
+                if "Error compiling" in line
+            ]
             if res.returncode not in (0, 1) or (res.returncode == 1 and not failures):
-                raise DxError(f"byte-compiling {d} with {prefix / python_rel} failed:\n"
-                              f"{res.stdout[-2000:]}{res.stderr[-2000:]}")
+                raise DxError(
+                    f"byte-compiling {d} with {prefix / python_rel} failed:\n"
+                    f"{res.stdout[-2000:]}{res.stderr[-2000:]}"
+                )
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return failures
@@ -296,36 +334,55 @@ def smoke_test(prefix: Path, python_rel: str, packages: list[Package]) -> list[s
     """Run what must work in the staged prefix; returns the commands run."""
     names = {p.name for p in packages}
     checks: list[tuple[str, list[str]]] = [
-        ("python", [str(prefix / python_rel), "-I", "-c",
-                    "import sys, ssl, json; print(sys.prefix)"]),
+        (
+            "python",
+            [str(prefix / python_rel), "-I", "-c", "import sys, ssl, json; print(sys.prefix)"],
+        ),
     ]
     if "voms" in names:
-        checks.append(("voms-proxy-init --version", [str(prefix / "bin/voms-proxy-init"),
-                                                     "--version"]))
+        checks.append(
+            ("voms-proxy-init --version", [str(prefix / "bin/voms-proxy-init"), "--version"])
+        )
     if "diracx-cli" in names:
         checks.append(("dirac --help", [str(prefix / "bin/dirac"), "--help"]))
-    mods = sorted("diracx." + n[len("diracx-"):].replace("-", "_") for n in names
-                  if n.startswith("diracx-") and n != "diracx-testing")
+    mods = sorted(
+        "diracx." + n[len("diracx-") :].replace("-", "_")
+        for n in names
+        if n.startswith("diracx-") and n != "diracx-testing"
+    )
     if mods:
-        checks.append((f"import {', '.join(mods)}",
-                       [str(prefix / python_rel), "-c", f"import {', '.join(mods)}"]))
+        checks.append(
+            (
+                f"import {', '.join(mods)}",
+                [str(prefix / python_rel), "-c", f"import {', '.join(mods)}"],
+            )
+        )
     home = prefix.parent / (prefix.name[:20] + ".home")
     home.mkdir(exist_ok=True)
     done = []
     try:
         for what, cmd in checks:
             try:
-                res = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                                     env=_clean_env(prefix, home), cwd=home)
+                res = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    env=_clean_env(prefix, home),
+                    cwd=home,
+                )
             except (OSError, subprocess.TimeoutExpired) as e:
                 raise DxError(f"smoke test `{what}` in the staged prefix failed: {e}") from None
             if res.returncode != 0:
-                raise DxError(f"smoke test `{what}` in the staged prefix {prefix} failed "
-                              f"(exit {res.returncode}):\n{res.stdout[-1500:]}"
-                              f"{res.stderr[-1500:]}")
+                raise DxError(
+                    f"smoke test `{what}` in the staged prefix {prefix} failed "
+                    f"(exit {res.returncode}):\n{res.stdout[-1500:]}"
+                    f"{res.stderr[-1500:]}"
+                )
             if what == "python" and res.stdout.strip() != str(prefix):
-                raise DxError(f"the staged python reports sys.prefix {res.stdout.strip()}, "
-                              f"not {prefix}")
+                raise DxError(
+                    f"the staged python reports sys.prefix {res.stdout.strip()}, not {prefix}"
+                )
             done.append(what)
     finally:
         shutil.rmtree(home, ignore_errors=True)
@@ -387,8 +444,9 @@ def _condarc(spec: ConstructSpec, channels: list[str]) -> str | None:
     return "\n".join(lines) + "\n" if lines else None
 
 
-def stage(spec: ConstructSpec, channels: list[str], out: Path, installer_dir: Path,
-          console=None) -> Stage:
+def stage(
+    spec: ConstructSpec, channels: list[str], out: Path, installer_dir: Path, console=None
+) -> Stage:
     """Solve, install, prepare and check the staging prefix under ``out``."""
 
     def step(msg: str) -> None:
@@ -419,8 +477,11 @@ def stage(spec: ConstructSpec, channels: list[str], out: Path, installer_dir: Pa
         atomic_write_text(prefix / ".condarc", condarc, mode=0o644)
 
     env_epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    epoch = int(env_epoch) if env_epoch.isdigit() else (
-        max((p.timestamp for p in packages), default=0) or DEFAULT_EPOCH)
+    epoch = (
+        int(env_epoch)
+        if env_epoch.isdigit()
+        else (max((p.timestamp for p in packages), default=0) or DEFAULT_EPOCH)
+    )
     _normalize_mtimes(prefix, epoch)
     step("byte-compiling with the staged python")
     failures = byte_compile(prefix, python_rel)
@@ -444,5 +505,13 @@ def stage(spec: ConstructSpec, channels: list[str], out: Path, installer_dir: Pa
         shown = ", ".join(failures[:5]) + (" ..." if len(failures) > 5 else "")
         warnings.append(f"{len(failures)} .py files do not compile (left as source): {shown}")
     step(f"staged in {time.monotonic() - t0:.1f} s: {len(entries)} files hold the prefix")
-    return Stage(prefix=prefix, packages=packages, python_rel=python_rel, manifest=entries,
-                 epoch=epoch, installed_bytes=total, warnings=warnings, smoke=smoke)
+    return Stage(
+        prefix=prefix,
+        packages=packages,
+        python_rel=python_rel,
+        manifest=entries,
+        epoch=epoch,
+        installed_bytes=total,
+        warnings=warnings,
+        smoke=smoke,
+    )

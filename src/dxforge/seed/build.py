@@ -6,6 +6,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import dxforge
 from dxforge import channel as ch
 from dxforge.index import PackageIndex, index_url
 from dxforge.seed import debian, wheels
-from dxforge.seed.names import marker_applies
+from dxforge.seed.names import marker_applies, pypi_name, split_spec
 from dxforge.seed.plan import SeedPlan, plan
 from dxforge.seed.python import build_python, host_python
 from dxforge.util import DxError, atomic_write_text, file_lock, replace_dir
@@ -78,6 +79,17 @@ def _extras_inputs(requires_dist: list[str], lookup: dict[str, list[str]]) -> di
             name = canonicalize_name(req.name)
             used[name] = lookup.get(name, [])
     return used
+
+
+def _asked_by(sp: SeedPlan, message: str) -> str:
+    """Where the requirements that ``message`` names were asked for (recipe file and key)."""
+    words = {canonicalize_name(w) for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", message)}
+    lines = [
+        f"\n  {spec}: asked for in {'; '.join(where)}"
+        for spec, where in sp.sources.items()
+        if canonicalize_name(pypi_name(split_spec(spec)[0])) in words
+    ]
+    return "\nfix the requirement where it is asked for:" + "".join(lines) if lines else ""
 
 
 class Seeder:
@@ -171,7 +183,7 @@ class Seeder:
         made += sorted(py_dir.glob("*/*.conda"))
         if sp.voms:
             made.append(self._voms(inputs["_debs"]))
-        made += self._wheels(sp.requirements)
+        made += self._wheels(sp)
         return made
 
     def _voms(self, debs: list[debian.Deb]) -> Path:
@@ -190,11 +202,17 @@ class Seeder:
                 shutil.rmtree(tmp, ignore_errors=True)
         return next(vdir.glob("*/*.conda"))
 
-    def _wheels(self, requirements: list[str]) -> list[Path]:
+    def _wheels(self, sp: SeedPlan) -> list[Path]:
+        requirements = sp.requirements
         if not requirements:
             return []
         with self.console.status(f"resolving {len(requirements)} requirements on the index"):
-            resolved = wheels.resolve(requirements, self.opts.index_url, self.logs / "resolve.log")
+            try:
+                resolved = wheels.resolve(
+                    requirements, self.opts.index_url, self.logs / "resolve.log"
+                )
+            except DxError as e:
+                raise DxError(f"{e}{_asked_by(sp, str(e))}") from None
         lookup = {r.name: r.requires_dist for r in resolved}
         wheel_dir = self.cache / "wheels"
         conda_dir = self.cache / "conda"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -132,7 +131,3 @@ def replace_in_text_files(root: Path, old: str, new: str) -> list[str]:
         os.chmod(p, mode)
         changed.append(p.relative_to(root).as_posix())
     return changed
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)

@@ -20,10 +20,9 @@ LAYOUT = 2
 """Bump when what is taken from the host interpreter changes, so the package is rebuilt."""
 BIN_KEEP = ("python", "pydoc")
 PROBE = (
-    "import json, sys, sysconfig, platform; print(json.dumps({'prefix': sys.base_prefix, "
+    "import json, sys, platform; print(json.dumps({'prefix': sys.base_prefix, "
     "'version': platform.python_version(), 'impl': sys.implementation.name, "
-    "'ldlibrary': sysconfig.get_config_var('LDLIBRARY'), 'glibc': platform.libc_ver()[1], "
-    "'stdlib': sysconfig.get_path('stdlib')}))"
+    "'glibc': platform.libc_ver()[1]}))"
 )
 
 
@@ -35,7 +34,6 @@ class HostPython:
     prefix: Path
     version: str
     glibc: str
-    ldlibrary: str
 
     def fingerprint(self) -> dict[str, object]:
         binary = self.prefix / "bin" / f"python{self.version.rsplit('.', 1)[0]}"
@@ -71,7 +69,6 @@ def host_python(executable: Path) -> HostPython:
         Path(info["prefix"]),
         info["version"],
         info["glibc"] or "2.17",
-        info["ldlibrary"] or "",
     )
 
 
