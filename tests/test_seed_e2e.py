@@ -360,3 +360,71 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert python_cache.stat().st_mtime_ns == python_stamp
     # the other wheels came from dxforge's cache: only the new one was downloaded
     assert index.downloads[seen:] == [broken.name]
+
+
+# An sdist-only distribution with an in-tree PEP 517 backend, so that pip needs nothing from the
+# index to build it (requires = []).
+SDIST_BACKEND = '''\
+import os, zipfile
+NAME, VERSION = "seedtest_sdist", "1.0"
+META = "Metadata-Version: 2.1\\nName: seedtest-sdist\\nVersion: 1.0\\nRequires-Python: >=3.8\\n"
+WHEEL = "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+DIST = f"{NAME}-{VERSION}.dist-info"
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    os.makedirs(os.path.join(metadata_directory, DIST))
+    for name, text in (("METADATA", META), ("WHEEL", WHEEL)):
+        with open(os.path.join(metadata_directory, DIST, name), "w") as f:
+            f.write(text)
+    return DIST
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    filename = f"{NAME}-{VERSION}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, filename), "w") as z:
+        z.writestr(f"{NAME}/__init__.py", "BUILT_FROM_SDIST = True\\n")
+        z.writestr(f"{DIST}/METADATA", META)
+        z.writestr(f"{DIST}/WHEEL", WHEEL)
+        z.writestr(f"{DIST}/RECORD", "")
+    return filename
+'''
+
+
+def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_path: Path) -> None:
+    from wheel_factory import tar_gz
+
+    root = tmp_path / "proj"
+    wheels = tmp_path / "wheels"
+    tool = build_wheel(wheels, "seedtest-tool", "1.0", requires=["dashing>=0.1"])
+    dashing = build_wheel(wheels, "dashing", "0.1.1", tag=BINARY_TAG)
+    index.projects["seedtest-tool"] = [
+        Dist.of(tool, metadata("seedtest-tool", "1.0", ["dashing>=0.1"]))
+    ]
+    index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"))]
+    sdist = tar_gz("seedtest_sdist-1.0", {
+        "PKG-INFO": "Metadata-Version: 2.1\nName: seedtest-sdist\nVersion: 1.0\n",
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+                          'backend-path = ["."]\n',
+        "backend.py": SDIST_BACKEND,
+    })
+    index.projects["seedtest-sdist"] = [Dist("seedtest_sdist-1.0.tar.gz", sdist)]
+    write_recipe(root, ["seedtest-sdist"])
+
+    proc = seed_in(root, index)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert "noarch/seedtest-sdist-1.0-" in " ".join(summary["packages"])
+    assert "seedtest_sdist-1.0.tar.gz" in index.downloads
+    built = list((root / "build/cache/seed/wheels/built").glob("*/seedtest_sdist-1.0-*.whl"))
+    assert len(built) == 1
+    channel = root / "build/channels/seed"
+    prefix = tmp_path / "env"
+    ch.install(ch.solve([channel], ["seedtest-sdist", "python 3.11.*"]), prefix)
+    out = subprocess.run(
+        [str(prefix / "bin/python"), "-I", "-c",
+         "import seedtest_sdist; print(seedtest_sdist.BUILT_FROM_SDIST)"],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False,
+    )
+    assert out.stdout.strip() == "True", out.stderr

@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,23 @@ def _extras_inputs(requires_dist: list[str], lookup: dict[str, list[str]]) -> di
             name = canonicalize_name(req.name)
             used[name] = lookup.get(name, [])
     return used
+
+
+def _cached(entry: Path, pattern: str, make: Callable[[Path], object]) -> list[Path]:
+    """The files matching ``pattern`` in the cache directory ``entry``; when there are none,
+    ``make(tmp)`` fills a temporary sibling directory, which then replaces ``entry`` whole."""
+    found = sorted(entry.glob(pattern))
+    if found:
+        return found
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
+    try:
+        make(tmp)
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(entry.glob(pattern))
 
 
 def _asked_by(sp: SeedPlan, message: str) -> str:
@@ -170,17 +188,8 @@ class Seeder:
         sp: SeedPlan = inputs["_plan"]
         made: list[Path] = []
         py_dir = self.cache / "python" / _digest([inputs["python"], inputs["converter"]])[:16]
-        if not list(py_dir.glob("*/*.conda")):
-            with self.console.status("repackaging python"):
-                tmp = Path(tempfile.mkdtemp(prefix=".python-", dir=self.cache))
-                try:
-                    build_python(inputs["_host"], tmp)
-                    shutil.rmtree(py_dir, ignore_errors=True)
-                    py_dir.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(tmp, py_dir)
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
-        made += sorted(py_dir.glob("*/*.conda"))
+        with self.console.status("repackaging python"):
+            made += _cached(py_dir, "*/*.conda", lambda tmp: build_python(inputs["_host"], tmp))
         if sp.voms:
             made.append(self._voms(inputs["_debs"]))
         made += self._wheels(sp)
@@ -188,19 +197,11 @@ class Seeder:
 
     def _voms(self, debs: list[debian.Deb]) -> Path:
         vdir = self.cache / "voms" / _digest([d.__dict__ for d in debs])[:16]
-        found = list(vdir.glob("*/*.conda"))
-        if found:
-            return found[0]
         with self.console.status("repackaging voms from Debian"):
-            tmp = Path(tempfile.mkdtemp(prefix=".voms-", dir=self.cache))
-            try:
-                debian.build_voms(debs, self.cache / "debs", tmp)
-                shutil.rmtree(vdir, ignore_errors=True)
-                vdir.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, vdir)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return next(vdir.glob("*/*.conda"))
+            made = _cached(
+                vdir, "*/*.conda", lambda tmp: debian.build_voms(debs, self.cache / "debs", tmp)
+            )
+        return made[0]
 
     def _wheels(self, sp: SeedPlan) -> list[Path]:
         requirements = sp.requirements
@@ -299,19 +300,15 @@ def _one_wheel(
     path = index.download(r.url, wheel_dir / r.filename, sha256, what=r.name)
     if not r.filename.endswith(".whl"):
         built = wheel_dir / "built" / _digest([r.sha256 or r.url])[:16]
-        found = list(built.glob("*.whl"))
-        if not found:
-            logs.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".wheel-", dir=wheel_dir))
-            try:
-                wheels.build_wheel_from_sdist(path, tmp, index_url_, logs / f"wheel-{r.name}.log")
-                built.parent.mkdir(parents=True, exist_ok=True)
-                shutil.rmtree(built, ignore_errors=True)
-                os.replace(tmp, built)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            found = list(built.glob("*.whl"))
-        path = found[0]
+        logs.mkdir(parents=True, exist_ok=True)
+        sdist = path
+        path = _cached(
+            built,
+            "*.whl",
+            lambda tmp: wheels.build_wheel_from_sdist(
+                sdist, tmp, index_url_, logs / f"wheel-{r.name}.log"
+            ),
+        )[0]
     key = _digest(
         [
             sha256 or r.url,
@@ -319,19 +316,10 @@ def _one_wheel(
             _extras_inputs(r.requires_dist, lookup),
         ]
     )[:16]
-    target = conda_dir / key
-    done = list(target.glob("*/*.conda"))
-    if done:
-        return done[0]
-    conda_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".conv-", dir=conda_dir))
-    try:
-        wheels.convert_wheel(path, lookup, tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return next(target.glob("*/*.conda"))
+    wheel = path
+    return _cached(
+        conda_dir / key, "*/*.conda", lambda tmp: wheels.convert_wheel(wheel, lookup, tmp)
+    )[0]
 
 
 def build_seed(opts: SeedOptions, console: Console) -> dict[str, Any]:
