@@ -1,7 +1,8 @@
 """Build benchmark, ratios from one run:
 
-- `dxforge build --force` of the nine recipes (into a fresh output channel) vs the sum of bare
-  rattler-build builds of the same recipes, in the same order, from the same channels;
+- `dxforge build --force --jobs 1` of the nine recipes (into a fresh output channel) vs the sum
+  of bare rattler-build builds of the same recipes, in the same order, from the same channels;
+- `dxforge build --force --jobs 2` (a graph level's packages two at a time) vs `--jobs 1`;
 - the no-op rebuild (a second `dxforge build`) vs the full build.
 
 usage: .venv/bin/python benchmarks/bench_build.py [--keep]
@@ -62,8 +63,9 @@ def main() -> int:
     from dxforge import channel as ch
     from dxforge.fetch import sources_url
     from dxforge.graph import load_graph
+    from dxforge.layout import Layout
 
-    seed = ROOT / "build/channels/seed"
+    seed = Layout.of(ROOT).seed
     if not (seed / "noarch/repodata.json").exists():
         sys.exit(f"{seed}: no seed channel; run `dxforge seed` first")
     run([DXFORGE, "fetch", "--root", str(ROOT)])
@@ -72,8 +74,8 @@ def main() -> int:
     try:
         root = tmp / "proj"
         shutil.copytree(ROOT / "recipes", root / "recipes")
-        shutil.copytree(ROOT / "build/sources", root / "build/sources")
-        graph, recipes = load_graph(root, sources_url(root))
+        shutil.copytree(Layout.of(ROOT).sources, root / "build/sources")
+        graph, recipes = load_graph(root, sources_url(root / "build/sources"))
         paths = {r.name: str(r.path) for r in recipes}
         order = graph.order
 
@@ -87,7 +89,7 @@ def main() -> int:
             "channels": [bare_out.as_uri(), seed.as_uri()],
             "result": str(result),
         }
-        env = {**os.environ, "DXFORGE_SOURCES": sources_url(root)}
+        env = {**os.environ, "DXFORGE_SOURCES": sources_url(root / "build/sources")}
         print(f"bare rattler-build of {len(order)} recipes ...", file=sys.stderr)
         with open(tmp / "bare.log", "w") as log:
             t = time.perf_counter()
@@ -102,10 +104,14 @@ def main() -> int:
         bare_sum = sum(bare.values())
 
         build = [DXFORGE, "build", "--root", str(root), "--channel", str(seed), "--json"]
-        print("dxforge build --force ...", file=sys.stderr)
-        full_s, proc = run([*build, "--force"], cwd=root)
+        print("dxforge build --force --jobs 1 ...", file=sys.stderr)
+        full_s, proc = run([*build, "--force", "--jobs", "1"], cwd=root)
         full = json.loads(proc.stdout)
         assert all(p["status"] == "built" for p in full["packages"]), full
+        print("dxforge build --force --jobs 2 (another output channel) ...", file=sys.stderr)
+        par_s, proc = run([*build, "--force", "--jobs", "2", "--out", str(tmp / "par")],
+                          cwd=root)
+        assert all(p["status"] == "built" for p in json.loads(proc.stdout)["packages"])
         print("dxforge build (no-op) ...", file=sys.stderr)
         noop_s, proc = run(build, cwd=root)
         noop = json.loads(proc.stdout)
@@ -125,11 +131,13 @@ def main() -> int:
     print(f"{'run':<44}{'seconds':>9}")
     print(f"{'bare rattler-build, sum of the 9 builds':<44}{bare_sum:>9.2f}")
     print(f"{'bare rattler-build, whole process':<44}{bare_wall:>9.2f}")
-    print(f"{'dxforge build --force (wall)':<44}{full_s:>9.2f}")
+    print(f"{'dxforge build --force --jobs 1 (wall)':<44}{full_s:>9.2f}")
+    print(f"{'dxforge build --force --jobs 2 (wall)':<44}{par_s:>9.2f}")
     print(f"{'dxforge build, nothing changed (wall)':<44}{noop_s:>9.2f}")
     print()
     print(f"full dxforge build / sum of bare builds:  {full_s / bare_sum:.3f}")
     print(f"full dxforge build / bare process wall:   {full_s / bare_wall:.3f}")
+    print(f"--jobs 2 / --jobs 1:                      {par_s / full_s:.3f}")
     print(f"no-op rebuild / full dxforge build:       {noop_s / full_s:.4f}")
     return 0
 

@@ -18,7 +18,6 @@ INSTALLER_VER='@@VERSION@@'
 INSTALLER_PLAT='@@PLAT@@'
 INSTALLER_TYPE=SH
 HEADER_SIZE=@@HEADER_SIZE@@
-PAYLOAD_SIZE=@@PAYLOAD_SIZE@@
 PAYLOAD_SHA256=@@PAYLOAD_SHA256@@
 COMPRESSION=@@COMPRESSION@@
 MAX_PREFIX_LEN=@@MAX_PREFIX_LEN@@
@@ -36,6 +35,7 @@ die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 case "$(head -n 2 "$0" 2>/dev/null || true)" in
     *DXFORGE-INSTALLER*) ;;
     *) say "ERROR: run this installer with sh or bash (sh @@FILENAME@@), do not source it."
+       # shellcheck disable=SC2317  # exit when return is not allowed (not sourced)
        return 1 2>/dev/null || exit 1 ;;
 esac
 THIS_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -193,6 +193,7 @@ done
 T="$TMPBASE.$$"
 OLD="$parent/.$base.dxforge-old.$$"
 DONE=0
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     if [ "$DONE" != 1 ]; then
         if [ -d "$OLD" ] && ! [ -e "$PREFIX" ]; then mv "$OLD" "$PREFIX" || true; fi

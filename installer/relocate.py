@@ -27,6 +27,10 @@ EXEC_SHEBANG = re.compile(
     rb"\A#!/bin/sh\n'''exec' \"(?P<exe>[^\"\n]+)\"(?P<args>[^\n]*?) \"\$0\" \"\$@\" #'''\n")
 
 
+GENERATED = ("unix_python_entry_point", "windows_python_entry_point_script")
+"""conda-meta path types of files the installer of the package wrote (entry points)."""
+
+
 class RelocationError(Exception):
     pass
 
@@ -90,6 +94,8 @@ def update_conda_meta(root, changed):
             new = files.get(entry.get("_path"))
             if new:
                 entry["sha256_in_prefix"], entry["size_in_bytes"] = new
+                if entry.get("path_type") in GENERATED:  # no original in the package
+                    entry["sha256"] = new[0]
         tmp = path + ".dxforge-reloc"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=2, sort_keys=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate src/dxforge/seed/conda_forge_names.yaml from grayskull's maintained PyPI ->
+"""Regenerate src/dxforge/data/conda_forge_names.yaml from grayskull's maintained PyPI ->
 conda-forge map (``grayskull/strategy/config.yaml`` inside the grayskull wheel on the configured
 package index).
 
@@ -22,7 +22,7 @@ from ruamel.yaml import YAML
 from dxforge.index import PackageIndex
 from dxforge.util import atomic_write_text
 
-OUT = Path(__file__).resolve().parents[1] / "src/dxforge/seed/conda_forge_names.yaml"
+OUT = Path(__file__).resolve().parents[1] / "src/dxforge/data/conda_forge_names.yaml"
 
 
 def main() -> int:

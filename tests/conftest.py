@@ -1,57 +1,86 @@
-"""Shared fixtures: the real seed and dxforge channels, built once per test session.
+"""Shared fixtures and helpers.
 
-The channels are built in the project's own ``build/`` directory with the real commands, so a
-test run after ``scripts/run-main.sh`` reuses them (both commands are incremental) and a fresh
-clone builds them once.
+End-to-end fixtures build the real seed and dxforge channels once per session with the real
+commands, in their own build directory (``build/tests``, not the one ``scripts/run-main.sh``
+uses); both commands are incremental, so a second test run reuses them. The ``dxforge`` command
+is the one installed next to the running interpreter.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DXFORGE = Path(sys.executable).parent / "dxforge"
+E2E_BUILD = ROOT / "build" / "tests"
+"""The end-to-end fixtures' own build directory."""
 
 
-def run_dxforge(*args: str, cwd: Path = ROOT, check: bool = True, timeout: float = 1800,
+def run_dxforge(*args: str | Path, cwd: Path = ROOT, check: bool = True, timeout: float = 1800,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``dxforge`` command line (waiting while another run holds the
-    channel lock)."""
+    """Run the installed ``dxforge`` command line (waiting while another run holds a lock)."""
     deadline = time.monotonic() + timeout
     while True:
         proc = subprocess.run(
-            [str(DXFORGE), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL, check=False,
+            [str(DXFORGE), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+            timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            check=False,
         )
         if "is locked by" not in proc.stderr or time.monotonic() > deadline:
             break
         time.sleep(2)
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"dxforge {' '.join(args)} exited {proc.returncode}\n"
+            f"dxforge {' '.join(map(str, args))} exited {proc.returncode}\n"
             f"--- stdout\n{proc.stdout[-5000:]}\n--- stderr\n{proc.stderr[-5000:]}"
         )
     return proc
 
 
+@lru_cache(maxsize=1)
+def _netns() -> tuple[list[str], str]:
+    unshare = shutil.which("unshare")
+    if not unshare:
+        return [], "unshare is not installed (util-linux)"
+    proc = subprocess.run([unshare, "-n", "--", "cat", "/proc/net/dev"], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        return [], f"`unshare -n` is not permitted here: {proc.stderr.strip()}"
+    interfaces = [ln.split(":")[0].strip() for ln in proc.stdout.splitlines()[2:]]
+    if set(interfaces) - {"lo"}:
+        return [], f"`unshare -n` left network interfaces {interfaces}"
+    return [unshare, "-n", "--"], ""
+
+
+def offline() -> list[str]:
+    """The command prefix that runs a program without network; skips the calling test (visibly,
+    with the reason) where no network namespace can be made."""
+    cmd, why = _netns()
+    if not cmd:
+        pytest.skip(f"cannot run offline: {why}")
+    return cmd
+
+
 @pytest.fixture(scope="session")
 def seed_channel() -> Path:
-    """The real seed channel (``dxforge seed``)."""
-    run_dxforge("seed")
-    return ROOT / "build/channels/seed"
+    """The real seed channel (``dxforge seed``) in the tests' build directory."""
+    run_dxforge("seed", "--build-dir", E2E_BUILD)
+    return E2E_BUILD / "channels/seed"
 
 
 @pytest.fixture(scope="session")
 def dxforge_channels(seed_channel: Path) -> tuple[Path, Path]:
     """The real output channel with the nine packages (``dxforge build``), and the seed."""
-    run_dxforge("build")
-    return ROOT / "build/channels/dxforge", seed_channel
+    run_dxforge("build", "--build-dir", E2E_BUILD)
+    return E2E_BUILD / "channels/dxforge", seed_channel
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DXFORGE, ROOT, run_dxforge
+from conftest import DXFORGE, E2E_BUILD, ROOT, offline, run_dxforge
 
 from dxforge.build import STATE
 from dxforge.channel import SUBDIRS, install, solve
@@ -135,14 +135,14 @@ class Project:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(recipe_text(name, self.sha[name], DEPS[name], imports))
 
-    def args(self, *extra: str, out: Path | None = None) -> list[str]:
+    def args(self, *extra: str, out: Path | None = None, jobs: int = 1) -> list[str]:
         return [
             "build", "--root", str(self.root), "--channel", str(self.seed), "--json",
-            *(["--out", str(out)] if out else []), *extra,
+            "--jobs", str(jobs), *(["--out", str(out)] if out else []), *extra,
         ]
 
-    def build(self, *extra: str, ok: bool = True, out: Path | None = None) -> dict:
-        proc = run_dxforge(*self.args(*extra, out=out), cwd=self.root, check=ok)
+    def build(self, *extra: str, ok: bool = True, out: Path | None = None, jobs: int = 1) -> dict:
+        proc = run_dxforge(*self.args(*extra, out=out, jobs=jobs), cwd=self.root, check=ok)
         assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
         report = json.loads(proc.stdout)
         assert report["ok"] == ok
@@ -239,7 +239,10 @@ def test_incremental_builds_and_lock(project: Project) -> None:
         msg = second.stderr
         assert f"channel {project.out} is locked by pid {proc.pid}" in msg, msg
         assert "wait for it to finish" in msg
-        assert not second.stdout  # no report: nothing was attempted
+        # no report, nothing was attempted: --json gives the error as JSON
+        error = json.loads(second.stdout)
+        assert set(error) == {"status", "error"} and error["status"] == "error"
+        assert f"channel {project.out} is locked by pid {proc.pid}" in error["error"]
     finally:
         stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
@@ -299,6 +302,42 @@ def test_failure_keep_going_and_stop(project: Project, tmp_path: Path) -> None:
     assert statuses(project.build("--only", "dxt-a")) == {"dxt-a": "skipped"}
 
 
+def test_damaged_package_in_the_channel_is_rebuilt(project: Project) -> None:
+    """A flipped byte in a built .conda: the next build finds that the file no longer matches
+    the channel's repodata, and rebuilds that package only."""
+    first = project.build()
+    file_d = project.out / next(p["file"] for p in first["packages"] if p["name"] == "dxt-d")
+    data = bytearray(file_d.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    file_d.write_bytes(bytes(data))
+    again = project.build()
+    assert statuses(again) == {
+        "dxt-a": "skipped", "dxt-d": "built", "dxt-b": "skipped", "dxt-c": "skipped"
+    }
+    [d] = [p for p in again["packages"] if p["name"] == "dxt-d"]
+    assert "did not match its index" in d["reason"] and "sha256" in d["reason"]
+    file_d.unlink()
+    assert statuses(project.build())["dxt-d"] == "built"
+    check_repodata(project.out)
+
+
+def test_jobs_build_a_level_at_once_with_the_same_outputs(project: Project,
+                                                          tmp_path: Path) -> None:
+    one = project.build(out=tmp_path / "one", jobs=1)
+    two = project.build(out=tmp_path / "two", jobs=2)
+    assert two["jobs"] == 2 and [p["name"] for p in two["packages"]] == ORDER
+
+    def outputs(report: dict, out: Path) -> dict[str, tuple]:
+        records = check_repodata(out)
+        return {
+            p["name"]: (p["version"], p["build_string"], p["file"],
+                        sorted(records[p["file"].split("/", 1)[1]]["depends"]))
+            for p in report["packages"]
+        }
+
+    assert outputs(one, tmp_path / "one") == outputs(two, tmp_path / "two")
+
+
 # --- (b) the real nine -----------------------------------------------------------------------
 
 
@@ -321,7 +360,7 @@ def test_install_diracx_and_run_dirac(dxforge_channels: tuple[Path, Path], tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Usage" in proc.stdout
 
-    report = json.loads(run_dxforge("build", "--json").stdout)
+    report = json.loads(run_dxforge("build", "--json", "--build-dir", E2E_BUILD).stdout)
     assert report["ok"]
     assert len(report["packages"]) == 9
     assert {p["status"] for p in report["packages"]} == {"skipped"}
@@ -330,36 +369,19 @@ def test_install_diracx_and_run_dirac(dxforge_channels: tuple[Path, Path], tmp_p
 # --- (c) offline -----------------------------------------------------------------------------
 
 
-def _unshare_net() -> str | None:
-    """Why ``unshare --net`` cannot be used here, or None when it can."""
-    if not shutil.which("unshare"):
-        return "unshare is not installed"
-    proc = subprocess.run(
-        ["unshare", "--net", "cat", "/proc/net/dev"], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        return f"unshare --net is not permitted here: {proc.stderr.strip()}"
-    interfaces = {line.split(":")[0].strip() for line in proc.stdout.splitlines()[2:]}
-    if interfaces != {"lo"}:
-        return f"unshare --net left interfaces {interfaces}"
-    return None
-
-
 def test_build_offline_after_fetch(seed_channel: Path, tmp_path: Path) -> None:
-    why = _unshare_net()
-    if why:
-        pytest.skip(why)
-    run_dxforge("fetch")  # the only step that may use the network
+    no_net = offline()
+    run_dxforge("fetch", "--build-dir", E2E_BUILD)  # the only step that may use the network
     root = tmp_path / "proj"
     shutil.copytree(ROOT / "recipes", root / "recipes")
-    shutil.copytree(ROOT / "build/sources", root / "build/sources")
+    shutil.copytree(E2E_BUILD / "sources", root / "build/sources")
     fetched = json.loads(run_dxforge("fetch", "--root", str(root), "--json", cwd=root).stdout)
     assert {f["status"] for f in fetched["files"]} == {"cached"}
     proc = subprocess.run(
-        ["unshare", "--net", str(DXFORGE), "build", "--root", str(root), "--force",
+        [*no_net, str(DXFORGE), "build", "--root", str(root), "--force",
          "--only", "diracx-core", "--channel", str(seed_channel), "--json"],
         cwd=root, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
-        check=False, env={**os.environ, "COLUMNS": "200"},
+        check=False, env={k: v for k, v in os.environ.items() if k != "DXFORGE_BUILD_DIR"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)

@@ -10,10 +10,15 @@ import pytest
 
 from dxforge.build import BuildOptions, build_channels, fingerprints, run_build, scratch_dirs
 from dxforge.graph import graph_of
+from dxforge.layout import Layout
 from dxforge.recipes import SOURCES_ENV, load_recipes
 from dxforge.util import DxError
 
 SHA = {n: f"{i:x}" * 64 for i, n in enumerate("abcd", start=1)}
+
+
+def lay(root: Path) -> Layout:
+    return Layout(root, root / "build")
 SEED = "file:///nonexistent/seed"
 
 
@@ -173,7 +178,8 @@ def test_build_channels_default_is_the_seed(tmp_path: Path) -> None:
     seed = tmp_path / "build/channels/seed"
     seed.mkdir(parents=True)
     out = tmp_path / "build/channels/dxforge"
-    assert build_channels(BuildOptions(root=tmp_path, out=out)) == [out.as_uri(), seed.as_uri()]
+    opts = BuildOptions(layout=lay(tmp_path), out=out)
+    assert build_channels(opts) == [out.as_uri(), seed.as_uri()]
 
 
 def test_build_channels_option_replaces_the_seed(tmp_path: Path) -> None:
@@ -182,7 +188,7 @@ def test_build_channels_option_replaces_the_seed(tmp_path: Path) -> None:
     local.mkdir()
     out = tmp_path / "out"
     opts = BuildOptions(
-        root=tmp_path, out=out, channels=["conda-forge", str(local), "https://example.invalid/c"]
+        layout=lay(tmp_path), out=out, channels=["conda-forge", str(local), "https://example.invalid/c"]
     )
     assert build_channels(opts) == [
         out.as_uri(), "conda-forge", local.as_uri(), "https://example.invalid/c"
@@ -192,7 +198,7 @@ def test_build_channels_option_replaces_the_seed(tmp_path: Path) -> None:
 def test_build_channels_without_seed_without_option(tmp_path: Path) -> None:
     """A fresh clone that skipped `dxforge seed`: the error names the channel and the fix."""
     with pytest.raises(DxError) as e:
-        build_channels(BuildOptions(root=tmp_path, out=tmp_path / "out"))
+        build_channels(BuildOptions(layout=lay(tmp_path), out=tmp_path / "out"))
     msg = str(e.value)
     assert str(tmp_path / "build/channels/seed") in msg
     assert "does not exist" in msg and "dxforge seed" in msg and "--channel" in msg
@@ -202,12 +208,12 @@ def test_build_channels_without_seed_without_option(tmp_path: Path) -> None:
 def test_build_channels_missing_local_channel(tmp_path: Path, given: str) -> None:
     (tmp_path / "build/channels/seed").mkdir(parents=True)
     with pytest.raises(DxError, match=rf"channel {given} does not exist"):
-        build_channels(BuildOptions(root=tmp_path, out=tmp_path / "out", channels=[given]))
+        build_channels(BuildOptions(layout=lay(tmp_path), out=tmp_path / "out", channels=[given]))
 
 
 def _opts(root: Path, **kw: object) -> BuildOptions:
     (root / "build/channels/seed").mkdir(parents=True, exist_ok=True)
-    return BuildOptions(root=root, out=root / "build/channels/dxforge", **kw)  # type: ignore[arg-type]
+    return BuildOptions(layout=lay(root), **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -251,10 +257,11 @@ def test_recipe_render_error_names_file_and_line(project: Path) -> None:
 
 def test_scratch_dirs_per_output_channel(tmp_path: Path) -> None:
     """Builds into two channels hold two locks, so they must not share work dirs or logs."""
-    default = scratch_dirs(tmp_path, tmp_path / "build/channels/dxforge")
+    layout = lay(tmp_path)
+    default = scratch_dirs(layout, tmp_path / "build/channels/dxforge")
     assert default == (tmp_path / "build/work", tmp_path / "build/logs")
-    one = scratch_dirs(tmp_path, tmp_path / "a/out")
-    two = scratch_dirs(tmp_path, tmp_path / "b/out")
+    one = scratch_dirs(layout, tmp_path / "a/out")
+    two = scratch_dirs(layout, tmp_path / "b/out")
     assert len({default[0], one[0], two[0]}) == 3 and len({default[1], one[1], two[1]}) == 3
     assert one[0].parent == tmp_path / "build/work" and one[1].parent == tmp_path / "build/logs"
-    assert scratch_dirs(tmp_path, tmp_path / "a/../a/out") == one
+    assert scratch_dirs(layout, tmp_path / "a/../a/out") == one

@@ -14,8 +14,12 @@ from local_index import Dist, LocalIndex, serve
 from typer.testing import CliRunner
 from wheel_factory import metadata, tar_gz, zip_bytes
 
+import dxforge.bump.write
 from dxforge import bump
+from dxforge.bump import drift, edit, textedit
+from dxforge.bump.recipedoc import parse_recipe, read_recipe
 from dxforge.cli import app
+from dxforge.specs import canonical_spec
 from dxforge.util import DxError
 
 # --------------------------------------------------------------------------------------------
@@ -91,7 +95,7 @@ schema_version: 1
 
 context:
   name: diracx-core
-  version: "0.7.0"   # lockstep with the other recipes
+  version: "1.4.0"   # lockstep with the other recipes
   python_min: '3.11'
 
 package:
@@ -133,7 +137,7 @@ CLIENT_RECIPE = """\
 schema_version: 1
 context:
     name: diracx-client
-    version: 0.7.0
+    version: 1.4.0
     python_min: "3.11"
 package: {{name: "${{{{ name }}}}", version: "${{{{ version }}}}"}}
 source:
@@ -154,7 +158,7 @@ schema_version: 1
 
 context:
   name: diracx
-  version: "0.7.0"
+  version: "1.4.0"
   python_min: "3.11"
 
 package:
@@ -182,9 +186,9 @@ TEMPLATES = {"diracx-core": CORE_RECIPE, "diracx-client": CLIENT_RECIPE, "diracx
 
 @pytest.fixture
 def project(tmp_path: Path, index: Index) -> Path:
-    """Three recipes at 0.7.0 whose sha256s match the index's 0.7.0 sdists."""
+    """Three recipes at 1.4.0 whose sha256s match the index's 1.4.0 sdists."""
     for name, template in TEMPLATES.items():
-        sdist = index.add(name, "0.7.0", REQUIRES[name])
+        sdist = index.add(name, "1.4.0", REQUIRES[name])
         path = tmp_path / "recipes" / name / "recipe.yaml"
         path.parent.mkdir(parents=True)
         path.write_bytes(template.format(sha=sdist.sha256, src=SRC).encode())
@@ -211,32 +215,32 @@ def add_all(index: Index, version: str, requires: dict[str, list[str]] | None = 
 
 
 def test_normal_bump_edits_only_the_three_fields(project: Path, index: Index) -> None:
-    new = add_all(index, "0.8.0")
-    index.add("diracx-core", "0.9.0", CORE_RUN)  # not published for all: not the target
-    index.add("diracx-client", "0.9.0", CLIENT_RUN)
+    new = add_all(index, "1.5.0")
+    index.add("diracx-core", "1.6.0", CORE_RUN)  # not published for all: not the target
+    index.add("diracx-client", "1.6.0", CLIENT_RUN)
     before = snapshot(project)
 
     res = run(project, index)
     assert res.exit_code == 0, res.output
-    assert "updated 3 recipes to 0.8.0" in res.stdout
+    assert "updated 3 recipes to 1.5.0" in res.stdout
 
     after = snapshot(project)
     core_old = before["recipes/diracx-core/recipe.yaml"].decode()
-    old_sha = {n: index.entry(f"{n.replace('-', '_')}-0.7.0.tar.gz").sha256 for n in TEMPLATES}
+    old_sha = {n: index.entry(f"{n.replace('-', '_')}-1.4.0.tar.gz").sha256 for n in TEMPLATES}
     expected = (
-        core_old.replace('version: "0.7.0"   #', 'version: "0.8.0"   #')
+        core_old.replace('version: "1.4.0"   #', 'version: "1.5.0"   #')
         .replace(f"sha256: {old_sha['diracx-core']}  #", f"sha256: {new['diracx-core'].sha256}  #")
         .replace("  number: 3\n", "  number: 0\n")
     )
     assert after["recipes/diracx-core/recipe.yaml"].decode() == expected
     client_old = before["recipes/diracx-client/recipe.yaml"].decode()
     assert after["recipes/diracx-client/recipe.yaml"].decode() == (
-        client_old.replace("version: 0.7.0\n", "version: 0.8.0\n")
+        client_old.replace("version: 1.4.0\n", "version: 1.5.0\n")
         .replace(f"'{old_sha['diracx-client']}'", f"'{new['diracx-client'].sha256}'")
     )
     meta_old = before["recipes/diracx/recipe.yaml"].decode()
     assert after["recipes/diracx/recipe.yaml"].decode() == (
-        meta_old.replace('version: "0.7.0"', 'version: "0.8.0"')
+        meta_old.replace('version: "1.4.0"', 'version: "1.5.0"')
         .replace(old_sha["diracx"], new["diracx"].sha256)
         .replace("number: 1", "number: 0")
     )
@@ -244,8 +248,8 @@ def test_normal_bump_edits_only_the_three_fields(project: Path, index: Index) ->
         cached = project / "build/sources" / e.filename
         assert cached.read_bytes() == e.data, name
     # what the recipes now say reads back through the same parser
-    doc = bump.read_recipe(project / "recipes/diracx-core/recipe.yaml")
-    assert (doc.version, doc.sha256, doc.number) == ("0.8.0", new["diracx-core"].sha256, 0)
+    doc = read_recipe(project / "recipes/diracx-core/recipe.yaml")
+    assert (doc.version, doc.sha256, doc.number) == ("1.5.0", new["diracx-core"].sha256, 0)
 
     res = run(project, index, "--check")
     assert res.exit_code == 0, res.output
@@ -253,46 +257,46 @@ def test_normal_bump_edits_only_the_three_fields(project: Path, index: Index) ->
 
 
 def test_requested_version_missing_changes_nothing(project: Path, index: Index) -> None:
-    add_all(index, "0.8.0")
-    index.add("diracx-core", "0.9.0", CORE_RUN)
-    index.add("diracx-client", "0.9.0", CLIENT_RUN, yanked=True)
+    add_all(index, "1.5.0")
+    index.add("diracx-core", "1.6.0", CORE_RUN)
+    index.add("diracx-client", "1.6.0", CLIENT_RUN, yanked=True)
     before = snapshot(project)
-    res = run(project, index, "--version", "0.9.0")
+    res = run(project, index, "--version", "1.6.0")
     assert res.exit_code == 1
     err = " ".join(res.stderr.split())
-    assert "0.9.0 is missing" in err
+    assert "1.6.0 is missing" in err
     assert "diracx-client (yanked)" in err and "diracx (not published)" in err
     assert "diracx-core (" not in err
     assert snapshot(project) == before
     assert not (project / "build/sources").exists()
 
-    res = run(project, index, "--version", "0.8.0", "--json")
+    res = run(project, index, "--version", "1.5.0", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["target"] == "0.8.0"
+    assert json.loads(res.stdout)["target"] == "1.5.0"
 
 
 def test_prereleases_only_with_pre(project: Path, index: Index) -> None:
-    add_all(index, "0.8.0")
-    add_all(index, "0.9.0rc1")
-    add_all(index, "0.8.1", yanked=True)  # yanked files are ignored
+    add_all(index, "1.5.0")
+    add_all(index, "1.6.0rc1")
+    add_all(index, "1.5.1", yanked=True)  # yanked files are ignored
     before = snapshot(project)
 
     res = run(project, index, "--dry-run", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert (out["status"], out["current"], out["target"]) == ("would-update", "0.7.0", "0.8.0")
+    assert (out["status"], out["current"], out["target"]) == ("would-update", "1.4.0", "1.5.0")
     assert snapshot(project) == before  # dry run
     assert not (project / "build").exists()
 
     res = run(project, index, "--pre", "--check", "--json")
     assert res.exit_code == 1
-    assert json.loads(res.stdout)["target"] == "0.9.0rc1"
+    assert json.loads(res.stdout)["target"] == "1.6.0rc1"
 
     res = run(project, index, "--pre")
     assert res.exit_code == 0, res.output
-    doc = bump.read_recipe(project / "recipes/diracx/recipe.yaml")
-    assert doc.version == "0.9.0rc1"
-    assert doc.sha256 == index.entry("diracx-0.9.0rc1.tar.gz").sha256
+    doc = read_recipe(project / "recipes/diracx/recipe.yaml")
+    assert doc.version == "1.6.0rc1"
+    assert doc.sha256 == index.entry("diracx-1.6.0rc1.tar.gz").sha256
 
 
 DRIFT_REQUIRES = {
@@ -300,14 +304,14 @@ DRIFT_REQUIRES = {
     "diracx-core": ["cachetools>=5", "msgpack", "pydantic>=2.10",
                     "opentelemetry-sdk>=1.40; extra == 'otel'"],
     # an extra of a dependency: redis[hiredis] -> redis-py and hiredis
-    "diracx-client": ["diracx-core==0.8.0", "httpx", "redis[hiredis]>=5"],
+    "diracx-client": ["diracx-core==1.5.0", "httpx", "redis[hiredis]>=5"],
     # an extra of a sibling: diracx-core[otel]; diracx-client dropped
     "diracx": ["diracx-core[otel]"],
 }
 
 
 def test_drift_report_and_apply_deps(project: Path, index: Index, tmp_path: Path) -> None:
-    add_all(index, "0.8.0", DRIFT_REQUIRES)
+    add_all(index, "1.5.0", DRIFT_REQUIRES)
     index.add("redis", "5.0.0", ["hiredis>=3.0.0; extra == 'hiredis'"], wheel=True)
     index.add("redis", "4.0.0", [], wheel=True)
     before = snapshot(project)
@@ -364,7 +368,7 @@ def test_drift_report_and_apply_deps(project: Path, index: Index, tmp_path: Path
         "    - diracx-core ==${{ version }}\n"
         "    - opentelemetry-sdk >=1.40\n"
     )
-    res = run(project, index, "--dry-run", "--version", "0.8.0", "--json")
+    res = run(project, index, "--dry-run", "--version", "1.5.0", "--json")
     assert json.loads(res.stdout)["status"] == "up-to-date"
     body = (tmp_path / "pr.md").read_text()
     assert "| diracx-core | diraccommon | removed | `>=9.0.18` | — |" in body
@@ -372,19 +376,19 @@ def test_drift_report_and_apply_deps(project: Path, index: Index, tmp_path: Path
 
 
 def test_pep658_metadata_is_used_where_advertised(project: Path, index: Index) -> None:
-    add_all(index, "0.8.0", metadata=True)
+    add_all(index, "1.5.0", metadata=True)
     res = run(project, index, "--dry-run", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert all(p["metadata_source"].endswith(".metadata (PEP 658)") for p in out["packages"])
     assert all(p["drift"] == {"added": [], "removed": [], "changed": []}
                for p in out["packages"])
-    assert "/files/diracx_core-0.8.0.tar.gz.metadata" in index.requests
-    assert "/files/diracx_core-0.8.0.tar.gz" not in index.requests  # dry run: no sdist needed
+    assert "/files/diracx_core-1.5.0.tar.gz.metadata" in index.requests
+    assert "/files/diracx_core-1.5.0.tar.gz" not in index.requests  # dry run: no sdist needed
 
-    e = index.entry("diracx-0.8.0.tar.gz")
+    e = index.entry("diracx-1.5.0.tar.gz")
     e.listed_metadata_sha256 = e.metadata_sha256
-    e.metadata = b"Name: diracx\nVersion: 0.8.0\n\n"
+    e.metadata = b"Name: diracx\nVersion: 1.5.0\n\n"
     res = run(project, index, "--dry-run")
     assert res.exit_code == 1
     assert "sha256 mismatch" in " ".join(res.stderr.split())
@@ -394,7 +398,7 @@ def test_pep658_metadata_is_used_where_advertised(project: Path, index: Index) -
 def test_index_that_stops_answering_changes_nothing(
     project: Path, index: Index, mode: str
 ) -> None:
-    add_all(index, "0.8.0")
+    add_all(index, "1.5.0")
     before = snapshot(project)
     index.fail = mode
     res = run(project, index, "--timeout", "0.5")
@@ -409,7 +413,7 @@ def test_index_that_stops_answering_changes_nothing(
 
 
 def test_downloads_failing_after_the_pages_changes_nothing(project: Path, index: Index) -> None:
-    add_all(index, "0.8.0")
+    add_all(index, "1.5.0")
     before = snapshot(project)
     index.fail, index.fail_files_only = "503", True
     res = run(project, index)
@@ -420,39 +424,39 @@ def test_downloads_failing_after_the_pages_changes_nothing(project: Path, index:
 
 
 def test_sha256_mismatch_on_download(project: Path, index: Index) -> None:
-    new = add_all(index, "0.8.0")
+    new = add_all(index, "1.5.0")
     new["diracx-client"].listed_sha256 = "0" * 64
     before = snapshot(project)
     res = run(project, index)
     assert res.exit_code == 1
     assert "sha256 mismatch" in " ".join(res.stderr.split())
     assert snapshot(project) == before
-    assert not (project / "build/sources/diracx_client-0.8.0.tar.gz").exists()
+    assert not (project / "build/sources/diracx_client-1.5.0.tar.gz").exists()
 
 
 def test_check_exit_codes(project: Path, index: Index) -> None:
     res = run(project, index, "--check")
     assert res.exit_code == 0, res.output
-    add_all(index, "0.8.0")
+    add_all(index, "1.5.0")
     before = snapshot(project)
     res = run(project, index, "--check", "--json")
     assert res.exit_code == 1
     out = json.loads(res.stdout)
-    assert out["status"] == "update-available" and out["target"] == "0.8.0"
+    assert out["status"] == "update-available" and out["target"] == "1.5.0"
     assert snapshot(project) == before
     assert not (project / "build").exists()
     assert run(project, index, "--check", "--apply-deps").exit_code == 2
 
 
 def test_pr_body(project: Path, index: Index, tmp_path: Path) -> None:
-    new = add_all(index, "0.8.0", {**REQUIRES, "diracx": ["diracx-core", "diracx-client", "rich"]})
+    new = add_all(index, "1.5.0", {**REQUIRES, "diracx": ["diracx-core", "diracx-client", "rich"]})
     body_file = tmp_path / "out" / "pr.md"
     res = run(project, index, "--dry-run", "--pr-body", str(body_file))
     assert res.exit_code == 0, res.output
     body = body_file.read_text()
-    assert body.startswith("## DiracX 0.7.0 -> 0.8.0\n")
+    assert body.startswith("## DiracX 1.4.0 -> 1.5.0\n")
     for name, e in new.items():
-        old = index.entry(e.filename.replace("0.8.0", "0.7.0")).sha256
+        old = index.entry(e.filename.replace("1.5.0", "1.4.0")).sha256
         assert f"| {name} | `{e.filename}` | `{old}` | `{e.sha256}` |" in body
     assert "| diracx | rich | added | — | (any) |" in body
     assert "were **not applied**" in body
@@ -462,12 +466,12 @@ def test_pr_body(project: Path, index: Index, tmp_path: Path) -> None:
 
 def test_html_fallback(project: Path, index: Index) -> None:
     index.html_only = True
-    new = add_all(index, "0.8.0", metadata=True)
-    add_all(index, "0.8.1", yanked=True)
+    new = add_all(index, "1.5.0", metadata=True)
+    add_all(index, "1.5.1", yanked=True)
     res = run(project, index, "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["target"] == "0.8.0"
+    assert out["target"] == "1.5.0"
     assert {p["name"]: p["new_sha256"] for p in out["packages"]} == {
         n: e.sha256 for n, e in new.items()
     }
@@ -478,9 +482,9 @@ def test_html_fallback(project: Path, index: Index) -> None:
 def test_a_failed_write_restores_the_recipes(
     project: Path, index: Index, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    add_all(index, "0.8.0")
+    add_all(index, "1.5.0")
     before = snapshot(project)
-    real = bump.atomic_write_text
+    real = dxforge.bump.write.atomic_write_text
     calls = []
 
     def flaky(path: Path, text: str, mode: int | None = None) -> None:
@@ -489,7 +493,7 @@ def test_a_failed_write_restores_the_recipes(
             raise OSError(28, "No space left on device")
         real(path, text, mode)
 
-    monkeypatch.setattr(bump, "atomic_write_text", flaky)
+    monkeypatch.setattr(dxforge.bump.write, "atomic_write_text", flaky)
     res = run(project, index)
     assert res.exit_code == 1
     assert "already written were restored" in " ".join(res.stderr.split())
@@ -499,7 +503,7 @@ def test_a_failed_write_restores_the_recipes(
 
 def test_recipes_must_agree(project: Path, index: Index) -> None:
     path = project / "recipes/diracx/recipe.yaml"
-    path.write_text(path.read_text().replace('"0.7.0"', '"0.6.0"'))
+    path.write_text(path.read_text().replace('"1.4.0"', '"1.3.0"'))
     res = run(project, index, "--check")
     assert res.exit_code == 2
     assert "disagree" in res.stderr
@@ -510,23 +514,23 @@ def test_recipes_must_agree(project: Path, index: Index) -> None:
 
 
 def test_format_like_keeps_the_quoting() -> None:
-    assert bump._format_like('"0.7.0"', "0.8.0") == '"0.8.0"'
-    assert bump._format_like("'0.7.0'", "0.8.0") == "'0.8.0'"
-    assert bump._format_like("0.7.0", "0.8.0") == "0.8.0"
-    assert bump._format_like("0.7.0", "0.8") == '"0.8"'  # a plain 0.8 is a float
-    assert bump._format_like("3", "0", number=True) == "0"
+    assert textedit.format_like('"1.4.0"', "1.5.0") == '"1.5.0"'
+    assert textedit.format_like("'1.4.0'", "1.5.0") == "'1.5.0'"
+    assert textedit.format_like("1.4.0", "1.5.0") == "1.5.0"
+    assert textedit.format_like("1.4.0", "0.8") == '"0.8"'  # a plain 0.8 is a float
+    assert textedit.format_like("3", "0", number=True) == "0"
 
 
 def test_parse_errors_name_file_and_key(tmp_path: Path) -> None:
     p = tmp_path / "recipe.yaml"
     with pytest.raises(DxError, match=r"recipe.yaml: key context.version: missing"):
-        bump.parse_recipe(p, "context:\n  name: x\nsource:\n  url: a\n  sha256: b\n")
+        parse_recipe(p, "context:\n  name: x\nsource:\n  url: a\n  sha256: b\n")
     with pytest.raises(DxError, match=r"recipe.yaml:5: key source.sha256: .*one line"):
-        bump.parse_recipe(
+        parse_recipe(
             p, 'context:\n  name: x\n  version: "1"\nsource:\n  sha256: >-\n    abc\n  url: u\n'
         )
     with pytest.raises(DxError, match=r"key source: a url and a sha256"):
-        bump.parse_recipe(p, 'context:\n  name: x\n  version: "1"\n')
+        parse_recipe(p, 'context:\n  name: x\n  version: "1"\n')
 
 
 def test_sdist_name_from_the_url_template(tmp_path: Path) -> None:
@@ -535,26 +539,26 @@ def test_sdist_name_from_the_url_template(tmp_path: Path) -> None:
         "source:\n  url: ${{ env.get(\"X\", default=\"a/b\") }}/"
         "${{ name | replace('-', '_') }}-${{ version }}.tar.gz\n  sha256: abc\n"
     )
-    doc = bump.parse_recipe(tmp_path / "r.yaml", text)
+    doc = parse_recipe(tmp_path / "r.yaml", text)
     assert doc.sdist_name("2.0") == "diracx_api-2.0.tar.gz"
 
 
 def test_canonical_spec_and_drift_units(tmp_path: Path) -> None:
-    assert bump.canonical_spec("<2, >=1.0") == bump.canonical_spec(">=1.0,<2")
+    assert canonical_spec("<2, >=1.0") == canonical_spec(">=1.0,<2")
     text = (
         'context:\n  name: a\n  version: "1"\n  python_min: "3.11"\n'
         "source:\n  url: x/a-${{ version }}.tar.gz\n  sha256: abc\n"
         "requirements:\n  run:\n    - python >=${{ python_min }}\n"
         "    - diracx-core ==${{ version }}\n    - foo <2,>=1\n"
     )
-    doc = bump.parse_recipe(tmp_path / "r.yaml", text)
-    same = {"python": ">=3.11", "diracx-core": bump.VERSION_PIN, "foo": ">=1,<2"}
-    assert bump.compute_drift(doc, same, "2") == []
+    doc = parse_recipe(tmp_path / "r.yaml", text)
+    same = {"python": ">=3.11", "diracx-core": drift.VERSION_PIN, "foo": ">=1,<2"}
+    assert drift.compute_drift(doc, same, "2") == []
     newer = {**same, "python": ">=3.12"}
-    [change] = bump.compute_drift(doc, newer, "2")
+    [change] = drift.compute_drift(doc, newer, "2")
     assert (change.name, change.kind) == ("python", "changed")
-    edits = bump.drift_edits(doc, [change], apply_removals=True)
-    assert '  python_min: "3.12"\n' in bump.apply_edits(text, edits)
+    edits = edit.drift_edits(doc, [change], apply_removals=True)
+    assert '  python_min: "3.12"\n' in textedit.apply_edits(text, edits)
 
 
 def test_entry_point_exit_codes(project: Path, index: Index) -> None:
@@ -563,25 +567,26 @@ def test_entry_point_exit_codes(project: Path, index: Index) -> None:
     argv = [str(exe), "bump", "--root", str(project), "--index-url", index.url, "--check",
             "--retries", "0"]
     assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
-    add_all(index, "0.8.0")
+    add_all(index, "1.5.0")
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
-    assert "update available: 0.7.0 -> 0.8.0" in proc.stdout
+    assert "update available: 1.4.0 -> 1.5.0" in proc.stdout
 
 
 def test_flow_context_and_crlf_are_kept(tmp_path: Path) -> None:
     text = (
-        "context: {name: diracx-x, version: 0.7.0, python_min: '3.11'}  # flow\r\n"
+        "context: {name: diracx-x, version: 1.4.0, python_min: '3.11'}  # flow\r\n"
         "source:\r\n  url: x/diracx_x-${{ version }}.tar.gz\r\n  sha256: aa  # old\r\n"
         "build: {number: 2}\r\n"
         "requirements:\r\n  run:\r\n    - python >=${{ python_min }}\r\n    - b\r\n"
     )
-    doc = bump.parse_recipe(tmp_path / "r.yaml", text)
+    doc = parse_recipe(tmp_path / "r.yaml", text)
     p = bump.PackageResult(doc, new_sha256="bb")
-    p.drift = bump.compute_drift(doc, {"python": ">=3.11", "a": "", "b": "<2", "c": ">=1"}, "0.8.0")
-    new = bump.new_recipe_text(p, "0.8.0", apply_deps=True)
+    upstream = {"python": ">=3.11", "a": "", "b": "<2", "c": ">=1"}
+    p.drift = drift.compute_drift(doc, upstream, "1.5.0")
+    new = edit.new_recipe_text(p, "1.5.0", apply_deps=True)
     assert new == (
-        "context: {name: diracx-x, version: 0.8.0, python_min: '3.11'}  # flow\r\n"
+        "context: {name: diracx-x, version: 1.5.0, python_min: '3.11'}  # flow\r\n"
         "source:\r\n  url: x/diracx_x-${{ version }}.tar.gz\r\n  sha256: bb  # old\r\n"
         "build: {number: 0}\r\n"
         "requirements:\r\n  run:\r\n    - python >=${{ python_min }}\r\n"
@@ -593,29 +598,76 @@ def test_construct_yaml_moves_with_the_recipes(project: Path, index: Index) -> N
     construct = project / "construct.yaml"
     construct.write_text(
         "name: DIRACOS\n"
-        "version: 0.7.0  # moved by dxforge bump\n"
+        "version: 1.4.0  # moved by dxforge bump\n"
         "channels:\n  - conda-forge\n"
-        "installer_filename: DIRACOS-0.7.0-Linux-x86_64.sh\n"
-        "specs:\n  - python 3.11.*\n  - pip ==0.7.0\n  - diracx ==0.7.0\n"
+        "installer_filename: DIRACOS-1.4.0-Linux-x86_64.sh\n"
+        "specs:\n  - python 3.11.*\n  - pip ==1.4.0\n  - diracx ==1.4.0\n"
     )
     before = construct.read_text()
-    add_all(index, "0.8.0")
+    add_all(index, "1.5.0")
     res = run(project, index)
     assert res.exit_code == 0, res.output
     assert construct.read_text() == (
-        before.replace("version: 0.7.0", "version: 0.8.0")
-        .replace("DIRACOS-0.7.0", "DIRACOS-0.8.0")
-        .replace("diracx ==0.7.0", "diracx ==0.8.0")
+        before.replace("version: 1.4.0", "version: 1.5.0")
+        .replace("DIRACOS-1.4.0", "DIRACOS-1.5.0")
+        .replace("diracx ==1.4.0", "diracx ==1.5.0")
     )  # the pin of another package with the same version is left alone
+
+
+CONSTRUCT = (
+    "name: DIRACOS\nversion: 1.4.0\nchannels:\n  - conda-forge\n"
+    "installer_filename: DIRACOS-1.4.0-Linux-x86_64.sh\nspecs:\n  - diracx ==1.4.0\n"
+)
 
 
 def test_construct_yaml_is_not_written_when_the_bump_fails(project: Path, index: Index) -> None:
     construct = project / "construct.yaml"
-    construct.write_text(
-        "name: DIRACOS\nversion: 0.7.0\nchannels:\n  - conda-forge\nspecs:\n  - diracx ==0.7.0\n"
-    )
+    construct.write_text(CONSTRUCT)
     before = snapshot(project)
-    index.add("diracx-core", "0.8.0", CORE_RUN)  # not published for all
-    res = run(project, index, "--version", "0.8.0")
+    index.add("diracx-core", "1.5.0", CORE_RUN)  # not published for all
+    res = run(project, index, "--version", "1.5.0")
     assert res.exit_code != 0
     assert snapshot(project) == before
+    assert construct.read_text() == CONSTRUCT
+
+
+def test_construct_yaml_is_restored_when_a_write_fails(
+    project: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """construct.yaml is written last, after the recipes: when its write fails, the recipes
+    already written are restored and construct.yaml is as it was."""
+    construct = project / "construct.yaml"
+    construct.write_text(CONSTRUCT)
+    add_all(index, "1.5.0")
+    before = snapshot(project)
+    real = dxforge.bump.write.atomic_write_text
+
+    def flaky(path: Path, text: str, mode: int | None = None) -> None:
+        if Path(path) == construct and "1.5.0" in text:
+            raise OSError(28, "No space left on device")
+        real(path, text, mode)
+
+    monkeypatch.setattr(dxforge.bump.write, "atomic_write_text", flaky)
+    res = run(project, index)
+    assert res.exit_code == 1
+    assert "already written were restored" in " ".join(res.stderr.split())
+    assert snapshot(project) == before
+    assert construct.read_text() == CONSTRUCT
+
+
+def test_drift_table_outside_a_terminal_is_not_cut(project: Path, index: Index) -> None:
+    """A log (not a terminal) gets every name and sha256 whole, however long."""
+    long = "brand-new-dependency-with-a-name-longer-than-any-table-column"
+    add_all(index, "1.5.0", {**REQUIRES, "diracx": ["diracx-core", "diracx-client", long]})
+    res = run(project, index, "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert long in res.stdout and "…" not in res.stdout
+    sha = index.entry("diracx-1.5.0.tar.gz").sha256
+    assert sha in res.stdout
+
+
+def test_error_messages_are_literal(project: Path, index: Index) -> None:
+    """Brackets in data (extras, versions) are not taken for markup in error messages."""
+    res = run(project, index, "--version", "1.5[otel]")
+    assert res.exit_code == 1
+    assert "'1.5[otel]' is not a valid version" in " ".join(res.stderr.split())

@@ -9,21 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import DXFORGE
 from local_index import LocalIndex, serve
 from wheel_factory import metadata, tar_gz, zip_bytes
 
-from dxforge.fetch import (
-    fetch_sources,
-    missing_sources,
-    sdist_metadata,
-    sources_url,
-    upstream_run_requirements,
-)
+from dxforge.bump.drift import VERSION_PIN, recipes_drift
+from dxforge.fetch import fetch_sources, missing_sources, sdist_metadata, sources_url
 from dxforge.index import PackageIndex
-from dxforge.recipes import load_recipe, load_recipes, run_drift
+from dxforge.recipes import load_recipe, load_recipes, recipe_paths
 from dxforge.util import DxError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def core_metadata(name: str, version: str, requires: list[str]) -> str:
@@ -97,9 +91,9 @@ def test_download_then_cached_without_network(index: LocalIndex, tmp_path: Path)
     seen = len(index.requests)
     [again] = fetch_sources(recipes, cache, index_url=index.url)
     assert again.status == "cached" and len(index.requests) == seen
-    assert sources_url(tmp_path) == cache.resolve().as_uri()
+    assert sources_url(cache) == cache.resolve().as_uri()
     # the recipe renders to the cached file once DXFORGE_SOURCES is set
-    r = load_recipe(recipes[0].path, sources_url(tmp_path))
+    r = load_recipe(recipes[0].path, sources_url(cache))
     assert r.rendered["source"][0]["url"] == got.path.resolve().as_uri()
 
 
@@ -155,7 +149,7 @@ def test_project_missing_on_index(index: LocalIndex, tmp_path: Path) -> None:
 
 def test_cli_fetch_json(index: LocalIndex, tmp_path: Path) -> None:
     pkg(index, tmp_path)
-    cmd = [ROOT / ".venv/bin/dxforge", "fetch", "--index-url", index.url, "--json",
+    cmd = [DXFORGE, "fetch", "--index-url", index.url, "--json",
            "--root", tmp_path]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -201,17 +195,18 @@ def test_upstream_requirements_expand_extras(index: LocalIndex, tmp_path: Path) 
     )
     recipes = load_recipes(tmp_path)
     cache = tmp_path / "build/sources"
-    expected = upstream_run_requirements(recipes, cache, PackageIndex(index.url))
-    assert expected["diracx-tasks"] == {
+    fetch_sources(recipes, cache, index_url=index.url)
+    drift = recipes_drift(recipe_paths(tmp_path), cache, PackageIndex(index.url))
+    assert drift["diracx-tasks"].upstream.requirements == {
         "python": ">=3.11",
-        "diracx-core": "==1.0",
+        "diracx-core": VERSION_PIN,
         "opentelemetry-sdk": ">=1.40",
         "redis-py": "<3",
         "hiredis": ">=3",  # from redis 2.0: the newest release below 3, read from the wheel
         "msgpack-python": "",
     }
     assert "/files/redis-2.0-py3-none-any.whl" in index.requests
-    assert [run_drift(r, expected[r.name]) for r in recipes] == [[], []]
+    assert [d.changes for d in drift.values()] == [[], []]
     assert sdist_metadata(cache / "diracx_tasks-1.0.tar.gz").scripts == {
         "diracx-tasks": "diracx.tasks.task_run:main"
     }

@@ -174,7 +174,7 @@ def test_renderings() -> None:
 
 
 def test_cli_graph_json_and_errors(tmp_path: Path) -> None:
-    dxforge = Path(__file__).resolve().parents[1] / ".venv/bin/dxforge"
+    from conftest import DXFORGE as dxforge
     write_recipe(tmp_path, "diracx-core")
     write_recipe(tmp_path, "diracx", ["diracx-core"])
     out = subprocess.run(
@@ -198,3 +198,18 @@ def test_cli_graph_json_and_errors(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "dependency cycle: diracx -> diracx-core -> diracx" in " ".join(out.stderr.split())
+
+
+def test_errors_are_printed_literally(tmp_path: Path) -> None:
+    """Data in messages is never read as markup: `[otel]` and `[bold]` reach the user as is."""
+    from typer.testing import CliRunner
+
+    from dxforge.cli import app
+
+    write_recipe(tmp_path, "diracx-core")
+    res = CliRunner().invoke(app, ["build", "--root", str(tmp_path), "--only",
+                                   "diracx-core[otel]", "--channel", str(tmp_path)])
+    assert res.exit_code == 1
+    assert "--only diracx-core[otel]: no such recipe" in " ".join(res.stderr.split())
+    res = CliRunner().invoke(app, ["graph", "--root", str(tmp_path), "--format", "[bold]x[/]"])
+    assert res.exit_code == 1 and "--format [bold]x[/]: choose mermaid or dot" in res.stderr

@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import E2E_BUILD, ROOT, offline, run_dxforge
 
-ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-DXFORGE = str(Path(sys.executable).with_name("dxforge"))
 NOBODY = 65534
 IS_ROOT = os.geteuid() == 0
 AS_NOBODY = ([shutil.which("setpriv") or "setpriv", "--reuid", str(NOBODY), "--regid",
@@ -29,26 +28,8 @@ AS_NOBODY = ([shutil.which("setpriv") or "setpriv", "--reuid", str(NOBODY), "--r
 pytestmark = pytest.mark.e2e
 
 
-def _probe_netns() -> list[str]:
-    unshare = shutil.which("unshare") or "unshare"
-    try:
-        ok = subprocess.run([unshare, "-n", "--", "true"], capture_output=True).returncode == 0
-    except OSError:
-        ok = False
-    return [unshare, "-n", "--"] if ok else []
-
-
-OFFLINE = _probe_netns()
-
-
-def run_dxforge(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([DXFORGE, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
-
-
 def build(construct: Path, out: Path, *extra: str) -> dict:
-    res = run_dxforge("installer", str(construct), "--out", str(out), "--json", *extra)
-    assert res.returncode == 0, res.stderr
+    res = run_dxforge("installer", construct, "--out", out, "--json", *extra)
     return json.loads(res.stdout)
 
 
@@ -104,7 +85,7 @@ class Site:
                     "LANG": "C", "PYTHONPATH": "/nonexistent", "PYTHONHOME": "/nonexistent",
                     "LD_LIBRARY_PATH": "/nonexistent"}
         full_env.update(env or {})
-        return subprocess.run(OFFLINE + user + args, cwd=cwd or self.work, env=full_env,
+        return subprocess.run(offline() + user + args, cwd=cwd or self.work, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
 
     def install(self, prefix: Path, *flags: str, installer: Path | None = None,
@@ -130,7 +111,7 @@ def site(synth_installer: dict) -> Iterator[Site]:
 
 
 def staging_leftovers(prefix: Path, staging: str) -> list[str]:
-    """Installed files outside .pyc and conda-meta/ that still name the staging prefix."""
+    """Installed files outside .pyc and conda-meta/ that still name ``staging``."""
     needle = staging.encode()
     bad = []
     for p in prefix.rglob("*"):
@@ -164,7 +145,8 @@ def test_build_outputs(synth_installer: dict) -> None:
     assert len(urls) == 3 and all("#" in u and len(u.split("#")[1]) == 32 for u in urls)
     assert {p["name"] for p in s["packages"]} == {"python", "synth-tool", "synthpy"}
     assert "synth-tool" in Path(s["package_list"]).read_text()
-    assert len(s["staging_prefix"]) == 240
+    assert len(s["staging_prefix"]) == len(s["recorded_prefix"]) == 240
+    assert s["recorded_prefix"].startswith("/opt/dxforge-installer/SYNTHOS_placehold")
     assert s["max_prefix_len"] == 240
     assert s["relocated_files"]["binary"] == 1
     assert s["relocated_files"]["text"] >= 5
@@ -206,7 +188,8 @@ synth-sh
     # first imports used the shipped .pyc: nothing was rewritten
     assert {p: p.stat().st_mtime_ns for p in prefix.rglob("*.pyc")} == pyc_before
 
-    assert staging_leftovers(prefix, synth_installer["staging_prefix"]) == []
+    for built in (synth_installer["staging_prefix"], synth_installer["recorded_prefix"]):
+        assert staging_leftovers(prefix, built) == []
     for name in ("synthpy", "synth-script", "synth-args"):
         first = (prefix / "bin" / name).read_text().splitlines()[0]
         assert first.startswith(f"#!{prefix}/bin/python3.11"), first
@@ -385,12 +368,21 @@ def test_relative_prefix_and_help(site: Site) -> None:
     assert f"default: {site.work}/synthos" in res.stdout
 
 
-def test_sourcing_the_installer_is_refused(site: Site) -> None:
+def test_sourcing_the_installer_is_refused(site: Site, synth_installer: dict) -> None:
     before = site.listing()
     res = site.run(["sh", "-c", f". {site.installer}"])
     assert res.returncode != 0 and "it was sourced (run it with sh)" in res.stderr
-    res = site.run(["bash", "-c", f". {site.installer}"])  # bash refuses binary files itself
-    assert res.returncode != 0
+    # bash refuses a file with NUL bytes by itself; the header alone (text) is what a shell
+    # that reads it runs: it must refuse being sourced in bash too, and write nothing
+    data = site.installer.read_bytes()
+    header = site.base / "header-only.sh"
+    header.write_bytes(data[: len(data) - synth_installer["payload_size"]])
+    header.chmod(0o644)
+    before = site.listing()
+    for shell in ("bash", "sh"):
+        res = site.run([shell, "-c", f". {header}; echo still-running"])
+        assert res.returncode == 1, (shell, res.stdout, res.stderr)
+        assert "it was sourced (run it with sh)" in res.stderr and "still-running" not in res.stdout
     assert site.listing() == before
 
 
@@ -442,7 +434,7 @@ def test_decompressor_missing_is_clear(synth_channel: Path, tmp_path: Path) -> N
 
 def test_unsatisfiable_spec_is_named(synth_channel: Path, tmp_path: Path) -> None:
     construct = synth_construct(tmp_path, synth_channel, "  - nothing-like-this >=1\n")
-    res = run_dxforge("installer", str(construct), "--out", str(tmp_path / "out"))
+    res = run_dxforge("installer", construct, "--out", tmp_path / "out", check=False)
     assert res.returncode == 1
     assert "`nothing-like-this >=1`" in res.stderr
     assert not list((tmp_path / "out").glob("*.sh"))
@@ -451,8 +443,8 @@ def test_unsatisfiable_spec_is_named(synth_channel: Path, tmp_path: Path) -> Non
 def test_unknown_key_fails_before_work(tmp_path: Path) -> None:
     (tmp_path / "construct.yaml").write_text("name: A\nversion: 1\nchannels: [x]\n"
                                              "specs: [python]\nbatchmode: true\n")
-    res = run_dxforge("installer", str(tmp_path / "construct.yaml"), "--out",
-                      str(tmp_path / "out"))
+    res = run_dxforge("installer", tmp_path / "construct.yaml", "--out", tmp_path / "out",
+                      check=False)
     assert res.returncode == 1 and "did you mean `batch_mode`" in res.stderr
 
 
@@ -490,16 +482,10 @@ def test_payload_deterministic_and_xz(tmp_path: Path) -> None:
 
 
 def test_real_diracos_installer(dxforge_channels: tuple[Path, Path], tmp_path: Path) -> None:
+    # the repository's construct.yaml: its ./build/channels follow --build-dir
+    info = build(ROOT / "construct.yaml", tmp_path / "out", "--build-dir", E2E_BUILD)
     dx, seed = dxforge_channels
-    # the repository's construct.yaml, pointed at the fixture's channels
-    text = (ROOT / "construct.yaml").read_text()
-    for rel, path in (("./build/channels/dxforge", dx), ("./build/channels/seed", seed)):
-        assert rel in text
-        text = text.replace(rel, str(Path(path).resolve()))
-    text = text.replace(" installer/", f" {ROOT}/installer/")
-    construct = tmp_path / "construct.yaml"
-    construct.write_text(text)
-    info = build(construct, tmp_path / "out")
+    assert info["channels"] == [dx.as_uri(), seed.as_uri()]
     names = {p["name"] for p in info["packages"]}
     assert {"python", "pip", "voms", "diracx", "diracx-core", "diracx-cli"} <= names
     assert "dirac --help" in info["smoke_tests"]
@@ -518,11 +504,12 @@ pip --version
 """
         res = s.run(["bash", "-c", script])
         assert res.returncode == 0, res.stdout + res.stderr
-        assert staging_leftovers(prefix, info["staging_prefix"]) == []
-        # nor any other build path: the build tree, the seed's placeholder, the host python
+        # no build path: the staging and recorded prefixes, the build tree, the seed's
+        # placeholder, the host python
         from dxforge.seed.pack import PLACEHOLDER
 
-        for build_path in (str(ROOT / "build"), PLACEHOLDER, sys.base_prefix):
+        for build_path in (info["staging_prefix"], info["recorded_prefix"], str(ROOT / "build"),
+                           PLACEHOLDER, sys.base_prefix):
             leftovers = [
                 f for f in staging_leftovers(prefix, build_path)
                 if not (build_path == sys.base_prefix and f.startswith("lib/libpython"))
@@ -579,3 +566,30 @@ def test_post_install_environment_and_failure_rollback(synth_channel: Path,
         assert s.listing() == before and (prefix / ".dxforge/installed").is_file()
     finally:
         s.cleanup()
+
+
+def test_installer_bytes_do_not_depend_on_where_or_when(synth_channel: Path,
+                                                         tmp_path: Path) -> None:
+    """Two builds from the same channels, in output directories of different lengths, a
+    while apart: the installer, its lockfile and package list are byte-identical."""
+    construct = synth_construct(tmp_path / "c", synth_channel)
+    one = build(construct, tmp_path / "one")
+    time.sleep(1.1)
+    two = build(construct, tmp_path / "a-much-longer-output-directory" / "two")
+    assert one["staging_prefix"] != two["staging_prefix"]
+    assert one["recorded_prefix"] == two["recorded_prefix"]
+    assert one["sha256"] == two["sha256"]
+    for key in ("installer", "lockfile", "package_list", "sha256_file"):
+        assert Path(one[key]).read_bytes() == Path(two[key]).read_bytes(), key
+
+
+def test_summary_outside_a_terminal_is_not_cut(synth_channel: Path, tmp_path: Path) -> None:
+    """In a log (not a terminal, 80 columns), the installer's path and sha256 are whole."""
+    construct = synth_construct(tmp_path, synth_channel)
+    out = tmp_path / ("a-long-directory-name-" * 3) / "out"
+    res = run_dxforge("installer", construct, "--out", out, env={"COLUMNS": "80"})
+    info = json.loads(run_dxforge("installer", construct, "--out", out, "--json").stdout)
+    lines = res.stderr.splitlines()
+    assert any(ln.split() == ["installer:", info["installer"]] for ln in lines), res.stderr
+    assert any(ln.split() == ["sha256:", info["sha256"]] for ln in lines), res.stderr
+    assert "…" not in res.stderr

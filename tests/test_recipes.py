@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.fetch import sdist_metadata, source_cache, upstream_run_requirements
+from dxforge.bump.drift import recipes_drift
+from dxforge.fetch import fetch_sources, sdist_metadata
 from dxforge.graph import graph_of
-from dxforge.recipes import SOURCES_ENV, Recipe, load_recipe, load_recipes, run_drift
+from dxforge.recipes import SOURCES_ENV, Recipe, load_recipe, load_recipes, recipe_paths
 from dxforge.util import DxError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,16 +82,20 @@ def test_real_levels(recipes: list[Recipe]) -> None:
     assert g.up_to("diracx-cli") == ["diracx-core", "diracx-client", "diracx-api", "diracx-cli"]
 
 
-def test_run_requirements_follow_requires_dist(recipes: list[Recipe]) -> None:
-    """Drift test: each recipe's run list equals its sdist's Requires-Dist through the
-    conda-forge name map (sdists from the source cache, fetched from the configured index when
-    missing; extras of third-party packages read from the index)."""
-    cache = source_cache(ROOT)
-    expected = upstream_run_requirements(recipes, cache)
-    drift = {r.name: run_drift(r, expected[r.name]) for r in recipes}
-    drift = {k: v for k, v in drift.items() if v}
-    assert not drift, "recipes drifted from Requires-Dist:\n" + "\n".join(
-        f"{name} ({'; '.join(lines)})" for name, lines in sorted(drift.items())
+@pytest.mark.e2e
+def test_run_requirements_follow_requires_dist(recipes: list[Recipe], tmp_path: Path) -> None:
+    """Drift guard, with the drift model `dxforge bump` reports and applies: each recipe's run
+    list equals its sdist's Requires-Dist through the conda-forge name map (sdists fetched from
+    the configured index; extras of third-party packages read from the index)."""
+    cache = tmp_path / "sources"
+    fetch_sources(recipes, cache)
+    drift = recipes_drift(recipe_paths(ROOT), cache)
+    assert all(not d.upstream.incomplete for d in drift.values()), {
+        n: d.upstream.notes for n, d in drift.items()
+    }
+    changed = {n: [c.line() for c in d.changes] for n, d in drift.items() if d.changes}
+    assert not changed, "recipes drifted from Requires-Dist:\n" + "\n".join(
+        f"{name} ({'; '.join(lines)})" for name, lines in sorted(changed.items())
     )
     for r in recipes:  # console scripts exactly as upstream declares them
         scripts = sdist_metadata(cache / r.source_filename).scripts
@@ -98,14 +103,28 @@ def test_run_requirements_follow_requires_dist(recipes: list[Recipe]) -> None:
         assert declared == [f"{k} = {v}" for k, v in scripts.items()], r.name
 
 
-def test_drift_is_reported(recipes: list[Recipe]) -> None:
-    core = next(r for r in recipes if r.name == "diracx-core")
-    expected = {n: s for n, s in (line.partition(" ")[::2] for line in core.requirements["run"])}
-    assert run_drift(core, expected) == []
+def test_drift_is_reported() -> None:
+    from dxforge.bump.drift import compute_drift
+    from dxforge.bump.recipedoc import read_recipe
+
+    core = read_recipe(ROOT / "recipes/diracx-core/recipe.yaml")
+    expected = {i.name: i.spec for i in core.run or [] if i.name}
+    assert compute_drift(core, expected, core.version) == []
     expected.pop("sh")
-    expected["pydantic"] = ">=2.11"
+    pydantic = expected["pydantic"]
+    expected["pydantic"] = ">=99"
     expected["newdep"] = ""
-    assert run_drift(core, expected) == ["+ newdep", "- sh", "~ pydantic: >=2.10 -> >=2.11"]
+    assert [c.line() for c in compute_drift(core, expected, core.version)] == [
+        "+ newdep", f"~ pydantic: {pydantic} -> >=99", "- sh"
+    ]
+
+
+def current(key: str) -> str:
+    """``context.version`` or ``source.sha256`` as diracx-core's recipe has it now."""
+    from dxforge.bump.recipedoc import read_recipe
+
+    doc = read_recipe(ROOT / "recipes/diracx-core/recipe.yaml")
+    return {"version": doc.version, "sha256": doc.sha256}[key]
 
 
 def _copy(tmp_path: Path, name: str = "diracx-core") -> Path:
@@ -118,13 +137,14 @@ def _copy(tmp_path: Path, name: str = "diracx-core") -> Path:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('  version: "0.7.0"\n', "", "key context.version: missing"),
+        ('  version: "{version}"\n', "", "key context.version: missing"),
         ('  python_min: "3.11"\n', "", "key context.python_min: missing"),
-        ('  version: "0.7.0"', "  version: 0.10", "context.version: YAML reads it as float 0.1"),
+        ('  version: "{version}"', "  version: 0.10",
+         "context.version: YAML reads it as float 0.1"),
         ("    - cachetools\n", "    - cachetools\n    - diracx-db >=0.6\n", "diracx-db ==${{"),
         ("    - cachetools\n", "    - cachetools\n    - diracx-db\n", "key requirements.run"),
         ('env.get("DXFORGE_SOURCES", default=', 'env.get("OTHER", default=', "key source.url"),
-        ("sha256: 02eb", "sha256: xx", "key source.sha256"),
+        ("sha256: {sha256}", "sha256: xx", "key source.sha256"),
     ],
 )
 def test_recipe_checks_name_file_and_key(
@@ -132,6 +152,7 @@ def test_recipe_checks_name_file_and_key(
 ) -> None:
     path = _copy(tmp_path)
     text = path.read_text()
+    old = old.format(version=current("version"), sha256=current("sha256"))
     assert old in text
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(DxError) as e:

@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_dxforge
+from conftest import E2E_BUILD, ROOT, run_dxforge
 from local_index import Dist, LocalIndex, serve
 from wheel_factory import BINARY_TAG, build_wheel, metadata
 
 from dxforge import channel as ch
 from dxforge.recipes import is_sibling, load_recipes
-from dxforge.seed.names import split_spec
 from dxforge.seed.pack import PLACEHOLDER
+from dxforge.specs import split_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -174,7 +174,7 @@ def test_every_recipe_and_construct_requirement_solves_from_the_seed(seed_channe
 
 def test_second_seed_is_up_to_date(seed_channel: Path) -> None:
     manifest = json.loads((seed_channel / "dxforge-seed.json").read_text())
-    proc = run_dxforge("seed", "--json")
+    proc = run_dxforge("seed", "--json", "--build-dir", E2E_BUILD)
     summary = json.loads(proc.stdout)
     assert summary["status"] == "up-to-date"
     assert summary["fingerprint"] == manifest["fingerprint"]
@@ -187,8 +187,20 @@ def test_second_seed_is_up_to_date(seed_channel: Path) -> None:
 
 @pytest.fixture
 def index() -> Iterator[LocalIndex]:
+    """A local index with pip (the seed's python depends on it), as bundled with Python."""
+    import ensurepip
+    import zipfile
+
+    [pip] = Path(ensurepip.__file__).parent.glob("_bundled/pip-*.whl")
+    with zipfile.ZipFile(pip) as z:
+        meta = next(z.read(n) for n in z.namelist() if n.endswith(".dist-info/METADATA"))
     with serve() as idx:
+        idx.projects["pip"] = [Dist.of(pip, meta.decode())]
         yield idx
+
+
+def pip_wheel(index: LocalIndex) -> str:
+    return index.projects["pip"][0].filename
 
 
 RECIPE = """\
@@ -254,8 +266,10 @@ def assert_only_the_channel(channel: Path) -> None:
 
 
 def seed_in(root: Path, index: LocalIndex, *extra: str) -> subprocess.CompletedProcess[str]:
-    # the local index only: no pip configuration file (extra indexes), no pip cache
-    env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1"}
+    # the local index only: no pip configuration file (extra indexes), no pip cache; the
+    # project's own user cache (beside it) and build directory
+    env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1",
+           "DXFORGE_CACHE": str(root.parent / "user-cache"), "DXFORGE_BUILD_DIR": ""}
     return run_dxforge(
         "seed", "--root", str(root), "--index-url", index.url, "--json", *extra,
         cwd=root, check=False, env=env, timeout=900,
@@ -278,16 +292,16 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     write_recipe(root)
     channel = root / "build/channels/seed"
 
-    # 1. a first channel: python, python_abi and the two converted wheels
+    # 1. a first channel: python, python_abi, pip and the two converted wheels
     proc = seed_in(root, index)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["status"] == "built" and summary["count"] == 4
+    assert summary["status"] == "built" and summary["count"] == 5
     names = sorted(p.split("/")[1].rsplit("-", 2)[0] for p in summary["packages"])
-    assert names == ["python", "python-dashing", "python_abi", "seedtest-tool"]
-    assert summary["inputs"]["requirements"] == ["dashing", "seedtest-tool>=1.0"]
+    assert names == ["pip", "python", "python-dashing", "python_abi", "seedtest-tool"]
+    assert summary["inputs"]["requirements"] == ["dashing", "pip", "seedtest-tool>=1.0"]
     assert summary["inputs"]["voms"] == []
-    assert sorted(index.downloads) == sorted([tool.name, dashing.name])
+    assert sorted(index.downloads) == sorted([tool.name, dashing.name, pip_wheel(index)])
     noarch = json.loads((channel / "noarch/repodata.json").read_text())
     [tool_rec] = [r for r in noarch["packages.conda"].values() if r["name"] == "seedtest-tool"]
     assert tool_rec["depends"] == ["python >=3.8", "python-dashing >=0.1"] and tool_rec["noarch"]
@@ -297,10 +311,10 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert "python_abi 3.11.* *_cp311" in dash_rec["depends"]
     records = ch.solve([channel], ["seedtest-tool", "python 3.11.*"])
     assert {r.name.normalized for r in records} == {
-        "seedtest-tool", "python-dashing", "python", "python_abi",
+        "seedtest-tool", "python-dashing", "python", "python_abi", "pip",
     }
     good = snapshot(channel)
-    cache = root / "build/cache/seed"
+    cache = root.parent / "user-cache/seed"
     conversions = {p.name for p in (cache / "conda").iterdir()}
     [python_cache] = (cache / "python").iterdir()
     python_stamp = python_cache.stat().st_mtime_ns
@@ -352,7 +366,7 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     proc = seed_in(root, index)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["status"] == "built" and summary["count"] == 5
+    assert summary["status"] == "built" and summary["count"] == 6
     assert any(p.startswith("noarch/seedtest-broken-2.0-") for p in summary["packages"])
     assert set(good) <= set(snapshot(channel))
     new = {p.name for p in (cache / "conda").iterdir()} - conversions
@@ -417,7 +431,7 @@ def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_pat
     summary = json.loads(proc.stdout)
     assert "noarch/seedtest-sdist-1.0-" in " ".join(summary["packages"])
     assert "seedtest_sdist-1.0.tar.gz" in index.downloads
-    built = list((root / "build/cache/seed/wheels/built").glob("*/seedtest_sdist-1.0-*.whl"))
+    built = list((root.parent / "user-cache/seed/wheels/built").glob("*/seedtest_sdist-1.0-*.whl"))
     assert len(built) == 1
     channel = root / "build/channels/seed"
     prefix = tmp_path / "env"
@@ -428,3 +442,11 @@ def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_pat
         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False,
     )
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_python_brings_pip_as_on_conda_forge(seed_channel: Path) -> None:
+    """An environment solved from python alone (or from diracx alone) has pip."""
+    records = ch.solve([seed_channel], ["python"])
+    assert "pip" in {r.name.normalized for r in records}
+    [python] = [r for r in records if r.name.normalized == "python"]
+    assert "pip" in [d.split()[0] for d in python.depends]

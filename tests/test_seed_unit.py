@@ -13,19 +13,17 @@ import pytest
 from packaging.requirements import Requirement
 from wheel_factory import BINARY_TAG, build_wheel
 
-from dxforge.seed import names
-from dxforge.seed.debian import conda_version
-from dxforge.seed.names import (
+from dxforge import names
+from dxforge.names import (
     conda_name,
     conda_run_requirements,
-    conda_spec,
-    conda_specifier,
     expand,
     marker_applies,
     pypi_name,
 )
+from dxforge.seed.debian import conda_version
 from dxforge.seed.pack import PLACEHOLDER, replace_in_text_files
-from dxforge.seed.plan import pep440_specifier, plan, split_spec
+from dxforge.seed.plan import plan
 from dxforge.seed.wheels import (
     conversion_spec,
     convert_wheel,
@@ -34,6 +32,7 @@ from dxforge.seed.wheels import (
     python_requirement,
     read_wheel,
 )
+from dxforge.specs import conda_spec, conda_specifier, pep440_specifier, split_spec
 from dxforge.util import DxError
 
 SHEBANG = f"#!{PLACEHOLDER}/bin/python3.11"
@@ -80,7 +79,7 @@ def test_pypi_name_inverts_conda_name(conda: str, pypi: str) -> None:
 def test_name_map_is_data_with_its_source() -> None:
     from importlib import resources
 
-    text = resources.files("dxforge.seed").joinpath("conda_forge_names.yaml").read_text()
+    text = resources.files("dxforge").joinpath("data", "conda_forge_names.yaml").read_text()
     assert "grayskull" in text and "strategy/config.yaml" in text
     mapping = names.name_map()
     assert len(mapping) > 50

@@ -1,11 +1,13 @@
 """``dxforge build``: build the recipes in topological order into the output channel.
 
 Each package is built by rattler-build in a worker process whose output goes to
-``build/logs/<name>.log`` (a subdirectory for another output channel than the default,
-:func:`scratch_dirs`); the finished ``.conda`` is moved into the channel and the channel is
-re-indexed before the next package, so later builds see earlier ones. A package is skipped when
-its fingerprint (rendered recipe, recipe files, source sha256, its local dependencies'
-fingerprints, channels) matches the one recorded for the file the channel holds.
+``<build>/logs/<name>.log`` (a subdirectory for another output channel than the default,
+:func:`scratch_dirs`). The graph is built level by level, up to ``--jobs`` packages of a level
+at once; each finished ``.conda`` is moved into the channel and the channel re-indexed, so later
+levels see earlier ones. A package is skipped when its fingerprint (rendered recipe, recipe
+files, source sha256, its local dependencies' fingerprints, channels) matches the one recorded
+for the file the channel holds, and that file still matches the channel's repodata (size and
+sha256); a damaged or missing file is rebuilt.
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dxforge import channel as ch
-from dxforge.fetch import fetch_sources, missing_sources, source_cache, sources_url
+from dxforge.fetch import fetch_sources, missing_sources, sources_url
 from dxforge.graph import Graph, graph_of
+from dxforge.layout import Layout
+from dxforge.progress import SILENT, Progress
 from dxforge.recipes import SOURCES_ENV, Recipe, load_recipes
 from dxforge.util import DxError, atomic_write_text, file_lock
 
-DEFAULT_OUT = Path("build/channels/dxforge")
 STATE = "dxforge-build.json"
 """Fingerprints of the packages in the output channel, next to its repodata."""
 FINGERPRINT_VERSION = 1
@@ -36,14 +40,19 @@ FINGERPRINT_VERSION = 1
 
 @dataclass
 class BuildOptions:
-    root: Path
-    out: Path
+    layout: Layout
+    out: Path | None = None  # default: the layout's output channel
     channels: list[str] = field(default_factory=list)
     only: list[str] = field(default_factory=list)
     up_to: str | None = None
     keep_going: bool = False
     force: bool = False
     index_url: str | None = None
+    jobs: int = 1
+
+    @property
+    def channel(self) -> Path:
+        return Path(os.path.abspath(self.out or self.layout.channel))
 
 
 @dataclass
@@ -57,6 +66,7 @@ class PackageResult:
     seconds: float = 0.0
     size_bytes: int = 0
     file: str = ""
+    sha256: str = ""
     reason: str = ""
     log: str = ""
 
@@ -67,16 +77,21 @@ class BuildReport:
     channels: list[str]
     packages: list[PackageResult]
     seconds: float
+    jobs: int = 1
 
     @property
     def ok(self) -> bool:
         return all(p.status in ("built", "skipped") for p in self.packages)
+
+    def count(self, status: str) -> int:
+        return sum(p.status == status for p in self.packages)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "channel": self.channel,
             "channels": self.channels,
             "ok": self.ok,
+            "jobs": self.jobs,
             "seconds": round(self.seconds, 2),
             "packages": [asdict(p) for p in self.packages],
         }
@@ -85,14 +100,16 @@ class BuildReport:
 def build_channels(opts: BuildOptions) -> list[str]:
     """The channels a build solves from: the output channel first, then ``--channel`` values or,
     by default, the seed channel."""
-    extra = opts.channels or [str(opts.root / "build/channels/seed")]
-    for c in extra:
-        if c.startswith(("/", ".")) and not Path(c).is_dir():
+    extra = opts.channels or [str(opts.layout.seed)]
+    urls = [ch.channel_url(c) for c in extra]
+    for given, url in zip(extra, urls, strict=True):
+        path = ch.local_path(url)
+        if path is not None and not path.is_dir():
             raise DxError(
-                f"channel {c} does not exist; run `dxforge seed` first, or pass --channel "
+                f"channel {given} does not exist; run `dxforge seed` first, or pass --channel "
                 "conda-forge (or another channel URL)"
             )
-    return [ch.channel_url(opts.out), *(ch.channel_url(c) for c in extra)]
+    return [ch.channel_url(opts.channel), *urls]
 
 
 def _tree_digest(directory: Path) -> str:
@@ -151,14 +168,16 @@ def _load_state(out: Path) -> dict[str, Any]:
         return {}
 
 
-def scratch_dirs(root: Path, out: Path) -> tuple[Path, Path]:
-    """The work and log directories of builds into ``out``: ``build/work`` and ``build/logs``
-    for the default output channel, a subdirectory of each for any other, so that builds into
-    two channels (each holding its own lock) never share a work directory or a log."""
-    if out.resolve() == (root / DEFAULT_OUT).resolve():
-        return root / "build/work", root / "build/logs"
-    tag = f"{out.name}-{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:8]}"
-    return root / "build/work" / tag, root / "build/logs" / tag
+def scratch_dirs(layout: Layout, out: Path) -> tuple[Path, Path]:
+    """The work and log directories of builds into ``out``: ``work`` and ``logs`` of the build
+    directory for the layout's own channel, a subdirectory of each for any other, so that
+    builds into two channels (each holding its own lock) never share a work directory or a
+    log."""
+    if Path(os.path.abspath(out)) == layout.channel:
+        return layout.work, layout.logs
+    real = os.path.realpath(out)
+    tag = f"{Path(real).name}-{hashlib.sha256(real.encode()).hexdigest()[:8]}"
+    return layout.work / tag, layout.logs / tag
 
 
 def _log_error(log: Path) -> str:
@@ -176,7 +195,7 @@ def _log_error(log: Path) -> str:
 
 def _worker_command(recipe: Path, work: Path, channels: list[str]) -> list[str]:
     args = json.dumps({"recipe": str(recipe), "output_dir": str(work), "channels": channels})
-    return [sys.executable, "-m", "dxforge.build", args]
+    return [sys.executable, "-m", "dxforge.build_worker", args]
 
 
 def _run_worker(
@@ -206,10 +225,10 @@ def _run_worker(
     return json.loads(result_file.read_text())
 
 
-def _publish(out: Path, built: Path, name: str) -> Path:
+def _publish(out: Path, built: Path, name: str) -> tuple[Path, str]:
     """Move ``built`` into the channel and re-index; older files of the same package are
     removed only after the index stops listing them, so the repodata never names a missing
-    file."""
+    file. Returns the file and its sha256, checked against the new repodata."""
     subdir = built.parent.name
     dest = out / subdir / built.name
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +241,13 @@ def _publish(out: Path, built: Path, name: str) -> Path:
     ch.index_atomic(out, exclude=older)
     for old in older:
         old.unlink()
-    return dest
+    rel = dest.relative_to(out).as_posix()
+    record = ch.repodata_records(out).get(rel)
+    problem = ch.verify_file(out, rel, record)
+    if problem:
+        raise DxError(f"{name}: the published package does not match the channel index: {problem}")
+    assert record is not None
+    return dest, str(record["sha256"])
 
 
 def _select(graph: Graph, opts: BuildOptions) -> list[str]:
@@ -239,162 +264,194 @@ def _select(graph: Graph, opts: BuildOptions) -> list[str]:
     return graph.order
 
 
-def run_build(
-    opts: BuildOptions,
-    on_event: Callable[[str, PackageResult | None, int], None] | None = None,
-) -> BuildReport:
-    """Build what ``opts`` selects; ``on_event(kind, result, total)`` reports progress
-    (kinds: ``start`` with result None, ``building``, ``done``)."""
+@dataclass
+class _Run:
+    """What one build run knows while it goes."""
+
+    opts: BuildOptions
+    graph: Graph
+    recipes: dict[str, Recipe]
+    channels: list[str]
+    prints: dict[str, str]
+    state: dict[str, Any]
+    env: dict[str, str]
+    work: Path
+    logs: Path
+    failed: set[str] = field(default_factory=set)
+    stop: bool = False
+
+    @property
+    def out(self) -> Path:
+        return self.opts.channel
+
+    def decide(self, name: str, repodata: dict[str, dict[str, Any]]) -> PackageResult | str:
+        """The result of a package that is not built (skipped, blocked, stopped), or why it
+        must be built (``""``: it is new or changed)."""
+        version = self.recipes[name].version
+        blocked = [d for d in self.graph.dependencies(name) if d in self.failed]
+        if blocked:  # dependencies() is transitive: this names the packages that failed
+            return PackageResult(name, version, "not built", reason=f"{', '.join(blocked)} failed")
+        if self.stop:
+            return PackageResult(
+                name, version, "not built", reason="stopped after a failure (use --keep-going)"
+            )
+        previous = self.state.get(name) or {}
+        if self.opts.force or previous.get("fingerprint") != self.prints[name]:
+            return ""
+        problem = ch.verify_file(self.out, previous["file"], repodata.get(previous["file"]))
+        if problem:
+            return f"rebuilt, as the channel's file did not match its index: {problem}"
+        kept = {
+            k: previous[k]
+            for k in ("build_string", "size_bytes", "file", "sha256", "log")
+            if k in previous
+        }
+        return PackageResult(name, version, "skipped", **kept)
+
+    def build(self, name: str) -> dict[str, Any]:
+        """Run rattler-build for ``name`` in a worker process (thread-safe)."""
+        return _run_worker(
+            self.recipes[name], self.work / name, self.channels, self.logs / f"{name}.log",
+            self.env,
+        )
+
+    def finish(self, name: str, outcome: dict[str, Any] | DxError, seconds: float,
+               why: str) -> PackageResult:
+        """Publish a finished build, or record its failure (main thread only)."""
+        log = str(self.logs / f"{name}.log")
+        try:
+            if isinstance(outcome, DxError):
+                raise outcome
+            files = [Path(p) for p in outcome["packages"]]
+            if len(files) != 1:
+                raise DxError(f"{name}: expected one package, rattler-build made {files}")
+            dest, sha256 = _publish(self.out, files[0], name)
+        except DxError as e:
+            res = PackageResult(name, self.recipes[name].version, "failed", reason=str(e),
+                                seconds=round(seconds, 2), log=log)
+            absent = [
+                d for d in self.graph.dependencies(name)
+                if not (self.out / (self.state.get(d) or {}).get("file", "-")).is_file()
+            ]
+            if absent:
+                res.reason += (
+                    f"; {', '.join(absent)} (needed by {name}) not in {self.out}: "
+                    f"build with --up-to {name}"
+                )
+            self.failed.add(name)
+            self.stop = not self.opts.keep_going
+            return res
+        res = PackageResult(
+            name=name,
+            version=outcome["version"],
+            status="built",
+            build_string=outcome["build_string"],
+            seconds=round(seconds, 2),
+            size_bytes=dest.stat().st_size,
+            file=dest.relative_to(self.out).as_posix(),
+            sha256=sha256,
+            reason=why,
+            log=log,
+        )
+        self.state[name] = {
+            **{k: v for k, v in asdict(res).items() if k not in ("status", "reason")},
+            "fingerprint": self.prints[name],
+        }
+        atomic_write_text(self.out / STATE, json.dumps(self.state, indent=2, sort_keys=True))
+        shutil.rmtree(self.work / name, ignore_errors=True)
+        return res
+
+
+def _build_level(run: _Run, todo: list[tuple[str, str]], progress: Progress) -> list[PackageResult]:
+    """Build ``todo`` (``(name, why)``, one graph level), up to ``jobs`` at a time; each is
+    published as soon as it is finished."""
+    results: list[PackageResult] = []
+    jobs = max(1, min(run.opts.jobs, len(todo)))
+    with ThreadPoolExecutor(jobs) as pool:
+        pending = {}
+        queue = list(todo)
+
+        def submit() -> None:
+            name, why = queue.pop(0)
+            progress.start(name)
+            pending[pool.submit(_timed, run.build, name)] = (name, why)
+
+        while queue and len(pending) < jobs and not run.stop:
+            submit()
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(finished, key=lambda f: pending[f][0]):
+                name, why = pending.pop(fut)
+                outcome, seconds = fut.result()
+                res = run.finish(name, outcome, seconds, why)
+                results.append(res)
+                progress.done(name, res)
+            while queue and len(pending) < jobs and not run.stop:
+                submit()
+        for name, _why in queue:  # stopped by a failure
+            res = PackageResult(
+                name, run.recipes[name].version, "not built",
+                reason="stopped after a failure (use --keep-going)",
+            )
+            results.append(res)
+            progress.done(name, res)
+    return results
+
+
+Outcome = tuple[dict[str, Any] | DxError, float]
+
+
+def _timed(fn: Callable[[str], dict[str, Any]], name: str) -> Outcome:
+    start = time.monotonic()
+    try:
+        return fn(name), time.monotonic() - start
+    except DxError as e:
+        return e, time.monotonic() - start
+
+
+def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
+    """Build what ``opts`` selects, level by level of the graph (up to ``opts.jobs`` packages of
+    a level at once); skip a package whose fingerprint and file in the channel are unchanged."""
     t0 = time.monotonic()
-    root, out = opts.root, opts.out
+    layout, out = opts.layout, opts.channel
     channels = build_channels(opts)
-    url = sources_url(root)
-    recipes_list = load_recipes(root, url)
+    url = sources_url(layout.sources)
+    recipes_list = load_recipes(layout.root, url)
     graph = graph_of(recipes_list)
     recipes = {r.name: r for r in recipes_list}
     selected = _select(graph, opts)
-    missing = missing_sources([recipes[n] for n in selected], source_cache(root))
+    missing = missing_sources([recipes[n] for n in selected], layout.sources)
     if missing:
-        fetch_sources(missing, source_cache(root), opts.index_url)
-    env = {**os.environ, SOURCES_ENV: url}
-    work, logs = scratch_dirs(root, out)
-    results: list[PackageResult] = []
+        progress.step(f"fetching {len(missing)} sources")
+        fetch_sources(missing, layout.sources, index_url=opts.index_url)
+    work, logs = scratch_dirs(layout, out)
+    results: dict[str, PackageResult] = {}
     with file_lock(ch.lock_path(out), f"channel {out}"):
         out.mkdir(parents=True, exist_ok=True)
         if not (out / "noarch/repodata.json").exists():
             ch.index_atomic(out)
-        prints = fingerprints(graph, recipes, channels)
-        state = _load_state(out)
-        failed: set[str] = set()
-        stop = False
-        if on_event:
-            on_event("start", None, len(selected))
-        for name in selected:
-            r = recipes[name]
-            res = PackageResult(name=name, version=r.version, status="not built")
-            blocked = [d for d in graph.dependencies(name) if d in failed]
-            previous = state.get(name) or {}
-            if blocked:  # dependencies() is transitive: this names the packages that failed
-                res.reason = f"{', '.join(blocked)} failed"
-            elif stop:
-                res.reason = "stopped after a failure (use --keep-going)"
-            elif (
-                not opts.force
-                and previous.get("fingerprint") == prints[name]
-                and (out / previous.get("file", "-")).exists()
-            ):
-                kept = {
-                    k: previous[k]
-                    for k in ("build_string", "size_bytes", "file", "log")
-                    if k in previous
-                }
-                res = PackageResult(name=name, version=r.version, status="skipped", **kept)
-            else:
-                if on_event:
-                    on_event("building", res, len(selected))
-                log = logs / f"{name}.log"
-                start = time.monotonic()
-                try:
-                    info = _run_worker(r, work / name, channels, log, env)
-                    files = [Path(p) for p in info["packages"]]
-                    if len(files) != 1:
-                        raise DxError(f"{name}: expected one package, rattler-build made {files}")
-                    dest = _publish(out, files[0], name)
-                    res = PackageResult(
-                        name=name,
-                        version=info["version"],
-                        status="built",
-                        build_string=info["build_string"],
-                        seconds=round(time.monotonic() - start, 2),
-                        size_bytes=dest.stat().st_size,
-                        file=dest.relative_to(out).as_posix(),
-                        log=str(log),
-                    )
-                    state[name] = {
-                        **{k: v for k, v in asdict(res).items() if k not in ("status",)},
-                        "fingerprint": prints[name],
-                    }
-                    atomic_write_text(out / STATE, json.dumps(state, indent=2, sort_keys=True))
-                    shutil.rmtree(work / name, ignore_errors=True)
-                except DxError as e:
-                    res.status = "failed"
-                    res.reason = str(e)
-                    absent = [
-                        d
-                        for d in graph.dependencies(name)
-                        if not (out / (state.get(d) or {}).get("file", "-")).is_file()
-                    ]
-                    if absent:
-                        res.reason += (
-                            f"; {', '.join(absent)} (needed by {name}) not in {out}: "
-                            f"build with --up-to {name}"
-                        )
-                    res.seconds = round(time.monotonic() - start, 2)
-                    res.log = str(log)
-                    failed.add(name)
-                    stop = not opts.keep_going
-            results.append(res)
-            if on_event:
-                on_event("done", res, len(selected))
+        run = _Run(
+            opts, graph, recipes, channels, fingerprints(graph, recipes, channels),
+            _load_state(out), {**os.environ, SOURCES_ENV: url}, work, logs,
+        )
+        progress.begin("build", len(selected))
+        chosen = set(selected)
+        for level in graph.levels:
+            repodata = ch.repodata_records(out)
+            todo: list[tuple[str, str]] = []
+            for name in (n for n in level if n in chosen):
+                decided = run.decide(name, repodata)
+                if isinstance(decided, PackageResult):
+                    results[name] = decided
+                    progress.done(name, decided)
+                else:
+                    todo.append((name, decided))
+            for res in _build_level(run, todo, progress):
+                results[res.name] = res
     return BuildReport(
-        channel=str(out), channels=channels, packages=results, seconds=time.monotonic() - t0
+        channel=str(out),
+        channels=channels,
+        packages=[results[n] for n in selected],
+        seconds=time.monotonic() - t0,
+        jobs=opts.jobs,
     )
-
-
-class _LogCallback:
-    """rattler-build progress callback writing every step and log line to stdout (the log file)."""
-
-    def on_download_start(self, event: Any) -> None:
-        print(f"download {event.url}", flush=True)
-
-    def on_download_progress(self, event: Any) -> None:
-        pass
-
-    def on_download_complete(self, event: Any) -> None:
-        pass
-
-    def on_build_step(self, event: Any) -> None:
-        print(f"== [{event.step_name}] {event.message}", flush=True)
-
-    def on_log(self, event: Any) -> None:
-        span = f" [{event.span}]" if event.span else ""
-        print(f"{event.level}{span}: {event.message}", flush=True)
-
-
-def _worker_main(arg: str) -> int:
-    """Child process: one rattler-build build with tests; writes the result JSON."""
-    import rattler_build
-
-    spec = json.loads(arg)
-    recipe = rattler_build.Stage0Recipe.from_file(spec["recipe"])
-    results = recipe.run_build(
-        tool_config=rattler_build.ToolConfiguration(test_strategy="native", compression_threads=2),
-        output_dir=spec["output_dir"],
-        channels=spec["channels"],
-        progress_callback=_LogCallback(),
-    )
-    out = [
-        {
-            "name": r.name,
-            "version": r.version,
-            "build_string": r.build_string,
-            "packages": [str(p) for p in r.packages],
-        }
-        for r in results
-    ]
-    if len(out) != 1:
-        print(f"expected one output, got {len(out)}", file=sys.stderr)
-        return 1
-    atomic_write_text(Path(os.environ["DXFORGE_RESULT"]), json.dumps(out[0]))
-    return 0
-
-
-if __name__ == "__main__":
-    code = 1
-    try:
-        code = _worker_main(sys.argv[1])
-    except Exception as e:  # the parent reports the failure and points at this log
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

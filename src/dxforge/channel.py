@@ -1,28 +1,188 @@
-"""Local conda channels: indexing, locking, solving and installing with rattler."""
+"""The one adapter to rattler: channel URLs, virtual packages, solving, installing and indexing.
+
+Every stage (seed, build, installer, release, the tests and benchmarks) goes through here, so
+that a channel path means the same thing everywhere and ``CONDA_OVERRIDE_*`` is honoured once.
+py-rattler's calls are asynchronous; each is run to completion with :func:`asyncio.run`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dxforge.util import DxError
+from dxforge.util import DxError, sha256_file
 
-SUBDIRS = ("noarch", "linux-64")
+PLATFORM = "linux-64"
+SUBDIRS = ("noarch", PLATFORM)
 
 
-def channel_url(channel: str | Path) -> str:
-    """A channel argument as rattler takes it: a name (``conda-forge``) or URL stays as given,
-    an existing local directory becomes a ``file://`` URL."""
+def channel_url(channel: str | Path, base: Path | None = None) -> str:
+    """A channel as rattler takes it. A URL or a name (``conda-forge``) stays as given; a path
+    (starting with ``/``, ``./``, ``../`` or ``~``, or existing under ``base``, default the
+    working directory) becomes an absolute ``file://`` URL. Symlinks are kept: the seed is one."""
     text = str(channel)
     if "://" in text:
         return text
+    here = Path(base) if base is not None else Path.cwd()
     path = Path(text).expanduser()
-    if path.is_dir() or text.startswith((".", "/", "~")):
-        return Path(os.path.abspath(path)).as_uri()
+    if text.startswith(("/", "./", "../", "~")) or text in (".", "..") or (here / path).exists():
+        return Path(os.path.abspath(here / path)).as_uri()
     return text
+
+
+def local_path(url: str) -> Path | None:
+    """The directory of a ``file://`` channel URL, else None."""
+    return Path(url[len("file://") :]) if url.startswith("file://") else None
+
+
+def virtual_packages() -> list[Any]:
+    """The machine's virtual packages as the solver sees them: ``CONDA_OVERRIDE_GLIBC`` and
+    friends honoured, and a generic ``x86_64`` archspec (so that a solve does not depend on the
+    build machine's CPU)."""
+    from rattler import BuildString, GenericVirtualPackage, PackageName, Version, VirtualPackage
+    from rattler.virtual_package import VirtualPackageOverrides
+
+    out = []
+    for vp in VirtualPackage.detect(VirtualPackageOverrides.from_env()):
+        g = vp.into_generic()
+        if g.name.normalized == "__archspec":
+            g = GenericVirtualPackage(
+                PackageName("__archspec"), Version("1"), BuildString("x86_64")
+            )
+        out.append(g)
+    return out
+
+
+@dataclass(frozen=True)
+class Package:
+    """One solved package, as the outputs (lockfile, notes, SBOM) describe it."""
+
+    name: str
+    version: str
+    build: str
+    subdir: str
+    channel: str
+    url: str
+    file_name: str
+    size: int
+    sha256: str
+    md5: str
+    license: str
+    timestamp: int  # seconds since the epoch, 0 if unknown
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _hex(b: bytes | None) -> str:
+    return b.hex() if b else ""
+
+
+def package_of(record: Any) -> Package:
+    ts = record.timestamp
+    return Package(
+        name=record.name.normalized,
+        version=str(record.version),
+        build=str(record.build),
+        subdir=str(record.subdir),
+        channel=str(record.channel or ""),
+        url=str(record.url),
+        file_name=record.file_name,
+        size=int(record.size or 0),
+        sha256=_hex(record.sha256),
+        md5=_hex(record.md5),
+        license=str(record.license or ""),
+        timestamp=int(ts.timestamp()) if ts else 0,
+    )
+
+
+async def _missing(channels: list[str], specs: Sequence[str]) -> list[str]:
+    import rattler
+
+    gateway = rattler.Gateway()
+    missing = []
+    for s in specs:
+        found = await gateway.query(channels, list(SUBDIRS), [s], recursive=False)
+        if not any(len(r) for r in found):
+            missing.append(s)
+    return missing
+
+
+def solve(
+    channels: Sequence[str | Path], specs: Sequence[str], *, where: str = ""
+) -> list[Any]:
+    """Solve ``specs`` for linux-64 from ``channels`` (names, URLs or paths). Errors say which
+    specs no package matches, or the solver's explanation; ``where`` (``file:line``) leads."""
+    import rattler
+
+    urls = [channel_url(c) for c in channels]
+    lead = f"{where}: " if where else ""
+    chans = ", ".join(urls)
+    try:
+        return asyncio.run(
+            rattler.solve(
+                urls, list(specs), platforms=list(SUBDIRS), virtual_packages=virtual_packages()
+            )
+        )
+    except Exception as e:  # rattler's SolverError, FetchRepoDataError, ...
+        reason = str(e).strip()
+    try:
+        missing = asyncio.run(_missing(urls, specs))
+    except Exception as read_error:
+        raise DxError(
+            f"{lead}cannot read the channels {chans}: {read_error}\nFix the path or URL "
+            "(--channel), or build the channel first (`dxforge seed`, `dxforge build`)"
+        ) from None
+    if missing:
+        names = ", ".join(f"`{m}`" for m in missing)
+        raise DxError(
+            f"{lead}no package in the channels ({chans}) matches {names}; "
+            "build or seed the channel first, or pass --channel"
+        )
+    raise DxError(f"{lead}the specs cannot be satisfied from {chans}:\n{reason}")
+
+
+def install(
+    records: list[Any],
+    prefix: Path,
+    *,
+    cache_dir: Path | None = None,
+    requested: Sequence[str] = (),
+) -> None:
+    """Install ``records`` into ``prefix`` (emptied first) without link scripts; ``requested``
+    are recorded as the requested specs in conda-meta, as conda does."""
+    import rattler
+
+    if prefix.exists():
+        shutil.rmtree(prefix)
+    prefix.mkdir(parents=True)
+    kwargs: dict[str, Any] = {"show_progress": False, "execute_link_scripts": False}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = cache_dir
+    if requested:
+        # py-rattler 0.28 forwards this list unwrapped: pass the inner specs
+        kwargs["requested_specs"] = [rattler.MatchSpec(s)._match_spec for s in requested]
+    try:
+        asyncio.run(rattler.install(records, prefix, **kwargs))
+    except Exception as e:
+        raise DxError(f"installing {len(records)} packages into {prefix} failed: {e}") from None
+
+
+def create(
+    channels: Sequence[str | Path], specs: Sequence[str], prefix: Path, *,
+    cache_dir: Path | None = None, where: str = "",
+) -> list[Package]:
+    """Solve ``specs`` and install them into a fresh ``prefix``; the packages, by name."""
+    records = solve(channels, specs, where=where)
+    install(records, prefix, cache_dir=cache_dir, requested=specs)
+    return sorted((package_of(r) for r in records), key=lambda p: p.name)
 
 
 def index(channel: Path) -> None:
@@ -34,56 +194,10 @@ def index(channel: Path) -> None:
     asyncio.run(rattler.index.index_fs(channel, force=True, write_shards=False, write_zst=False))
 
 
-def lock_path(channel: Path) -> Path:
-    return channel.parent / f".{channel.name}.lock"
-
-
-def virtual_packages() -> list[Any]:
-    import rattler
-
-    return list(rattler.VirtualPackage.detect())
-
-
-def solve(
-    channels: Sequence[str | Path], specs: Sequence[str], platform: str = "linux-64"
-) -> list[Any]:
-    """Solve ``specs`` for ``platform`` from ``channels``; an unsatisfiable spec is a DxError
-    carrying the solver's explanation."""
-    import rattler
-
-    urls = [channel_url(c) for c in channels]
-    try:
-        return asyncio.run(
-            rattler.solve(
-                urls,
-                list(specs),
-                platforms=[platform, "noarch"],
-                virtual_packages=virtual_packages(),
-            )
-        )
-    except Exception as e:
-        raise DxError(f"cannot solve {', '.join(specs)} from {', '.join(urls)}:\n{e}") from None
-
-
-def install(records: list[Any], prefix: Path, cache_dir: Path | None = None) -> None:
-    import rattler
-
-    kwargs: dict[str, Any] = {"show_progress": False}
-    if cache_dir is not None:
-        kwargs["cache_dir"] = cache_dir
-    asyncio.run(rattler.install(records, target_prefix=prefix, **kwargs))
-
-
-def size_bytes(channel: Path) -> int:
-    return sum(p.stat().st_size for p in channel.rglob("*") if p.is_file())
-
-
-def index_atomic(channel: Path, exclude: Sequence[Path] = ()) -> None:
+def index_atomic(channel: Path, exclude: Iterable[Path] = ()) -> None:
     """Index ``channel`` without ever leaving a half-written repodata: index a hard-linked copy
     next to it (without the ``exclude`` files), then rename each generated file into place."""
-    import shutil
-    import tempfile
-
+    skip = set(exclude)
     channel.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{channel.name}.index-", dir=channel.parent))
     try:
@@ -91,7 +205,7 @@ def index_atomic(channel: Path, exclude: Sequence[Path] = ()) -> None:
             (tmp / sub).mkdir()
             (channel / sub).mkdir(exist_ok=True)
             for pkg in (channel / sub).glob("*.conda"):
-                if pkg in exclude:
+                if pkg in skip:
                     continue
                 try:
                     os.link(pkg, tmp / sub / pkg.name)
@@ -104,3 +218,44 @@ def index_atomic(channel: Path, exclude: Sequence[Path] = ()) -> None:
                     os.replace(generated, channel / sub / generated.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def repodata_records(channel: Path) -> dict[str, dict[str, Any]]:
+    """Every package the channel's repodata lists, as ``{subdir/file: record}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for sub in SUBDIRS:
+        path = channel / sub / "repodata.json"
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except ValueError as e:
+            raise DxError(f"{path}: not valid JSON ({e}); run `dxforge build --force`") from None
+        for key in ("packages", "packages.conda"):
+            for fname, rec in (data.get(key) or {}).items():
+                out[f"{sub}/{fname}"] = rec
+    return out
+
+
+def verify_file(channel: Path, rel: str, record: dict[str, Any] | None) -> str:
+    """Why ``channel/rel`` does not match its repodata ``record`` (size, sha256); ``""`` when it
+    does."""
+    path = channel / rel
+    if record is None:
+        return f"{rel} is not in the channel's repodata"
+    if not path.is_file():
+        return f"{rel} is missing"
+    if path.stat().st_size != record.get("size"):
+        return f"{rel} has {path.stat().st_size} bytes, the repodata says {record.get('size')}"
+    got = sha256_file(path)
+    if got != record.get("sha256"):
+        return f"{rel} has sha256 {got}, the repodata says {record.get('sha256')}"
+    return ""
+
+
+def lock_path(channel: Path) -> Path:
+    return channel.parent / f".{channel.name}.lock"
+
+
+def size_bytes(channel: Path) -> int:
+    return sum(p.stat().st_size for p in channel.rglob("*") if p.is_file())

@@ -1,124 +1,178 @@
-"""The ``dxforge`` command line."""
+"""The ``dxforge`` command line: parses options, calls the logic, renders its typed result.
+
+Every command's errors are :class:`~dxforge.util.DxError`, caught in one place
+(:class:`_Group`), printed literally, with ``--json`` also as a JSON object on stdout.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from dxforge.util import DxError, project_root
+from dxforge import render
+from dxforge.layout import BUILD_ENV, Layout
+from dxforge.util import DxError
+
+err = Console(stderr=True)
+out = Console()
+
+
+@dataclass
+class _State:
+    """What the error handler needs to know about the running command."""
+
+    json: bool = False
+    error_code: int = 1
+
+
+_state = _State()
+
+
+class _Group(TyperGroup):
+    """The one place where a command's DxError becomes a message and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DxError as e:
+            if _state.json:
+                print(json.dumps({"status": "error", "error": str(e)}, indent=2))
+            render.line(err, f"error: {e}", "bold red")
+            raise typer.Exit(_state.error_code) from None
+
 
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
-    help="Distribution builder for DiracX: seed channel, recipes, installer, version bumps.",
+    help="Distribution builder for DiracX: seed channel, recipes, installer, releases.",
 )
-console = Console(stderr=True)
 
 RootOpt = Annotated[
     Path | None,
     typer.Option("--root", help="Project directory (holds recipes/ and construct.yaml)."),
 ]
+BuildDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--build-dir", envvar=BUILD_ENV, help="Where outputs go (default: <project>/build)."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+IndexOpt = Annotated[
+    str | None,
+    typer.Option(help="Python package index URL (default: as pip is configured)."),
+]
 
 
 @app.callback()
 def _main() -> None:
-    """Distribution builder for DiracX: seed channel, recipes, installer, version bumps."""
+    """Distribution builder for DiracX: seed channel, recipes, installer, releases."""
+    _state.json = False
+    _state.error_code = 1
 
 
-def _root(root: Path | None) -> Path:
-    return (root or project_root()).resolve()
+def _start(json_out: bool, error_code: int = 1) -> None:
+    _state.json = json_out
+    _state.error_code = error_code
 
 
-def _fail(e: Exception) -> typer.Exit:
-    from rich.markup import escape
+def _layout(root: Path | None, build_dir: Path | None) -> Layout:
+    return Layout.of(root, build_dir)
 
-    console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
-    return typer.Exit(1)
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
 
 
 @app.command()
 def seed(
-    out: Annotated[Path | None, typer.Option(help="Channel directory.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Channel directory.")] = None,
     python: Annotated[
         Path | None, typer.Option("--python", help="Interpreter to repackage (default: this one).")
     ] = None,
-    index_url: Annotated[str | None, typer.Option(help="Python package index URL.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    index_url: IndexOpt = None,
+    json_out: JsonOpt = False,
     root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
 ) -> None:
     """Build the offline seed channel (python, converted wheels, voms)."""
     from dxforge.seed.build import SeedOptions, build_seed
 
-    base = _root(root)
-    opts = SeedOptions(
-        root=base,
-        out=(out or base / "build/channels/seed").absolute(),
-        python=python,
-        index_url=index_url,
-    )
+    _start(json_out)
+    opts = SeedOptions(_layout(root, build_dir), out_dir, python, index_url)
+    progress = render.ConsoleProgress(err, "seed")
     try:
-        summary = build_seed(opts, console=console)
-    except DxError as e:
-        raise _fail(e) from None
+        result = build_seed(opts, progress)
+    finally:
+        progress.close()
     if json_out:
-        print(json.dumps(summary, indent=2))
+        _print_json(result.as_json())
+        return
+    if result.status == "up-to-date":
+        render.line(err, f"seed channel {result.channel} is up to date")
+        return
+    rows = [(sub, n, render.mib(size)) for sub, (n, size) in result.subdirs().items()]
+    render.table(
+        err, f"seed channel {result.channel}", ("subdir", "packages", "size"), rows,
+        f"{result.count} packages, {render.mib(result.size_bytes)}, built in "
+        f"{result.seconds:.1f} s",
+    )
 
 
 @app.command()
 def fetch(
-    index_url: Annotated[str | None, typer.Option(help="Python package index URL.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    index_url: IndexOpt = None,
+    json_out: JsonOpt = False,
     root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
 ) -> None:
-    """Download each recipe's sdist into the source cache (build/sources), sha256-verified."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.table import Table
-
-    from dxforge.fetch import fetch_sources, source_cache, sources_url
+    """Download each recipe's sdist into the source cache (<build>/sources), sha256-verified."""
+    from dxforge.fetch import fetch_sources, sources_url
     from dxforge.recipes import load_recipes
 
-    base = _root(root)
-    cache = source_cache(base)
+    _start(json_out)
+    layout = _layout(root, build_dir)
+    progress = render.ConsoleProgress(err, "fetch", quiet=json_out)
     try:
-        recipes = load_recipes(base)
-        with Progress(
-            TextColumn("fetch"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            console=console,
-            transient=True,
-            disable=json_out,
-        ) as bar:
-            task = bar.add_task("", total=len(recipes))
-            results = fetch_sources(
-                recipes,
-                cache,
-                index_url=index_url,
-                on_done=lambda f: bar.update(task, advance=1, description=f.filename),
-            )
-    except DxError as e:
-        raise _fail(e) from None
+        results = fetch_sources(
+            load_recipes(layout.root), layout.sources, index_url=index_url, progress=progress
+        )
+    finally:
+        progress.close()
     if json_out:
-        summary = {
-            "cache": str(cache),
-            "sources_url": sources_url(base),
-            "files": [f.as_dict() for f in results],
-        }
-        print(json.dumps(summary, indent=2))
+        _print_json(
+            {
+                "cache": str(layout.sources),
+                "sources_url": sources_url(layout.sources),
+                "files": [f.as_json() for f in results],
+            }
+        )
         return
-    table = Table(title=f"sources in {cache}")
-    for col in ("recipe", "file", "size", "status"):
-        table.add_column(col, justify="right" if col == "size" else "left", no_wrap=col == "file")
-    for f in results:
-        table.add_row(f.recipe, f.filename, f"{f.size / 1024:.0f} KiB", f.status)
-    console.print(table)
+    rows = [(f.recipe, f.filename, f"{f.size / 1024:.0f} KiB", f.status, f.sha256)
+            for f in results]
+    render.table(err, f"sources in {layout.sources}",
+                 ("recipe", "file", "size", "status", "sha256"), rows)
+
+
+def _build_row(_item: str, res: object) -> str:
+    from dxforge.build import PackageResult
+
+    assert isinstance(res, PackageResult)
+    text = f"{res.name} {res.version} {res.status}"
+    if res.status == "built":
+        text += f" in {res.seconds:.1f} s"
+    if res.reason and res.status != "failed":
+        text += f" ({res.reason})"
+    return text
 
 
 @app.command()
@@ -137,84 +191,56 @@ def build(
         bool, typer.Option("--keep-going", help="Build independent packages after a failure.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Output channel directory.")] = None,
-    index_url: Annotated[
-        str | None, typer.Option(help="Python package index URL (to fetch sources).")
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Packages of one graph level built at once "
+                     "(default: the CPU count)."),
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output channel.")] = None,
+    index_url: IndexOpt = None,
+    json_out: JsonOpt = False,
     root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
 ) -> None:
     """Build the recipes in dependency order into the output channel."""
-    from rich.live import Live
-    from rich.markup import escape
-    from rich.table import Table
+    from dxforge.build import BuildOptions, run_build
 
-    from dxforge.build import BuildOptions, PackageResult, run_build
-
-    base = _root(root)
+    _start(json_out)
     opts = BuildOptions(
-        root=base,
-        out=(out or base / "build/channels/dxforge").absolute(),
+        layout=_layout(root, build_dir),
+        out=out_dir,
         channels=list(channel or []),
         only=list(only or []),
         up_to=up_to,
         keep_going=keep_going,
         force=force,
         index_url=index_url,
+        jobs=jobs or os.cpu_count() or 1,
     )
-    rows: list[PackageResult] = []
-    state = {"current": "", "total": 0}
-
-    def render() -> Table:
-        t = Table(title=f"dxforge build -> {opts.out}")
-        for col in ("package", "version", "build", "seconds", "size", "status"):
-            t.add_column(col, justify="right" if col in ("seconds", "size") else "left")
-        for r in rows:
-            style = {"built": "green", "skipped": "dim", "failed": "red"}.get(r.status, "yellow")
-            status = r.status + (f" ({r.reason})" if r.reason and r.status != "failed" else "")
-            t.add_row(
-                r.name,
-                r.version,
-                r.build_string,
-                f"{r.seconds:.1f}",
-                f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "",
-                f"[{style}]{escape(status)}[/]",
-            )
-        if state["current"]:
-            t.caption = f"building {state['current']} ({len(rows) + 1}/{state['total']}) ..."
-        return t
-
-    live = Live(render(), console=console, refresh_per_second=4, transient=json_out)
-
-    def on_event(kind: str, res: PackageResult | None, total: int) -> None:
-        state["total"] = total
-        if kind == "start":  # not before: an error in the recipes shows no empty table
-            live.start(refresh=True)
-        if kind == "building" and res is not None:
-            state["current"] = res.name
-        elif kind == "done" and res is not None:
-            rows.append(res)
-            state["current"] = ""
-        live.update(render())
-
+    progress = render.ConsoleProgress(err, "build", _build_row)
     try:
-        report = run_build(opts, on_event)
-    except DxError as e:
-        raise _fail(e) from None
+        report = run_build(opts, progress)
     finally:
-        live.stop()
+        progress.close()
     if json_out:
-        print(json.dumps(report.as_json(), indent=2))
-    console.print()
+        _print_json(report.as_json())
+    else:
+        rows = [
+            (r.name, r.version, r.build_string, f"{r.seconds:.1f}",
+             f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "",
+             r.status + (f" ({r.reason})" if r.reason and r.status != "failed" else ""))
+            for r in report.packages
+        ]
+        render.table(err, f"dxforge build -> {report.channel}",
+                     ("package", "version", "build", "seconds", "size", "status"), rows)
     for r in report.packages:
         if r.status == "failed":
-            console.print(f"[red]{r.name} failed:[/] {escape(r.reason)}", soft_wrap=True)
-    console.print(
-        f"{sum(r.status == 'built' for r in report.packages)} built, "
-        f"{sum(r.status == 'skipped' for r in report.packages)} skipped, "
-        f"{sum(r.status == 'failed' for r in report.packages)} failed, "
-        f"{sum(r.status == 'not built' for r in report.packages)} not built "
-        f"in {report.seconds:.1f} s"
+            render.line(err, f"{r.name} failed: {r.reason}", "red")
+    render.line(
+        err,
+        f"{report.count('built')} built, {report.count('skipped')} skipped, "
+        f"{report.count('failed')} failed, {report.count('not built')} not built "
+        f"in {report.seconds:.1f} s (--jobs {report.jobs})",
     )
     if not report.ok:
         raise typer.Exit(1)
@@ -229,37 +255,31 @@ def graph(
         str | None, typer.Option("--format", help="Print the graph as mermaid or dot.")
     ] = None,
     root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
 ) -> None:
     """Show the recipes' dependency graph in build order (edges: dependency -> dependent)."""
-    from rich.table import Table
-
     from dxforge.graph import load_graph
 
+    _start(json_out)
     if fmt not in (None, "mermaid", "dot"):
-        raise _fail(DxError(f"--format {fmt}: choose mermaid or dot"))
+        raise DxError(f"--format {fmt}: choose mermaid or dot")
     if fmt and json_out:
-        raise _fail(DxError("--json and --format are exclusive; give one of them"))
-    try:
-        g, _ = load_graph(_root(root))
-    except DxError as e:
-        raise _fail(e) from None
+        raise DxError("--json and --format are exclusive; give one of them")
+    g, _ = load_graph(_layout(root, build_dir).root)
     if json_out:
-        print(json.dumps(g.as_json(), indent=2))
+        _print_json(g.as_json())
     elif fmt == "mermaid":
         print(g.mermaid(), end="")
     elif fmt == "dot":
         print(g.dot(), end="")
     else:
-        table = Table(title=f"recipes {g.version}, in build order")
-        table.add_column("level", justify="right")
-        table.add_column("packages")
-        table.add_column("requires")
-        for i, level in enumerate(g.levels):
-            for j, name in enumerate(level):
-                table.add_row(
-                    str(i) if j == 0 else "", name, ", ".join(sorted(g.deps[name])) or "-"
-                )
-        Console().print(table)
+        rows = [
+            (str(i) if j == 0 else "", name, ", ".join(sorted(g.deps[name])) or "-")
+            for i, level in enumerate(g.levels)
+            for j, name in enumerate(level)
+        ]
+        render.table(out, f"recipes {g.version}, in build order",
+                     ("level", "packages", "requires"), rows)
 
 
 @app.command()
@@ -267,7 +287,7 @@ def bump(
     version: Annotated[
         str | None, typer.Option("--version", help="Target version (default: the newest all have).")
     ] = None,
-    index_url: Annotated[str | None, typer.Option(help="Python package index URL.")] = None,
+    index_url: IndexOpt = None,
     pre: Annotated[bool, typer.Option("--pre", help="Consider pre-releases.")] = False,
     check: Annotated[
         bool,
@@ -282,7 +302,7 @@ def bump(
     apply_deps: Annotated[
         bool, typer.Option("--apply-deps", help="Also edit the run requirements to match upstream.")
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON result.")] = False,
+    json_out: JsonOpt = False,
     pr_body: Annotated[
         Path | None, typer.Option("--pr-body", help="Write a Markdown pull-request body here.")
     ] = None,
@@ -290,20 +310,18 @@ def bump(
     backoff: Annotated[float, typer.Option(help="First retry delay in seconds (doubles).")] = 0.5,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the index.")] = 30.0,
     root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
 ) -> None:
     """Move all recipes to a new upstream version in lockstep (sha256, build number, drift)."""
-    from rich.console import Console as _Console
-
-    from dxforge.bump import BumpOptions, print_result, run_bump
-    from dxforge.bump import pr_body as make_pr_body
+    from dxforge.bump import BumpOptions, run_bump
+    from dxforge.bump.report import pr_body as make_pr_body
     from dxforge.util import atomic_write_text
 
-    fail_code = 2 if check else 1
+    _start(json_out, error_code=2 if check else 1)
     if check and apply_deps:
-        console.print("[bold red]error:[/] --check changes nothing; drop --apply-deps")
-        raise typer.Exit(fail_code)
+        raise DxError("--check changes nothing; drop --apply-deps")
     opts = BumpOptions(
-        root=_root(root),
+        layout=_layout(root, build_dir),
         version=version,
         index_url=index_url,
         pre=pre,
@@ -315,22 +333,41 @@ def bump(
         backoff=max(0.0, backoff),
         timeout=timeout,
     )
-    try:
-        with console.status("dxforge bump") as status:
-            result = run_bump(opts, log=lambda msg: status.update(msg))
-        if pr_body is not None and result.update:
-            atomic_write_text(pr_body, make_pr_body(result))
-    except DxError as e:
-        if json_out:
-            print(json.dumps({"status": "error", "error": str(e)}, indent=2))
-        console.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(fail_code) from None
+    progress = render.ConsoleProgress(err, "bump", quiet=json_out)
+    result = run_bump(opts, progress)
+    if pr_body is not None and result.update:
+        atomic_write_text(pr_body, make_pr_body(result))
     if json_out:
-        print(json.dumps(result.as_dict(), indent=2))
+        _print_json(result.as_json())
     else:
-        print_result(result, _Console())
+        print_bump(result, out)
     if check and result.update:
         raise typer.Exit(1)
+
+
+def print_bump(result: Any, console: Console) -> None:
+    """The human summary of a bump: packages, drift, notes and the verdict."""
+    from dxforge.bump.report import drift_rows, drift_summary, plain, verdict
+
+    if result.update:
+        rows = [
+            (p.doc.name, f"{p.doc.version} -> {result.target}", p.doc.sha256,
+             p.new_sha256 or "?", f"{p.doc.number} -> 0",
+             drift_summary(p.drift) or ("none" if p.metadata else "-"))
+            for p in result.packages
+        ]
+        render.table(console, f"dxforge bump {result.current} -> {result.target}",
+                     ("package", "version", "old sha256", "new sha256", "build", "drift"), rows)
+        drift = drift_rows(result)
+        if drift:
+            render.table(
+                console, "dependency drift (recipe run requirements vs upstream Requires-Dist)",
+                ("package", "requirement", "change", "recipe", "upstream"),
+                [(n, c.name, c.kind, plain(c.recipe), plain(c.upstream)) for n, c in drift],
+            )
+    for n in result.notes + [n for p in result.packages for n in p.notes]:
+        render.line(console, f"note: {n}", "yellow")
+    render.line(console, verdict(result), "bold")
 
 
 @app.command()
@@ -344,59 +381,48 @@ def installer(
             "--channel",
             "-c",
             help="Channel name, URL or path (repeatable); replaces "
-            "construct.yaml's channels except the project's build/channels/dxforge.",
+            "construct.yaml's channels except the build's own output channel.",
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory.")] = None,
     compression: Annotated[
         str, typer.Option(help="Payload compression: gzip, xz or zstd.")
     ] = "gzip",
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    json_out: JsonOpt = False,
     root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
 ) -> None:
     """Build the DIRACOS-style self-extracting installer from construct.yaml."""
-    from rich.table import Table
-
     from dxforge.installer.make import InstallerOptions, build_installer
 
-    base = _root(root)
+    _start(json_out)
     opts = InstallerOptions(
-        root=base,
-        construct=(construct or base / "construct.yaml").resolve(),
-        out=(out or base / "build/installer").resolve(),
+        layout=_layout(root, build_dir),
+        construct=construct.absolute() if construct else None,
+        out=out_dir,
         channels=list(channel or []),
         compression=compression,
     )
-    try:
-        summary = build_installer(opts, console=console)
-    except DxError as e:
-        raise _fail(e) from None
+    result = build_installer(opts, render.ConsoleProgress(err, "installer"))
     if json_out:
-        print(json.dumps(summary, indent=2))
+        _print_json(result.as_json())
         return
-    mib = 1024 * 1024
-    table = Table(title=f"{summary['name']} {summary['version']}")
-    table.add_column("output")
-    table.add_column("value")
-    table.add_row("installer", summary["installer"])
-    table.add_row(
-        "size",
-        f"{summary['size'] / mib:.1f} MiB ({summary['compression']}; "
-        f"{summary['packages_size'] / mib:.1f} MiB of packages, "
-        f"{summary['installed_bytes'] / mib:.1f} MiB installed)",
-    )
-    table.add_row("sha256", summary["sha256"])
-    table.add_row("packages", f"{len(summary['packages'])} (lockfile {summary['lockfile']})")
-    reloc = summary["relocated_files"]
-    table.add_row(
-        "relocated at install",
-        f"{reloc['text']} text, {reloc['binary']} binary, "
-        f"{reloc['symlink']} symlinks; prefix at most "
-        f"{summary['max_prefix_len'] or 'any'} bytes",
-    )
-    table.add_row("smoke tests", ", ".join(summary["smoke_tests"]))
-    table.add_row("time", f"{summary['seconds']} s")
-    console.print(table)
+    reloc = result.relocated_files
+    render.fields(err, f"{result.name} {result.version}", [
+        ("installer", result.installer),
+        ("sha256", result.sha256),
+        ("size", f"{render.mib(result.size)} ({result.compression}; "
+                 f"{render.mib(result.packages_size)} of packages, "
+                 f"{render.mib(result.installed_bytes)} installed)"),
+        ("packages", len(result.packages)),
+        ("lockfile", result.lockfile),
+        ("package list", result.package_list),
+        ("relocated at install", f"{reloc['text']} text, {reloc['binary']} binary, "
+                                 f"{reloc['symlink']} symlinks; prefix at most "
+                                 f"{result.max_prefix_len or 'any'} bytes"),
+        ("smoke tests", ", ".join(result.smoke_tests)),
+        ("time", f"{result.seconds:.1f} s"),
+    ])
 
 
 def main() -> None:
@@ -407,11 +433,8 @@ def main() -> None:
         app()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except DxError as e:
-        console.print(f"[bold red]error:[/] {e}")
-        code = 1
     except KeyboardInterrupt:
-        console.print("[red]interrupted[/]")
+        render.line(err, "interrupted", "red")
         code = 130
     sys.stdout.flush()
     sys.stderr.flush()

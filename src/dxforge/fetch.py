@@ -4,38 +4,28 @@ Recipes name no host: their ``source.url`` is ``${{ env.get("DXFORGE_SOURCES", .
 and dxforge sets ``DXFORGE_SOURCES`` to :func:`sources_url`, the ``file://`` URL of the cache
 (``build/sources/``). Once every recipe's sdist is cached, building needs no network.
 
-This module also gives the run requirements upstream's Requires-Dist calls for, to compare the
-recipes with (the metadata is read by :mod:`dxforge.metadata`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from dxforge.index import IndexError_, IndexFile, PackageIndex, parsed_version_of
-from dxforge.metadata import DistMetadata, RequiresDistLookup, read_sdist
-from dxforge.recipes import Recipe, metadata_run_requirements
+from dxforge.metadata import DistMetadata, read_sdist
+from dxforge.progress import SILENT, Progress
+from dxforge.recipes import Recipe
 from dxforge.util import DxError, atomic_write_bytes, sha256_file
 
-CACHE_DIR = Path("build/sources")
 
-
-def source_cache(root: Path) -> Path:
-    """The source cache directory of the project at ``root``."""
-    return (Path(root) / CACHE_DIR).resolve()
-
-
-def sources_url(root: Path) -> str:
-    """The ``file://`` base URL of the source cache: the value build.py puts in
+def sources_url(cache: Path) -> str:
+    """The ``file://`` base URL of the source cache ``cache``: the value the build puts in
     ``DXFORGE_SOURCES`` for rattler-build."""
-    return source_cache(root).as_uri()
+    return Path(cache).absolute().as_uri()
 
 
 @dataclass
@@ -49,7 +39,7 @@ class Fetched:
     size: int
     status: str  # "cached" or "downloaded"
 
-    def as_dict(self) -> dict[str, object]:
+    def as_json(self) -> dict[str, object]:
         return {
             "recipe": self.recipe,
             "filename": self.filename,
@@ -139,11 +129,12 @@ def fetch_sources(
     index: PackageIndex | None = None,
     *,
     index_url: str | None = None,
-    on_done: Callable[[Fetched], None] | None = None,
+    progress: Progress = SILENT,
 ) -> list[Fetched]:
     """Fetch every recipe's sdist into ``cache``. The index is contacted only when some sdist is
     missing; the first error stops the fetch with the files fetched so far kept."""
     recipes = list(recipes)
+    progress.begin("fetch", len(recipes))
     seen: dict[str, Recipe] = {}
     for r in recipes:
         other = seen.setdefault(r.source_filename, r)
@@ -159,8 +150,7 @@ def fetch_sources(
             index = index or PackageIndex(index_url)
             fetched = _download(r, cache, index)
         results.append(fetched)
-        if on_done:
-            on_done(fetched)
+        progress.done(fetched.filename, fetched)
     return results
 
 
@@ -172,45 +162,3 @@ def sdist_metadata(path: Path) -> DistMetadata:
     except OSError as e:
         raise DxError(f"{path}: cannot read the sdist: {e}{fix}") from None
     return read_sdist(data, str(path), scripts=True, fix=fix)
-
-
-def upstream_run_requirements(
-    recipes: Iterable[Recipe],
-    cache: Path,
-    index: PackageIndex | None = None,
-    *,
-    index_url: str | None = None,
-) -> dict[str, dict[str, str]]:
-    """For each recipe (by name), the run requirements the Requires-Dist of the sdist it builds
-    calls for (:func:`dxforge.recipes.metadata_run_requirements`). Sdists come from the cache
-    and are fetched when missing; extras of non-DiracX packages are read from the index."""
-    from packaging.requirements import Requirement
-
-    recipes = list(recipes)
-    fetched = fetch_sources(recipes, cache, index, index_url=index_url)
-    metas: dict[str, DistMetadata] = {}
-    for r, f in zip(recipes, fetched, strict=True):
-        meta = sdist_metadata(f.path)
-        if canonicalize_name(meta.name) != r.name or meta.version != r.version:
-            raise DxError(
-                f"{r.path}: the source {f.filename} holds {meta.name} {meta.version}, not "
-                f"{r.name} {r.version}; fix key source.url or context.version"
-            )
-        metas[r.name] = meta
-    lookup = RequiresDistLookup(index, local=metas, index_url=index_url)
-    for meta in metas.values():
-        for line in meta.requires_dist:
-            req = Requirement(line)
-            norm = canonicalize_name(req.name)
-            if req.extras and norm not in lookup.local:
-                lookup.specs[norm] = lookup.specs.get(norm, SpecifierSet()) & req.specifier
-    return {
-        r.name: metadata_run_requirements(
-            metas[r.name].requires_dist,
-            metas[r.name].requires_python,
-            f"=={r.version}",
-            lookup,
-            where=r.source_filename,
-        )
-        for r in recipes
-    }

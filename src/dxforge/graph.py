@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge.recipes import SECTIONS, Recipe, is_sibling, load_recipes, split_spec
+from dxforge.recipes import SECTIONS, Recipe, is_sibling, load_recipes
+from dxforge.specs import split_spec
 from dxforge.util import DxError
 
 

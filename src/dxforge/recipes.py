@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.specifiers import InvalidSpecifier
-
-from dxforge.seed.names import conda_run_requirements, conda_specifier, split_spec
+from dxforge.specs import split_spec
 from dxforge.util import DxError
 
 SOURCES_ENV = "DXFORGE_SOURCES"
@@ -191,67 +189,15 @@ def load_recipe(path: Path, sources_url: str | None = None) -> Recipe:
 
 
 def recipe_paths(root: Path) -> list[Path]:
+    """The project's ``recipes/*/recipe.yaml``, sorted; none is an error naming the directory."""
     rdir = Path(root) / "recipes"
-    if not rdir.is_dir():
-        raise DxError(f"{rdir}: no recipes directory; run dxforge from the project directory")
-    return sorted(p for p in rdir.glob("*/recipe.yaml"))
+    paths = sorted(rdir.glob("*/recipe.yaml")) if rdir.is_dir() else []
+    if not paths:
+        raise DxError(
+            f"{rdir}: no */recipe.yaml found; run dxforge in the project directory or pass --root"
+        )
+    return paths
 
 
 def load_recipes(root: Path, sources_url: str | None = None) -> list[Recipe]:
-    paths = recipe_paths(root)
-    if not paths:
-        raise DxError(f"{Path(root) / 'recipes'}: no */recipe.yaml found")
-    return [load_recipe(p, sources_url) for p in paths]
-
-
-def metadata_run_requirements(
-    requires_dist: Iterable[str],
-    requires_python: str,
-    pin: str,
-    lookup: Callable[[str], list[str]] | None,
-    where: str = "",
-    siblings: Iterable[str] = (),
-) -> dict[str, str]:
-    """The run requirements a recipe must have for this Requires-Dist, as ``{conda name: spec}``:
-    python from Requires-Python (``""`` when it has none), extras expanded through ``lookup``,
-    conda-forge names, DiracX packages (see :func:`is_sibling`) pinned ``pin``
-    (``==1.2.0`` or ``==${{ version }}``)."""
-    try:
-        out = {"python": conda_specifier(requires_python) if requires_python else ""}
-    except InvalidSpecifier:
-        raise DxError(
-            f"{where}: Requires-Python {requires_python!r} is not a valid specifier"
-        ) from None
-    siblings = set(siblings)
-    for name, spec in conda_run_requirements(requires_dist, lookup, where).items():
-        out[name] = pin if is_sibling(name, siblings) else spec
-    return out
-
-
-def requirement_map(lines: Iterable[str]) -> dict[str, str]:
-    """Rendered match specs as ``{name: spec}``, the clauses of each spec in a canonical order."""
-    out: dict[str, str] = {}
-    for line in lines:
-        name, spec = split_spec(line)
-        out[name] = _canonical(spec)
-    return out
-
-
-def _canonical(spec: str) -> str:
-    return ",".join(sorted(c for c in spec.replace(" ", "").split(",") if c))
-
-
-def run_drift(recipe: Recipe, expected: dict[str, str]) -> list[str]:
-    """How ``recipe``'s run requirements differ from ``expected``; empty when they agree.
-    Each line reads ``+ name spec`` (missing from the recipe), ``- name spec`` (only in the
-    recipe) or ``~ name: recipe spec -> expected spec``."""
-    have = requirement_map(recipe.requirements.get("run", []))
-    want = {k: _canonical(v) for k, v in expected.items()}
-    lines = [f"+ {n} {want[n]}".rstrip() for n in sorted(want.keys() - have.keys())]
-    lines += [f"- {n} {have[n]}".rstrip() for n in sorted(have.keys() - want.keys())]
-    lines += [
-        f"~ {n}: {have[n] or '(any)'} -> {want[n] or '(any)'}"
-        for n in sorted(want.keys() & have.keys())
-        if have[n] != want[n]
-    ]
-    return lines
+    return [load_recipe(p, sources_url) for p in recipe_paths(root)]

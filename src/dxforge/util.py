@@ -1,4 +1,4 @@
-"""Small file-system helpers shared by every stage: atomic writes, hashing, locks, errors."""
+"""Small helpers shared by every stage: errors, atomic writes, hashing, locks, subprocesses."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import fcntl
 import hashlib
 import os
 import shutil
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -111,3 +112,47 @@ def project_root(start: Path | None = None) -> Path:
         if (d / "recipes").is_dir() or (d / "construct.yaml").is_file():
             return d
     return here
+
+
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    what: str = "",
+    fix: str = "",
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    log: Path | None = None,
+) -> str:
+    """Run ``cmd`` and return its standard output. A missing program or a non-zero exit is a
+    DxError naming ``what`` (default: the command), the tail of its error output and ``fix``.
+    With ``log``, the command line and both outputs are written there as well."""
+    args = [str(c) for c in cmd]
+    label = what or " ".join(args)
+    hint = f"; {fix}" if fix else ""
+    try:
+        proc = subprocess.run(
+            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise DxError(f"{label}: {args[0]} is not installed{hint}") from None
+    except subprocess.TimeoutExpired:
+        raise DxError(f"{label}: still running after {timeout:.0f} s, stopped{hint}") from None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(" ".join(args) + "\n\n" + proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip() or proc.stdout.strip())[-1500:]
+        where = f" (log: {log})" if log is not None else ""
+        raise DxError(f"{label} failed (exit {proc.returncode}){where}: {tail}{hint}")
+    return proc.stdout
+
+
+def user_cache() -> Path:
+    """dxforge's cache outside any clone, shared by clones and CI on one machine: ``DXFORGE_CACHE``,
+    else ``$XDG_CACHE_HOME/dxforge``, else ``~/.cache/dxforge`` (rattler keeps its own beside)."""
+    if os.environ.get("DXFORGE_CACHE"):
+        return Path(os.environ["DXFORGE_CACHE"]).expanduser().absolute()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base).absolute() / "dxforge"

@@ -4,39 +4,92 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+from dxforge.channel import Package
 from dxforge.installer.payload import COMPRESSIONS, SUFFIX, pack
 from dxforge.installer.shell import installer_files_dir, write_installer
 from dxforge.installer.spec import load_construct
 from dxforge.installer.stage import channel_list, stage
+from dxforge.layout import Layout
+from dxforge.progress import SILENT, Progress
 from dxforge.util import DxError, file_lock
 
 
 @dataclass
 class InstallerOptions:
-    root: Path
-    construct: Path
-    out: Path
+    layout: Layout
+    construct: Path | None = None  # default: the project's construct.yaml
+    out: Path | None = None  # default: the build directory's installer/
     channels: list[str] = field(default_factory=list)
     compression: str = "gzip"
 
 
-def build_installer(opts: InstallerOptions, console=None) -> dict:
-    """Build the installer; returns a JSON-able summary."""
+@dataclass
+class InstallerResult:
+    """What `dxforge installer` wrote, and what the installer holds."""
+
+    name: str
+    version: str
+    installer: Path
+    sha256: str
+    size: int
+    sha256_file: Path
+    lockfile: Path
+    package_list: Path
+    channels: list[str]
+    compression: str
+    payload_size: int
+    payload_sha256: str
+    tar_bytes: int
+    installed_bytes: int
+    members: int
+    packages: list[Package]
+    recorded_prefix: str
+    staging_prefix: str
+    max_prefix_len: int | None
+    relocated_files: dict[str, int]
+    smoke_tests: list[str]
+    warnings: list[str]
+    pack_seconds: float
+    seconds: float
+
+    @property
+    def packages_size(self) -> int:
+        return sum(p.size for p in self.packages)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, float):
+                value = round(value, 2)
+            elif f.name == "packages":
+                keep = ("name", "version", "build", "channel", "size", "sha256")
+                value = [{k: getattr(p, k) for k in keep} for p in value]
+            out[f.name] = value
+        out["packages_size"] = self.packages_size
+        return out
+
+
+def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> InstallerResult:
+    """Build the installer and its companions (.sha256, lockfile, package list)."""
     if opts.compression not in COMPRESSIONS:
         raise DxError(f"--compression {opts.compression}: use one of {', '.join(COMPRESSIONS)}")
     t0 = time.monotonic()
-    spec = load_construct(opts.construct)
-    files = installer_files_dir(opts.root)
-    channels = channel_list(spec, opts.channels, opts.root)
-    out = opts.out
+    layout = opts.layout
+    spec = load_construct(opts.construct or layout.construct)
+    files = installer_files_dir(layout.root)
+    channels = channel_list(spec, opts.channels, layout)
+    out = (opts.out or layout.installer).absolute()
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock", f"the installer build in {out}"):
-        st = stage(spec, channels, out, files, console=console)
-        if console is not None:
-            console.print(f"[bold]installer:[/] packing the payload ({opts.compression})")
+        st = stage(spec, channels, out, files, progress)
+        progress.step(f"packing the payload ({opts.compression})")
         t_pack = time.monotonic()
         payload = pack(
             st.prefix,
@@ -48,43 +101,31 @@ def build_installer(opts: InstallerOptions, console=None) -> dict:
         outputs = write_installer(spec, st, payload, out, files / "header.sh")
         payload.path.unlink()
         shutil.rmtree(out / ".stage", ignore_errors=True)
-    for w in st.warnings:
-        if console is not None:
-            console.print(f"[yellow]warning:[/] {w}")
-    return {
-        "installer": str(outputs.installer),
-        "sha256": outputs.sha256,
-        "size": outputs.size,
-        "sha256_file": str(outputs.sha256_file),
-        "lockfile": str(outputs.lockfile),
-        "package_list": str(outputs.package_list),
-        "name": spec.name,
-        "version": spec.version,
-        "channels": channels,
-        "compression": payload.compression,
-        "payload_size": payload.size,
-        "payload_sha256": payload.sha256,
-        "tar_bytes": payload.tar_bytes,
-        "installed_bytes": st.installed_bytes,
-        "members": payload.members,
-        "packages": [
-            {
-                "name": p.name,
-                "version": p.version,
-                "build": p.build,
-                "channel": p.channel,
-                "size": p.size,
-            }
-            for p in st.packages
-        ],
-        "packages_size": sum(p.size for p in st.packages),
-        "staging_prefix": str(st.prefix),
-        "max_prefix_len": len(str(st.prefix)) if st.has_binary else None,
-        "relocated_files": {
+    return InstallerResult(
+        name=spec.name,
+        version=spec.version,
+        installer=outputs.installer,
+        sha256=outputs.sha256,
+        size=outputs.size,
+        sha256_file=outputs.sha256_file,
+        lockfile=outputs.lockfile,
+        package_list=outputs.package_list,
+        channels=channels,
+        compression=payload.compression,
+        payload_size=payload.size,
+        payload_sha256=payload.sha256,
+        tar_bytes=payload.tar_bytes,
+        installed_bytes=st.installed_bytes,
+        members=payload.members,
+        packages=st.packages,
+        recorded_prefix=st.recorded,
+        staging_prefix=str(st.prefix),
+        max_prefix_len=len(st.recorded) if st.has_binary else None,
+        relocated_files={
             m: sum(1 for e in st.manifest if e.mode == m) for m in ("text", "binary", "symlink")
         },
-        "smoke_tests": st.smoke,
-        "warnings": st.warnings,
-        "pack_seconds": round(pack_s, 2),
-        "seconds": round(time.monotonic() - t0, 2),
-    }
+        smoke_tests=st.smoke,
+        warnings=st.warnings,
+        pack_seconds=pack_s,
+        seconds=time.monotonic() - t0,
+    )

@@ -9,9 +9,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from dxforge.channel import Package
 from dxforge.installer.payload import Payload
+from dxforge.installer.prefix import DXFORGE_DIR
 from dxforge.installer.spec import ConstructSpec
-from dxforge.installer.stage import DXFORGE_DIR, Package, Stage
+from dxforge.installer.stage import Stage
 from dxforge.util import DxError, atomic_write_text
 
 PLATFORM = "linux-64"
@@ -38,6 +40,7 @@ def _license_prompt(spec: ConstructSpec) -> str:
         return ""
     text = spec.license_file.read_text(encoding="utf-8", errors="replace")
     return (
+        "    # shellcheck disable=SC2016  # the license text, literally\n"
         f"    printf '%s\\n' '{_sq(text)}'\n"
         "    printf '\\nDo you accept the license terms? [yes|no]\\n>>> '\n"
         "    read -r answer || exit 2\n"
@@ -66,7 +69,9 @@ def render_header(
         "BATCH_WORD": "yes" if spec.batch_mode else "no",
         "EXISTS_TEXT": _sq(spec.install_path_exists_error_text),
         "SCRIPT_ENV": "\n".join(
-            f"{k}='{_sq(v)}'\nexport {k}" for k, v in spec.script_env_variables.items()
+            f"# shellcheck disable=SC2016,SC2089  # literal, from construct.yaml\n"
+            f"{k}='{_sq(v)}'\n# shellcheck disable=SC2090\nexport {k}"
+            for k, v in spec.script_env_variables.items()
         ),
         "DEFAULT_PREFIX": spec.default_prefix,
         "LICENSE_PROMPT": _license_prompt(spec),

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ast
 import difflib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dxforge.channel import channel_url
 from dxforge.util import DxError
 
 PLATFORM = "linux-64"
@@ -174,6 +174,8 @@ class ConstructSpec:
     install_path_exists_error_text: str = ""
     ignore_duplicate_files: bool = False
     lines: dict[str, int] = field(default_factory=dict)
+    duplicates: list[str] = field(default_factory=list)
+    """Package names listed more than once in specs (all entries go to the solver)."""
 
     @property
     def spec_names(self) -> list[str]:
@@ -188,19 +190,9 @@ class ConstructSpec:
         return f"{self.path}:{line}" if line else str(self.path)
 
     def channel_sources(self) -> list[str]:
-        """Channels as rattler understands them: local paths become absolute ``file://`` URLs."""
-        return [resolve_channel(c, self.path.parent) for c in self.channels]
-
-
-def resolve_channel(channel: str, base: Path) -> str:
-    """A channel name or URL unchanged; a path (``/``, ``./``, ``../``, ``~`` or existing)
-    as a ``file://`` URL, relative to ``base``."""
-    if "://" in channel:
-        return channel
-    p = Path(channel).expanduser()
-    if channel.startswith(("/", "./", "../", "~")) or (base / p).exists():
-        return Path(os.path.abspath(base / p)).as_uri()  # symlinks kept: the seed is one
-    return channel
+        """Channels as rattler understands them: local paths become absolute ``file://`` URLs,
+        relative to construct.yaml."""
+        return [channel_url(c, self.path.parent) for c in self.channels]
 
 
 def _line_of(node: Any, key: Any) -> int | None:
@@ -312,7 +304,8 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
 
     specs = str_list("specs", nonempty=True)
     seq = values["specs"]
-    seen: dict[str, int] = {}
+    seen: set[str] = set()
+    duplicates: list[str] = []
     for i, s in enumerate(specs):
         line = _item_line(seq, i) or lines["specs"]
         try:
@@ -323,12 +316,9 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
                 "like `python 3.11.*` or `diracx ==0.7.0`"
             ) from None
         n = ms.name.normalized
-        if n in seen:
-            raise DxError(
-                f"{path}:{line}: `{n}` is listed twice in specs (also line "
-                f"{seen[n]}); merge the two into one spec"
-            )
-        seen[n] = line
+        if n in seen and n not in duplicates:
+            duplicates.append(n)
+        seen.add(n)
     channels = str_list("channels", nonempty=True)
     exclude = str_list("exclude")
     default_channels = str_list("conda_default_channels")
@@ -430,4 +420,5 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         install_path_exists_error_text=text_exists,
         ignore_duplicate_files=values.get("ignore_duplicate_files", False),
         lines=lines,
+        duplicates=duplicates,
     )

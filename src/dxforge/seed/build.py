@@ -13,23 +13,25 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 import dxforge
 from dxforge import channel as ch
 from dxforge.index import PackageIndex, index_url
+from dxforge.installer.spec import load_construct
+from dxforge.layout import Layout
+from dxforge.names import marker_applies, pypi_name
+from dxforge.progress import SILENT, Progress
+from dxforge.recipes import load_recipes
 from dxforge.seed import debian, wheels
-from dxforge.seed.names import marker_applies, pypi_name, split_spec
 from dxforge.seed.plan import SeedPlan, plan
 from dxforge.seed.python import build_python, host_python
+from dxforge.specs import split_spec
 from dxforge.util import DxError, atomic_write_text, file_lock, replace_dir
 
 MANIFEST = "dxforge-seed.json"
@@ -37,26 +39,61 @@ MANIFEST = "dxforge-seed.json"
 
 @dataclass
 class SeedOptions:
-    root: Path
-    out: Path
+    layout: Layout
+    out: Path | None = None  # default: the layout's seed channel
     python: Path | None = None
     index_url: str | None = None
     workers: int = 2
 
+    @property
+    def channel(self) -> Path:
+        return Path(os.path.abspath(self.out or self.layout.seed))
+
+
+@dataclass
+class SeedResult:
+    """What ``dxforge seed`` made (or found up to date)."""
+
+    status: str  # built | up-to-date
+    channel: Path
+    fingerprint: str
+    packages: list[str]
+    size_bytes: int
+    seconds: float
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.packages)
+
+    def subdirs(self) -> dict[str, tuple[int, int]]:
+        """``{subdir: (packages, bytes)}``."""
+        out = {}
+        for sub in ch.SUBDIRS:
+            files = [self.channel / p for p in self.packages if p.startswith(sub + "/")]
+            out[sub] = (len(files), sum(f.stat().st_size for f in files if f.exists()))
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "channel": str(self.channel),
+            "fingerprint": self.fingerprint,
+            "inputs": self.inputs,
+            "packages": self.packages,
+            "count": self.count,
+            "size_bytes": self.size_bytes,
+            "seconds": round(self.seconds, 2),
+        }
+
 
 def _construct_specs(root: Path) -> list[str]:
     path = root / "construct.yaml"
-    if not path.exists():
-        return []
-    from dxforge.installer.spec import load_construct
-
-    return list(load_construct(path).specs)
+    return list(load_construct(path).specs) if path.exists() else []
 
 
 def seed_plan(root: Path) -> SeedPlan:
     """The seed's requirements, from the recipes under ``root`` and its construct.yaml."""
-    from dxforge.recipes import load_recipes
-
     recipes = load_recipes(root)
     siblings = {r.name for r in recipes}
     reqs = {
@@ -111,16 +148,16 @@ def _asked_by(sp: SeedPlan, message: str) -> str:
 
 
 class Seeder:
-    def __init__(self, opts: SeedOptions, console: Console) -> None:
+    def __init__(self, opts: SeedOptions, progress: Progress) -> None:
         self.opts = opts
-        self.console = console
-        self.cache = opts.root / "build/cache/seed"
-        self.logs = opts.root / "build/logs/seed"
+        self.progress = progress
+        self.cache = opts.layout.cache / "seed"
+        self.logs = opts.layout.logs / "seed"
 
     def inputs(self) -> dict[str, Any]:
         """Everything the seed's content depends on; equal inputs mean nothing to do."""
         host = host_python(self.opts.python or Path(sys.executable))
-        sp = seed_plan(self.opts.root)
+        sp = seed_plan(self.opts.layout.root)
         debs = debian.candidates() if sp.voms else []
         return {
             "dxforge": dxforge.__version__,
@@ -134,10 +171,10 @@ class Seeder:
             "_debs": debs,
         }
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> SeedResult:
         t0 = time.monotonic()
         self.cache.mkdir(parents=True, exist_ok=True)
-        out = self.opts.out
+        out = self.opts.channel
         with file_lock(ch.lock_path(out), f"channel {out}"):
             inputs = self.inputs()
             public = {k: v for k, v in inputs.items() if not k.startswith("_")}
@@ -151,45 +188,23 @@ class Seeder:
                 if old.get("fingerprint") == fingerprint and all(
                     (out / p).exists() for p in old.get("packages", [])
                 ):
-                    self.console.print(f"seed channel {out} is up to date")
-                    return {**old, "status": "up-to-date", "seconds": time.monotonic() - t0}
+                    return SeedResult(
+                        "up-to-date", out, fingerprint, old["packages"],
+                        old.get("size_bytes", 0), time.monotonic() - t0, old.get("inputs", {}),
+                    )
             packages = self._build(inputs)
             summary = self._publish(packages, fingerprint, public)
-        summary["seconds"] = round(time.monotonic() - t0, 2)
-        summary["status"] = "built"
-        self._table(summary)
-        return summary
-
-    def _table(self, summary: dict[str, Any]) -> None:
-        table = Table(title=f"seed channel {self.opts.out}")
-        for col in ("subdir", "packages", "size"):
-            table.add_column(col, justify="left" if col == "subdir" else "right")
-        for sub in ch.SUBDIRS:
-            files = sorted((self.opts.out / sub).glob("*.conda"))
-            size = sum(f.stat().st_size for f in files)
-            table.add_row(sub, str(len(files)), f"{size / 1e6:.1f} MB")
-        table.caption = (
-            f"{summary['count']} packages, {summary['size_bytes'] / 1e6:.1f} MB, "
-            f"built in {summary['seconds']:.1f} s"
-        )
-        self.console.print(table)
-
-    def _progress(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=self.console,
-            transient=False,
+        return SeedResult(
+            "built", out, fingerprint, summary["packages"], summary["size_bytes"],
+            time.monotonic() - t0, public,
         )
 
     def _build(self, inputs: dict[str, Any]) -> list[Path]:
         sp: SeedPlan = inputs["_plan"]
         made: list[Path] = []
         py_dir = self.cache / "python" / _digest([inputs["python"], inputs["converter"]])[:16]
-        with self.console.status("repackaging python"):
-            made += _cached(py_dir, "*/*.conda", lambda tmp: build_python(inputs["_host"], tmp))
+        self.progress.step("repackaging python")
+        made += _cached(py_dir, "*/*.conda", lambda tmp: build_python(inputs["_host"], tmp))
         if sp.voms:
             made.append(self._voms(inputs["_debs"]))
         made += self._wheels(sp)
@@ -197,23 +212,21 @@ class Seeder:
 
     def _voms(self, debs: list[debian.Deb]) -> Path:
         vdir = self.cache / "voms" / _digest([d.__dict__ for d in debs])[:16]
-        with self.console.status("repackaging voms from Debian"):
-            made = _cached(
-                vdir, "*/*.conda", lambda tmp: debian.build_voms(debs, self.cache / "debs", tmp)
-            )
+        self.progress.step("repackaging voms from Debian")
+        made = _cached(
+            vdir, "*/*.conda", lambda tmp: debian.build_voms(debs, self.cache / "debs", tmp)
+        )
         return made[0]
 
     def _wheels(self, sp: SeedPlan) -> list[Path]:
         requirements = sp.requirements
         if not requirements:
             return []
-        with self.console.status(f"resolving {len(requirements)} requirements on the index"):
-            try:
-                resolved = wheels.resolve(
-                    requirements, self.opts.index_url, self.logs / "resolve.log"
-                )
-            except DxError as e:
-                raise DxError(f"{e}{_asked_by(sp, str(e))}") from None
+        self.progress.step(f"resolving {len(requirements)} requirements on the index")
+        try:
+            resolved = wheels.resolve(requirements, self.opts.index_url, self.logs / "resolve.log")
+        except DxError as e:
+            raise DxError(f"{e}{_asked_by(sp, str(e))}") from None
         lookup = {r.name: r.requires_dist for r in resolved}
         wheel_dir = self.cache / "wheels"
         conda_dir = self.cache / "conda"
@@ -221,11 +234,8 @@ class Seeder:
         # Processes, not threads: conda-package-handling changes the working directory; spawned,
         # not forked, because rattler's runtime threads do not survive a fork.
         ctx = multiprocessing.get_context("spawn")
-        with (
-            self._progress() as progress,
-            ProcessPoolExecutor(self.opts.workers, mp_context=ctx) as pool,
-        ):
-            task = progress.add_task("wheels -> conda", total=len(resolved))
+        self.progress.begin("wheels -> conda", len(resolved))
+        with ProcessPoolExecutor(self.opts.workers, mp_context=ctx) as pool:
             futures = {
                 pool.submit(
                     _one_wheel, r, lookup, wheel_dir, conda_dir, self.opts.index_url, self.logs
@@ -241,13 +251,13 @@ class Seeder:
                         f.cancel()
                     detail = e if isinstance(e, DxError) else f"{type(e).__name__}: {e}"
                     raise DxError(f"seed: {r.name} {r.version}: {detail}") from None
-                progress.advance(task)
+                self.progress.done(f"{r.name} {r.version}")
         return sorted(results)
 
     def _publish(
         self, packages: list[Path], fingerprint: str, public: dict[str, Any]
     ) -> dict[str, Any]:
-        out = self.opts.out
+        out = self.opts.channel
         out.parent.mkdir(parents=True, exist_ok=True)
         new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
         try:
@@ -261,8 +271,13 @@ class Seeder:
                 except OSError:
                     shutil.copy2(pkg, dest)
                 rel.append(f"{subdir}/{pkg.name}")
-            with self.console.status("indexing the channel"):
-                ch.index(new)
+            self.progress.step("indexing the channel")
+            ch.index(new)
+            records = ch.repodata_records(new)
+            for r in rel:
+                problem = ch.verify_file(new, r, records.get(r))
+                if problem:
+                    raise DxError(f"seed: the new channel does not match its index: {problem}")
             summary = {
                 "fingerprint": fingerprint,
                 "inputs": public,
@@ -322,5 +337,6 @@ def _one_wheel(
     )[0]
 
 
-def build_seed(opts: SeedOptions, console: Console) -> dict[str, Any]:
-    return Seeder(opts, console).run()
+def build_seed(opts: SeedOptions, progress: Progress = SILENT) -> SeedResult:
+    """Build the seed channel, or find it up to date."""
+    return Seeder(opts, progress).run()

@@ -7,14 +7,13 @@ import json
 import platform
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dxforge.seed.elf import fix_runpaths
+from dxforge.elf import fix_runpaths
 from dxforge.seed.pack import PackageSpec, assemble
-from dxforge.util import DxError, sha256_file
+from dxforge.util import DxError, run, sha256_file
 
 DEBS = ("voms-clients", "libvomsapi1v5")
 MULTIARCH = "usr/lib/x86_64-linux-gnu"
@@ -32,24 +31,18 @@ class Deb:
     filename: str
 
 
-def _run(cmd: list[str], cwd: Path | None = None) -> str:
-    try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        raise DxError(
-            f"{cmd[0]} is not installed: voms is repackaged from Debian's packages, "
-            "so the seed needs apt-get and dpkg-deb (a Debian-family host)"
-        ) from None
-    if proc.returncode != 0:
-        raise DxError(f"{' '.join(cmd)} failed: {proc.stderr.strip()[-1500:]}")
-    return proc.stdout
+def _tool(cmd: list[str], cwd: Path | None = None) -> str:
+    return run(
+        cmd, cwd=cwd, fix="voms is repackaged from Debian's packages, so the seed needs apt-get "
+        "and dpkg-deb (a Debian-family host)",
+    )
 
 
 def candidates() -> list[Deb]:
     """The candidate version and its SHA256 of each Debian package, from apt's signed lists."""
     out = []
     for pkg in DEBS:
-        text = _run(["apt-cache", "show", "--no-all-versions", pkg])
+        text = _tool(["apt-cache", "show", "--no-all-versions", pkg])
         fields = dict(re.findall(r"^([A-Za-z0-9-]+): (.*)$", text, re.M))
         if "Version" not in fields or "SHA256" not in fields:
             raise DxError(f"{pkg}: apt knows no candidate; run apt-get update (as root) first")
@@ -78,7 +71,7 @@ def download(debs: list[Deb], dest: Path) -> list[Path]:
         cached = dest / deb.filename
         if not (cached.exists() and sha256_file(cached) == deb.sha256):
             with tempfile.TemporaryDirectory(dir=dest, prefix=".apt-") as tmp:
-                _run(["apt-get", "download", "-q", f"{deb.package}={deb.version}"], cwd=Path(tmp))
+                _tool(["apt-get", "download", "-q", f"{deb.package}={deb.version}"], cwd=Path(tmp))
                 got = list(Path(tmp).glob("*.deb"))
                 if len(got) != 1:
                     raise DxError(f"{deb.package}: apt-get download gave {len(got)} files")
@@ -98,9 +91,9 @@ def stage_voms(debs: list[Path], root: Path) -> None:
         tree = Path(tmp)
         alternatives: list[tuple[str, str]] = []
         for deb in debs:
-            _run(["dpkg-deb", "-x", str(deb), str(tree)])
+            _tool(["dpkg-deb", "-x", str(deb), str(tree)])
             control = Path(tmp) / f"control-{deb.name}"
-            _run(["dpkg-deb", "-e", str(deb), str(control)])
+            _tool(["dpkg-deb", "-e", str(deb), str(control)])
             if (control / "postinst").exists():
                 alternatives += _ALTERNATIVE_RE.findall((control / "postinst").read_text())
         (root / "bin").mkdir(parents=True)

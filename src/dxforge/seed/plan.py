@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-from dxforge.seed.names import pypi_name, split_spec
-from dxforge.util import DxError
+from dxforge.names import pypi_name
+from dxforge.specs import pep440_specifier, split_spec
 
 RUNTIME = {"python", "python_abi"}
 """Provided by the repackaged interpreter, not by wheels."""
@@ -26,31 +24,11 @@ class SeedPlan:
     """conda spec -> where it was asked for (for error messages)."""
 
 
-def pep440_specifier(version: str, where: str) -> str:
-    """A conda version spec as a PEP 440 specifier set (``3.11.*`` -> ``==3.11.*``)."""
-    if not version or version == "*":
-        return ""
-    if "|" in version:
-        raise DxError(f"{where}: version spec {version!r} uses '|', which the seed cannot resolve")
-    clauses = []
-    for clause in filter(None, version.split(",")):
-        if clause[0].isdigit():
-            clause = "==" + clause
-        elif clause.startswith("=") and not clause.startswith("=="):
-            clause = "=" + clause if clause.endswith("*") else "=" + clause + ".*"
-        clauses.append(clause)
-    text = ",".join(clauses)
-    try:
-        SpecifierSet(text)
-    except InvalidSpecifier:
-        raise DxError(f"{where}: cannot translate version spec {version!r} to PEP 440") from None
-    return text
-
-
 def plan(
     root: Path, siblings: set[str], recipe_reqs: dict[str, list[str]], construct_specs: list[str]
 ) -> SeedPlan:
-    """Collect every non-sibling requirement of the recipes and of ``construct.yaml``."""
+    """Collect every non-sibling requirement of the recipes and of ``construct.yaml``, and pip
+    (which the seed's python depends on)."""
     out = SeedPlan()
     merged: dict[str, list[str]] = {}
     asked: list[tuple[str, str]] = [
@@ -71,5 +49,8 @@ def plan(
         merged.setdefault(pypi_name(name), [])
         if pep and pep not in merged[pypi_name(name)]:
             merged[pypi_name(name)].append(pep)
+    if "pip" not in merged:  # the seed's python depends on pip, as conda-forge's does
+        merged["pip"] = []
+        out.sources["pip"] = ["the seed's python (it depends on pip)"]
     out.requirements = [name + ",".join(specs) for name, specs in sorted(merged.items())]
     return out

@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dxforge.seed.elf import fix_runpaths, strip_debug
+from dxforge.elf import fix_runpaths, strip_debug
 from dxforge.seed.pack import PLACEHOLDER, PackageSpec, assemble, replace_in_text_files
 from dxforge.util import DxError
 
@@ -112,7 +112,7 @@ def python_specs(host: HostPython) -> tuple[PackageSpec, PackageSpec]:
         version=host.version,
         build=f"h{digest}_0_cpython",
         subdir="linux-64",
-        depends=[f"python_abi {short}.* *_{abi}", f"__glibc >={glibc}"],
+        depends=["pip", f"python_abi {short}.* *_{abi}", f"__glibc >={glibc}"],
         license="Python-2.0",
         summary=f"CPython {host.version} repackaged by dxforge from {host.prefix} "
         "(links against this OS's system libraries)",

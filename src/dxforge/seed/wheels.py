@@ -20,8 +20,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from dxforge.metadata import DistMetadata, parse_metadata
-from dxforge.seed.names import conda_name, conda_run_requirements, conda_spec
+from dxforge.names import conda_name, conda_run_requirements
 from dxforge.seed.pack import PLACEHOLDER, PackageSpec, assemble
+from dxforge.specs import conda_spec
 from dxforge.util import DxError
 
 PYTHON_VER = "3.11"

@@ -1,9 +1,9 @@
-"""PyPI -> conda-forge names and Requires-Dist -> conda match specs."""
+"""PyPI -> conda-forge names, and a distribution's Requires-Dist -> conda-forge run requirements
+(markers evaluated for the target, extras expanded). The map is data in ``dxforge/data/``."""
 
 from __future__ import annotations
 
 import platform
-import re
 import sys
 from collections.abc import Callable, Iterable
 from functools import lru_cache
@@ -15,6 +15,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 
+from dxforge.specs import conda_specifier
 from dxforge.util import DxError
 
 _FULL = platform.python_version() if sys.version_info[:2] == (3, 11) else "3.11.0"
@@ -42,7 +43,7 @@ def name_map() -> dict[str, str]:
     yaml = YAML(typ="safe")
     merged: dict[str, str] = {}
     for fname in ("conda_forge_names.yaml", "dxforge_overrides.yaml"):
-        text = resources.files("dxforge.seed").joinpath(fname).read_text()
+        text = resources.files("dxforge").joinpath("data").joinpath(fname).read_text()
         merged.update({canonicalize_name(k): str(v) for k, v in (yaml.load(text) or {}).items()})
     return merged
 
@@ -61,51 +62,6 @@ def conda_name(pypi_name: str) -> str:
 def pypi_name(conda: str) -> str:
     """The PyPI name of a conda-forge package name (the inverse of :func:`conda_name`)."""
     return _reverse_map().get(conda, conda)
-
-
-def conda_specifier(spec: SpecifierSet | str) -> str:
-    """A PEP 440 specifier set as a conda version spec: ``>= 3.10`` -> ``>=3.10``,
-    ``~=1.4.2`` -> ``>=1.4.2,1.4.*``, ``==2.*`` -> ``2.*``; clauses joined by commas in a stable
-    order, without repeats."""
-    if isinstance(spec, str):
-        spec = SpecifierSet(spec.replace(" ", ""))
-    parts: list[str] = []
-    for s in sorted(spec, key=lambda s: (s.version, s.operator)):
-        op, ver = s.operator, s.version
-        if op == "~=":
-            head = ver.split(".")[:-1] or [ver]
-            clauses = [f">={ver}", f"{'.'.join(head)}.*"]
-        elif op == "===" or (op == "==" and not ver.endswith(".*")):
-            clauses = [f"=={ver}"]
-        elif op == "==":
-            clauses = [ver]
-        else:
-            clauses = [f"{op}{ver}"]
-        parts += [c for c in clauses if c not in parts]
-    return ",".join(parts)
-
-
-def conda_spec(name: str, spec: SpecifierSet | str = "") -> str:
-    """``name`` and its conda version spec, in conda-forge's ``name >=1.0,<2`` form."""
-    version = conda_specifier(spec) if str(spec) else ""
-    return f"{name} {version}" if version else name
-
-
-def split_spec(spec: str, where: str = "") -> tuple[str, str]:
-    """A match spec as name and version: ``name >=1, <2`` -> (``name``, ``>=1,<2``), blanks
-    allowed where conda allows them. dxforge writes no build strings: they are refused."""
-    label = f"{where}: " if where else ""
-    text = re.sub(r"(?<=[<>=!~])\s+", "", re.sub(r"\s*,\s*", ",", spec.strip()))
-    m = re.match(r"([^\s<>=!~]+)(.*)$", text)
-    if not m:
-        raise DxError(f"{label}{spec!r}: not a match spec (name and version expected)")
-    name, rest = m.group(1), m.group(2).split()
-    if len(rest) > 1:
-        raise DxError(
-            f"{label}{spec!r}: a build string is not supported in dxforge's requirements; "
-            "write the name and version only"
-        )
-    return name, "".join(rest)
 
 
 def marker_applies(marker: Marker | None, extras: Iterable[str] = ()) -> bool:

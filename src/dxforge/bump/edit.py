@@ -1,0 +1,211 @@
+"""The new text of a recipe and of construct.yaml after a bump: version, sha256, build number 0
+and, with ``--apply-deps``, the run list brought in line with upstream. Each result is read
+back through the same parser before it may be written."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dxforge.bump.drift import Change, compute_drift
+from dxforge.bump.recipedoc import RecipeDoc, parse_recipe
+from dxforge.bump.textedit import Edit, SourceText, apply_edits, format_like
+from dxforge.installer.spec import load_construct
+from dxforge.specs import split_spec
+from dxforge.util import DxError
+
+if TYPE_CHECKING:
+    from dxforge.bump.plan import PackageResult
+
+_PYTHON_MIN_PIN = re.compile(r"^>=\s*\$\{\{\s*python_min\s*\}\}$")
+
+
+def _item_text(name: str, spec: str) -> str:
+    return f"{name} {spec}" if spec else name
+
+
+def drift_edits(doc: RecipeDoc, changes: list[Change], apply_removals: bool) -> list[Edit]:
+    """The text edits that bring ``doc``'s run list in line with ``changes``."""
+    if not changes:
+        return []
+    t = SourceText(doc.text, doc.path)
+    nl = "\r\n" if "\r\n" in doc.text else "\n"
+    items = {i.name: i for i in doc.run or [] if i.name is not None}
+    edits: list[Edit] = []
+    for c in changes:
+        if c.kind == "changed":
+            item = items[c.name]
+            assert item.span is not None
+            spec = c.upstream or ""
+            if (
+                c.name == "python"
+                and doc.python_min_span is not None
+                and _PYTHON_MIN_PIN.match(item.spec)
+                and re.fullmatch(r">=[0-9][0-9.]*", spec)
+            ):
+                span = doc.python_min_span
+                old = doc.text[span.start : span.end]
+                edits.append(Edit(span.start, span.end, format_like(old, spec[2:])))
+                continue
+            old = doc.text[item.span.start : item.span.end]
+            token = format_like(old, _item_text(c.name, spec))
+            edits.append(Edit(item.span.start, item.span.end, token))
+        elif c.kind == "removed" and apply_removals:
+            item = items[c.name]
+            if item.span is None or not item.alone:
+                raise DxError(
+                    f"{doc.path}:{item.span.line + 1 if item.span else '?'}: key "
+                    f"requirements.run: cannot remove {item.raw!r} automatically (not alone on "
+                    "its line); remove it by hand"
+                )
+            line = item.span.line
+            edits.append(Edit(t.starts[line], t.line_next(line), ""))
+    added = sorted(c.name for c in changes if c.kind == "added")
+    if not added:
+        return edits
+    by_name = {c.name: c for c in changes}
+    plain = [i for i in doc.run or [] if i.name is not None and i.alone and i.span is not None]
+    if not plain:
+        raise DxError(
+            f"{doc.path}: key requirements.run: no block-style list to add "
+            f"{', '.join(added)} to; add them by hand"
+        )
+    others = [i for i in plain if i.name != "python"]
+    sorted_list = [i.name for i in others] == sorted(i.name or "" for i in others)
+    inserts: dict[int, list[str]] = {}
+    for name in added:
+        spec = by_name[name].upstream or ""
+        after = plain[-1]
+        before = None
+        if sorted_list:
+            before = next((i for i in others if (i.name or "") > name), None)
+        ref = before or after
+        assert ref.span is not None
+        quote = doc.text[ref.span.start]
+        token = format_like(quote if quote in "'\"" else "", _item_text(name, spec))
+        new_line = f"{ref.prefix}{token}{nl}"
+        at = t.starts[ref.span.line] if before is not None else t.line_next(after.span.line)
+        if before is None and at == len(doc.text) and not doc.text.endswith("\n"):
+            new_line = nl + new_line.rstrip("\r\n")
+        inserts.setdefault(at, []).append(new_line)
+    edits += [Edit(at, at, "".join(lines)) for at, lines in inserts.items()]
+    return edits
+def new_recipe_text(p: PackageResult, target: str, apply_deps: bool) -> str:
+    """The recipe of ``p`` moved to ``target``; checked by reading it back."""
+    doc = p.doc
+    assert p.new_sha256 is not None
+    edits = []
+    old = doc.text[doc.version_span.start : doc.version_span.end]
+    edits.append(Edit(doc.version_span.start, doc.version_span.end, format_like(old, target)))
+    old = doc.text[doc.sha_span.start : doc.sha_span.end]
+    edits.append(Edit(doc.sha_span.start, doc.sha_span.end, format_like(old, p.new_sha256)))
+    if doc.number != 0 and doc.number_span is not None:
+        old = doc.text[doc.number_span.start : doc.number_span.end]
+        edits.append(
+            Edit(doc.number_span.start, doc.number_span.end, format_like(old, "0", number=True))
+        )
+    if apply_deps:
+        edits += drift_edits(doc, p.drift, apply_removals=not p.drift_incomplete)
+    text = apply_edits(doc.text, edits)
+    new = parse_recipe(doc.path, text)
+    problems = []
+    if new.version != target:
+        problems.append(f"{doc.version_key} reads {new.version!r}")
+    if new.sha256 != p.new_sha256:
+        problems.append(f"source.sha256 reads {new.sha256!r}")
+    if new.number != 0:
+        problems.append(f"{doc.number_key} reads {new.number}")
+    if apply_deps:
+        fixed = {c.name for c in p.drift if not (c.kind == "removed" and p.drift_incomplete)}
+        left = {c.name for c in compute_drift(new, _upstream_of(p), target)} & fixed
+        if left:
+            problems.append(f"run requirements still differ for {', '.join(sorted(left))}")
+    if problems:
+        raise DxError(
+            f"{doc.path}: internal error: the edited recipe does not read back as intended "
+            f"({'; '.join(problems)}); nothing was written"
+        )
+    return text
+
+
+def _upstream_of(p: PackageResult) -> dict[str, str]:
+    """The upstream requirements implied by ``p``'s recipe and drift."""
+    have = {i.name: i.spec for i in p.doc.run or [] if i.name is not None}
+    out = dict(have)
+    for c in p.drift:
+        if c.kind == "removed":
+            out.pop(c.name, None)
+        else:
+            out[c.name] = c.upstream or ""
+    return out
+
+
+def construct_edits(path: Path, text: str, current: str, target: str) -> list[Edit]:
+    """The edits that move construct.yaml's ``version``, the version inside
+    ``installer_filename`` and a ``diracx ==current`` spec from ``current`` to ``target``,
+    located with ruamel.yaml's round-trip positions."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML(typ="rt").load(text)
+    except YAMLError as e:
+        raise DxError(f"{path}: not valid YAML ({e}); fix the syntax") from None
+    if not isinstance(data, CommentedMap):
+        return []
+    t = SourceText(text, path)
+    edits: list[Edit] = []
+    for key, moved in (
+        ("version", lambda v: target if v == current else v),
+        ("installer_filename", lambda v: v.replace(f"-{current}-", f"-{target}-")),
+    ):
+        value = data.get(key)
+        if value is None or moved(str(value)) == str(value):
+            continue
+        line, col = data.lc.value(key)
+        span = t.scalar(line, col, value, key)
+        old = text[span.start : span.end]
+        edits.append(Edit(span.start, span.end, format_like(old, moved(str(value)))))
+    specs = data.get("specs")
+    if isinstance(specs, CommentedSeq):
+        for i, item in enumerate(specs):
+            if not isinstance(item, str):
+                continue
+            name, version = split_spec(item.split("#", 1)[0], f"{path}: key specs")
+            if name == "diracx" and version == f"=={current}":
+                line, col = specs.lc.item(i)
+                span = t.scalar(line, col, item, f"specs[{i}]")
+                old = text[span.start : span.end]
+                edits.append(
+                    Edit(span.start, span.end, format_like(old, item.replace(current, target)))
+                )
+    return edits
+
+
+def new_construct_text(path: Path, text: str, current: str, target: str) -> str | None:
+    """``construct.yaml`` with its ``version``, its ``diracx ==`` pin and the version in
+    ``installer_filename`` moved from ``current`` to ``target``; None when it pins nothing.
+    Checked by loading the result as ``dxforge installer`` does."""
+    edits = construct_edits(path, text, current, target)
+    if not edits:
+        return None
+    out = apply_edits(text, edits)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=".construct-", suffix=".yaml", delete=False
+    ) as f:
+        f.write(out)
+    try:
+        spec = load_construct(f.name)
+    finally:
+        os.unlink(f.name)
+    pins = [split_spec(s, f"{path}: key specs") for s in spec.specs]
+    if spec.version != target or any(v != f"=={target}" for n, v in pins if n == "diracx"):
+        raise DxError(
+            f"{path}: internal error: the edited construct.yaml does not read back with version "
+            f"{target}; nothing was written"
+        )
+    return out

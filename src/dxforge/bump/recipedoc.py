@@ -1,0 +1,224 @@
+"""A recipe as written: the fields a bump reads or edits, with their places in the text."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dxforge.bump.textedit import SourceText, Span, as_text
+from dxforge.util import DxError
+
+_EXPR = re.compile(r"\$\{\{(.*?)\}\}")
+_ITEM = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)(?:\s+(.*))?$")
+
+
+@dataclass
+class RunItem:
+    """One entry of ``requirements.run``."""
+
+    index: int
+    raw: str | None  # None for a non-string entry (if/then/else)
+    name: str | None  # None when not ``name [spec]``
+    spec: str
+    span: Span | None
+    prefix: str  # the text before the entry on its line (``    - ``)
+    alone: bool  # the entry is the only thing on its line (besides a comment)
+
+
+@dataclass
+class RecipeDoc:
+    """The fields of a recipe that a bump reads or edits, with their places in the text."""
+
+    path: Path
+    text: str
+    name: str
+    version: str
+    version_key: str
+    version_span: Span
+    context: dict[str, str]
+    url: str
+    sha256: str
+    sha_span: Span
+    number: int
+    number_key: str
+    number_span: Span | None
+    python_min_span: Span | None
+    run: list[RunItem] | None
+    run_key_line: int | None
+
+    def render(self, template: str, version: str) -> str:
+        """``template`` with ``${{ var }}`` (and the ``lower``/``upper``/``replace`` filters)
+        filled from the context, ``version`` as the version."""
+        values = {**self.context, "version": version}
+
+        def sub(m: re.Match[str]) -> str:
+            parts = [p.strip() for p in m.group(1).split("|")]
+            if parts[0] not in values:
+                raise KeyError(parts[0])
+            value = str(values[parts[0]])
+            for f in parts[1:]:
+                r = re.fullmatch(r"""replace\(\s*(['"])(.*?)\1\s*,\s*(['"])(.*?)\3\s*\)""", f)
+                if f == "lower":
+                    value = value.lower()
+                elif f == "upper":
+                    value = value.upper()
+                elif r:
+                    value = value.replace(r.group(2), r.group(4))
+                else:
+                    raise KeyError(f)
+            return value
+
+        return _EXPR.sub(sub, template)
+
+    def sdist_name(self, version: str) -> str:
+        """The file name of the sdist of ``version``: the last path part of ``source.url``."""
+        tail = _EXPR.sub(lambda m: "\0" * len(m.group(0)), self.url).rsplit("/", 1)[-1]
+        template = self.url[len(self.url) - len(tail) :]
+        try:
+            return self.render(template, version)
+        except KeyError as e:
+            raise DxError(
+                f"{self.path}: key source.url: cannot work out the sdist file name from "
+                f"{template!r} ({e} is not a context variable or a supported filter); use "
+                "context variables and ${{ version }} only in the file name"
+            ) from None
+
+
+def _child(node: Any, key: str) -> Any:
+    from ruamel.yaml.comments import CommentedMap
+
+    return node.get(key) if isinstance(node, CommentedMap) else None
+
+
+def _is_flow(node: Any) -> bool:
+    fa = getattr(node, "fa", None)
+    return bool(fa and fa.flow_style())
+
+
+def _value_span(t: SourceText, node: Any, key: str, where: str) -> Span:
+    line, col = node.lc.value(key)
+    return t.scalar(line, col, node[key], where, _is_flow(node))
+
+
+def parse_recipe(path: Path, text: str) -> RecipeDoc:
+    """Read the bump-relevant fields of a recipe's ``text``; errors name the file and key."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        data = YAML(typ="rt").load(text)
+    except YAMLError as e:
+        raise DxError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, CommentedMap):
+        raise DxError(f"{path}: the recipe is not a YAML mapping")
+    t = SourceText(text, path)
+    context = _child(data, "context")
+    ctx = (
+        {str(k): str(v) for k, v in context.items() if as_text(v) is not None}
+        if isinstance(context, CommentedMap)
+        else {}
+    )
+    package = _child(data, "package")
+    if context is not None and "version" in context:
+        version_key, vnode = "context.version", context
+    elif package is not None and "version" in package and "${{" not in str(package["version"]):
+        version_key, vnode = "package.version", package
+    else:
+        raise DxError(f'{path}: key context.version: missing; add it (version: "X.Y.Z")')
+    version_span = _value_span(t, vnode, "version", version_key)
+    name = ctx.get("name") or str(_child(package, "name") or "")
+    if not name or "${{" in name:
+        raise DxError(f"{path}: key context.name: missing; add the package name there")
+
+    source = data.get("source")
+    if isinstance(source, CommentedSeq):
+        with_url = [s for s in source if isinstance(s, CommentedMap) and "url" in s]
+        if len(with_url) != 1:
+            raise DxError(f"{path}: key source: one url source (the sdist) is expected")
+        source = with_url[0]
+    if not isinstance(source, CommentedMap) or "url" not in source or "sha256" not in source:
+        raise DxError(f"{path}: key source: a url and a sha256 are required")
+    sha_span = _value_span(t, source, "sha256", "source.sha256")
+
+    build = _child(data, "build")
+    number, number_key, number_span = 0, "build.number", None
+    if build is not None and "number" in build:
+        raw = build["number"]
+        m = re.fullmatch(r"\s*\$\{\{\s*(\w+)\s*\}\}\s*", str(raw))
+        if m and isinstance(context, CommentedMap) and m.group(1) in context:
+            number_key = f"context.{m.group(1)}"
+            number_span = _value_span(t, context, m.group(1), number_key)
+            raw = context[m.group(1)]
+        else:
+            number_span = _value_span(t, build, "number", number_key)
+        try:
+            number = int(str(raw))
+        except ValueError:
+            raise DxError(
+                f"{path}: key {number_key}: {raw!r} is not a build number; write a number"
+            ) from None
+    python_min_span = None
+    if isinstance(context, CommentedMap) and "python_min" in context:
+        python_min_span = _value_span(t, context, "python_min", "context.python_min")
+
+    run_node = _child(_child(data, "requirements"), "run")
+    run: list[RunItem] | None = None
+    run_key_line = None
+    if isinstance(run_node, CommentedSeq):
+        run = []
+        run_key_line = data["requirements"].lc.key("run")[0]
+        flow = _is_flow(run_node)
+        for i, item in enumerate(run_node):
+            line, col = run_node.lc.item(i)
+            prefix = text[t.starts[line] : t.starts[line] + col]
+            if not isinstance(item, str):
+                run.append(RunItem(i, None, None, "", None, prefix, False))
+                continue
+            span = t.scalar(line, col, item, f"requirements.run[{i}]", flow)
+            rest = text[span.end : t.line_end(line)].strip()
+            alone = not flow and prefix.strip() == "-" and (not rest or rest.startswith("#"))
+            m = _ITEM.match(str(item).strip())
+            run.append(
+                RunItem(
+                    index=i,
+                    raw=str(item),
+                    name=m.group(1).lower() if m else None,
+                    spec=(m.group(2) or "").strip() if m else "",
+                    span=span,
+                    prefix=prefix,
+                    alone=alone,
+                )
+            )
+    elif run_node is not None:
+        raise DxError(f"{path}: key requirements.run: a list is expected")
+    return RecipeDoc(
+        path=path,
+        text=text,
+        name=name,
+        version=as_text(vnode["version"]) or "",
+        version_key=version_key,
+        version_span=version_span,
+        context=ctx,
+        url=str(source["url"]),
+        sha256=str(source["sha256"]),
+        sha_span=sha_span,
+        number=number,
+        number_key=number_key,
+        number_span=number_span,
+        python_min_span=python_min_span,
+        run=run,
+        run_key_line=run_key_line,
+    )
+
+
+def read_recipe(path: Path) -> RecipeDoc:
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as e:
+        raise DxError(f"{path}: cannot read: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DxError(f"{path}: not UTF-8 text ({e})") from None
+    return parse_recipe(Path(path), text)

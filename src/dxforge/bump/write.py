@@ -1,0 +1,75 @@
+"""Writing a planned bump: every changed recipe and construct.yaml, all or none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dxforge.bump.edit import new_construct_text
+from dxforge.bump.plan import BumpOptions, BumpResult, plan_bump
+from dxforge.progress import SILENT, Progress
+from dxforge.util import DxError, atomic_write_text, file_lock
+
+
+def write_all(result: BumpResult) -> list[Path]:
+    """Write every changed recipe and construct.yaml, or none: on an error the ones written
+    are restored."""
+    changes = [(p.doc.path, p.doc.text, p.new_text) for p in result.packages if p.new_text]
+    construct = result.root / "construct.yaml"
+    if construct.exists():
+        old_text = construct.read_bytes().decode("utf-8")
+        new_text = new_construct_text(construct, old_text, result.current, result.target)
+        if new_text is not None:
+            changes.append((construct, old_text, new_text))
+    for path, old, _new in changes:
+        try:
+            now = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DxError(
+                f"{path}: cannot read it again before writing ({e}); nothing was written"
+            ) from None
+        if now != old:
+            raise DxError(
+                f"{path} changed while dxforge bump ran; nothing was written; run it again"
+            )
+    written: list[tuple[Path, str]] = []
+    try:
+        for path, old, new in changes:
+            if new != old:
+                atomic_write_text(path, new)
+                written.append((path, old))
+    except BaseException as e:
+        failed = []
+        for path, old in reversed(written):
+            try:
+                atomic_write_text(path, old)
+            except OSError as e2:
+                failed.append(f"{path} ({e2})")
+        if not isinstance(e, OSError | DxError):
+            raise
+        if failed:
+            raise DxError(
+                f"writing the recipes failed ({e}) and restoring {', '.join(failed)} failed too; "
+                "restore them from version control (git checkout recipes/)"
+            ) from None
+        raise DxError(
+            f"writing the recipes failed ({e}); the {len(written)} already written were "
+            "restored, nothing was changed"
+        ) from None
+    return [p for p, _ in written]
+
+
+def run_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
+    """Plan the bump and, unless checking or dry-running, write all recipes atomically."""
+    if opts.check or opts.dry_run:
+        return plan_bump(opts, progress)
+    with file_lock(opts.layout.build / ".bump.lock", "dxforge bump"):
+        try:
+            result = plan_bump(opts, progress)
+        except DxError as e:
+            msg = str(e)
+            if "nothing was changed" not in msg:
+                msg += "; no recipe was changed"
+            raise DxError(msg) from None
+        if result.status == "updated":
+            result.written = write_all(result)
+    return result

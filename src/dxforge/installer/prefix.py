@@ -1,0 +1,228 @@
+"""Making a staged prefix shippable and checking it: conda-meta records without build paths,
+byte-compiled ``.pyc`` listed with their packages, one mtime, smoke tests, and the manifest of
+files that hold the staging prefix."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from dxforge.channel import Package
+from dxforge.util import DxError, atomic_write_text
+
+DXFORGE_DIR = ".dxforge"  # installer files inside the prefix
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """A file of the staged prefix that holds the staging prefix."""
+
+    path: str
+    mode: str  # text | binary | symlink
+    owner: str  # conda-meta json file name, "" when no package owns it
+
+
+def fix_conda_meta(prefix: Path) -> None:
+    """Readable records without the build machine's package-cache paths."""
+    for path in sorted((prefix / "conda-meta").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        for key in ("extracted_package_dir", "package_tarball_full_path", "link"):
+            record.pop(key, None)
+        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o644)
+    history = prefix / "conda-meta/history"
+    if history.exists():
+        history.chmod(0o644)
+
+
+def record_pyc(prefix: Path, tag: str) -> None:
+    """List the .pyc files we compiled (``tag``: cpython-311) in their packages' conda-meta
+    records, as conda does for noarch python, so conda/mamba/pixi remove them with the
+    package."""
+    for path in sorted((prefix / "conda-meta").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        files = record.get("files", [])
+        known = set(files)
+        entries = record.setdefault("paths_data", {"paths_version": 1, "paths": []})["paths"]
+        added = []
+        for rel in files:
+            if not rel.endswith(".py"):
+                continue
+            head, _, tail = rel.rpartition("/")
+            pyc = f"{head}/__pycache__/{tail[:-3]}.{tag}.pyc" if head else ""
+            if pyc and pyc not in known and (prefix / pyc).is_file():
+                added.append(pyc)
+                known.add(pyc)
+        if added:
+            files.extend(added)
+            entries.extend({"_path": p, "path_type": "pyc_file"} for p in added)
+            atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o644)
+
+
+def normalize_mtimes(prefix: Path, epoch: int) -> None:
+    """Every file gets the same mtime, the one the payload's tar records, so the .pyc compiled
+    next stay valid after extraction."""
+    for dirpath, dirnames, filenames in os.walk(prefix):
+        for name in filenames + dirnames:
+            p = os.path.join(dirpath, name)
+            os.utime(p, (epoch, epoch), follow_symlinks=False)
+    os.utime(prefix, (epoch, epoch))
+
+
+_COMPILE = """
+import compileall, py_compile, sys
+ok = compileall.compile_dir(sys.argv[1], quiet=1, workers=int(sys.argv[2]), force=True,
+    stripdir=sys.argv[3], prependdir=sys.argv[4],
+    invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+"""
+
+
+def _clean_env(prefix: Path, home: Path) -> dict[str, str]:
+    return {
+        "PATH": f"{prefix}/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def byte_compile(prefix: Path, python_rel: str, recorded: str, workers: int = 2) -> list[str]:
+    """Compile every .py under lib/ with the staged python, isolated, recording the files under
+    the prefix ``recorded`` (not where they are staged); returns the files that did not compile
+    (warnings: some packages ship templates named .py)."""
+    libdirs = sorted(p for p in (prefix / "lib").glob("python3*") if p.is_dir())
+    failures: list[str] = []
+    home = prefix.parent / (prefix.name[:20] + ".home")
+    home.mkdir(exist_ok=True)
+    try:
+        for d in libdirs:
+            env = _clean_env(prefix, home)  # no .pyc from imports: only compile_dir's
+            res = subprocess.run(
+                [
+                    str(prefix / python_rel), "-I", "-c", _COMPILE, str(d), str(workers),
+                    str(prefix), recorded,
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=1800,
+            )
+            failures += [
+                line.split("Error compiling", 1)[1].strip(" '.")
+                for line in res.stdout.splitlines()
+                if "Error compiling" in line
+            ]
+            if res.returncode not in (0, 1) or (res.returncode == 1 and not failures):
+                raise DxError(
+                    f"byte-compiling {d} with {prefix / python_rel} failed:\n"
+                    f"{res.stdout[-2000:]}{res.stderr[-2000:]}"
+                )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return failures
+
+
+def smoke_test(prefix: Path, python_rel: str, packages: list[Package]) -> list[str]:
+    """Run what must work in the staged prefix; returns the commands run."""
+    names = {p.name for p in packages}
+    checks: list[tuple[str, list[str]]] = [
+        (
+            "python",
+            [str(prefix / python_rel), "-I", "-c", "import sys, ssl, json; print(sys.prefix)"],
+        ),
+    ]
+    if "voms" in names:
+        checks.append(
+            ("voms-proxy-init --version", [str(prefix / "bin/voms-proxy-init"), "--version"])
+        )
+    if "diracx-cli" in names:
+        checks.append(("dirac --help", [str(prefix / "bin/dirac"), "--help"]))
+    mods = sorted(
+        "diracx." + n[len("diracx-") :].replace("-", "_")
+        for n in names
+        if n.startswith("diracx-") and n != "diracx-testing"
+    )
+    if mods:
+        checks.append(
+            (
+                f"import {', '.join(mods)}",
+                [str(prefix / python_rel), "-c", f"import {', '.join(mods)}"],
+            )
+        )
+    home = prefix.parent / (prefix.name[:20] + ".home")
+    home.mkdir(exist_ok=True)
+    done = []
+    try:
+        for what, cmd in checks:
+            try:
+                res = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    env=_clean_env(prefix, home),
+                    cwd=home,
+                )
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise DxError(f"smoke test `{what}` in the staged prefix failed: {e}") from None
+            if res.returncode != 0:
+                raise DxError(
+                    f"smoke test `{what}` in the staged prefix {prefix} failed "
+                    f"(exit {res.returncode}):\n{res.stdout[-1500:]}"
+                    f"{res.stderr[-1500:]}"
+                )
+            if what == "python" and res.stdout.strip() != str(prefix):
+                raise DxError(
+                    f"the staged python reports sys.prefix {res.stdout.strip()}, not {prefix}"
+                )
+            done.append(what)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return done
+
+
+def _owners(prefix: Path) -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for path in (prefix / "conda-meta").glob("*.json"):
+        for rel in json.loads(path.read_text(encoding="utf-8")).get("files", []):
+            owners[rel] = path.name
+    return owners
+
+
+def scan_manifest(prefix: Path, holds: str) -> tuple[list[ManifestEntry], int]:
+    """Every file (outside .pyc, conda-meta/ and .dxforge/) holding the prefix ``holds``, and
+    the prefix's total size in bytes."""
+    needle = holds.encode()
+    owners = _owners(prefix)
+    entries: list[ManifestEntry] = []
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(prefix):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, prefix)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d not in ("conda-meta", DXFORGE_DIR)]
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            if os.path.islink(p):
+                if needle in os.readlink(p).encode():
+                    entries.append(ManifestEntry(rel, "symlink", owners.get(rel, "")))
+                continue
+            total += os.path.getsize(p)
+            if name.endswith(".pyc"):
+                continue
+            with open(p, "rb") as f:
+                data = f.read()
+            if needle in data:
+                mode = "binary" if b"\0" in data else "text"
+                entries.append(ManifestEntry(rel, mode, owners.get(rel, "")))
+    for d in ("conda-meta", DXFORGE_DIR):
+        for p in (prefix / d).rglob("*"):
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+    return entries, total
