@@ -74,6 +74,41 @@ INSTALLER_UNATTENDED=$BATCH
 export INSTALLER_UNATTENDED FORCE
 
 # ---- checks that write nothing -------------------------------------------------------------
+# The C library: the oldest glibc every file of this installer works with (constructor's check).
+GLIBC_MIN='@@GLIBC_MIN@@'
+older() {  # whether dotted version $1 is lower than $2
+    a=$1
+    b=$2
+    while [ -n "$a$b" ]; do
+        x=${a%%.*}
+        y=${b%%.*}
+        [ "${x:-0}" -lt "${y:-0}" ] && return 0
+        [ "${x:-0}" -gt "${y:-0}" ] && return 1
+        case "$a" in *.*) a=${a#*.} ;; *) a= ;; esac
+        case "$b" in *.*) b=${b#*.} ;; *) b= ;; esac
+    done
+    return 1
+}
+if [ -n "$GLIBC_MIN" ]; then
+    if [ -n "${CONDA_OVERRIDE_GLIBC:-}" ]; then
+        system_glibc=$CONDA_OVERRIDE_GLIBC
+    else
+        system_glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $NF }') \
+            || system_glibc=
+        if [ -z "$system_glibc" ]; then
+            system_glibc=$(ldd --version 2>/dev/null | awk 'NR == 1 { print $NF }') \
+                || system_glibc=
+        fi
+    fi
+    case "$system_glibc" in
+        "" | *[!0-9.]* | .* | *.)
+            die "Installer requires GLIBC >=$GLIBC_MIN, but the version of this system's C \
+library cannot be read ('$system_glibc'); set CONDA_OVERRIDE_GLIBC=<version> to give it" ;;
+    esac
+    if older "$system_glibc" "$GLIBC_MIN"; then
+        die "Installer requires GLIBC >=$GLIBC_MIN, but system has $system_glibc."
+    fi
+fi
 case "$COMPRESSION" in
     gzip) DECOMP="gzip -dc" ;;
     xz) DECOMP="xz -dc" ;;

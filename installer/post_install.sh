@@ -44,6 +44,13 @@ if [ -d "\$DIRACOS/etc/conda/activate.d" ]; then
     done
 fi
 
+# CA bundles a site names that do not exist here would hide the installer's own
+for __diracos_v in SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE GIT_SSL_CAINFO REQUESTS_CA_BUNDLE; do
+    eval "__diracos_p=\\\${\$__diracos_v:-}"
+    if [ -n "\$__diracos_p" ] && [ ! -e "\$__diracos_p" ]; then unset "\$__diracos_v"; fi
+done
+unset __diracos_v __diracos_p
+
 # Davix and XRootD options (as DIRACOS2)
 export DAVIX_USE_LIBCURL=1
 export DAVIX_DISABLE_REDIRECT_CACHING=1

@@ -66,6 +66,15 @@ def _assemble(out: Path, files: Path, name: str, version: str, subdir: str, *,
     return pkg
 
 
+def self_contained(path: Path) -> bool:
+    """Whether an extension module needs nothing but the C library (the synthetic python ships
+    no other library, and the installer's lint refuses what would come from the host)."""
+    from dxforge.elf import in_glibc, read_elf
+
+    info = read_elf(path)
+    return info is None or all(in_glibc(n) or n.startswith("libpython") for n in info.needed)
+
+
 def _python(out: Path, stage: Path) -> None:
     host = Path(sys.base_prefix)
     ver = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -91,7 +100,9 @@ def _python(out: Path, stage: Path) -> None:
         dirnames[:] = sorted(d for d in dirnames if not (d in PY_DROP or d.startswith("config-")))
         (dst / rel).mkdir(parents=True, exist_ok=True)
         for f in filenames:
-            if rel == Path("lib-dynload") and f.startswith(DYNLOAD_DROP):
+            if rel == Path("lib-dynload") and (
+                f.startswith(DYNLOAD_DROP) or not self_contained(Path(dirpath) / f)
+            ):
                 continue
             if not f.endswith((".py", ".so")):
                 continue

@@ -173,7 +173,7 @@ def test_install_as_unprivileged_user_offline(site: Site, synth_installer: dict)
 test "$DIRACOS" = {prefix}
 test -z "${{PYTHONPATH:-}}" && test -z "${{LD_LIBRARY_PATH:-}}"
 synth-tool
-python -c 'import sys, synthpy, json, ssl; print(sys.prefix)'
+python -c 'import sys, synthpy, json; print(sys.prefix)'
 synthpy
 synth-script
 synth-args

@@ -51,8 +51,9 @@ def recipes_version() -> str:
 def test_repository_construct_yaml() -> None:
     spec = load_construct(ROOT / "construct.yaml")
     assert spec.name == "DIRACOS"
-    assert spec.specs == ["python 3.11.*", "pip", "voms", f"diracx =={recipes_version()}"]
-    assert spec.spec_names == ["python", "pip", "voms", "diracx"]
+    assert spec.specs == ["python 3.11.*", "pip", "git", f"diracx =={recipes_version()}"]
+    assert spec.spec_names == ["python", "pip", "git", "diracx"]
+    assert spec.virtual_specs == ["__glibc >=2.31"] and spec.glibc == "2.31"
     assert spec.batch_mode is True
     assert spec.default_prefix == "${PWD}/diracos"
     assert spec.post_install == ROOT / "installer/post_install.sh"

@@ -21,7 +21,7 @@ from dxforge.names import (
     marker_applies,
     pypi_name,
 )
-from dxforge.seed.debian import conda_version
+from dxforge.runtime.apt import conda_version
 from dxforge.seed.pack import PLACEHOLDER, replace_in_text_files
 from dxforge.seed.plan import plan
 from dxforge.seed.wheels import (

@@ -35,7 +35,8 @@ def rendered_header(tmp_path: Path, batch: bool, extra: str = "") -> Path:
     )
     spec = load_construct(construct)
     stage = Stage(prefix=Path("/x" * 120), recorded="/x" * 120, packages=[],
-                  python_rel="bin/python3.11", manifest=[], epoch=0, installed_bytes=10 << 20)
+                  python_rel="bin/python3.11", manifest=[], epoch=0, installed_bytes=10 << 20,
+                  glibc="2.31")
     payload = Payload(tmp_path / "p.tar.gz", "gzip", 12345, "ab" * 32, 20000, 10)
     text = render_header((ROOT / "installer/header.sh").read_text(), spec, stage, payload,
                          spec.installer_filename)

@@ -42,20 +42,21 @@ def local_path(url: str) -> Path | None:
     return Path(url[len("file://") :]) if url.startswith("file://") else None
 
 
-def virtual_packages() -> list[Any]:
+def virtual_packages(glibc: str | None = None) -> list[Any]:
     """The machine's virtual packages as the solver sees them: ``CONDA_OVERRIDE_GLIBC`` and
-    friends honoured, and a generic ``x86_64`` archspec (so that a solve does not depend on the
-    build machine's CPU)."""
+    friends honoured, a generic ``x86_64`` archspec (so that a solve does not depend on the
+    build machine's CPU), and ``__glibc`` at ``glibc`` when given (an installer's floor)."""
     from rattler import BuildString, GenericVirtualPackage, PackageName, Version, VirtualPackage
     from rattler.virtual_package import VirtualPackageOverrides
 
     out = []
     for vp in VirtualPackage.detect(VirtualPackageOverrides.from_env()):
         g = vp.into_generic()
-        if g.name.normalized == "__archspec":
-            g = GenericVirtualPackage(
-                PackageName("__archspec"), Version("1"), BuildString("x86_64")
-            )
+        name = g.name.normalized
+        if name == "__archspec":
+            g = GenericVirtualPackage(PackageName(name), Version("1"), BuildString("x86_64"))
+        elif name == "__glibc" and glibc:
+            g = GenericVirtualPackage(PackageName(name), Version(glibc), BuildString("0"))
         out.append(g)
     return out
 
@@ -116,10 +117,12 @@ async def _missing(channels: list[str], specs: Sequence[str]) -> list[str]:
 
 
 def solve(
-    channels: Sequence[str | Path], specs: Sequence[str], *, where: str = ""
+    channels: Sequence[str | Path], specs: Sequence[str], *, where: str = "",
+    glibc: str | None = None,
 ) -> list[Any]:
-    """Solve ``specs`` for linux-64 from ``channels`` (names, URLs or paths). Errors say which
-    specs no package matches, or the solver's explanation; ``where`` (``file:line``) leads."""
+    """Solve ``specs`` for linux-64 from ``channels`` (names, URLs or paths), for a glibc of
+    ``glibc`` when given (else this machine's). Errors say which specs no package matches, or
+    the solver's explanation; ``where`` (``file:line``) leads."""
     import rattler
 
     urls = [channel_url(c) for c in channels]
@@ -128,7 +131,8 @@ def solve(
     try:
         return asyncio.run(
             rattler.solve(
-                urls, list(specs), platforms=list(SUBDIRS), virtual_packages=virtual_packages()
+                urls, list(specs), platforms=list(SUBDIRS),
+                virtual_packages=virtual_packages(glibc),
             )
         )
     except Exception as e:  # rattler's SolverError, FetchRepoDataError, ...

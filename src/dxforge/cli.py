@@ -96,19 +96,17 @@ def _print_json(data: object) -> None:
 @app.command()
 def seed(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Channel directory.")] = None,
-    python: Annotated[
-        Path | None, typer.Option("--python", help="Interpreter to repackage (default: this one).")
-    ] = None,
     index_url: IndexOpt = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
 ) -> None:
-    """Build the offline seed channel (python, converted wheels, voms)."""
+    """Build the offline seed channel: the runtime (python, openssl, git, their libraries),
+    the wheels converted under conda-forge names, voms."""
     from dxforge.seed.build import SeedOptions, build_seed
 
     _start(json_out)
-    opts = SeedOptions(_layout(root, build_dir), out_dir, python, index_url)
+    opts = SeedOptions(_layout(root, build_dir), out_dir, index_url)
     progress = render.ConsoleProgress(err, "seed")
     try:
         result = build_seed(opts, progress)
@@ -420,6 +418,9 @@ def installer(
         ("relocated at install", f"{reloc['text']} text, {reloc['binary']} binary, "
                                  f"{reloc['symlink']} symlinks; prefix at most "
                                  f"{result.max_prefix_len or 'any'} bytes"),
+        ("glibc floor", f"{result.glibc_floor or 'none'} (the files need "
+                        f"{result.glibc_needed or 'none'}: {result.glibc_file or '-'}; "
+                        f"{result.elf_files} ELF files checked)"),
         ("smoke tests", ", ".join(result.smoke_tests)),
         ("time", f"{result.seconds:.1f} s"),
     ])

@@ -64,6 +64,11 @@ def pypi_name(conda: str) -> str:
     return _reverse_map().get(conda, conda)
 
 
+def set_target_python(version: str) -> None:
+    """Evaluate markers for this CPython 3.11 patch release (the seed's own python)."""
+    TARGET_ENV["python_full_version"] = TARGET_ENV["implementation_version"] = version
+
+
 def marker_applies(marker: Marker | None, extras: Iterable[str] = ()) -> bool:
     """Whether ``marker`` holds on the target for any of ``extras`` (or for no extra)."""
     if marker is None:

@@ -52,6 +52,10 @@ class InstallerResult:
     max_prefix_len: int | None
     relocated_files: dict[str, int]
     smoke_tests: list[str]
+    glibc_floor: str
+    glibc_needed: str
+    glibc_file: str
+    elf_files: int
     warnings: list[str]
     pack_seconds: float
     seconds: float
@@ -125,6 +129,10 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
             m: sum(1 for e in st.manifest if e.mode == m) for m in ("text", "binary", "symlink")
         },
         smoke_tests=st.smoke,
+        glibc_floor=st.glibc,
+        glibc_needed=st.glibc_needed,
+        glibc_file=st.glibc_file,
+        elf_files=st.elf_files,
         warnings=st.warnings,
         pack_seconds=pack_s,
         seconds=time.monotonic() - t0,

@@ -27,11 +27,13 @@ class ManifestEntry:
 
 
 def fix_conda_meta(prefix: Path) -> None:
-    """Readable records without the build machine's package-cache paths."""
+    """Readable records without the build machine's package-cache paths; ``link`` is kept,
+    with no source, as conda tools (conda-pack) read it."""
     for path in sorted((prefix / "conda-meta").glob("*.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
-        for key in ("extracted_package_dir", "package_tarball_full_path", "link"):
+        for key in ("extracted_package_dir", "package_tarball_full_path"):
             record.pop(key, None)
+        record["link"] = {"source": "", "type": 1}
         atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o644)
     history = prefix / "conda-meta/history"
     if history.exists():
@@ -130,12 +132,12 @@ def byte_compile(prefix: Path, python_rel: str, recorded: str, workers: int = 2)
 def smoke_test(prefix: Path, python_rel: str, packages: list[Package]) -> list[str]:
     """Run what must work in the staged prefix; returns the commands run."""
     names = {p.name for p in packages}
+    imports = "sys, json" + (", ssl" if "openssl" in names else "")
     checks: list[tuple[str, list[str]]] = [
-        (
-            "python",
-            [str(prefix / python_rel), "-I", "-c", "import sys, ssl, json; print(sys.prefix)"],
-        ),
+        ("python", [str(prefix / python_rel), "-I", "-c", f"import {imports}; print(sys.prefix)"]),
     ]
+    if "git" in names:
+        checks.append(("git --version", [str(prefix / "bin/git"), "--version"]))
     if "voms" in names:
         checks.append(
             ("voms-proxy-init --version", [str(prefix / "bin/voms-proxy-init"), "--version"])

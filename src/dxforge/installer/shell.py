@@ -64,6 +64,7 @@ def render_header(
         "MAX_PREFIX_LEN": str(len(str(stage.prefix)) if stage.has_binary else NO_LIMIT),
         "INSTALLED_KB": str(stage.installed_bytes // 1024 + 1),
         "PYTHON_REL": stage.python_rel,
+        "GLIBC_MIN": stage.glibc,
         "POST_INSTALL_REL": f"{DXFORGE_DIR}/post_install.sh" if spec.post_install else "",
         "BATCH": "1" if spec.batch_mode else "0",
         "BATCH_WORD": "yes" if spec.batch_mode else "no",

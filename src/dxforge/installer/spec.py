@@ -63,6 +63,7 @@ SUPPORTED: dict[str, tuple[tuple[type, ...], str]] = {
     "install_path_exists_error_text": ((str,), "a string"),
     "check_path_spaces": ((bool,), "true"),
     "company": ((str,), "a string"),
+    "virtual_specs": ((list,), "a list of virtual package specs such as `__glibc >=2.31`"),
 }
 REQUIRED = ("name", "version", "channels", "specs")
 ALL_KEYS = CONSTRUCTOR_KEYS | SUPPORTED.keys()
@@ -176,6 +177,9 @@ class ConstructSpec:
     lines: dict[str, int] = field(default_factory=dict)
     duplicates: list[str] = field(default_factory=list)
     """Package names listed more than once in specs (all entries go to the solver)."""
+    virtual_specs: list[str] = field(default_factory=list)
+    glibc: str | None = None
+    """The glibc floor virtual_specs declares (``__glibc >=X``)."""
 
     @property
     def spec_names(self) -> list[str]:
@@ -319,6 +323,25 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         if n in seen and n not in duplicates:
             duplicates.append(n)
         seen.add(n)
+    virtual = str_list("virtual_specs")
+    glibc = None
+    vseq = values.get("virtual_specs", [])
+    for i, v in enumerate(virtual):
+        line = _item_line(vseq, i) or lines.get("virtual_specs")
+        m = re.fullmatch(r"(__[a-z0-9_]+)\s*(.*)", v)
+        if not m:
+            raise DxError(
+                f"{path}:{line}: `{v}`: a virtual spec names a virtual package, starting with "
+                "`__` (like `__glibc >=2.31`)"
+            )
+        if m[1] == "__glibc":
+            g = re.fullmatch(r">=\s*(\d+(?:\.\d+)*)", m[2].strip())
+            if not g:
+                raise DxError(
+                    f"{path}:{line}: `{v}`: only `>=` is allowed for __glibc (as constructor "
+                    "does); write `__glibc >=2.31`"
+                )
+            glibc = g[1]
     channels = str_list("channels", nonempty=True)
     exclude = str_list("exclude")
     default_channels = str_list("conda_default_channels")
@@ -421,4 +444,6 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         ignore_duplicate_files=values.get("ignore_duplicate_files", False),
         lines=lines,
         duplicates=duplicates,
+        virtual_specs=virtual,
+        glibc=glibc,
     )

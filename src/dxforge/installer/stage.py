@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dxforge import channel as ch
 from dxforge.channel import Package
+from dxforge.elf import Floor, glibc_floor, lint, parse_version, walk_elf
 from dxforge.installer.prefix import (
     DXFORGE_DIR,
     ManifestEntry,
@@ -49,6 +50,10 @@ class Stage:
     installed_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
     smoke: list[str] = field(default_factory=list)
+    glibc: str = ""  # the floor the installer enforces: declared, else what the files need
+    glibc_needed: str = ""  # the highest GLIBC_x.y any ELF file needs
+    glibc_file: str = ""  # one file that needs it
+    elf_files: int = 0
 
     @property
     def has_binary(self) -> bool:
@@ -170,7 +175,7 @@ def stage(
             "specs; the solver gets every entry and satisfies all of them (as constructor does)"
         )
     progress.step(f"solving {len(spec.specs)} specs for linux-64 from {', '.join(channels)}")
-    records = ch.solve(channels, spec.specs, where=spec.where("specs"))
+    records = ch.solve(channels, spec.specs, where=spec.where("specs"), glibc=spec.glibc)
     excluded = set(spec.exclude)
     unknown = excluded - {r.name.normalized for r in records}
     if unknown:
@@ -200,6 +205,8 @@ def stage(
     if condarc:
         atomic_write_text(prefix / ".condarc", condarc, mode=0o644)
 
+    progress.step("checking every ELF file's libraries and glibc floor")
+    floor, elf_files = check_elf(prefix, spec)
     epoch = _epoch(packages)
     normalize_mtimes(prefix, epoch)
     progress.step("byte-compiling with the staged python")
@@ -229,7 +236,37 @@ def stage(
         installed_bytes=total,
         warnings=warnings,
         smoke=smoke,
+        glibc=spec.glibc or floor.text,
+        glibc_needed=floor.text,
+        glibc_file=floor.path.relative_to(prefix).as_posix() if floor.path else "",
+        elf_files=elf_files,
     )
+
+
+def check_elf(prefix: Path, spec: ConstructSpec) -> tuple[Floor, int]:
+    """The staging lint (as auditwheel's for wheels): every library any ELF file needs is in
+    the prefix, on that file's RUNPATH, or part of the C library; and no file needs a newer
+    glibc than construct.yaml's virtual_specs declare. Returns the floor and the file count."""
+    infos = list(walk_elf(prefix))
+    report = lint(prefix, infos)
+    if report.problems:
+        shown = "\n".join(f"  {p}" for p in report.problems[:40])
+        more = f"\n  ... and {len(report.problems) - 40} more" if len(report.problems) > 40 else ""
+        raise DxError(
+            f"the staged prefix would load {len(report.problems)} libraries from the build "
+            f"host, not from the installer:\n{shown}{more}\nship each library in a package the "
+            "specs bring (the seed computes them from DT_NEEDED), and point the file's RUNPATH "
+            "at the prefix's lib/"
+        )
+    floor = glibc_floor(infos)
+    if spec.glibc and floor.version > parse_version(spec.glibc):
+        assert floor.path is not None
+        raise DxError(
+            f"{spec.where('virtual_specs')}: virtual_specs declares `__glibc >={spec.glibc}`, "
+            f"but {floor.path.relative_to(prefix)} needs GLIBC_{floor.text}; raise the declared "
+            "floor, or build that package for an older glibc"
+        )
+    return floor, report.files
 
 
 def _write_manifest(

@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,23 +24,45 @@ from dxforge import channel as ch
 from dxforge.index import PackageIndex, index_url
 from dxforge.installer.spec import load_construct
 from dxforge.layout import Layout
-from dxforge.names import marker_applies, pypi_name
+from dxforge.names import marker_applies, pypi_name, set_target_python
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import load_recipes
+from dxforge.runtime import roots
+from dxforge.runtime.apt import conda_version
+from dxforge.runtime.apt import mirror as apt_mirror
+from dxforge.runtime.build import (
+    BUILD_ROOT,
+    COMPONENTS,
+    GLIBC_FLOOR,
+    RuntimeBuild,
+    build_runtime,
+    fingerprint,
+)
+from dxforge.runtime.libs import closure
+from dxforge.runtime.packages import (
+    PACKAGING_FORMAT,
+    Provides,
+    certificates_package,
+    component_needs,
+    component_package,
+    component_sonames,
+    library_package,
+    python_abi_package,
+)
 from dxforge.seed import debian, wheels
 from dxforge.seed.plan import SeedPlan, plan
-from dxforge.seed.python import build_python, host_python
 from dxforge.specs import split_spec
 from dxforge.util import DxError, atomic_write_text, file_lock, replace_dir
 
 MANIFEST = "dxforge-seed.json"
+SEED_FORMAT = 2
+"""Bump when what the seed holds changes for the same inputs (a full rebuild follows)."""
 
 
 @dataclass
 class SeedOptions:
     layout: Layout
     out: Path | None = None  # default: the layout's seed channel
-    python: Path | None = None
     index_url: str | None = None
     workers: int = 2
 
@@ -156,18 +177,20 @@ class Seeder:
 
     def inputs(self) -> dict[str, Any]:
         """Everything the seed's content depends on; equal inputs mean nothing to do."""
-        host = host_python(self.opts.python or Path(sys.executable))
         sp = seed_plan(self.opts.layout.root)
-        debs = debian.candidates() if sp.voms else []
+        runtime, versions = fingerprint(self.opts.layout.cache)
+        debs = debian.candidates(debian.DEBS if sp.voms else debian.CERTS)
         return {
             "dxforge": dxforge.__version__,
+            "format": SEED_FORMAT,
             "converter": wheels.CONVERTER_VERSION,
-            "python": host.fingerprint(),
+            "packaging": PACKAGING_FORMAT,
+            "runtime": {"fingerprint": runtime, "versions": versions},
+            "glibc": ".".join(map(str, GLIBC_FLOOR)),
             "requirements": sp.requirements,
-            "voms": [d.__dict__ for d in debs],
+            "debian": [d.as_json() for d in debs],
             "index_url": index_url(self.opts.index_url),
             "_plan": sp,
-            "_host": host,
             "_debs": debs,
         }
 
@@ -178,81 +201,167 @@ class Seeder:
         with file_lock(ch.lock_path(out), f"channel {out}"):
             inputs = self.inputs()
             public = {k: v for k, v in inputs.items() if not k.startswith("_")}
-            fingerprint = _digest(public)
+            fingerprint_ = _digest(public)
             manifest = out / MANIFEST
             if manifest.exists():
                 try:
                     old = json.loads(manifest.read_text())
                 except ValueError:
                     old = {}
-                if old.get("fingerprint") == fingerprint and all(
+                if old.get("fingerprint") == fingerprint_ and all(
                     (out / p).exists() for p in old.get("packages", [])
                 ):
                     return SeedResult(
-                        "up-to-date", out, fingerprint, old["packages"],
+                        "up-to-date", out, fingerprint_, old["packages"],
                         old.get("size_bytes", 0), time.monotonic() - t0, old.get("inputs", {}),
                     )
             packages = self._build(inputs)
-            summary = self._publish(packages, fingerprint, public)
+            summary = self._publish(packages, fingerprint_, public)
         return SeedResult(
-            "built", out, fingerprint, summary["packages"], summary["size_bytes"],
+            "built", out, fingerprint_, summary["packages"], summary["size_bytes"],
             time.monotonic() - t0, public,
         )
 
     def _build(self, inputs: dict[str, Any]) -> list[Path]:
         sp: SeedPlan = inputs["_plan"]
-        made: list[Path] = []
-        py_dir = self.cache / "python" / _digest([inputs["python"], inputs["converter"]])[:16]
-        self.progress.step("repackaging python")
-        made += _cached(py_dir, "*/*.conda", lambda tmp: build_python(inputs["_host"], tmp))
-        if sp.voms:
-            made.append(self._voms(inputs["_debs"]))
-        made += self._wheels(sp)
+        rt = build_runtime(self.opts.layout.cache, self.progress)
+        self.python = conda_version(rt.versions["python"])
+        set_target_python(self.python)
+        fetched = self._fetch_wheels(sp, rt)
+        needs = component_needs(rt) | {n for _r, _p, ws in fetched for n in ws}
+        provides = Provides()
+        for name, sonames in component_sonames(rt).items():
+            provides.add(name, sonames)
+        libs, lib_provides = self._libraries(rt, needs, set(provides.sonames))
+        for soname, name in lib_provides.items():
+            provides.add(name, [soname])
+        made = libs + self._components(rt, provides)
+        made += self._debian(inputs["_debs"], provides)
+        made += self._convert(fetched, provides)
         return made
 
-    def _voms(self, debs: list[debian.Deb]) -> Path:
-        vdir = self.cache / "voms" / _digest([d.__dict__ for d in debs])[:16]
-        self.progress.step("repackaging voms from Debian")
-        made = _cached(
-            vdir, "*/*.conda", lambda tmp: debian.build_voms(debs, self.cache / "debs", tmp)
-        )
-        return made[0]
+    def _libraries(
+        self, rt: RuntimeBuild, needs: set[str], provided: set[str]
+    ) -> tuple[list[Path], dict[str, str]]:
+        """The closure's library packages (cached by what they answer for), and which package
+        ships each soname."""
+        repo = apt_mirror()
+        key = _digest([PACKAGING_FORMAT, BUILD_ROOT.key(repo), sorted(needs - provided),
+                       sorted(provided)])[:16]
+        entry = self.cache / "libraries" / key
 
-    def _wheels(self, sp: SeedPlan) -> list[Path]:
+        def make(tmp: Path) -> None:
+            self.progress.step(f"packaging the libraries the runtime needs from Debian "
+                               f"{BUILD_ROOT.release}")
+            work = tmp / "work"
+            root = roots.make(BUILD_ROOT, work / "root", self.opts.layout.cache, self.progress)
+            found = closure(root, needs, provided)
+            index = Provides()
+            for lib in found.values():
+                index.add(lib.name, lib.sonames)
+            sonames = {s: n for s, (n, _p) in index.sonames.items()}
+            for lib in found.values():
+                library_package(lib, root, index, work, tmp, f"Debian {BUILD_ROOT.release}")
+            atomic_write_text(tmp / "provides.json", json.dumps(sonames, indent=1, sort_keys=True))
+            shutil.rmtree(work)
+
+        made = _cached(entry, "*/*.conda", make)
+        return made, json.loads((entry / "provides.json").read_text())
+
+    def _components(self, rt: RuntimeBuild, provides: Provides) -> list[Path]:
+        key = _digest([PACKAGING_FORMAT, rt.fingerprint, provides.sonames])[:16]
+
+        def make(tmp: Path) -> None:
+            work = tmp / "work"
+            for c in COMPONENTS:
+                self.progress.step(f"packaging {c.name}")
+                component_package(rt, c, provides, work, tmp)
+            python_abi_package(conda_version(rt.versions["python"]), work, tmp)
+            shutil.rmtree(work)
+
+        return _cached(self.cache / "runtime" / key, "*/*.conda", make)
+
+    def _debian(self, debs: list[debian.Deb], provides: Provides) -> list[Path]:
+        key = _digest([PACKAGING_FORMAT, [d.as_json() for d in debs], provides.sonames])[:16]
+
+        def make(tmp: Path) -> None:
+            self.progress.step("packaging " + ", ".join(d.package for d in debs) + " from "
+                               "this machine's Debian release")
+            work = tmp / "work"
+            release = _tool_release()
+            if any(d.package == "voms-clients" for d in debs):
+                debian.build_debian_packages(debs, self.cache / "debs", provides, work, tmp,
+                                             release)
+            else:
+                files = debian.download(debs, self.cache / "debs")
+                tree = work / "tree"
+                tree.mkdir(parents=True)
+                debian.unpack(files, tree)
+                certificates_package(tree, debs[0].version, work, tmp)
+            shutil.rmtree(work)
+
+        return _cached(self.cache / "debian" / key, "*/*.conda", make)
+
+    def _fetch_wheels(
+        self, sp: SeedPlan, rt: RuntimeBuild
+    ) -> list[tuple[wheels.Resolved, Path, set[str]]]:
+        """Resolve the requirements and download (or build) every wheel, with the libraries
+        its ELF files need from outside the wheel."""
         requirements = sp.requirements
         if not requirements:
             return []
-        self.progress.step(f"resolving {len(requirements)} requirements on the index")
+        self.progress.step(f"resolving {len(requirements)} requirements on the index "
+                           f"(wheels for glibc <= {'.'.join(map(str, GLIBC_FLOOR))})")
         try:
-            resolved = wheels.resolve(requirements, self.opts.index_url, self.logs / "resolve.log")
+            resolved = wheels.resolve(
+                requirements, self.opts.index_url, self.logs / "resolve.log", GLIBC_FLOOR,
+                rt.prefix / "bin/python3.11",
+            )
         except DxError as e:
             raise DxError(f"{e}{_asked_by(sp, str(e))}") from None
-        lookup = {r.name: r.requires_dist for r in resolved}
-        wheel_dir = self.cache / "wheels"
-        conda_dir = self.cache / "conda"
-        results: list[Path] = []
-        # Processes, not threads: conda-package-handling changes the working directory; spawned,
-        # not forked, because rattler's runtime threads do not survive a fork.
+        self.progress.begin("wheels", len(resolved))
+        out = []
+        for r, result in self._pool(_fetch_wheel, resolved, self.cache / "wheels",
+                                    self.opts.index_url, self.logs):
+            path, needs = result
+            out.append((r, path, needs))
+        return sorted(out, key=lambda t: t[0].name)
+
+    def _convert(
+        self, fetched: list[tuple[wheels.Resolved, Path, set[str]]], provides: Provides
+    ) -> list[Path]:
+        if not fetched:
+            return []
+        lookup = {r.name: r.requires_dist for r, _p, _n in fetched}
+        jobs = [(r, p, {s: provides.sonames[s][0] for s in sorted(n) if s in provides.sonames})
+                for r, p, n in fetched]
+        self.progress.begin("wheels -> conda", len(jobs))
+        made = [path for _r, path in self._pool(_convert_wheel, jobs, lookup,
+                                                self.cache / "conda", self.python)]
+        return sorted(made)
+
+    def _pool(self, fn: Callable[..., Any], items: list[Any], *args: Any
+              ) -> list[tuple[Any, Any]]:
+        """``fn(item, *args)`` for every item in worker processes; the first failure stops all
+        with the item named."""
+        # Processes, not threads: conda-package-handling changes the working directory;
+        # spawned, not forked, because rattler's runtime threads do not survive a fork.
         ctx = multiprocessing.get_context("spawn")
-        self.progress.begin("wheels -> conda", len(resolved))
+        results = []
         with ProcessPoolExecutor(self.opts.workers, mp_context=ctx) as pool:
-            futures = {
-                pool.submit(
-                    _one_wheel, r, lookup, wheel_dir, conda_dir, self.opts.index_url, self.logs
-                ): r
-                for r in resolved
-            }
+            futures = {pool.submit(fn, item, *args): item for item in items}
             for fut in as_completed(futures):
-                r = futures[fut]
+                item = futures[fut]
+                r = item[0] if isinstance(item, tuple) else item
                 try:
-                    results.append(fut.result())
+                    results.append((item, fut.result()))
                 except Exception as e:  # the worker's own errors, or a crashed worker
                     for f in futures:
                         f.cancel()
                     detail = e if isinstance(e, DxError) else f"{type(e).__name__}: {e}"
                     raise DxError(f"seed: {r.name} {r.version}: {detail}") from None
                 self.progress.done(f"{r.name} {r.version}")
-        return sorted(results)
+        return results
 
     def _publish(
         self, packages: list[Path], fingerprint: str, public: dict[str, Any]
@@ -293,15 +402,11 @@ class Seeder:
         return summary
 
 
-def _one_wheel(
-    r: wheels.Resolved,
-    lookup: dict[str, list[str]],
-    wheel_dir: Path,
-    conda_dir: Path,
-    index_url_: str | None,
-    logs: Path,
-) -> Path:
-    """Download (or build) one wheel and convert it, reusing the cache; runs in a worker."""
+def _fetch_wheel(
+    r: wheels.Resolved, wheel_dir: Path, index_url_: str | None, logs: Path
+) -> tuple[Path, set[str]]:
+    """Download (or build) one wheel, reusing the cache; and what its ELF files need from
+    outside it. Runs in a worker."""
     index = PackageIndex(index_url_)
     sha256 = r.sha256
     if not sha256 and not r.url.startswith("file://"):
@@ -324,17 +429,41 @@ def _one_wheel(
                 sdist, tmp, index_url_, logs / f"wheel-{r.name}.log"
             ),
         )[0]
+    return path, wheels.external_needs(path)
+
+
+def _convert_wheel(
+    job: tuple[wheels.Resolved, Path, dict[str, str]],
+    lookup: dict[str, list[str]],
+    conda_dir: Path,
+    python: str,
+) -> Path:
+    """Convert one wheel for CPython ``python``, reusing the cache; runs in a worker. ``job``
+    holds the packages that ship the libraries the wheel needs, by soname."""
+    set_target_python(python)
+    r, wheel, libraries = job
     key = _digest(
         [
-            sha256 or r.url,
+            python,
+            r.sha256 or r.url,
+            wheel.name,
             wheels.CONVERTER_VERSION,
             _extras_inputs(r.requires_dist, lookup),
+            libraries,
         ]
     )[:16]
-    wheel = path
     return _cached(
-        conda_dir / key, "*/*.conda", lambda tmp: wheels.convert_wheel(wheel, lookup, tmp)
+        conda_dir / key, "*/*.conda",
+        lambda tmp: wheels.convert_wheel(wheel, lookup, tmp, libraries),
     )[0]
+
+
+def _tool_release() -> str:
+    """This machine's Debian release name (``bookworm``)."""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("VERSION_CODENAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "this release"
 
 
 def build_seed(opts: SeedOptions, progress: Progress = SILENT) -> SeedResult:

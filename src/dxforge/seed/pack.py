@@ -34,6 +34,8 @@ class PackageSpec:
     summary: str | None = None
     homepage: str | None = None
     text_prefix_files: list[str] = field(default_factory=list)
+    binary_prefix_files: list[str] = field(default_factory=list)
+    placeholder: str = PLACEHOLDER
     entry_points: list[str] = field(default_factory=list)
 
     @property
@@ -89,14 +91,16 @@ def _patch_info(root: Path, spec: PackageSpec) -> None:
     info = root / "info"
     paths_file = info / "paths.json"
     paths = json.loads(paths_file.read_text())
-    text = set(spec.text_prefix_files)
+    modes = {p: "text" for p in spec.text_prefix_files}
+    modes.update({p: "binary" for p in spec.binary_prefix_files})
     for entry in paths["paths"]:
-        if entry["_path"] in text:
-            entry["prefix_placeholder"] = PLACEHOLDER
-            entry["file_mode"] = "text"
-            text.discard(entry["_path"])
-    if text:
-        raise RuntimeError(f"{spec.filename}: placeholder files not in the package: {sorted(text)}")
+        mode = modes.pop(entry["_path"], None)
+        if mode:
+            entry["prefix_placeholder"] = spec.placeholder
+            entry["file_mode"] = mode
+    if modes:
+        missing = sorted(modes)
+        raise RuntimeError(f"{spec.filename}: placeholder files not in the package: {missing}")
     paths_file.write_text(json.dumps(paths, indent=2, sort_keys=True) + "\n")
     index_file = info / "index.json"
     index = json.loads(index_file.read_text())
@@ -108,11 +112,32 @@ def _patch_info(root: Path, spec: PackageSpec) -> None:
             "package_metadata_version": 1,
         }
         (info / "link.json").write_text(json.dumps(link, indent=2, sort_keys=True) + "\n")
-    has_prefix = [f"{PLACEHOLDER} text {p}" for p in sorted(spec.text_prefix_files)]
+    has_prefix = [f"{spec.placeholder} text {p}" for p in sorted(spec.text_prefix_files)]
+    has_prefix += [f"{spec.placeholder} binary {p}" for p in sorted(spec.binary_prefix_files)]
     if has_prefix:
         (info / "has_prefix").write_text("\n".join(has_prefix) + "\n")
     files_list = sorted(e["_path"] for e in paths["paths"])
     (info / "files").write_text("\n".join(files_list) + "\n")
+
+
+def prefix_files(root: Path, prefix: str) -> tuple[list[str], list[str]]:
+    """The files under ``root`` holding ``prefix``: (text files, binary files). A file is text
+    when it has no NUL byte. A symlink holding it is an error: it would not relocate."""
+    text: list[str] = []
+    binary: list[str] = []
+    needle = prefix.encode()
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            if needle in os.readlink(p).encode():
+                raise RuntimeError(f"{p}: a symlink to the build prefix; make it relative")
+            continue
+        if not p.is_file():
+            continue
+        data = p.read_bytes()
+        if needle in data:
+            (binary if b"\0" in data else text).append(rel)
+    return text, binary
 
 
 def replace_in_text_files(root: Path, old: str, new: str) -> list[str]:

@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dxforge.names import pypi_name
+from dxforge.runtime.libs import runtime_libraries
 from dxforge.specs import pep440_specifier, split_spec
 
-RUNTIME = {"python", "python_abi"}
-"""Provided by the repackaged interpreter, not by wheels."""
+RUNTIME = {"python", "python_abi", "openssl", "libcurl", "git", "ca-certificates"}
+"""Built by the runtime (dxforge.runtime), not converted from wheels; so are the libraries of
+data/debian_conda_names.yaml."""
 DEBIAN = {"voms"}
 """Provided by Debian's binaries."""
 
@@ -43,7 +45,7 @@ def plan(
         if name in DEBIAN:
             out.voms = True
             continue
-        if name in RUNTIME:
+        if name in RUNTIME or name in runtime_libraries():
             continue
         pep = pep440_specifier(version, f"{where}: {spec}")
         merged.setdefault(pypi_name(name), [])

@@ -19,6 +19,7 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from dxforge.elf import in_glibc, origin_path, read_elf, set_runpath, walk_elf
 from dxforge.metadata import DistMetadata, parse_metadata
 from dxforge.names import conda_name, conda_run_requirements
 from dxforge.seed.pack import PLACEHOLDER, PackageSpec, assemble
@@ -27,7 +28,7 @@ from dxforge.util import DxError
 
 PYTHON_VER = "3.11"
 SITE_PACKAGES = f"lib/python{PYTHON_VER}/site-packages"
-CONVERTER_VERSION = "3"
+CONVERTER_VERSION = "4"
 """Bump when the conversion changes, so cached packages are rebuilt."""
 
 
@@ -44,17 +45,31 @@ class Resolved:
     requires_python: str | None = None
 
 
-def resolve(requirements: list[str], index_url: str | None, log: Path) -> list[Resolved]:
+MANYLINUX = """\
+# PEP 600: tells pip which manylinux wheels this target accepts.
+def manylinux_compatible(tag_major, tag_minor, tag_arch):
+    return tag_arch == "x86_64" and (tag_major, tag_minor) <= {floor}
+"""
+
+
+def resolve(
+    requirements: list[str], index_url: str | None, log: Path,
+    glibc: tuple[int, ...] = (2, 17), python: Path | None = None,
+) -> list[Resolved]:
     """Resolve ``requirements`` (PEP 508) for CPython 3.11 on linux-64 with pip's resolver, as the
-    user's pip is configured, preferring wheels. Nothing is installed."""
+    user's pip is configured, preferring wheels and taking no manylinux wheel that needs a newer
+    C library than ``glibc`` (PEP 600's ``_manylinux`` module). pip runs on ``python`` (the
+    target interpreter, so that markers such as ``python_full_version`` are its own; default:
+    this one). Nothing is installed."""
     if sys.version_info[:2] != (3, 11) or not sys.platform.startswith("linux"):
         raise DxError("dxforge seed resolves for CPython 3.11 on linux-64: run it with python 3.11")
     with tempfile.TemporaryDirectory(prefix="dxforge-resolve-") as tmp:
+        (Path(tmp) / "_manylinux.py").write_text(MANYLINUX.format(floor=tuple(glibc[:2])))
         report = Path(tmp) / "report.json"
         reqfile = Path(tmp) / "requirements.txt"
         reqfile.write_text("\n".join(requirements) + "\n")
         cmd = [
-            sys.executable,
+            str(python or sys.executable),
             "-m",
             "pip",
             "install",
@@ -70,7 +85,11 @@ def resolve(requirements: list[str], index_url: str | None, log: Path) -> list[R
         ]
         if index_url:
             cmd += ["--index-url", index_url]
-        env = {**os.environ, "PIP_NO_INPUT": "1"}
+        import pip
+
+        pip_dir = str(Path(pip.__file__).parent.parent) if python else ""
+        path = os.pathsep.join(filter(None, [tmp, pip_dir, os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PIP_NO_INPUT": "1", "PYTHONPATH": path}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(" ".join(cmd) + "\n\n" + proc.stdout + proc.stderr)
@@ -339,8 +358,58 @@ def stage_wheel(wheel: Path, info: WheelInfo, spec: PackageSpec, root: Path) -> 
     return sorted(set(text_files))
 
 
-def convert_wheel(wheel: Path, lookup: dict[str, list[str]], out_dir: Path) -> Path:
-    """Convert one wheel into a ``.conda`` in ``out_dir`` and return its path."""
+def external_needs(wheel: Path) -> set[str]:
+    """The shared libraries the wheel's ELF files need from outside the wheel and the C
+    library (``libstdc++.so.6``, ``libgcc_s.so.1``, ...)."""
+    needed: set[str] = set()
+    own: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="dxforge-elf-") as tmp, zipfile.ZipFile(wheel) as z:
+        for i, member in enumerate(z.infolist()):
+            if member.is_dir():
+                continue
+            with z.open(member) as f:
+                if f.read(4) != b"\x7fELF":
+                    continue
+            path = Path(tmp) / str(i)
+            path.write_bytes(z.read(member))
+            info = read_elf(path)
+            own.add(Path(member.filename).name)
+            if info is not None:
+                own.add(info.soname)
+                needed.update(n for n in info.needed if not in_glibc(n))
+    return needed - own
+
+
+def link_libraries(root: Path, libraries: dict[str, str], where: str) -> list[str]:
+    """Make the ELF files under ``root`` (a staged package) find the libraries they need from
+    other packages in the prefix's ``lib/``: add that directory, ``$ORIGIN``-relative, to their
+    RUNPATH. Returns the packages they need (from ``libraries``: soname -> package)."""
+    packages: set[str] = set()
+    own = {info.soname for info in walk_elf(root) if info.soname}
+    own |= {p.name for p in root.rglob("*.so*")}
+    for info in walk_elf(root):
+        wants = [n for n in info.needed if not in_glibc(n) and n not in own]
+        if not wants:
+            continue
+        missing = [n for n in wants if n not in libraries]
+        if missing:
+            raise DxError(
+                f"{where}: {info.path.relative_to(root)} needs {', '.join(missing)}, which no "
+                "seed package ships"
+            )
+        packages.update(libraries[n] for n in wants)
+        lib = origin_path(info.path, root / "lib")
+        if lib not in info.runpath:
+            set_runpath(info.path, ":".join([*info.runpath, lib]))
+    return sorted(packages)
+
+
+def convert_wheel(
+    wheel: Path, lookup: dict[str, list[str]], out_dir: Path,
+    libraries: dict[str, str] | None = None,
+) -> Path:
+    """Convert one wheel into a ``.conda`` in ``out_dir`` and return its path. ``libraries``
+    names the packages that ship the shared libraries its ELF files need (by soname)."""
     try:
         info = read_wheel(wheel)
         spec = conversion_spec(info, lookup)
@@ -357,6 +426,9 @@ def convert_wheel(wheel: Path, lookup: dict[str, list[str]], out_dir: Path) -> P
         root.mkdir()
         try:
             spec.text_prefix_files = stage_wheel(wheel, info, spec, root)
+            if not info.pure:
+                spec.depends += link_libraries(root, libraries or {}, wheel.name)
+                spec.build = build_string("py311h", spec.depends, ",".join(info.tags))
             return assemble(spec, root, out_dir)
         except DxError:
             raise

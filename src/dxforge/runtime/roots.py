@@ -1,0 +1,137 @@
+"""Minimal Debian roots (mmdebstrap), for building the runtime in the oldest release supported
+and for testing installers on others. A root is made once per (release, variant, packages,
+mirror) and kept as a tarball in the user cache; it is extracted where it is needed. Commands
+run in it through ``unshare`` (their own mount, pid and, by default, network namespaces, with
+/proc mounted inside: ``$ORIGIN`` needs it) and ``chroot``; nothing is mounted on the host."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dxforge.progress import SILENT, Progress
+from dxforge.runtime.apt import Mirror, mirror
+from dxforge.util import DxError, run
+
+ROOT_FORMAT = 1
+"""Bump when how roots are made changes."""
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class RootSpec:
+    release: str
+    variant: str = "minbase"  # minbase | buildd
+    include: tuple[str, ...] = ()
+
+    def key(self, repo: Mirror) -> str:
+        data = [ROOT_FORMAT, self.release, self.variant, sorted(self.include), repo.archive,
+                repo.security]
+        return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
+
+
+def why_not() -> str:
+    """Why Debian roots cannot be made or used here, or ``""`` when they can."""
+    if os.geteuid() != 0:
+        return "making and entering Debian roots needs root (mmdebstrap, chroot)"
+    for tool, package in (("mmdebstrap", "mmdebstrap"), ("unshare", "util-linux"),
+                          ("chroot", "coreutils")):
+        if not shutil.which(tool):
+            return f"{tool} is not installed (apt-get install {package})"
+    probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--net", "true"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        return f"`unshare --mount --pid --net` is not permitted here: {probe.stderr.strip()}"
+    return ""
+
+
+def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT) -> Path:
+    """The root's tarball, made with mmdebstrap the first time (from the release, its updates
+    and its security archive)."""
+    why = why_not()
+    if why:
+        raise DxError(f"cannot make a Debian {spec.release} root: {why}")
+    repo = mirror()
+    out = cache / "roots" / f"{spec.release}-{spec.variant}-{spec.key(repo)}.tar"
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    progress.step(f"making a Debian {spec.release} {spec.variant} root (mmdebstrap)")
+    lines = [f"deb {repo.archive} {spec.release} main",
+             f"deb {repo.archive} {spec.release}-updates main"]
+    if repo.security:
+        lines.append(f"deb {repo.security} {spec.release}-security main")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    cmd = ["mmdebstrap", "--mode=root", f"--variant={spec.variant}", "--format=tar"]
+    if spec.include:
+        cmd.append("--include=" + ",".join(sorted(spec.include)))
+    try:
+        run([*cmd, spec.release, str(tmp), *lines], what=f"mmdebstrap {spec.release}",
+            fix="check the network and the Debian mirror in apt's sources", timeout=3600,
+            log=cache / "roots" / f"{out.stem}.log")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def extract(archive: Path, dest: Path) -> Path:
+    """Unpack a root tarball into the empty or missing directory ``dest``."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    run(["tar", "--numeric-owner", "-xpf", str(archive), "-C", str(dest)],
+        what=f"unpacking {archive}")
+    (dest / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
+    return dest
+
+
+def make(spec: RootSpec, dest: Path, cache: Path, progress: Progress = SILENT) -> Path:
+    """A fresh root of ``spec`` at ``dest``."""
+    return extract(tarball(spec, cache, progress), dest)
+
+
+def command(
+    root: Path,
+    argv: Sequence[str],
+    *,
+    network: bool = False,
+    user: int | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str = "/",
+) -> list[str]:
+    """The host command that runs ``argv`` inside ``root``: own mount and pid namespaces with
+    /proc mounted, no network unless asked (loopback up), optionally as uid/gid ``user``, with
+    exactly ``env`` (plus PATH and LANG) and working directory ``cwd``."""
+    environment = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8",
+                   **(env or {})}
+    inner = ["chroot", str(root)]
+    if user is not None:
+        inner += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+    inner += ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in environment.items()),
+              "sh", "-c", f"cd {shlex.quote(cwd)} && exec \"$@\"", "sh", *argv]
+    ns = ["unshare", "--mount", "--pid", "--fork", f"--mount-proc={root}/proc"]
+    if network:
+        return [*ns, *inner]
+    lo = "ip link set lo up 2>/dev/null || true; exec \"$@\""
+    return [*ns, "--net", "sh", "-c", lo, "sh", *inner]
+
+
+def run_in(root: Path, argv: Sequence[str], *, what: str, log: Path | None = None,
+           timeout: float | None = None, **kw: object) -> str:
+    """Run ``argv`` in ``root`` (see :func:`command`); errors name ``what`` and the log."""
+    return run(command(root, argv, **kw), what=what, log=log, timeout=timeout)  # type: ignore[arg-type]
+
+
+def scratch(base: Path, prefix: str) -> Path:
+    """A new directory under ``base`` for a root."""
+    base.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))

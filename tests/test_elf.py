@@ -1,0 +1,158 @@
+"""ELF reading, the glibc floor, the staging lint and the runtime's library closure, on real
+ELF files compiled here with gcc and a small Debian-shaped root (a dpkg database of its own)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dxforge.elf import glibc_floor, in_glibc, lint, parse_version, read_elf, walk_elf
+from dxforge.runtime.libs import closure, conda_name
+from dxforge.util import DxError
+
+pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc is not installed")
+
+
+def cc(out: Path, source: str, *args: str) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    src = out.with_suffix(".c")
+    src.write_text(source)
+    subprocess.run(["gcc", "-o", str(out), str(src), *args], check=True, capture_output=True)
+    src.unlink()
+    return out
+
+
+LIB_B = "int b(void) { return 2; }\n"
+LIB_A = "int b(void);\nint a(void) { return b() + 1; }\n"
+MAIN = "int a(void);\nint main(void) { return a() == 3 ? 0 : 1; }\n"
+STAT = ("#include <sys/stat.h>\n#include <stdio.h>\n"
+        "int main(int c, char **v) { struct stat s; puts(v[0]); return stat(v[0], &s); }\n")
+
+
+def libraries(d: Path, origin: bool = True) -> tuple[Path, Path]:
+    """``libB.so.2`` and ``libA.so.1`` (which needs libB) in ``d``."""
+    b = cc(d / "libB.so.2", LIB_B, "-shared", "-fPIC", "-Wl,-soname,libB.so.2")
+    rpath = ["-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"] if origin else []
+    a = cc(d / "libA.so.1", LIB_A, "-shared", "-fPIC", "-Wl,-soname,libA.so.1",
+           f"-L{d}", "-l:libB.so.2", *rpath)
+    return a, b
+
+
+def test_read_elf_needed_soname_runpath(tmp_path: Path) -> None:
+    a, b = libraries(tmp_path / "lib")
+    info = read_elf(a)
+    assert info is not None
+    assert info.soname == "libA.so.1" and "libB.so.2" in info.needed
+    assert info.runpath == ("$ORIGIN",) and info.search_dirs() == [tmp_path / "lib"]
+    assert read_elf(tmp_path / "lib") is None
+    (tmp_path / "text").write_text("#!/bin/sh\n")
+    assert read_elf(tmp_path / "text") is None
+
+
+def test_glibc_floor_names_the_file_that_needs_most(tmp_path: Path) -> None:
+    plain = cc(tmp_path / "bin/plain", "#include <stdio.h>\nint main(void){puts(\"x\");}\n")
+    stat = cc(tmp_path / "bin/stat", STAT)
+    floor = glibc_floor(walk_elf(tmp_path))
+    expected = max(read_elf(plain).glibc, read_elf(stat).glibc)  # type: ignore[union-attr]
+    assert floor.version == expected and floor.version >= (2, 2)
+    assert floor.path in (plain, stat) and read_elf(floor.path).glibc == expected  # type: ignore[arg-type,union-attr]
+    assert glibc_floor([]).text == ""
+    assert parse_version("2.31") == (2, 31)
+    with pytest.raises(DxError, match="dotted numbers"):
+        parse_version("2.x")
+
+
+def test_glibc_family() -> None:
+    for s in ("libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1",
+              "libresolv.so.2", "libutil.so.1", "libanl.so.1", "ld-linux-x86-64.so.2"):
+        assert in_glibc(s), s
+    for s in ("libcrypt.so.1", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1", "libnsl.so.2"):
+        assert not in_glibc(s), s
+
+
+def test_lint_accepts_a_self_contained_prefix(tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    libraries(prefix / "lib")
+    cc(prefix / "bin/tool", MAIN, f"-L{prefix / 'lib'}", "-l:libA.so.1",
+       "-Wl,-rpath,$ORIGIN/../lib", "-Wl,--enable-new-dtags")
+    report = lint(prefix)
+    assert report.files == 3 and report.problems == []
+    assert subprocess.run([prefix / "bin/tool"], check=False).returncode == 0
+
+
+def test_lint_names_each_library_that_would_come_from_the_host(tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    outside = tmp_path / "host-lib"
+    libraries(outside)
+    libraries(prefix / "lib", origin=False)  # libA without RUNPATH: libB would be looked up
+    cc(prefix / "bin/no-runpath", MAIN, f"-L{outside}", "-l:libA.so.1")
+    cc(prefix / "bin/outside", MAIN, f"-L{outside}", "-l:libA.so.1", f"-Wl,-rpath,{outside}",
+       "-Wl,--enable-new-dtags")
+    problems = {(p.path, p.soname): p.why for p in lint(prefix).problems}
+    assert set(problems) == {
+        ("bin/no-runpath", "libA.so.1"),
+        ("bin/outside", "libA.so.1"),
+        ("lib/libA.so.1", "libB.so.2"),
+    }
+    assert "no RUNPATH" in problems[("bin/no-runpath", "libA.so.1")]
+    assert "outside the prefix" in problems[("bin/outside", "libA.so.1")]
+    assert "bin/outside needs libA.so.1" in str(lint(prefix).problems[1])
+
+
+# ---- the closure, in a small Debian-shaped root ------------------------------------------------
+
+
+def debian_root(tmp_path: Path, packages: dict[str, tuple[str, list[Path]]]) -> Path:
+    """A root with a dpkg database: ``{binary: (source, files)}`` (files already in the root)."""
+    root = tmp_path / "root"
+    info = root / "var/lib/dpkg/info"
+    info.mkdir(parents=True)
+    stanzas = []
+    for binary, (source, files) in packages.items():
+        stanzas.append(f"Package: {binary}\nStatus: install ok installed\nPriority: optional\n"
+                       f"Section: libs\nArchitecture: amd64\nSource: {source}\nVersion: 1.2-3\n"
+                       f"Maintainer: x <x@localhost>\nDescription: {binary}\n")
+        listed = ["/.", *sorted({"/" + str(p.relative_to(root).parent) for p in files}),
+                  *("/" + str(p.relative_to(root)) for p in files)]
+        (info / f"{binary}.list").write_text("\n".join(listed) + "\n")
+    (root / "var/lib/dpkg/status").write_text("\n".join(stanzas))
+    return root
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-query"), reason="dpkg-query is not installed")
+def test_closure_maps_sonames_to_debian_packages_to_conda_names(tmp_path: Path) -> None:
+    libdir = tmp_path / "root/usr/lib/x86_64-linux-gnu"
+    a, b = libraries(libdir)
+    root = debian_root(tmp_path, {"libffi7": ("libffi", [a]), "libsqlite3-0": ("sqlite3", [b])})
+    found = closure(root, {"libA.so.1", "libc.so.6"}, provided=set())
+    assert set(found) == {"libffi", "libsqlite"}  # libB came in through libA's DT_NEEDED
+    assert found["libffi"].files == ["/usr/lib/x86_64-linux-gnu/libA.so.1"]
+    assert found["libsqlite"].sonames == {"libB.so.2"}
+    assert found["libffi"].version == "1.2-3" and found["libffi"].debs[0].binary == "libffi7"
+    assert closure(root, {"libA.so.1"}, provided={"libB.so.2"}).keys() == {"libffi"}
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-query"), reason="dpkg-query is not installed")
+def test_closure_errors_name_the_library_and_the_fix(tmp_path: Path) -> None:
+    a, b = libraries(tmp_path / "root/usr/lib/x86_64-linux-gnu")
+    root = debian_root(tmp_path, {"libwidget1": ("widget", [a]), "libffi7": ("libffi", [b])})
+    with pytest.raises(DxError) as e:
+        closure(root, {"libA.so.1"}, set())
+    msg = str(e.value)
+    assert "libA.so.1 comes from Debian's libwidget1 (source widget)" in msg
+    assert "debian_conda_names.yaml" in msg and "`widget: <conda-forge name>`" in msg
+    with pytest.raises(DxError, match="libnothing.so.9 is needed but no package"):
+        closure(root, {"libnothing.so.9"}, set())
+
+
+def test_debian_to_conda_names() -> None:
+    assert conda_name("libffi7", "libffi") == "libffi"
+    assert conda_name("libsqlite3-0", "sqlite3") == "libsqlite"
+    assert conda_name("libtinfo6", "ncurses") == conda_name("libncursesw6", "ncurses") == "ncurses"
+    assert conda_name("libstdc++6", "gcc-10") == "libstdcxx"
+    assert conda_name("libgcc-s1", "gcc-12") == "libgcc"
+    assert conda_name("zlib1g", "zlib") == "libzlib"
+    assert conda_name("liblzma5", "xz-utils") == "liblzma"
