@@ -96,3 +96,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
+
+
+@pytest.fixture(scope="session")
+def diracos(dxforge_channels: tuple[Path, Path]) -> dict:
+    """The repository's DIRACOS installer, built from the tests' channels (``--json``)."""
+    import json
+
+    proc = run_dxforge("installer", "--build-dir", E2E_BUILD, "--json")
+    return json.loads(proc.stdout)

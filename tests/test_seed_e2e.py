@@ -10,7 +10,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +20,10 @@ from wheel_factory import BINARY_TAG, build_wheel, metadata
 
 from dxforge import channel as ch
 from dxforge.recipes import is_sibling, load_recipes
+from dxforge.runtime.build import PLACEHOLDER as BUILD_PREFIX
 from dxforge.seed.pack import PLACEHOLDER
 from dxforge.specs import split_spec
+from dxforge.util import user_cache
 
 pytestmark = pytest.mark.e2e
 
@@ -33,19 +34,21 @@ def spec_name(spec: str) -> str:
     return split_spec(spec)[0]
 
 
-# --- (a) python, voms and pip from the seed, installed into a new prefix ----------------------
+# --- (a) python, git and pip from the seed, installed into a new prefix -----------------------
 
 
 @pytest.fixture(scope="module")
 def installed(seed_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``python voms pip`` solved from the seed alone and installed into a fresh prefix."""
+    """``python git pip`` solved from the seed alone and installed into a fresh prefix."""
     base = tmp_path_factory.mktemp("seed-install")
     prefix = base / "prefix-installed-from-the-seed"
-    # a prefix of a length used nowhere at build time: not the repackaged interpreter's (this
-    # one's), not the placeholder's
-    assert len(str(prefix)) not in (len(sys.base_prefix), len(PLACEHOLDER)), prefix
-    records = ch.solve([seed_channel], ["python", "voms", "pip"])
-    assert {r.name.normalized for r in records} >= {"python", "python_abi", "voms", "pip"}
+    # a prefix of a length used nowhere at build time: not the placeholders'
+    assert len(str(prefix)) not in (len(BUILD_PREFIX), len(PLACEHOLDER)), prefix
+    records = ch.solve([seed_channel], ["python", "git", "pip"])
+    names = {r.name.normalized for r in records}
+    assert names >= {"python", "python_abi", "git", "pip", "openssl", "ca-certificates",
+                     "libffi", "libsqlite", "libexpat", "libzlib", "liblzma", "bzip2",
+                     "ncurses", "readline", "libuuid"}
     ch.install(records, prefix, cache_dir=base / "pkgs")
     return prefix
 
@@ -60,12 +63,13 @@ def run(prefix: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
 
 def test_python_from_the_seed_works_in_a_new_prefix(installed: Path) -> None:
     probe = (
-        "import json, sys, sysconfig, ssl, sqlite3, ctypes, zlib, bz2, lzma\n"
+        "import json, sys, sysconfig, ssl, sqlite3, ctypes, zlib, bz2, lzma, uuid, readline\n"
         "ctypes.CDLL(None)\n"
         "print(json.dumps({'prefix': sys.prefix, 'exe': sys.executable,\n"
         "  'cfg_prefix': sysconfig.get_config_var('prefix'),\n"
         "  'libdir': sysconfig.get_config_var('LIBDIR'),\n"
         "  'openssl': ssl.OPENSSL_VERSION, 'sqlite': sqlite3.sqlite_version,\n"
+        "  'cas': ssl.create_default_context().cert_store_stats()['x509_ca'],\n"
         "  'zlib': zlib.compress(b'x' * 100) != b'', 'version': sys.version_info[:2]}))"
     )
     proc = run(installed, "python", "-I", "-c", probe)
@@ -74,18 +78,33 @@ def test_python_from_the_seed_works_in_a_new_prefix(installed: Path) -> None:
     assert got["prefix"] == str(installed)
     assert got["exe"] == str(installed / "bin/python")
     assert got["cfg_prefix"] == str(installed) and got["libdir"] == str(installed / "lib")
-    assert got["openssl"].startswith("OpenSSL") and got["sqlite"]
+    assert got["openssl"].startswith("OpenSSL 3.") and got["sqlite"] and got["cas"] > 100
     assert got["version"] == [3, 11]
+    # every library comes from the prefix (the loader's own map of the process)
+    maps = run(installed, "python", "-I", "-c", "import ssl, sqlite3, ctypes, readline, lzma;"
+               "print(open('/proc/self/maps').read())").stdout
+    libs = {line.split()[-1] for line in maps.splitlines() if ".so" in line}
+    outside = {p for p in libs if not p.startswith(str(installed)) and "/libc" not in p
+               and "/ld-linux" not in p and "/libm." not in p and "/libpthread" not in p
+               and "/libdl" not in p and "/libutil" not in p and "/librt" not in p}
+    assert outside == set()
 
 
-def test_voms_from_the_seed_runs(installed: Path) -> None:
-    proc = run(installed, "voms-proxy-init", "--version")
-    assert proc.returncode == 0, proc.stderr
-    # Debian's 2.1.0~rc3 sources print "Version: 2.1.1" (the upstream tree's own version
-    # string); the conda package carries the Debian version, 2.1.0rc3.
-    assert re.search(r"^Version: 2\.1\.\d+$", proc.stdout, re.M), proc.stdout
-    meta = list((installed / "conda-meta").glob("voms-2.1.*.json"))
-    assert len(meta) == 1 and json.loads(meta[0].read_text())["version"] == "2.1.0rc3"
+def test_git_from_the_seed_runs(installed: Path, tmp_path: Path) -> None:
+    proc = run(installed, "git", "--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("git version 2."), proc.stderr
+    exec_path = run(installed, "git", "--exec-path").stdout.strip()
+    assert exec_path == str(installed / "libexec/git-core")  # found from where git is
+    env = {**CLEAN_ENV, "HOME": str(tmp_path), "PATH": f"{installed}/bin:/usr/bin:/bin"}
+    script = (f"git init -q {tmp_path}/a && git -C {tmp_path}/a -c user.name=t "
+              f"-c user.email=t@l commit -q --allow-empty -m one && "
+              f"git clone -q {tmp_path}/a {tmp_path}/b && git -C {tmp_path}/b log --format=%s")
+    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env,
+                         check=False)
+    assert res.returncode == 0 and res.stdout == "one\n", res.stderr
+    res = subprocess.run([str(installed / "bin/git"), "ls-remote", "https://127.0.0.1:1/x"],
+                         capture_output=True, text=True, env=env, check=False)
+    assert res.returncode != 0 and "onnect" in res.stderr and "remote-https" not in res.stderr
 
 
 def test_pip_from_the_seed_runs(installed: Path) -> None:
@@ -100,16 +119,16 @@ def test_no_placeholder_left_in_the_prefix(installed: Path) -> None:
     scripts = [p for p in (installed / "bin").iterdir() if p.is_file()]
     assert sysconfigdata and len(scripts) > 10
     assert str(installed).encode() in sysconfigdata[0].read_bytes()
-    needle = PLACEHOLDER.encode()
-    for p in [*sysconfigdata, *scripts]:
-        assert needle not in p.read_bytes(), p
-    # nor anywhere else, save conda-meta's record of what was replaced
-    left = [
-        p for p in installed.rglob("*")
-        if p.is_file() and not p.is_symlink() and "conda-meta" not in p.parts
-        and needle in p.read_bytes()
-    ]
-    assert left == []
+    for needle in (PLACEHOLDER.encode(), BUILD_PREFIX.encode()):
+        for p in [*sysconfigdata, *scripts]:
+            assert needle not in p.read_bytes(), p
+        # nor anywhere else (binaries included), save conda-meta's record of what was replaced
+        left = [
+            p for p in installed.rglob("*")
+            if p.is_file() and not p.is_symlink() and "conda-meta" not in p.parts
+            and needle in p.read_bytes()
+        ]
+        assert left == []
 
 
 def test_converted_wheel_installs_and_runs(seed_channel: Path, tmp_path: Path) -> None:
@@ -154,7 +173,7 @@ def test_every_recipe_and_construct_requirement_solves_from_the_seed(seed_channe
         jobs.append((f"{r.name} run+test", outside(r.requirements["run"] + r.requirements["test"])))
     construct = load_construct(ROOT / "construct.yaml")
     jobs.append(("construct.yaml", outside(construct.specs)))
-    assert "voms" in {spec_name(s) for s in jobs[-1][1]}
+    assert "git" in {spec_name(s) for s in jobs[-1][1]}
     failures = []
     for what, specs in jobs:
         assert specs, what
@@ -267,9 +286,8 @@ def assert_only_the_channel(channel: Path) -> None:
 
 def seed_in(root: Path, index: LocalIndex, *extra: str) -> subprocess.CompletedProcess[str]:
     # the local index only: no pip configuration file (extra indexes), no pip cache; the
-    # project's own user cache (beside it) and build directory
-    env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1",
-           "DXFORGE_CACHE": str(root.parent / "user-cache"), "DXFORGE_BUILD_DIR": ""}
+    # project's own build directory (the user cache is shared: the runtime build is there)
+    env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1", "DXFORGE_BUILD_DIR": ""}
     return run_dxforge(
         "seed", "--root", str(root), "--index-url", index.url, "--json", *extra,
         cwd=root, check=False, env=env, timeout=900,
@@ -314,10 +332,9 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
         "seedtest-tool", "python-dashing", "python", "python_abi", "pip",
     }
     good = snapshot(channel)
-    cache = root.parent / "user-cache/seed"
+    cache = user_cache() / "seed"
     conversions = {p.name for p in (cache / "conda").iterdir()}
-    [python_cache] = (cache / "python").iterdir()
-    python_stamp = python_cache.stat().st_mtime_ns
+    runtime_stamps = {p: p.stat().st_mtime_ns for p in (cache / "runtime").iterdir()}
 
     # 2. nothing changed: a no-op that does not touch the index
     seen = len(index.requests)
@@ -371,7 +388,8 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert set(good) <= set(snapshot(channel))
     new = {p.name for p in (cache / "conda").iterdir()} - conversions
     assert len(new) == 1 and {p.name for p in (cache / "conda").iterdir()} >= conversions
-    assert python_cache.stat().st_mtime_ns == python_stamp
+    # the runtime's packages were not made again
+    assert {p: p.stat().st_mtime_ns for p in (cache / "runtime").iterdir()} == runtime_stamps
     # the other wheels came from dxforge's cache: only the new one was downloaded
     assert index.downloads[seen:] == [broken.name]
 
@@ -431,7 +449,7 @@ def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_pat
     summary = json.loads(proc.stdout)
     assert "noarch/seedtest-sdist-1.0-" in " ".join(summary["packages"])
     assert "seedtest_sdist-1.0.tar.gz" in index.downloads
-    built = list((root.parent / "user-cache/seed/wheels/built").glob("*/seedtest_sdist-1.0-*.whl"))
+    built = list((user_cache() / "seed/wheels/built").glob("*/seedtest_sdist-1.0-*.whl"))
     assert len(built) == 1
     channel = root / "build/channels/seed"
     prefix = tmp_path / "env"
@@ -450,3 +468,39 @@ def test_python_brings_pip_as_on_conda_forge(seed_channel: Path) -> None:
     assert "pip" in {r.name.normalized for r in records}
     [python] = [r for r in records if r.name.normalized == "python"]
     assert "pip" in [d.split()[0] for d in python.depends]
+
+
+def test_voms_from_debian_with_its_glibc_and_cxx_runtime(index: LocalIndex, tmp_path: Path) -> None:
+    """voms (asked for by construct.yaml) is Debian's binaries of this machine's release, with
+    that release's C++ runtime: it says which glibc it needs, so a solve for an older floor
+    refuses it."""
+    root = tmp_path / "proj"
+    wheels = tmp_path / "wheels"
+    tool = build_wheel(wheels, "seedtest-tool", "1.0", requires=["dashing>=0.1"])
+    dashing = build_wheel(wheels, "dashing", "0.1.1", tag=BINARY_TAG)
+    index.projects["seedtest-tool"] = [
+        Dist.of(tool, metadata("seedtest-tool", "1.0", ["dashing>=0.1"]))
+    ]
+    index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"))]
+    write_recipe(root)
+    (root / "construct.yaml").write_text(
+        "name: T\nversion: 1.0.0\nchannels: [./build/channels/seed]\n"
+        "specs:\n  - python 3.11.*\n  - voms\n"
+    )
+    proc = seed_in(root, index)
+    assert proc.returncode == 0, proc.stderr
+    channel = root / "build/channels/seed"
+    linux = json.loads((channel / "linux-64/repodata.json").read_text())["packages.conda"]
+    [voms] = [r for r in linux.values() if r["name"] == "voms"]
+    deps = {d.split()[0]: d for d in voms["depends"]}
+    assert {"openssl", "libexpat", "libstdcxx", "libgcc", "__glibc"} <= set(deps)
+    assert deps["libstdcxx"].startswith("libstdcxx >=12") and deps["__glibc"] >= "__glibc >=2.34"
+    cxx = [r for r in linux.values() if r["name"] == "libstdcxx"]
+    assert [r["version"][:3] for r in cxx] == ["12."]  # no wheel here needs bullseye's
+    assert any(d.startswith("__glibc >=2.3") for d in cxx[0]["depends"])
+    prefix = tmp_path / "env"
+    ch.install(ch.solve([channel], ["voms"]), prefix)
+    res = run(prefix, "voms-proxy-init", "--version")
+    assert res.returncode == 0 and "Version: 2.1" in res.stdout, res.stderr
+    with pytest.raises(Exception, match="cannot be satisfied"):
+        ch.solve([channel], ["voms"], glibc="2.31")

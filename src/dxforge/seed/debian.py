@@ -24,7 +24,7 @@ from dxforge.seed.pack import PackageSpec, assemble
 from dxforge.util import DxError, run, sha256_file
 
 VOMS = ("voms-clients", "libvomsapi1v5")
-CXX = ("libstdc++6", "libgcc-s1")
+CXX = ("libgcc-s1", "libstdc++6")  # libstdc++ needs libgcc_s: packaged in this order
 CERTS = ("ca-certificates",)
 DEBS = VOMS + CXX + CERTS
 MULTIARCH = "usr/lib/x86_64-linux-gnu"
@@ -146,12 +146,8 @@ def build_debian_packages(
         d = by_name[pkg]
         lib = Library(conda_name(d.package, d.source), d.version,
                       [DebPackage(d.package, d.source, d.version)])
-        lib.files = [
-            "/" + p.relative_to(tree).as_posix()
-            for p in sorted((tree / MULTIARCH).glob("*.so*"))
-            if _owned(p, files[pkg])
-        ]
-        made.append(library_package(lib, tree, provides, work, out, f"Debian {release}"))
+        lib.files = _shared_libraries(files[pkg])
+        made.append(library_package(lib, tree, cxx, work, out, f"Debian {release}"))
         staged = work / f"lib-{lib.name}-{lib.version}"
         cxx = cxx.override(lib.name, sonames_of(staged), f">={conda_version(d.version)}")
     root = work / "voms"
@@ -178,7 +174,14 @@ def build_debian_packages(
     return made
 
 
-def _owned(path: Path, deb: Path) -> bool:
-    """Whether ``path`` (unpacked) comes from ``deb`` (by name, from its content list)."""
-    listing = _tool(["dpkg-deb", "-c", str(deb)])
-    return f"./{MULTIARCH}/{path.name}" in listing
+def _shared_libraries(deb: Path) -> list[str]:
+    """The shared libraries a .deb ships in the multiarch library directories."""
+    out = []
+    for line in _tool(["dpkg-deb", "-c", str(deb)]).splitlines():
+        path = line.split()[5] if len(line.split()) > 5 else ""
+        path = path.removeprefix(".")
+        if re.search(r"^/(usr/)?lib/x86_64-linux-gnu/[^/]+\.so(\.\d+)*$", path):
+            out.append(path)
+    if not out:
+        raise DxError(f"{deb.name}: no shared library in it; is it the right package?")
+    return sorted(out)
