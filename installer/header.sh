@@ -99,6 +99,13 @@ if [ -n "$GLIBC_MIN" ]; then
             system_glibc=$(ldd --version 2>/dev/null | awk 'NR == 1 { print $NF }') \
                 || system_glibc=
         fi
+        # without getconf and ldd on PATH: the dynamic loader itself prints its release
+        for loader in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1 \
+                /lib64/ld64.so.2 /lib/ld-linux.so.2; do
+            if [ -n "$system_glibc" ] || [ ! -x "$loader" ]; then continue; fi
+            system_glibc=$("$loader" --version 2>/dev/null \
+                | sed -n '1s/.* release version \([0-9][0-9.]*[0-9]\).*/\1/p') || system_glibc=
+        done
     fi
     case "$system_glibc" in
         "" | *[!0-9.]* | .* | *.)

@@ -6,7 +6,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # Always refresh the package lists: the seed asks apt for voms (apt-cache show, apt-get download).
     apt-get update -qq
     need=""
-    for tool in zstd:zstd xz:xz-utils dpkg-deb:dpkg shellcheck:shellcheck; do
+    for tool in zstd:zstd xz:xz-utils dpkg-deb:dpkg shellcheck:shellcheck mmdebstrap:mmdebstrap \
+            dpkg-source:dpkg-dev; do
         command -v "${tool%%:*}" >/dev/null || need="$need ${tool#*:}"
     done
     if [ -n "$need" ]; then

@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 from conftest import E2E_BUILD, ROOT, run_dxforge
 from local_index import Dist, LocalIndex, serve
-from wheel_factory import BINARY_TAG, build_wheel, metadata
+from wheel_factory import BINARY_TAG, build_wheel, metadata, tar_gz
 
 from dxforge import channel as ch
 from dxforge.recipes import is_sibling, load_recipes
 from dxforge.runtime.build import PLACEHOLDER as BUILD_PREFIX
+from dxforge.runtime.libs import runtime_libraries
 from dxforge.seed.pack import PLACEHOLDER
+from dxforge.seed.plan import RUNTIME
 from dxforge.specs import split_spec
 from dxforge.util import user_cache
 
@@ -255,11 +257,20 @@ tests:
 """
 
 
-def write_recipe(root: Path, extra_run: list[str] = ()) -> Path:  # type: ignore[assignment]
+APP_SDIST = tar_gz("seedtest_app-1.0.0", {
+    "PKG-INFO": "Metadata-Version: 2.1\nName: seedtest-app\nVersion: 1.0.0\n"
+                "Provides-Extra: testing\nRequires-Dist: dashing; extra == 'testing'\n",
+    "pyproject.toml": '[project]\nname = "seedtest-app"\n',
+})
+
+
+def write_recipe(root: Path, index: LocalIndex, extra_run: list[str] = ()) -> Path:  # type: ignore[assignment]
+    """The recipe of seedtest-app, whose sdist the index serves (the seed reads its extras)."""
+    index.projects["seedtest-app"] = [Dist("seedtest_app-1.0.0.tar.gz", APP_SDIST)]
     path = root / "recipes/seedtest-app/recipe.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = "".join(f"    - {r}\n" for r in extra_run).rstrip("\n")
-    path.write_text(RECIPE % {"sha": "ab" * 32, "extra": extra})
+    path.write_text(RECIPE % {"sha": hashlib.sha256(APP_SDIST).hexdigest(), "extra": extra})
     return path
 
 
@@ -307,16 +318,19 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     index.projects["seedtest-tool"] = [Dist.of(tool, tool_meta, **py38)]
     index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"), **py38)]
     index.html_projects = {"dashing"}
-    write_recipe(root)
+    write_recipe(root, index)
     channel = root / "build/channels/seed"
 
-    # 1. a first channel: python, python_abi, pip and the two converted wheels
+    # 1. a first channel: the runtime (python and its libraries), pip and the two converted
+    # wheels
     proc = seed_in(root, index)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["status"] == "built" and summary["count"] == 5
-    names = sorted(p.split("/")[1].rsplit("-", 2)[0] for p in summary["packages"])
-    assert names == ["pip", "python", "python-dashing", "python_abi", "seedtest-tool"]
+    names = {p.split("/")[1].rsplit("-", 2)[0] for p in summary["packages"]}
+    runtime = names - {"pip", "python-dashing", "seedtest-tool"}
+    assert runtime >= {"python", "python_abi", "openssl", "ca-certificates", "libffi"}
+    assert runtime <= RUNTIME | runtime_libraries(), runtime - RUNTIME - runtime_libraries()
+    assert summary["status"] == "built" and summary["count"] == len(runtime) + 3
     assert summary["inputs"]["requirements"] == ["dashing", "pip", "seedtest-tool>=1.0"]
     assert summary["inputs"]["voms"] == []
     assert sorted(index.downloads) == sorted([tool.name, dashing.name, pip_wheel(index)])
@@ -328,9 +342,9 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert "__glibc >=2.17" in dash_rec["depends"]
     assert "python_abi 3.11.* *_cp311" in dash_rec["depends"]
     records = ch.solve([channel], ["seedtest-tool", "python 3.11.*"])
-    assert {r.name.normalized for r in records} == {
-        "seedtest-tool", "python-dashing", "python", "python_abi", "pip",
-    }
+    solved = {r.name.normalized for r in records}
+    assert solved >= {"seedtest-tool", "python-dashing", "python", "python_abi", "pip"}
+    assert solved - {"seedtest-tool", "python-dashing", "pip"} <= runtime
     good = snapshot(channel)
     cache = user_cache() / "seed"
     conversions = {p.name for p in (cache / "conda").iterdir()}
@@ -345,7 +359,7 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert snapshot(channel) == good
 
     # 3. a new requirement whose wheel is corrupted on the index (its listed hash agrees)
-    write_recipe(root, ["seedtest-broken"])
+    write_recipe(root, index, ["seedtest-broken"])
     broken = build_wheel(wheels, "seedtest-broken", "2.0")
     broken_meta = metadata("seedtest-broken", "2.0")
     garbage = broken.read_bytes()[:300]
@@ -383,7 +397,7 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     proc = seed_in(root, index)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert summary["status"] == "built" and summary["count"] == 6
+    assert summary["status"] == "built" and summary["count"] == len(runtime) + 4
     assert any(p.startswith("noarch/seedtest-broken-2.0-") for p in summary["packages"])
     assert set(good) <= set(snapshot(channel))
     new = {p.name for p in (cache / "conda").iterdir()} - conversions
@@ -425,7 +439,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 
 
 def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_path: Path) -> None:
-    from wheel_factory import tar_gz
+
 
     root = tmp_path / "proj"
     wheels = tmp_path / "wheels"
@@ -442,7 +456,7 @@ def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_pat
         "backend.py": SDIST_BACKEND,
     })
     index.projects["seedtest-sdist"] = [Dist("seedtest_sdist-1.0.tar.gz", sdist)]
-    write_recipe(root, ["seedtest-sdist"])
+    write_recipe(root, index, ["seedtest-sdist"])
 
     proc = seed_in(root, index)
     assert proc.returncode == 0, proc.stderr
@@ -482,7 +496,7 @@ def test_voms_from_debian_with_its_glibc_and_cxx_runtime(index: LocalIndex, tmp_
         Dist.of(tool, metadata("seedtest-tool", "1.0", ["dashing>=0.1"]))
     ]
     index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"))]
-    write_recipe(root)
+    write_recipe(root, index)
     (root / "construct.yaml").write_text(
         "name: T\nversion: 1.0.0\nchannels: [./build/channels/seed]\n"
         "specs:\n  - python 3.11.*\n  - voms\n"
