@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,6 +74,8 @@ class LocalIndex:
     fail_files_only: bool = False
     """Fail only for ``/files/`` (the project pages answer)."""
     release: threading.Event = field(default_factory=threading.Event)
+    upstream: str | None = None
+    """An index whose project pages are passed through for projects not served here."""
 
     def add_file(self, project: str, filename: str, data: bytes, **kw: object) -> Dist:
         dist = Dist(filename, data, **kw)  # type: ignore[arg-type]
@@ -120,6 +123,29 @@ class LocalIndex:
         body = f"<!DOCTYPE html><html><body>\n{''.join(links)}</body></html>"
         return body.encode(), "text/html"
 
+    def pass_through(self, project: str, accept: str) -> tuple[bytes, str] | None:
+        """The upstream index's page of ``project`` (its file URLs made absolute)."""
+        import urllib.parse
+
+        import requests
+
+        url = urllib.parse.urljoin(self.upstream or "", f"{project}/")
+        r = requests.get(url, headers={"Accept": accept} if accept else {}, timeout=60)
+        if r.status_code != 200:
+            return None
+        ctype = r.headers.get("Content-Type", "text/html")
+        body = r.content
+        if "json" in ctype:
+            data = r.json()
+            for f in data.get("files", []):
+                f["url"] = urllib.parse.urljoin(url, f["url"])
+            body = json.dumps(data).encode()
+        else:
+            body = re.sub(rb'href="([^"]+)"',
+                          lambda m: b'href="' + urllib.parse.urljoin(url, m[1].decode()).encode()
+                          + b'"', body)
+        return body, ctype
+
     def file(self, filename: str, user_agent: str) -> bytes | None:
         meta = filename.endswith(".metadata")
         try:
@@ -160,6 +186,10 @@ def _handler(index: LocalIndex) -> type[BaseHTTPRequestHandler]:
             parts = self.path.split("?", 1)[0].strip("/").split("/")
             if len(parts) == 2 and parts[0] == "simple" and parts[1] in index.projects:
                 return self._send(200, *index.page(parts[1], self.headers.get("Accept", "")))
+            if len(parts) == 2 and parts[0] == "simple" and index.upstream:
+                passed = index.pass_through(parts[1], self.headers.get("Accept", ""))
+                if passed is not None:
+                    return self._send(200, *passed)
             if len(parts) == 2 and parts[0] == "files":
                 data = index.file(parts[1], self.headers.get("User-Agent", ""))
                 if data is not None:

@@ -263,3 +263,17 @@ def lock_path(channel: Path) -> Path:
 
 def size_bytes(channel: Path) -> int:
     return sum(p.stat().st_size for p in channel.rglob("*") if p.is_file())
+
+
+def reindex_verified(channel: Path) -> int:
+    """(Re)write a local channel's repodata, then check every package against it; returns how
+    many packages it lists."""
+    if not channel.is_dir():
+        raise DxError(f"{channel}: no such directory")
+    index_atomic(channel)
+    records = repodata_records(channel)
+    for rel, rec in records.items():
+        problem = verify_file(channel, rel, rec)
+        if problem:
+            raise DxError(f"{channel}: {problem}")
+    return len(records)

@@ -426,6 +426,163 @@ def installer(
     ])
 
 
+@app.command()
+def release(
+    version: Annotated[
+        str | None, typer.Option("--version", help="Target version (default: the newest all have).")
+    ] = None,
+    index_url: IndexOpt = None,
+    apply_deps: Annotated[
+        bool, typer.Option("--apply-deps", help="Apply upstream's new or removed requirements.")
+    ] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="Parallel builds (default: CPUs).")
+    ] = None,
+    pr_body: Annotated[
+        Path | None, typer.Option("--pr-body", help="Write the release notes here too (Markdown).")
+    ] = None,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """Release DiracX: bump, fetch, build, upstream tests, installer, pilot test, notes, SBOMs,
+    publish into <build>/releases/<version> (and `latest`). Run again, it resumes."""
+    from dxforge.release import ReleaseOptions, run_release
+    from dxforge.util import atomic_write_text
+
+    _start(json_out)
+    opts = ReleaseOptions(_layout(root, build_dir), version, index_url, apply_deps,
+                          jobs or os.cpu_count() or 1)
+    progress = render.ConsoleProgress(err, "release", _build_row)
+    try:
+        result = run_release(opts, progress)
+    finally:
+        progress.close()
+    if pr_body is not None:
+        atomic_write_text(pr_body, (result.directory / "notes.md").read_text())
+    if json_out:
+        _print_json(result.as_json())
+        return
+    tests = result.tests.suites
+    render.fields(err, f"DiracX {result.version} released", [
+        ("directory", result.directory),
+        ("installer", result.directory / result.installer.installer.name),
+        ("sha256", result.installer.sha256),
+        ("previous", result.previous or "none"),
+        ("upstream tests", f"{sum(s.passed for s in tests.values())} passed in "
+                           f"{len(tests)} suites"),
+        ("pilot install", f"{result.pilot.install_seconds:.1f} s"),
+        ("stages", ", ".join(f"{k} {v:.0f} s" for k, v in result.stages.items())),
+        ("notes", result.directory / "notes.md"),
+    ])
+
+
+@app.command("test-upstream")
+def test_upstream(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run only these packages' suites.")
+    ] = None,
+    index_url: IndexOpt = None,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """Run DiracX's own test suites (from the sdists) against the built channel."""
+    from dxforge.upstream import run_project
+
+    _start(json_out)
+    layout = _layout(root, build_dir)
+
+    def row(_item: str, s: object) -> str:
+        return (f"{s.package}: {s.passed} passed, {s.failed} failed, {s.errors} errors, "  # type: ignore[attr-defined]
+                f"{s.skipped} skipped in {s.seconds:.0f} s ({s.log})")  # type: ignore[attr-defined]
+
+    progress = render.ConsoleProgress(err, "tests", row)
+    try:
+        report = run_project(layout, index_url=index_url, only=only or (), progress=progress)
+    finally:
+        progress.close()
+    if json_out:
+        _print_json(report.as_json())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ci(
+    check: Annotated[
+        bool, typer.Option("--check", help="Change nothing; exit 1 naming stale workflows.")
+    ] = False,
+    run_local: Annotated[
+        bool, typer.Option("--run-local", help="Run the linux-64 jobs here, in needs: order.")
+    ] = False,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """Render .github/workflows/ from the recipe graph, construct.yaml and [tool.dxforge.ci]."""
+    from dxforge import ci as ci_
+
+    _start(json_out)
+    layout = _layout(root, build_dir)
+    result = ci_.run_ci(layout, check=check)
+    if check and result.stale:
+        for p in result.stale:
+            render.line(err, f"stale: {p} (run `dxforge ci`)", "red")
+        if json_out:
+            _print_json({"status": "stale", "stale": [str(p) for p in result.stale]})
+        raise typer.Exit(1)
+    for p in result.written:
+        render.line(err, f"wrote {p}")
+    if not run_local:
+        if json_out:
+            _print_json({"status": "written" if result.written else "up-to-date",
+                         "files": [str(p) for p in result.files]})
+        elif not result.written:
+            render.line(err, "the workflows are up to date")
+        return
+
+    def row(_item: str, job: object) -> str:
+        return f"{job.name} {job.matrix or ''}: {job.status} ({job.seconds:.0f} s)"  # type: ignore[attr-defined]
+
+    progress = render.ConsoleProgress(err, "ci", row)
+    try:
+        local = ci_.run_local(layout, progress)
+    finally:
+        progress.close()
+    if json_out:
+        _print_json(local.as_json())
+    else:
+        render.line(err, f"{len(local.jobs)} jobs in {local.seconds:.0f} s")
+
+
+@app.command()
+def index(
+    channel: Annotated[Path, typer.Argument(help="A local channel directory.")],
+) -> None:
+    """(Re)write a local channel's repodata, checking every package against it."""
+    from dxforge.channel import reindex_verified
+
+    _start(False)
+    count = reindex_verified(channel)
+    render.line(err, f"indexed {channel}: {count} packages")
+
+
+@app.command()
+def fingerprint(
+    what: Annotated[str, typer.Argument(help="runtime")],
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """Print a fingerprint (for CI cache keys): `runtime` is the runtime build's."""
+    from dxforge.runtime.build import fingerprint as runtime_fingerprint
+
+    _start(False)
+    if what != "runtime":
+        raise DxError(f"{what}: dxforge fingerprint knows `runtime`")
+    print(runtime_fingerprint(_layout(root, build_dir).cache)[0])
+
+
 def main() -> None:
     """Entry point: run the app, then leave without interpreter teardown (py-rattler 0.28 may
     abort in its atexit handlers after async calls)."""

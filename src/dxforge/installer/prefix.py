@@ -26,14 +26,25 @@ class ManifestEntry:
     owner: str  # conda-meta json file name, "" when no package owns it
 
 
-def fix_conda_meta(prefix: Path) -> None:
-    """Readable records without the build machine's package-cache paths; ``link`` is kept,
-    with no source, as conda tools (conda-pack) read it."""
+LOCAL_CHANNELS = "file:///opt/dxforge/channels"
+"""What the records of an installed prefix say of a local channel: this, and its directory
+name, never where it was on the build machine."""
+
+
+def fix_conda_meta(prefix: Path, channels: list[str] = ()) -> None:  # type: ignore[assignment]
+    """Readable records without the build machine's paths: no package-cache paths, ``link``
+    kept with no source (conda-pack reads it), local channels named by their directory."""
+    local = [c.rstrip("/") for c in channels if c.startswith("file://")]
     for path in sorted((prefix / "conda-meta").glob("*.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
         for key in ("extracted_package_dir", "package_tarball_full_path"):
             record.pop(key, None)
         record["link"] = {"source": "", "type": 1}
+        for c in local:
+            name = f"{LOCAL_CHANNELS}/{c.rsplit('/', 1)[-1]}"
+            for key in ("url", "channel"):
+                if str(record.get(key, "")).startswith(c + "/") or record.get(key) == c:
+                    record[key] = name + record[key][len(c):]
         atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o644)
     history = prefix / "conda-meta/history"
     if history.exists():

@@ -192,7 +192,7 @@ def stage(
     python_rel = _python_rel(prefix, packages, spec)
 
     (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
-    fix_conda_meta(prefix)
+    fix_conda_meta(prefix, channels)
     meta = prefix / DXFORGE_DIR
     meta.mkdir()
     shutil.copy2(installer_dir / "relocate.py", meta / "relocate.py")

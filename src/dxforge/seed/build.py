@@ -21,6 +21,8 @@ from packaging.utils import canonicalize_name
 
 import dxforge
 from dxforge import channel as ch
+from dxforge import upstream
+from dxforge.fetch import fetch_sources
 from dxforge.index import PackageIndex, index_url
 from dxforge.installer.spec import load_construct
 from dxforge.layout import Layout
@@ -113,16 +115,20 @@ def _construct_specs(root: Path) -> list[str]:
     return list(load_construct(path).specs) if path.exists() else []
 
 
-def seed_plan(root: Path) -> SeedPlan:
-    """The seed's requirements, from the recipes under ``root`` and its construct.yaml."""
-    recipes = load_recipes(root)
+def seed_plan(layout: Layout, index_url: str | None = None) -> SeedPlan:
+    """The seed's requirements: the recipes', construct.yaml's, and what DiracX's own test
+    suites need (the sdists' extras, read from the source cache, fetched when missing)."""
+    recipes = load_recipes(layout.root)
     siblings = {r.name for r in recipes}
     reqs = {
         f"{r.path}: requirements.{sec}": specs
         for r in recipes
         for sec, specs in r.requirements.items()
     }
-    return plan(root, siblings, reqs, _construct_specs(root))
+    fetch_sources(recipes, layout.sources, index_url=index_url)
+    tests = {"the upstream test suites (the sdists' extras)":
+             upstream.seed_requirements(recipes, layout.sources)}
+    return plan(layout.root, siblings, reqs, _construct_specs(layout.root), tests)
 
 
 def _digest(obj: Any) -> str:
@@ -177,7 +183,7 @@ class Seeder:
 
     def inputs(self) -> dict[str, Any]:
         """Everything the seed's content depends on; equal inputs mean nothing to do."""
-        sp = seed_plan(self.opts.layout.root)
+        sp = seed_plan(self.opts.layout, self.opts.index_url)
         runtime, versions = fingerprint(self.opts.layout.cache)
         debs = debian.candidates(debian.DEBS if sp.voms else debian.CERTS)
         return {

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 from dxforge.names import pypi_name
 from dxforge.runtime.libs import runtime_libraries
 from dxforge.specs import pep440_specifier, split_spec
@@ -27,7 +30,8 @@ class SeedPlan:
 
 
 def plan(
-    root: Path, siblings: set[str], recipe_reqs: dict[str, list[str]], construct_specs: list[str]
+    root: Path, siblings: set[str], recipe_reqs: dict[str, list[str]], construct_specs: list[str],
+    pypi: dict[str, list[str]] | None = None,
 ) -> SeedPlan:
     """Collect every non-sibling requirement of the recipes and of ``construct.yaml``, and pip
     (which the seed's python depends on)."""
@@ -51,6 +55,16 @@ def plan(
         merged.setdefault(pypi_name(name), [])
         if pep and pep not in merged[pypi_name(name)]:
             merged[pypi_name(name)].append(pep)
+    for where, lines in (pypi or {}).items():  # already PEP 508 (the upstream test suites')
+        for line in lines:
+            req = Requirement(line)
+            name = canonicalize_name(req.name)
+            out.sources.setdefault(line, []).append(where)
+            extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+            key = name + extras
+            merged.setdefault(key, [])
+            if str(req.specifier) and str(req.specifier) not in merged[key]:
+                merged[key].append(str(req.specifier))
     if "pip" not in merged:  # the seed's python depends on pip, as conda-forge's does
         merged["pip"] = []
         out.sources["pip"] = ["the seed's python (it depends on pip)"]

@@ -1,0 +1,594 @@
+"""``dxforge ci``: the GitHub Actions workflows, rendered from the recipe graph, construct.yaml
+and ``[tool.dxforge.ci]`` in pyproject.toml (as conda-smithy rerenders a feedstock), never
+written by hand; ``--check`` tells when the committed ones are stale; ``--run-local`` runs the
+linux-64 jobs here, in ``needs:`` order, so that a workflow change is proven before it is pushed.
+
+This module is long because it holds both halves of one contract: what the workflows say, and
+the small runner that executes exactly those steps here (``uses:`` steps are the few actions
+the renderer itself writes, each given a local meaning).
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from dxforge.graph import Graph, load_graph
+from dxforge.installer.spec import load_construct
+from dxforge.layout import Layout
+from dxforge.progress import SILENT, Progress
+from dxforge.util import DxError, atomic_write_text
+
+WORKFLOWS = Path(".github/workflows")
+HEADER = (
+    "# Rendered by `dxforge ci` from recipes/, construct.yaml and [tool.dxforge.ci] in\n"
+    "# pyproject.toml. Do not edit: change those and run `dxforge ci`.\n"
+)
+ACTIONS = {
+    "checkout": "actions/checkout@v4.2.2",
+    "cache": "actions/cache@v4.2.3",
+    "upload": "actions/upload-artifact@v4.6.2",
+    "download": "actions/download-artifact@v4.3.0",
+    "pull-request": "peter-evans/create-pull-request@v7.0.8",
+}
+DEFAULTS: dict[str, Any] = {
+    "runs-on": "ubuntu-24.04",
+    "container": "debian:12",
+    "schedule": "17 3 * * *",
+    "platforms": ["linux-64", "linux-aarch64", "osx-64", "osx-arm64"],
+    "enabled-platforms": ["linux-64"],
+    "pilot-images": [
+        {"image": "almalinux:8", "glibc": "2.28"},
+        {"image": "almalinux:9", "glibc": "2.34"},
+        {"image": "almalinux:10", "glibc": "2.39"},
+        {"image": "debian:11", "glibc": "2.31"},
+        {"image": "debian:12", "glibc": "2.36"},
+        {"image": "debian:13", "glibc": "2.41"},
+        {"image": "ubuntu:22.04", "glibc": "2.35"},
+        {"image": "ubuntu:24.04", "glibc": "2.39"},
+    ],
+}
+DEBIAN_IMAGES = {"debian:11": "bullseye", "debian:12": "bookworm", "debian:13": "trixie"}
+DX = ".venv/bin/dxforge"
+
+
+@dataclass
+class CiConfig:
+    runs_on: str
+    container: str
+    schedule: str
+    platforms: list[str]
+    enabled: list[str]
+    images: list[dict[str, str]]
+
+
+def config(root: Path) -> CiConfig:
+    """``[tool.dxforge.ci]`` of the project's pyproject.toml, over the defaults."""
+    path = root / "pyproject.toml"
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {}).get("ci", {})
+        except tomllib.TOMLDecodeError as e:
+            raise DxError(f"{path}: not valid TOML ({e})") from None
+    unknown = set(data) - set(DEFAULTS)
+    if unknown:
+        raise DxError(f"{path}: [tool.dxforge.ci] has unknown keys {sorted(unknown)}; "
+                      f"known: {', '.join(DEFAULTS)}")
+    c = {**DEFAULTS, **data}
+    for img in c["pilot-images"]:
+        if set(img) != {"image", "glibc"}:
+            raise DxError(f"{path}: [tool.dxforge.ci] pilot-images entries need `image` and "
+                          f"`glibc` (the image's C library version): {img}")
+    return CiConfig(c["runs-on"], c["container"], c["schedule"], list(c["platforms"]),
+                    list(c["enabled-platforms"]), list(c["pilot-images"]))
+
+
+# ---- rendering ---------------------------------------------------------------------------
+
+
+def _older(a: str, b: str) -> bool:
+    return tuple(map(int, a.split("."))) < tuple(map(int, b.split(".")))
+
+
+def _setup(cache: bool = True) -> list[dict[str, Any]]:
+    steps: list[dict[str, Any]] = [
+        {"uses": ACTIONS["checkout"]},
+        {"name": "Set up (system tools, .venv with dxforge)", "run": "scripts/setup.sh"},
+    ]
+    if cache:
+        steps += [
+            {"name": "Fingerprint of the runtime build", "id": "fingerprint",
+             "run": f'echo "runtime=$({DX} fingerprint runtime)" >> "$GITHUB_OUTPUT"'},
+            {"name": "User cache (runtime build, converted wheels)", "uses": ACTIONS["cache"],
+             "with": {"path": "~/.cache/dxforge",
+                      "key": "dxforge-${{ steps.fingerprint.outputs.runtime }}-"
+                             "${{ hashFiles('recipes/**', 'construct.yaml') }}",
+                      "restore-keys": "dxforge-${{ steps.fingerprint.outputs.runtime }}-"}},
+        ]
+    return steps
+
+
+def _download(name: str, path: str) -> dict[str, Any]:
+    return {"name": f"Get {name}", "uses": ACTIONS["download"],
+            "with": {"name": name, "path": path}}
+
+
+def _upload(name: str, path: str) -> dict[str, Any]:
+    return {"name": f"Keep {name}", "uses": ACTIONS["upload"],
+            "with": {"name": name, "path": path, "if-no-files-found": "error"}}
+
+
+def job_id(package: str) -> str:
+    return f"build-{package}"
+
+
+def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
+    container = {"image": cfg.container, "options": "--privileged"}
+    base = {"runs-on": cfg.runs_on, "container": container}
+    jobs: dict[str, Any] = {
+        "seed": {**base, "name": "seed channel", "steps": [
+            *_setup(), {"name": "Seed", "run": f"{DX} seed"},
+            _upload("seed", "build/channels/seed/"),
+        ]},
+    }
+    for level, names in enumerate(graph.levels):
+        for name in names:
+            steps = [*_setup(cache=False), _download("seed", "build/channels/seed")]
+            steps += [_download(f"pkg-{d}", "build/channels/dxforge/noarch")
+                      for d in graph.dependencies(name)]
+            steps += [
+                {"name": f"Build {name}",
+                 "run": f"{DX} build --only {name} --channel build/channels/seed"},
+                _upload(f"pkg-{name}", f"build/channels/dxforge/noarch/{name}-*.conda"),
+            ]
+            jobs[job_id(name)] = {
+                **base, "name": f"build {name} (level {level})",
+                "needs": ["seed", *sorted(job_id(d) for d in graph.deps[name])],
+                "steps": steps,
+            }
+    jobs["channel"] = {**base, "name": "channel (indexed once)",
+                       "needs": [job_id(n) for n in graph.order], "steps": [
+        *_setup(cache=False),
+        {"name": "Get the packages", "uses": ACTIONS["download"],
+         "with": {"pattern": "pkg-*", "merge-multiple": True,
+                  "path": "build/channels/dxforge/noarch"}},
+        {"name": "Index", "run": f"{DX} index build/channels/dxforge"},
+        _upload("channel", "build/channels/dxforge/"),
+    ]}
+    jobs["installer"] = {
+        **base, "name": "installer ${{ matrix.platform }}", "needs": ["seed", "channel"],
+        "strategy": {"fail-fast": False, "matrix": {"include": [
+            {"platform": p, "enabled": p in cfg.enabled} for p in cfg.platforms]}},
+        "steps": [
+            {"name": "Not built here yet", "if": "${{ !matrix.enabled }}",
+             "run": 'echo "::notice::the ${{ matrix.platform }} installer is declared, not '
+                    'built yet (dxforge builds linux-64)"'},
+            *({**s, "if": "${{ matrix.enabled }}"} for s in _setup(cache=False)),
+            {**_download("seed", "build/channels/seed"), "if": "${{ matrix.enabled }}"},
+            {**_download("channel", "build/channels/dxforge"), "if": "${{ matrix.enabled }}"},
+            {"name": "Installer", "if": "${{ matrix.enabled }}", "run": f"{DX} installer"},
+            {**_upload("installer-${{ matrix.platform }}", "build/installer/DIRACOS-*"),
+             "if": "${{ matrix.enabled }}"},
+        ],
+    }
+    pilot_matrix = [{"image": i["image"], "glibc": i["glibc"],
+                     "expect": "refused" if _older(i["glibc"], floor) else "installed"}
+                    for i in cfg.images]
+    jobs["pilot"] = {
+        "runs-on": cfg.runs_on, "name": "pilot on ${{ matrix.image }}", "needs": ["installer"],
+        "container": {"image": "${{ matrix.image }}"},
+        "strategy": {"fail-fast": False, "matrix": {"include": pilot_matrix}},
+        "steps": [
+            {"uses": ACTIONS["checkout"]},
+            _download("installer-linux-64", "installer"),
+            {"name": "Pilot test as a user with a read-only HOME", "shell": "sh",
+             "run": PILOT_STEP},
+        ],
+    }
+    jobs["upstream-tests"] = {
+        **base, "name": "DiracX tests: ${{ matrix.package }}", "needs": ["seed", "channel"],
+        "strategy": {"fail-fast": False, "matrix": {"package": [
+            n for n in graph.order if n != "diracx"]}},
+        "steps": [
+            *_setup(cache=False), _download("seed", "build/channels/seed"),
+            _download("channel", "build/channels/dxforge"),
+            {"name": "Upstream test suite",
+             "run": f"{DX} fetch && {DX} test-upstream --only ${{{{ matrix.package }}}}"},
+        ],
+    }
+    return {
+        "name": "build",
+        "on": {"push": {"branches": ["main"]}, "pull_request": None, "workflow_dispatch": None},
+        "permissions": {"contents": "read"},
+        "concurrency": {"group": "build-${{ github.ref }}", "cancel-in-progress": True},
+        "jobs": jobs,
+    }
+
+
+PILOT_STEP = """\
+set -eu
+installer=$(ls installer/DIRACOS-*.sh)
+useradd -m pilot 2>/dev/null || adduser -D pilot
+chmod 555 /home/pilot
+chmod -R a+rX installer scripts
+mkdir -m 777 /tmp/pilot-site
+if [ "${{ matrix.expect }}" = refused ]; then
+    if su pilot -s /bin/sh -c "sh $installer -b -p /tmp/pilot-site/diracos" 2> refusal.txt; then
+        echo "the installer installed on glibc ${{ matrix.glibc }}, below its floor"; exit 1
+    fi
+    cat refusal.txt
+    grep -q "Installer requires GLIBC" refusal.txt
+    test ! -e /tmp/pilot-site/diracos
+else
+    su pilot -s /bin/sh -c "sh scripts/pilot-test.sh $installer /tmp/pilot-site/diracos"
+fi
+"""
+
+
+def release_workflow(cfg: CiConfig) -> dict[str, Any]:
+    check = f"""\
+set +e
+{DX} bump --check --json > bump.json
+code=$?
+set -e
+cat bump.json
+[ "$code" -ne 2 ]
+echo "update=$([ "$code" = 1 ] && echo true || echo false)" >> "$GITHUB_OUTPUT"
+echo "version=$(python3 -c 'import json; print(json.load(open("bump.json"))["target"])')" \\
+    >> "$GITHUB_OUTPUT"
+"""
+    release = f"""\
+{DX} release --pr-body notes.md --json > release.json
+{{ cat notes.md; printf '\\n### Checklist\\n\\n'
+  printf -- '- [ ] Dependencies: the drift table above is empty, or its changes are right\\n'
+  printf -- '- [ ] Upstream test suites and the pilot test passed (in the notes)\\n'
+  printf -- '- [ ] License unchanged (GPL-3.0-only)\\n'
+  printf -- '- [ ] Installer sha256 noted; rebuild compares equal\\n'
+  printf '\\nMade by the dxforge release bot (`dxforge bump --check`, `dxforge release`).\\n'
+}} > pr-body.md
+"""
+    return {
+        "name": "release-bot",
+        "on": {"schedule": [{"cron": cfg.schedule}], "workflow_dispatch": None},
+        "permissions": {"contents": "read"},
+        "concurrency": {"group": "release-bot", "cancel-in-progress": False},
+        "jobs": {"release": {
+            "runs-on": cfg.runs_on,
+            "container": {"image": cfg.container, "options": "--privileged"},
+            "permissions": {"contents": "write", "pull-requests": "write"},
+            "steps": [
+                *_setup(),
+                {"name": "Is there a new DiracX release?", "id": "check", "run": check},
+                {"name": "Release it", "if": "steps.check.outputs.update == 'true'",
+                 "run": release},
+                {**_upload("release-${{ steps.check.outputs.version }}",
+                           "build/releases/${{ steps.check.outputs.version }}/"),
+                 "if": "steps.check.outputs.update == 'true'"},
+                {"name": "Open the pull request", "if": "steps.check.outputs.update == 'true'",
+                 "uses": ACTIONS["pull-request"],
+                 "with": {"title": "diracx v${{ steps.check.outputs.version }}",
+                          "body-path": "pr-body.md",
+                          "branch": "dxforge/diracx-v${{ steps.check.outputs.version }}",
+                          "commit-message": "updated v${{ steps.check.outputs.version }}",
+                          "add-paths": "recipes/**\nconstruct.yaml"}},
+            ],
+        }},
+    }
+
+
+def _literal(value: Any) -> Any:
+    """Multi-line strings as YAML literal blocks (scripts stay readable)."""
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    if isinstance(value, str) and "\n" in value:
+        return LiteralScalarString(value)
+    return value
+
+
+def _dump(data: dict[str, Any]) -> str:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    yaml.representer.ignore_aliases = lambda *_a: True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    buf = io.StringIO()
+    yaml.dump(_literal(data), buf)
+    return HEADER + buf.getvalue()
+
+
+def render(layout: Layout) -> dict[Path, str]:
+    """The workflow files (relative to the project) and their text."""
+    cfg = config(layout.root)
+    graph, _ = load_graph(layout.root)
+    construct = load_construct(layout.construct)
+    floor = construct.glibc or "2.17"
+    return {
+        WORKFLOWS / "build.yml": _dump(build_workflow(graph, cfg, floor)),
+        WORKFLOWS / "release-bot.yml": _dump(release_workflow(cfg)),
+    }
+
+
+@dataclass
+class CiResult:
+    written: list[Path] = field(default_factory=list)
+    stale: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def run_ci(layout: Layout, check: bool = False) -> CiResult:
+    """Write the workflows (only those that change), or with ``check`` list the stale ones."""
+    result = CiResult()
+    rendered = render(layout)
+    expected = {layout.root / rel for rel in rendered}
+    existing = set((layout.root / WORKFLOWS).glob("*.yml")) if (
+        layout.root / WORKFLOWS).is_dir() else set()
+    for rel, text in rendered.items():
+        path = layout.root / rel
+        result.files.append(path)
+        current = path.read_text() if path.is_file() else None
+        if current != text:
+            result.stale.append(path)
+            if not check:
+                atomic_write_text(path, text)
+                result.written.append(path)
+    result.stale += sorted(existing - expected)  # workflows dxforge does not render
+    return result
+
+
+# ---- the local runner ----------------------------------------------------------------------
+
+
+@dataclass
+class LocalJob:
+    name: str
+    matrix: dict[str, Any]
+    seconds: float = 0.0
+    status: str = ""  # passed | skipped (why)
+
+
+def _order(jobs: dict[str, Any]) -> list[str]:
+    done: list[str] = []
+    while len(done) < len(jobs):
+        ready = [j for j in jobs if j not in done and set(jobs[j].get("needs", [])) <= set(done)]
+        if not ready:
+            raise DxError("the workflow's needs: have a cycle")
+        done += sorted(ready)
+    return done
+
+
+def _expand(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    matrix = (job.get("strategy") or {}).get("matrix")
+    if not matrix:
+        yield {}
+        return
+    if "include" in matrix:
+        yield from matrix["include"]
+        return
+    key, values = next(iter(matrix.items()))
+    for v in values:
+        yield {key: v}
+
+
+def _truthy(condition: str, matrix: dict[str, Any], outputs: dict[str, str]) -> bool:
+    """A step's ``if:`` of the forms the renderer writes: ``[!]matrix.KEY``,
+    ``[!]steps.ID.outputs.KEY == 'VALUE'``, ``true``, ``false`` (optionally in ``${{ }}``)."""
+    text = condition.strip()
+    if text.startswith("${{") and text.endswith("}}"):
+        text = text[3:-2].strip()
+    negate = text.startswith("!")
+    text = text.lstrip("!").strip()
+    left, eq, right = (t.strip() for t in text.partition("=="))
+    if left.startswith("matrix."):
+        value: Any = matrix.get(left.removeprefix("matrix."))
+    elif left.startswith("steps.") and ".outputs." in left:
+        value = outputs.get(left.rsplit(".", 1)[1], "")
+    elif left in ("true", "false"):
+        value = left == "true"
+    else:
+        raise DxError(f"the local runner cannot evaluate the condition {condition!r}")
+    if eq:
+        value = str(value).lower() if isinstance(value, bool) else str(value)
+        result = value == right.strip("'\"")
+    else:
+        result = value is True or str(value).lower() == "true"
+    return result != negate
+
+
+def _subst(text: str, matrix: dict[str, Any], outputs: dict[str, str]) -> str:
+    for k, v in matrix.items():
+        text = text.replace(f"${{{{ matrix.{k} }}}}", str(v).lower() if isinstance(v, bool)
+                            else str(v))
+    for k, v in outputs.items():
+        text = text.replace(f"${{{{ steps.fingerprint.outputs.{k} }}}}", v)
+    return text
+
+
+class LocalRunner:
+    """Runs the linux-64 jobs of the rendered build workflow here, in ``needs:`` order, in a
+    copy of the repository (build/ emptied for each job, as on a fresh runner); artifacts go
+    to a directory beside it. Container jobs on Debian images run in Debian roots; others are
+    reported skipped, with the reason."""
+
+    def __init__(self, layout: Layout, work: Path, progress: Progress = SILENT) -> None:
+        self.layout = layout
+        self.work = work
+        self.repo = work / "repo"
+        self.artifacts = work / "artifacts"
+        self.progress = progress
+        self.steps = 0
+
+    def prepare(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.artifacts.mkdir(parents=True)
+        files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                               cwd=self.layout.root, capture_output=True, text=True,
+                               check=True).stdout.split()
+        for rel in files:
+            src = self.layout.root / rel
+            if src.is_file():
+                (self.repo / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, self.repo / rel)
+
+    def run(self, workflow: dict[str, Any]) -> list[LocalJob]:
+        self.prepare()
+        jobs = workflow["jobs"]
+        out: list[LocalJob] = []
+        for name in _order(jobs):
+            for matrix in _expand(jobs[name]):
+                job = LocalJob(name, matrix)
+                out.append(job)
+                t0 = time.monotonic()
+                self.progress.start(f"{name} {matrix or ''}".strip())
+                job.status = self._job(jobs[name], matrix)
+                job.seconds = round(time.monotonic() - t0, 1)
+                self.progress.done(name, job)
+        return out
+
+    def _job(self, job: dict[str, Any], matrix: dict[str, Any]) -> str:
+        if matrix.get("platform") and not matrix.get("enabled"):
+            return "skipped (declared, not built on linux-64 here)"
+        image = str((job.get("container") or {}).get("image", ""))
+        root = None
+        if "${{" in image:  # a test image of the matrix; build containers are this machine's OS
+            image = _subst(image, matrix, {})
+            release = DEBIAN_IMAGES.get(image)
+            if release is None:
+                return f"skipped (no {image} image here: only Debian roots can be made)"
+            root = self._root(release)
+        shutil.rmtree(self.repo / "build", ignore_errors=True)
+        outputs: dict[str, str] = {}
+        try:
+            for step in job["steps"]:
+                if "if" in step and not _truthy(str(step["if"]), matrix, outputs):
+                    continue
+                if "uses" in step:
+                    self._uses(step, matrix, root)
+                else:
+                    self._run(step, matrix, outputs, root)
+        finally:
+            if root is not None:
+                subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
+                shutil.rmtree(root.parent, ignore_errors=True)
+        return "passed"
+
+    def _root(self, release: str) -> Path:
+        from dxforge.runtime import roots
+
+        why = roots.why_not()
+        if why:
+            raise DxError(f"cannot run a {release} container job here: {why}")
+        root = roots.make(roots.RootSpec(release), Path(tempfile.mkdtemp(dir=self.work)) / "r",
+                          self.layout.cache)
+        return root
+
+    def _workspace(self, root: Path | None) -> Path:
+        return root / "work" if root is not None else self.repo
+
+    def _uses(self, step: dict[str, Any], matrix: dict[str, Any], root: Path | None) -> None:
+        action = step["uses"]
+        args = {k: _subst(str(v), matrix, {}) for k, v in (step.get("with") or {}).items()}
+        ws = self._workspace(root)
+        if action == ACTIONS["checkout"]:
+            if root is not None:
+                shutil.copytree(self.repo, ws, symlinks=True, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns(".venv", "build"))
+            return
+        if action in (ACTIONS["cache"], ACTIONS["pull-request"]):
+            return  # the user cache is shared here already; no pull request from here
+        if action == ACTIONS["upload"]:
+            dest = self.artifacts / args["name"]
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            pattern = args["path"].rstrip("/")
+            matches = [Path(p) for p in glob.glob(str(ws / pattern))]
+            if not matches:
+                raise DxError(f"upload of {args['name']}: nothing matches {pattern}")
+            for m in matches:
+                if m.is_dir():
+                    shutil.copytree(m.resolve(), dest, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(m, dest / m.name)
+            return
+        if action == ACTIONS["download"]:
+            target = ws / args["path"]
+            target.mkdir(parents=True, exist_ok=True)
+            names = ([args["name"]] if "name" in args else
+                     sorted(p.name for p in self.artifacts.glob(args["pattern"])))
+            for n in names:
+                if not (self.artifacts / n).is_dir():
+                    raise DxError(f"download of {n}: no such artifact (uploaded by no job yet)")
+                shutil.copytree(self.artifacts / n, target, dirs_exist_ok=True)
+            if root is not None:
+                subprocess.run(["chmod", "-R", "a+rX", str(ws)], check=False)
+            return
+        raise DxError(f"{action}: the local runner does not know this action")
+
+    def _run(self, step: dict[str, Any], matrix: dict[str, Any], outputs: dict[str, str],
+             root: Path | None) -> None:
+        script = _subst(step["run"], matrix, outputs)
+        name = step.get("name", script.splitlines()[0])
+        out_file = self.work / "github-output"
+        out_file.write_text("")
+        if root is None:
+            env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "CI": "true"}
+            env.pop("DXFORGE_BUILD_DIR", None)
+            shell = ["sh", "-eu", "-c"] if step.get("shell") == "sh" else ["bash", "-eo",
+                                                                          "pipefail", "-c"]
+            proc = subprocess.run([*shell, script], cwd=self.repo, env=env, capture_output=True,
+                                  text=True, check=False)
+        else:
+            from dxforge.runtime import roots
+
+            (root / "work/run.sh").write_text(script)
+            proc = subprocess.run(
+                roots.command(root, ["sh", "-eu", "/work/run.sh"], cwd="/work",
+                              env={"HOME": "/root"}),
+                capture_output=True, text=True, check=False)
+        self.steps += 1
+        log = self.work / "logs" / f"{self.steps:03d}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"# {name}\n{script}\n\n{proc.stdout}{proc.stderr}")
+        if proc.returncode != 0:
+            raise DxError(f"step `{name}` failed (exit {proc.returncode}); see {log}:\n"
+                          f"{(proc.stdout + proc.stderr)[-1500:]}")
+        for line in out_file.read_text().splitlines():
+            k, _, v = line.partition("=")
+            outputs[k] = v
+
+
+@dataclass
+class LocalRun:
+    jobs: list[LocalJob]
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": "passed", "seconds": self.seconds,
+                "jobs": [{"job": j.name, "matrix": j.matrix, "status": j.status,
+                          "seconds": j.seconds} for j in self.jobs]}
+
+
+def run_local(layout: Layout, progress: Progress = SILENT) -> LocalRun:
+    """The rendered build workflow's linux-64 jobs, run here in ``needs:`` order."""
+    graph, _ = load_graph(layout.root)
+    floor = load_construct(layout.construct).glibc or "2.17"
+    workflow = build_workflow(graph, config(layout.root), floor)
+    t0 = time.monotonic()
+    jobs = LocalRunner(layout, layout.work / "ci-local", progress).run(workflow)
+    return LocalRun(jobs, round(time.monotonic() - t0, 1))

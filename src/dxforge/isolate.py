@@ -1,0 +1,35 @@
+"""Running a program as a site's pilot would: as an unprivileged user (when we are root) and
+without network (in a network namespace of its own, loopback up), where this machine allows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import lru_cache
+
+NOBODY = 65534
+
+
+@lru_cache(maxsize=1)
+def offline_prefix() -> tuple[str, ...]:
+    """The command prefix that cuts the network (``()`` where no namespace can be made)."""
+    if not shutil.which("unshare"):
+        return ()
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        return ()
+    return ("unshare", "-n", "sh", "-c", 'ip link set lo up 2>/dev/null || true; exec "$@"', "sh")
+
+
+def prefix() -> tuple[list[str], bool]:
+    """The command prefix for an unprivileged, offline run, and whether it is offline."""
+    out = list(offline_prefix())
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        out += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    return out, bool(offline_prefix())
+
+
+def give_to_nobody(*paths: os.PathLike[str] | str) -> None:
+    """Let the unprivileged user own ``paths`` (when we are root)."""
+    if os.geteuid() == 0:
+        subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", *map(str, paths)], check=True)

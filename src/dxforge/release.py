@@ -1,0 +1,308 @@
+"""``dxforge release``: a DiracX release becomes a tested channel, installer, notes and SBOMs.
+
+The stages run in order, each timed: bump (all recipes and construct.yaml, in lockstep) ->
+fetch -> drift check -> seed -> build -> upstream test suites -> installer -> pilot test ->
+notes and SBOMs -> publish. A failure stops the release naming the stage (and the package and
+log where there is one); what was published before stays as it was. Running it again resumes:
+the bump finds the recipes current, the seed and the build skip by fingerprint, the upstream
+suites by the packages they ran against.
+
+Publishing writes ``<build>/releases/<version>/`` aside and renames it into place, then points
+``<build>/releases/latest`` at it with one rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dxforge import channel as ch
+from dxforge import notes, sbom, upstream
+from dxforge.build import BuildOptions, run_build
+from dxforge.bump import BumpOptions, run_bump
+from dxforge.bump.drift import recipes_drift
+from dxforge.fetch import fetch_sources
+from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
+from dxforge.layout import Layout
+from dxforge.pilot import PilotResult, run_pilot
+from dxforge.progress import SILENT, Progress
+from dxforge.recipes import load_recipes, recipe_paths
+from dxforge.seed.build import SeedOptions, build_seed
+from dxforge.util import DxError, atomic_write_text, file_lock, sha256_file
+
+T = TypeVar("T")
+
+
+@dataclass
+class ReleaseOptions:
+    layout: Layout
+    version: str | None = None
+    index_url: str | None = None
+    apply_deps: bool = False
+    jobs: int = 2
+
+
+@dataclass
+class ReleaseResult:
+    version: str
+    previous: str | None
+    directory: Path
+    installer: InstallerResult
+    pilot: PilotResult
+    tests: upstream.UpstreamReport
+    notes: dict[str, Any]
+    stages: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": "released",
+            "version": self.version,
+            "previous": self.previous,
+            "directory": str(self.directory),
+            "installer": str(self.directory / self.installer.installer.name),
+            "sha256": self.installer.sha256,
+            "stages": self.stages,
+            "upstream_tests": {n: s.as_json() for n, s in self.tests.suites.items()},
+            "notes": str(self.directory / "notes.md"),
+        }
+
+
+class _Stages:
+    """Runs the stages: progress, timing, and errors that name the stage."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, fn: Callable[[], T]) -> T:
+        self.progress.step(f"stage {name}")
+        t0 = time.monotonic()
+        try:
+            out = fn()
+        except DxError as e:
+            raise DxError(f"the release stopped in stage `{name}`: {e}") from None
+        self.seconds[name] = round(time.monotonic() - t0, 1)
+        self.progress.step(f"stage {name} done in {self.seconds[name]:.1f} s")
+        return out
+
+
+def _check_drift(layout: Layout, index_url: str | None) -> list[dict[str, str | None]]:
+    found = recipes_drift(recipe_paths(layout.root), layout.sources, index_url=index_url)
+    rows = [{"package": n, **c.as_dict()} for n, d in found.items() for c in d.changes]
+    if rows:
+        table = "\n".join(
+            f"  {r['package']}: {r['kind']} {r['name']} (recipe: {r['recipe'] or '-'}, "
+            f"upstream: {r['upstream'] or '-'})" for r in rows
+        )
+        raise DxError(
+            f"upstream's requirements changed; the recipes do not follow them:\n{table}\n"
+            "apply them with `dxforge release --apply-deps`, or edit the recipes' run lists"
+        )
+    return rows
+
+
+def _tests_key(channel: Path, seed: str) -> str:
+    records = ch.repodata_records(channel)
+    return hashlib.sha256(json.dumps([sorted((k, v["sha256"]) for k, v in records.items()),
+                                      seed], sort_keys=True).encode()).hexdigest()
+
+
+def _upstream(layout: Layout, index_url: str | None, progress: Progress,
+              seed_fingerprint: str) -> upstream.UpstreamReport:
+    """The upstream suites, or their result for the same packages when it is recorded."""
+    key = _tests_key(layout.channel, seed_fingerprint)
+    record = layout.build / "upstream-tests.json"
+    if record.is_file():
+        old = json.loads(record.read_text())
+        if old.get("key") == key:
+            progress.step("the upstream suites passed against these packages already")
+            rep = upstream.UpstreamReport(environment=old["environment"],
+                                          seconds=old.get("seconds", 0))
+            rep.suites = {n: upstream.SuiteResult(**s) for n, s in old["suites"].items()}
+            return rep
+    rep = upstream.run_project(layout, index_url=index_url, progress=progress)
+    failed = [s for s in rep.suites.values() if not s.ok]
+    if failed:
+        s = failed[0]
+        raise DxError(
+            f"{s.package}: its test suite failed ({s.failed} failed, {s.errors} errors, "
+            f"{s.passed} passed); see {s.log}"
+        )
+    atomic_write_text(record, json.dumps({"key": key, **rep.as_json()}, indent=1) + "\n")
+    return rep
+
+
+def _previous(layout: Layout) -> tuple[dict[str, Any] | None, Path | None]:
+    latest = layout.releases / "latest"
+    path = latest / "notes.json"
+    if not path.is_file():
+        return None, None
+    return json.loads(path.read_text()), latest.resolve()
+
+
+def _channel_packages(channel: Path) -> list[ch.Package]:
+    out = []
+    for rel, rec in sorted(ch.repodata_records(channel).items()):
+        problem = ch.verify_file(channel, rel, rec)
+        if problem:
+            raise DxError(f"{channel}: {problem}; run dxforge build again")
+        sub, fname = rel.split("/", 1)
+        out.append(ch.Package(
+            name=rec["name"], version=rec["version"], build=rec["build"], subdir=sub,
+            channel=channel.as_uri(), url=f"{channel.as_uri()}/{rel}", file_name=fname,
+            size=int(rec["size"]), sha256=rec["sha256"], md5=rec.get("md5", ""),
+            license=rec.get("license", "") or "", timestamp=int(rec.get("timestamp", 0)) // 1000,
+        ))
+    return out
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    """A snapshot of ``src`` (symlinks followed at the top): hard links where possible."""
+    src = src.resolve()
+    for p in sorted(src.rglob("*")):
+        target = dest / p.relative_to(src)
+        if p.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(p, target)
+        except OSError:
+            shutil.copy2(p, target)
+
+
+def _publish(layout: Layout, version: str, staged: Path) -> Path:
+    """Rename ``staged`` to ``releases/<version>`` and point ``latest`` at it; the previous
+    release directory of that version (a re-release) is kept until the rename is done."""
+    dest = layout.releases / version
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{version}.old-{os.getpid()}")
+        os.replace(dest, old)
+    try:
+        os.replace(staged, dest)
+    except OSError:
+        if old is not None:
+            os.replace(old, dest)
+        raise
+    link = layout.releases / f".latest.{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.symlink(version, link)
+    os.replace(link, layout.releases / "latest")
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def _verify(directory: Path) -> None:
+    """Every file the release lists in SHA256SUMS has that sha256."""
+    for line in (directory / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split("  ", 1)
+        if sha256_file(directory / name) != digest:
+            raise DxError(f"{directory / name}: sha256 differs from SHA256SUMS after writing")
+
+
+def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseResult:
+    """Release what upstream published (or ``opts.version``), from bump to publication."""
+    layout = opts.layout
+    layout.build.mkdir(parents=True, exist_ok=True)
+    with file_lock(layout.build / ".release.lock", "dxforge release"):
+        stage = _Stages(progress)
+        bumped = stage("bump", lambda: run_bump(
+            BumpOptions(layout, version=opts.version, index_url=opts.index_url,
+                        apply_deps=opts.apply_deps), progress))
+        recipes = load_recipes(layout.root)
+        version = recipes[0].version
+        stage("fetch", lambda: fetch_sources(recipes, layout.sources, index_url=opts.index_url,
+                                             progress=progress))
+        drift = stage("drift", lambda: _check_drift(layout, opts.index_url))
+        seeded = stage("seed", lambda: build_seed(
+            SeedOptions(layout, index_url=opts.index_url), progress))
+
+        def build() -> None:
+            report = run_build(BuildOptions(layout, index_url=opts.index_url, jobs=opts.jobs),
+                               progress)
+            bad = [p for p in report.packages if p.status not in ("built", "skipped")]
+            if bad:
+                p = bad[0]
+                raise DxError(f"{p.name}: {p.status}: {p.reason}" + (f"; log: {p.log}"
+                                                                   if p.log else ""))
+
+        stage("build", build)
+        tests = stage("tests", lambda: _upstream(layout, opts.index_url, progress,
+                                                 seeded.fingerprint))
+        out = layout.work / "release" / version
+        inst = stage("installer", lambda: build_installer(
+            InstallerOptions(layout, out=out), progress))
+        pilot = stage("pilot", lambda: run_pilot(
+            inst.installer, layout.root / "scripts/pilot-test.sh",
+            layout.logs / "release" / f"pilot-{version}.log"))
+        previous, previous_dir = _previous(layout)
+        layout.releases.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{version}.new-", dir=layout.releases))
+        try:
+            data = stage("notes", lambda: _write_outputs(
+                staged, version, inst, pilot, tests, drift, bumped.drift_applied, previous,
+                previous_dir, layout, stage.seconds))
+            directory = stage("publish", lambda: _publish(layout, version, staged))
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return ReleaseResult(version, previous.get("version") if previous else None, directory,
+                         inst, pilot, tests, data, stage.seconds)
+
+
+def _write_outputs(
+    d: Path, version: str, inst: InstallerResult, pilot: PilotResult,
+    tests: upstream.UpstreamReport, drift: list[dict[str, str | None]], drift_applied: bool,
+    previous: dict[str, Any] | None, previous_dir: Path | None, layout: Layout,
+    stages: dict[str, float],
+) -> dict[str, Any]:
+    """Everything a release directory holds, written into ``d`` and checked."""
+    d.chmod(0o755)
+    _copy_tree(layout.channel, d / "channels/dxforge")
+    _copy_tree(layout.seed, d / "channels/seed")
+    for src in (inst.installer, inst.sha256_file, inst.lockfile, inst.package_list):
+        shutil.copy2(src, d / src.name)
+    epoch = max((p.timestamp for p in inst.packages), default=0)
+    sbom.write(d / "sbom-installer.cdx.json", inst.name, version, inst.packages, epoch)
+    channel_pkgs = _channel_packages(layout.channel)
+    sbom.write(d / "sbom-channel.cdx.json", "dxforge-channel", version, channel_pkgs, epoch)
+    diff = None
+    if previous_dir is not None:
+        old_lock = next(previous_dir.glob("*.explicit.txt"), None)
+        if old_lock is not None:
+            diff = notes.diff(notes.read_lockfile(old_lock),
+                              notes.read_lockfile(inst.lockfile)).as_json()
+    data: dict[str, Any] = {
+        "version": version,
+        "previous": {"version": previous["version"], "installer": previous["installer"]}
+        if previous else None,
+        "packages": [{"name": p.name, "version": p.version, "file": f"{p.subdir}/{p.file_name}",
+                      "sha256": p.sha256} for p in channel_pkgs],
+        "drift": drift,
+        "drift_applied": drift_applied,
+        "installer": {
+            "file": inst.installer.name, "sha256": inst.sha256, "size": inst.size,
+            "packages": len(inst.packages), "glibc_floor": inst.glibc_floor,
+            "pilot_install_seconds": pilot.install_seconds, "pilot_offline": pilot.offline,
+        },
+        "diff": diff,
+        "upstream_tests": {n: s.as_json() for n, s in tests.suites.items()},
+        "rebuild": f"dxforge installer --channel <this release>/channels/dxforge --channel "
+        f"<this release>/channels/seed gives sha256 {inst.sha256}",
+        "stages": stages,
+    }
+    atomic_write_text(d / "notes.json", json.dumps(data, indent=1) + "\n")
+    atomic_write_text(d / "notes.md", notes.markdown(data))
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.name != "SHA256SUMS")
+    atomic_write_text(d / "SHA256SUMS", "".join(f"{sha256_file(p)}  {p.name}\n" for p in files))
+    _verify(d)
+    return data

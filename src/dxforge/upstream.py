@@ -1,0 +1,277 @@
+"""DiracX's own test suites, run against the packages we built.
+
+Each package's sdist carries its ``tests/``. They run in one fresh environment solved from our
+channels: the nine packages, pytest, and the sdists' extras (``testing`` and the others, not the
+``types`` stubs) under conda-forge names, all of which the seed holds. Only the tests are
+extracted (never ``src/``), next to every package's ``pyproject.toml`` (DiracX's test plugin
+compares the installed entry points with them), and pytest runs with the package's own
+configuration minus ``addopts`` (no coverage), as an unprivileged user, without network where a
+network namespace can be made. Upstream's own markers skip what needs a live service.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+
+from dxforge import channel as ch
+from dxforge import isolate
+from dxforge.layout import Layout
+from dxforge.metadata import DistMetadata, RequiresDistLookup, read_sdist
+from dxforge.names import conda_run_requirements, extra_requirements
+from dxforge.progress import SILENT, Progress
+from dxforge.recipes import Recipe, load_recipes
+from dxforge.util import DxError
+
+SKIPPED_EXTRAS = {"types"}
+"""Extras that are not needed to run tests (typing stubs)."""
+
+
+@dataclass
+class SuiteResult:
+    """One package's test suite."""
+
+    package: str
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    log: str = ""
+    offline: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.errors == 0 and self.passed > 0
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class UpstreamReport:
+    suites: dict[str, SuiteResult] = field(default_factory=dict)
+    environment: list[str] = field(default_factory=list)  # the specs solved
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.suites.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {"suites": {n: s.as_json() for n, s in self.suites.items()},
+                "environment": self.environment, "seconds": round(self.seconds, 1)}
+
+
+def _sdist(recipe: Recipe, sources: Path) -> Path:
+    path = sources / recipe.source_filename
+    if not path.is_file():
+        raise DxError(f"{path}: the sdist of {recipe.name} is not in the source cache; run "
+                      "dxforge fetch")
+    return path
+
+
+def metadata(recipes: Iterable[Recipe], sources: Path) -> dict[str, DistMetadata]:
+    return {r.name: read_sdist(_sdist(r, sources).read_bytes(), r.source_filename)
+            for r in recipes}
+
+
+def test_requirements(metas: dict[str, DistMetadata], pytest: bool = True) -> list[Requirement]:
+    """What the test suites need besides the packages: every extra of the DiracX sdists but
+    the typing stubs, DiracX packages themselves left out (they are built here), and pytest
+    (when there are suites to run)."""
+    out: dict[str, Requirement] = {}
+    for meta in metas.values():
+        extras = set()
+        for line in meta.requires_dist:
+            extras |= set(re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", line))
+        for extra in sorted(extras - SKIPPED_EXTRAS):
+            for req in extra_requirements(meta.requires_dist, extra, f"{meta.name}[{extra}]"):
+                if req.name in metas:
+                    continue
+                key = str(req)
+                out.setdefault(key, req)
+    if pytest:
+        out.setdefault("pytest", Requirement("pytest"))
+    return [out[k] for k in sorted(out)]
+
+
+def has_tests(recipe: Recipe, sources: Path) -> bool:
+    return bool(_members(_sdist(recipe, sources), "tests"))
+
+
+def seed_requirements(recipes: list[Recipe], sources: Path) -> list[str]:
+    """The test requirements as PEP 508 lines for the seed's resolver."""
+    metas = metadata(recipes, sources)
+    suites = any(has_tests(r, sources) for r in recipes)
+    return [str(r) for r in test_requirements(metas, pytest=suites)]
+
+
+def environment_specs(
+    recipes: list[Recipe], metas: dict[str, DistMetadata], index_url: str | None
+) -> list[str]:
+    """The match specs of the test environment: our packages at their version, and the test
+    requirements (extras expanded) under conda-forge names."""
+    lines = [str(r) for r in test_requirements(metas)]
+    lookup = RequiresDistLookup(None, dict(metas), index_url=index_url)
+    reqs = conda_run_requirements(lines, lookup, "the DiracX test requirements")
+    specs = [f"{r.name} =={r.version}" for r in recipes]
+    specs += ["python 3.11.*", "pip", "git"]
+    ours = {r.name for r in recipes}
+    specs += [f"{n} {s}".strip() for n, s in sorted(reqs.items()) if n not in ours]
+    return specs
+
+
+def _members(sdist: Path, wanted: str) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """The files at ``wanted`` (a file or a directory) under the sdist's top directory."""
+    out = []
+    with tarfile.open(sdist, "r:*") as tar:
+        for m in tar.getmembers():
+            rel = m.name.split("/", 1)[1] if "/" in m.name else ""
+            if m.isfile() and (rel == wanted or rel.startswith(wanted + "/")):
+                f = tar.extractfile(m)
+                assert f is not None
+                out.append((m, f.read()))
+    return out
+
+
+def layout_tests(recipes: list[Recipe], sources: Path, work: Path) -> dict[str, Path]:
+    """``work/<package>/`` with every package's pyproject.toml and its tests (no sources);
+    returns the packages that have tests, with their directory."""
+    with_tests = {}
+    for r in recipes:
+        d = work / r.name
+        d.mkdir(parents=True)
+        sdist = _sdist(r, sources)
+        for member, data in _members(sdist, "pyproject.toml") + _members(sdist, "tests"):
+            rel = member.name.split("/", 1)[1]
+            if ".." in Path(rel).parts:
+                raise DxError(f"{sdist}: unsafe path {member.name!r}")
+            (d / rel).parent.mkdir(parents=True, exist_ok=True)
+            (d / rel).write_bytes(data)
+        if (d / "tests").is_dir():
+            with_tests[r.name] = d
+    return with_tests
+
+
+def plugins(pyproject: Path) -> list[str]:
+    """The ``-p`` plugins of the package's pytest ``addopts`` (coverage and the rest dropped)."""
+    data = tomllib.loads(pyproject.read_text())
+    opts = data.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("addopts", [])
+    if isinstance(opts, str):
+        opts = opts.split()
+    out = []
+    it = iter(opts)
+    for o in it:
+        if o == "-p":
+            out += ["-p", next(it, "")]
+        elif o.startswith("-p") and len(o) > 2:
+            out += ["-p", o[2:]]
+    return out
+
+
+def _counts(junit: Path) -> tuple[int, int, int, int]:
+    root = ET.parse(junit).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    tests = sum(int(s.get("tests", 0)) for s in suites)
+    failures = sum(int(s.get("failures", 0)) for s in suites)
+    errors = sum(int(s.get("errors", 0)) for s in suites)
+    skipped = sum(int(s.get("skipped", 0)) for s in suites)
+    return tests - failures - errors - skipped, failures, errors, skipped
+
+
+def run_suites(
+    recipes: list[Recipe],
+    channels: list[str],
+    sources: Path,
+    work: Path,
+    logs: Path,
+    *,
+    index_url: str | None = None,
+    only: Iterable[str] = (),
+    progress: Progress = SILENT,
+) -> UpstreamReport:
+    """Run each package's own test suite against a fresh environment from ``channels``."""
+    t0 = time.monotonic()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    metas = metadata(recipes, sources)
+    specs = environment_specs(recipes, metas, index_url)
+    env = work / "env"
+    progress.step(f"creating the test environment ({len(specs)} specs)")
+    ch.create(channels, specs, env, cache_dir=work.parent / "pkgs")
+    subprocess.run([str(env / "bin/python"), "-m", "compileall", "-q", "-j", "2",
+                    str(next(env.glob("lib/python3*/site-packages")))], capture_output=True,
+                   check=False)
+    tests = layout_tests(recipes, sources, work / "src")
+    chosen = [n for n in tests if not only or n in set(only)]
+    for name in set(only) - set(tests):
+        raise DxError(f"--only {name}: no such package with tests (have {', '.join(tests)})")
+    isolation, offline = isolate.prefix()
+    (work / "home").mkdir()
+    (work / "tmp").mkdir()
+    isolate.give_to_nobody(work / "src", work / "home", work / "tmp")
+    report = UpstreamReport(environment=specs)
+    progress.begin("upstream test suites", len(chosen))
+    logs.mkdir(parents=True, exist_ok=True)
+    for name in chosen:
+        progress.start(name)
+        report.suites[name] = _run_one(name, tests[name], env, work, logs, isolation, offline)
+        progress.done(name, report.suites[name])
+        if not report.suites[name].ok:
+            break
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _run_one(name: str, d: Path, env: Path, work: Path, logs: Path,
+             isolation: list[str], offline: bool) -> SuiteResult:
+    module = "diracx." + name.removeprefix("diracx-").replace("-", "_")
+    clean = ["env", "-i", f"PATH={env}/bin:/usr/bin:/bin", f"HOME={work}/home", "LANG=C.UTF-8",
+             f"TMPDIR={work}/tmp"]
+    log = logs / f"{name}.log"
+    junit = work / "tmp" / f"{name}.xml"
+    check = subprocess.run(
+        [*isolation, *clean, f"{env}/bin/python", "-P", "-c",
+         f"import {module} as m; print(m.__file__)"],
+        cwd=d, capture_output=True, text=True, check=False,
+    )
+    where = check.stdout.strip() or check.stderr.strip()[-500:]
+    if check.returncode != 0 or not where.startswith(str(env) + "/"):
+        raise DxError(f"{name}: the tests would not import the installed {module} ({where})")
+    cmd = [*isolation, *clean, f"{env}/bin/python", "-P", "-m", "pytest", "-c", "pyproject.toml",
+           "--rootdir", ".", "--confcutdir", ".", "-o", "addopts=", "-p", "no:cacheprovider",
+           *plugins(d / "pyproject.toml"), "--import-mode=importlib", "-ra",
+           f"--junitxml={junit}", "tests"]
+    start = time.monotonic()
+    with open(log, "w") as f:
+        f.write(" ".join(cmd) + "\n\n")
+        f.flush()
+        proc = subprocess.run(cmd, cwd=d, stdout=f, stderr=subprocess.STDOUT, check=False)
+    seconds = time.monotonic() - start
+    if not junit.is_file():
+        raise DxError(f"{name}: pytest exited {proc.returncode} without results; see {log}")
+    passed, failed, errors, skipped = _counts(junit)
+    return SuiteResult(name, passed, failed, errors, skipped, round(seconds, 1), str(log),
+                       offline)
+
+
+def run_project(layout: Layout, *, index_url: str | None = None, only: Iterable[str] = (),
+                progress: Progress = SILENT) -> UpstreamReport:
+    """The suites of the project's recipes against its build and seed channels."""
+    return run_suites(
+        load_recipes(layout.root), [layout.channel.as_uri(), layout.seed.as_uri()],
+        layout.sources, layout.work / "upstream", layout.logs / "upstream",
+        index_url=index_url, only=only, progress=progress,
+    )

@@ -1,0 +1,165 @@
+"""``dxforge ci``: the rendered GitHub Actions workflows follow the recipe graph, validate
+against GitHub's workflow schema (check-jsonschema's bundled copy, offline), run only commands
+that exist, are what the repository holds, and run here (``--run-local``, end to end)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DXFORGE, ROOT, run_dxforge
+from ruamel.yaml import YAML
+
+from dxforge.ci import WORKFLOWS, render, run_ci
+from dxforge.graph import load_graph
+from dxforge.layout import Layout
+
+
+def rendered(root: Path = ROOT) -> dict[str, dict]:
+    return {p.name: YAML(typ="safe").load(t) for p, t in render(Layout.of(root)).items()}
+
+
+def test_rendered_workflows_validate_against_the_github_schema(tmp_path: Path) -> None:
+    for rel, text in render(Layout.of(ROOT)).items():
+        (tmp_path / rel.name).write_text(text)
+    exe = Path(sys.executable).with_name("check-jsonschema")
+    res = subprocess.run([str(exe), "--builtin-schema", "vendor.github-workflows",
+                          *map(str, sorted(tmp_path.glob("*.yml")))],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # and the check does fail on a broken workflow
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\non: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    stepz: []\n")
+    res = subprocess.run([str(exe), "--builtin-schema", "vendor.github-workflows", str(bad)],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode != 0
+
+
+def test_the_repository_workflows_are_up_to_date() -> None:
+    result = run_ci(Layout.of(ROOT), check=True)
+    assert result.stale == [], "run `dxforge ci` and commit .github/workflows/"
+    proc = run_dxforge("ci", "--check")
+    assert proc.returncode == 0
+
+
+def test_build_jobs_follow_the_recipe_graph() -> None:
+    graph, _ = load_graph(ROOT)
+    jobs = rendered()["build.yml"]["jobs"]
+    builds = {j: v for j, v in jobs.items() if j.startswith("build-")}
+    assert set(builds) == {f"build-{n}" for n in graph.order}
+    for name in graph.order:
+        needs = set(builds[f"build-{name}"]["needs"])
+        assert needs == {"seed"} | {f"build-{d}" for d in graph.deps[name]}, name
+        downloads = {s["with"]["name"] for s in builds[f"build-{name}"]["steps"]
+                     if "download-artifact" in s.get("uses", "")}
+        assert downloads == {"seed"} | {f"pkg-{d}" for d in graph.dependencies(name)}, name
+    assert set(jobs["channel"]["needs"]) == set(builds)
+    platforms = jobs["installer"]["strategy"]["matrix"]["include"]
+    assert {p["platform"] for p in platforms} == {"linux-64", "linux-aarch64", "osx-64",
+                                                  "osx-arm64"}
+    assert [p["platform"] for p in platforms if p["enabled"]] == ["linux-64"]
+    images = jobs["pilot"]["strategy"]["matrix"]["include"]
+    assert {i["image"] for i in images} >= {"almalinux:8", "almalinux:9", "almalinux:10",
+                                            "debian:11", "debian:12", "debian:13",
+                                            "ubuntu:22.04", "ubuntu:24.04"}
+    # below the installer's glibc floor, the pilot expects a clean refusal
+    assert {i["image"]: i["expect"] for i in images}["almalinux:8"] == "refused"
+    assert {i["image"]: i["expect"] for i in images}["debian:11"] == "installed"
+
+
+def test_actions_pinned_least_privilege_concurrency() -> None:
+    for name, wf in rendered().items():
+        assert wf["permissions"] == {"contents": "read"}, name
+        assert "group" in wf["concurrency"], name
+        for job in wf["jobs"].values():
+            for step in job["steps"]:
+                if "uses" in step:
+                    assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+\.\d+\.\d+", step["uses"]), step
+    bot = rendered()["release-bot.yml"]
+    assert bot["on"]["schedule"][0]["cron"]
+    job = bot["jobs"]["release"]
+    assert job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    pr = next(s for s in job["steps"] if "create-pull-request" in s.get("uses", ""))
+    assert pr["with"]["title"] == "diracx v${{ steps.check.outputs.version }}"
+
+
+def test_every_command_a_job_runs_exists() -> None:
+    commands: set[str] = set()
+    scripts: set[str] = set()
+    for wf in rendered().values():
+        for job in wf["jobs"].values():
+            for step in job["steps"]:
+                run = step.get("run", "")
+                commands |= set(re.findall(r"\.venv/bin/dxforge ([a-z-]+)", run))
+                scripts |= set(re.findall(r"\b(scripts/[\w.-]+)", run))
+    assert {"seed", "build", "index", "installer", "bump", "release", "test-upstream",
+            "fingerprint", "fetch"} <= commands
+    for c in sorted(commands):
+        proc = subprocess.run([str(DXFORGE), c, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0, c
+    for s in scripts:
+        assert (ROOT / s).is_file(), s
+
+
+def copy_project(root: Path) -> Path:
+    for d in ("recipes", "installer"):
+        shutil.copytree(ROOT / d, root / d)
+    for f in ("construct.yaml", "pyproject.toml"):
+        shutil.copy2(ROOT / f, root / f)
+    return root
+
+
+def test_idempotent_and_check_names_stale_files(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "proj")
+    first = run_ci(Layout(root, root / "build"))
+    assert sorted(p.name for p in first.written) == ["build.yml", "release-bot.yml"]
+    assert run_ci(Layout(root, root / "build")).written == []  # a second run changes nothing
+    wf = root / WORKFLOWS / "build.yml"
+    wf.write_text(wf.read_text() + "# hand edit\n")
+    (root / WORKFLOWS / "extra.yml").write_text("name: extra\n")
+    proc = run_dxforge("ci", "--check", "--json", "--root", root, check=False)
+    assert proc.returncode == 1
+    assert sorted(Path(p).name for p in json.loads(proc.stdout)["stale"]) == ["build.yml",
+                                                                              "extra.yml"]
+
+
+def test_an_extra_recipe_gets_its_job_in_the_right_place(tmp_path: Path) -> None:
+    root = copy_project(tmp_path / "proj")
+    text = (root / "recipes/diracx-api/recipe.yaml").read_text()
+    extra = root / "recipes/diracx-extra/recipe.yaml"
+    extra.parent.mkdir()
+    extra.write_text(
+        re.sub(r"(?m)^  name: diracx-api$", "  name: diracx-extra", text)
+        .replace("diracx_api-", "diracx_extra-")
+        .replace("        - diracx.api\n", "        - diracx.extra\n")
+        .replace("    - diracx-client ==${{ version }}\n", "")
+    )
+    graph, _ = load_graph(root)
+    assert graph.deps["diracx-extra"] == frozenset({"diracx-core"})
+    jobs = rendered(root)["build.yml"]["jobs"]
+    assert jobs["build-diracx-extra"]["needs"] == ["seed", "build-diracx-core"]
+    assert "build-diracx-extra" in jobs["channel"]["needs"]
+    assert jobs["build-diracx-extra"]["name"] == "build diracx-extra (level 1)"
+
+
+@pytest.mark.e2e
+def test_the_linux_chain_runs_here(tmp_path: Path) -> None:
+    """build -> installer -> pilot tests (on the Debian images), as the workflow says."""
+    proc = run_dxforge("ci", "--run-local", "--json", "--build-dir", tmp_path / "b",
+                       timeout=5400)
+    summary = json.loads(proc.stdout)
+    ran = {(j["job"], json.dumps(j["matrix"], sort_keys=True)): j["status"]
+           for j in summary["jobs"]}
+    assert ran[("installer", json.dumps({"enabled": True, "platform": "linux-64"},
+                                        sort_keys=True))] == "passed"
+    pilots = {json.loads(m).get("image"): s for (j, m), s in ran.items() if j == "pilot"}
+    for image in ("debian:11", "debian:12", "debian:13"):
+        assert pilots[image] == "passed", image
+    assert pilots["almalinux:9"].startswith("skipped (no almalinux:9 image here")
+    assert all(s == "passed" for (j, _m), s in ran.items()
+               if j.startswith(("build-", "seed", "channel", "upstream-tests")))
