@@ -450,6 +450,7 @@ class LocalRunner:
         self.prepare()
         jobs = workflow["jobs"]
         out: list[LocalJob] = []
+        self.progress.begin("jobs", sum(1 for j in jobs.values() for _m in _expand(j)))
         for name in _order(jobs):
             for matrix in _expand(jobs[name]):
                 job = LocalJob(name, matrix)

@@ -161,16 +161,26 @@ def fetch(
                  ("recipe", "file", "size", "status", "sha256"), rows)
 
 
-def _build_row(_item: str, res: object) -> str:
+def _row(item: str, res: object) -> str:
+    """The line of one finished item, whatever stage (build, test suites, CI jobs) made it."""
     from dxforge.build import PackageResult
+    from dxforge.ci import LocalJob
+    from dxforge.upstream import SuiteResult
 
-    assert isinstance(res, PackageResult)
-    text = f"{res.name} {res.version} {res.status}"
-    if res.status == "built":
-        text += f" in {res.seconds:.1f} s"
-    if res.reason and res.status != "failed":
-        text += f" ({res.reason})"
-    return text
+    if isinstance(res, PackageResult):
+        text = f"{res.name} {res.version} {res.status}"
+        if res.status == "built":
+            text += f" in {res.seconds:.1f} s"
+        if res.reason and res.status != "failed":
+            text += f" ({res.reason})"
+        return text
+    if isinstance(res, SuiteResult):
+        return (f"{res.package}: {res.passed} passed, {res.failed} failed, {res.errors} errors, "
+                f"{res.skipped} skipped in {res.seconds:.0f} s ({res.log})")
+    if isinstance(res, LocalJob):
+        matrix = " ".join(f"{k}={v}" for k, v in res.matrix.items())
+        return f"{res.name} {matrix}: {res.status} ({res.seconds:.0f} s)".replace(" :", ":")
+    return item
 
 
 @app.command()
@@ -215,7 +225,7 @@ def build(
         index_url=index_url,
         jobs=jobs or os.cpu_count() or 1,
     )
-    progress = render.ConsoleProgress(err, "build", _build_row)
+    progress = render.ConsoleProgress(err, "build", _row)
     try:
         report = run_build(opts, progress)
     finally:
@@ -453,7 +463,7 @@ def release(
     _start(json_out)
     opts = ReleaseOptions(_layout(root, build_dir), version, index_url, apply_deps,
                           jobs or os.cpu_count() or 1)
-    progress = render.ConsoleProgress(err, "release", _build_row)
+    progress = render.ConsoleProgress(err, "release", _row)
     try:
         result = run_release(opts, progress)
     finally:
@@ -492,12 +502,7 @@ def test_upstream(
 
     _start(json_out)
     layout = _layout(root, build_dir)
-
-    def row(_item: str, s: object) -> str:
-        return (f"{s.package}: {s.passed} passed, {s.failed} failed, {s.errors} errors, "  # type: ignore[attr-defined]
-                f"{s.skipped} skipped in {s.seconds:.0f} s ({s.log})")  # type: ignore[attr-defined]
-
-    progress = render.ConsoleProgress(err, "tests", row)
+    progress = render.ConsoleProgress(err, "tests", _row)
     try:
         report = run_project(layout, index_url=index_url, only=only or (), progress=progress)
     finally:
@@ -542,10 +547,7 @@ def ci(
             render.line(err, "the workflows are up to date")
         return
 
-    def row(_item: str, job: object) -> str:
-        return f"{job.name} {job.matrix or ''}: {job.status} ({job.seconds:.0f} s)"  # type: ignore[attr-defined]
-
-    progress = render.ConsoleProgress(err, "ci", row)
+    progress = render.ConsoleProgress(err, "ci", _row)
     try:
         local = ci_.run_local(layout, progress)
     finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 import dxforge
@@ -163,13 +163,22 @@ def _cached(entry: Path, pattern: str, make: Callable[[Path], object]) -> list[P
     return sorted(entry.glob(pattern))
 
 
+def _spec_name(spec: str) -> str:
+    """The PyPI name a seed plan's spec asks for: a PEP 508 line (the test suites') or a conda
+    spec (the recipes' and construct.yaml's)."""
+    try:
+        return canonicalize_name(Requirement(spec).name)
+    except InvalidRequirement:
+        return canonicalize_name(pypi_name(split_spec(spec)[0]))
+
+
 def _asked_by(sp: SeedPlan, message: str) -> str:
     """Where the requirements that ``message`` names were asked for (recipe file and key)."""
     words = {canonicalize_name(w) for w in re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", message)}
     lines = [
         f"\n  {spec}: asked for in {'; '.join(where)}"
         for spec, where in sp.sources.items()
-        if canonicalize_name(pypi_name(split_spec(spec)[0])) in words
+        if _spec_name(spec) in words
     ]
     return "\nfix the requirement where it is asked for:" + "".join(lines) if lines else ""
 
