@@ -40,6 +40,7 @@ def reversion(sdist: bytes, name: str, old: str, new: str, extra: dict[str, byte
         for m in tin.getmembers():
             data = tin.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]
             m.name = m.name.replace(f"{dist}-{old}", f"{dist}-{new}", 1)
+            m.pax_headers.pop("path", None)  # a long name's PAX record would win over m.name
             if data is not None and m.name.endswith(f"{dist}-{new}/PKG-INFO"):
                 data = data.replace(f"\nVersion: {old}\n".encode(), f"\nVersion: {new}\n".encode())
             if data is not None:

@@ -282,12 +282,12 @@ def graph(
         print(g.dot(), end="")
     else:
         rows = [
-            (str(i) if j == 0 else "", name, ", ".join(sorted(g.deps[name])) or "-")
+            (str(i), name, ", ".join(sorted(g.deps[name])) or "-")
             for i, level in enumerate(g.levels)
-            for j, name in enumerate(level)
+            for name in level
         ]
         render.table(out, f"recipes {g.version}, in build order",
-                     ("level", "packages", "requires"), rows)
+                     ("level", "package", "requires"), rows)
 
 
 @app.command()

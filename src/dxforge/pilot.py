@@ -31,9 +31,8 @@ def run_pilot(installer: Path, script: Path, log: Path, timeout: float = 1200) -
     a DxError naming the check and the log."""
     if not script.is_file():
         raise DxError(f"{script}: the pilot test script is missing; restore it from git")
-    site = Path(tempfile.mkdtemp(prefix="dxforge-pilot-"))
+    site = isolate.scratch(Path(tempfile.gettempdir()), "dxforge-pilot-")
     try:
-        site.chmod(0o755)
         (site / "home").mkdir(mode=0o555)
         for d in ("work", "tmp"):
             (site / d).mkdir()
@@ -47,7 +46,8 @@ def run_pilot(installer: Path, script: Path, log: Path, timeout: float = 1200) -
         cmd += ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={site}/home", f"TMPDIR={site}/tmp",
                 "LANG=C.UTF-8", "sh", str(site / "pilot-test.sh"), str(copy),
                 str(site / "work/diracos")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, cwd=site, capture_output=True, text=True, timeout=timeout,
+                              check=False)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(" ".join(cmd) + "\n\n" + proc.stdout + proc.stderr)
         if proc.returncode != 0 or "pilot: all checks passed" not in proc.stdout:
@@ -57,5 +57,4 @@ def run_pilot(installer: Path, script: Path, log: Path, timeout: float = 1200) -
         m = re.search(r"pilot: install seconds ([0-9.]+)", proc.stdout)
         return PilotResult(installer.name, float(m[1]) if m else 0.0, offline, str(log))
     finally:
-        subprocess.run(["chmod", "-R", "u+w", str(site)], check=False)
-        shutil.rmtree(site, ignore_errors=True)
+        isolate.remove(site)

@@ -49,11 +49,11 @@ def purl(p: Package) -> str:
 
 def bom_json(subject: str, version: str, packages: Iterable[Package], timestamp: int) -> str:
     """The CycloneDX 1.6 JSON document for ``subject`` (the installer or a channel)."""
-    from cyclonedx.factory.license import LicenseFactory
+    from cyclonedx.contrib.license.factories import LicenseFactory
     from cyclonedx.model import HashAlgorithm, HashType, Property
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType
-    from cyclonedx.model.tool import Tool, ToolRepository
+    from cyclonedx.model.tool import ToolRepository
     from cyclonedx.output.json import JsonV1Dot6
     from packageurl import PackageURL
 
@@ -77,7 +77,8 @@ def bom_json(subject: str, version: str, packages: Iterable[Package], timestamp:
         )
     seed = json.dumps([subject, version, [purl(p) + p.sha256 for p in pkgs]]).encode()
     serial = uuid.uuid5(_NAMESPACE, hashlib.sha256(seed).hexdigest())
-    tools = ToolRepository(tools=[Tool(vendor="DIRACGrid", name="dxforge", version=__version__)])
+    tools = ToolRepository(components=[Component(type=ComponentType.APPLICATION, name="dxforge",
+                                                 version=__version__, group="DIRACGrid")])
     main = Component(type=ComponentType.APPLICATION, name=subject, version=version,
                      bom_ref=f"{subject}@{version}")
     bom = Bom(

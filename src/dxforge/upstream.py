@@ -12,7 +12,6 @@ network namespace can be made. Upstream's own markers skip what needs a live ser
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tarfile
 import time
@@ -100,6 +99,7 @@ def test_requirements(metas: dict[str, DistMetadata], pytest: bool = True) -> li
             for req in extra_requirements(meta.requires_dist, extra, f"{meta.name}[{extra}]"):
                 if req.name in metas:
                     continue
+                req.marker = None  # evaluated for the target, with the extra, already
                 key = str(req)
                 out.setdefault(key, req)
     if pytest:
@@ -108,7 +108,12 @@ def test_requirements(metas: dict[str, DistMetadata], pytest: bool = True) -> li
 
 
 def has_tests(recipe: Recipe, sources: Path) -> bool:
-    return bool(_members(_sdist(recipe, sources), "tests"))
+    """Whether the package's sdist carries a test suite of its own code: ``tests/`` beside
+    ``src/`` (the metapackage's sdist is the whole repository, whose ``tests/`` check the
+    repository, not an installed package)."""
+    with tarfile.open(_sdist(recipe, sources), "r:*") as tar:
+        tops = {m.name.split("/")[1] for m in tar.getmembers() if m.name.count("/") >= 2}
+    return {"tests", "src"} <= tops
 
 
 def seed_requirements(recipes: list[Recipe], sources: Path) -> list[str]:
@@ -160,7 +165,7 @@ def layout_tests(recipes: list[Recipe], sources: Path, work: Path) -> dict[str, 
                 raise DxError(f"{sdist}: unsafe path {member.name!r}")
             (d / rel).parent.mkdir(parents=True, exist_ok=True)
             (d / rel).write_bytes(data)
-        if (d / "tests").is_dir():
+        if has_tests(r, sources):
             with_tests[r.name] = d
     return with_tests
 
@@ -202,15 +207,30 @@ def run_suites(
     only: Iterable[str] = (),
     progress: Progress = SILENT,
 ) -> UpstreamReport:
-    """Run each package's own test suite against a fresh environment from ``channels``."""
+    """Run each package's own test suite against a fresh environment from ``channels``. The
+    environment and the tests live in a new world-readable directory under ``work`` when the
+    unprivileged user can reach it, else under the system's temporary directory (the
+    unprivileged user must reach them wherever the build directory is); the package cache is
+    ``work/pkgs``."""
     t0 = time.monotonic()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True, exist_ok=True)
+    scratch = isolate.scratch(work, "suites-")
+    try:
+        return _run_suites(recipes, channels, sources, work / "pkgs", scratch, logs,
+                           index_url=index_url, only=only, progress=progress, t0=t0)
+    finally:
+        isolate.remove(scratch)
+
+
+def _run_suites(
+    recipes: list[Recipe], channels: list[str], sources: Path, pkgs: Path, work: Path,
+    logs: Path, *, index_url: str | None, only: Iterable[str], progress: Progress, t0: float,
+) -> UpstreamReport:
     metas = metadata(recipes, sources)
     specs = environment_specs(recipes, metas, index_url)
     env = work / "env"
     progress.step(f"creating the test environment ({len(specs)} specs)")
-    ch.create(channels, specs, env, cache_dir=work.parent / "pkgs")
+    ch.create(channels, specs, env, cache_dir=pkgs)
     subprocess.run([str(env / "bin/python"), "-m", "compileall", "-q", "-j", "2",
                     str(next(env.glob("lib/python3*/site-packages")))], capture_output=True,
                    check=False)

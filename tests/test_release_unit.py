@@ -1,0 +1,217 @@
+"""The release's parts, offline and fast: the lockfile diff and the notes, the SBOM and its
+schema check, what the upstream test stage reads from an sdist (which packages have a suite,
+their pytest plugins, the JUnit counts), the isolation helpers and publishing."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dxforge import isolate, notes, sbom, upstream
+from dxforge.channel import Package
+from dxforge.layout import Layout
+from dxforge.release import _publish
+from dxforge.util import DxError
+
+LOCK_OLD = """# platform: linux-64
+@EXPLICIT
+file:///c/linux-64/python-3.11.2-h1_0.conda#aa
+file:///c/noarch/diracx-core-0.7.0-pyh2_0.conda#bb
+file:///c/noarch/six-1.17.0-pyh3_0.conda#cc
+file:///c/linux-64/openssl-3.0.20-h4_0.conda#dd
+file:///c/noarch/gone-1.0-pyh5_0.conda#ee
+"""
+LOCK_NEW = """@EXPLICIT
+file:///c/linux-64/python-3.11.2-h1_1.conda#aa
+file:///c/noarch/diracx-core-0.7.1-pyh2_0.conda#bb
+file:///c/noarch/six-1.16.0-pyh3_0.conda#cc
+file:///c/linux-64/openssl-3.0.20-h4_0.conda#dd
+file:///c/noarch/brand-new-dependency-2.0-pyh6_0.conda#ff
+"""
+
+
+def test_lockfile_diff_names_every_kind_of_change(tmp_path: Path) -> None:
+    (tmp_path / "old.txt").write_text(LOCK_OLD)
+    (tmp_path / "new.txt").write_text(LOCK_NEW)
+    d = notes.diff(notes.read_lockfile(tmp_path / "old.txt"),
+                   notes.read_lockfile(tmp_path / "new.txt")).as_json()
+    assert d["added"] == [{"name": "brand-new-dependency", "version": "2.0", "build": "pyh6_0"}]
+    assert d["removed"] == [{"name": "gone", "version": "1.0", "build": "pyh5_0"}]
+    assert d["upgraded"] == [{"name": "diracx-core", "from": "0.7.0 pyh2_0",
+                              "to": "0.7.1 pyh2_0"}]
+    assert d["downgraded"] == [{"name": "six", "from": "1.17.0 pyh3_0", "to": "1.16.0 pyh3_0"}]
+    assert d["rebuilt"] == [{"name": "python", "from": "3.11.2 h1_0", "to": "3.11.2 h1_1"}]
+
+
+def test_a_file_that_is_no_lockfile_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "x.txt"
+    bad.write_text("file:///c/noarch/a-1-0.conda\n")
+    with pytest.raises(DxError, match=r"x\.txt: not an @EXPLICIT lockfile"):
+        notes.read_lockfile(bad)
+    bad.write_text("@EXPLICIT\nfile:///c/noarch/README.md\n")
+    with pytest.raises(DxError, match="does not name a conda package file"):
+        notes.read_lockfile(bad)
+
+
+def notes_data(**over: object) -> dict:
+    data = {
+        "version": "9.9.9", "previous": {"version": "9.9.8", "installer": {"size": 2 << 20,
+                                                                            "packages": 70}},
+        "installer": {"file": "DIRACOS-9.9.9-Linux-x86_64.sh", "sha256": "ab" * 32,
+                      "size": 3 << 20, "packages": 78, "glibc_floor": "2.31",
+                      "pilot_install_seconds": 4.25},
+        "rebuild": "dxforge installer ...", "packages": [
+            {"name": "diracx-core", "file": "noarch/diracx-core-9.9.9-pyh_0.conda",
+             "sha256": "cd" * 32}],
+        "diff": {"added": [], "removed": [], "rebuilt": [], "downgraded": [],
+                 "upgraded": [{"name": "diracx-core", "from": "9.9.8 a", "to": "9.9.9 a"}]},
+        "drift": [], "upstream_tests": {"diracx-core": {"passed": 120, "failed": 0, "errors": 0,
+                                                       "skipped": 3, "seconds": 12.0}},
+        "stages": {"bump": 1.0},
+    }
+    data.update(over)
+    return data
+
+
+def test_notes_show_sha256_diff_tests_and_comparisons_uncut() -> None:
+    md = notes.markdown(notes_data())
+    assert md.startswith("# DiracX 9.9.9 (from 9.9.8)\n")
+    assert "ab" * 32 in md and "cd" * 32 in md  # whole, never cut
+    assert "| diracx-core | upgraded | 9.9.8 a | 9.9.9 a |" in md
+    assert "- size: 3.0 MiB (previous: 2.0 MiB)" in md and "78 (previous: 70)" in md
+    assert "| diracx-core | 120 | 0 | 0 | 3 | 12 |" in md and "120 tests passed" in md
+    assert "The run requirements match upstream's Requires-Dist." in md
+    first = notes.markdown(notes_data(previous=None, diff=None, upstream_tests={}))
+    assert "No previous release to compare with." in first and "Not run." in first
+
+
+def package(name: str, version: str = "1.0", license: str = "MIT") -> Package:
+    return Package(name=name, version=version, build="pyh_0", subdir="noarch",
+                   channel="file:///somewhere/on/the/build/machine/seed",
+                   url=f"file:///x/noarch/{name}-{version}-pyh_0.conda",
+                   file_name=f"{name}-{version}-pyh_0.conda", size=10, sha256="0f" * 32, md5="",
+                   license=license, timestamp=0)
+
+
+def test_sbom_is_valid_cyclonedx_and_does_not_depend_on_where(tmp_path: Path) -> None:
+    pkgs = [package("python", "3.11.2", "Python-2.0"), package("diracx-core", "0.7.0",
+                                                              "GPL-3.0-only")]
+    text = sbom.bom_json("DIRACOS", "0.7.0", pkgs, 1_700_000_000)
+    sbom.validate(text)
+    bom = json.loads(text)
+    assert bom["specVersion"] == "1.6"
+    purls = sorted(c["purl"] for c in bom["components"])
+    assert purls[0].startswith("pkg:conda/diracx-core@0.7.0?build=pyh_0&channel=seed")
+    assert "/somewhere/" not in text  # the build machine's path is nowhere
+    assert sbom.bom_json("DIRACOS", "0.7.0", list(reversed(pkgs)), 1_700_000_000) == text
+    broken = json.loads(text)
+    broken["components"][0]["hashes"][0]["alg"] = "SHA-257"
+    with pytest.raises(DxError, match="not valid CycloneDX 1.6"):
+        sbom.validate(json.dumps(broken))
+
+
+def sdist(path: Path, top: str, files: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w:gz") as tar:
+        for rel, data in files.items():
+            info = tarfile.TarInfo(f"{top}/{rel}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+class FakeRecipe:
+    def __init__(self, name: str, filename: str) -> None:
+        self.name = name
+        self.source_filename = filename
+
+
+def test_a_suite_is_a_package_s_tests_beside_its_own_code(tmp_path: Path) -> None:
+    sdist(tmp_path / "diracx_core-1.0.tar.gz", "diracx_core-1.0", {
+        "pyproject.toml": b"[project]\n", "src/diracx/core/__init__.py": b"",
+        "tests/test_a.py": b"def test_a():\n    pass\n"})
+    sdist(tmp_path / "diracx-1.0.tar.gz", "diracx-1.0", {  # the repository, as the metapackage
+        "pyproject.toml": b"[project]\n", "tests/test_generic.py": b"",
+        "diracx-core/src/diracx/core/__init__.py": b""})
+    core = FakeRecipe("diracx-core", "diracx_core-1.0.tar.gz")
+    meta = FakeRecipe("diracx", "diracx-1.0.tar.gz")
+    assert upstream.has_tests(core, tmp_path)  # type: ignore[arg-type]
+    assert not upstream.has_tests(meta, tmp_path)  # type: ignore[arg-type]
+    laid = upstream.layout_tests([core, meta], tmp_path, tmp_path / "w")  # type: ignore[list-item]
+    assert list(laid) == ["diracx-core"]
+    assert (laid["diracx-core"] / "tests/test_a.py").is_file()
+    assert not (laid["diracx-core"] / "src").exists()  # never the sdist's sources
+    with pytest.raises(DxError, match="run dxforge fetch"):
+        upstream.has_tests(FakeRecipe("x", "x-1.tar.gz"), tmp_path)  # type: ignore[arg-type]
+
+
+def test_pytest_plugins_are_kept_and_coverage_dropped(tmp_path: Path) -> None:
+    p = tmp_path / "pyproject.toml"
+    p.write_text('[tool.pytest.ini_options]\naddopts = ["-v", "--cov=diracx", "-p", '
+                 '"diracx.testing", "-pno:randomly"]\n')
+    assert upstream.plugins(p) == ["-p", "diracx.testing", "-p", "no:randomly"]
+    p.write_text('[tool.pytest.ini_options]\naddopts = "-ra -p diracx.testing"\n')
+    assert upstream.plugins(p) == ["-p", "diracx.testing"]
+
+
+def test_junit_counts(tmp_path: Path) -> None:
+    junit = tmp_path / "j.xml"
+    junit.write_text('<testsuites><testsuite tests="10" failures="1" errors="2" skipped="3"/>'
+                     '<testsuite tests="5" failures="0" errors="0" skipped="1"/></testsuites>')
+    assert upstream._counts(junit) == (8, 1, 2, 4)
+    suite = upstream.SuiteResult("diracx-core", passed=8, failed=1)
+    assert not suite.ok and upstream.SuiteResult("x", passed=1).ok
+    assert not upstream.SuiteResult("x").ok  # a suite that ran nothing did not pass
+
+
+def test_scratch_is_reachable_by_the_unprivileged_user(tmp_path: Path) -> None:
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    assert not isolate.reachable(closed / "x")
+    d = isolate.scratch(closed, "t-")
+    try:
+        assert isolate.reachable(d)
+        assert (d.parent == closed) == (os.geteuid() != 0)
+    finally:
+        isolate.remove(d)
+    assert not d.exists()
+
+
+def test_publish_renames_into_place_and_moves_latest(tmp_path: Path) -> None:
+    layout = Layout(tmp_path, tmp_path / "build")
+    layout.releases.mkdir(parents=True)
+    for version in ("1.0.0", "1.0.1"):
+        staged = layout.releases / f".{version}.new"
+        staged.mkdir()
+        (staged / "notes.md").write_text(version)
+        assert _publish(layout, version, staged) == layout.releases / version
+        assert not staged.exists()
+        assert os.readlink(layout.releases / "latest") == version
+    again = layout.releases / ".1.0.1.new"
+    again.mkdir()
+    (again / "notes.md").write_text("re-released")
+    _publish(layout, "1.0.1", again)
+    assert (layout.releases / "latest/notes.md").read_text() == "re-released"
+    assert sorted(p.name for p in layout.releases.iterdir()) == ["1.0.0", "1.0.1", "latest"]
+
+
+def test_test_requirements_are_the_extras_without_their_markers(tmp_path: Path) -> None:
+    pkg_info = (b"Metadata-Version: 2.1\nName: diracx-core\nVersion: 1.0\n"
+                b"Requires-Dist: pydantic>=2\n"
+                b"Requires-Dist: diracx-testing; extra == 'testing'\n"
+                b"Requires-Dist: freezegun; extra == \"testing\"\n"
+                b"Requires-Dist: pywin32; extra == 'testing' and sys_platform == 'win32'\n"
+                b"Requires-Dist: types-requests; extra == 'types'\n"
+                b"Requires-Dist: diracx-client; extra == 'testing'\n")
+    sdist(tmp_path / "diracx_core-1.0.tar.gz", "diracx_core-1.0", {"PKG-INFO": pkg_info})
+    sdist(tmp_path / "diracx_client-1.0.tar.gz", "diracx_client-1.0", {
+        "PKG-INFO": b"Metadata-Version: 2.1\nName: diracx-client\nVersion: 1.0\n"})
+    recipes = [FakeRecipe("diracx-core", "diracx_core-1.0.tar.gz"),
+               FakeRecipe("diracx-client", "diracx_client-1.0.tar.gz")]
+    metas = upstream.metadata(recipes, tmp_path)  # type: ignore[arg-type]
+    reqs = [str(r) for r in upstream.test_requirements(metas)]
+    # the testing extra on this platform, no typing stubs, no package built here, and pytest
+    assert reqs == ["diracx-testing", "freezegun", "pytest"]
