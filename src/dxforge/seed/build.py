@@ -167,9 +167,13 @@ def _spec_name(spec: str) -> str:
     """The PyPI name a seed plan's spec asks for: a PEP 508 line (the test suites') or a conda
     spec (the recipes' and construct.yaml's)."""
     try:
-        return canonicalize_name(Requirement(spec).name)
-    except InvalidRequirement:
-        return canonicalize_name(pypi_name(split_spec(spec)[0]))
+        name = split_spec(spec)[0]
+    except DxError:
+        try:
+            return canonicalize_name(Requirement(spec).name)
+        except InvalidRequirement:
+            return spec
+    return canonicalize_name(pypi_name(name.split("[", 1)[0]))
 
 
 def _asked_by(sp: SeedPlan, message: str) -> str:
