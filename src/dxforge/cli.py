@@ -509,7 +509,13 @@ def test_upstream(
         progress.close()
     if json_out:
         _print_json(report.as_json())
+    else:
+        render.line(err, f"{sum(s.passed for s in report.suites.values())} passed in "
+                         f"{len(report.suites)} suites in {report.seconds:.0f} s")
     if not report.ok:
+        for s in report.suites.values():
+            if not s.ok:
+                render.line(err, f"{s.package}: its test suite failed; see {s.log}", "red")
         raise typer.Exit(1)
 
 
