@@ -5,6 +5,7 @@
 # VER:     @@VERSION@@
 # PLAT:    @@PLAT@@
 # PAYLOAD: @@PAYLOAD_SIZE@@ bytes, @@COMPRESSION@@, sha256 @@PAYLOAD_SHA256@@
+# DECODER: @@DECODER_SIZE@@ bytes (gzip), sha256 @@DECODER_SHA256@@
 __s=$(wc -c < "$0" 2>/dev/null) || __s=0; if [ "$((__s + 0))" -ne @@TOTAL_SIZE@@ ]; then printf 'ERROR: %s has %s bytes, not @@TOTAL_SIZE@@: it is truncated or damaged (download it again), or it was sourced (run it with sh)\n' "$0" "$((__s + 0))" >&2; exit 1; fi
 set -eu
 LC_ALL=C
@@ -16,10 +17,15 @@ umask 022
 INSTALLER_NAME='@@NAME@@'
 INSTALLER_VER='@@VERSION@@'
 INSTALLER_PLAT='@@PLAT@@'
+INSTALLER_COMPANY='@@COMPANY@@'
 INSTALLER_TYPE=SH
 HEADER_SIZE=@@HEADER_SIZE@@
 PAYLOAD_SHA256=@@PAYLOAD_SHA256@@
 COMPRESSION=@@COMPRESSION@@
+DECODER_SIZE=@@DECODER_SIZE@@
+DECODER_SHA256=@@DECODER_SHA256@@
+DECODER_BIN_SHA256=@@DECODER_BIN_SHA256@@
+LOCK_WAIT=${DXFORGE_LOCK_WAIT:-900}
 MAX_PREFIX_LEN=@@MAX_PREFIX_LEN@@
 INSTALLED_KB=@@INSTALLED_KB@@
 PYTHON_REL=@@PYTHON_REL@@
@@ -50,7 +56,7 @@ FORCE=0
 UPDATE=0
 USAGE="usage: $0 [-b] [-u] [-f] [-p PREFIX] [-h]
 
-Installs $INSTALLER_NAME $INSTALLER_VER ($INSTALLER_PLAT), offline.
+Installs $INSTALLER_NAME $INSTALLER_VER ($INSTALLER_PLAT)${INSTALLER_COMPANY:+ by $INSTALLER_COMPANY}, offline.
 
 -b           batch mode: no questions (the default of this installer: @@BATCH_WORD@@)
 -p PREFIX    install prefix (default: $PREFIX); letters, digits and /._+@%,=- only
@@ -74,7 +80,11 @@ INSTALLER_UNATTENDED=$BATCH
 export INSTALLER_UNATTENDED FORCE
 
 # ---- checks that write nothing -------------------------------------------------------------
-# The C library: the oldest glibc every file of this installer works with (constructor's check).
+# The platform, then the C library: the oldest glibc every file of this installer works with
+# (constructor's check).
+system_platform="$(uname -s 2>/dev/null || true) $(uname -m 2>/dev/null || true)"
+[ "$system_platform" = "Linux @@MACHINE@@" ] || die "this installer is for $INSTALLER_PLAT \
+(Linux @@MACHINE@@), but this system is $system_platform"
 GLIBC_MIN='@@GLIBC_MIN@@'
 older() {  # whether dotted version $1 is lower than $2
     a=$1
@@ -116,33 +126,53 @@ library cannot be read ('$system_glibc'); set CONDA_OVERRIDE_GLIBC=<version> to 
         die "Installer requires GLIBC >=$GLIBC_MIN, but system has $system_glibc."
     fi
 fi
+# The kernel (constructor's __linux virtual spec), honouring CONDA_OVERRIDE_LINUX.
+LINUX_MIN='@@LINUX_MIN@@'
+if [ -n "$LINUX_MIN" ]; then
+    system_linux=${CONDA_OVERRIDE_LINUX:-$(uname -r 2>/dev/null | sed 's/[^0-9.].*//')}
+    case "$system_linux" in
+        "" | *[!0-9.]* | .* | *.)
+            die "Installer requires Linux >=$LINUX_MIN, but the kernel version of this system \
+cannot be read ('$system_linux'); set CONDA_OVERRIDE_LINUX=<version> to give it" ;;
+    esac
+    if older "$system_linux" "$LINUX_MIN"; then
+        die "Installer requires Linux >=$LINUX_MIN, but system has $system_linux."
+    fi
+fi
 case "$COMPRESSION" in
-    gzip) DECOMP="gzip -dc" ;;
-    xz) DECOMP="xz -dc" ;;
-    zstd) DECOMP="zstd -dcq" ;;
+    gzip | xz) DECOMP="$COMPRESSION -dc" ;;
+    zstd) DECOMP= ;;  # the installer's own decoder, unpacked next to the prefix
     *) die "unknown payload compression '$COMPRESSION'" ;;
 esac
-for tool in tail tar "${DECOMP%% *}"; do
+for tool in tail head tar gzip ${DECOMP%% *}; do
     command -v "$tool" >/dev/null 2>&1 || die "this installer needs the '$tool' command, \
-which is not installed here; install it (the $COMPRESSION payload needs '${DECOMP%% *}') \
-or use an installer built with --compression gzip"
+which is not installed here; install it"
 done
 
-payload() { tail -c "+$((HEADER_SIZE + 1))" "$THIS"; }
+# The decoder stage (a static zstd decoder, gzip'd), then the payload
+decoder() { tail -c "+$((HEADER_SIZE + 1))" "$THIS" | head -c "$DECODER_SIZE"; }
+payload() { tail -c "+$((HEADER_SIZE + DECODER_SIZE + 1))" "$THIS"; }
 if command -v sha256sum >/dev/null 2>&1; then
-    sum=$(payload | sha256sum | cut -d ' ' -f 1)
+    sha256() { sha256sum | cut -d ' ' -f 1; }
 elif command -v shasum >/dev/null 2>&1; then
-    sum=$(payload | shasum -a 256 | cut -d ' ' -f 1)
+    sha256() { shasum -a 256 | cut -d ' ' -f 1; }
 elif command -v openssl >/dev/null 2>&1; then
-    sum=$(payload | openssl dgst -sha256 | sed 's/^.*= *//')
+    sha256() { openssl dgst -sha256 | sed 's/^.*= *//'; }
 else
     die "cannot verify the payload: none of sha256sum, shasum or openssl is installed"
 fi
+sum=$(payload | sha256)
 [ "$sum" = "$PAYLOAD_SHA256" ] || die "$THIS is damaged: payload sha256 is $sum, expected \
 $PAYLOAD_SHA256; download it again"
+if [ "$DECODER_SIZE" -gt 0 ]; then
+    sum=$(decoder | sha256)
+    [ "$sum" = "$DECODER_SHA256" ] || die "$THIS is damaged: decoder sha256 is $sum, expected \
+$DECODER_SHA256; download it again"
+fi
 
 if [ "$BATCH" = 0 ] && [ -t 0 ]; then
-    printf '\nWelcome to %s %s\n\n' "$INSTALLER_NAME" "$INSTALLER_VER"
+    printf '\nWelcome to %s %s%s\n\n' "$INSTALLER_NAME" "$INSTALLER_VER" \
+        "${INSTALLER_COMPANY:+ by $INSTALLER_COMPANY}"
 @@LICENSE_PROMPT@@
     printf '%s will be installed into %s\n' "$INSTALLER_NAME" "$PREFIX"
     printf 'Press ENTER to confirm, CTRL-C to abort, or type another prefix:\n[%s] >>> ' "$PREFIX"
@@ -175,29 +205,33 @@ fi
 long; this installer allows at most $MAX_PREFIX_LEN: choose a shorter prefix"
 export PREFIX
 
-MODE=fresh
-if [ -e "$PREFIX" ] || [ -L "$PREFIX" ]; then
-    [ -d "$PREFIX" ] || die "$PREFIX exists and is not a directory; remove it or choose \
+# What to do with PREFIX as it is now (decided again once the lock is ours)
+decide_mode() {
+    MODE=fresh
+    if [ -e "$PREFIX" ] || [ -L "$PREFIX" ]; then
+        [ -d "$PREFIX" ] || die "$PREFIX exists and is not a directory; remove it or choose \
 another prefix with -p"
-    if [ -z "$(ls -A "$PREFIX")" ]; then
-        MODE=empty
-    elif [ -d "$PREFIX/.dxforge" ] && [ ! -f "$PREFIX/.dxforge/installed" ]; then
-        say "$PREFIX holds an unfinished install; it will be replaced"
-        MODE=replace
-    elif [ -d "$PREFIX/.dxforge" ] && { [ "$UPDATE" = 1 ] || [ "$FORCE" = 1 ]; }; then
-        MODE=replace
-    elif [ "$FORCE" = 1 ]; then
-        MODE=merge
-    elif [ "$UPDATE" = 1 ]; then
-        die "-u updates an install made by a dxforge installer, and $PREFIX is not one (it \
+        if [ -z "$(ls -A "$PREFIX")" ]; then
+            MODE=empty
+        elif [ -d "$PREFIX/.dxforge" ] && [ ! -f "$PREFIX/.dxforge/installed" ]; then
+            say "$PREFIX holds an unfinished install; it will be replaced"
+            MODE=replace
+        elif [ -d "$PREFIX/.dxforge" ] && { [ "$UPDATE" = 1 ] || [ "$FORCE" = 1 ]; }; then
+            MODE=replace
+        elif [ "$FORCE" = 1 ]; then
+            MODE=merge
+        elif [ "$UPDATE" = 1 ]; then
+            die "-u updates an install made by a dxforge installer, and $PREFIX is not one (it \
 has no .dxforge/); use -f to install into it anyway, or choose another prefix with -p"
-    elif [ -n "$EXISTS_TEXT" ]; then
-        die "$(printf '%s' "$EXISTS_TEXT" | sed "s#{CHOSEN_PATH}#$PREFIX#g")"
-    else
-        die "$PREFIX already exists and is not empty; use -u to update an existing install, \
+        elif [ -n "$EXISTS_TEXT" ]; then
+            die "$(printf '%s' "$EXISTS_TEXT" | sed "s#{CHOSEN_PATH}#$PREFIX#g")"
+        else
+            die "$PREFIX already exists and is not empty; use -u to update an existing install, \
 -f to install into it anyway, or choose another prefix with -p"
+        fi
     fi
-fi
+}
+decide_mode
 
 # ---- from here on, files are written next to the prefix ------------------------------------
 mkdir -p "$parent" 2>/dev/null || die "cannot create $parent; check its permissions"
@@ -224,6 +258,58 @@ else
     say "warning: cannot tell the free space in $parent (no df); going on"
 fi
 
+# One install at a time per prefix: a lock next to it records its owner (host and pid). With
+# the lock held, what earlier installs left next to the prefix is theirs, and they are gone.
+LOCK="${TMPBASE%-tmp}-lock"
+HOST=$(uname -n 2>/dev/null || echo unknown)
+ME="$HOST $$"
+waited=0
+owner() { cat "$1" 2>/dev/null || echo "an unknown installer"; }
+if command -v flock >/dev/null 2>&1; then
+    exec 9>>"$LOCK" || die "cannot create the lock $LOCK; check the permissions of $parent"
+    if ! flock -n 9; then
+        say "waiting for the install into $PREFIX by $(owner "$LOCK") to finish (at most \
+$LOCK_WAIT s; lock $LOCK)"
+        waited=1
+        flock -w "$LOCK_WAIT" 9 || die "$PREFIX is being installed by $(owner "$LOCK") (lock \
+$LOCK); it did not finish within $LOCK_WAIT s: wait for it, or set DXFORGE_LOCK_WAIT"
+    fi
+    printf '%s\n' "$ME" > "$LOCK"
+    unlock() { : > "$LOCK"; }
+else  # no flock: a lock directory, taken over when its owner's process is gone
+    deadline=$(( $(date +%s) + LOCK_WAIT ))
+    until mkdir "$LOCK.d" 2>/dev/null; do
+        other=$(owner "$LOCK.d/owner")
+        case "$other" in
+            "$HOST "*)
+                if [ ! -d "/proc/${other#"$HOST "}" ]; then
+                    say "taking over the lock of $other, which is gone"
+                    mv "$LOCK.d" "$LOCK.d.stale.$$" 2>/dev/null && rm -rf "$LOCK.d.stale.$$"
+                    continue
+                fi ;;
+        esac
+        [ "$waited" = 1 ] || say "waiting for the install into $PREFIX by $other to finish (at \
+most $LOCK_WAIT s; lock $LOCK.d)"
+        waited=1
+        [ "$(date +%s)" -lt "$deadline" ] || die "$PREFIX is being installed by $other (lock \
+$LOCK.d); it did not finish within $LOCK_WAIT s: wait for it, or set DXFORGE_LOCK_WAIT"
+        sleep 1
+    done
+    printf '%s\n' "$ME" > "$LOCK.d/owner"
+    unlock() { rm -rf "$LOCK.d"; }
+fi
+if [ "$waited" = 1 ] && [ -f "$PREFIX/.dxforge/installed" ] \
+        && [ "$(cat "$PREFIX/.dxforge/installed")" = "$INSTALLER_NAME $INSTALLER_VER $PAYLOAD_SHA256" ]; then
+    unlock
+    say "$INSTALLER_NAME $INSTALLER_VER was installed in $PREFIX by the install we waited for"
+    exit 0
+fi
+if [ "$waited" = 1 ]; then
+    decide_mode
+    if [ "$MODE" = empty ]; then
+        if rmdir "$PREFIX" 2>/dev/null; then MODE=fresh; else MODE=merge; fi
+    fi
+fi
 for stale in "$TMPBASE".* "$parent/.$base.dxforge-old".*; do
     if [ -e "$stale" ]; then
         say "removing $stale, left by an interrupted install"
@@ -239,8 +325,9 @@ DONE=0
 cleanup() {
     if [ "$DONE" != 1 ]; then
         if [ -d "$OLD" ] && ! [ -e "$PREFIX" ]; then mv "$OLD" "$PREFIX" || true; fi
-        rm -rf "$T" "$T.post" 2>/dev/null || true
+        rm -rf "$T" "$T.post" "$T.unzstd" 2>/dev/null || true
     fi
+    unlock
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -253,10 +340,25 @@ TEMP="$TMPDIR"
 export TMPDIR TMP TEMP
 
 say "Unpacking $INSTALLER_NAME $INSTALLER_VER ..."
-payload | $DECOMP | (cd "$T" && tar -xf -) || die "unpacking the payload into $T failed \
-(disk full?)"
+if [ -z "$DECOMP" ]; then
+    decoder | gzip -dc > "$T.unzstd" || die "cannot write the decoder $T.unzstd (disk full?)"
+    sum=$(sha256 < "$T.unzstd")
+    [ "$sum" = "$DECODER_BIN_SHA256" ] || die "the unpacked decoder $T.unzstd has sha256 $sum, \
+expected $DECODER_BIN_SHA256; download the installer again"
+    chmod 700 "$T.unzstd"
+    DECOMP="$T.unzstd -dcq"
+fi
+# shellcheck disable=SC2086  # DECOMP is a command and its options
+if ! payload | $DECOMP | (cd "$T" && tar -xf -); then
+    if avail=$(df -Pk "$parent" 2>/dev/null | awk 'NR == 2 { print $4 }') \
+            && [ -n "$avail" ] && [ "$avail" -lt 1024 ]; then
+        die "unpacking the payload into $T failed: $parent is full"
+    fi
+    die "unpacking the payload into $T failed (see tar's messages above)"
+fi
+rm -f "$T.unzstd"
 [ -x "$T/$PYTHON_REL" ] || die "the payload has no $PYTHON_REL; the installer is broken"
-"$T/$PYTHON_REL" -I "$T/.dxforge/relocate.py" --root "$T" --prefix "$PREFIX" \
+"$T/$PYTHON_REL" -I "$T/.dxforge/relocate.py" --root "$T" --prefix "$PREFIX" --install \
     || die "relocation to $PREFIX failed"
 
 case "$MODE" in
@@ -292,7 +394,7 @@ if [ -n "$POST_INSTALL_REL" ]; then
     fi
 fi
 rm -rf "$TMPDIR"
-printf '%s %s\n' "$INSTALLER_NAME" "$INSTALLER_VER" > "$PREFIX/.dxforge/installed"
+printf '%s %s %s\n' "$INSTALLER_NAME" "$INSTALLER_VER" "$PAYLOAD_SHA256" > "$PREFIX/.dxforge/installed"
 DONE=1
 if [ -d "$OLD" ]; then
     chmod -R u+w "$OLD" 2>/dev/null || true

@@ -7,11 +7,14 @@ rewritten after each relocation), its "files" every file that holds it:
   `#!PREFIX/bin/python3.11` shebangs when those fit in 127 bytes;
 - binary files: each NUL-terminated string holding the prefix is rewritten and NUL-padded to
   its old length; a longer new prefix is refused (nothing is written then);
-- .py files whose text changed get their .pyc rebuilt; no .pyc is ever patched;
+- .py files whose text changed get their .pyc rebuilt, in the manifest's "pyc" mode
+  (timestamp or unchecked-hash); no .pyc is ever patched; in "install" mode (the payload has
+  none) every .py under lib/ is compiled here;
 - conda-meta records of changed files get their sha256_in_prefix and size_in_bytes updated.
 
-usage: python -I relocate.py --root DIR --prefix PREFIX
-  DIR is where the payload lies now (it may differ from PREFIX, which is where it will live).
+usage: python -I relocate.py --root DIR --prefix PREFIX [--install]
+  DIR is where the payload lies now (it may differ from PREFIX, which is where it will live);
+  --install: this is the installer's run (the "install" pyc mode compiles then).
 """
 
 import hashlib
@@ -75,11 +78,26 @@ def write_like(path, data, st):
     os.replace(tmp, path)
 
 
-def recompile(path, final_path):
+MODES = {"timestamp": py_compile.PycInvalidationMode.TIMESTAMP,
+         "unchecked-hash": py_compile.PycInvalidationMode.UNCHECKED_HASH}
+
+
+def recompile(path, final_path, mode):
     cfile = importlib.util.cache_from_source(path)
     if os.path.exists(cfile):
         py_compile.compile(path, cfile=cfile, dfile=final_path, doraise=True,
-                           invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+                           invalidation_mode=MODES[mode])
+
+
+def compile_all(root, prefix):
+    """Compile every .py under lib/ (the "install" mode), recording the final prefix."""
+    import compileall
+
+    for d in sorted(os.listdir(os.path.join(root, "lib"))):
+        if d.startswith("python3"):
+            compileall.compile_dir(os.path.join(root, "lib", d), quiet=2, workers=0,
+                                   stripdir=root, prependdir=prefix,
+                                   invalidation_mode=MODES["unchecked-hash"])
 
 
 def update_conda_meta(root, changed):
@@ -104,12 +122,13 @@ def update_conda_meta(root, changed):
         os.replace(tmp, path)
 
 
-def relocate(root, prefix):
+def relocate(root, prefix, install=False):
     meta = os.path.join(root, ".dxforge")
     with open(os.path.join(meta, "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     old, new = manifest["prefix"].encode(), prefix.encode()
     entries = manifest["files"]
+    mode = manifest.get("pyc", "timestamp")
     if any(e["mode"] == "binary" for e in entries) and len(new) > len(old):
         raise RelocationError(
             f"the prefix {prefix} is {len(new)} bytes long; this installer's binaries allow "
@@ -132,13 +151,15 @@ def relocate(root, prefix):
             continue
         write_like(path, out, st)
         count += 1
-        if rel.endswith(".py"):
-            recompile(path, os.path.join(prefix, rel))
+        if rel.endswith(".py") and mode != "install":
+            recompile(path, os.path.join(prefix, rel), mode)
         if e.get("owner"):
             size = len(out)
             digest = hashlib.sha256(out).hexdigest()
             changed.setdefault(e["owner"], {})[rel] = (digest, size)
     update_conda_meta(root, changed)
+    if mode == "install" and install:
+        compile_all(root, prefix)
     manifest["prefix"] = prefix
     path = os.path.join(meta, "manifest.json")
     with open(path + ".dxforge-reloc", "w", encoding="utf-8") as f:
@@ -149,12 +170,14 @@ def relocate(root, prefix):
 
 
 def main(argv):
+    install = "--install" in argv
+    argv = [a for a in argv if a != "--install"]
     args = dict(zip(argv[::2], argv[1::2], strict=False))
     if len(argv) != 4 or set(args) != {"--root", "--prefix"}:
-        print(__doc__.strip().splitlines()[-2], file=sys.stderr)
+        print(__doc__.strip().splitlines()[-3], file=sys.stderr)
         return 2
     try:
-        count = relocate(args["--root"], args["--prefix"])
+        count = relocate(args["--root"], args["--prefix"], install)
     except (RelocationError, OSError, ValueError, KeyError) as e:
         print(f"relocation failed: {e}", file=sys.stderr)
         return 1

@@ -156,3 +156,60 @@ def test_debian_to_conda_names() -> None:
     assert conda_name("libgcc-s1", "gcc-12") == "libgcc"
     assert conda_name("zlib1g", "zlib") == "libzlib"
     assert conda_name("liblzma5", "xz-utils") == "liblzma"
+
+
+# ---- the glibc floor of the runtime's build: binding older symbol versions ---------------------
+
+MATH = ("#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
+        "int main(int c, char **v) { double x = atof(c > 1 ? v[1] : \"2\");\n"
+        "  printf(\"%.6f %.6f %.6f\\n\", exp(x), log(x), pow(x, 0.5)); return 0; }\n")
+
+
+def libc_dir() -> Path:
+    for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64"):
+        if (Path(d) / "libm.so.6").exists():
+            return Path(d)
+    pytest.skip("no glibc libm.so.6 in the usual places")
+
+
+def test_the_floor_plan_binds_old_versions_and_lists_newer_functions() -> None:
+    from dxforge.runtime.floor import plan
+
+    p = plan(libc_dir(), (2, 28))
+    # glibc 2.29 gave exp, log and pow new versions; the GLIBC_2.2.5 ones stay (x86_64)
+    for sym in ("exp", "log", "pow"):
+        assert p.bind[sym] == "GLIBC_2.2.5", p.bind
+    assert "gettid" in p.missing and "sem_clockwait" in p.missing  # new in 2.30
+    assert not any(s.startswith("totalorder") for s in p.bind)  # another ABI before 2.31
+    assert not any(s.startswith("GLIBC_") for s in p.bind.keys() | set(p.missing))
+    assert '__asm__(".symver exp,exp@GLIBC_2.2.5");' in p.header()
+    assert "__ASSEMBLER__" in p.header()
+    assert "ac_cv_func_gettid=no" in p.config_site().splitlines()
+    assert plan(libc_dir(), (9, 99)).bind == {}  # nothing is newer than a future floor
+    with pytest.raises(DxError, match="no C library here"):
+        plan(Path("/nonexistent"), (2, 28))
+
+
+def test_a_gcc_built_file_stays_at_the_floor_with_the_header(tmp_path: Path) -> None:
+    """The same program needs exp@GLIBC_2.29 when built plainly (on glibc >= 2.29), and the
+    GLIBC_2.2.5 versions when built with the floor header; and it still computes the same. (On a
+    machine newer than glibc 2.33 the C runtime's own startup file still binds
+    __libc_start_main@GLIBC_2.34: why the build root is Debian 11, glibc 2.31.)"""
+    from dxforge.elf import above_floor, needed_versions
+    from dxforge.runtime.floor import plan
+
+    p = plan(libc_dir(), (2, 28))
+    header = tmp_path / "glibc-floor.h"
+    header.write_text(p.header())
+    plain = cc(tmp_path / "plain", MATH, "-lm")
+    floored = cc(tmp_path / "floored", MATH, "-include", str(header), "-lm")
+    if read_elf(plain).glibc < (2, 29):  # type: ignore[union-attr]
+        pytest.skip("this machine's glibc is older than 2.29: nothing to bind")
+    assert "exp@GLIBC_2.29" in above_floor(plain, (2, 28))
+    startup = {"__libc_start_main@GLIBC_2.34"}
+    assert set(above_floor(floored, (2, 28))) <= startup
+    for sym in ("exp", "log", "pow"):
+        assert (sym, "GLIBC_2.2.5") in needed_versions(floored)
+    runs = [subprocess.run([str(f), "3"], capture_output=True, text=True, check=True).stdout
+            for f in (plain, floored)]
+    assert runs[0] == runs[1] == "20.085537 1.098612 1.732051\n"

@@ -17,6 +17,7 @@ from dxforge.bump.drift import VERSION_PIN, recipes_drift
 from dxforge.fetch import fetch_sources, missing_sources, sdist_metadata, sources_url
 from dxforge.index import PackageIndex
 from dxforge.recipes import load_recipe, load_recipes, recipe_paths
+from dxforge.target import Target
 from dxforge.util import DxError
 
 
@@ -93,7 +94,7 @@ def test_download_then_cached_without_network(index: LocalIndex, tmp_path: Path)
     assert again.status == "cached" and len(index.requests) == seen
     assert sources_url(cache) == cache.resolve().as_uri()
     # the recipe renders to the cached file once DXFORGE_SOURCES is set
-    r = load_recipe(recipes[0].path, sources_url(cache))
+    r = load_recipe(recipes[0].path, Target("3"), sources_url(cache))
     assert r.rendered["source"][0]["url"] == got.path.resolve().as_uri()
 
 
@@ -196,7 +197,8 @@ def test_upstream_requirements_expand_extras(index: LocalIndex, tmp_path: Path) 
     recipes = load_recipes(tmp_path)
     cache = tmp_path / "build/sources"
     fetch_sources(recipes, cache, index_url=index.url)
-    drift = recipes_drift(recipe_paths(tmp_path), cache, PackageIndex(index.url))
+    drift = recipes_drift(recipe_paths(tmp_path), cache, Target("3.13", "3.13.5"),
+                          PackageIndex(index.url))
     assert drift["diracx-tasks"].upstream.requirements == {
         "python": ">=3.11",
         "diracx-core": VERSION_PIN,

@@ -12,10 +12,12 @@ from dxforge.bump.drift import recipes_drift
 from dxforge.fetch import fetch_sources, sdist_metadata
 from dxforge.graph import graph_of
 from dxforge.recipes import SOURCES_ENV, Recipe, load_recipe, load_recipes, recipe_paths
+from dxforge.target import project_target
 from dxforge.util import DxError
 
 ROOT = Path(__file__).resolve().parents[1]
-NINE = {
+TARGET = project_target(ROOT / "construct.yaml")
+TEN = {
     "diracx-core",
     "diracx-db",
     "diracx-logic",
@@ -24,8 +26,10 @@ NINE = {
     "diracx-api",
     "diracx-cli",
     "diracx-routers",
+    "diracx-testing",
     "diracx",
 }
+"""DiracX's packages, as conda-forge's diracx feedstock outputs them."""
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +37,8 @@ def recipes() -> list[Recipe]:
     return load_recipes(ROOT)
 
 
-def test_the_nine_render_at_one_version(recipes: list[Recipe]) -> None:
-    assert {r.name for r in recipes} == NINE
+def test_the_ten_render_at_one_version(recipes: list[Recipe]) -> None:
+    assert {r.name for r in recipes} == TEN
     versions = {r.version for r in recipes}
     assert len(versions) == 1, versions
     for r in recipes:
@@ -54,7 +58,7 @@ def test_the_nine_render_at_one_version(recipes: list[Recipe]) -> None:
         py_tests = [t["python"] for t in d["tests"] if "python" in t]
         assert py_tests and py_tests[0]["imports"]
         assert py_tests[0].get("pip_check", True) is True
-        assert py_tests[0]["python_version"] == "3.11.*"
+        assert py_tests[0]["python_version"] == TARGET.spec.split()[1]
         assert r.source_filename == f"{r.name.replace('-', '_')}-{r.version}.tar.gz"
         if r.name in ("diracx-cli", "diracx"):
             assert {"script": "dirac --help"} in d["tests"]
@@ -62,17 +66,17 @@ def test_the_nine_render_at_one_version(recipes: list[Recipe]) -> None:
 
 def test_sources_name_no_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SOURCES_ENV, raising=False)
-    r = load_recipe(ROOT / "recipes/diracx-core/recipe.yaml")
+    r = load_recipe(ROOT / "recipes/diracx-core/recipe.yaml", TARGET)
     url = r.rendered["source"][0]["url"]
     assert url.startswith("file:///") and "run-dxforge-fetch" in url
-    r = load_recipe(ROOT / "recipes/diracx-core/recipe.yaml", tmp_path.as_uri())
+    r = load_recipe(ROOT / "recipes/diracx-core/recipe.yaml", TARGET, tmp_path.as_uri())
     assert r.rendered["source"][0]["url"] == f"{tmp_path.as_uri()}/{r.source_filename}"
 
 
 def test_real_levels(recipes: list[Recipe]) -> None:
     g = graph_of(recipes)
     assert g.levels == [
-        ["diracx-core"],
+        ["diracx-core", "diracx-testing"],
         ["diracx-client", "diracx-db"],
         ["diracx-api", "diracx-logic"],
         ["diracx-cli", "diracx-tasks"],
@@ -89,7 +93,7 @@ def test_run_requirements_follow_requires_dist(recipes: list[Recipe], tmp_path: 
     the configured index; extras of third-party packages read from the index)."""
     cache = tmp_path / "sources"
     fetch_sources(recipes, cache)
-    drift = recipes_drift(recipe_paths(ROOT), cache)
+    drift = recipes_drift(recipe_paths(ROOT), cache, TARGET)
     assert all(not d.upstream.incomplete for d in drift.values()), {
         n: d.upstream.notes for n, d in drift.items()
     }
@@ -156,11 +160,11 @@ def test_recipe_checks_name_file_and_key(
     assert old in text
     path.write_text(text.replace(old, new, 1))
     with pytest.raises(DxError) as e:
-        load_recipe(path)
+        load_recipe(path, TARGET)
     assert str(path) in str(e.value) and message in str(e.value)
 
 
 def test_recipe_directory_must_match_package(tmp_path: Path) -> None:
     path = _copy(tmp_path, "diracx-kore")
     with pytest.raises(DxError, match="key package.name: 'diracx-core' differs"):
-        load_recipe(path)
+        load_recipe(path, TARGET)

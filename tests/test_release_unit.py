@@ -1,6 +1,6 @@
 """The release's parts, offline and fast: the lockfile diff and the notes, the SBOM and its
 schema check, what the upstream test stage reads from an sdist (which packages have a suite,
-their pytest plugins, the JUnit counts), the isolation helpers and publishing."""
+their pytest plugins, the JUnit counts), the timeline, the isolation helpers and publishing."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dxforge import isolate, notes, sbom, upstream
+from dxforge import isolate, needs, notes, sbom, upstream
 from dxforge.channel import Package
-from dxforge.layout import Layout
-from dxforge.release import _publish
-from dxforge.util import DxError
+from dxforge.target import Target
+from dxforge.util import DxError, publish
 
 LOCK_OLD = """# platform: linux-64
 @EXPLICIT
@@ -72,7 +71,10 @@ def notes_data(**over: object) -> dict:
                  "upgraded": [{"name": "diracx-core", "from": "9.9.8 a", "to": "9.9.9 a"}]},
         "drift": [], "upstream_tests": {"diracx-core": {"passed": 120, "failed": 0, "errors": 0,
                                                        "skipped": 3, "seconds": 12.0}},
-        "stages": {"bump": 1.0},
+        "stages": [{"name": "bump", "branch": "release", "start": 0.0, "end": 1.0,
+                    "seconds": 1.0}],
+        "end_to_end": {"version": "9.9.9", "isolation": "as uid 65534, offline", "seconds": 31,
+                       "checks": ["sandbox round trip: 3 files, 262158 bytes, the same bytes"]},
     }
     data.update(over)
     return data
@@ -86,7 +88,10 @@ def test_notes_show_sha256_diff_tests_and_comparisons_uncut() -> None:
     assert "- size: 3.0 MiB (previous: 2.0 MiB)" in md and "78 (previous: 70)" in md
     assert "| diracx-core | 120 | 0 | 0 | 3 | 12 |" in md and "120 tests passed" in md
     assert "The run requirements match upstream's Requires-Dist." in md
-    first = notes.markdown(notes_data(previous=None, diff=None, upstream_tests={}))
+    assert "- sandbox round trip: 3 files, 262158 bytes, the same bytes" in md
+    assert "```mermaid" in md and "| bump | release | 0.0 | 1.0 | 1.0 |" in md
+    first = notes.markdown(notes_data(previous=None, diff=None, upstream_tests={},
+                                      end_to_end=None))
     assert "No previous release to compare with." in first and "Not run." in first
 
 
@@ -138,14 +143,14 @@ def test_a_suite_is_a_package_s_tests_beside_its_own_code(tmp_path: Path) -> Non
         "diracx-core/src/diracx/core/__init__.py": b""})
     core = FakeRecipe("diracx-core", "diracx_core-1.0.tar.gz")
     meta = FakeRecipe("diracx", "diracx-1.0.tar.gz")
-    assert upstream.has_tests(core, tmp_path)  # type: ignore[arg-type]
-    assert not upstream.has_tests(meta, tmp_path)  # type: ignore[arg-type]
+    assert needs.has_tests(core, tmp_path)  # type: ignore[arg-type]
+    assert not needs.has_tests(meta, tmp_path)  # type: ignore[arg-type]
     laid = upstream.layout_tests([core, meta], tmp_path, tmp_path / "w")  # type: ignore[list-item]
     assert list(laid) == ["diracx-core"]
     assert (laid["diracx-core"] / "tests/test_a.py").is_file()
     assert not (laid["diracx-core"] / "src").exists()  # never the sdist's sources
     with pytest.raises(DxError, match="run dxforge fetch"):
-        upstream.has_tests(FakeRecipe("x", "x-1.tar.gz"), tmp_path)  # type: ignore[arg-type]
+        needs.has_tests(FakeRecipe("x", "x-1.tar.gz"), tmp_path)  # type: ignore[arg-type]
 
 
 def test_pytest_plugins_are_kept_and_coverage_dropped(tmp_path: Path) -> None:
@@ -167,35 +172,52 @@ def test_junit_counts(tmp_path: Path) -> None:
     assert not upstream.SuiteResult("x").ok  # a suite that ran nothing did not pass
 
 
-def test_scratch_is_reachable_by_the_unprivileged_user(tmp_path: Path) -> None:
-    closed = tmp_path / "closed"
-    closed.mkdir(mode=0o700)
-    assert not isolate.reachable(closed / "x")
-    d = isolate.scratch(closed, "t-")
-    try:
-        assert isolate.reachable(d)
-        assert (d.parent == closed) == (os.geteuid() != 0)
-    finally:
-        isolate.remove(d)
-    assert not d.exists()
-
-
-def test_publish_renames_into_place_and_moves_latest(tmp_path: Path) -> None:
-    layout = Layout(tmp_path, tmp_path / "build")
-    layout.releases.mkdir(parents=True)
+def test_publish_swaps_in_place_and_moves_latest(tmp_path: Path) -> None:
+    releases = tmp_path / "releases"
+    releases.mkdir()
     for version in ("1.0.0", "1.0.1"):
-        staged = layout.releases / f".{version}.new"
+        staged = releases / f".{version}.new"
         staged.mkdir()
         (staged / "notes.md").write_text(version)
-        assert _publish(layout, version, staged) == layout.releases / version
+        assert publish(staged, releases / version, latest=releases / "latest") == \
+            releases / version
         assert not staged.exists()
-        assert os.readlink(layout.releases / "latest") == version
-    again = layout.releases / ".1.0.1.new"
+        assert os.readlink(releases / "latest") == version
+        assert (releases / "latest/notes.md").read_text() == version
+    again = releases / ".1.0.1.new"
     again.mkdir()
     (again / "notes.md").write_text("re-released")
-    _publish(layout, "1.0.1", again)
-    assert (layout.releases / "latest/notes.md").read_text() == "re-released"
-    assert sorted(p.name for p in layout.releases.iterdir()) == ["1.0.0", "1.0.1", "latest"]
+    publish(again, releases / "1.0.1", latest=releases / "latest")
+    assert (releases / "latest/notes.md").read_text() == "re-released"
+    assert (releases / "1.0.0/notes.md").read_text() == "1.0.0"
+    visible = sorted(p.name for p in releases.iterdir() if not p.name.startswith("."))
+    assert visible == ["1.0.0", "1.0.1", "latest"]
+    hidden = [p.name for p in releases.iterdir() if p.name.startswith(".")]
+    assert len(hidden) == 2  # one versioned directory per release, nothing left over
+
+
+def test_a_plain_directory_is_replaced_in_one_step(tmp_path: Path) -> None:
+    target = tmp_path / "channel"
+    target.mkdir()
+    (target / "old").write_text("x")
+    new = tmp_path / ".channel.new"
+    new.mkdir()
+    (new / "repodata.json").write_text("{}")
+    publish(new, target)
+    assert target.is_symlink() and sorted(os.listdir(target)) == ["repodata.json"]
+
+
+def test_the_timeline_is_a_gantt_chart_beside_the_table() -> None:
+    stages = [{"name": "bump", "branch": "release", "start": 0.0, "end": 4.2, "seconds": 4.2},
+              {"name": "tests", "branch": "tests", "start": 40.0, "end": 150.5,
+               "seconds": 110.5},
+              {"name": "installer", "branch": "installer", "start": 40.0, "end": 75.0,
+               "seconds": 35.0}]
+    chart = notes.gantt(stages)
+    assert chart[0] == "```mermaid" and chart[1] == "gantt" and chart[-1] == "```"
+    assert "    dateFormat X" in chart
+    assert "    section tests" in chart and "    section installer" in chart
+    assert "    tests (110 s) :40, 150" in chart and "    bump (4 s) :0, 4" in chart
 
 
 def test_test_requirements_are_the_extras_without_their_markers(tmp_path: Path) -> None:
@@ -211,7 +233,7 @@ def test_test_requirements_are_the_extras_without_their_markers(tmp_path: Path) 
         "PKG-INFO": b"Metadata-Version: 2.1\nName: diracx-client\nVersion: 1.0\n"})
     recipes = [FakeRecipe("diracx-core", "diracx_core-1.0.tar.gz"),
                FakeRecipe("diracx-client", "diracx_client-1.0.tar.gz")]
-    metas = upstream.metadata(recipes, tmp_path)  # type: ignore[arg-type]
-    reqs = [str(r) for r in upstream.test_requirements(metas)]
+    metas = needs.metadata(recipes, tmp_path)  # type: ignore[arg-type]
+    reqs = [str(r) for r in needs.test_requirements(metas, Target("3.13", "3.13.5"))]
     # the testing extra on this platform, no typing stubs, no package built here, and pytest
     assert reqs == ["diracx-testing", "freezegun", "pytest"]

@@ -162,7 +162,7 @@ def test_converted_wheel_installs_and_runs(seed_channel: Path, tmp_path: Path) -
 
 
 def test_every_recipe_and_construct_requirement_solves_from_the_seed(seed_channel: Path) -> None:
-    from dxforge.installer.spec import load_construct
+    from dxforge.construct import load_construct
 
     recipes = load_recipes(ROOT)
     assert len(recipes) == 9

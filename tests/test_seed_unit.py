@@ -1,10 +1,12 @@
 """Fast unit tests of the seed: conda-forge names, specifiers, markers, extras, the seed plan,
-wheel conversion (entry points, placeholders), text replacement and Debian versions."""
+wheel conversion (entry points, placeholders, stripping) and Debian versions. The target is the
+tests' own (CPython 3.11.7); the project's comes from construct.yaml."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from dxforge.names import (
     pypi_name,
 )
 from dxforge.runtime.apt import conda_version
-from dxforge.seed.pack import PLACEHOLDER, replace_in_text_files
+from dxforge.package import PLACEHOLDER
 from dxforge.seed.plan import plan
 from dxforge.seed.wheels import (
     conversion_spec,
@@ -33,8 +35,10 @@ from dxforge.seed.wheels import (
     read_wheel,
 )
 from dxforge.specs import conda_spec, conda_specifier, pep440_specifier, split_spec
+from dxforge.target import Target
 from dxforge.util import DxError
 
+TARGET = Target("3.11", "3.11.7")
 SHEBANG = f"#!{PLACEHOLDER}/bin/python3.11"
 
 # --- names ------------------------------------------------------------------------------------
@@ -165,14 +169,14 @@ def test_python_requirement_allows_blanks(requires_python: str | None, spec: str
     ],
 )
 def test_markers_for_linux_64_cp311(marker: str, applies: bool) -> None:
-    assert marker_applies(Requirement(f"x; {marker}").marker) is applies
+    assert marker_applies(Requirement(f"x; {marker}").marker, TARGET) is applies
 
 
 def test_extra_markers_need_the_extra() -> None:
     marker = Requirement('x; extra == "test" and sys_platform == "linux"').marker
-    assert marker_applies(marker, ["test"]) and not marker_applies(marker)
+    assert marker_applies(marker, TARGET, ["test"]) and not marker_applies(marker, TARGET)
     win = Requirement('x; extra == "test" and sys_platform == "win32"').marker
-    assert not marker_applies(win, ["test"])
+    assert not marker_applies(win, TARGET, ["test"])
 
 
 def test_windows_and_old_python_deps_are_dropped() -> None:
@@ -185,9 +189,13 @@ def test_windows_and_old_python_deps_are_dropped() -> None:
             "exceptiongroup; python_version<'3.11'",
             "typing-extensions>=4.6; python_version < '3.13'",
             "pytest; extra == 'test'",
-        ]
+        ],
+        TARGET,
     )
     assert run == {"uvloop": "", "typing_extensions": ">=4.6"}
+    on_313 = conda_run_requirements(["typing-extensions>=4.6; python_version < '3.13'"],
+                                    Target("3.13", "3.13.5"))
+    assert on_313 == {}
 
 
 EXTRAS_LOOKUP = {
@@ -207,7 +215,7 @@ EXTRAS_LOOKUP = {
 
 
 def test_extras_expand_recursively() -> None:
-    got = expand(Requirement("uvicorn[standard]>=0.30"), EXTRAS_LOOKUP.__getitem__)
+    got = expand(Requirement("uvicorn[standard]>=0.30"), EXTRAS_LOOKUP.__getitem__, TARGET)
     assert [str(r) for r in got] == [
         "uvicorn>=0.30",
         "httptools>=0.6.3",
@@ -218,13 +226,13 @@ def test_extras_expand_recursively() -> None:
 
 
 def test_extras_cycles_terminate() -> None:
-    got = expand(Requirement("cycle[a]"), EXTRAS_LOOKUP.__getitem__)
+    got = expand(Requirement("cycle[a]"), EXTRAS_LOOKUP.__getitem__, TARGET)
     assert sorted({str(r) for r in got}) == ["cycle", "msgpack"]
 
 
 def test_extra_without_metadata_is_an_error() -> None:
     with pytest.raises(DxError, match=r"where: redis\[hiredis\] asks for extra \[hiredis\]"):
-        expand(Requirement("redis[hiredis]"), None, "where")
+        expand(Requirement("redis[hiredis]"), None, TARGET, "where")
 
 
 def test_conda_run_requirements_merge_and_rename() -> None:
@@ -237,6 +245,7 @@ def test_conda_run_requirements_merge_and_rename() -> None:
             "uvicorn[standard]; python_version >= '3.8'",
             "pytest; extra == 'test'",
         ],
+        TARGET,
         EXTRAS_LOOKUP.__getitem__,
     )
     assert run == {
@@ -305,7 +314,7 @@ def test_pep440_specifier_errors_name_the_place() -> None:
         pep440_specifier(">=1.0.*.x", "recipe.yaml: foo")
 
 
-def test_plan_excludes_siblings_virtual_runtime_and_voms(tmp_path: Path) -> None:
+def test_plan_excludes_siblings_virtual_and_runtime_packages(tmp_path: Path) -> None:
     reqs = {
         "a/recipe.yaml: requirements.host": ["python 3.11.*", "pip", "hatchling"],
         "a/recipe.yaml: requirements.run": [
@@ -327,14 +336,13 @@ def test_plan_excludes_siblings_virtual_runtime_and_voms(tmp_path: Path) -> None
         "redis>=5,<6",
         "typing-extensions",
     ]
-    assert sp.voms is True
     assert sp.sources["msgpack-python >=1.0"] == [
         "a/recipe.yaml: requirements.run",
         "b/recipe.yaml: requirements.run",
     ]
     assert sp.sources["voms"] == [f"{tmp_path / 'construct.yaml'}: specs"]
     assert not any(k.startswith(("diracx-core", "__glibc")) for k in sp.sources)
-    assert plan(tmp_path, set(), {"r": ["pip"]}, []).voms is False
+    assert not any(r.startswith(("voms", "python", "openssl", "git")) for r in sp.requirements)
 
 
 def test_plan_error_names_the_recipe(tmp_path: Path) -> None:
@@ -443,7 +451,7 @@ LOOKUP = {"redis": ["hiredis>=3.0; extra == 'hiredis'"]}
 
 
 def test_conversion_spec_pure_is_noarch_python(tmp_path: Path) -> None:
-    spec = conversion_spec(read_wheel(pure_wheel(tmp_path)), LOOKUP)
+    spec = conversion_spec(read_wheel(pure_wheel(tmp_path)), LOOKUP, TARGET)
     assert (spec.name, spec.version, spec.subdir, spec.noarch) == (
         "tiny-tool",
         "1.2.0",
@@ -460,12 +468,12 @@ def test_conversion_spec_pure_is_noarch_python(tmp_path: Path) -> None:
     ]
     assert spec.license == "MIT" and spec.summary
     # the build string follows the dependencies
-    other = conversion_spec(read_wheel(pure_wheel(tmp_path)), {"redis": []})
+    other = conversion_spec(read_wheel(pure_wheel(tmp_path)), {"redis": []}, TARGET)
     assert other.build != spec.build and "hiredis >=3.0" not in other.depends
 
 
 def test_conversion_spec_binary_is_linux_64(tmp_path: Path) -> None:
-    spec = conversion_spec(read_wheel(binary_wheel(tmp_path)), {})
+    spec = conversion_spec(read_wheel(binary_wheel(tmp_path)), {}, TARGET)
     assert (spec.name, spec.subdir, spec.noarch) == ("fast-thing", "linux-64", None)
     assert spec.depends == [
         "python >=3.11,<3.12.0a0",
@@ -478,7 +486,7 @@ def test_conversion_spec_binary_is_linux_64(tmp_path: Path) -> None:
 
 def test_conversion_needs_metadata_for_extras(tmp_path: Path) -> None:
     with pytest.raises(DxError, match=r"tiny-tool: needs the metadata of redis"):
-        conversion_spec(read_wheel(pure_wheel(tmp_path)), {})
+        conversion_spec(read_wheel(pure_wheel(tmp_path)), {}, TARGET)
 
 
 def unpack(conda: Path, dest: Path) -> Path:
@@ -491,7 +499,7 @@ def paths_by_name(root: Path) -> dict[str, dict]:
 
 
 def test_convert_pure_wheel(tmp_path: Path) -> None:
-    conda = convert_wheel(pure_wheel(tmp_path), LOOKUP, tmp_path / "out")
+    conda = convert_wheel(pure_wheel(tmp_path), LOOKUP, tmp_path / "out", TARGET)
     assert conda == tmp_path / "out/noarch" / f"tiny-tool-1.2.0-{conda.stem.split('-')[-1]}.conda"
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["noarch", conda.name]
     root = unpack(conda, tmp_path / "pkg")
@@ -543,7 +551,7 @@ def test_convert_pure_wheel(tmp_path: Path) -> None:
 
 
 def test_convert_binary_wheel(tmp_path: Path) -> None:
-    conda = convert_wheel(binary_wheel(tmp_path), {}, tmp_path / "out")
+    conda = convert_wheel(binary_wheel(tmp_path), {}, tmp_path / "out", TARGET)
     assert conda.parent == tmp_path / "out/linux-64" and conda.name.startswith("fast-thing-0.3.1-")
     root = unpack(conda, tmp_path / "pkg")
     index = json.loads((root / "info/index.json").read_text())
@@ -567,44 +575,50 @@ def test_convert_binary_wheel(tmp_path: Path) -> None:
     assert "prefix_placeholder" not in so
 
 
+@pytest.mark.skipif(not shutil.which("gcc"), reason="gcc is not installed")
+def test_binary_wheels_lose_their_debug_info_and_keep_what_linking_needs(tmp_path: Path) -> None:
+    """As ``auditwheel repair --strip``: no debug sections or static symbols are left, and the
+    library still loads and its exported function still runs."""
+    import ctypes
+    import subprocess
+
+    from dxforge.elf import debug_sections
+
+    src = tmp_path / "speed.c"
+    src.write_text("static int helper(int x) { return x * 2; }\n"
+                   "int fast_double(int x) { return helper(x); }\n")
+    so = tmp_path / "speed.so"
+    subprocess.run(["gcc", "-g", "-O0", "-shared", "-fPIC", "-o", str(so), str(src)],
+                   check=True)
+    assert debug_sections(so)
+    name = "fast_thing/_speed.cpython-311-x86_64-linux-gnu.so"
+    wheel = build_wheel(tmp_path / "wheels", "fast-thing", "0.3.1", tag=BINARY_TAG,
+                        files={name: so.read_bytes()})
+    root = unpack(convert_wheel(wheel, {}, tmp_path / "out", TARGET), tmp_path / "pkg")
+    stripped = root / "lib/python3.11/site-packages" / name
+    assert debug_sections(stripped) == []
+    assert stripped.stat().st_size < so.stat().st_size
+    assert ctypes.CDLL(str(stripped)).fast_double(21) == 42
+
+
 def test_convert_damaged_wheel_names_it(tmp_path: Path) -> None:
     good = pure_wheel(tmp_path)
     bad = tmp_path / "bad" / good.name
     bad.parent.mkdir()
     bad.write_bytes(good.read_bytes()[:200])
     with pytest.raises(DxError, match=r"Tiny_Tool-1\.2\.0-py3-none-any\.whl: not a valid wheel"):
-        convert_wheel(bad, LOOKUP, tmp_path / "out")
+        convert_wheel(bad, LOOKUP, tmp_path / "out", TARGET)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.conda"))
 
 
 def test_wheel_with_unsafe_path_is_refused(tmp_path: Path) -> None:
     path = build_wheel(tmp_path / "w", "evil", "1.0", files={"../../etc/evil": b"x"})
     with pytest.raises(DxError, match=r"evil-1\.0-py3-none-any\.whl: unsafe path"):
-        convert_wheel(path, {}, tmp_path / "out")
+        convert_wheel(path, {}, tmp_path / "out", TARGET)
     assert not list((tmp_path / "out").rglob("*.conda"))
 
 
-# --- text replacement, Debian versions ----------------------------------------------------
-
-
-def test_replace_in_text_files_skips_binary_files(tmp_path: Path) -> None:
-    old = "/root/.pyenv/versions/3.11.7"
-    (tmp_path / "lib").mkdir()
-    text = tmp_path / "lib/_sysconfigdata.py"
-    text.write_text(f"prefix = '{old}'\nlib = '{old}/lib'\n")
-    os.chmod(text, 0o640)
-    binary = tmp_path / "lib/libpython.so"
-    blob = b"\x7fELF\0\0" + old.encode() + b"\0rest"
-    binary.write_bytes(blob)
-    plain = tmp_path / "README"
-    plain.write_text("nothing to see\n")
-    (tmp_path / "link").symlink_to(text)
-    changed = replace_in_text_files(tmp_path, old, PLACEHOLDER)
-    assert changed == ["lib/_sysconfigdata.py"]
-    assert text.read_text() == f"prefix = '{PLACEHOLDER}'\nlib = '{PLACEHOLDER}/lib'\n"
-    assert text.stat().st_mode & 0o777 == 0o640
-    assert binary.read_bytes() == blob
-    assert plain.read_text() == "nothing to see\n"
+# --- Debian versions -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 
 from dxforge.installer.payload import Payload
 from dxforge.installer.shell import render_header
-from dxforge.installer.spec import load_construct
+from dxforge.construct import load_construct
 from dxforge.installer.stage import Stage
 
 ROOT = Path(__file__).resolve().parents[1]

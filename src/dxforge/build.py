@@ -1,13 +1,16 @@
 """``dxforge build``: build the recipes in topological order into the output channel.
 
-Each package is built by rattler-build in a worker process whose output goes to
-``<build>/logs/<name>.log`` (a subdirectory for another output channel than the default,
-:func:`scratch_dirs`). The graph is built level by level, up to ``--jobs`` packages of a level
-at once; each finished ``.conda`` is moved into the channel and the channel re-indexed, so later
-levels see earlier ones. A package is skipped when its fingerprint (rendered recipe, recipe
-files, source sha256, its local dependencies' fingerprints, channels) matches the one recorded
-for the file the channel holds, and that file still matches the channel's repodata (size and
-sha256); a damaged or missing file is rebuilt.
+Each package is built by rattler-build (with the target's variant) in a worker process whose
+output goes to ``<build>/logs/<name>.log`` (a subdirectory for another output channel than the
+default, :func:`scratch_dirs`). The graph is built level by level, up to ``--jobs`` packages of a
+level at once; each level's packages then join the channel in one publish (a new channel
+directory, indexed and checked, swapped in atomically), so later levels see earlier ones.
+
+A package's fingerprint covers its rendered recipe, recipe files, source sha256, its local
+dependencies' fingerprints and the channels it is built against (the seed by its content). It is
+skipped when the channel's file has that fingerprint and still matches the repodata; else it is
+copied from the user cache, where every built package is kept by fingerprint (its sha256
+checked); else built.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -30,12 +34,13 @@ from dxforge.fetch import fetch_sources, missing_sources, sources_url
 from dxforge.graph import Graph, graph_of
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
-from dxforge.recipes import SOURCES_ENV, Recipe, load_recipes
-from dxforge.util import DxError, atomic_write_text, file_lock
+from dxforge.recipes import SOURCES_ENV, Recipe, load_recipes, variant_config
+from dxforge.target import project_target
+from dxforge.util import DxError, atomic_write_text, file_lock, publish, sha256_file
 
 STATE = "dxforge-build.json"
 """Fingerprints of the packages in the output channel, next to its repodata."""
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
 
 
 @dataclass
@@ -61,7 +66,7 @@ class PackageResult:
 
     name: str
     version: str
-    status: str  # built | skipped | failed | not built
+    status: str  # built | cached (from the user cache) | skipped | failed | not built
     build_string: str = ""
     seconds: float = 0.0
     size_bytes: int = 0
@@ -69,6 +74,9 @@ class PackageResult:
     sha256: str = ""
     reason: str = ""
     log: str = ""
+
+
+DONE = ("built", "cached", "skipped")
 
 
 @dataclass
@@ -81,16 +89,20 @@ class BuildReport:
 
     @property
     def ok(self) -> bool:
-        return all(p.status in ("built", "skipped") for p in self.packages)
+        return all(p.status in DONE for p in self.packages)
+
+    @property
+    def status(self) -> str:
+        return "built" if self.ok else "failed"
 
     def count(self, status: str) -> int:
         return sum(p.status == status for p in self.packages)
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "status": self.status,
             "channel": self.channel,
             "channels": self.channels,
-            "ok": self.ok,
             "jobs": self.jobs,
             "seconds": round(self.seconds, 2),
             "packages": [asdict(p) for p in self.packages],
@@ -193,13 +205,16 @@ def _log_error(log: Path) -> str:
     return f": {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
-def _worker_command(recipe: Path, work: Path, channels: list[str]) -> list[str]:
-    args = json.dumps({"recipe": str(recipe), "output_dir": str(work), "channels": channels})
+def _worker_command(recipe: Path, work: Path, channels: list[str],
+                    variant: dict[str, list[str]]) -> list[str]:
+    args = json.dumps({"recipe": str(recipe), "output_dir": str(work), "channels": channels,
+                       "variant": variant})
     return [sys.executable, "-m", "dxforge.build_worker", args]
 
 
 def _run_worker(
-    recipe: Recipe, work: Path, channels: list[str], log: Path, env: dict[str, str]
+    recipe: Recipe, work: Path, channels: list[str], log: Path, env: dict[str, str],
+    variant: dict[str, list[str]],
 ) -> dict[str, Any]:
     """Build one recipe in a child process; its output goes to ``log``."""
     shutil.rmtree(work, ignore_errors=True)
@@ -210,7 +225,7 @@ def _run_worker(
         f.write(f"# dxforge build {recipe.name} {recipe.version}\n# channels: {channels}\n")
         f.flush()
         proc = subprocess.run(
-            _worker_command(recipe.path, work, channels),
+            _worker_command(recipe.path, work, channels, variant),
             stdout=f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -225,29 +240,73 @@ def _run_worker(
     return json.loads(result_file.read_text())
 
 
-def _publish(out: Path, built: Path, name: str) -> tuple[Path, str]:
-    """Move ``built`` into the channel and re-index; older files of the same package are
-    removed only after the index stops listing them, so the repodata never names a missing
-    file. Returns the file and its sha256, checked against the new repodata."""
-    subdir = built.parent.name
-    dest = out / subdir / built.name
+def _publish_level(out: Path, built: dict[str, Path], state: dict[str, Any]) -> dict[str, str]:
+    """One publish of the channel with ``built`` (name -> a new ``.conda``) in place of those
+    packages' older files: a new channel directory (hard links of the rest), indexed, every
+    new file checked against the index, then swapped in atomically. Returns the new files'
+    sha256 by name."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        replaced = set(built)
+        for p in sorted(out.rglob("*.conda")) if out.is_dir() else []:
+            if p.name.rsplit("-", 2)[0] not in replaced:
+                _link(p, new / p.relative_to(out))
+        for pkg in built.values():
+            _link(pkg, new / pkg.parent.name / pkg.name)
+        atomic_write_text(new / STATE, json.dumps(state, indent=2, sort_keys=True))
+        ch.index(new)
+        records = ch.repodata_records(new)
+        sha: dict[str, str] = {}
+        for name, pkg in built.items():
+            rel = f"{pkg.parent.name}/{pkg.name}"
+            problem = ch.verify_file(new, rel, records.get(rel))
+            if problem:
+                raise DxError(f"{name}: the package does not match the channel index: {problem}")
+            sha[name] = str(records[rel]["sha256"])
+        os.chmod(new, 0o755)
+        publish(new, out)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+    return sha
+
+
+def _link(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(built, dest)
-    older = [
-        old
-        for old in (out / subdir).glob(f"{name}-*.conda")
-        if old != dest and old.name.rsplit("-", 2)[0] == name
-    ]
-    ch.index_atomic(out, exclude=older)
-    for old in older:
-        old.unlink()
-    rel = dest.relative_to(out).as_posix()
-    record = ch.repodata_records(out).get(rel)
-    problem = ch.verify_file(out, rel, record)
-    if problem:
-        raise DxError(f"{name}: the published package does not match the channel index: {problem}")
-    assert record is not None
-    return dest, str(record["sha256"])
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def _cache_entry(cache: Path, fingerprint: str) -> Path:
+    return cache / "builds" / fingerprint[:24]
+
+
+def _from_cache(cache: Path, fingerprint: str) -> tuple[Path, dict[str, Any]] | None:
+    """The package built for ``fingerprint``, from the user cache, when its sha256 holds."""
+    entry = _cache_entry(cache, fingerprint)
+    try:
+        meta = json.loads((entry / "package.json").read_text())
+    except (OSError, ValueError):
+        return None
+    pkg = entry / meta["file"]
+    if meta.get("fingerprint") != fingerprint or not pkg.is_file() or \
+            sha256_file(pkg) != meta.get("sha256"):
+        return None
+    return pkg, meta
+
+
+def _to_cache(cache: Path, fingerprint: str, pkg: Path, meta: dict[str, Any]) -> None:
+    entry = _cache_entry(cache, fingerprint)
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _link(pkg, tmp / pkg.parent.name / pkg.name)
+    atomic_write_text(tmp / "package.json", json.dumps(
+        {**meta, "fingerprint": fingerprint, "file": f"{pkg.parent.name}/{pkg.name}",
+         "sha256": sha256_file(pkg)}, indent=1))
+    shutil.rmtree(entry, ignore_errors=True)
+    os.replace(tmp, entry)
 
 
 def _select(graph: Graph, opts: BuildOptions) -> list[str]:
@@ -277,6 +336,8 @@ class _Run:
     env: dict[str, str]
     work: Path
     logs: Path
+    variant: dict[str, list[str]]
+    cache: Path
     failed: set[str] = field(default_factory=set)
     stop: bool = False
 
@@ -312,12 +373,13 @@ class _Run:
         """Run rattler-build for ``name`` in a worker process (thread-safe)."""
         return _run_worker(
             self.recipes[name], self.work / name, self.channels, self.logs / f"{name}.log",
-            self.env,
+            self.env, self.variant,
         )
 
     def finish(self, name: str, outcome: dict[str, Any] | DxError, seconds: float,
-               why: str) -> PackageResult:
-        """Publish a finished build, or record its failure (main thread only)."""
+               why: str) -> tuple[PackageResult, Path | None]:
+        """A finished build (kept in the user cache; published with its level), or its failure
+        recorded (main thread only)."""
         log = str(self.logs / f"{name}.log")
         try:
             if isinstance(outcome, DxError):
@@ -325,7 +387,6 @@ class _Run:
             files = [Path(p) for p in outcome["packages"]]
             if len(files) != 1:
                 raise DxError(f"{name}: expected one package, rattler-build made {files}")
-            dest, sha256 = _publish(self.out, files[0], name)
         except DxError as e:
             res = PackageResult(name, self.recipes[name].version, "failed", reason=str(e),
                                 seconds=round(seconds, 2), log=log)
@@ -340,36 +401,65 @@ class _Run:
                 )
             self.failed.add(name)
             self.stop = not self.opts.keep_going
-            return res
+            return res, None
         res = PackageResult(
             name=name,
             version=outcome["version"],
             status="built",
             build_string=outcome["build_string"],
             seconds=round(seconds, 2),
-            size_bytes=dest.stat().st_size,
-            file=dest.relative_to(self.out).as_posix(),
-            sha256=sha256,
+            size_bytes=files[0].stat().st_size,
+            file=f"{files[0].parent.name}/{files[0].name}",
             reason=why,
             log=log,
         )
-        self.state[name] = {
-            **{k: v for k, v in asdict(res).items() if k not in ("status", "reason")},
-            "fingerprint": self.prints[name],
-        }
+        _to_cache(self.cache, self.prints[name], files[0],
+                  {"name": name, "version": res.version, "build_string": res.build_string})
+        return res, files[0]
+
+    def cached(self, name: str) -> tuple[PackageResult, Path] | None:
+        """The package of this fingerprint from the user cache, as a result to publish."""
+        found = _from_cache(self.cache, self.prints[name])
+        if found is None:
+            return None
+        pkg, meta = found
+        return PackageResult(name, meta["version"], "cached", build_string=meta["build_string"],
+                             size_bytes=pkg.stat().st_size, file=meta["file"],
+                             reason="built before with this fingerprint (user cache)"), pkg
+
+    def publish(self, done: list[tuple[PackageResult, Path]]) -> None:
+        """One level's packages into the channel, their state beside them."""
+        if not done:
+            return
+        for res, _pkg in done:
+            self.state[res.name] = {
+                **{k: v for k, v in asdict(res).items() if k not in ("status", "reason")},
+                "fingerprint": self.prints[res.name],
+            }
+        sha = _publish_level(self.out, {res.name: pkg for res, pkg in done}, self.state)
+        for res, _pkg in done:
+            res.sha256 = self.state[res.name]["sha256"] = sha[res.name]
         atomic_write_text(self.out / STATE, json.dumps(self.state, indent=2, sort_keys=True))
-        shutil.rmtree(self.work / name, ignore_errors=True)
-        return res
+        for res, _pkg in done:
+            shutil.rmtree(self.work / res.name, ignore_errors=True)
 
 
 def _build_level(run: _Run, todo: list[tuple[str, str]], progress: Progress) -> list[PackageResult]:
-    """Build ``todo`` (``(name, why)``, one graph level), up to ``jobs`` at a time; each is
-    published as soon as it is finished."""
+    """Build ``todo`` (``(name, why)``, one graph level), up to ``jobs`` at a time, taking from
+    the user cache what was built before; then publish the level."""
     results: list[PackageResult] = []
-    jobs = max(1, min(run.opts.jobs, len(todo)))
+    done: list[tuple[PackageResult, Path]] = []
+    queue = []
+    for name, why in todo:
+        hit = None if run.opts.force else run.cached(name)
+        if hit is None:
+            queue.append((name, why))
+        else:
+            done.append(hit)
+            results.append(hit[0])
+    jobs = max(1, min(run.opts.jobs, len(queue) or 1))
     with ThreadPoolExecutor(jobs) as pool:
         pending = {}
-        queue = list(todo)
 
         def submit() -> None:
             name, why = queue.pop(0)
@@ -383,18 +473,26 @@ def _build_level(run: _Run, todo: list[tuple[str, str]], progress: Progress) -> 
             for fut in sorted(finished, key=lambda f: pending[f][0]):
                 name, why = pending.pop(fut)
                 outcome, seconds = fut.result()
-                res = run.finish(name, outcome, seconds, why)
+                res, pkg = run.finish(name, outcome, seconds, why)
                 results.append(res)
-                progress.done(name, res)
+                if pkg is not None:
+                    done.append((res, pkg))
             while queue and len(pending) < jobs and not run.stop:
                 submit()
         for name, _why in queue:  # stopped by a failure
-            res = PackageResult(
+            results.append(PackageResult(
                 name, run.recipes[name].version, "not built",
                 reason="stopped after a failure (use --keep-going)",
-            )
-            results.append(res)
-            progress.done(name, res)
+            ))
+    try:
+        run.publish(done)
+    except DxError as e:
+        for res, _pkg in done:
+            res.status, res.reason = "failed", str(e)
+            run.failed.add(res.name)
+        run.stop = True
+    for res in results:
+        progress.done(res.name, res)
     return results
 
 
@@ -416,7 +514,8 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
     layout, out = opts.layout, opts.channel
     channels = build_channels(opts)
     url = sources_url(layout.sources)
-    recipes_list = load_recipes(layout.root, url)
+    target = project_target(layout.construct)
+    recipes_list = load_recipes(layout.root, url, target)
     graph = graph_of(recipes_list)
     recipes = {r.name: r for r in recipes_list}
     selected = _select(graph, opts)
@@ -427,12 +526,12 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
     work, logs = scratch_dirs(layout, out)
     results: dict[str, PackageResult] = {}
     with file_lock(ch.lock_path(out), f"channel {out}"):
-        out.mkdir(parents=True, exist_ok=True)
         if not (out / "noarch/repodata.json").exists():
-            ch.index_atomic(out)
+            _publish_level(out, {}, {})
         run = _Run(
             opts, graph, recipes, channels, fingerprints(graph, recipes, channels),
             _load_state(out), {**os.environ, SOURCES_ENV: url}, work, logs,
+            variant_config(target), layout.cache,
         )
         progress.begin("build", len(selected))
         chosen = set(selected)

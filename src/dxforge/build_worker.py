@@ -39,6 +39,7 @@ def main(arg: str) -> int:
     spec = json.loads(arg)
     recipe = rattler_build.Stage0Recipe.from_file(spec["recipe"])
     results = recipe.run_build(
+        variant_config=rattler_build.VariantConfig(spec["variant"]),
         tool_config=rattler_build.ToolConfiguration(test_strategy="native", compression_threads=2),
         output_dir=spec["output_dir"],
         channels=spec["channels"],

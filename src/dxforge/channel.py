@@ -179,6 +179,33 @@ def install(
         raise DxError(f"installing {len(records)} packages into {prefix} failed: {e}") from None
 
 
+def fetch_package(package: Package, dest: Path) -> Path:
+    """``package``'s file in the directory ``dest``, copied from a local channel or downloaded,
+    its sha256 checked."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / package.file_name
+    local = local_path(package.url)
+    if local is not None:
+        shutil.copyfile(local, out)
+    else:
+        import requests
+
+        try:
+            with requests.get(package.url, stream=True, timeout=60) as r:
+                r.raise_for_status()
+                with open(out, "wb") as f:
+                    for block in r.iter_content(1 << 20):
+                        f.write(block)
+        except requests.RequestException as e:
+            raise DxError(f"{package.url}: cannot download it ({e})") from None
+    got = sha256_file(out)
+    if package.sha256 and got != package.sha256:
+        out.unlink()
+        raise DxError(f"{package.url}: sha256 {got}, but the channel says {package.sha256}; "
+                      "re-index the channel or download again")
+    return out
+
+
 def create(
     channels: Sequence[str | Path], specs: Sequence[str], prefix: Path, *,
     cache_dir: Path | None = None, where: str = "",

@@ -25,8 +25,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from dxforge.construct import load_construct
 from dxforge.graph import Graph, load_graph
-from dxforge.installer.spec import load_construct
+from dxforge.isolate import shell_site
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
 from dxforge.util import DxError, atomic_write_text
@@ -176,7 +177,7 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
             {"name": "Not built here yet", "if": "${{ !matrix.enabled }}",
              "run": 'echo "::notice::the ${{ matrix.platform }} installer is declared, not '
                     'built yet (dxforge builds linux-64)"'},
-            *({**s, "if": "${{ matrix.enabled }}"} for s in _setup(cache=False)),
+            *({**s, "if": "${{ matrix.enabled }}"} for s in _setup()),
             {**_download("seed", "build/channels/seed"), "if": "${{ matrix.enabled }}"},
             {**_download("channel", "build/channels/dxforge"), "if": "${{ matrix.enabled }}"},
             {"name": "Installer", "if": "${{ matrix.enabled }}", "run": f"{DX} installer"},
@@ -194,8 +195,18 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
         "steps": [
             {"uses": ACTIONS["checkout"]},
             _download("installer-linux-64", "installer"),
-            {"name": "Pilot test as a user with a read-only HOME", "shell": "sh",
-             "run": PILOT_STEP},
+            {"name": "Pilot test as a user with a read-only HOME, offline", "shell": "sh",
+             "run": pilot_step()},
+        ],
+    }
+    jobs["end-to-end"] = {
+        **base, "name": "end to end: a DiracX server, the installer's client",
+        "needs": ["seed", "channel", "installer"],
+        "steps": [
+            *_setup(cache=False), _download("seed", "build/channels/seed"),
+            _download("channel", "build/channels/dxforge"),
+            _download("installer-linux-64", "build/installer"),
+            {"name": "End to end", "run": f"{DX} e2e"},
         ],
     }
     jobs["upstream-tests"] = {
@@ -218,22 +229,28 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
     }
 
 
-PILOT_STEP = """\
+PILOT_SCRIPT = "src/dxforge/data/pilot-test.sh"
+
+
+def pilot_step() -> str:
+    """The pilot step: the installer and the pilot checks run in a site made as
+    :class:`dxforge.isolate.Site` makes one (by :func:`dxforge.isolate.shell_site`)."""
+    return shell_site() + f"""\
 set -eu
 installer=$(ls installer/DIRACOS-*.sh)
-useradd -m pilot 2>/dev/null || adduser -D pilot
-chmod 555 /home/pilot
-chmod -R a+rX installer scripts
-mkdir -m 777 /tmp/pilot-site
-if [ "${{ matrix.expect }}" = refused ]; then
-    if su pilot -s /bin/sh -c "sh $installer -b -p /tmp/pilot-site/diracos" 2> refusal.txt; then
-        echo "the installer installed on glibc ${{ matrix.glibc }}, below its floor"; exit 1
+make_site /tmp/pilot-site
+cp "$installer" {PILOT_SCRIPT} /tmp/pilot-site/
+chmod a+r /tmp/pilot-site/*
+name=$(basename "$installer")
+if [ "${{{{ matrix.expect }}}}" = refused ]; then
+    if isolated sh "/tmp/pilot-site/$name" -b -p /tmp/pilot-site/work/diracos 2> refusal.txt; then
+        echo "the installer installed on glibc ${{{{ matrix.glibc }}}}, below its floor"; exit 1
     fi
     cat refusal.txt
     grep -q "Installer requires GLIBC" refusal.txt
-    test ! -e /tmp/pilot-site/diracos
+    test ! -e /tmp/pilot-site/work/diracos
 else
-    su pilot -s /bin/sh -c "sh scripts/pilot-test.sh $installer /tmp/pilot-site/diracos"
+    isolated sh /tmp/pilot-site/pilot-test.sh "/tmp/pilot-site/$name" /tmp/pilot-site/work/diracos
 fi
 """
 

@@ -394,8 +394,13 @@ def installer(
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory.")] = None,
     compression: Annotated[
-        str, typer.Option(help="Payload compression: gzip, xz or zstd.")
-    ] = "gzip",
+        str, typer.Option(help="Payload compression: zstd (with the installer's own "
+                          "decoder), gzip or xz.")
+    ] = "zstd",
+    pyc: Annotated[
+        str, typer.Option(help="The .pyc: unchecked-hash or timestamp (shipped), or install "
+                          "(compiled by the installer).")
+    ] = "unchecked-hash",
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -410,6 +415,7 @@ def installer(
         out=out_dir,
         channels=list(channel or []),
         compression=compression,
+        pyc=pyc,
     )
     result = build_installer(opts, render.ConsoleProgress(err, "installer"))
     if json_out:
@@ -519,6 +525,76 @@ def test_upstream(
         raise typer.Exit(1)
 
 
+def _installer_path(layout: Layout, installer: Path | None) -> Path:
+    from dxforge.construct import load_construct
+
+    path = installer or layout.installer / load_construct(layout.construct).installer_filename
+    if not path.is_file():
+        raise DxError(f"{path}: no such installer; build it with `dxforge installer` or name "
+                      "one")
+    return path.absolute()
+
+
+InstallerArg = Annotated[
+    Path | None, typer.Argument(help="The installer (default: the one dxforge installer made).")
+]
+
+
+@app.command()
+def pilot(
+    installer: InstallerArg = None,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """Install an installer as a pilot would (unprivileged, offline, read-only HOME) and run
+    the pilot checks on it."""
+    from dxforge.pilot import run_pilot
+
+    _start(json_out)
+    layout = _layout(root, build_dir)
+    path = _installer_path(layout, installer)
+    result = run_pilot(path, layout.logs / f"pilot-{path.stem}.log")
+    if json_out:
+        _print_json(result.as_json())
+        return
+    render.fields(out, f"pilot test of {result.installer}: {result.status}", [
+        ("install", f"{result.install_seconds:.2f} s"), ("isolation", result.isolation),
+        *(("check", c) for c in result.checks), ("log", result.log)])
+
+
+@app.command()
+def e2e(
+    installer: InstallerArg = None,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """DiracX end to end: a server from the channels, the installer's client, a sandbox round
+    trip; unprivileged, offline, loopback only."""
+    from dxforge.endtoend import run_end_to_end
+    from dxforge.recipes import load_recipes
+    from dxforge.target import project_target
+
+    _start(json_out)
+    layout = _layout(root, build_dir)
+    path = _installer_path(layout, installer)
+    target = project_target(layout.construct)
+    version = load_recipes(layout.root, target=target)[0].version
+    progress = render.ConsoleProgress(err, "e2e")
+    try:
+        result = run_end_to_end(path, [layout.channel.as_uri(), layout.seed.as_uri()], version,
+                                target, layout.logs / "e2e", layout.work / "pkgs", progress)
+    finally:
+        progress.close()
+    if json_out:
+        _print_json(result.as_json())
+        return
+    render.fields(out, f"end to end with DiracX {result.version}: {result.status}", [
+        ("isolation", result.isolation), *(("check", c) for c in result.checks),
+        ("time", f"{result.seconds:.0f} s"), ("logs", result.log)])
+
+
 @app.command()
 def ci(
     check: Annotated[
@@ -584,11 +660,13 @@ def fingerprint(
 ) -> None:
     """Print a fingerprint (for CI cache keys): `runtime` is the runtime build's."""
     from dxforge.runtime.build import fingerprint as runtime_fingerprint
+    from dxforge.target import project_target
 
     _start(False)
     if what != "runtime":
         raise DxError(f"{what}: dxforge fingerprint knows `runtime`")
-    print(runtime_fingerprint(_layout(root, build_dir).cache)[0])
+    layout = _layout(root, build_dir)
+    print(runtime_fingerprint(layout.cache, project_target(layout.construct).python))
 
 
 def main() -> None:

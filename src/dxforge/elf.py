@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -117,6 +116,79 @@ def walk_elf(root: Path) -> Iterator[ElfInfo]:
             info = read_elf(path)
             if info is not None:
                 yield info
+
+
+@dataclass(frozen=True)
+class SymbolVersion:
+    """One version of a symbol a shared library defines (``exp@GLIBC_2.29``)."""
+
+    name: str
+    version: str  # GLIBC_2.29
+    default: bool  # the version a new link binds (``@@``), not a compatibility one (``@``)
+
+    @property
+    def number(self) -> tuple[int, ...]:
+        return version_number(self.version)
+
+
+def defined_versions(path: Path) -> list[SymbolVersion]:
+    """Every GLIBC-versioned symbol the library ``path`` defines, with each of its versions."""
+    from elftools.elf.elffile import ELFFile
+
+    out: list[SymbolVersion] = []
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        verdef = elf.get_section_by_name(".gnu.version_d")
+        versym = elf.get_section_by_name(".gnu.version")
+        dynsym = elf.get_section_by_name(".dynsym")
+        if verdef is None or versym is None or dynsym is None:
+            return out
+        names = {vd["vd_ndx"]: next(aux).name for vd, aux in verdef.iter_versions()}
+        for i, sym in enumerate(dynsym.iter_symbols()):
+            if sym["st_shndx"] == "SHN_UNDEF" or not sym.name:
+                continue
+            ndx = versym.get_symbol(i)["ndx"]
+            if not isinstance(ndx, int):
+                continue
+            version = names.get(ndx & 0x7FFF, "")
+            if _GLIBC_VERSION.match(version):
+                out.append(SymbolVersion(sym.name, version, not ndx & 0x8000))
+    return out
+
+
+def needed_versions(path: Path) -> list[tuple[str, str]]:
+    """``(symbol, GLIBC_x.y)`` of every versioned C library symbol the ELF file ``path`` binds."""
+    from elftools.elf.elffile import ELFFile
+
+    out: list[tuple[str, str]] = []
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        verneed = elf.get_section_by_name(".gnu.version_r")
+        versym = elf.get_section_by_name(".gnu.version")
+        dynsym = elf.get_section_by_name(".dynsym")
+        if verneed is None or versym is None or dynsym is None:
+            return out
+        names = {aux["vna_other"]: aux.name for _vn, auxes in verneed.iter_versions()
+                 for aux in auxes}
+        for i, sym in enumerate(dynsym.iter_symbols()):
+            if sym["st_shndx"] != "SHN_UNDEF" or not sym.name:
+                continue
+            ndx = versym.get_symbol(i)["ndx"]
+            version = names.get(ndx & 0x7FFF, "") if isinstance(ndx, int) else ""
+            if _GLIBC_VERSION.match(version):
+                out.append((sym.name, version))
+    return out
+
+
+def version_number(version: str) -> tuple[int, ...]:
+    """``GLIBC_2.29`` -> (2, 29); () for anything else."""
+    m = _GLIBC_VERSION.match(version)
+    return tuple(int(g) for g in m.groups() if g is not None) if m else ()
+
+
+def above_floor(path: Path, floor: tuple[int, ...]) -> list[str]:
+    """The ``symbol@GLIBC_x.y`` that ``path`` needs from a C library newer than ``floor``."""
+    return sorted(f"{s}@{v}" for s, v in needed_versions(path) if version_number(v) > floor)
 
 
 @dataclass(frozen=True)
@@ -235,13 +307,33 @@ def fix_runpaths(root: Path, libdir: Path) -> list[str]:
     return changed
 
 
-def strip_debug(root: Path) -> None:
-    """Remove debug information from the ELF files under ``root`` (when binutils is there)."""
-    strip = shutil.which("strip")
-    if not strip:
-        return
+def strip(root: Path) -> list[str]:
+    """Remove debug sections and static symbol tables from every ELF file under ``root``, keeping
+    what dynamic linking needs (``.dynsym``): executables lose every symbol (``--strip-all``),
+    shared objects those no relocation needs (``--strip-unneeded``). Returns the files changed."""
+    tool = shutil.which("strip")
+    if not tool:
+        raise DxError("strip is not installed: apt-get install binutils (dxforge strips the "
+                      "binaries it packages)")
+    changed = []
     for info in walk_elf(root):
         mode = info.path.stat().st_mode
+        before = info.path.stat().st_size
+        how = "--strip-unneeded" if info.soname or ".so" in info.path.name else "--strip-all"
         os.chmod(info.path, mode | 0o200)
-        subprocess.run([strip, "--strip-debug", str(info.path)], capture_output=True, check=False)
-        os.chmod(info.path, mode)
+        try:
+            run([tool, how, str(info.path)], what=f"strip {info.path}")
+        finally:
+            os.chmod(info.path, mode)
+        if info.path.stat().st_size != before:
+            changed.append(info.path.relative_to(root).as_posix())
+    return changed
+
+
+def debug_sections(path: Path) -> list[str]:
+    """The names of ``path``'s debug sections (``.debug_*``): what stripping removes."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        return [s.name for s in ELFFile(f).iter_sections()
+                if s.name.startswith((".debug_", ".zdebug_"))]

@@ -295,6 +295,16 @@ class PackageIndex:
             versions = list(seen)
         return Project(name=norm, files=files, versions=versions)
 
+    def exists(self, url: str) -> bool:
+        """Whether the index still serves ``url`` (a ``file://`` URL: whether the file is there)."""
+        if url.startswith("file://"):
+            return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).is_file()
+        try:
+            r = self.session.head(url, timeout=self.timeout, allow_redirects=True)
+        except requests.RequestException as e:
+            raise IndexError_(f"{url}: the package index did not answer ({e})") from None
+        return r.status_code == 200
+
     def get_bytes(self, url: str) -> bytes:
         r = self._get(url)
         if r.status_code == 404:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import platform
-import sys
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib import resources
@@ -16,25 +14,8 @@ from packaging.utils import canonicalize_name
 from ruamel.yaml import YAML
 
 from dxforge.specs import conda_specifier
+from dxforge.target import Target
 from dxforge.util import DxError
-
-_FULL = platform.python_version() if sys.version_info[:2] == (3, 11) else "3.11.0"
-
-# Marker environment of the only target we build for: CPython 3.11 on linux-64 (the patch level
-# is the resolving interpreter's, so that conversions agree with pip's resolution).
-TARGET_ENV: dict[str, str] = {
-    "implementation_name": "cpython",
-    "implementation_version": _FULL,
-    "os_name": "posix",
-    "platform_machine": "x86_64",
-    "platform_python_implementation": "CPython",
-    "platform_release": "",
-    "platform_system": "Linux",
-    "platform_version": "",
-    "python_full_version": _FULL,
-    "python_version": "3.11",
-    "sys_platform": "linux",
-}
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +27,18 @@ def name_map() -> dict[str, str]:
         text = resources.files("dxforge").joinpath("data").joinpath(fname).read_text()
         merged.update({canonicalize_name(k): str(v) for k, v in (yaml.load(text) or {}).items()})
     return merged
+
+
+@lru_cache(maxsize=1)
+def _extra_depends() -> dict[str, list[str]]:
+    text = resources.files("dxforge").joinpath("data", "conda_forge_depends.yaml").read_text()
+    return {str(k): [str(d) for d in v] for k, v in (YAML(typ="safe").load(text) or {}).items()}
+
+
+def extra_depends(conda: str) -> list[str]:
+    """What conda-forge's recipe of ``conda`` adds to its run requirements (``gitpython`` ->
+    ``git``): programs it runs, which PyPI metadata cannot name."""
+    return list(_extra_depends().get(conda, []))
 
 
 @lru_cache(maxsize=1)
@@ -64,19 +57,11 @@ def pypi_name(conda: str) -> str:
     return _reverse_map().get(conda, conda)
 
 
-def set_target_python(version: str) -> None:
-    """Evaluate markers for this CPython 3.11 patch release (the seed's own python)."""
-    TARGET_ENV["python_full_version"] = TARGET_ENV["implementation_version"] = version
-
-
-def marker_applies(marker: Marker | None, extras: Iterable[str] = ()) -> bool:
-    """Whether ``marker`` holds on the target for any of ``extras`` (or for no extra)."""
+def marker_applies(marker: Marker | None, target: Target, extras: Iterable[str] = ()) -> bool:
+    """Whether ``marker`` holds on ``target`` for any of ``extras`` (or for no extra)."""
     if marker is None:
         return True
-    for extra in ("", *extras):
-        if marker.evaluate({**TARGET_ENV, "extra": extra}):
-            return True
-    return False
+    return any(marker.evaluate(target.markers(extra)) for extra in ("", *extras))
 
 
 def parse_requirement(text: str, where: str = "") -> Requirement:
@@ -90,31 +75,35 @@ ExtrasLookup = Callable[[str], list[str]]
 """Given a PyPI name, the Requires-Dist lines of that distribution (to expand its extras)."""
 
 
-def base_requirements(requires_dist: Iterable[str], where: str = "") -> list[Requirement]:
-    """The Requires-Dist entries that apply on the target without any extra."""
+def base_requirements(
+    requires_dist: Iterable[str], target: Target, where: str = ""
+) -> list[Requirement]:
+    """The Requires-Dist entries that apply on ``target`` without any extra."""
     out = []
     for line in requires_dist:
         req = parse_requirement(line, where)
-        if marker_applies(req.marker):
+        if marker_applies(req.marker, target):
             out.append(req)
     return out
 
 
 def extra_requirements(
-    requires_dist: Iterable[str], extra: str, where: str = ""
+    requires_dist: Iterable[str], extra: str, target: Target, where: str = ""
 ) -> list[Requirement]:
-    """The Requires-Dist entries brought in by ``extra`` (and only by it) on the target."""
+    """The Requires-Dist entries brought in by ``extra`` (and only by it) on ``target``."""
     out = []
     for line in requires_dist:
         req = parse_requirement(line, where)
-        if req.marker is None or marker_applies(req.marker):
+        if req.marker is None or marker_applies(req.marker, target):
             continue
-        if marker_applies(req.marker, [extra]):
+        if marker_applies(req.marker, target, [extra]):
             out.append(req)
     return out
 
 
-def expand(req: Requirement, lookup: ExtrasLookup | None, where: str = "") -> list[Requirement]:
+def expand(
+    req: Requirement, lookup: ExtrasLookup | None, target: Target, where: str = ""
+) -> list[Requirement]:
     """``req`` with its extras replaced by the requirements they bring, recursively
     (``redis[hiredis]`` -> ``redis``, ``hiredis>=3``)."""
     result: list[Requirement] = []
@@ -132,7 +121,7 @@ def expand(req: Requirement, lookup: ExtrasLookup | None, where: str = "") -> li
             seen.add((name, extra))
             if lookup is None:
                 raise DxError(f"{where}: {r} asks for extra [{extra}] but no metadata is at hand")
-            for sub in extra_requirements(lookup(name), extra, f"{name}[{extra}]"):
+            for sub in extra_requirements(lookup(name), extra, target, f"{name}[{extra}]"):
                 walk(sub)
 
     walk(req)
@@ -149,11 +138,12 @@ def merge(reqs: Iterable[Requirement]) -> dict[str, SpecifierSet]:
 
 
 def conda_run_requirements(
-    requires_dist: Iterable[str], lookup: ExtrasLookup | None = None, where: str = ""
+    requires_dist: Iterable[str], target: Target, lookup: ExtrasLookup | None = None,
+    where: str = "",
 ) -> dict[str, str]:
     """A distribution's Requires-Dist as conda-forge run requirements: ``{name: version spec}``,
-    extras expanded, markers evaluated for the target, specifiers normalised."""
+    extras expanded, markers evaluated for ``target``, specifiers normalised."""
     expanded: list[Requirement] = []
-    for req in base_requirements(requires_dist, where):
-        expanded += expand(req, lookup, where)
+    for req in base_requirements(requires_dist, target, where):
+        expanded += expand(req, lookup, target, where)
     return {name: conda_specifier(spec) for name, spec in merge(expanded).items()}

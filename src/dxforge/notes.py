@@ -176,8 +176,35 @@ def markdown(data: dict[str, Any]) -> str:
         lines += ["", f"{total} tests passed against the built packages."]
     else:
         lines.append("Not run.")
-    stages = data.get("stages") or {}
+    e2e = data.get("end_to_end")
+    lines += ["", "## End to end", ""]
+    if e2e:
+        lines.append(f"A DiracX {e2e['version']} server from these channels and the installer's "
+                     f"client, {e2e['isolation']}, in {e2e['seconds']:.0f} s:")
+        lines += [""] + [f"- {c}" for c in e2e["checks"]]
+    else:
+        lines.append("Not run.")
+    stages = data.get("stages") or []
     if stages:
-        lines += ["", "## Stages", ""]
-        lines += _md_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in stages.items()])
+        total = max(s["end"] for s in stages)
+        lines += ["", "## Stages", "", f"{total:.0f} s from `dxforge release` to publication.",
+                  "", *gantt(stages), ""]
+        lines += _md_table(["stage", "branch", "start", "end", "seconds"],
+                           [[s["name"], s["branch"], f"{s['start']:.1f}", f"{s['end']:.1f}",
+                             f"{s['seconds']:.1f}"] for s in stages])
     return "\n".join(lines) + "\n"
+
+
+def gantt(stages: list[dict[str, Any]]) -> list[str]:
+    """The stages as a Mermaid Gantt chart (GitHub renders it), one section per branch."""
+    lines = ["```mermaid", "gantt", "    title Release stages (seconds)", "    dateFormat X",
+             "    axisFormat %s"]
+    branches: dict[str, list[dict[str, Any]]] = {}
+    for s in stages:
+        branches.setdefault(s["branch"], []).append(s)
+    for branch, items in branches.items():
+        lines.append(f"    section {branch}")
+        for s in items:
+            start, end = int(s["start"]), max(int(round(s["end"])), int(s["start"]) + 1)
+            lines.append(f"    {s['name']} ({s['seconds']:.0f} s) :{start}, {end}")
+    return [*lines, "```"]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dxforge.specs import split_spec
+from dxforge.target import Target, project_target
 from dxforge.util import DxError
 
 SOURCES_ENV = "DXFORGE_SOURCES"
@@ -149,17 +151,40 @@ def _check_rendered(recipe: Recipe) -> None:
                 )
 
 
-def load_recipe(path: Path, sources_url: str | None = None) -> Recipe:
-    """Render ``path`` with rattler-build (for noarch), check it and return what it holds."""
+def variant_config(target: Target) -> dict[str, list[str]]:
+    """The variant the recipes are built with: ``${{ python }}`` is the target's CPython (the
+    host and test environments'), ``python_min`` stays each recipe's own floor."""
+    return {"python": [target.python]}
+
+
+@contextlib.contextmanager
+def sources_env(sources_url: str | None) -> Iterator[None]:
+    """``DXFORGE_SOURCES`` set to ``sources_url`` while rattler-build renders (its ``env.get``
+    reads the process environment), then restored."""
+    old = os.environ.get(SOURCES_ENV)
+    if sources_url is not None:
+        os.environ[SOURCES_ENV] = sources_url
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(SOURCES_ENV, None)
+        else:
+            os.environ[SOURCES_ENV] = old
+
+
+def load_recipe(path: Path, target: Target, sources_url: str | None = None) -> Recipe:
+    """Render ``path`` with rattler-build (for noarch, with the target's variant), check it and
+    return what it holds."""
     import rattler_build
 
     path = Path(path).resolve()
     _check_raw(path)
-    if sources_url is not None:
-        os.environ[SOURCES_ENV] = sources_url
     try:
-        stage0 = rattler_build.Stage0Recipe.from_file(path)
-        variants = stage0.render()
+        with sources_env(sources_url):
+            stage0 = rattler_build.Stage0Recipe.from_file(path)
+            variants = stage0.render(
+                variant_config=rattler_build.VariantConfig(variant_config(target)))
     except Exception as e:  # rattler-build raises its own error classes with line information
         raise DxError(_render_error(path, e)) from None
     if not variants:
@@ -199,5 +224,10 @@ def recipe_paths(root: Path) -> list[Path]:
     return paths
 
 
-def load_recipes(root: Path, sources_url: str | None = None) -> list[Recipe]:
-    return [load_recipe(p, sources_url) for p in recipe_paths(root)]
+def load_recipes(root: Path, sources_url: str | None = None,
+                 target: Target | None = None) -> list[Recipe]:
+    """Every recipe of the project, rendered for ``target`` (default: construct.yaml's; a
+    project without one renders them for any CPython 3, enough to read them)."""
+    construct = Path(root) / "construct.yaml"
+    target = target or (project_target(construct) if construct.is_file() else Target("3"))
+    return [load_recipe(p, target, sources_url) for p in recipe_paths(root)]

@@ -1,11 +1,13 @@
 """``dxforge release``: a DiracX release becomes a tested channel, installer, notes and SBOMs.
 
-The stages run in order, each timed: bump (all recipes and construct.yaml, in lockstep) ->
-fetch -> drift check -> seed -> build -> upstream test suites -> installer -> pilot test ->
-notes and SBOMs -> publish. A failure stops the release naming the stage (and the package and
-log where there is one); what was published before stays as it was. Running it again resumes:
-the bump finds the recipes current, the seed and the build skip by fingerprint, the upstream
-suites by the packages they ran against.
+The stages, each timed (start and end): bump (all recipes and construct.yaml, in lockstep) ->
+fetch -> drift check -> seed -> build -> then two branches side by side, one core each: DiracX's
+own test suites, and installer -> pilot test -> end to end (a real server, the installer's
+client) -> notes and SBOMs -> publish. A failure stops the release naming the stage (and the
+package and log where there is one); what was published before stays as it was. Running it
+again resumes: the bump finds the recipes current, the seed and the build skip by fingerprint,
+the suites by the packages they ran against, the pilot and end-to-end checks by the installer
+they checked.
 
 Publishing writes ``<build>/releases/<version>/`` aside and renames it into place, then points
 ``<build>/releases/latest`` at it with one rename.
@@ -18,9 +20,11 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +33,7 @@ from dxforge import notes, sbom, upstream
 from dxforge.build import BuildOptions, run_build
 from dxforge.bump import BumpOptions, run_bump
 from dxforge.bump.drift import recipes_drift
+from dxforge.endtoend import EndToEndResult, run_end_to_end
 from dxforge.fetch import fetch_sources
 from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
 from dxforge.layout import Layout
@@ -36,7 +41,8 @@ from dxforge.pilot import PilotResult, run_pilot
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import load_recipes, recipe_paths
 from dxforge.seed.build import SeedOptions, build_seed
-from dxforge.util import DxError, atomic_write_text, file_lock, sha256_file
+from dxforge.target import project_target
+from dxforge.util import DxError, atomic_write_text, file_lock, publish, sha256_file
 
 T = TypeVar("T")
 
@@ -51,51 +57,97 @@ class ReleaseOptions:
 
 
 @dataclass
+class StageTime:
+    """When a stage ran, in seconds since the release began, and on which branch."""
+
+    name: str
+    start: float
+    end: float
+    branch: str = "release"
+
+    @property
+    def seconds(self) -> float:
+        return round(self.end - self.start, 1)
+
+
+@dataclass
 class ReleaseResult:
     version: str
     previous: str | None
     directory: Path
     installer: InstallerResult
     pilot: PilotResult
+    end_to_end: EndToEndResult
     tests: upstream.UpstreamReport
     notes: dict[str, Any]
-    stages: dict[str, float] = field(default_factory=dict)
+    stages: list[StageTime] = field(default_factory=list)
+    status: str = "released"
+
+    @property
+    def seconds(self) -> float:
+        return max((s.end for s in self.stages), default=0.0)
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "status": "released",
+            "status": self.status,
             "version": self.version,
             "previous": self.previous,
             "directory": str(self.directory),
             "installer": str(self.directory / self.installer.installer.name),
             "sha256": self.installer.sha256,
-            "stages": self.stages,
+            "seconds": self.seconds,
+            "stages": [{**asdict(s), "seconds": s.seconds} for s in self.stages],
             "upstream_tests": {n: s.as_json() for n, s in self.tests.suites.items()},
+            "end_to_end": self.end_to_end.as_json(),
             "notes": str(self.directory / "notes.md"),
         }
 
 
 class _Stages:
-    """Runs the stages: progress, timing, and errors that name the stage."""
+    """Runs the stages: progress, timing (start and end), and errors that name the stage."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.seconds: dict[str, float] = {}
+        self.t0 = time.monotonic()
+        self.times: list[StageTime] = []
+        self.lock = threading.Lock()
 
-    def __call__(self, name: str, fn: Callable[[], T]) -> T:
+    def __call__(self, name: str, fn: Callable[[], T], branch: str = "release") -> T:
         self.progress.step(f"stage {name}")
-        t0 = time.monotonic()
+        start = time.monotonic() - self.t0
         try:
             out = fn()
         except DxError as e:
             raise DxError(f"the release stopped in stage `{name}`: {e}") from None
-        self.seconds[name] = round(time.monotonic() - t0, 1)
-        self.progress.step(f"stage {name} done in {self.seconds[name]:.1f} s")
+        stage = StageTime(name, round(start, 1), round(time.monotonic() - self.t0, 1), branch)
+        with self.lock:
+            self.times.append(stage)
+        self.progress.step(f"stage {name} done in {stage.seconds:.1f} s")
+        return out
+
+    def side_by_side(self, a: Callable[[], Any], b: Callable[[], Any]) -> tuple[Any, Any]:
+        """Run two branches of stages at once; once both have stopped, the failure that came
+        first is raised."""
+        failures: list[tuple[float, BaseException]] = []
+
+        def guard(fn: Callable[[], Any]) -> Any:
+            try:
+                return fn()
+            except BaseException as e:
+                failures.append((time.monotonic(), e))
+                return None
+
+        with ThreadPoolExecutor(2) as pool:
+            fa, fb = pool.submit(guard, a), pool.submit(guard, b)
+            out = (fa.result(), fb.result())
+        if failures:
+            raise min(failures, key=lambda f: f[0])[1]
         return out
 
 
 def _check_drift(layout: Layout, index_url: str | None) -> list[dict[str, str | None]]:
-    found = recipes_drift(recipe_paths(layout.root), layout.sources, index_url=index_url)
+    found = recipes_drift(recipe_paths(layout.root), layout.sources,
+                          project_target(layout.construct), index_url=index_url)
     rows = [{"package": n, **c.as_dict()} for n, d in found.items() for c in d.changes]
     if rows:
         table = "\n".join(
@@ -179,35 +231,33 @@ def _copy_tree(src: Path, dest: Path) -> None:
             shutil.copy2(p, target)
 
 
-def _publish(layout: Layout, version: str, staged: Path) -> Path:
-    """Rename ``staged`` to ``releases/<version>`` and point ``latest`` at it; the previous
-    release directory of that version (a re-release) is kept until the rename is done."""
-    dest = layout.releases / version
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{version}.old-{os.getpid()}")
-        os.replace(dest, old)
-    try:
-        os.replace(staged, dest)
-    except OSError:
-        if old is not None:
-            os.replace(old, dest)
-        raise
-    link = layout.releases / f".latest.{os.getpid()}"
-    link.unlink(missing_ok=True)
-    os.symlink(version, link)
-    os.replace(link, layout.releases / "latest")
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return dest
-
-
 def _verify(directory: Path) -> None:
     """Every file the release lists in SHA256SUMS has that sha256."""
     for line in (directory / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ", 1)
         if sha256_file(directory / name) != digest:
             raise DxError(f"{directory / name}: sha256 differs from SHA256SUMS after writing")
+
+
+def _checked(layout: Layout, kind: str, key: str, make: Callable[[], T],
+             load: Callable[[dict[str, Any]], T], as_json: Callable[[T], dict[str, Any]]) -> T:
+    """A check's result for ``key`` (an installer's sha256) when it is recorded, else made and
+    recorded: a resumed release does not check the same installer twice."""
+    record = layout.build / "release-checks.json"
+    try:
+        done = json.loads(record.read_text())
+    except (OSError, ValueError):
+        done = {}
+    if done.get(kind, {}).get("key") == key:
+        return load(done[kind]["result"])
+    out = make()
+    try:
+        done = json.loads(record.read_text())
+    except (OSError, ValueError):
+        done = {}
+    done[kind] = {"key": key, "result": as_json(out)}
+    atomic_write_text(record, json.dumps(done, indent=1) + "\n")
+    return out
 
 
 def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseResult:
@@ -219,7 +269,8 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         bumped = stage("bump", lambda: run_bump(
             BumpOptions(layout, version=opts.version, index_url=opts.index_url,
                         apply_deps=opts.apply_deps), progress))
-        recipes = load_recipes(layout.root)
+        target = project_target(layout.construct)
+        recipes = load_recipes(layout.root, target=target)
         version = recipes[0].version
         stage("fetch", lambda: fetch_sources(recipes, layout.sources, index_url=opts.index_url,
                                              progress=progress))
@@ -237,33 +288,49 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                                                                    if p.log else ""))
 
         stage("build", build)
-        tests = stage("tests", lambda: _upstream(layout, opts.index_url, progress,
-                                                 seeded.fingerprint))
         out = layout.work / "release" / version
-        inst = stage("installer", lambda: build_installer(
-            InstallerOptions(layout, out=out), progress))
-        pilot = stage("pilot", lambda: run_pilot(
-            inst.installer, layout.root / "scripts/pilot-test.sh",
-            layout.logs / "release" / f"pilot-{version}.log"))
+        channels = [layout.channel.as_uri(), layout.seed.as_uri()]
+        logs = layout.logs / "release"
+
+        def tests() -> upstream.UpstreamReport:
+            return stage("tests", lambda: _upstream(layout, opts.index_url, progress,
+                                                    seeded.fingerprint), "tests")
+
+        def installer() -> tuple[InstallerResult, PilotResult, EndToEndResult]:
+            inst = stage("installer", lambda: build_installer(
+                InstallerOptions(layout, out=out), progress), "installer")
+            pilot = stage("pilot", lambda: _checked(
+                layout, "pilot", inst.sha256,
+                lambda: run_pilot(inst.installer, logs / f"pilot-{version}.log"),
+                lambda d: PilotResult(**d), PilotResult.as_json), "installer")
+            e2e = stage("e2e", lambda: _checked(
+                layout, "e2e", inst.sha256,
+                lambda: run_end_to_end(inst.installer, channels, version, target,
+                                       logs / f"e2e-{version}", layout.work / "pkgs", progress),
+                lambda d: EndToEndResult(**d), EndToEndResult.as_json), "installer")
+            return inst, pilot, e2e
+
+        report, (inst, pilot, e2e) = stage.side_by_side(tests, installer)
         previous, previous_dir = _previous(layout)
         layout.releases.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".{version}.new-", dir=layout.releases))
         try:
             data = stage("notes", lambda: _write_outputs(
-                staged, version, inst, pilot, tests, drift, bumped.drift_applied, previous,
-                previous_dir, layout, stage.seconds))
-            directory = stage("publish", lambda: _publish(layout, version, staged))
+                staged, version, inst, pilot, e2e, report, drift, bumped.drift_applied,
+                previous, previous_dir, layout, stage.times))
+            directory = stage("publish", lambda: publish(staged, layout.releases / version,
+                                                         latest=layout.releases / "latest"))
         finally:
             shutil.rmtree(staged, ignore_errors=True)
     return ReleaseResult(version, previous.get("version") if previous else None, directory,
-                         inst, pilot, tests, data, stage.seconds)
+                         inst, pilot, e2e, report, data, stage.times)
 
 
 def _write_outputs(
-    d: Path, version: str, inst: InstallerResult, pilot: PilotResult,
+    d: Path, version: str, inst: InstallerResult, pilot: PilotResult, e2e: EndToEndResult,
     tests: upstream.UpstreamReport, drift: list[dict[str, str | None]], drift_applied: bool,
     previous: dict[str, Any] | None, previous_dir: Path | None, layout: Layout,
-    stages: dict[str, float],
+    stages: list[StageTime],
 ) -> dict[str, Any]:
     """Everything a release directory holds, written into ``d`` and checked."""
     d.chmod(0o755)
@@ -296,9 +363,10 @@ def _write_outputs(
         },
         "diff": diff,
         "upstream_tests": {n: s.as_json() for n, s in tests.suites.items()},
+        "end_to_end": e2e.as_json(),
         "rebuild": f"dxforge installer --channel <this release>/channels/dxforge --channel "
         f"<this release>/channels/seed gives sha256 {inst.sha256}",
-        "stages": stages,
+        "stages": [{**asdict(s), "seconds": s.seconds} for s in stages],
     }
     atomic_write_text(d / "notes.json", json.dumps(data, indent=1) + "\n")
     atomic_write_text(d / "notes.md", notes.markdown(data))

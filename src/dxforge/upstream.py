@@ -11,7 +11,6 @@ network namespace can be made. Upstream's own markers skip what needs a live ser
 
 from __future__ import annotations
 
-import re
 import subprocess
 import tarfile
 import time
@@ -22,19 +21,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import Requirement
-
 from dxforge import channel as ch
 from dxforge import isolate
 from dxforge.layout import Layout
-from dxforge.metadata import DistMetadata, RequiresDistLookup, read_sdist
-from dxforge.names import conda_run_requirements, extra_requirements
+from dxforge.metadata import DistMetadata, RequiresDistLookup
+from dxforge.names import conda_run_requirements
+from dxforge.needs import has_tests, metadata, sdist_path, test_requirements
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import Recipe, load_recipes
+from dxforge.target import Target, project_target
 from dxforge.util import DxError
-
-SKIPPED_EXTRAS = {"types"}
-"""Extras that are not needed to run tests (typing stubs)."""
 
 
 @dataclass
@@ -73,66 +69,16 @@ class UpstreamReport:
                 "environment": self.environment, "seconds": round(self.seconds, 1)}
 
 
-def _sdist(recipe: Recipe, sources: Path) -> Path:
-    path = sources / recipe.source_filename
-    if not path.is_file():
-        raise DxError(f"{path}: the sdist of {recipe.name} is not in the source cache; run "
-                      "dxforge fetch")
-    return path
-
-
-def metadata(recipes: Iterable[Recipe], sources: Path) -> dict[str, DistMetadata]:
-    return {r.name: read_sdist(_sdist(r, sources).read_bytes(), r.source_filename)
-            for r in recipes}
-
-
-def test_requirements(metas: dict[str, DistMetadata], pytest: bool = True) -> list[Requirement]:
-    """What the test suites need besides the packages: every extra of the DiracX sdists but
-    the typing stubs, DiracX packages themselves left out (they are built here), and pytest
-    (when there are suites to run)."""
-    out: dict[str, Requirement] = {}
-    for meta in metas.values():
-        extras = set()
-        for line in meta.requires_dist:
-            extras |= set(re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", line))
-        for extra in sorted(extras - SKIPPED_EXTRAS):
-            for req in extra_requirements(meta.requires_dist, extra, f"{meta.name}[{extra}]"):
-                if req.name in metas:
-                    continue
-                req.marker = None  # evaluated for the target, with the extra, already
-                key = str(req)
-                out.setdefault(key, req)
-    if pytest:
-        out.setdefault("pytest", Requirement("pytest"))
-    return [out[k] for k in sorted(out)]
-
-
-def has_tests(recipe: Recipe, sources: Path) -> bool:
-    """Whether the package's sdist carries a test suite of its own code: ``tests/`` beside
-    ``src/`` (the metapackage's sdist is the whole repository, whose ``tests/`` check the
-    repository, not an installed package)."""
-    with tarfile.open(_sdist(recipe, sources), "r:*") as tar:
-        tops = {m.name.split("/")[1] for m in tar.getmembers() if m.name.count("/") >= 2}
-    return {"tests", "src"} <= tops
-
-
-def seed_requirements(recipes: list[Recipe], sources: Path) -> list[str]:
-    """The test requirements as PEP 508 lines for the seed's resolver."""
-    metas = metadata(recipes, sources)
-    suites = any(has_tests(r, sources) for r in recipes)
-    return [str(r) for r in test_requirements(metas, pytest=suites)]
-
-
 def environment_specs(
-    recipes: list[Recipe], metas: dict[str, DistMetadata], index_url: str | None
+    recipes: list[Recipe], metas: dict[str, DistMetadata], target: Target, index_url: str | None
 ) -> list[str]:
-    """The match specs of the test environment: our packages at their version, and the test
-    requirements (extras expanded) under conda-forge names."""
-    lines = [str(r) for r in test_requirements(metas)]
+    """The match specs of the test environment: our packages at their version, the target's
+    python, and the test requirements (extras expanded) under conda-forge names."""
+    lines = [str(r) for r in test_requirements(metas, target)]
     lookup = RequiresDistLookup(None, dict(metas), index_url=index_url)
-    reqs = conda_run_requirements(lines, lookup, "the DiracX test requirements")
+    reqs = conda_run_requirements(lines, target, lookup, "the DiracX test requirements")
     specs = [f"{r.name} =={r.version}" for r in recipes]
-    specs += ["python 3.11.*", "pip", "git"]
+    specs += [target.spec, "pip"]
     ours = {r.name for r in recipes}
     specs += [f"{n} {s}".strip() for n, s in sorted(reqs.items()) if n not in ours]
     return specs
@@ -158,7 +104,7 @@ def layout_tests(recipes: list[Recipe], sources: Path, work: Path) -> dict[str, 
     for r in recipes:
         d = work / r.name
         d.mkdir(parents=True)
-        sdist = _sdist(r, sources)
+        sdist = sdist_path(r, sources)
         for member, data in _members(sdist, "pyproject.toml") + _members(sdist, "tests"):
             rel = member.name.split("/", 1)[1]
             if ".." in Path(rel).parts:
@@ -202,6 +148,7 @@ def run_suites(
     sources: Path,
     work: Path,
     logs: Path,
+    target: Target,
     *,
     index_url: str | None = None,
     only: Iterable[str] = (),
@@ -216,7 +163,7 @@ def run_suites(
     work.mkdir(parents=True, exist_ok=True)
     scratch = isolate.scratch(work, "suites-")
     try:
-        return _run_suites(recipes, channels, sources, work / "pkgs", scratch, logs,
+        return _run_suites(recipes, channels, sources, work / "pkgs", scratch, logs, target,
                            index_url=index_url, only=only, progress=progress, t0=t0)
     finally:
         isolate.remove(scratch)
@@ -224,10 +171,11 @@ def run_suites(
 
 def _run_suites(
     recipes: list[Recipe], channels: list[str], sources: Path, pkgs: Path, work: Path,
-    logs: Path, *, index_url: str | None, only: Iterable[str], progress: Progress, t0: float,
+    logs: Path, target: Target, *, index_url: str | None, only: Iterable[str],
+    progress: Progress, t0: float,
 ) -> UpstreamReport:
     metas = metadata(recipes, sources)
-    specs = environment_specs(recipes, metas, index_url)
+    specs = environment_specs(recipes, metas, target, index_url)
     env = work / "env"
     progress.step(f"creating the test environment ({len(specs)} specs)")
     ch.create(channels, specs, env, cache_dir=pkgs)
@@ -290,8 +238,9 @@ def _run_one(name: str, d: Path, env: Path, work: Path, logs: Path,
 def run_project(layout: Layout, *, index_url: str | None = None, only: Iterable[str] = (),
                 progress: Progress = SILENT) -> UpstreamReport:
     """The suites of the project's recipes against its build and seed channels."""
+    target = project_target(layout.construct)
     return run_suites(
-        load_recipes(layout.root), [layout.channel.as_uri(), layout.seed.as_uri()],
-        layout.sources, layout.work / "upstream", layout.logs / "upstream",
+        load_recipes(layout.root, target=target), [layout.channel.as_uri(), layout.seed.as_uri()],
+        layout.sources, layout.work / "upstream", layout.logs / "upstream", target,
         index_url=index_url, only=only, progress=progress,
     )

@@ -1,4 +1,5 @@
-"""Small helpers shared by every stage: errors, atomic writes, hashing, locks, subprocesses."""
+"""Small helpers shared by every stage: errors, atomic writes, hashing, locks, the one
+subprocess runner, the one publish (an atomic directory swap)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class DxError(Exception):
@@ -79,10 +83,12 @@ def file_lock(path: Path, what: str) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def replace_dir(new: Path, target: Path) -> None:
+def publish(new: Path, target: Path, latest: Path | None = None) -> Path:
     """Publish directory ``new`` at ``target`` in one atomic step: ``target`` becomes a symlink
-    to a versioned sibling (``.<name>.<n>``) and is replaced by a single rename, so a reader sees
-    the old or the new directory, never neither. The previous version is removed afterwards."""
+    to a versioned sibling (``.<name>.v-*``) and is replaced by a single rename, so a reader sees
+    the old or the new directory, never neither; the previous version is removed afterwards.
+    With ``latest``, that symlink then points at ``target`` (one rename too). The one way
+    dxforge publishes a channel or a release."""
     target = Path(target)
     versioned = Path(tempfile.mkdtemp(prefix=f".{target.name}.v-", dir=target.parent))
     os.rmdir(versioned)
@@ -102,6 +108,13 @@ def replace_dir(new: Path, target: Path) -> None:
     os.replace(link, target)
     if previous is not None and previous.resolve() != versioned.resolve():
         shutil.rmtree(previous, ignore_errors=True)
+    if latest is not None:
+        pointer = latest.with_name(f".{latest.name}.link-{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pointer)
+        os.symlink(os.path.relpath(target, latest.parent), pointer)
+        os.replace(pointer, latest)
+    return target
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -114,7 +127,33 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
-def run(
+TAIL_LINES = 30
+"""How much of a failed command's output an error shows (its log holds all of it)."""
+
+
+@dataclass
+class Ran:
+    """A finished command: its exit status and output (standard output and error, in order,
+    when they went to a log; standard output alone otherwise)."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str = ""
+    seconds: float = 0.0
+    log: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        text = (self.stderr.strip() + "\n" + self.stdout.strip()).strip() if not self.log \
+            else self.stdout.strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def execute(
     cmd: Sequence[str | os.PathLike[str]],
     *,
     what: str = "",
@@ -123,30 +162,48 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
     log: Path | None = None,
-) -> str:
-    """Run ``cmd`` and return its standard output. A missing program or a non-zero exit is a
-    DxError naming ``what`` (default: the command), the tail of its error output and ``fix``.
-    With ``log``, the command line and both outputs are written there as well."""
+    check: bool = True,
+    input: str | None = None,
+) -> Ran:
+    """Run ``cmd``: the one way dxforge runs a program. With ``log``, the command line and its
+    whole output go there as it runs (read it while it works). A missing program, a timeout, or
+    (with ``check``) a non-zero exit is a DxError naming ``what`` (default: the command), the
+    log, the tail of the output and ``fix``."""
     args = [str(c) for c in cmd]
     label = what or " ".join(args)
     hint = f"; {fix}" if fix else ""
+    where = f" (log: {log})" if log is not None else ""
+    t0 = time.monotonic()
     try:
-        proc = subprocess.run(
-            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "w") as f:
+                f.write(" ".join(args) + "\n\n")
+                f.flush()
+                proc = subprocess.run(
+                    args, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True,
+                    timeout=timeout, check=False, input=input,
+                    stdin=None if input is not None else subprocess.DEVNULL)
+            text = log.read_text(errors="replace").split("\n\n", 1)[-1]
+            ran = Ran(args, proc.returncode, text, "", time.monotonic() - t0, log)
+        else:
+            proc = subprocess.run(
+                args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                check=False, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+            ran = Ran(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
     except FileNotFoundError:
         raise DxError(f"{label}: {args[0]} is not installed{hint}") from None
     except subprocess.TimeoutExpired:
-        raise DxError(f"{label}: still running after {timeout:.0f} s, stopped{hint}") from None
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(" ".join(args) + "\n\n" + proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip() or proc.stdout.strip())[-1500:]
-        where = f" (log: {log})" if log is not None else ""
-        raise DxError(f"{label} failed (exit {proc.returncode}){where}: {tail}{hint}")
-    return proc.stdout
+        raise DxError(
+            f"{label}: still running after {timeout:.0f} s, stopped{where}{hint}") from None
+    if check and not ran.ok:
+        raise DxError(f"{label} failed (exit {ran.returncode}){where}:\n{ran.tail()}{hint}")
+    return ran
+
+
+def run(cmd: Sequence[str | os.PathLike[str]], **kw: Any) -> str:
+    """:func:`execute` ``cmd`` and return its standard output."""
+    return execute(cmd, **kw).stdout
 
 
 def user_cache() -> Path:

@@ -20,6 +20,7 @@ from dxforge.metadata import DistMetadata, RequiresDistLookup
 from dxforge.names import conda_run_requirements
 from dxforge.recipes import is_sibling
 from dxforge.specs import canonical_spec, conda_specifier
+from dxforge.target import Target
 from dxforge.util import DxError
 
 VERSION_PIN = "==${{ version }}"
@@ -68,6 +69,7 @@ def run_requirements(
     requires_dist: Iterable[str],
     requires_python: str,
     lookup: Callable[[str], list[str]] | None,
+    target: Target,
     where: str = "",
     siblings: Iterable[str] = (),
 ) -> dict[str, str]:
@@ -83,13 +85,14 @@ def run_requirements(
                 f"{where}: Requires-Python {requires_python!r} is not a valid specifier"
             ) from None
     known = set(siblings)
-    for name, spec in conda_run_requirements(requires_dist, lookup, where).items():
+    for name, spec in conda_run_requirements(requires_dist, target, lookup, where).items():
         out[name] = VERSION_PIN if is_sibling(name, known) else spec
     return out
 
 
 def upstream_requirements(
     metas: Mapping[str, DistMetadata],
+    target: Target,
     index: PackageIndex | None = None,
     *,
     index_url: str | None = None,
@@ -118,7 +121,7 @@ def upstream_requirements(
             continue
         lookup.skipped = []
         reqs = run_requirements(
-            meta.requires_dist, meta.requires_python, lookup, meta.source, metas.keys()
+            meta.requires_dist, meta.requires_python, lookup, target, meta.source, metas.keys()
         )
         up = Upstream(reqs, sorted(set(lookup.skipped)))
         up.notes += [
@@ -133,9 +136,12 @@ def upstream_requirements(
 def compute_drift(doc: RecipeDoc, upstream: Mapping[str, str], version: str) -> list[Change]:
     """How ``doc``'s run requirements differ from ``upstream`` (for ``version``)."""
     have: dict[str, str] = {}
+    beyond: set[str] = set()
     for item in doc.run or []:
         if item.name is not None:
             have[item.name] = item.spec
+            if item.beyond:
+                beyond.add(item.name)
 
     def rendered(spec: str) -> str:
         try:
@@ -150,6 +156,8 @@ def compute_drift(doc: RecipeDoc, upstream: Mapping[str, str], version: str) -> 
         elif rendered(have[name]) != rendered(spec):
             changes.append(Change(name, "changed", have[name], spec))
     for name, spec in have.items():
+        if name in beyond and name not in upstream:
+            continue
         if name not in upstream and not (name == "python" and "python" not in upstream):
             changes.append(Change(name, "removed", spec, None))
     order = {"added": 0, "changed": 1, "removed": 2}
@@ -166,7 +174,7 @@ class RecipeDrift:
 
 
 def recipes_drift(
-    paths: Iterable[Path], sources: Path, index: PackageIndex | None = None, *,
+    paths: Iterable[Path], sources: Path, target: Target, index: PackageIndex | None = None, *,
     index_url: str | None = None,
 ) -> dict[str, RecipeDrift]:
     """Each recipe at ``paths`` compared with the Requires-Dist of the sdist it names, read from
@@ -182,7 +190,7 @@ def recipes_drift(
                 f"{doc.name} {doc.version}; fix key source.url or context.version"
             )
         metas[doc.name] = meta
-    upstream = upstream_requirements(metas, index, index_url=index_url)
+    upstream = upstream_requirements(metas, target, index, index_url=index_url)
     return {
         d.name: RecipeDrift(d, upstream[d.name],
                             compute_drift(d, upstream[d.name].requirements, d.version))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from dxforge.bump.drift import Change, compute_drift
 from dxforge.bump.recipedoc import RecipeDoc, parse_recipe
 from dxforge.bump.textedit import Edit, SourceText, apply_edits, format_like
-from dxforge.installer.spec import load_construct
+from dxforge.construct import load_construct
 from dxforge.specs import split_spec
 from dxforge.util import DxError
 

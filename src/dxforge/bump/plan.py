@@ -22,6 +22,7 @@ from dxforge.layout import Layout
 from dxforge.metadata import DistMetadata, core_metadata, parse_metadata, read_sdist
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import recipe_paths
+from dxforge.target import project_target
 from dxforge.util import DxError
 
 
@@ -297,7 +298,8 @@ def _add_drift(
     progress: Progress,
 ) -> None:
     metas = {p.doc.name: p.metadata for p in packages if p.metadata is not None}
-    upstream = upstream_requirements(metas, index, log=progress.step)
+    upstream = upstream_requirements(metas, project_target(root / "construct.yaml"), index,
+                                     log=progress.step)
     for p in packages:
         where = _rel(p.doc.path, root)
         up = upstream[p.doc.name]

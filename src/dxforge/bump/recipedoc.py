@@ -25,7 +25,12 @@ class RunItem:
     span: Span | None
     prefix: str  # the text before the entry on its line (``    - ``)
     alone: bool  # the entry is the only thing on its line (besides a comment)
+    beyond: bool = False
+    """Marked ``# beyond Requires-Dist: <why>``: a requirement upstream's metadata lacks, kept
+    (as a conda-forge recipe adds one), never reported as drift."""
 
+
+BEYOND = "# beyond Requires-Dist"
 
 @dataclass
 class RecipeDoc:
@@ -190,6 +195,7 @@ def parse_recipe(path: Path, text: str) -> RecipeDoc:
                     span=span,
                     prefix=prefix,
                     alone=alone,
+                    beyond=rest.startswith(BEYOND),
                 )
             )
     elif run_node is not None:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from dxforge.channel import Package
+from dxforge.construct import load_construct
 from dxforge.installer.payload import COMPRESSIONS, SUFFIX, pack
-from dxforge.installer.shell import installer_files_dir, write_installer
-from dxforge.installer.spec import load_construct
+from dxforge.installer.prefix import PYC_MODES
+from dxforge.installer.shell import NO_DECODER, Decoder, installer_files_dir, write_installer
 from dxforge.installer.stage import channel_list, stage
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
@@ -24,7 +25,8 @@ class InstallerOptions:
     construct: Path | None = None  # default: the project's construct.yaml
     out: Path | None = None  # default: the build directory's installer/
     channels: list[str] = field(default_factory=list)
-    compression: str = "gzip"
+    compression: str = COMPRESSIONS[0]
+    pyc: str = PYC_MODES[0]
 
 
 @dataclass
@@ -80,10 +82,23 @@ class InstallerResult:
         return out
 
 
+def _decoder(layout: Layout, progress: Progress) -> Path:
+    """The static zstd decoder of the installer's first stage (a runtime tool, cached)."""
+    from dxforge.runtime.build import tool
+
+    try:
+        return tool(layout.cache, "zstd-decoder", progress)
+    except DxError as e:
+        raise DxError(f"the zstd payload needs the installer's own decoder, which could not be "
+                      f"had: {e}\nbuild with --compression gzip instead") from None
+
+
 def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> InstallerResult:
     """Build the installer and its companions (.sha256, lockfile, package list)."""
     if opts.compression not in COMPRESSIONS:
         raise DxError(f"--compression {opts.compression}: use one of {', '.join(COMPRESSIONS)}")
+    if opts.pyc not in PYC_MODES:
+        raise DxError(f"--pyc {opts.pyc}: use one of {', '.join(PYC_MODES)}")
     t0 = time.monotonic()
     layout = opts.layout
     spec = load_construct(opts.construct or layout.construct)
@@ -92,7 +107,10 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
     out = (opts.out or layout.installer).absolute()
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock", f"the installer build in {out}"):
-        st = stage(spec, channels, out, files, progress)
+        decoder = NO_DECODER
+        if opts.compression == "zstd":
+            decoder = Decoder.of(_decoder(layout, progress))
+        st = stage(spec, channels, out, files, progress, opts.pyc)
         progress.step(f"packing the payload ({opts.compression})")
         t_pack = time.monotonic()
         payload = pack(
@@ -102,7 +120,7 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
             epoch=st.epoch,
         )
         pack_s = time.monotonic() - t_pack
-        outputs = write_installer(spec, st, payload, out, files / "header.sh")
+        outputs = write_installer(spec, st, payload, out, files / "header.sh", decoder)
         payload.path.unlink()
         shutil.rmtree(out / ".stage", ignore_errors=True)
     return InstallerResult(

@@ -31,20 +31,26 @@ LOCAL_CHANNELS = "file:///opt/dxforge/channels"
 name, never where it was on the build machine."""
 
 
+def public_url(url: str, channels: list[str]) -> str:
+    """``url`` as an installed prefix names it: a local channel's as :data:`LOCAL_CHANNELS`
+    and the channel's directory name, anything else as it is."""
+    for c in (c.rstrip("/") for c in channels if c.startswith("file://")):
+        if url == c or url.startswith(c + "/"):
+            return f"{LOCAL_CHANNELS}/{c.rsplit('/', 1)[-1]}" + url[len(c):]
+    return url
+
+
 def fix_conda_meta(prefix: Path, channels: list[str] = ()) -> None:  # type: ignore[assignment]
     """Readable records without the build machine's paths: no package-cache paths, ``link``
     kept with no source (conda-pack reads it), local channels named by their directory."""
-    local = [c.rstrip("/") for c in channels if c.startswith("file://")]
     for path in sorted((prefix / "conda-meta").glob("*.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
         for key in ("extracted_package_dir", "package_tarball_full_path"):
             record.pop(key, None)
         record["link"] = {"source": "", "type": 1}
-        for c in local:
-            name = f"{LOCAL_CHANNELS}/{c.rsplit('/', 1)[-1]}"
-            for key in ("url", "channel"):
-                if str(record.get(key, "")).startswith(c + "/") or record.get(key) == c:
-                    record[key] = name + record[key][len(c):]
+        for key in ("url", "channel"):
+            if key in record:
+                record[key] = public_url(str(record[key]), channels)
         atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o644)
     history = prefix / "conda-meta/history"
     if history.exists():
@@ -85,11 +91,15 @@ def normalize_mtimes(prefix: Path, epoch: int) -> None:
     os.utime(prefix, (epoch, epoch))
 
 
+PYC_MODES = ("unchecked-hash", "timestamp", "install")
+"""How the installer's .pyc are made: shipped, unchecked-hash (read without looking at the
+source) or timestamp (conda's: valid while the source keeps its mtime); or compiled by the
+installer. The first is the default (benchmarks/bench_installer.py; see its README)."""
 _COMPILE = """
 import compileall, py_compile, sys
 ok = compileall.compile_dir(sys.argv[1], quiet=1, workers=int(sys.argv[2]), force=True,
     stripdir=sys.argv[3], prependdir=sys.argv[4],
-    invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    invalidation_mode=getattr(py_compile.PycInvalidationMode, sys.argv[5]))
 """
 
 
@@ -104,7 +114,8 @@ def _clean_env(prefix: Path, home: Path) -> dict[str, str]:
     }
 
 
-def byte_compile(prefix: Path, python_rel: str, recorded: str, workers: int = 2) -> list[str]:
+def byte_compile(prefix: Path, python_rel: str, recorded: str, mode: str,
+                 workers: int = 2) -> list[str]:
     """Compile every .py under lib/ with the staged python, isolated, recording the files under
     the prefix ``recorded`` (not where they are staged); returns the files that did not compile
     (warnings: some packages ship templates named .py)."""
@@ -118,7 +129,7 @@ def byte_compile(prefix: Path, python_rel: str, recorded: str, workers: int = 2)
             res = subprocess.run(
                 [
                     str(prefix / python_rel), "-I", "-c", _COMPILE, str(d), str(workers),
-                    str(prefix), recorded,
+                    str(prefix), recorded, mode.upper().replace("-", "_"),
                 ],
                 capture_output=True,
                 text=True,

@@ -3,6 +3,7 @@ payload; beside it the ``.sha256``, an ``@EXPLICIT`` lockfile and a package list
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dxforge.channel import Package
+from dxforge.construct import ConstructSpec
 from dxforge.installer.payload import Payload
 from dxforge.installer.prefix import DXFORGE_DIR
-from dxforge.installer.spec import ConstructSpec
 from dxforge.installer.stage import Stage
 from dxforge.util import DxError, atomic_write_text
 
@@ -49,22 +50,46 @@ def _license_prompt(spec: ConstructSpec) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Decoder:
+    """The installer's first stage: a static zstd decoder, gzip'd, between header and payload."""
+
+    data: bytes  # gzip'd
+    sha256: str  # of ``data``
+    binary_sha256: str  # of the decoder itself
+
+    @classmethod
+    def of(cls, binary: Path) -> Decoder:
+        raw = binary.read_bytes()
+        data = gzip.compress(raw, compresslevel=9, mtime=0)
+        return cls(data, hashlib.sha256(data).hexdigest(), hashlib.sha256(raw).hexdigest())
+
+
+NO_DECODER = Decoder(b"", "", "")
+
+
 def render_header(
-    template: str, spec: ConstructSpec, stage: Stage, payload: Payload, filename: str
+    template: str, spec: ConstructSpec, stage: Stage, payload: Payload, filename: str,
+    decoder: Decoder = NO_DECODER,
 ) -> bytes:
     """The header with every @@FIELD@@ filled, HEADER_SIZE being its own byte length."""
     fields = {
         "NAME": spec.name,
         "VERSION": spec.version,
         "PLAT": PLATFORM,
+        "MACHINE": {"linux-64": "x86_64", "linux-aarch64": "aarch64"}[PLATFORM],
         "FILENAME": filename,
         "PAYLOAD_SIZE": str(payload.size),
         "PAYLOAD_SHA256": payload.sha256,
         "COMPRESSION": payload.compression,
+        "DECODER_SIZE": str(len(decoder.data)),
+        "DECODER_SHA256": decoder.sha256 or "none",
+        "DECODER_BIN_SHA256": decoder.binary_sha256 or "none",
         "MAX_PREFIX_LEN": str(len(str(stage.prefix)) if stage.has_binary else NO_LIMIT),
         "INSTALLED_KB": str(stage.installed_bytes // 1024 + 1),
         "PYTHON_REL": stage.python_rel,
         "GLIBC_MIN": stage.glibc,
+        "LINUX_MIN": spec.linux or "",
         "POST_INSTALL_REL": f"{DXFORGE_DIR}/post_install.sh" if spec.post_install else "",
         "BATCH": "1" if spec.batch_mode else "0",
         "BATCH_WORD": "yes" if spec.batch_mode else "no",
@@ -75,6 +100,7 @@ def render_header(
             for k, v in spec.script_env_variables.items()
         ),
         "DEFAULT_PREFIX": spec.default_prefix,
+        "COMPANY": _sq(spec.company),
         "LICENSE_PROMPT": _license_prompt(spec),
     }
     unknown = (
@@ -89,7 +115,7 @@ def render_header(
     while True:
         out = (
             text.replace("@@HEADER_SIZE@@", str(size))
-            .replace("@@TOTAL_SIZE@@", str(size + payload.size))
+            .replace("@@TOTAL_SIZE@@", str(size + len(decoder.data) + payload.size))
             .encode("utf-8")
         )
         if len(out) == size:
@@ -122,17 +148,24 @@ def package_list_text(packages: list[Package]) -> str:
 
 
 def write_installer(
-    spec: ConstructSpec, stage: Stage, payload: Payload, out: Path, template: Path
+    spec: ConstructSpec, stage: Stage, payload: Payload, out: Path, template: Path,
+    decoder: Decoder = NO_DECODER,
 ) -> Outputs:
-    """Write the installer and its companions into ``out``, each file atomically."""
+    """Write the installer (header, decoder stage, payload) and its companions into ``out``,
+    each file atomically."""
+    if (payload.compression == "zstd") != bool(decoder.data):
+        raise DxError("a zstd payload needs the decoder stage, and only a zstd payload has one")
     filename = spec.installer_filename
     dest = out / filename
-    header = render_header(template.read_text(encoding="utf-8"), spec, stage, payload, filename)
+    header = render_header(template.read_text(encoding="utf-8"), spec, stage, payload, filename,
+                           decoder)
     tmp = dest.with_name(f".{filename}.tmp")
     h = hashlib.sha256(header)
+    h.update(decoder.data)
     try:
         with open(tmp, "wb") as f:
             f.write(header)
+            f.write(decoder.data)
             with open(payload.path, "rb") as src:
                 while block := src.read(1 << 20):
                     h.update(block)

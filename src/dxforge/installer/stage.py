@@ -13,18 +13,20 @@ from pathlib import Path
 
 from dxforge import channel as ch
 from dxforge.channel import Package
+from dxforge.construct import ConstructSpec
 from dxforge.elf import Floor, glibc_floor, lint, parse_version, walk_elf
 from dxforge.installer.prefix import (
     DXFORGE_DIR,
+    PYC_MODES,
     ManifestEntry,
     byte_compile,
     fix_conda_meta,
     normalize_mtimes,
+    public_url,
     record_pyc,
     scan_manifest,
     smoke_test,
 )
-from dxforge.installer.spec import ConstructSpec
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
 from dxforge.util import DxError, atomic_write_text, run
@@ -166,8 +168,10 @@ def stage(
     out: Path,
     installer_dir: Path,
     progress: Progress = SILENT,
+    pyc: str = PYC_MODES[0],
 ) -> Stage:
-    """Solve, install, prepare and check the staging prefix under ``out``."""
+    """Solve, install, prepare and check the staging prefix under ``out``; its .pyc made in
+    the ``pyc`` mode (:data:`~dxforge.installer.prefix.PYC_MODES`)."""
     t0 = time.monotonic()
     if spec.duplicates:
         progress.warn(
@@ -192,6 +196,11 @@ def stage(
     python_rel = _python_rel(prefix, packages, spec)
 
     (prefix / "CACHEDIR.TAG").unlink(missing_ok=True)
+    if not spec.ignore_duplicate_files:
+        check_duplicates(prefix, spec)
+    if spec.keep_pkgs:
+        progress.step(f"keeping the {len(packages)} package files in pkgs/ (keep_pkgs)")
+        keep_packages(prefix / "pkgs", packages, spec.transmute_file_type, channels)
     fix_conda_meta(prefix, channels)
     meta = prefix / DXFORGE_DIR
     meta.mkdir()
@@ -209,14 +218,16 @@ def stage(
     floor, elf_files = check_elf(prefix, spec)
     epoch = _epoch(packages)
     normalize_mtimes(prefix, epoch)
-    progress.step("byte-compiling with the staged python")
-    failures = byte_compile(prefix, python_rel, recorded)
-    py = next(p for p in packages if p.name == "python")
-    record_pyc(prefix, "cpython-" + "".join(py.version.split(".")[:2]))
+    failures: list[str] = []
+    if pyc != "install":
+        progress.step(f"byte-compiling with the staged python ({pyc} .pyc)")
+        failures = byte_compile(prefix, python_rel, recorded, pyc)
+        py = next(p for p in packages if p.name == "python")
+        record_pyc(prefix, "cpython-" + "".join(py.version.split(".")[:2]))
     progress.step("smoke-testing the staged prefix")
     smoke = smoke_test(prefix, python_rel, packages)
     entries, total = scan_manifest(prefix, str(prefix))
-    _write_manifest(meta, spec, str(prefix), python_rel, entries)
+    _write_manifest(meta, spec, str(prefix), python_rel, entries, pyc)
     _relocate(prefix, python_rel, recorded)
     normalize_mtimes(prefix, epoch)
     warnings = []
@@ -241,6 +252,39 @@ def stage(
         glibc_file=floor.path.relative_to(prefix).as_posix() if floor.path else "",
         elf_files=elf_files,
     )
+
+
+def check_duplicates(prefix: Path, spec: ConstructSpec) -> None:
+    """``ignore_duplicate_files: false``: no file may belong to two packages."""
+    owners: dict[str, list[str]] = {}
+    for path in sorted((prefix / "conda-meta").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        for rel in record.get("files", []):
+            owners.setdefault(rel, []).append(record.get("name", path.stem))
+    clashes = {rel: names for rel, names in owners.items() if len(names) > 1}
+    if clashes:
+        shown = "\n".join(f"  {rel}: {', '.join(names)}" for rel, names in sorted(clashes.items()))
+        raise DxError(f"{spec.where('ignore_duplicate_files')}: `ignore_duplicate_files: false`, "
+                      f"and {len(clashes)} files belong to more than one package:\n{shown}\n"
+                      "drop one of the packages from the specs, or set it to true")
+
+
+def keep_packages(pkgs: Path, packages: list[Package], transmute: str,
+                  channels: list[str]) -> None:
+    """``keep_pkgs``: the solved package files in ``pkgs/`` with conda's ``urls.txt``; with
+    ``transmute_file_type: .conda``, .tar.bz2 files become .conda."""
+    import conda_package_handling.api as cph
+
+    urls = []
+    for p in packages:
+        got = ch.fetch_package(p, pkgs)
+        if transmute == ".conda" and got.name.endswith(".tar.bz2"):
+            cph.transmute(str(got), ".conda", out_folder=str(pkgs))
+            got.unlink()
+            urls.append(public_url(p.url[: -len(".tar.bz2")] + ".conda", channels))
+        else:
+            urls.append(public_url(p.url, channels))
+    atomic_write_text(pkgs / "urls.txt", "\n".join(urls) + "\n", mode=0o644)
 
 
 def check_elf(prefix: Path, spec: ConstructSpec) -> tuple[Floor, int]:
@@ -270,10 +314,12 @@ def check_elf(prefix: Path, spec: ConstructSpec) -> tuple[Floor, int]:
 
 
 def _write_manifest(
-    meta: Path, spec: ConstructSpec, prefix: str, python_rel: str, entries: list[ManifestEntry]
+    meta: Path, spec: ConstructSpec, prefix: str, python_rel: str, entries: list[ManifestEntry],
+    pyc: str,
 ) -> None:
     manifest = {
         "format": 1,
+        "pyc": pyc,
         "name": spec.name,
         "version": spec.version,
         "prefix": prefix,

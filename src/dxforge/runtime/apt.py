@@ -168,3 +168,23 @@ class Apt:
             env=self.env(), cwd=dest, what=f"apt-get source {package}={version} ({self.release})",
             fix="the mirror may lack this source package", timeout=1800)
         return sorted(p for p in dest.iterdir() if p.is_file())
+
+    def binary(self, package: str, dest: Path) -> tuple[Path, str]:
+        """The newest .deb of a binary package of the release, downloaded under ``dest`` (apt
+        checks it against the signed indexes; kept by package and version), and its version."""
+        text = run(["apt-cache", "show", "--no-all-versions", package], env=self.env(),
+                   what=f"apt-cache show {package} ({self.release})")
+        version = re.search(r"^Version: (\S+)$", text, re.M)
+        if version is None:
+            raise DxError(f"{package}: Debian {self.release} has no such binary package")
+        dest = dest / package / version[1].replace(":", "_")
+        dest.mkdir(parents=True, exist_ok=True)
+        found = sorted(dest.glob(f"{package}_*.deb"))
+        if not found:
+            run(["apt-get", "download", "-q", f"{package}={version[1]}"], env=self.env(),
+                cwd=dest, what=f"apt-get download {package} ({self.release})", timeout=900)
+            found = sorted(dest.glob(f"{package}_*.deb"))
+        if len(found) != 1:
+            raise DxError(f"{dest}: expected one {package} .deb, found {len(found)}")
+        return found[0], version[1]
+

@@ -1,10 +1,15 @@
-"""Building the runtime: OpenSSL 3, CPython 3.11, libcurl and git, compiled from Debian's source
-packages inside a Debian 11 (bullseye) root, so that nothing needs a newer C library than
-bullseye's (glibc 2.31). Everything installs into one long placeholder prefix (255 bytes, as
-conda-forge's); each component's files are recorded, debug information is stripped and every
-RUNPATH made ``$ORIGIN``-relative. The result is cached in the user cache by a fingerprint of
-the sources' versions, the build scripts and the build root, so that another clone (or CI) on
-the machine reuses it; a cold build takes about 15-25 minutes on two cores."""
+"""Building the runtime's components in the build root, each once, cached by fingerprint.
+
+Every component (:mod:`dxforge.runtime.components`) is compiled by its script inside a Debian
+11 (bullseye) build root, for the glibc floor (:mod:`dxforge.runtime.floor`), into the one long
+placeholder prefix (:data:`dxforge.package.PLACEHOLDER`). A component sees, at that prefix,
+exactly the files of the components it needs (bind-mounted in its own mount namespace), so
+independent components build side by side and what each installs is exactly what it adds.
+Its files are stripped, their RUNPATHs made ``$ORIGIN``-relative and checked against the floor,
+then kept in the user cache under the component's fingerprint: its source, its script, the
+build root, the floor and the fingerprints of what it needs. Another clone, CI, or a change to
+one component reuses every other.
+"""
 
 from __future__ import annotations
 
@@ -12,78 +17,94 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from dxforge.elf import fix_runpaths, strip_debug
+from dxforge.elf import above_floor, fix_runpaths, strip, walk_elf
+from dxforge.package import PLACEHOLDER
 from dxforge.progress import SILENT, Progress
+from dxforge.runtime import floor as floors
 from dxforge.runtime import roots
 from dxforge.runtime.apt import Apt
+from dxforge.runtime.components import SOURCE_RELEASE, Component, components
+from dxforge.runtime.sources import obtain
 from dxforge.util import DxError, atomic_write_text, file_lock
 
-RUNTIME_FORMAT = 1
+RUNTIME_FORMAT = 2
 """Bump when what the build does changes outside the scripts (a rebuild follows)."""
 BUILD_RELEASE = "bullseye"
-GLIBC_FLOOR = (2, 31)
-"""The C library of BUILD_RELEASE: nothing the seed ships (binary wheels included) needs more."""
-SOURCE_RELEASE = "bookworm"
-PLACEHOLDER = ("/opt/dxforge-build/" + "_placehold" * 30)[:255]
-"""The prefix everything is built into; as long as conda-forge's binary placeholder."""
+GLIBC_FLOOR = (2, 28)
+"""The oldest C library the runtime runs on (EL8); binary wheels are chosen for it too."""
 BUILD_ROOT = roots.RootSpec(
     BUILD_RELEASE,
     "buildd",
-    ("pkg-config", "zlib1g-dev", "libbz2-dev", "liblzma-dev", "libsqlite3-dev", "libffi-dev",
-     "libexpat1-dev", "libreadline-dev", "libncurses-dev", "uuid-dev", "libcrypt-dev"),
+    ("pkg-config", "zlib1g-dev", "libbz2-dev", "liblzma-dev", "libffi-dev", "libexpat1-dev",
+     "libreadline-dev", "libncurses-dev", "uuid-dev", "libmpdec-dev", "tcl", "autoconf",
+     "automake", "libtool", "bison", "flex"),
 )
+FLOOR_DIR = "/build/floor"
 
 
-@dataclass(frozen=True)
-class Component:
-    """One piece of the runtime, built from a Debian source package."""
+@dataclass
+class Built:
+    """One component's files in the user cache."""
 
-    name: str  # the conda-forge package it becomes
-    source: str  # Debian source package
-    script: str  # data/runtime/<script>
-    license: str
-    summary: str
-    homepage: str
+    component: Component
+    directory: Path
+    fingerprint: str
+    version: str
+    files: list[str]
+    seconds: float = 0.0
 
-
-COMPONENTS = (
-    Component("openssl", "openssl", "openssl.sh", "Apache-2.0",
-              "OpenSSL 3: TLS and cryptography", "https://www.openssl.org"),
-    Component("python", "python3.11", "python.sh", "Python-2.0",
-              "CPython 3.11", "https://www.python.org"),
-    Component("libcurl", "curl", "curl.sh", "curl",
-              "The multiprotocol file transfer library", "https://curl.se"),
-    Component("git", "git", "git.sh", "GPL-2.0-only",
-              "Distributed version control system", "https://git-scm.com"),
-)
+    @property
+    def tree(self) -> Path:
+        """Its files, at their place under the prefix (holding :data:`PLACEHOLDER`)."""
+        return self.directory / "tree"
 
 
 @dataclass
 class RuntimeBuild:
-    """A finished runtime build in the user cache."""
+    """The runtime: every component built, and one tree holding them all."""
 
     directory: Path
     fingerprint: str
-    versions: dict[str, str]  # component -> Debian version
-    files: dict[str, list[str]]  # component -> files (relative to the prefix)
-    seconds: dict[str, float] = field(default_factory=dict)
+    python: str
+    parts: dict[str, Built] = field(default_factory=dict)
 
     @property
     def prefix(self) -> Path:
-        """The installed tree (its files hold :data:`PLACEHOLDER`)."""
+        """Every package component's files in one tree (hard links into the cache)."""
         return self.directory / "prefix"
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {n: b.version for n, b in self.parts.items()}
+
+    @property
+    def files(self) -> dict[str, list[str]]:
+        return {n: b.files for n, b in self.parts.items()}
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        return {n: b.seconds for n, b in self.parts.items()}
+
+    def tool(self, name: str) -> Path:
+        """The file of a tool component (``zstd-decoder``)."""
+        built = self.parts[name]
+        return built.tree / built.files[0]
 
 
 def script_text(name: str) -> str:
     return resources.files("dxforge").joinpath("data", "runtime", name).read_text()
 
 
-def _apt(cache: Path) -> Apt:
+def apt_for(cache: Path) -> Apt:
+    """The private apt of :data:`SOURCE_RELEASE`, its lists refreshed when they are old."""
     apt = Apt(SOURCE_RELEASE, cache / "apt" / SOURCE_RELEASE)
     try:
         apt.update()
@@ -93,111 +114,310 @@ def _apt(cache: Path) -> Apt:
     return apt
 
 
-def fingerprint(cache: Path) -> tuple[str, dict[str, str]]:
-    """The fingerprint of the runtime build and the source versions it would use."""
-    apt = _apt(cache)
-    versions = {c.name: apt.source_version(c.source) for c in COMPONENTS}
-    data = {
-        "format": RUNTIME_FORMAT,
-        "placeholder": PLACEHOLDER,
-        "root": BUILD_ROOT.key(apt.mirror),
-        "components": [
-            [c.name, c.source, versions[c.name],
-             hashlib.sha256(script_text(c.script).encode()).hexdigest()]
-            for c in COMPONENTS
-        ],
-    }
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-    return digest, versions
+@dataclass(frozen=True)
+class Plan:
+    """What a runtime build will use: each component's version and fingerprint."""
+
+    python: str
+    components: tuple[Component, ...]
+    versions: dict[str, str]
+    fingerprints: dict[str, str]
+    floor: floors.FloorPlan | None  # None until the build root is at hand
+
+    @property
+    def fingerprint(self) -> str:
+        return _digest(sorted(self.fingerprints.items()))[:32]
 
 
-def _files(tree: Path) -> set[str]:
-    out = set()
-    for dirpath, _dirnames, filenames in os.walk(tree):
-        for name in filenames:
-            out.add(os.path.relpath(os.path.join(dirpath, name), tree))
-    for dirpath, dirnames, _ in os.walk(tree):
-        for name in dirnames:
-            p = os.path.join(dirpath, name)
-            if os.path.islink(p):
-                out.add(os.path.relpath(p, tree))
-    return out
+def _digest(data: object) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _finalize(prefix: Path) -> None:
-    """No static libraries, no debug information, ``$ORIGIN``-relative RUNPATHs."""
-    for p in list(prefix.rglob("*")):
+def plan(cache: Path, python: str, only: set[str] | None = None) -> Plan:
+    """The fingerprints of the runtime for CPython ``python`` and the sources it would use
+    (of the components ``only`` names and what they need, when given)."""
+    apt = apt_for(cache)
+    comps = components(python)
+    if only is not None:
+        wanted = set(only)
+        for c in reversed(comps):
+            if c.name in wanted:
+                wanted.update(c.needs)
+        comps = tuple(c for c in comps if c.name in wanted)
+    versions = {c.name: c.version if c.pin else apt.source_version(c.debian) for c in comps}
+    root = BUILD_ROOT.key(apt.mirror)
+    fps: dict[str, str] = {}
+    for c in comps:
+        fps[c.name] = _digest({
+            "format": RUNTIME_FORMAT, "placeholder": PLACEHOLDER, "root": root,
+            "floor": GLIBC_FLOOR, "name": c.name, "debian": c.debian, "version": versions[c.name],
+            "pin": c.pin.sha256 if c.pin else None,
+            "script": hashlib.sha256(script_text(c.script).encode()).hexdigest(),
+            "needs": [fps[n] for n in c.needs],
+        })
+    return Plan(python, comps, versions, fps, None)
+
+
+def fingerprint(cache: Path, python: str) -> str:
+    """The runtime's fingerprint (a CI cache key)."""
+    return plan(cache, python).fingerprint
+
+
+def _files(tree: Path) -> list[str]:
+    """Files and symlinks under ``tree``, relative, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            out.append(os.path.relpath(os.path.join(dirpath, name), tree))
+    return sorted(out)
+
+
+def _load(c: Component, entry: Path, fp: str) -> Built | None:
+    meta = entry / "component.json"
+    if not meta.is_file():
+        return None
+    data = json.loads(meta.read_text())
+    return Built(c, entry, fp, data["version"], data["files"], data.get("seconds", 0.0))
+
+
+class _Builder:
+    """One runtime build session: the build root, and the components still to make."""
+
+    def __init__(self, cache: Path, p: Plan, progress: Progress, jobs: int) -> None:
+        self.cache = cache
+        self.plan = p
+        self.progress = progress
+        self.jobs = jobs
+        self.base = cache / "runtime"
+        self.logs = self.base / "logs"
+        self.work: Path | None = None
+        self.root: Path | None = None
+        self.floor: floors.FloorPlan | None = None
+        self.lock = threading.Lock()
+        self.apt: Apt | None = None
+
+    def entry(self, c: Component) -> Path:
+        return self.base / "components" / f"{c.name}-{self.plan.fingerprints[c.name][:16]}"
+
+    def _root(self) -> Path:
+        with self.lock:
+            if self.root is None:
+                tar = roots.tarball(BUILD_ROOT, self.cache, self.progress)
+                self.work = roots.scratch(self.cache / "work", "runtime-")
+                self.progress.step(f"unpacking the Debian {BUILD_RELEASE} build root")
+                self.root = roots.extract(tar, self.work / "root")
+                self.floor = floors.plan(self.root / "lib/x86_64-linux-gnu", GLIBC_FLOOR)
+                d = self.root / FLOOR_DIR.lstrip("/")
+                d.mkdir(parents=True)
+                (d / "glibc-floor.h").write_text(self.floor.header())
+                (d / "config.site").write_text(self.floor.config_site())
+                (self.root / PLACEHOLDER.lstrip("/")).mkdir(parents=True)
+                self.apt = apt_for(self.cache)
+            return self.root
+
+    def _sources(self, c: Component, dest: Path) -> None:
+        version = self.plan.versions[c.name]
+        if c.pin is not None:
+            shutil.copy2(obtain(c.pin, self.cache / "sources" / "upstream"), dest / c.pin.filename)
+            return
+        assert self.apt is not None
+        where = self.cache / "sources" / c.debian / version.replace(":", "_")
+        for f in self.apt.source(c.debian, version, where):
+            shutil.copy2(f, dest / f.name)
+
+    def build(self, c: Component, needs: list[Built]) -> Built:
+        root = self._root()
+        assert self.work is not None and self.floor is not None
+        fp = self.plan.fingerprints[c.name]
+        version = self.plan.versions[c.name]
+        log = self.logs / f"{c.name}-{fp[:16]}.log"
+        stage = self.work / "prefix" / c.name
+        stage.mkdir(parents=True)
+        inherited: dict[str, tuple[int, int]] = {}
+        for dep in needs:
+            for rel in dep.files:
+                src, dst = dep.tree / rel, stage / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if src.is_symlink():
+                    os.symlink(os.readlink(src), dst)
+                else:
+                    shutil.copy2(src, dst)
+                    st = dst.stat()
+                    inherited[rel] = (st.st_size, st.st_mtime_ns)
+                inherited.setdefault(rel, (-1, -1))
+        home = root / "build" / c.name
+        for sub in ("src", "work"):
+            (home / sub).mkdir(parents=True)
+        self.progress.step(f"fetching {c.name} {version} ({c.source})")
+        self._sources(c, home / "src")
+        (home / c.script).write_text(script_text(c.script))
+        self.progress.step(f"building {c.name} {version} in Debian {BUILD_RELEASE} for glibc "
+                           f"{self.floor.text} (log: {log})")
+        t0 = time.monotonic()
+        cc = f"-include {FLOOR_DIR}/glibc-floor.h"
+        roots.run_in(
+            root, ["sh", "-eu", f"/build/{c.name}/{c.script}"], what=f"building {c.name}",
+            log=log, timeout=7200, binds={PLACEHOLDER: stage},
+            env={"PH": PLACEHOLDER, "JOBS": str(self.jobs), "SRC": f"/build/{c.name}/src",
+                 "WORK": f"/build/{c.name}/work", "HOME": f"/build/{c.name}",
+                 "CC": f"gcc {cc}", "CXX": f"g++ {cc}", "CONFIG_SITE": f"{FLOOR_DIR}/config.site",
+                 "VERSION": version},
+        )
+        seconds = round(time.monotonic() - t0, 1)
+        for rel, (size, mtime) in inherited.items():
+            p = stage / rel
+            if size >= 0 and (not p.is_file() or (p.stat().st_size, p.stat().st_mtime_ns)
+                              != (size, mtime)):
+                raise DxError(f"building {c.name} changed {rel}, a file of a component it needs; "
+                              f"its script must not install over it (log: {log})")
+        entry = self.entry(c)
+        tmp = entry.with_name(f".{entry.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tree = tmp / "tree"
+        tree.mkdir(parents=True)
+        own = [rel for rel in _files(stage) if rel not in inherited]
+        for rel in own:
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, tree / rel)
+        shutil.rmtree(stage)
+        _finalize(c, tree, own, log, self.floor)
+        files = _files(tree)
+        if not files:
+            raise DxError(f"building {c.name} installed nothing; see {log}")
+        atomic_write_text(tmp / "component.json", json.dumps(
+            {"name": c.name, "fingerprint": fp, "version": version, "files": files,
+             "seconds": seconds, "floor": self.floor.text}, indent=1) + "\n")
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(tmp, entry)
+        return Built(c, entry, fp, version, files, seconds)
+
+    def close(self) -> None:
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def _finalize(c: Component, tree: Path, files: list[str], log: Path,
+              floor: floors.FloorPlan) -> None:
+    """No static libraries, no debug information, ``$ORIGIN``-relative RUNPATHs, and nothing
+    that needs a C library newer than the floor."""
+    for rel in files:
+        p = tree / rel
         if p.suffix in (".a", ".la") and p.is_file() and not p.is_symlink():
             p.unlink()
-    strip_debug(prefix)
-    dynload = next(prefix.glob("lib/python3*/lib-dynload"), None)
-    fix_runpaths(prefix, prefix / "lib")
-    if dynload is None:
-        raise DxError(f"{prefix}: the python build installed no lib-dynload")
+    strip(tree)
+    if not c.tool:
+        fix_runpaths(tree, tree / "lib")
+    over = {info.path.relative_to(tree).as_posix(): above_floor(info.path, floor.floor)
+            for info in walk_elf(tree)}
+    over = {k: v for k, v in over.items() if v}
+    if over:
+        shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(over.items()))
+        raise DxError(
+            f"{c.name} needs a C library newer than glibc {floor.text}: {shown}. Tell its "
+            f"configure that the function is missing (the build root's {FLOOR_DIR}/config.site "
+            f"holds those dxforge found), or patch it out in data/runtime/{c.script} (log: {log})"
+        )
 
 
-def build_runtime(cache: Path, progress: Progress = SILENT, jobs: int = 2) -> RuntimeBuild:
-    """The runtime build for the current sources: from the cache, else built (slow)."""
-    digest, versions = fingerprint(cache)
+def _merge(parts: dict[str, Built], dest: Path) -> None:
+    """One tree of every package component, by hard links (copies across file systems)."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for built in parts.values():
+        if built.component.tool:
+            continue
+        for rel in built.files:
+            src, dst = built.tree / rel, tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dst)
+                continue
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+    os.replace(tmp, dest)
+
+
+def build_runtime(cache: Path, python: str, progress: Progress = SILENT, jobs: int = 2,
+                  parallel: int = 2, only: set[str] | None = None) -> RuntimeBuild:
+    """The runtime for CPython ``python``: every component (or those ``only`` names, with what
+    they need) from the cache, or built (up to ``parallel`` at a time, each with ``jobs`` make
+    jobs)."""
+    p = plan(cache, python, only)
     base = cache / "runtime"
-    out = base / digest[:16]
-    meta = out / "runtime.json"
+    out = base / "merged" / p.fingerprint[:16]
     with file_lock(base / ".lock", "the runtime build"):
-        if meta.is_file():
-            data = json.loads(meta.read_text())
-            return RuntimeBuild(out, digest, data["versions"], data["files"],
-                                data.get("seconds", {}))
-        return _build(cache, out, digest, versions, progress, jobs)
+        builder = _Builder(cache, p, progress, jobs)
+        parts: dict[str, Built] = {}
+        todo = {c.name: c for c in p.components}
+        for c in p.components:
+            found = _load(c, builder.entry(c), p.fingerprints[c.name])
+            if found is not None:
+                parts[c.name] = found
+                del todo[c.name]
+        if todo:
+            progress.begin("runtime components", len(todo))
+        try:
+            _schedule(todo, parts, builder, progress, parallel)
+        finally:
+            builder.close()
+        if not (out / "prefix").is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            _merge(parts, out / "prefix")
+    return RuntimeBuild(out, p.fingerprint, python, parts)
 
 
-def _build(cache: Path, out: Path, digest: str, versions: dict[str, str],
-           progress: Progress, jobs: int) -> RuntimeBuild:
-    apt = _apt(cache)
-    root_tar = roots.tarball(BUILD_ROOT, cache, progress)
-    work = roots.scratch(cache / "work", "runtime-")
-    seconds: dict[str, float] = {}
-    try:
-        root = roots.extract(root_tar, work / "root")
-        prefix = root / PLACEHOLDER.lstrip("/")
-        prefix.mkdir(parents=True)
-        files: dict[str, list[str]] = {}
-        logs = out.parent / "logs" / digest[:16]
-        for c in COMPONENTS:
-            src = root / "build/src" / c.name
-            progress.step(f"fetching Debian's {c.source} {versions[c.name]} source")
-            where = cache / "sources" / c.source / versions[c.name].replace(":", "_")
-            src.mkdir(parents=True)
-            for f in apt.source(c.source, versions[c.name], where):
-                shutil.copy2(f, src / f.name)
-            (root / "build/work" / c.name).mkdir(parents=True)
-            (root / "build" / c.script).write_text(script_text(c.script))
-            before = _files(prefix)
-            progress.step(f"building {c.name} {versions[c.name]} in Debian {BUILD_RELEASE} "
-                          f"(log: {logs / (c.name + '.log')})")
-            t0 = time.monotonic()
-            roots.run_in(
-                root, ["sh", "-eu", f"/build/{c.script}"], what=f"building {c.name}",
-                log=logs / f"{c.name}.log", timeout=7200,
-                env={"PH": PLACEHOLDER, "JOBS": str(jobs), "SRC": f"/build/src/{c.name}",
-                     "WORK": f"/build/work/{c.name}", "HOME": "/build"},
-            )
-            seconds[c.name] = round(time.monotonic() - t0, 1)
-            files[c.name] = sorted(_files(prefix) - before)
-            if not files[c.name]:
-                raise DxError(f"building {c.name} installed nothing; see {logs / c.name}.log")
-        progress.step("stripping and making RUNPATHs $ORIGIN-relative")
-        _finalize(prefix)
-        present = _files(prefix)
-        files = {k: [f for f in v if f in present] for k, v in files.items()}
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        os.replace(prefix, tmp / "prefix")
-        atomic_write_text(tmp / "runtime.json", json.dumps(
-            {"fingerprint": digest, "versions": versions, "files": files, "seconds": seconds},
-            indent=1) + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return RuntimeBuild(out, digest, versions, files, seconds)
+def _schedule(todo: dict[str, Component], parts: dict[str, Built], builder: _Builder,
+              progress: Progress, parallel: int) -> None:
+    """Build ``todo`` in dependency order, independent components side by side; the first
+    failure stops the rest."""
+
+    def ready() -> list[Component]:
+        return [c for c in todo.values() if all(n in parts for n in c.needs)]
+
+    running: dict[Future[Built], Component] = {}
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        submit: Callable[[Component], Future[Built]] = lambda c: pool.submit(  # noqa: E731
+            builder.build, c, _closure(c, parts))
+        while todo or running:
+            for c in ready():
+                if len(running) >= max(1, parallel):
+                    break
+                del todo[c.name]
+                progress.start(c.name)
+                running[submit(c)] = c
+            if not running:
+                missing = sorted(todo)
+                raise DxError(f"runtime components {', '.join(missing)} need components that "
+                              "are not in the runtime; fix `needs` in runtime/components.py")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                c = running.pop(fut)
+                try:
+                    parts[c.name] = fut.result()
+                except BaseException:
+                    for other in running:
+                        other.cancel()
+                    raise
+                progress.done(f"{c.name} {parts[c.name].version} "
+                              f"({parts[c.name].seconds:.0f} s)")
+
+
+def _closure(c: Component, parts: dict[str, Built]) -> list[Built]:
+    """What ``c`` needs, with what those need, each once."""
+    out: dict[str, Built] = {}
+    todo = list(c.needs)
+    while todo:
+        n = todo.pop(0)
+        if n not in out:
+            out[n] = parts[n]
+            todo += parts[n].component.needs
+    return list(out.values())
+
+
+def tool(cache: Path, name: str, progress: Progress = SILENT) -> Path:
+    """The file of a tool component (``zstd-decoder``), from the cache or built."""
+    rt = build_runtime(cache, "3", progress, only={name})
+    return rt.tool(name)

@@ -1,9 +1,10 @@
-"""The runtime as conda packages, split as conda-forge splits it: ``python`` (+ ``python_abi``),
-``openssl``, ``libcurl`` and ``git`` from the runtime build, ``ca-certificates`` from Debian's
-bundle, one package per library of the DT_NEEDED closure (``libffi``, ``libsqlite``, ...), and
-``voms`` from Debian's binaries. Each package depends, by name, on the packages that ship the
-libraries its ELF files need, and on ``__glibc`` at least the highest GLIBC symbol version it
-needs; files holding the build prefix are recorded with conda-forge's 255-byte placeholder."""
+"""The runtime as conda packages, split as conda-forge splits it: one package per component
+(``python`` with ``python_abi``, ``openssl``, ``libsqlite``, ``libcurl``, ``git``, ``voms``),
+``ca-certificates`` from Debian's bundle, and one package per library of the DT_NEEDED closure
+taken from the build root (``libffi``, ``libexpat``, ``libstdcxx``, ...). Each package depends,
+by name, on the packages that ship the libraries its ELF files need, and on ``__glibc`` at least
+the highest GLIBC symbol version it needs; files holding the build prefix are recorded with the
+255-byte placeholder."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dxforge.elf import fix_runpaths, glibc_floor, in_glibc, walk_elf
+from dxforge.package import PLACEHOLDER, PackageSpec, assemble, prefix_files
 from dxforge.runtime.apt import conda_version
-from dxforge.runtime.build import COMPONENTS, PLACEHOLDER, Component, RuntimeBuild
+from dxforge.runtime.build import BUILD_RELEASE, Built, RuntimeBuild
 from dxforge.runtime.libs import Library
-from dxforge.seed.pack import PackageSpec, assemble, prefix_files
+from dxforge.target import Target
 from dxforge.util import DxError
 
-PACKAGING_FORMAT = 1
+PACKAGING_FORMAT = 2
 """Bump when how the runtime is packaged changes."""
 PYTHON_DROP = {"test", "tests", "idle_test", "idlelib", "tkinter", "turtledemo", "__pycache__"}
 DROP_PREFIXES = ("share/man/", "share/doc/", "bin/idle3", "bin/curl")
@@ -106,10 +108,11 @@ def _keep(component: str, rel: str) -> bool:
     return True
 
 
-def stage_component(rt: RuntimeBuild, c: Component, dest: Path) -> None:
-    for rel in rt.files[c.name]:
+def stage_component(built: Built, dest: Path) -> None:
+    c = built.component
+    for rel in built.files:
         if _keep(c.name, rel):
-            _copy(rt.prefix / rel, dest / rel)
+            _copy(built.tree / rel, dest / rel)
     if c.name == "python":
         minor = next(p.name for p in (dest / "bin").glob("python3.*") if "-" not in p.name)
         (dest / "bin/python").symlink_to(minor)
@@ -119,28 +122,35 @@ def stage_component(rt: RuntimeBuild, c: Component, dest: Path) -> None:
                                          "can be installed here.\n")
 
 
-EXTRA_DEPENDS = {"openssl": ["ca-certificates"], "python": ["pip", "python_abi 3.11.* *_cp311"]}
+def _extra_depends(name: str, target: Target) -> list[str]:
+    """What a component's package needs beyond its libraries (as conda-forge's recipes say)."""
+    if name == "openssl":
+        return ["ca-certificates"]
+    if name == "python":
+        return ["pip", target.python_depends()[1]]
+    return []
 
 
 def component_package(
-    rt: RuntimeBuild, c: Component, provides: Provides, work: Path, out: Path
+    built: Built, target: Target, provides: Provides, work: Path, out: Path
 ) -> Path:
+    c = built.component
     root = work / c.name
     shutil.rmtree(root, ignore_errors=True)
-    stage_component(rt, c, root)
-    version = conda_version(rt.versions[c.name])
-    deps = EXTRA_DEPENDS.get(c.name, []) + depends(root, provides, f"{c.name} {version}")
+    stage_component(built, root)
+    version = conda_version(built.version)
+    deps = _extra_depends(c.name, target) + depends(root, provides, f"{c.name} {version}")
     text, binary = prefix_files(root, PLACEHOLDER)
     spec = PackageSpec(
         name=c.name,
         version=version,
-        build=f"h{_digest(PACKAGING_FORMAT, rt.fingerprint, deps)}_0"
+        build=f"h{_digest(PACKAGING_FORMAT, built.fingerprint, deps)}_0"
         + ("_cpython" if c.name == "python" else ""),
         subdir="linux-64",
         depends=deps,
         license=c.license,
-        summary=f"{c.summary}, built by dxforge from Debian's {c.source} "
-        f"{rt.versions[c.name]} source in Debian 11",
+        summary=f"{c.summary}, built by dxforge from {c.source} ({built.version}) in Debian "
+        f"{BUILD_RELEASE} for glibc {target.glibc_text}",
         homepage=c.homepage,
         text_prefix_files=text,
         binary_prefix_files=binary,
@@ -149,8 +159,7 @@ def component_package(
     return assemble(spec, root, out)
 
 
-def python_abi_package(version: str, work: Path, out: Path) -> Path:
-    short = ".".join(version.split(".")[:2])
+def python_abi_package(short: str, work: Path, out: Path) -> Path:
     abi = "cp" + short.replace(".", "")
     empty = work / "python_abi"
     empty.mkdir(parents=True, exist_ok=True)
@@ -219,12 +228,9 @@ def certificates_package(tree: Path, version: str, work: Path, out: Path) -> Pat
 
 
 def component_sonames(rt: RuntimeBuild) -> dict[str, set[str]]:
-    """What each component's shared libraries provide."""
-    out = {}
-    for c in COMPONENTS:
-        libs = [rt.prefix / r for r in rt.files[c.name] if r.startswith("lib/") and ".so" in r]
-        out[c.name] = {p.name for p in libs}
-    return out
+    """What each package component's shared libraries provide."""
+    return {name: {Path(r).name for r in b.files if r.startswith("lib/") and ".so" in r}
+            for name, b in rt.parts.items() if not b.component.tool}
 
 
 def component_needs(rt: RuntimeBuild) -> set[str]:

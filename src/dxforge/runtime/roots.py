@@ -107,10 +107,12 @@ def command(
     user: int | None = None,
     env: dict[str, str] | None = None,
     cwd: str = "/",
+    binds: dict[str, Path] | None = None,
 ) -> list[str]:
     """The host command that runs ``argv`` inside ``root``: own mount and pid namespaces with
     /proc mounted, no network unless asked (loopback up), optionally as uid/gid ``user``, with
-    exactly ``env`` (plus PATH and LANG) and working directory ``cwd``."""
+    exactly ``env`` (plus PATH and LANG) and working directory ``cwd``; each host directory of
+    ``binds`` is mounted at its path inside the root, for this command only."""
     environment = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8",
                    **(env or {})}
     inner = ["chroot", str(root)]
@@ -119,10 +121,14 @@ def command(
     inner += ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in environment.items()),
               "sh", "-c", f"cd {shlex.quote(cwd)} && exec \"$@\"", "sh", *argv]
     ns = ["unshare", "--mount", "--pid", "--fork", f"--mount-proc={root}/proc"]
-    if network:
+    setup = [f"mount --bind {shlex.quote(str(host))} {shlex.quote(str(root) + inside)}"
+             for inside, host in sorted((binds or {}).items())]
+    if not network:
+        ns.append("--net")
+        setup.insert(0, "{ ip link set lo up 2>/dev/null || true; }")
+    if not setup:
         return [*ns, *inner]
-    lo = "ip link set lo up 2>/dev/null || true; exec \"$@\""
-    return [*ns, "--net", "sh", "-c", lo, "sh", *inner]
+    return [*ns, "sh", "-ec", "; ".join([*setup, 'exec "$@"']), "sh", *inner]
 
 
 def run_in(root: Path, argv: Sequence[str], *, what: str, log: Path | None = None,

@@ -1,4 +1,16 @@
-"""``dxforge seed``: build the offline seed channel, incrementally, and swap it in atomically."""
+"""``dxforge seed``: the offline seed channel, made once and then only assembled.
+
+This module is long because it is the one place where the seed's pieces meet: the runtime
+(built by :mod:`dxforge.runtime`), the library closure of it and of the binary wheels, the
+resolution of the PyPI requirements, the wheel conversions, and the channel itself. Every piece
+is kept in the user cache by what it depends on:
+
+- the resolution (the requirement set -> the exact files with their sha256), recorded and reused
+  until the requirements change, ``refresh`` is asked, or a recorded file can no longer be had;
+- each download, each conversion and each group of runtime packages, by their inputs;
+- the whole channel, by the seed's fingerprint (its inputs and the resolution), so that another
+  clone's seed is hard links of it, checked against its repodata.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +33,17 @@ from packaging.utils import canonicalize_name
 
 import dxforge
 from dxforge import channel as ch
-from dxforge import upstream
+from dxforge import needs
+from dxforge.construct import load_construct
 from dxforge.fetch import fetch_sources
 from dxforge.index import PackageIndex, index_url
-from dxforge.installer.spec import load_construct
 from dxforge.layout import Layout
-from dxforge.names import marker_applies, pypi_name, set_target_python
+from dxforge.names import marker_applies, pypi_name
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import load_recipes
 from dxforge.runtime import roots
-from dxforge.runtime.apt import conda_version
-from dxforge.runtime.apt import mirror as apt_mirror
-from dxforge.runtime.build import (
-    BUILD_ROOT,
-    COMPONENTS,
-    GLIBC_FLOOR,
-    RuntimeBuild,
-    build_runtime,
-    fingerprint,
-)
+from dxforge.runtime.apt import conda_version, mirror
+from dxforge.runtime.build import BUILD_ROOT, RuntimeBuild, apt_for, build_runtime
 from dxforge.runtime.libs import closure
 from dxforge.runtime.packages import (
     PACKAGING_FORMAT,
@@ -51,14 +55,16 @@ from dxforge.runtime.packages import (
     library_package,
     python_abi_package,
 )
-from dxforge.seed import debian, wheels
+from dxforge.seed import wheels
 from dxforge.seed.plan import SeedPlan, plan
 from dxforge.specs import split_spec
-from dxforge.util import DxError, atomic_write_text, file_lock, replace_dir
+from dxforge.target import Target, project_target
+from dxforge.util import DxError, atomic_write_text, file_lock, publish, run, sha256_file
 
 MANIFEST = "dxforge-seed.json"
-SEED_FORMAT = 2
+SEED_FORMAT = 3
 """Bump when what the seed holds changes for the same inputs (a full rebuild follows)."""
+CERTIFICATES = "ca-certificates"
 
 
 @dataclass
@@ -67,6 +73,7 @@ class SeedOptions:
     out: Path | None = None  # default: the layout's seed channel
     index_url: str | None = None
     workers: int = 2
+    refresh: bool = False  # resolve the requirements again, ignoring the recorded resolution
 
     @property
     def channel(self) -> Path:
@@ -75,15 +82,16 @@ class SeedOptions:
 
 @dataclass
 class SeedResult:
-    """What ``dxforge seed`` made (or found up to date)."""
+    """What ``dxforge seed`` made, assembled from the user cache, or found up to date."""
 
-    status: str  # built | up-to-date
+    status: str  # built | assembled | up-to-date
     channel: Path
     fingerprint: str
     packages: list[str]
     size_bytes: int
     seconds: float
     inputs: dict[str, Any] = field(default_factory=dict)
+    resolution: str = ""  # recorded | resolved
 
     @property
     def count(self) -> int:
@@ -102,6 +110,7 @@ class SeedResult:
             "status": self.status,
             "channel": str(self.channel),
             "fingerprint": self.fingerprint,
+            "resolution": self.resolution,
             "inputs": self.inputs,
             "packages": self.packages,
             "count": self.count,
@@ -115,10 +124,10 @@ def _construct_specs(root: Path) -> list[str]:
     return list(load_construct(path).specs) if path.exists() else []
 
 
-def seed_plan(layout: Layout, index_url: str | None = None) -> SeedPlan:
+def seed_plan(layout: Layout, target: Target, index_url: str | None = None) -> SeedPlan:
     """The seed's requirements: the recipes', construct.yaml's, and what DiracX's own test
     suites need (the sdists' extras, read from the source cache, fetched when missing)."""
-    recipes = load_recipes(layout.root)
+    recipes = load_recipes(layout.root, target=target)
     siblings = {r.name for r in recipes}
     reqs = {
         f"{r.path}: requirements.{sec}": specs
@@ -127,7 +136,8 @@ def seed_plan(layout: Layout, index_url: str | None = None) -> SeedPlan:
     }
     fetch_sources(recipes, layout.sources, index_url=index_url)
     tests = {"the upstream test suites (the sdists' extras)":
-             upstream.seed_requirements(recipes, layout.sources)}
+             needs.seed_requirements(recipes, layout.sources, target),
+             "the end-to-end server (dxforge.needs.END_TO_END)": needs.END_TO_END}
     return plan(layout.root, siblings, reqs, _construct_specs(layout.root), tests)
 
 
@@ -135,12 +145,13 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _extras_inputs(requires_dist: list[str], lookup: dict[str, list[str]]) -> dict[str, list[str]]:
+def _extras_inputs(requires_dist: list[str], lookup: dict[str, list[str]],
+                   target: Target) -> dict[str, list[str]]:
     """The metadata a conversion reads to expand extras: part of its cache key."""
     used: dict[str, list[str]] = {}
     for line in requires_dist:
         req = Requirement(line)
-        if req.extras and marker_applies(req.marker):
+        if req.extras and marker_applies(req.marker, target):
             name = canonicalize_name(req.name)
             used[name] = lookup.get(name, [])
     return used
@@ -187,6 +198,10 @@ def _asked_by(sp: SeedPlan, message: str) -> str:
     return "\nfix the requirement where it is asked for:" + "".join(lines) if lines else ""
 
 
+Fetched = tuple[wheels.Resolved, Path, set[str]]
+"""A resolved distribution, its wheel in the cache, and the libraries it needs from outside."""
+
+
 class Seeder:
     def __init__(self, opts: SeedOptions, progress: Progress) -> None:
         self.opts = opts
@@ -194,78 +209,109 @@ class Seeder:
         self.cache = opts.layout.cache / "seed"
         self.logs = opts.layout.logs / "seed"
 
-    def inputs(self) -> dict[str, Any]:
-        """Everything the seed's content depends on; equal inputs mean nothing to do."""
-        sp = seed_plan(self.opts.layout, self.opts.index_url)
-        runtime, versions = fingerprint(self.opts.layout.cache)
-        debs = debian.candidates(debian.DEBS if sp.voms else debian.CERTS)
-        return {
-            "dxforge": dxforge.__version__,
-            "format": SEED_FORMAT,
-            "converter": wheels.CONVERTER_VERSION,
-            "packaging": PACKAGING_FORMAT,
-            "runtime": {"fingerprint": runtime, "versions": versions},
-            "glibc": ".".join(map(str, GLIBC_FLOOR)),
-            "requirements": sp.requirements,
-            "debian": [d.as_json() for d in debs],
-            "index_url": index_url(self.opts.index_url),
-            "_plan": sp,
-            "_debs": debs,
-        }
-
     def run(self) -> SeedResult:
         t0 = time.monotonic()
         self.cache.mkdir(parents=True, exist_ok=True)
         out = self.opts.channel
         with file_lock(ch.lock_path(out), f"channel {out}"):
-            inputs = self.inputs()
-            public = {k: v for k, v in inputs.items() if not k.startswith("_")}
-            fingerprint_ = _digest(public)
-            manifest = out / MANIFEST
-            if manifest.exists():
-                try:
-                    old = json.loads(manifest.read_text())
-                except ValueError:
-                    old = {}
-                if old.get("fingerprint") == fingerprint_ and all(
-                    (out / p).exists() for p in old.get("packages", [])
-                ):
-                    return SeedResult(
-                        "up-to-date", out, fingerprint_, old["packages"],
-                        old.get("size_bytes", 0), time.monotonic() - t0, old.get("inputs", {}),
-                    )
-            packages = self._build(inputs)
-            summary = self._publish(packages, fingerprint_, public)
-        return SeedResult(
-            "built", out, fingerprint_, summary["packages"], summary["size_bytes"],
-            time.monotonic() - t0, public,
-        )
+            target = project_target(self.opts.layout.construct)
+            self.progress.step(f"planning the seed for CPython {target.python}, glibc "
+                               f">={target.glibc_text}")
+            sp = seed_plan(self.opts.layout, target, self.opts.index_url)
+            rt = build_runtime(self.opts.layout.cache, target.python, self.progress)
+            target = target.with_full(conda_version(rt.versions["python"]))
+            deb, deb_version = apt_for(self.opts.layout.cache).binary(
+                CERTIFICATES, self.cache / "debs")
+            inputs = {
+                "dxforge": dxforge.__version__,
+                "format": SEED_FORMAT,
+                "converter": wheels.CONVERTER_VERSION,
+                "packaging": PACKAGING_FORMAT,
+                "runtime": {"fingerprint": rt.fingerprint, "versions": rt.versions},
+                "target": asdict(target),
+                "requirements": sp.requirements,
+                "certificates": deb_version,
+                "index_url": index_url(self.opts.index_url),
+            }
+            resolved, how = self._resolution(sp, rt, target, inputs)
+            fingerprint = _digest([inputs, [asdict(r) for r in resolved]])
+            old = _manifest(out)
+            if old.get("fingerprint") == fingerprint and all(
+                (out / p).exists() for p in old.get("packages", [])
+            ):
+                return SeedResult("up-to-date", out, fingerprint, old["packages"],
+                                  old.get("size_bytes", 0), time.monotonic() - t0,
+                                  old.get("inputs", {}), how)
+            store = self.cache / "channels" / fingerprint[:16]
+            status = "assembled"
+            if not _manifest(store).get("fingerprint") == fingerprint:
+                status = "built"
+                packages = self._build(sp, rt, target, resolved, deb)
+                self._store(store, packages, fingerprint, inputs)
+            summary = self._publish(store, out)
+        return SeedResult(status, out, fingerprint, summary["packages"], summary["size_bytes"],
+                          time.monotonic() - t0, inputs, how)
 
-    def _build(self, inputs: dict[str, Any]) -> list[Path]:
-        sp: SeedPlan = inputs["_plan"]
-        rt = build_runtime(self.opts.layout.cache, self.progress)
-        self.python = conda_version(rt.versions["python"])
-        set_target_python(self.python)
-        fetched = self._fetch_wheels(sp, rt)
+    # ---- the resolution ------------------------------------------------------------------
+
+    def _resolution(self, sp: SeedPlan, rt: RuntimeBuild, target: Target,
+                    inputs: dict[str, Any]) -> tuple[list[wheels.Resolved], str]:
+        """The recorded resolution of these requirements, or a new one (then recorded)."""
+        if not sp.requirements:
+            return [], "resolved"
+        key = _digest([inputs["requirements"], inputs["index_url"], asdict(target)])[:16]
+        record = self.cache / "resolutions" / f"{key}.json"
+        if record.is_file() and not self.opts.refresh:
+            data = json.loads(record.read_text())
+            found = [wheels.Resolved(**r) for r in data["resolved"]]
+            if all(self._obtainable(r) for r in found):
+                return found, "recorded"
+            self.progress.warn(f"a file of the recorded resolution {record} can no longer be "
+                               "had; resolving again")
+        self.progress.step(f"resolving {len(sp.requirements)} requirements on the index "
+                           f"(wheels for glibc <= {target.glibc_text})")
+        try:
+            found = wheels.resolve(sp.requirements, self.opts.index_url,
+                                   self.logs / "resolve.log", target,
+                                   rt.prefix / f"bin/python{target.python}")
+        except DxError as e:
+            raise DxError(f"{e}{_asked_by(sp, str(e))}") from None
+        atomic_write_text(record, json.dumps(
+            {"requirements": inputs["requirements"], "target": asdict(target),
+             "resolved": [asdict(r) for r in found]}, indent=1, sort_keys=True) + "\n")
+        return found, "resolved"
+
+    def _obtainable(self, r: wheels.Resolved) -> bool:
+        """Whether a recorded file is in the cache with its sha256, or still on the index."""
+        path = self.cache / "wheels" / r.filename
+        if r.sha256 and path.is_file():
+            return True
+        try:
+            return PackageIndex(self.opts.index_url).exists(r.url)
+        except DxError:
+            return False
+
+    # ---- the packages --------------------------------------------------------------------
+
+    def _build(self, sp: SeedPlan, rt: RuntimeBuild, target: Target,
+               resolved: list[wheels.Resolved], deb: Path) -> list[Path]:
+        fetched = self._fetch_wheels(resolved)
         needs = component_needs(rt) | {n for _r, _p, ws in fetched for n in ws}
         provides = Provides()
         for name, sonames in component_sonames(rt).items():
             provides.add(name, sonames)
-        libs, lib_provides = self._libraries(rt, needs, set(provides.sonames))
+        libs, lib_provides = self._libraries(needs, set(provides.sonames))
         for soname, name in lib_provides.items():
             provides.add(name, [soname])
-        made = libs + self._components(rt, provides)
-        made += self._debian(inputs["_debs"], provides)
-        made += self._convert(fetched, provides)
+        made = libs + self._components(rt, target, provides)
+        made += self._certificates(deb)
+        made += self._convert(fetched, provides, target)
         return made
 
-    def _libraries(
-        self, rt: RuntimeBuild, needs: set[str], provided: set[str]
-    ) -> tuple[list[Path], dict[str, str]]:
+    def _libraries(self, needs: set[str], provided: set[str]) -> tuple[list[Path], dict[str, str]]:
         """The closure's library packages (cached by what they answer for), and which package
         ships each soname."""
-        repo = apt_mirror()
-        key = _digest([PACKAGING_FORMAT, BUILD_ROOT.key(repo), sorted(needs - provided),
+        key = _digest([PACKAGING_FORMAT, BUILD_ROOT.key(mirror()), sorted(needs - provided),
                        sorted(provided)])[:16]
         entry = self.cache / "libraries" / key
 
@@ -287,57 +333,40 @@ class Seeder:
         made = _cached(entry, "*/*.conda", make)
         return made, json.loads((entry / "provides.json").read_text())
 
-    def _components(self, rt: RuntimeBuild, provides: Provides) -> list[Path]:
-        key = _digest([PACKAGING_FORMAT, rt.fingerprint, provides.sonames])[:16]
+    def _components(self, rt: RuntimeBuild, target: Target, provides: Provides) -> list[Path]:
+        key = _digest([PACKAGING_FORMAT, rt.fingerprint, asdict(target), provides.sonames])[:16]
 
         def make(tmp: Path) -> None:
             work = tmp / "work"
-            for c in COMPONENTS:
-                self.progress.step(f"packaging {c.name}")
-                component_package(rt, c, provides, work, tmp)
-            python_abi_package(conda_version(rt.versions["python"]), work, tmp)
+            for built in rt.parts.values():
+                if built.component.tool:
+                    continue
+                self.progress.step(f"packaging {built.component.name}")
+                component_package(built, target, provides, work, tmp)
+            python_abi_package(target.python, work, tmp)
             shutil.rmtree(work)
 
         return _cached(self.cache / "runtime" / key, "*/*.conda", make)
 
-    def _debian(self, debs: list[debian.Deb], provides: Provides) -> list[Path]:
-        key = _digest([PACKAGING_FORMAT, [d.as_json() for d in debs], provides.sonames])[:16]
+    def _certificates(self, deb: Path) -> list[Path]:
+        key = _digest([PACKAGING_FORMAT, sha256_file(deb)])[:16]
 
         def make(tmp: Path) -> None:
-            self.progress.step("packaging " + ", ".join(d.package for d in debs) + " from "
-                               "this machine's Debian release")
             work = tmp / "work"
-            release = _tool_release()
-            if any(d.package == "voms-clients" for d in debs):
-                debian.build_debian_packages(debs, self.cache / "debs", provides, work, tmp,
-                                             release)
-            else:
-                files = debian.download(debs, self.cache / "debs")
-                tree = work / "tree"
-                tree.mkdir(parents=True)
-                debian.unpack(files, tree)
-                certificates_package(tree, debs[0].version, work, tmp)
+            tree = work / "tree"
+            tree.mkdir(parents=True)
+            run(["dpkg-deb", "-x", str(deb), str(tree)], what=f"unpacking {deb}",
+                fix="dpkg-deb comes with dpkg (a Debian-family host)")
+            certificates_package(tree, deb.name.split("_")[1], work, tmp)
             shutil.rmtree(work)
 
-        return _cached(self.cache / "debian" / key, "*/*.conda", make)
+        return _cached(self.cache / "certificates" / key, "*/*.conda", make)
 
-    def _fetch_wheels(
-        self, sp: SeedPlan, rt: RuntimeBuild
-    ) -> list[tuple[wheels.Resolved, Path, set[str]]]:
-        """Resolve the requirements and download (or build) every wheel, with the libraries
-        its ELF files need from outside the wheel."""
-        requirements = sp.requirements
-        if not requirements:
+    def _fetch_wheels(self, resolved: list[wheels.Resolved]) -> list[Fetched]:
+        """Download (or build) every wheel, with the libraries its ELF files need from outside
+        the wheel."""
+        if not resolved:
             return []
-        self.progress.step(f"resolving {len(requirements)} requirements on the index "
-                           f"(wheels for glibc <= {'.'.join(map(str, GLIBC_FLOOR))})")
-        try:
-            resolved = wheels.resolve(
-                requirements, self.opts.index_url, self.logs / "resolve.log", GLIBC_FLOOR,
-                rt.prefix / "bin/python3.11",
-            )
-        except DxError as e:
-            raise DxError(f"{e}{_asked_by(sp, str(e))}") from None
         self.progress.begin("wheels", len(resolved))
         out = []
         for r, result in self._pool(_fetch_wheel, resolved, self.cache / "wheels",
@@ -346,17 +375,23 @@ class Seeder:
             out.append((r, path, needs))
         return sorted(out, key=lambda t: t[0].name)
 
-    def _convert(
-        self, fetched: list[tuple[wheels.Resolved, Path, set[str]]], provides: Provides
-    ) -> list[Path]:
+    def _convert(self, fetched: list[Fetched], provides: Provides, target: Target) -> list[Path]:
         if not fetched:
             return []
         lookup = {r.name: r.requires_dist for r, _p, _n in fetched}
-        jobs = [(r, p, {s: provides.sonames[s][0] for s in sorted(n) if s in provides.sonames})
-                for r, p, n in fetched]
-        self.progress.begin("wheels -> conda", len(jobs))
-        made = [path for _r, path in self._pool(_convert_wheel, jobs, lookup,
-                                                self.cache / "conda", self.python)]
+        made, jobs = [], []
+        for r, p, n in fetched:
+            libraries = {s: provides.sonames[s][0] for s in sorted(n) if s in provides.sonames}
+            entry = self.cache / "conda" / _conversion_key(r, p, libraries, lookup, target)
+            found = sorted(entry.glob("*/*.conda"))
+            if found:
+                made.append(found[0])
+            else:
+                jobs.append((r, p, libraries))
+        if jobs:
+            self.progress.begin("wheels -> conda", len(jobs))
+            made += [path for _r, path in self._pool(_convert_wheel, jobs, lookup,
+                                                     self.cache / "conda", target)]
         return sorted(made)
 
     def _pool(self, fn: Callable[..., Any], items: list[Any], *args: Any
@@ -382,43 +417,64 @@ class Seeder:
                 self.progress.done(f"{r.name} {r.version}")
         return results
 
-    def _publish(
-        self, packages: list[Path], fingerprint: str, public: dict[str, Any]
-    ) -> dict[str, Any]:
-        out = self.opts.channel
+    # ---- the channel ---------------------------------------------------------------------
+
+    def _store(self, store: Path, packages: list[Path], fingerprint: str,
+               inputs: dict[str, Any]) -> None:
+        """The channel of ``packages`` in the user cache, indexed, under its fingerprint."""
+        store.parent.mkdir(parents=True, exist_ok=True)
+        new = Path(tempfile.mkdtemp(prefix=f".{store.name}.new-", dir=store.parent))
+        try:
+            rel = [_link(pkg, new / pkg.parent.name / pkg.name) for pkg in packages]
+            self.progress.step("indexing the channel")
+            ch.index(new)
+            summary = {"fingerprint": fingerprint, "inputs": inputs,
+                       "packages": sorted(f"{p.parent.name}/{p.name}" for p in rel),
+                       "count": len(rel), "size_bytes": ch.size_bytes(new)}
+            atomic_write_text(new / MANIFEST, json.dumps(summary, indent=2) + "\n")
+            os.chmod(new, 0o755)
+            shutil.rmtree(store, ignore_errors=True)
+            os.replace(new, store)
+        finally:
+            shutil.rmtree(new, ignore_errors=True)
+
+    def _publish(self, store: Path, out: Path) -> dict[str, Any]:
+        """The cached channel ``store`` at ``out``, by hard links, every package checked
+        against the repodata; one atomic swap."""
+        summary = _manifest(store)
         out.parent.mkdir(parents=True, exist_ok=True)
         new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
         try:
-            rel = []
-            for pkg in packages:
-                subdir = pkg.parent.name
-                dest = new / subdir / pkg.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(pkg, dest)
-                except OSError:
-                    shutil.copy2(pkg, dest)
-                rel.append(f"{subdir}/{pkg.name}")
-            self.progress.step("indexing the channel")
-            ch.index(new)
+            for p in sorted(store.rglob("*")):
+                if p.is_file():
+                    _link(p, new / p.relative_to(store))
             records = ch.repodata_records(new)
-            for r in rel:
+            for r in summary["packages"]:
                 problem = ch.verify_file(new, r, records.get(r))
                 if problem:
-                    raise DxError(f"seed: the new channel does not match its index: {problem}")
-            summary = {
-                "fingerprint": fingerprint,
-                "inputs": public,
-                "packages": sorted(rel),
-                "count": len(rel),
-                "size_bytes": ch.size_bytes(new),
-            }
-            atomic_write_text(new / MANIFEST, json.dumps(summary, indent=2) + "\n")
+                    raise DxError(f"seed: the cached channel {store} does not match its index: "
+                                  f"{problem}; remove {store} and run dxforge seed again")
             os.chmod(new, 0o755)
-            replace_dir(new, out)
+            publish(new, out)
         finally:
             shutil.rmtree(new, ignore_errors=True)
         return summary
+
+
+def _manifest(channel: Path) -> dict[str, Any]:
+    try:
+        return json.loads((channel / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _link(src: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+    return dest
 
 
 def _fetch_wheel(
@@ -451,40 +507,28 @@ def _fetch_wheel(
     return path, wheels.external_needs(path)
 
 
+def _conversion_key(r: wheels.Resolved, wheel: Path, libraries: dict[str, str],
+                    lookup: dict[str, list[str]], target: Target) -> str:
+    return _digest([asdict(target), r.sha256 or r.url, wheel.name, wheels.CONVERTER_VERSION,
+                    _extras_inputs(r.requires_dist, lookup, target), libraries])[:16]
+
+
 def _convert_wheel(
     job: tuple[wheels.Resolved, Path, dict[str, str]],
     lookup: dict[str, list[str]],
     conda_dir: Path,
-    python: str,
+    target: Target,
 ) -> Path:
-    """Convert one wheel for CPython ``python``, reusing the cache; runs in a worker. ``job``
-    holds the packages that ship the libraries the wheel needs, by soname."""
-    set_target_python(python)
+    """Convert one wheel for ``target``, into the cache; runs in a worker. ``job`` holds the
+    packages that ship the libraries the wheel needs, by soname."""
     r, wheel, libraries = job
-    key = _digest(
-        [
-            python,
-            r.sha256 or r.url,
-            wheel.name,
-            wheels.CONVERTER_VERSION,
-            _extras_inputs(r.requires_dist, lookup),
-            libraries,
-        ]
-    )[:16]
+    key = _conversion_key(r, wheel, libraries, lookup, target)
     return _cached(
         conda_dir / key, "*/*.conda",
-        lambda tmp: wheels.convert_wheel(wheel, lookup, tmp, libraries),
+        lambda tmp: wheels.convert_wheel(wheel, lookup, tmp, target, libraries),
     )[0]
 
 
-def _tool_release() -> str:
-    """This machine's Debian release name (``bookworm``)."""
-    for line in Path("/etc/os-release").read_text().splitlines():
-        if line.startswith("VERSION_CODENAME="):
-            return line.split("=", 1)[1].strip('"')
-    return "this release"
-
-
 def build_seed(opts: SeedOptions, progress: Progress = SILENT) -> SeedResult:
-    """Build the seed channel, or find it up to date."""
+    """Build the seed channel, assemble it from the user cache, or find it up to date."""
     return Seeder(opts, progress).run()

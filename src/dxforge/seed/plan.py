@@ -9,22 +9,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from dxforge.names import pypi_name
+from dxforge.runtime.components import runtime_packages
 from dxforge.runtime.libs import runtime_libraries
 from dxforge.specs import pep440_specifier, split_spec
-
-RUNTIME = {"python", "python_abi", "openssl", "libcurl", "git", "ca-certificates"}
-"""Built by the runtime (dxforge.runtime), not converted from wheels; so are the libraries of
-data/debian_conda_names.yaml."""
-DEBIAN = {"voms"}
-"""Provided by Debian's binaries."""
 
 
 @dataclass
 class SeedPlan:
-    """The seed's inputs: PyPI requirements (PEP 508) and whether voms is needed."""
+    """The seed's inputs: the PyPI requirements (PEP 508) besides what the runtime builds."""
 
     requirements: list[str] = field(default_factory=list)
-    voms: bool = False
     sources: dict[str, list[str]] = field(default_factory=dict)
     """conda spec -> where it was asked for (for error messages)."""
 
@@ -46,10 +40,7 @@ def plan(
         if name in siblings or name.startswith("__"):
             continue
         out.sources.setdefault(spec, []).append(where)
-        if name in DEBIAN:
-            out.voms = True
-            continue
-        if name in RUNTIME or name in runtime_libraries():
+        if name in runtime_packages() or name in runtime_libraries():
             continue
         pep = pep440_specifier(version, f"{where}: {spec}")
         merged.setdefault(pypi_name(name), [])

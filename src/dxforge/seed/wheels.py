@@ -19,16 +19,15 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from dxforge.elf import in_glibc, origin_path, read_elf, set_runpath, walk_elf
+from dxforge.elf import in_glibc, origin_path, read_elf, set_runpath, strip, walk_elf
 from dxforge.metadata import DistMetadata, parse_metadata
-from dxforge.names import conda_name, conda_run_requirements
-from dxforge.seed.pack import PLACEHOLDER, PackageSpec, assemble
+from dxforge.names import conda_name, conda_run_requirements, extra_depends
+from dxforge.package import PLACEHOLDER, PackageSpec, assemble
 from dxforge.specs import conda_spec
+from dxforge.target import Target
 from dxforge.util import DxError
 
-PYTHON_VER = "3.11"
-SITE_PACKAGES = f"lib/python{PYTHON_VER}/site-packages"
-CONVERTER_VERSION = "4"
+CONVERTER_VERSION = "5"
 """Bump when the conversion changes, so cached packages are rebuilt."""
 
 
@@ -48,23 +47,23 @@ class Resolved:
 MANYLINUX = """\
 # PEP 600: tells pip which manylinux wheels this target accepts.
 def manylinux_compatible(tag_major, tag_minor, tag_arch):
-    return tag_arch == "x86_64" and (tag_major, tag_minor) <= {floor}
+    return tag_arch == {arch!r} and (tag_major, tag_minor) <= {floor}
 """
 
 
 def resolve(
-    requirements: list[str], index_url: str | None, log: Path,
-    glibc: tuple[int, ...] = (2, 17), python: Path | None = None,
+    requirements: list[str], index_url: str | None, log: Path, target: Target, python: Path,
 ) -> list[Resolved]:
-    """Resolve ``requirements`` (PEP 508) for CPython 3.11 on linux-64 with pip's resolver, as the
-    user's pip is configured, preferring wheels and taking no manylinux wheel that needs a newer
-    C library than ``glibc`` (PEP 600's ``_manylinux`` module). pip runs on ``python`` (the
-    target interpreter, so that markers such as ``python_full_version`` are its own; default:
-    this one). Nothing is installed."""
-    if sys.version_info[:2] != (3, 11) or not sys.platform.startswith("linux"):
-        raise DxError("dxforge seed resolves for CPython 3.11 on linux-64: run it with python 3.11")
+    """Resolve ``requirements`` (PEP 508) for ``target`` with pip's resolver, as the user's pip
+    is configured, preferring wheels and taking no manylinux wheel that needs a newer C library
+    than the target's floor (PEP 600's ``_manylinux`` module). pip runs on ``python``, the
+    target's own interpreter, so that every marker is its own. Nothing is installed."""
+    if not sys.platform.startswith("linux"):
+        raise DxError("dxforge seed resolves for linux-64: run it on Linux")
+    arch = target.markers()["platform_machine"]
     with tempfile.TemporaryDirectory(prefix="dxforge-resolve-") as tmp:
-        (Path(tmp) / "_manylinux.py").write_text(MANYLINUX.format(floor=tuple(glibc[:2])))
+        (Path(tmp) / "_manylinux.py").write_text(
+            MANYLINUX.format(arch=arch, floor=tuple(target.glibc[:2])))
         report = Path(tmp) / "report.json"
         reqfile = Path(tmp) / "requirements.txt"
         reqfile.write_text("\n".join(requirements) + "\n")
@@ -263,7 +262,7 @@ def build_string(prefix: str, depends: list[str], extra: str = "") -> str:
     return f"{prefix}{digest[:7]}_0"
 
 
-def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpec:
+def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]], target: Target) -> PackageSpec:
     """The conda package description of a wheel (names, dependencies, build string)."""
 
     def extras_of(name: str) -> list[str]:
@@ -274,8 +273,10 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpe
             )
         return lookup[name]
 
-    run = conda_run_requirements(info.requires_dist, extras_of, where=f"{info.name} {info.version}")
+    run = conda_run_requirements(info.requires_dist, target, extras_of,
+                                 where=f"{info.name} {info.version}")
     deps = [f"{n} {s}" if s else n for n, s in sorted(run.items())]
+    deps += [d for d in extra_depends(conda_name(info.name)) if d.split()[0] not in run]
     if info.pure:
         depends = [python_requirement(info.requires_python), *deps]
         return PackageSpec(
@@ -290,14 +291,14 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpe
             homepage=info.metadata.home_page,
             entry_points=[plain_entry_point(e) for e in info.entry_points + info.gui_entry_points],
         )
-    depends = ["python >=3.11,<3.12.0a0", "python_abi 3.11.* *_cp311", *deps]
+    depends = [*target.python_depends(), *deps]
     glibc = glibc_requirement(info.tags)
     if glibc:
         depends.append(glibc)
     return PackageSpec(
         name=conda_name(info.name),
         version=info.version,
-        build=build_string("py311h", depends, ",".join(info.tags)),
+        build=build_string(f"py{target.abi[2:]}h", depends, ",".join(info.tags)),
         subdir="linux-64",
         depends=depends,
         license=info.metadata.license,
@@ -306,12 +307,14 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]]) -> PackageSpe
     )
 
 
-def stage_wheel(wheel: Path, info: WheelInfo, spec: PackageSpec, root: Path) -> list[str]:
+def stage_wheel(
+    wheel: Path, info: WheelInfo, spec: PackageSpec, root: Path, target: Target
+) -> list[str]:
     """Unpack ``wheel`` into the conda layout under ``root``; return the files that hold the
     prefix placeholder."""
-    site = "site-packages" if info.pure else SITE_PACKAGES
+    site = "site-packages" if info.pure else target.site_packages
     scripts = "python-scripts" if info.pure else "bin"
-    python = f"{PLACEHOLDER}/bin/python{PYTHON_VER}"
+    python = f"{PLACEHOLDER}/bin/python{target.python}"
     text_files: list[str] = []
     with zipfile.ZipFile(wheel) as z:
         for member in z.infolist():
@@ -320,29 +323,29 @@ def stage_wheel(wheel: Path, info: WheelInfo, spec: PackageSpec, root: Path) -> 
             name = member.filename
             if name.startswith(info.data_dir + "/"):
                 kind, _, rest = name[len(info.data_dir) + 1 :].partition("/")
-                target = {
+                rel = {
                     "purelib": f"{site}/{rest}",
                     "platlib": f"{site}/{rest}",
                     "scripts": f"{scripts}/{rest}",
                     "data": rest,
-                    "headers": f"include/python{PYTHON_VER}/{info.name}/{rest}",
+                    "headers": f"include/python{target.python}/{info.name}/{rest}",
                 }.get(kind)
-                if target is None:
+                if rel is None:
                     raise DxError(f"{wheel.name}: unknown .data directory {kind!r}")
             else:
-                target = f"{site}/{name}"
-            if ".." in Path(target).parts or target.startswith("/"):
+                rel = f"{site}/{name}"
+            if ".." in Path(rel).parts or rel.startswith("/"):
                 raise DxError(f"{wheel.name}: unsafe path {name!r} in the wheel")
-            dest = root / target
+            dest = root / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             data = z.read(member)
-            if target.startswith(scripts + "/") and data.startswith(b"#!python"):
+            if rel.startswith(scripts + "/") and data.startswith(b"#!python"):
                 first, _, rest_ = data.partition(b"\n")
                 data = b"#!" + python.encode() + first[len(b"#!python") :] + b"\n" + rest_
-                text_files.append(target)
+                text_files.append(rel)
             dest.write_bytes(data)
             mode = (member.external_attr >> 16) & 0o777
-            if target.startswith(scripts + "/"):
+            if rel.startswith(scripts + "/"):
                 mode |= 0o755
             os.chmod(dest, (mode or 0o644) | 0o644)
     dist = root / site / info.dist_info
@@ -405,14 +408,16 @@ def link_libraries(root: Path, libraries: dict[str, str], where: str) -> list[st
 
 
 def convert_wheel(
-    wheel: Path, lookup: dict[str, list[str]], out_dir: Path,
+    wheel: Path, lookup: dict[str, list[str]], out_dir: Path, target: Target,
     libraries: dict[str, str] | None = None,
 ) -> Path:
-    """Convert one wheel into a ``.conda`` in ``out_dir`` and return its path. ``libraries``
-    names the packages that ship the shared libraries its ELF files need (by soname)."""
+    """Convert one wheel into a ``.conda`` in ``out_dir`` for ``target`` and return its path.
+    ``libraries`` names the packages that ship the shared libraries its ELF files need (by
+    soname). Its ELF files lose their debug sections and static symbol tables, as
+    ``auditwheel repair --strip`` does; what dynamic linking needs stays."""
     try:
         info = read_wheel(wheel)
-        spec = conversion_spec(info, lookup)
+        spec = conversion_spec(info, lookup, target)
     except DxError:
         raise
     except Exception as e:  # a damaged zip, missing METADATA/WHEEL, an invalid specifier
@@ -425,10 +430,12 @@ def convert_wheel(
         root = Path(tmp) / "files"
         root.mkdir()
         try:
-            spec.text_prefix_files = stage_wheel(wheel, info, spec, root)
+            spec.text_prefix_files = stage_wheel(wheel, info, spec, root, target)
             if not info.pure:
+                strip(root)
                 spec.depends += link_libraries(root, libraries or {}, wheel.name)
-                spec.build = build_string("py311h", spec.depends, ",".join(info.tags))
+                spec.build = build_string(f"py{target.abi[2:]}h", spec.depends,
+                                          ",".join(info.tags))
             return assemble(spec, root, out_dir)
         except DxError:
             raise

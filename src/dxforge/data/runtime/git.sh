@@ -7,6 +7,7 @@ cd "$WORK"
 tar -xf "$SRC"/git_*.orig.tar.[gx]z
 cd git-*/
 cat > config.mak <<MAK
+CC=$CC
 prefix=$PH
 sysconfdir=etc
 RUNTIME_PREFIX=YesPlease

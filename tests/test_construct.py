@@ -1,4 +1,5 @@
-"""construct.yaml loading and validation (dxforge.installer.spec)."""
+"""construct.yaml's schema (dxforge.construct): every constructor key is known and either
+takes effect or is refused naming it; loading, selectors and validation."""
 
 from __future__ import annotations
 
@@ -6,14 +7,32 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.installer.spec import (
-    CONSTRUCTOR_KEYS,
-    SUPPORTED,
-    eval_selector,
-    load_construct,
-    platform_namespace,
-)
+from dxforge.construct import KEYS, SCHEMA, eval_selector, load_construct, platform_namespace
 from dxforge.util import DxError
+
+# constructor 3.16's CONSTRUCT.md lists these 78 keys (deprecated ones included)
+CONSTRUCTOR_KEYS = frozenset("""
+    $schema name version installer_filename installer_type license_file company
+    reverse_domain_identifier uninstall_name build_outputs
+    channels channels_remap mirrored_channels specs user_requested_specs virtual_specs exclude
+    environment environment_file extra_envs menu_packages ignore_duplicate_files
+    transmute_file_type install_in_dependency_order attempt_hardlinks
+    write_condarc condarc conda_default_channels conda_channel_alias register_envs freeze_base
+    keep_pkgs extra_files temp_extra_files
+    batch_mode default_prefix default_prefix_domain_user default_prefix_all_users
+    default_location_pkg pkg_domains pkg_name install_path_exists_error_text check_path_spaces
+    check_path_length initialize_conda initialize_by_default register_python
+    register_python_default uninstall_with_conda_exe
+    pre_install pre_install_desc post_install post_install_desc pre_uninstall
+    script_env_variables
+    signing_identity_name notarization_identity_name windows_signing_tool signing_certificate
+    welcome_image header_image icon_image default_image_color welcome_image_text
+    header_image_text nsis_template welcome_file welcome_text readme_file readme_text
+    post_install_pages conclusion_file conclusion_text progress_notifications
+    docker_base_image docker_tag docker_labels docker_image_format
+""".split())
+HONOURED = sorted(k.name for k in SCHEMA if not k.refused)
+REFUSED = sorted(k.name for k in SCHEMA if k.refused)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +42,7 @@ version: 1.2.3
 channels:
   - ./chan
 specs:
-  - python 3.11.*
+  - python 3.13.*
 """
 
 
@@ -48,12 +67,21 @@ def recipes_version() -> str:
     return str(YAML(typ="safe").load(recipe.read_text())["context"]["version"])
 
 
+def test_the_schema_is_constructors_78_keys() -> None:
+    assert len(CONSTRUCTOR_KEYS) == 78
+    assert [k.name for k in SCHEMA] == list(KEYS) and set(KEYS) == CONSTRUCTOR_KEYS
+    for k in SCHEMA:
+        assert k.effect, k.name
+        assert (k.fix and not k.kind and k.check is None) or (k.kind and k.check), k.name
+
+
 def test_repository_construct_yaml() -> None:
     spec = load_construct(ROOT / "construct.yaml")
     assert spec.name == "DIRACOS"
-    assert spec.specs == ["python 3.11.*", "pip", "git", f"diracx =={recipes_version()}"]
-    assert spec.spec_names == ["python", "pip", "git", "diracx"]
-    assert spec.virtual_specs == ["__glibc >=2.31"] and spec.glibc == "2.31"
+    python = next(s for s in spec.specs if s.startswith("python "))
+    assert spec.specs == [python, "pip", "git", "voms", f"diracx =={recipes_version()}"]
+    assert spec.spec_names == ["python", "pip", "git", "voms", "diracx"]
+    assert spec.virtual_specs == ["__glibc >=2.28"] and spec.glibc == "2.28"
     assert spec.batch_mode is True
     assert spec.default_prefix == "${PWD}/diracos"
     assert spec.post_install == ROOT / "installer/post_install.sh"
@@ -77,7 +105,7 @@ def test_repository_versions_agree_with_recipes() -> None:
 def test_minimal_defaults(tmp_path: Path) -> None:
     (tmp_path / "chan").mkdir()
     spec = load_construct(write(tmp_path, BASE))
-    assert spec.specs == ["python 3.11.*"]
+    assert spec.specs == ["python 3.13.*"]
     assert spec.installer_filename == "DIRACOS-1.2.3-Linux-x86_64.sh"
     assert spec.default_prefix == "${PWD}/diracos"
     assert spec.channel_sources() == [(tmp_path / "chan").as_uri()]
@@ -119,8 +147,8 @@ def test_selector_rejects_code(tmp_path: Path) -> None:
 def test_unsupported_constructor_key(tmp_path: Path) -> None:
     msg = error_of(tmp_path, BASE + "pre_install: pre.sh\n")
     assert "construct.yaml:7:" in msg
-    assert "`pre_install` is a constructor key that dxforge does not support" in msg
-    assert "remove it" in msg
+    assert "`pre_install` (a script run before the files are unpacked) is not supported by " \
+        "dxforge: do its work in the post_install script" in msg
 
 
 def test_unknown_key_suggests_nearest(tmp_path: Path) -> None:
@@ -130,17 +158,30 @@ def test_unknown_key_suggests_nearest(tmp_path: Path) -> None:
     assert "did you mean `post_install`" in msg
 
 
-def test_every_supported_key_is_a_constructor_key() -> None:
-    assert set(SUPPORTED) <= CONSTRUCTOR_KEYS
-
-
-@pytest.mark.parametrize("key", sorted(CONSTRUCTOR_KEYS - set(SUPPORTED)))
-def test_unsupported_constructor_keys_are_named_not_unknown(tmp_path: Path, key: str) -> None:
-    """A constructor key dxforge does not implement is refused as such (with the line), never
-    reported as a typo, nor silently ignored."""
-    msg = error_of(tmp_path, BASE + f"{key}: x\n")
-    assert f":7: `{key}` is a constructor key that dxforge does not support" in msg
+@pytest.mark.parametrize("key", REFUSED)
+def test_refused_keys_are_named_with_the_fix(tmp_path: Path, key: str) -> None:
+    """A constructor key dxforge does not implement is refused as such (with its line and what
+    to do), never reported as a typo, nor silently ignored."""
+    msg = error_of(tmp_path, BASE + f"'{key}': x\n")
+    assert f":7: `{key}` ({KEYS[key].effect}) is not supported by dxforge: {KEYS[key].fix}" in msg
     assert "unknown key" not in msg
+
+
+@pytest.mark.parametrize("key", HONOURED)
+def test_honoured_keys_check_their_type(tmp_path: Path, key: str) -> None:
+    """Every key that takes effect refuses a value of the wrong type, naming the key."""
+    wrong = "{a: 1}" if dict not in KEYS[key].kind else "[1]"
+    if key in ("specs", "name", "version", "channels"):
+        text = "\n".join(ln for ln in BASE.splitlines() if not ln.startswith(key + ":")
+                         and not (key in ("specs", "channels") and ln.startswith("  - ")))
+        text = text.replace("channels:", "channels:\n  - ./chan") if key == "specs" else text
+        text += f"\n{key}: {wrong}\n"
+        if key == "channels":
+            text = text.replace("specs:", "specs:\n  - python 3.13.*")
+    else:
+        text = BASE + f"'{key}': {wrong}\n"
+    msg = error_of(tmp_path, text)
+    assert f"`{key}`" in msg and "construct.yaml:" in msg
 
 
 @pytest.mark.parametrize("key", ["name", "version", "channels", "specs"])
@@ -157,11 +198,19 @@ def test_required_keys(tmp_path: Path, key: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "expect"),
     [
-        ("batch_mode: 'yes'\n", "`batch_mode` must be true or false, not str"),
+        ("batch_mode: 'yes'\n", "`batch_mode`: must be true or false, not str"),
         ("specs_extra: 1\n", "unknown key"),
         ("register_envs: true\n", "never register environments"),
-        ("keep_pkgs: true\n", "`keep_pkgs: true` is not supported"),
+        ("transmute_file_type: .conda\n", "set `keep_pkgs: true`"),
+        ("keep_pkgs: false\ntransmute_file_type: .conda\n", "set `keep_pkgs: true`"),
+        ("keep_pkgs: true\ntransmute_file_type: .tar.bz2\n", "constructor allows `.conda`"),
         ("installer_type: pkg\n", "builds `sh` installers only"),
+        ("company: ''\n", "`company`: is empty"),
+        ("virtual_specs: ['__glibc 2.28']\n", "only `>=` is allowed for __glibc"),
+        ("virtual_specs: ['__linux <5']\n", "only `>=` is allowed for __linux"),
+        ("virtual_specs: ['__osx >=11']\n", "put it under an `# [osx]` selector"),
+        ("virtual_specs: ['__cuda >=12']\n", "not __cuda; remove it"),
+        ("virtual_specs: ['glibc >=2']\n", "starting with `__`"),
         ("check_path_spaces: false\n", "always refuse prefixes with blanks"),
         ("installer_filename: DIRACOS.run\n", "ending in .sh"),
         ("default_prefix: '$(whoami)/x'\n", "no blanks, quotes or command substitution"),
@@ -194,14 +243,14 @@ def test_duplicate_specs_are_kept_for_the_solver(tmp_path: Path) -> None:
     (tmp_path / "chan").mkdir()
     text = BASE + "  - numpy <2\n  - pip\n  - numpy\n  - python >=3.10\nexclude:\n"
     spec = load_construct(write(tmp_path, text))
-    assert spec.specs == ["python 3.11.*", "numpy <2", "pip", "numpy", "python >=3.10"]
+    assert spec.specs == ["python 3.13.*", "numpy <2", "pip", "numpy", "python >=3.10"]
     assert spec.duplicates == ["numpy", "python"]
 
 
 def test_empty_lists(tmp_path: Path) -> None:
-    msg = error_of(tmp_path, BASE.replace("  - python 3.11.*\n", "  []\n").replace(
+    msg = error_of(tmp_path, BASE.replace("  - python 3.13.*\n", "  []\n").replace(
         "specs:\n", "specs:"))
-    assert "`specs` is empty" in msg
+    assert "`specs`: is empty" in msg
 
 
 def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
@@ -234,20 +283,26 @@ write_condarc: true
 conda_default_channels: [conda-forge]
 license_file: LICENSE
 installer_filename: X-1.sh
-keep_pkgs: false
+keep_pkgs: true
 transmute_file_type: .conda
-ignore_duplicate_files: true
+ignore_duplicate_files: false
+virtual_specs:
+  - __glibc >=2.17
+  - __linux >=3.10
+  - __unix
 script_env_variables:
   SITE: "it's here"
 install_path_exists_error_text: "{CHOSEN_PATH} exists"
 company: DIRAC
 """
     spec = load_construct(write(tmp_path, text))
-    assert spec.specs == ["python 3.11.*", "pip", "voms"]
+    assert spec.specs == ["python 3.13.*", "pip", "voms"]
     assert spec.exclude == ["pip"]
     assert spec.script_env_variables == {"SITE": "it's here"}
     assert spec.where("specs").endswith("construct.yaml:5")
-    assert spec.ignore_duplicate_files is True
+    assert spec.ignore_duplicate_files is False and spec.keep_pkgs is True
+    assert spec.transmute_file_type == ".conda" and spec.company == "DIRAC"
+    assert (spec.glibc, spec.linux) == ("2.17", "3.10")
 
 
 def test_channel_option_replaces_all_but_the_build_channel(tmp_path: Path) -> None:

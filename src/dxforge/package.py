@@ -1,4 +1,5 @@
-"""Assembling staged files into a ``.conda`` with rattler-build, then patching its ``info/``.
+"""Conda packages from staged files: assembled with rattler-build, then ``info/`` patched; and
+the one placeholder prefix every package dxforge assembles is built into.
 
 ``assemble_package`` compares files against its own temporary prefix, so it records no placeholder
 for files staged here, and it cannot write ``info/link.json``: both are added afterwards.
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-PLACEHOLDER = "/opt/dxforge/seed_placehold" + "_placehold" * 20
-"""Text placeholder for the install prefix (long, so that it never collides with a real path)."""
+PLACEHOLDER = ("/opt/dxforge-build/" + "_placehold" * 30)[:255]
+"""The prefix packages are built into and record (text and binary): as long as conda-forge's,
+so that a binary file relocates into any prefix of up to 255 bytes."""
 
 FIXED_TIMESTAMP = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -138,21 +140,3 @@ def prefix_files(root: Path, prefix: str) -> tuple[list[str], list[str]]:
         if needle in data:
             (binary if b"\0" in data else text).append(rel)
     return text, binary
-
-
-def replace_in_text_files(root: Path, old: str, new: str) -> list[str]:
-    """Replace ``old`` by ``new`` in every text file under ``root``; return their relative paths.
-    A file is text when it has no NUL byte."""
-    changed: list[str] = []
-    needle = old.encode()
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink() or not p.is_file():
-            continue
-        data = p.read_bytes()
-        if needle not in data or b"\0" in data:
-            continue
-        mode = p.stat().st_mode
-        p.write_bytes(data.replace(needle, new.encode()))
-        os.chmod(p, mode)
-        changed.append(p.relative_to(root).as_posix())
-    return changed

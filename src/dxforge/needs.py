@@ -1,0 +1,78 @@
+"""What the checks of a release need beyond our packages, for the seed to hold it: DiracX's own
+test suites (read from the recipes' sdists: their metadata, whether they carry a suite of their
+own, every extra but the typing stubs), run by :mod:`dxforge.upstream`; and the end-to-end
+server's own needs, for :mod:`dxforge.endtoend`."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from dxforge.metadata import DistMetadata, read_sdist
+from dxforge.names import extra_requirements
+from dxforge.recipes import Recipe
+from dxforge.target import Target
+from dxforge.util import DxError
+
+SKIPPED_EXTRAS = {"types"}
+"""Extras that are not needed to run tests (typing stubs)."""
+END_TO_END = ["moto[server]"]
+"""What the end-to-end server environment needs besides our packages (PEP 508): S3 on
+127.0.0.1 from moto's server mode."""
+
+
+def sdist_path(recipe: Recipe, sources: Path) -> Path:
+    path = sources / recipe.source_filename
+    if not path.is_file():
+        raise DxError(f"{path}: the sdist of {recipe.name} is not in the source cache; run "
+                      "dxforge fetch")
+    return path
+
+
+def metadata(recipes: Iterable[Recipe], sources: Path) -> dict[str, DistMetadata]:
+    return {r.name: read_sdist(sdist_path(r, sources).read_bytes(), r.source_filename)
+            for r in recipes}
+
+
+def test_requirements(
+    metas: dict[str, DistMetadata], target: Target, pytest: bool = True
+) -> list[Requirement]:
+    """What the test suites need besides the packages: every extra of the DiracX sdists but
+    the typing stubs, DiracX packages themselves left out (they are built here), and pytest
+    (when there are suites to run)."""
+    out: dict[str, Requirement] = {}
+    for meta in metas.values():
+        extras = set()
+        for line in meta.requires_dist:
+            extras |= set(re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", line))
+        for extra in sorted(extras - SKIPPED_EXTRAS):
+            for req in extra_requirements(meta.requires_dist, extra, target,
+                                          f"{meta.name}[{extra}]"):
+                if req.name in metas:
+                    continue
+                req.marker = None  # evaluated for the target, with the extra, already
+                key = str(req)
+                out.setdefault(key, req)
+    if pytest:
+        out.setdefault("pytest", Requirement("pytest"))
+    return [out[k] for k in sorted(out)]
+
+
+def has_tests(recipe: Recipe, sources: Path) -> bool:
+    """Whether the package's sdist carries a test suite of its own code: ``tests/`` beside
+    ``src/`` (the metapackage's sdist is the whole repository, whose ``tests/`` check the
+    repository, not an installed package)."""
+    with tarfile.open(sdist_path(recipe, sources), "r:*") as tar:
+        tops = {m.name.split("/")[1] for m in tar.getmembers() if m.name.count("/") >= 2}
+    return {"tests", "src"} <= tops
+
+
+def seed_requirements(recipes: list[Recipe], sources: Path, target: Target) -> list[str]:
+    """The test requirements as PEP 508 lines for the seed's resolver."""
+    metas = metadata(recipes, sources)
+    suites = any(has_tests(r, sources) for r in recipes)
+    return [str(r) for r in test_requirements(metas, target, pytest=suites)]

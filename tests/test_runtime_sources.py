@@ -1,0 +1,119 @@
+"""Upstream release archives pinned by URL and sha256 (dxforge.runtime.sources): taken from the
+URL (a server on 127.0.0.1 here), else from the source mirror directory, checked either way; and
+the project's own pins."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dxforge.runtime.components import components
+from dxforge.runtime.sources import MIRROR_ENV, Pin, mirror_dir, obtain
+from dxforge.util import DxError
+
+DATA = b"voms-like release archive\n" * 100
+SHA = hashlib.sha256(DATA).hexdigest()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "v2.1.0.tar.gz").write_bytes(DATA)
+    (root / "other.tar.gz").write_bytes(b"not the release\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, directory=str(root), **k)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def closed_port() -> str:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def test_from_the_url(server: str, tmp_path: Path) -> None:
+    pin = Pin(f"{server}/v2.1.0.tar.gz", SHA, "voms-2.1.0.tar.gz")
+    got = obtain(pin, tmp_path / "cache", mirror=tmp_path / "empty-mirror")
+    assert got.name == "voms-2.1.0.tar.gz" and got.read_bytes() == DATA
+    assert obtain(pin, tmp_path / "cache", mirror=None) == got  # cached: no network needed
+
+
+def test_from_the_mirror_when_the_url_cannot_be_reached(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "voms-2.1.0.tar.gz").write_bytes(DATA)
+    pin = Pin(f"{closed_port()}/v2.1.0.tar.gz", SHA, "voms-2.1.0.tar.gz")
+    assert obtain(pin, tmp_path / "cache", mirror=mirror).read_bytes() == DATA
+
+
+def test_a_url_with_other_bytes_falls_back_to_the_mirror(server: str, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "voms-2.1.0.tar.gz").write_bytes(DATA)
+    pin = Pin(f"{server}/other.tar.gz", SHA, "voms-2.1.0.tar.gz")
+    assert obtain(pin, tmp_path / "cache", mirror=mirror).read_bytes() == DATA
+
+
+def test_missing_everywhere_names_url_sha256_and_mirror(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    url = f"{closed_port()}/v2.1.0.tar.gz"
+    with pytest.raises(DxError) as e:
+        obtain(Pin(url, SHA, "voms-2.1.0.tar.gz"), tmp_path / "cache", mirror=mirror)
+    msg = str(e.value)
+    assert url in msg and SHA in msg and str(mirror / "voms-2.1.0.tar.gz") in msg
+    assert "no such file" in msg and MIRROR_ENV in msg
+    assert not list((tmp_path / "cache").rglob("*.tar.gz"))  # nothing half-written is kept
+
+
+def test_a_mirror_file_with_the_wrong_sha256_is_refused(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "voms-2.1.0.tar.gz").write_bytes(b"tampered\n")
+    bad = hashlib.sha256(b"tampered\n").hexdigest()
+    with pytest.raises(DxError) as e:
+        obtain(Pin(f"{closed_port()}/x", SHA, "voms-2.1.0.tar.gz"), tmp_path / "cache",
+               mirror=mirror)
+    assert f"sha256 {bad}" in str(e.value) and SHA in str(e.value)
+    assert not list((tmp_path / "cache").rglob("*.tar.gz"))
+
+
+def test_without_a_mirror_the_error_says_how_to_give_one(tmp_path: Path) -> None:
+    with pytest.raises(DxError, match=f"set {MIRROR_ENV} to one"):
+        obtain(Pin(f"{closed_port()}/x", SHA, "x.tar.gz"), tmp_path / "cache", mirror=None)
+
+
+def test_the_mirror_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path))
+    assert mirror_dir() == tmp_path
+    monkeypatch.setenv(MIRROR_ENV, "")
+    assert mirror_dir() is None
+
+
+def test_the_project_pins_its_upstream_archives() -> None:
+    pinned = [c for c in components("3.13") if c.pin is not None]
+    assert [c.name for c in pinned] == ["voms"]
+    voms = pinned[0].pin
+    assert voms is not None and voms.url.startswith("https://")
+    assert len(voms.sha256) == 64 and int(voms.sha256, 16) >= 0
+    assert voms.filename == f"voms-{pinned[0].version}.tar.gz"
