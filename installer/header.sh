@@ -266,16 +266,23 @@ ME="$HOST $$"
 waited=0
 owner() { cat "$1" 2>/dev/null || echo "an unknown installer"; }
 if command -v flock >/dev/null 2>&1; then
-    exec 9>>"$LOCK" || die "cannot create the lock $LOCK; check the permissions of $parent"
-    if ! flock -n 9; then
-        say "waiting for the install into $PREFIX by $(owner "$LOCK") to finish (at most \
-$LOCK_WAIT s; lock $LOCK)"
-        waited=1
-        flock -w "$LOCK_WAIT" 9 || die "$PREFIX is being installed by $(owner "$LOCK") (lock \
-$LOCK); it did not finish within $LOCK_WAIT s: wait for it, or set DXFORGE_LOCK_WAIT"
-    fi
+    # the lock file is removed by its holder when done; a waiter that got the lock of a removed
+    # file takes the new one
+    while :; do
+        exec 9>>"$LOCK" || die "cannot create the lock $LOCK; check the permissions of $parent"
+        if ! flock -n 9; then
+            [ "$waited" = 1 ] || say "waiting for the install into $PREFIX by $(owner "$LOCK") \
+to finish (at most $LOCK_WAIT s; lock $LOCK)"
+            waited=1
+            flock -w "$LOCK_WAIT" 9 || die "$PREFIX is being installed by $(owner "$LOCK") \
+(lock $LOCK); it did not finish within $LOCK_WAIT s: wait for it, or set DXFORGE_LOCK_WAIT"
+        fi
+        held=$(stat -Lc %i /dev/fd/9 2>/dev/null) || break  # cannot tell: take it as ours
+        [ "$held" = "$(stat -c %i "$LOCK" 2>/dev/null)" ] && break
+        exec 9>&-
+    done
     printf '%s\n' "$ME" > "$LOCK"
-    unlock() { : > "$LOCK"; }
+    unlock() { rm -f "$LOCK"; }
 else  # no flock: a lock directory, taken over when its owner's process is gone
     deadline=$(( $(date +%s) + LOCK_WAIT ))
     until mkdir "$LOCK.d" 2>/dev/null; do
@@ -298,6 +305,7 @@ $LOCK.d); it did not finish within $LOCK_WAIT s: wait for it, or set DXFORGE_LOC
     printf '%s\n' "$ME" > "$LOCK.d/owner"
     unlock() { rm -rf "$LOCK.d"; }
 fi
+trap unlock EXIT
 if [ "$waited" = 1 ] && [ -f "$PREFIX/.dxforge/installed" ] \
         && [ "$(cat "$PREFIX/.dxforge/installed")" = "$INSTALLER_NAME $INSTALLER_VER $PAYLOAD_SHA256" ]; then
     unlock

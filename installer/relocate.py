@@ -8,7 +8,7 @@ rewritten after each relocation), its "files" every file that holds it:
 - binary files: each NUL-terminated string holding the prefix is rewritten and NUL-padded to
   its old length; a longer new prefix is refused (nothing is written then);
 - .py files whose text changed get their .pyc rebuilt, in the manifest's "pyc" mode
-  (timestamp or unchecked-hash); no .pyc is ever patched; in "install" mode (the payload has
+  (timestamp, or unchecked-hash for "unchecked-hash" and "imported"); no .pyc is ever patched; in "install" mode (the payload has
   none) every .py under lib/ is compiled here;
 - conda-meta records of changed files get their sha256_in_prefix and size_in_bytes updated.
 
@@ -79,7 +79,8 @@ def write_like(path, data, st):
 
 
 MODES = {"timestamp": py_compile.PycInvalidationMode.TIMESTAMP,
-         "unchecked-hash": py_compile.PycInvalidationMode.UNCHECKED_HASH}
+         "unchecked-hash": py_compile.PycInvalidationMode.UNCHECKED_HASH,
+         "imported": py_compile.PycInvalidationMode.UNCHECKED_HASH}
 
 
 def recompile(path, final_path, mode):

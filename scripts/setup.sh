@@ -3,15 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    # Always refresh the package lists: the seed asks apt for voms (apt-cache show, apt-get download).
-    apt-get update -qq
-    need=""
-    for tool in zstd:zstd xz:xz-utils dpkg-deb:dpkg shellcheck:shellcheck mmdebstrap:mmdebstrap \
-            dpkg-source:dpkg-dev; do
-        command -v "${tool%%:*}" >/dev/null || need="$need ${tool#*:}"
+    # Debian tools dxforge runs: roots (mmdebstrap), .deb and source packages (dpkg-dev),
+    # stripping (binutils), a pilot's site (util-linux, iproute2), payloads (zstd, xz), lint
+    need=()
+    for tool in zstd:zstd xz:xz-utils dpkg-deb:dpkg dpkg-source:dpkg-dev shellcheck:shellcheck \
+            mmdebstrap:mmdebstrap strip:binutils setpriv:util-linux nsenter:util-linux \
+            ip:iproute2 flock:util-linux; do
+        command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
     done
-    if [ -n "$need" ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    if [ "${#need[@]}" -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
 fi
 PY=${PYTHON:-python3}

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from ruamel.yaml import YAML
 
-from dxforge.index import PackageIndex
+from dxforge.pypi import PackageIndex
 from dxforge.util import atomic_write_text
 
 OUT = Path(__file__).resolve().parents[1] / "src/dxforge/data/conda_forge_names.yaml"

@@ -24,6 +24,20 @@ E2E_BUILD = ROOT / "build" / "tests"
 """The end-to-end fixtures' own build directory."""
 
 
+def write_construct(root: Path, *specs: str, channel: str | Path = "./build/channels/seed"
+                    ) -> Path:
+    """A minimal construct.yaml in ``root``: the repository's CPython (the one the seed's
+    runtime is built for), then ``specs``."""
+    from dxforge.target import project_target
+
+    python = project_target(ROOT / "construct.yaml").python
+    lines = "".join(f"  - {s}\n" for s in (f"python {python}.*", *specs))
+    path = Path(root) / "construct.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"name: T\nversion: 1.0.0\nchannels: [{channel}]\nspecs:\n{lines}")
+    return path
+
+
 def run_dxforge(*args: str | Path, cwd: Path = ROOT, check: bool = True, timeout: float = 1800,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed ``dxforge`` command line (waiting while another run holds a lock)."""

@@ -3,7 +3,7 @@
 (a) a synthetic project of four tiny pure-python packages (dxt-a <- dxt-b <- dxt-c, and an
 independent dxt-d), each built with hatchling from an sdist made here and placed in the
 project's source cache, solved from the real seed channel;
-(b) the real nine: a rattler install of ``diracx`` runs ``dirac --help``, and a rebuild is a no-op;
+(b) the real recipes: a rattler install of ``diracx`` runs ``dirac --help``; a rebuild is a no-op;
 (c) the real diracx-core built inside a network namespace with no network after ``dxforge fetch``.
 """
 
@@ -17,13 +17,16 @@ import shutil
 import subprocess
 import tarfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import DXFORGE, E2E_BUILD, ROOT, offline, run_dxforge
+from conftest import DXFORGE, E2E_BUILD, ROOT, offline, run_dxforge, write_construct
 
 from dxforge.build import STATE
 from dxforge.channel import SUBDIRS, install, solve
+from dxforge.recipes import recipe_paths
+from dxforge.util import user_cache
 
 pytestmark = pytest.mark.e2e
 
@@ -36,9 +39,11 @@ ORDER = ["dxt-a", "dxt-d", "dxt-b", "dxt-c"]
 # --- the synthetic project -------------------------------------------------------------------
 
 
-def make_sdist(name: str, deps: tuple[str, ...]) -> bytes:
+def make_sdist(name: str, deps: tuple[str, ...], salt: str) -> bytes:
     """A pure-python sdist ``dxt_<name>-1.0.0.tar.gz`` built with hatchling; its module imports
-    the modules of its dependencies."""
+    the modules of its dependencies. ``salt`` makes its content (so its build's fingerprint) its
+    project's own: dxforge's user cache of built packages, shared by every run, does not hold
+    it."""
     dist = f"dxt_{name}"
     top = f"{dist}-{VERSION}"
     requires = ", ".join(f'"dxt-{d}=={VERSION}"' for d in deps)
@@ -58,7 +63,7 @@ dependencies = [{requires}]
         f"Name: dxt-{name}\nVersion: {VERSION}\nRequires-Python: >=3.11\n"
         + "".join(f"Requires-Dist: dxt-{d}=={VERSION}\n" for d in deps),
         f"{dist}/__init__.py": "".join(f"import dxt_{d}  # noqa: F401\n" for d in deps)
-        + f'NAME = "{name}"\n',
+        + f'NAME = "{name}"\nSALT = "{salt}"\n',
     }
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -92,7 +97,7 @@ build:
 
 requirements:
   host:
-    - python ${{{{ python_min }}}}.*
+    - python ${{{{ python }}}}.*
     - pip
     - hatchling
   run:
@@ -103,7 +108,7 @@ tests:
       imports:
         - {imports or f"dxt_{name}"}
       pip_check: true
-      python_version: ${{{{ python_min }}}}.*
+      python_version: ${{{{ python }}}}.*
 
 about:
   summary: dxforge test package {name}
@@ -114,18 +119,20 @@ about:
 class Project:
     """A synthetic dxforge project under ``root``."""
 
-    def __init__(self, root: Path, seed: Path) -> None:
+    def __init__(self, root: Path, seed: Path, salt: str = "") -> None:
         self.root = root
+        self.salt = salt or uuid.uuid4().hex
         self.seed = seed
         self.out = root / "build/channels/dxforge"
         self.sha: dict[str, str] = {}
         cache = root / "build/sources"
         cache.mkdir(parents=True)
         for n in NAMES:
-            data = make_sdist(n, DEPS[n])
+            data = make_sdist(n, DEPS[n], self.salt)
             (cache / f"dxt_{n}-{VERSION}.tar.gz").write_bytes(data)
             self.sha[n] = hashlib.sha256(data).hexdigest()
             self.write(n)
+        write_construct(root, channel=seed)
 
     def recipe(self, name: str) -> Path:
         return self.root / "recipes" / f"dxt-{name}" / "recipe.yaml"
@@ -311,20 +318,45 @@ def test_damaged_package_in_the_channel_is_rebuilt(project: Project) -> None:
     data[len(data) // 2] ^= 0x01
     file_d.write_bytes(bytes(data))
     again = project.build()
+    # the user cache holds the package of that fingerprint: it comes back from there
     assert statuses(again) == {
-        "dxt-a": "skipped", "dxt-d": "built", "dxt-b": "skipped", "dxt-c": "skipped"
+        "dxt-a": "skipped", "dxt-d": "cached", "dxt-b": "skipped", "dxt-c": "skipped"
     }
     [d] = [p for p in again["packages"] if p["name"] == "dxt-d"]
     assert "did not match its index" in d["reason"] and "sha256" in d["reason"]
+    assert "user cache" in d["reason"]
+    assert file_d.read_bytes() != bytes(data)
     file_d.unlink()
-    assert statuses(project.build())["dxt-d"] == "built"
+    assert statuses(project.build())["dxt-d"] == "cached"
+    assert statuses(project.build("--only", "dxt-d", "--force"))["dxt-d"] == "built"
     check_repodata(project.out)
+
+
+def test_another_clone_takes_the_builds_from_the_user_cache(project: Project,
+                                                           tmp_path: Path) -> None:
+    """The same recipes and sources in another clone: every package comes from the user cache,
+    byte for byte, and nothing is built; a damaged cache entry is built again."""
+    first = project.build()
+    clone = Project(tmp_path / "clone", project.seed, salt=project.salt)
+    second = clone.build()
+    assert statuses(second) == dict.fromkeys(ORDER, "cached")
+    for a, b in zip(first["packages"], second["packages"], strict=True):
+        assert (project.out / a["file"]).read_bytes() == (clone.out / b["file"]).read_bytes()
+    assert not (clone.root / "build/logs/dxt-a.log").exists()
+
+    [entry] = [p for p in (user_cache() / "builds").glob("*/*.conda")
+               if p.name == Path(first["packages"][0]["file"]).name]
+    entry.write_bytes(b"damaged")
+    third = Project(tmp_path / "third", project.seed, salt=project.salt).build()
+    assert statuses(third)["dxt-a"] == "built"
+    assert {s for n, s in statuses(third).items() if n != "dxt-a"} == {"cached"}
 
 
 def test_jobs_build_a_level_at_once_with_the_same_outputs(project: Project,
                                                           tmp_path: Path) -> None:
     one = project.build(out=tmp_path / "one", jobs=1)
-    two = project.build(out=tmp_path / "two", jobs=2)
+    two = project.build("--force", out=tmp_path / "two", jobs=2)  # not from the user cache
+    assert set(statuses(one).values()) == set(statuses(two).values()) == {"built"}
     assert two["jobs"] == 2 and [p["name"] for p in two["packages"]] == ORDER
 
     def outputs(report: dict, out: Path) -> dict[str, tuple]:
@@ -338,7 +370,7 @@ def test_jobs_build_a_level_at_once_with_the_same_outputs(project: Project,
     assert outputs(one, tmp_path / "one") == outputs(two, tmp_path / "two")
 
 
-# --- (b) the real nine -----------------------------------------------------------------------
+# --- (b) the real recipes -----------------------------------------------------------------------
 
 
 def test_install_diracx_and_run_dirac(dxforge_channels: tuple[Path, Path], tmp_path: Path) -> None:
@@ -362,7 +394,7 @@ def test_install_diracx_and_run_dirac(dxforge_channels: tuple[Path, Path], tmp_p
 
     report = json.loads(run_dxforge("build", "--json", "--build-dir", E2E_BUILD).stdout)
     assert report["ok"]
-    assert len(report["packages"]) == 9
+    assert len(report["packages"]) == len(recipe_paths(ROOT))
     assert {p["status"] for p in report["packages"]} == {"skipped"}
 
 
@@ -374,6 +406,7 @@ def test_build_offline_after_fetch(seed_channel: Path, tmp_path: Path) -> None:
     run_dxforge("fetch", "--build-dir", E2E_BUILD)  # the only step that may use the network
     root = tmp_path / "proj"
     shutil.copytree(ROOT / "recipes", root / "recipes")
+    shutil.copy(ROOT / "construct.yaml", root / "construct.yaml")
     shutil.copytree(E2E_BUILD / "sources", root / "build/sources")
     fetched = json.loads(run_dxforge("fetch", "--root", str(root), "--json", cwd=root).stdout)
     assert {f["status"] for f in fetched["files"]} == {"cached"}

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import write_construct
 
 from dxforge.build import BuildOptions, build_channels, fingerprints, run_build, scratch_dirs
 from dxforge.graph import graph_of
@@ -18,6 +19,7 @@ SHA = {n: f"{i:x}" * 64 for i, n in enumerate("abcd", start=1)}
 
 
 def lay(root: Path) -> Layout:
+    write_construct(root)
     return Layout(root, root / "build")
 SEED = "file:///nonexistent/seed"
 

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 from wheel_factory import metadata, tar_gz, zip_bytes
 
 import dxforge.bump.write
-from dxforge import bump
 from dxforge.bump import drift, edit, textedit
 from dxforge.bump.recipedoc import parse_recipe, read_recipe
 from dxforge.cli import app
@@ -181,6 +180,11 @@ requirements:
 """
 
 SRC = '${{ env.get("DXFORGE_SOURCES", default="file:///nonexistent") }}'
+CONSTRUCT = (
+    "name: DIRACOS\nversion: 1.4.0\nchannels:\n  - conda-forge\n"
+    "installer_filename: DIRACOS-1.4.0-Linux-x86_64.sh\nspecs:\n  - python 3.13.*\n"
+    "  - diracx ==1.4.0\n"
+)
 TEMPLATES = {"diracx-core": CORE_RECIPE, "diracx-client": CLIENT_RECIPE, "diracx": META_RECIPE}
 
 
@@ -192,6 +196,7 @@ def project(tmp_path: Path, index: Index) -> Path:
         path = tmp_path / "recipes" / name / "recipe.yaml"
         path.parent.mkdir(parents=True)
         path.write_bytes(template.format(sha=sdist.sha256, src=SRC).encode())
+    (tmp_path / "construct.yaml").write_text(CONSTRUCT)  # the target: markers are its
     return tmp_path
 
 
@@ -222,7 +227,7 @@ def test_normal_bump_edits_only_the_three_fields(project: Path, index: Index) ->
 
     res = run(project, index)
     assert res.exit_code == 0, res.output
-    assert "updated 3 recipes to 1.5.0" in res.stdout
+    assert "updated 3 recipes and construct.yaml to 1.5.0" in res.stdout
 
     after = snapshot(project)
     core_old = before["recipes/diracx-core/recipe.yaml"].decode()
@@ -573,6 +578,29 @@ def test_entry_point_exit_codes(project: Path, index: Index) -> None:
     assert "update available: 1.4.0 -> 1.5.0" in proc.stdout
 
 
+def test_an_older_version_asked_for_is_an_error(project: Path, index: Index) -> None:
+    add_all(index, "1.3.0")
+    before = snapshot(project)
+    res = run(project, index, "--version", "1.3.0")
+    assert res.exit_code == 1
+    assert "--version 1.3.0 is older than the recipes' 1.4.0" in res.output
+    assert snapshot(project) == before
+
+
+def test_a_requirement_beyond_requires_dist_is_kept_not_drift(tmp_path: Path) -> None:
+    """A run entry marked `# beyond Requires-Dist: <why>` (as conda-forge adds diracx-core to
+    diracx-testing) is never reported as removed, so --apply-deps keeps it."""
+    text = ("context: {name: diracx-x, version: 1.4.0, python_min: '3.11'}\n"
+            "source:\n  url: x/diracx_x-${{ version }}.tar.gz\n  sha256: aa\n"
+            "build: {number: 0}\n"
+            "requirements:\n  run:\n    - python >=${{ python_min }}\n"
+            "    - diracx-core ==${{ version }}  # beyond Requires-Dist: it imports it\n"
+            "    - gone\n")
+    doc = parse_recipe(tmp_path / "r.yaml", text)
+    changes = drift.compute_drift(doc, {"python": ">=3.11"}, "1.4.0")
+    assert [(c.name, c.kind) for c in changes] == [("gone", "removed")]
+
+
 def test_flow_context_and_crlf_are_kept(tmp_path: Path) -> None:
     text = (
         "context: {name: diracx-x, version: 1.4.0, python_min: '3.11'}  # flow\r\n"
@@ -581,10 +609,9 @@ def test_flow_context_and_crlf_are_kept(tmp_path: Path) -> None:
         "requirements:\r\n  run:\r\n    - python >=${{ python_min }}\r\n    - b\r\n"
     )
     doc = parse_recipe(tmp_path / "r.yaml", text)
-    p = bump.PackageResult(doc, new_sha256="bb")
     upstream = {"python": ">=3.11", "a": "", "b": "<2", "c": ">=1"}
-    p.drift = drift.compute_drift(doc, upstream, "1.5.0")
-    new = edit.new_recipe_text(p, "1.5.0", apply_deps=True)
+    changes = drift.compute_drift(doc, upstream, "1.5.0")
+    new = edit.new_recipe_text(doc, "1.5.0", "bb", changes, False, apply_deps=True)
     assert new == (
         "context: {name: diracx-x, version: 1.5.0, python_min: '3.11'}  # flow\r\n"
         "source:\r\n  url: x/diracx_x-${{ version }}.tar.gz\r\n  sha256: bb  # old\r\n"
@@ -614,10 +641,6 @@ def test_construct_yaml_moves_with_the_recipes(project: Path, index: Index) -> N
     )  # the pin of another package with the same version is left alone
 
 
-CONSTRUCT = (
-    "name: DIRACOS\nversion: 1.4.0\nchannels:\n  - conda-forge\n"
-    "installer_filename: DIRACOS-1.4.0-Linux-x86_64.sh\nspecs:\n  - diracx ==1.4.0\n"
-)
 
 
 def test_construct_yaml_is_not_written_when_the_bump_fails(project: Path, index: Index) -> None:

@@ -15,7 +15,7 @@ from wheel_factory import metadata, tar_gz, zip_bytes
 
 from dxforge.bump.drift import VERSION_PIN, recipes_drift
 from dxforge.fetch import fetch_sources, missing_sources, sdist_metadata, sources_url
-from dxforge.index import PackageIndex
+from dxforge.pypi import PackageIndex
 from dxforge.recipes import load_recipe, load_recipes, recipe_paths
 from dxforge.target import Target
 from dxforge.util import DxError

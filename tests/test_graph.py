@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import write_construct
 
 from dxforge.graph import Node, build_graph, load_graph
 from dxforge.util import DxError
@@ -87,6 +88,7 @@ def test_order_levels_edges_from_recipe_files(tmp_path: Path) -> None:
     for a, b in g.edges:  # every dependency comes before its dependent
         assert g.order.index(a) < g.order.index(b)
     assert g.as_json() == {
+        "status": "ok",
         "levels": g.levels,
         "order": g.order,
         "edges": [list(e) for e in g.edges],
@@ -182,6 +184,7 @@ def test_cli_graph_json_and_errors(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {
+        "status": "ok",
         "levels": [["diracx-core"], ["diracx"]],
         "order": ["diracx-core", "diracx"],
         "edges": [["diracx-core", "diracx"]],
@@ -207,6 +210,7 @@ def test_errors_are_printed_literally(tmp_path: Path) -> None:
     from dxforge.cli import app
 
     write_recipe(tmp_path, "diracx-core")
+    write_construct(tmp_path)
     res = CliRunner().invoke(app, ["build", "--root", str(tmp_path), "--only",
                                    "diracx-core[otel]", "--channel", str(tmp_path)])
     assert res.exit_code == 1

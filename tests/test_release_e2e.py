@@ -23,7 +23,7 @@ from local_index import Dist, LocalIndex, serve
 from packaging.version import Version
 
 from dxforge import sbom
-from dxforge.index import index_url
+from dxforge.pypi import index_url
 from dxforge.recipes import load_recipes
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +84,7 @@ class Rehearsal:
         self.index.projects.setdefault(name, []).append(Dist(fname, data))
 
     def release(self, version: str, extra: dict[str, dict[str, bytes]] | None = None) -> None:
-        """Put ``version`` of the nine on the index (with ``extra`` files per package)."""
+        """Put ``version`` of every recipe on the index (with ``extra`` files per package)."""
         for r in self.recipes:
             self.publish(r.name, version, reversion(self.sdists[r.name], r.name, self.old,
                                                      version, (extra or {}).get(r.name)))
@@ -146,8 +146,19 @@ def test_release_produces_everything_for_the_new_version(rehearsal: Rehearsal,
             "diracx-logic", "diracx-routers", "diracx-tasks"} <= set(suites)
     assert all(s["failed"] == 0 and s["errors"] == 0 and s["passed"] > 0
                for s in suites.values())
+    e2e = notes["end_to_end"]
+    assert e2e["version"] == new and e2e["status"] == "passed" and e2e["job_id"] > 0
+    assert e2e["sandbox_files"] > 0 and e2e["checks"]
+    stages = {s["name"]: s for s in notes["stages"]}
+    assert {"bump", "fetch", "drift", "seed", "build", "tests", "installer", "pilot",
+            "e2e"} <= set(stages)
+    # the upstream suites ran while the installer was made and checked
+    assert stages["tests"]["branch"] != stages["installer"]["branch"]
+    assert stages["tests"]["start"] < stages["e2e"]["end"]
+    assert stages["installer"]["start"] < stages["tests"]["end"]
     md = (d / "notes.md").read_text()
     assert f"# DiracX {new}" in md and sha in md and "## Upstream test suites" in md
+    assert "## End to end" in md and "```mermaid" in md and "gantt" in md
     assert (d / "channels/dxforge/noarch/repodata.json").is_file()
     assert (d / "channels/seed/linux-64/repodata.json").is_file()
 
@@ -199,14 +210,15 @@ def test_a_build_failure_stops_the_release(rehearsal: Rehearsal, released: dict)
 
 
 def test_a_failing_pilot_test_stops_the_release(rehearsal: Rehearsal, released: dict) -> None:
+    """An installer whose post-install step removes git's https helper: it installs, but the
+    pilot checks find git unable to reach a remote, and nothing is published."""
     latest = (rehearsal.releases / "latest").resolve()
-    script = rehearsal.clone / "scripts/pilot-test.sh"
+    script = rehearsal.clone / "installer/post_install.sh"
     good = script.read_text()
-    script.write_text(good.replace('git --version || fail "git --version"',
-                                   'git --definitely-not-an-option || fail "git option"'))
+    script.write_text(good + 'rm -f "$PREFIX"/libexec/git-core/git-remote-http*\n')
     try:
         error = _stopped(rehearsal, "pilot", rehearsal.run(), latest)
-        assert "git option" in error and ".log" in error
+        assert "git has no https remote helper" in error and ".log" in error, error
     finally:
         script.write_text(good)
 

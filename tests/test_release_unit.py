@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dxforge import isolate, needs, notes, sbom, upstream
+from dxforge import needs, notes, sbom, upstream
 from dxforge.channel import Package
 from dxforge.target import Target
 from dxforge.util import DxError, publish

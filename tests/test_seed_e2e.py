@@ -16,22 +16,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import E2E_BUILD, ROOT, run_dxforge
+from conftest import E2E_BUILD, ROOT, run_dxforge, write_construct
 from local_index import Dist, LocalIndex, serve
 from wheel_factory import BINARY_TAG, build_wheel, metadata, tar_gz
 
 from dxforge import channel as ch
+from dxforge.package import PLACEHOLDER
 from dxforge.recipes import is_sibling, load_recipes
-from dxforge.runtime.build import PLACEHOLDER as BUILD_PREFIX
+from dxforge.runtime.components import components, runtime_packages
 from dxforge.runtime.libs import runtime_libraries
-from dxforge.seed.pack import PLACEHOLDER
-from dxforge.seed.plan import RUNTIME
 from dxforge.specs import split_spec
+from dxforge.target import project_target
 from dxforge.util import user_cache
 
 pytestmark = pytest.mark.e2e
 
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+TARGET = project_target(ROOT / "construct.yaml")
+PY = TARGET.python
+PYTHON_SPEC = f"python {PY}.*"
+RUNTIME = runtime_packages()
 
 
 def spec_name(spec: str) -> str:
@@ -46,8 +50,8 @@ def installed(seed_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     """``python git pip`` solved from the seed alone and installed into a fresh prefix."""
     base = tmp_path_factory.mktemp("seed-install")
     prefix = base / "prefix-installed-from-the-seed"
-    # a prefix of a length used nowhere at build time: not the placeholders'
-    assert len(str(prefix)) not in (len(BUILD_PREFIX), len(PLACEHOLDER)), prefix
+    # a prefix of a length used nowhere at build time: not the placeholder's
+    assert len(str(prefix)) != len(PLACEHOLDER), prefix
     records = ch.solve([seed_channel], ["python", "git", "pip"])
     names = {r.name.normalized for r in records}
     assert names >= {"python", "python_abi", "git", "pip", "openssl", "ca-certificates",
@@ -114,25 +118,26 @@ def test_git_from_the_seed_runs(installed: Path, tmp_path: Path) -> None:
 def test_pip_from_the_seed_runs(installed: Path) -> None:
     proc = run(installed, "pip", "--version")
     assert proc.returncode == 0, proc.stderr
-    site = installed / "lib/python3.11/site-packages/pip"
-    assert re.match(rf"^pip \S+ from {re.escape(str(site))} \(python 3\.11\)$", proc.stdout)
+    site = installed / f"lib/python{PY}/site-packages/pip"
+    assert re.match(rf"^pip \S+ from {re.escape(str(site))} \(python {re.escape(PY)}\)$",
+                    proc.stdout), proc.stdout
 
 
 def test_no_placeholder_left_in_the_prefix(installed: Path) -> None:
-    sysconfigdata = list((installed / "lib/python3.11").glob("_sysconfigdata*.py"))
+    sysconfigdata = list((installed / f"lib/python{PY}").glob("_sysconfigdata*.py"))
     scripts = [p for p in (installed / "bin").iterdir() if p.is_file()]
     assert sysconfigdata and len(scripts) > 10
     assert str(installed).encode() in sysconfigdata[0].read_bytes()
-    for needle in (PLACEHOLDER.encode(), BUILD_PREFIX.encode()):
-        for p in [*sysconfigdata, *scripts]:
-            assert needle not in p.read_bytes(), p
-        # nor anywhere else (binaries included), save conda-meta's record of what was replaced
-        left = [
-            p for p in installed.rglob("*")
-            if p.is_file() and not p.is_symlink() and "conda-meta" not in p.parts
-            and needle in p.read_bytes()
-        ]
-        assert left == []
+    needle = PLACEHOLDER.encode()
+    for p in [*sysconfigdata, *scripts]:
+        assert needle not in p.read_bytes(), p
+    # nor anywhere else (binaries included), save conda-meta's record of what was replaced
+    left = [
+        p for p in installed.rglob("*")
+        if p.is_file() and not p.is_symlink() and "conda-meta" not in p.parts
+        and needle in p.read_bytes()
+    ]
+    assert left == []
 
 
 def test_converted_wheel_installs_and_runs(seed_channel: Path, tmp_path: Path) -> None:
@@ -146,7 +151,7 @@ def test_converted_wheel_installs_and_runs(seed_channel: Path, tmp_path: Path) -
         console_scripts={"seedtest": "seedtest_tool:main", "seedtest-x": "seedtest_tool:main [x]"},
         scripts={"seedtest-run": b"#!python\nimport seedtest_tool\nseedtest_tool.main()\n"},
     )
-    convert_wheel(wheel, {}, channel)
+    convert_wheel(wheel, {}, channel, TARGET)
     ch.index(channel)
     records = ch.solve([channel, seed_channel], ["seedtest-tool", "python"])
     prefix = tmp_path / "p"
@@ -155,7 +160,7 @@ def test_converted_wheel_installs_and_runs(seed_channel: Path, tmp_path: Path) -
         proc = run(prefix, script)
         assert (proc.returncode, proc.stdout) == (0, "hello from seedtest_tool\n"), proc.stderr
         shebang = (prefix / "bin" / script).read_text().splitlines()[0]
-        assert shebang == f"#!{prefix}/bin/python3.11"
+        assert shebang == f"#!{prefix}/bin/python{PY}"
 
 
 # --- (b) every requirement solves from the seed alone -------------------------------------------
@@ -165,7 +170,7 @@ def test_every_recipe_and_construct_requirement_solves_from_the_seed(seed_channe
     from dxforge.construct import load_construct
 
     recipes = load_recipes(ROOT)
-    assert len(recipes) == 9
+    assert len(recipes) == 10
     siblings = {r.name for r in recipes}
 
     def outside(specs: list[str]) -> list[str]:
@@ -243,7 +248,7 @@ build:
   script: echo
 requirements:
   host:
-    - python ${{ python_min }}.*
+    - python ${{ python }}.*
     - seedtest-tool
   run:
     - python >=${{ python_min }}
@@ -274,6 +279,7 @@ def write_recipe(root: Path, index: LocalIndex, extra_run: list[str] = ()) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = "".join(f"    - {r}\n" for r in extra_run).rstrip("\n")
     path.write_text(RECIPE % {"sha": hashlib.sha256(APP_SDIST).hexdigest(), "extra": extra})
+    write_construct(root)
     return path
 
 
@@ -335,7 +341,7 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert runtime <= RUNTIME | runtime_libraries(), runtime - RUNTIME - runtime_libraries()
     assert summary["status"] == "built" and summary["count"] == len(runtime) + 3
     assert summary["inputs"]["requirements"] == ["dashing", "pip", "seedtest-tool>=1.0"]
-    assert "voms-clients" not in {d["package"] for d in summary["inputs"]["debian"]}
+    assert set(summary["inputs"]["runtime"]["versions"]) >= {"python", "openssl", "voms", "git"}
     # each file once, the recipe's sdist among them (the seed reads its extras); a wheel that
     # dxforge's user cache already holds from an earlier run is not downloaded again
     assert APP_FILE in index.downloads and len(index.downloads) == len(set(index.downloads))
@@ -346,8 +352,9 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     linux = json.loads((channel / "linux-64/repodata.json").read_text())
     [dash_rec] = [r for r in linux["packages.conda"].values() if r["name"] == "python-dashing"]
     assert "__glibc >=2.17" in dash_rec["depends"]
-    assert "python_abi 3.11.* *_cp311" in dash_rec["depends"]
-    records = ch.solve([channel], ["seedtest-tool", "python 3.11.*"])
+    cp = PY.replace(".", "")
+    assert f"python_abi {PY}.* *_cp{cp}" in dash_rec["depends"]
+    records = ch.solve([channel], ["seedtest-tool", PYTHON_SPEC])
     solved = {r.name.normalized for r in records}
     assert solved >= {"seedtest-tool", "python-dashing", "python", "python_abi", "pip"}
     assert solved - {"seedtest-tool", "python-dashing", "pip"} <= runtime
@@ -476,7 +483,7 @@ def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_pat
     assert len(built) == 1
     channel = root / "build/channels/seed"
     prefix = tmp_path / "env"
-    ch.install(ch.solve([channel], ["seedtest-sdist", "python 3.11.*"]), prefix)
+    ch.install(ch.solve([channel], ["seedtest-sdist", PYTHON_SPEC]), prefix)
     out = subprocess.run(
         [str(prefix / "bin/python"), "-I", "-c",
          "import seedtest_sdist; print(seedtest_sdist.BUILT_FROM_SDIST)"],
@@ -493,37 +500,22 @@ def test_python_brings_pip_as_on_conda_forge(seed_channel: Path) -> None:
     assert "pip" in [d.split()[0] for d in python.depends]
 
 
-def test_voms_from_debian_with_its_glibc_and_cxx_runtime(index: LocalIndex, tmp_path: Path) -> None:
-    """voms (asked for by construct.yaml) is Debian's binaries of this machine's release, with
-    that release's C++ runtime: it says which glibc it needs, so a solve for an older floor
-    refuses it."""
-    root = tmp_path / "proj"
-    wheels = tmp_path / "wheels"
-    tool = build_wheel(wheels, "seedtest-tool", "1.0", requires=["dashing>=0.1"])
-    dashing = build_wheel(wheels, "dashing", "0.1.1", tag=BINARY_TAG)
-    index.projects["seedtest-tool"] = [
-        Dist.of(tool, metadata("seedtest-tool", "1.0", ["dashing>=0.1"]))
-    ]
-    index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"))]
-    write_recipe(root, index)
-    (root / "construct.yaml").write_text(
-        "name: T\nversion: 1.0.0\nchannels: [./build/channels/seed]\n"
-        "specs:\n  - python 3.11.*\n  - voms\n"
-    )
-    proc = seed_in(root, index)
-    assert proc.returncode == 0, proc.stderr
-    channel = root / "build/channels/seed"
-    linux = json.loads((channel / "linux-64/repodata.json").read_text())["packages.conda"]
+def test_voms_from_the_runtime_with_the_floor(seed_channel: Path, tmp_path: Path) -> None:
+    """voms (asked for by construct.yaml) is built from upstream's release with the runtime: its
+    clients run from a new prefix, and it says which glibc it needs (the floor), so a solve for
+    an older C library refuses it."""
+    linux = json.loads((seed_channel / "linux-64/repodata.json").read_text())["packages.conda"]
     [voms] = [r for r in linux.values() if r["name"] == "voms"]
     deps = {d.split()[0]: d for d in voms["depends"]}
-    assert {"openssl", "libexpat", "libstdcxx", "libgcc", "__glibc"} <= set(deps)
-    assert deps["libstdcxx"].startswith("libstdcxx >=12") and deps["__glibc"] >= "__glibc >=2.34"
-    cxx = [r for r in linux.values() if r["name"] == "libstdcxx"]
-    assert [r["version"][:3] for r in cxx] == ["12."]  # no wheel here needs bullseye's
-    assert any(d.startswith("__glibc >=2.3") for d in cxx[0]["depends"])
+    assert {"openssl", "libexpat", "__glibc"} <= set(deps), deps
+    assert deps["__glibc"] == f"__glibc >={TARGET.glibc_text}", deps
     prefix = tmp_path / "env"
-    ch.install(ch.solve([channel], ["voms"]), prefix)
-    res = run(prefix, "voms-proxy-init", "--version")
-    assert res.returncode == 0 and "Version: 2.1" in res.stdout, res.stderr
+    ch.install(ch.solve([seed_channel], ["voms"]), prefix, cache_dir=tmp_path / "pkgs")
+    [component] = [c for c in components(PY) if c.name == "voms"]
+    release = ".".join(component.version.split(".")[:2])
+    for tool in ("voms-proxy-init", "voms-proxy-info", "voms-proxy-destroy"):
+        res = run(prefix, tool, "--version")
+        assert res.returncode == 0 and f"Version: {release}" in res.stdout + res.stderr, res.stderr
+    older = ".".join([*TARGET.glibc_text.split(".")[:1], str(TARGET.glibc[1] - 1)])
     with pytest.raises(Exception, match="cannot be satisfied"):
-        ch.solve([channel], ["voms"], glibc="2.31")
+        ch.solve([seed_channel], ["voms"], glibc=older)

@@ -23,8 +23,8 @@ from dxforge.names import (
     marker_applies,
     pypi_name,
 )
-from dxforge.runtime.apt import conda_version
 from dxforge.package import PLACEHOLDER
+from dxforge.runtime.apt import conda_version
 from dxforge.seed.plan import plan
 from dxforge.seed.wheels import (
     conversion_spec,

@@ -1,5 +1,7 @@
-"""The shell that ships in every installer is linted like code: shellcheck (Debian's package) on
-the header as rendered for an installer, and on the post-install script."""
+"""Every shell file dxforge ships or runs is linted like code, with Debian's shellcheck: the
+installer's header as rendered (zstd with its decoder stage, and gzip), the post-install and the
+pilot scripts, the runtime's build scripts, the project's scripts, CI's entry point, and every
+step the rendered workflows run."""
 
 from __future__ import annotations
 
@@ -9,23 +11,24 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.installer.payload import Payload
-from dxforge.installer.shell import render_header
 from dxforge.construct import load_construct
+from dxforge.installer.payload import Payload
+from dxforge.installer.shell import Decoder, render_header
 from dxforge.installer.stage import Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def shellcheck(path: Path) -> subprocess.CompletedProcess[str]:
+def shellcheck(path: Path, shell: str = "sh") -> subprocess.CompletedProcess[str]:
     exe = shutil.which("shellcheck")
     if not exe:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck; setup.sh does)")
-    return subprocess.run([exe, "--shell=sh", "--severity=info", str(path)],
+    return subprocess.run([exe, f"--shell={shell}", "--severity=info", str(path)],
                           capture_output=True, text=True, check=False)
 
 
-def rendered_header(tmp_path: Path, batch: bool, extra: str = "") -> Path:
+def rendered_header(tmp_path: Path, batch: bool, extra: str = "",
+                    compression: str = "zstd") -> Path:
     (tmp_path / "LICENSE").write_text("Terms: 'quoted' and \"double\" $HOME `x`\n")
     construct = tmp_path / "construct.yaml"
     construct.write_text(
@@ -35,25 +38,66 @@ def rendered_header(tmp_path: Path, batch: bool, extra: str = "") -> Path:
     )
     spec = load_construct(construct)
     stage = Stage(prefix=Path("/x" * 120), recorded="/x" * 120, packages=[],
-                  python_rel="bin/python3.11", manifest=[], epoch=0, installed_bytes=10 << 20,
-                  glibc="2.31")
-    payload = Payload(tmp_path / "p.tar.gz", "gzip", 12345, "ab" * 32, 20000, 10)
+                  python_rel="bin/python3.13", manifest=[], epoch=0, installed_bytes=10 << 20,
+                  glibc="2.28")
+    payload = Payload(tmp_path / "p.tar", compression, 12345, "ab" * 32, 20000, 10)
+    decoder = Decoder(b"x" * 1000, "cd" * 32, "ef" * 32) if compression == "zstd" else None
     text = render_header((ROOT / "installer/header.sh").read_text(), spec, stage, payload,
-                         spec.installer_filename)
+                         spec.installer_filename, *([decoder] if decoder else []))
     out = tmp_path / "header.sh"
     out.write_bytes(text)
     return out
 
 
-@pytest.mark.parametrize("batch", [True, False])
-def test_rendered_header_passes_shellcheck(tmp_path: Path, batch: bool) -> None:
-    res = shellcheck(rendered_header(tmp_path, batch))
+@pytest.mark.parametrize(("batch", "compression"), [(True, "zstd"), (False, "zstd"),
+                                                    (True, "gzip")])
+def test_rendered_header_passes_shellcheck(tmp_path: Path, batch: bool, compression: str) -> None:
+    extra = "company: DIRAC\nvirtual_specs: ['__linux >=3.10', '__glibc >=2.28']\n"
+    res = shellcheck(rendered_header(tmp_path, batch, extra, compression))
     assert res.returncode == 0, res.stdout
 
 
-def test_post_install_passes_shellcheck() -> None:
-    res = shellcheck(ROOT / "installer/post_install.sh")
+SHIPPED = sorted([ROOT / "installer/post_install.sh", ROOT / ".ci/run",
+                  *(ROOT / "scripts").glob("*.sh"), *(ROOT / "src/dxforge/data").rglob("*.sh")])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shell_file_passes_shellcheck(path: Path) -> None:
+    first = path.read_text().splitlines()[0]
+    res = shellcheck(path, "bash" if "bash" in first else "sh")
     assert res.returncode == 0, res.stdout
+
+
+def workflow_steps() -> list[tuple[str, str, str]]:
+    """(workflow, step name, script) of every ``run:`` step the rendered workflows hold, the
+    GitHub expressions replaced by a shell word."""
+    import re
+
+    from ruamel.yaml import YAML
+
+    out = []
+    for wf in sorted((ROOT / ".github/workflows").glob("*.yml")):
+        data = YAML(typ="safe").load(wf.read_text())
+        for job_name, job in data["jobs"].items():
+            for step in job.get("steps", []):
+                if "run" in step:
+                    script = "export EXPR=x\n" + re.sub(r"\$\{\{[^}]*\}\}", "${EXPR}",
+                                                  step["run"])
+                    out.append((f"{wf.name}:{job_name}", step.get("name", ""), script))
+    return out
+
+
+def test_every_rendered_workflow_step_passes_shellcheck(tmp_path: Path) -> None:
+    steps = workflow_steps()
+    assert len(steps) > 10
+    failures = []
+    for i, (where, name, script) in enumerate(steps):
+        path = tmp_path / f"step{i}.sh"
+        path.write_text(script)
+        res = shellcheck(path, "sh" if "make_site" in script else "bash")
+        if res.returncode != 0:
+            failures.append(f"{where} `{name}`:\n{res.stdout}")
+    assert not failures, "\n".join(failures)
 
 
 def test_shellcheck_would_catch_a_defect(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import SOURCES_ENV, Recipe, load_recipes, variant_config
 from dxforge.target import project_target
-from dxforge.util import DxError, atomic_write_text, file_lock, publish, sha256_file
+from dxforge.util import DxError, atomic_write_text, execute, file_lock, publish, sha256_file
 
 STATE = "dxforge-build.json"
 """Fingerprints of the packages in the output channel, next to its repodata."""
@@ -219,19 +218,10 @@ def _run_worker(
     """Build one recipe in a child process; its output goes to ``log``."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
     result_file = work / "result.json"
-    with open(log, "w") as f:
-        f.write(f"# dxforge build {recipe.name} {recipe.version}\n# channels: {channels}\n")
-        f.flush()
-        proc = subprocess.run(
-            _worker_command(recipe.path, work, channels, variant),
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**env, "DXFORGE_RESULT": str(result_file)},
-            check=False,
-        )
+    proc = execute(_worker_command(recipe.path, work, channels, variant), log=log, check=False,
+                   env={**env, "DXFORGE_RESULT": str(result_file)},
+                   what=f"building {recipe.name} {recipe.version}")
     if proc.returncode != 0 or not result_file.exists():
         raise DxError(
             f"{recipe.name}: rattler-build failed (exit {proc.returncode}){_log_error(log)}; "
@@ -252,8 +242,9 @@ def _publish_level(out: Path, built: dict[str, Path], state: dict[str, Any]) -> 
         for p in sorted(out.rglob("*.conda")) if out.is_dir() else []:
             if p.name.rsplit("-", 2)[0] not in replaced:
                 _link(p, new / p.relative_to(out))
-        for pkg in built.values():
-            _link(pkg, new / pkg.parent.name / pkg.name)
+        for pkg in built.values():  # a copy: the user cache's entry stays its own file
+            (new / pkg.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(pkg, new / pkg.parent.name / pkg.name)
         atomic_write_text(new / STATE, json.dumps(state, indent=2, sort_keys=True))
         ch.index(new)
         records = ch.repodata_records(new)
@@ -301,7 +292,8 @@ def _to_cache(cache: Path, fingerprint: str, pkg: Path, meta: dict[str, Any]) ->
     entry = _cache_entry(cache, fingerprint)
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    _link(pkg, tmp / pkg.parent.name / pkg.name)
+    (tmp / pkg.parent.name).mkdir(parents=True)
+    shutil.copy2(pkg, tmp / pkg.parent.name / pkg.name)
     atomic_write_text(tmp / "package.json", json.dumps(
         {**meta, "fingerprint": fingerprint, "file": f"{pkg.parent.name}/{pkg.name}",
          "sha256": sha256_file(pkg)}, indent=1))
@@ -417,15 +409,17 @@ class _Run:
                   {"name": name, "version": res.version, "build_string": res.build_string})
         return res, files[0]
 
-    def cached(self, name: str) -> tuple[PackageResult, Path] | None:
+    def cached(self, name: str, why: str) -> tuple[PackageResult, Path] | None:
         """The package of this fingerprint from the user cache, as a result to publish."""
         found = _from_cache(self.cache, self.prints[name])
         if found is None:
             return None
         pkg, meta = found
+        reason = "; ".join(filter(None, [why, "built before with this fingerprint: taken from "
+                                              f"the user cache ({pkg.parent})"]))
         return PackageResult(name, meta["version"], "cached", build_string=meta["build_string"],
                              size_bytes=pkg.stat().st_size, file=meta["file"],
-                             reason="built before with this fingerprint (user cache)"), pkg
+                             reason=reason), pkg
 
     def publish(self, done: list[tuple[PackageResult, Path]]) -> None:
         """One level's packages into the channel, their state beside them."""
@@ -451,7 +445,7 @@ def _build_level(run: _Run, todo: list[tuple[str, str]], progress: Progress) -> 
     done: list[tuple[PackageResult, Path]] = []
     queue = []
     for name, why in todo:
-        hit = None if run.opts.force else run.cached(name)
+        hit = None if run.opts.force else run.cached(name, why)
         if hit is None:
             queue.append((name, why))
         else:

@@ -292,9 +292,18 @@ def size_bytes(channel: Path) -> int:
     return sum(p.stat().st_size for p in channel.rglob("*") if p.is_file())
 
 
-def reindex_verified(channel: Path) -> int:
-    """(Re)write a local channel's repodata, then check every package against it; returns how
-    many packages it lists."""
+@dataclass
+class IndexResult:
+    channel: Path
+    packages: int
+    status: str = "indexed"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": self.status, "channel": str(self.channel), "packages": self.packages}
+
+
+def reindex_verified(channel: Path) -> IndexResult:
+    """(Re)write a local channel's repodata, then check every package against it."""
     if not channel.is_dir():
         raise DxError(f"{channel}: no such directory")
     index_atomic(channel)
@@ -303,4 +312,4 @@ def reindex_verified(channel: Path) -> int:
         problem = verify_file(channel, rel, rec)
         if problem:
             raise DxError(f"{channel}: {problem}")
-    return len(records)
+    return IndexResult(channel, len(records))

@@ -14,7 +14,6 @@ import glob
 import io
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import tomllib
@@ -27,10 +26,10 @@ from ruamel.yaml import YAML
 
 from dxforge.construct import load_construct
 from dxforge.graph import Graph, load_graph
-from dxforge.isolate import shell_site
+from dxforge.isolate import remove, shell_site
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, atomic_write_text
+from dxforge.util import DxError, atomic_write_text, execute
 
 WORKFLOWS = Path(".github/workflows")
 HEADER = (
@@ -57,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
         {"image": "debian:11", "glibc": "2.31"},
         {"image": "debian:12", "glibc": "2.36"},
         {"image": "debian:13", "glibc": "2.41"},
+        {"image": "ubuntu:18.04", "glibc": "2.27"},
+        {"image": "ubuntu:20.04", "glibc": "2.31"},
         {"image": "ubuntu:22.04", "glibc": "2.35"},
         {"image": "ubuntu:24.04", "glibc": "2.39"},
     ],
@@ -269,6 +270,7 @@ echo "version=$(python3 -c 'import json; print(json.load(open("bump.json"))["tar
 """
     release = f"""\
 {DX} release --pr-body notes.md --json > release.json
+# shellcheck disable=SC2016  # the backquotes are Markdown's
 {{ cat notes.md; printf '\\n### Checklist\\n\\n'
   printf -- '- [ ] Dependencies: the drift table above is empty, or its changes are right\\n'
   printf -- '- [ ] Upstream test suites and the pilot test passed (in the notes)\\n'
@@ -347,11 +349,23 @@ class CiResult:
     written: list[Path] = field(default_factory=list)
     stale: list[Path] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    check: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.check:
+            return "stale" if self.stale else "up-to-date"
+        return "written" if self.written else "up-to-date"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"status": self.status, "files": [str(p) for p in self.files],
+                "written": [str(p) for p in self.written],
+                "stale": [str(p) for p in self.stale]}
 
 
 def run_ci(layout: Layout, check: bool = False) -> CiResult:
     """Write the workflows (only those that change), or with ``check`` list the stale ones."""
-    result = CiResult()
+    result = CiResult(check=check)
     rendered = render(layout)
     expected = {layout.root / rel for rel in rendered}
     existing = set((layout.root / WORKFLOWS).glob("*.yml")) if (
@@ -454,9 +468,8 @@ class LocalRunner:
     def prepare(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
         self.artifacts.mkdir(parents=True)
-        files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                               cwd=self.layout.root, capture_output=True, text=True,
-                               check=True).stdout.split()
+        files = execute(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                        cwd=self.layout.root, what="listing the project's files").stdout.split()
         for rel in files:
             src = self.layout.root / rel
             if src.is_file():
@@ -502,8 +515,7 @@ class LocalRunner:
                     self._run(step, matrix, outputs, root)
         finally:
             if root is not None:
-                subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
-                shutil.rmtree(root.parent, ignore_errors=True)
+                remove(root.parent)
         return "passed"
 
     def _root(self, release: str) -> Path:
@@ -554,7 +566,7 @@ class LocalRunner:
                     raise DxError(f"download of {n}: no such artifact (uploaded by no job yet)")
                 shutil.copytree(self.artifacts / n, target, dirs_exist_ok=True)
             if root is not None:
-                subprocess.run(["chmod", "-R", "a+rX", str(ws)], check=False)
+                execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
             return
         raise DxError(f"{action}: the local runner does not know this action")
 
@@ -564,28 +576,22 @@ class LocalRunner:
         name = step.get("name", script.splitlines()[0])
         out_file = self.work / "github-output"
         out_file.write_text("")
+        self.steps += 1
+        log = self.work / "logs" / f"{self.steps:03d}.log"
         if root is None:
             env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "CI": "true"}
             env.pop("DXFORGE_BUILD_DIR", None)
             shell = ["sh", "-eu", "-c"] if step.get("shell") == "sh" else ["bash", "-eo",
                                                                           "pipefail", "-c"]
-            proc = subprocess.run([*shell, script], cwd=self.repo, env=env, capture_output=True,
-                                  text=True, check=False)
+            cmd, cwd = [*shell, script], self.repo
         else:
             from dxforge.runtime import roots
 
             (root / "work/run.sh").write_text(script)
-            proc = subprocess.run(
-                roots.command(root, ["sh", "-eu", "/work/run.sh"], cwd="/work",
-                              env={"HOME": "/root"}),
-                capture_output=True, text=True, check=False)
-        self.steps += 1
-        log = self.work / "logs" / f"{self.steps:03d}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(f"# {name}\n{script}\n\n{proc.stdout}{proc.stderr}")
-        if proc.returncode != 0:
-            raise DxError(f"step `{name}` failed (exit {proc.returncode}); see {log}:\n"
-                          f"{(proc.stdout + proc.stderr)[-1500:]}")
+            cmd = roots.command(root, ["sh", "-eu", "/work/run.sh"], cwd="/work",
+                                env={"HOME": "/root"})
+            cwd, env = None, None
+        execute(cmd, cwd=cwd, env=env, log=log, what=f"step `{name}`")
         for line in out_file.read_text().splitlines():
             k, _, v = line.partition("=")
             outputs[k] = v

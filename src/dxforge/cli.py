@@ -1,14 +1,18 @@
 """The ``dxforge`` command line: parses options, calls the logic, renders its typed result.
 
-Every command's errors are :class:`~dxforge.util.DxError`, caught in one place
-(:class:`_Group`), printed literally, with ``--json`` also as a JSON object on stdout.
+Every command's result (``status``, ``as_json()``) goes to stdout: as a summary, or with
+``--json`` as JSON; its progress goes to stderr, through one :func:`_progress` that is always
+closed. Every command's errors are :class:`~dxforge.util.DxError`, caught in one place
+(:class:`_Group`), printed literally on stderr, with ``--json`` also as a JSON object on stdout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -93,10 +97,25 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
+@contextlib.contextmanager
+def _progress(label: str, describe: Callable[[str, object], str] | None = None
+              ) -> Iterator[render.ConsoleProgress]:
+    """The command's progress on stderr, closed whatever happens."""
+    progress = render.ConsoleProgress(err, label, describe)
+    try:
+        yield progress
+    finally:
+        progress.close()
+
+
 @app.command()
 def seed(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Channel directory.")] = None,
     index_url: IndexOpt = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Resolve the requirements again (ignore the "
+                           "recorded resolution).")
+    ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -106,23 +125,21 @@ def seed(
     from dxforge.seed.build import SeedOptions, build_seed
 
     _start(json_out)
-    opts = SeedOptions(_layout(root, build_dir), out_dir, index_url)
-    progress = render.ConsoleProgress(err, "seed")
-    try:
+    opts = SeedOptions(_layout(root, build_dir), out_dir, index_url, refresh=refresh)
+    with _progress("seed") as progress:
         result = build_seed(opts, progress)
-    finally:
-        progress.close()
     if json_out:
         _print_json(result.as_json())
         return
     if result.status == "up-to-date":
-        render.line(err, f"seed channel {result.channel} is up to date")
+        render.line(out, f"seed channel {result.channel} is up to date")
         return
     rows = [(sub, n, render.mib(size)) for sub, (n, size) in result.subdirs().items()]
+    how = "built" if result.status == "built" else "assembled from the user cache"
     render.table(
-        err, f"seed channel {result.channel}", ("subdir", "packages", "size"), rows,
-        f"{result.count} packages, {render.mib(result.size_bytes)}, built in "
-        f"{result.seconds:.1f} s",
+        out, f"seed channel {result.channel}", ("subdir", "packages", "size"), rows,
+        f"{result.count} packages, {render.mib(result.size_bytes)}, {how} in "
+        f"{result.seconds:.1f} s (resolution {result.resolution})",
     )
 
 
@@ -134,30 +151,20 @@ def fetch(
     build_dir: BuildDirOpt = None,
 ) -> None:
     """Download each recipe's sdist into the source cache (<build>/sources), sha256-verified."""
-    from dxforge.fetch import fetch_sources, sources_url
+    from dxforge.fetch import run_fetch
     from dxforge.recipes import load_recipes
 
     _start(json_out)
     layout = _layout(root, build_dir)
-    progress = render.ConsoleProgress(err, "fetch", quiet=json_out)
-    try:
-        results = fetch_sources(
-            load_recipes(layout.root), layout.sources, index_url=index_url, progress=progress
-        )
-    finally:
-        progress.close()
+    with _progress("fetch") as progress:
+        report = run_fetch(load_recipes(layout.root), layout.sources, index_url=index_url,
+                           progress=progress)
     if json_out:
-        _print_json(
-            {
-                "cache": str(layout.sources),
-                "sources_url": sources_url(layout.sources),
-                "files": [f.as_json() for f in results],
-            }
-        )
+        _print_json(report.as_json())
         return
     rows = [(f.recipe, f.filename, f"{f.size / 1024:.0f} KiB", f.status, f.sha256)
-            for f in results]
-    render.table(err, f"sources in {layout.sources}",
+            for f in report.files]
+    render.table(out, f"sources in {report.cache}",
                  ("recipe", "file", "size", "status", "sha256"), rows)
 
 
@@ -225,11 +232,8 @@ def build(
         index_url=index_url,
         jobs=jobs or os.cpu_count() or 1,
     )
-    progress = render.ConsoleProgress(err, "build", _row)
-    try:
+    with _progress("build", _row) as progress:
         report = run_build(opts, progress)
-    finally:
-        progress.close()
     if json_out:
         _print_json(report.as_json())
     else:
@@ -239,17 +243,18 @@ def build(
              r.status + (f" ({r.reason})" if r.reason and r.status != "failed" else ""))
             for r in report.packages
         ]
-        render.table(err, f"dxforge build -> {report.channel}",
+        render.table(out, f"dxforge build -> {report.channel}",
                      ("package", "version", "build", "seconds", "size", "status"), rows)
+        render.line(
+            out,
+            f"{report.count('built')} built, {report.count('cached')} from the user cache, "
+            f"{report.count('skipped')} skipped, {report.count('failed')} failed, "
+            f"{report.count('not built')} not built in {report.seconds:.1f} s "
+            f"(--jobs {report.jobs})",
+        )
     for r in report.packages:
         if r.status == "failed":
             render.line(err, f"{r.name} failed: {r.reason}", "red")
-    render.line(
-        err,
-        f"{report.count('built')} built, {report.count('skipped')} skipped, "
-        f"{report.count('failed')} failed, {report.count('not built')} not built "
-        f"in {report.seconds:.1f} s (--jobs {report.jobs})",
-    )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -341,8 +346,8 @@ def bump(
         backoff=max(0.0, backoff),
         timeout=timeout,
     )
-    progress = render.ConsoleProgress(err, "bump", quiet=json_out)
-    result = run_bump(opts, progress)
+    with _progress("bump") as progress:
+        result = run_bump(opts, progress)
     if pr_body is not None and result.update:
         atomic_write_text(pr_body, make_pr_body(result))
     if json_out:
@@ -398,9 +403,10 @@ def installer(
                           "decoder), gzip or xz.")
     ] = "zstd",
     pyc: Annotated[
-        str, typer.Option(help="The .pyc: unchecked-hash or timestamp (shipped), or install "
-                          "(compiled by the installer).")
-    ] = "unchecked-hash",
+        str, typer.Option(help="The .pyc shipped: imported (what the smoke tests import, "
+                          "unchecked-hash), unchecked-hash or timestamp (all), or install "
+                          "(none: compiled by the installer).")
+    ] = "imported",
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -417,12 +423,13 @@ def installer(
         compression=compression,
         pyc=pyc,
     )
-    result = build_installer(opts, render.ConsoleProgress(err, "installer"))
+    with _progress("installer") as progress:
+        result = build_installer(opts, progress)
     if json_out:
         _print_json(result.as_json())
         return
     reloc = result.relocated_files
-    render.fields(err, f"{result.name} {result.version}", [
+    render.fields(out, f"{result.name} {result.version}", [
         ("installer", result.installer),
         ("sha256", result.sha256),
         ("size", f"{render.mib(result.size)} ({result.compression}; "
@@ -469,18 +476,15 @@ def release(
     _start(json_out)
     opts = ReleaseOptions(_layout(root, build_dir), version, index_url, apply_deps,
                           jobs or os.cpu_count() or 1)
-    progress = render.ConsoleProgress(err, "release", _row)
-    try:
+    with _progress("release", _row) as progress:
         result = run_release(opts, progress)
-    finally:
-        progress.close()
     if pr_body is not None:
         atomic_write_text(pr_body, (result.directory / "notes.md").read_text())
     if json_out:
         _print_json(result.as_json())
         return
     tests = result.tests.suites
-    render.fields(err, f"DiracX {result.version} released", [
+    render.fields(out, f"DiracX {result.version} released", [
         ("directory", result.directory),
         ("installer", result.directory / result.installer.installer.name),
         ("sha256", result.installer.sha256),
@@ -488,7 +492,9 @@ def release(
         ("upstream tests", f"{sum(s.passed for s in tests.values())} passed in "
                            f"{len(tests)} suites"),
         ("pilot install", f"{result.pilot.install_seconds:.1f} s"),
-        ("stages", ", ".join(f"{k} {v:.0f} s" for k, v in result.stages.items())),
+        ("end to end", "; ".join(result.end_to_end.checks)),
+        ("stages", ", ".join(f"{s.name} {s.seconds:.0f} s" for s in result.stages)),
+        ("total", f"{result.seconds:.0f} s"),
         ("notes", result.directory / "notes.md"),
     ])
 
@@ -508,16 +514,19 @@ def test_upstream(
 
     _start(json_out)
     layout = _layout(root, build_dir)
-    progress = render.ConsoleProgress(err, "tests", _row)
-    try:
+    with _progress("tests", _row) as progress:
         report = run_project(layout, index_url=index_url, only=only or (), progress=progress)
-    finally:
-        progress.close()
     if json_out:
         _print_json(report.as_json())
     else:
-        render.line(err, f"{sum(s.passed for s in report.suites.values())} passed in "
-                         f"{len(report.suites)} suites in {report.seconds:.0f} s")
+        render.table(out, "DiracX's own test suites", ("package", "passed", "failed", "errors",
+                                                        "skipped", "seconds", "log"),
+                     [(s.package, s.passed, s.failed, s.errors, s.skipped, f"{s.seconds:.0f}",
+                       s.log) for s in report.suites.values()],
+                     f"{sum(s.passed for s in report.suites.values())} passed in "
+                     f"{len(report.suites)} suites in {report.seconds:.0f} s")
+        for name in report.without_suite:
+            render.line(out, f"{name}: its sdist carries no test suite of its own")
     if not report.ok:
         for s in report.suites.values():
             if not s.ok:
@@ -581,12 +590,9 @@ def e2e(
     path = _installer_path(layout, installer)
     target = project_target(layout.construct)
     version = load_recipes(layout.root, target=target)[0].version
-    progress = render.ConsoleProgress(err, "e2e")
-    try:
+    with _progress("e2e") as progress:
         result = run_end_to_end(path, [layout.channel.as_uri(), layout.seed.as_uri()], version,
                                 target, layout.logs / "e2e", layout.work / "pkgs", progress)
-    finally:
-        progress.close()
     if json_out:
         _print_json(result.as_json())
         return
@@ -613,43 +619,41 @@ def ci(
     _start(json_out)
     layout = _layout(root, build_dir)
     result = ci_.run_ci(layout, check=check)
-    if check and result.stale:
-        for p in result.stale:
-            render.line(err, f"stale: {p} (run `dxforge ci`)", "red")
+    if not run_local or (check and result.stale):
         if json_out:
-            _print_json({"status": "stale", "stale": [str(p) for p in result.stale]})
-        raise typer.Exit(1)
-    for p in result.written:
-        render.line(err, f"wrote {p}")
-    if not run_local:
-        if json_out:
-            _print_json({"status": "written" if result.written else "up-to-date",
-                         "files": [str(p) for p in result.files]})
-        elif not result.written:
-            render.line(err, "the workflows are up to date")
+            _print_json(result.as_json())
+        else:
+            for p in result.stale if check else []:
+                render.line(out, f"stale: {p} (run `dxforge ci`)", "red")
+            for p in result.written:
+                render.line(out, f"wrote {p}")
+            if result.status == "up-to-date":
+                render.line(out, "the workflows are up to date")
+        if check and result.stale:
+            raise typer.Exit(1)
         return
-
-    progress = render.ConsoleProgress(err, "ci", _row)
-    try:
+    with _progress("ci", _row) as progress:
         local = ci_.run_local(layout, progress)
-    finally:
-        progress.close()
     if json_out:
         _print_json(local.as_json())
     else:
-        render.line(err, f"{len(local.jobs)} jobs in {local.seconds:.0f} s")
+        render.line(out, f"{len(local.jobs)} jobs in {local.seconds:.0f} s")
 
 
 @app.command()
 def index(
     channel: Annotated[Path, typer.Argument(help="A local channel directory.")],
+    json_out: JsonOpt = False,
 ) -> None:
     """(Re)write a local channel's repodata, checking every package against it."""
     from dxforge.channel import reindex_verified
 
-    _start(False)
-    count = reindex_verified(channel)
-    render.line(err, f"indexed {channel}: {count} packages")
+    _start(json_out)
+    result = reindex_verified(channel)
+    if json_out:
+        _print_json(result.as_json())
+    else:
+        render.line(out, f"indexed {result.channel}: {result.packages} packages")
 
 
 @app.command()

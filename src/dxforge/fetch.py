@@ -15,9 +15,9 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from dxforge.index import IndexError_, IndexFile, PackageIndex, parsed_version_of
 from dxforge.metadata import DistMetadata, read_sdist
 from dxforge.progress import SILENT, Progress
+from dxforge.pypi import IndexError_, IndexFile, PackageIndex, parsed_version_of
 from dxforge.recipes import Recipe
 from dxforge.util import DxError, atomic_write_bytes, sha256_file
 
@@ -121,6 +121,28 @@ def fetch_source(recipe: Recipe, cache: Path, index: PackageIndex) -> Fetched:
     """Put ``recipe``'s sdist in ``cache``, downloading it only when it is not there already.
     The file is written only after its sha256 matched the recipe's."""
     return _cached(recipe, cache) or _download(recipe, cache, index)
+
+
+@dataclass
+class FetchReport:
+    """``dxforge fetch``: every recipe's sdist in the source cache."""
+
+    cache: Path
+    files: list[Fetched]
+
+    @property
+    def status(self) -> str:
+        return "downloaded" if any(f.status == "downloaded" for f in self.files) else "cached"
+
+    def as_json(self) -> dict[str, object]:
+        return {"status": self.status, "cache": str(self.cache),
+                "sources_url": sources_url(self.cache), "files": [f.as_json() for f in self.files]}
+
+
+def run_fetch(recipes: Iterable[Recipe], cache: Path, *, index_url: str | None = None,
+              progress: Progress = SILENT) -> FetchReport:
+    return FetchReport(cache, fetch_sources(recipes, cache, index_url=index_url,
+                                            progress=progress))
 
 
 def fetch_sources(

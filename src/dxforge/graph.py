@@ -97,8 +97,11 @@ class Graph:
         """Just ``names``, in build order (``--only``)."""
         return self._in_order(self._check(n) for n in names)
 
+    status = "ok"
+
     def as_json(self) -> dict[str, Any]:
         return {
+            "status": self.status,
             "levels": [list(level) for level in self.levels],
             "order": self.order,
             "edges": [list(e) for e in self.edges],

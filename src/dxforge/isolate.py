@@ -4,8 +4,8 @@ A :class:`Site` is a pilot's world: an unprivileged user (``nobody``, when we ar
 network but loopback (one network namespace shared by every program of the site, so that a
 server and its client on 127.0.0.1 see each other), a read-only HOME, and scratch directories
 the user owns. The pilot test, DiracX's suites, the end-to-end test, the tests and the
-rendered CI step (:func:`shell_site`) all run through it; Debian roots (:mod:`dxforge.runtime.roots`) take their
-user switch and loopback from here.
+rendered CI step (:func:`shell_site`) all run through it; Debian roots
+(:mod:`dxforge.runtime.roots`) take their user switch and loopback from here.
 
 Where this machine cannot give one of those (not root: no user switch; no namespaces: no
 network cut), :func:`limits` says so, results record it, and tests that need it skip visibly.
@@ -14,7 +14,6 @@ network cut), :func:`limits` says so, results record it, and tests that need it 
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from dxforge.util import DxError, Ran, execute
+from dxforge.util import DxError, Ran, execute, spawn
 
 NOBODY = 65534
 """The unprivileged user (and group) a site runs as."""
@@ -47,7 +46,7 @@ def limits() -> tuple[str, ...]:
         out.append("setpriv (util-linux) is not installed: programs run as root")
     if not (shutil.which("unshare") and shutil.which("nsenter") and shutil.which("ip")):
         out.append("unshare, nsenter or ip is missing: programs run with the network")
-    elif subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+    elif not execute(["unshare", "-n", "true"], check=False).ok:
         out.append("`unshare -n` is not permitted here: programs run with the network")
     return tuple(out)
 
@@ -177,13 +176,7 @@ class Site:
               ) -> subprocess.Popen[bytes]:
         """Start a server in the site, its whole output in ``log``; stop it with
         :func:`stop`."""
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "wb") as f:
-            f.write((shlex.join(map(str, argv)) + "\n\n").encode())
-            f.flush()
-            return subprocess.Popen(self.command(argv, env), cwd=cwd or self.work, stdout=f,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+        return spawn(self.command(argv, env), log, cwd=cwd or self.work)
 
     def describe(self) -> str:
         """How the site runs its programs, for results and notes."""
@@ -207,8 +200,8 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> int:
 
 
 def _loopback_up(pid: int) -> bool:
-    out = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "--", "ip", "-o", "link",
-                          "show", "lo"], capture_output=True, text=True, check=False).stdout
+    out = execute(["nsenter", f"--net=/proc/{pid}/ns/net", "--", "ip", "-o", "link", "show",
+                   "lo"], check=False).stdout
     return "UP" in out.split(">", 1)[0]
 
 

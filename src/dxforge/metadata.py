@@ -7,14 +7,14 @@ import email.parser
 import io
 import tarfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from dxforge.index import IndexFile, NotFound, PackageIndex, parsed_version_of, verified
+from dxforge.progress import SILENT, Progress
+from dxforge.pypi import IndexFile, NotFound, PackageIndex, parsed_version_of, verified
 from dxforge.util import DxError
 
 
@@ -156,13 +156,13 @@ class RequiresDistLookup:
         *,
         index_url: str | None = None,
         skip_missing: bool = False,
-        log: Callable[[str], None] | None = None,
+        progress: Progress = SILENT,
     ) -> None:
         self._index = index
         self._index_url = index_url
         self.local = {canonicalize_name(k): v for k, v in (local or {}).items()}
         self.skip_missing = skip_missing
-        self.log = log or (lambda _msg: None)
+        self.progress = progress
         self.specs: dict[str, SpecifierSet] = {}
         self.resolved: dict[str, DistMetadata | None] = {}
         self.why: dict[str, str] = {}
@@ -218,5 +218,5 @@ class RequiresDistLookup:
             wheels[newest],
             key=lambda f: (not f.core_metadata, "-none-any" not in f.filename, f.filename),
         )
-        self.log(f"reading the metadata of {f.filename} (for its extras)")
+        self.progress.step(f"reading the metadata of {f.filename} (for its extras)")
         return wheel_file_metadata(self.index, f)

@@ -6,8 +6,6 @@ calls (a live display on a terminal, plain lines in a log); tests record them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 
 class Progress:
     """A sink for progress reports; this base class ignores them."""
@@ -29,28 +27,3 @@ class Progress:
 
 
 SILENT = Progress()
-
-
-@dataclass
-class Recorder(Progress):
-    """Keeps every report, in order, as ``(kind, text)``."""
-
-    events: list[tuple[str, str]] = field(default_factory=list)
-
-    def step(self, text: str) -> None:
-        self.events.append(("step", text))
-
-    def begin(self, text: str, total: int) -> None:
-        self.events.append(("begin", f"{text} ({total})"))
-
-    def start(self, item: str) -> None:
-        self.events.append(("start", item))
-
-    def done(self, item: str, result: object = None) -> None:
-        self.events.append(("done", item))
-
-    def warn(self, text: str) -> None:
-        self.events.append(("warn", text))
-
-    def texts(self, kind: str) -> list[str]:
-        return [t for k, t in self.events if k == kind]

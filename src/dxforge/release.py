@@ -148,7 +148,7 @@ class _Stages:
 def _check_drift(layout: Layout, index_url: str | None) -> list[dict[str, str | None]]:
     found = recipes_drift(recipe_paths(layout.root), layout.sources,
                           project_target(layout.construct), index_url=index_url)
-    rows = [{"package": n, **c.as_dict()} for n, d in found.items() for c in d.changes]
+    rows = [{"package": n, **c.as_json()} for n, d in found.items() for c in d.changes]
     if rows:
         table = "\n".join(
             f"  {r['package']}: {r['kind']} {r['name']} (recipe: {r['recipe'] or '-'}, "
@@ -180,7 +180,7 @@ def _upstream(layout: Layout, index_url: str | None, progress: Progress,
                                           seconds=old.get("seconds", 0))
             rep.suites = {n: upstream.SuiteResult(**s) for n, s in old["suites"].items()}
             return rep
-    rep = upstream.run_project(layout, index_url=index_url, progress=progress)
+    rep = upstream.run_project(layout, index_url=index_url, progress=progress, jobs=1)
     failed = [s for s in rep.suites.values() if not s.ok]
     if failed:
         s = failed[0]

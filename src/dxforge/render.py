@@ -67,12 +67,10 @@ class ConsoleProgress(Progress):
         console: Console,
         label: str,
         describe: Callable[[str, object], str] | None = None,
-        quiet: bool = False,
     ) -> None:
         self.console = console
         self.label = label
         self.describe = describe or (lambda item, _r: item)
-        self.quiet = quiet
         self.bar: Bar | None = None
         self.task = 0
         self.total = 0
@@ -85,14 +83,11 @@ class ConsoleProgress(Progress):
             line(self.console, text, style)
 
     def step(self, text: str) -> None:
-        if not self.quiet:
-            self._line(f"{self.label}: {text}", "dim" if self.console.is_terminal else "")
+        self._line(f"{self.label}: {text}", "dim" if self.console.is_terminal else "")
 
     def begin(self, text: str, total: int) -> None:
         self.close()
         self.total, self.count = total, 0
-        if self.quiet:
-            return
         if self.console.is_terminal:
             self.bar = Bar(
                 TextColumn(f"{self.label}: {text}"),
@@ -114,8 +109,6 @@ class ConsoleProgress(Progress):
 
     def done(self, item: str, result: object = None) -> None:
         self.count += 1
-        if self.quiet:
-            return
         text = self.describe(item, result)
         if self.bar is not None:
             self.bar.update(self.task, advance=1, description="")

@@ -1,28 +1,28 @@
 """DiracX's own test suites, run against the packages we built.
 
 Each package's sdist carries its ``tests/``. They run in one fresh environment solved from our
-channels: the nine packages, pytest, and the sdists' extras (``testing`` and the others, not the
-``types`` stubs) under conda-forge names, all of which the seed holds. Only the tests are
-extracted (never ``src/``), next to every package's ``pyproject.toml`` (DiracX's test plugin
-compares the installed entry points with them), and pytest runs with the package's own
-configuration minus ``addopts`` (no coverage), as an unprivileged user, without network where a
-network namespace can be made. Upstream's own markers skip what needs a live service.
+channels: our packages, the target's python, pytest, and the sdists' extras (``testing`` and
+the others, not the ``types`` stubs) under conda-forge names, all of which the seed holds. Only
+the tests are extracted (never ``src/``), next to every package's ``pyproject.toml`` (DiracX's
+test plugin compares the installed entry points with them), and pytest runs with the package's
+own configuration minus ``addopts`` (no coverage), in a pilot's site (:mod:`dxforge.isolate`):
+unprivileged, offline. Upstream's own markers skip what needs a live service.
 """
 
 from __future__ import annotations
 
-import subprocess
 import tarfile
 import time
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dxforge import channel as ch
-from dxforge import isolate
+from dxforge.isolate import Site
 from dxforge.layout import Layout
 from dxforge.metadata import DistMetadata, RequiresDistLookup
 from dxforge.names import conda_run_requirements
@@ -30,7 +30,7 @@ from dxforge.needs import has_tests, metadata, sdist_path, test_requirements
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import Recipe, load_recipes
 from dxforge.target import Target, project_target
-from dxforge.util import DxError
+from dxforge.util import DxError, execute
 
 
 @dataclass
@@ -59,14 +59,20 @@ class UpstreamReport:
     suites: dict[str, SuiteResult] = field(default_factory=dict)
     environment: list[str] = field(default_factory=list)  # the specs solved
     seconds: float = 0.0
+    without_suite: list[str] = field(default_factory=list)  # asked for, but their sdist has none
 
     @property
     def ok(self) -> bool:
         return all(s.ok for s in self.suites.values())
 
+    @property
+    def status(self) -> str:
+        return "passed" if self.ok else "failed"
+
     def as_json(self) -> dict[str, Any]:
-        return {"suites": {n: s.as_json() for n, s in self.suites.items()},
-                "environment": self.environment, "seconds": round(self.seconds, 1)}
+        return {"status": self.status, "suites": {n: s.as_json() for n, s in self.suites.items()},
+                "without_suite": self.without_suite, "environment": self.environment,
+                "seconds": round(self.seconds, 1)}
 
 
 def environment_specs(
@@ -153,94 +159,78 @@ def run_suites(
     index_url: str | None = None,
     only: Iterable[str] = (),
     progress: Progress = SILENT,
+    jobs: int = 2,
 ) -> UpstreamReport:
-    """Run each package's own test suite against a fresh environment from ``channels``. The
-    environment and the tests live in a new world-readable directory under ``work`` when the
-    unprivileged user can reach it, else under the system's temporary directory (the
-    unprivileged user must reach them wherever the build directory is); the package cache is
-    ``work/pkgs``."""
+    """Run each package's own test suite against a fresh environment from ``channels``, in a
+    pilot's site (unprivileged, offline) under ``work`` (the package cache is ``work/pkgs``),
+    ``jobs`` suites at a time: 2 when they have the machine, 1 beside the installer's branch of
+    a release. A package whose sdist holds no suite of its own is reported as such."""
     t0 = time.monotonic()
     work.mkdir(parents=True, exist_ok=True)
-    scratch = isolate.scratch(work, "suites-")
-    try:
-        return _run_suites(recipes, channels, sources, work / "pkgs", scratch, logs, target,
-                           index_url=index_url, only=only, progress=progress, t0=t0)
-    finally:
-        isolate.remove(scratch)
-
-
-def _run_suites(
-    recipes: list[Recipe], channels: list[str], sources: Path, pkgs: Path, work: Path,
-    logs: Path, target: Target, *, index_url: str | None, only: Iterable[str],
-    progress: Progress, t0: float,
-) -> UpstreamReport:
     metas = metadata(recipes, sources)
     specs = environment_specs(recipes, metas, target, index_url)
-    env = work / "env"
-    progress.step(f"creating the test environment ({len(specs)} specs)")
-    ch.create(channels, specs, env, cache_dir=pkgs)
-    subprocess.run([str(env / "bin/python"), "-m", "compileall", "-q", "-j", "2",
-                    str(next(env.glob("lib/python3*/site-packages")))], capture_output=True,
-                   check=False)
-    tests = layout_tests(recipes, sources, work / "src")
-    chosen = [n for n in tests if not only or n in set(only)]
-    for name in set(only) - set(tests):
-        raise DxError(f"--only {name}: no such package with tests (have {', '.join(tests)})")
-    isolation, offline = isolate.prefix()
-    (work / "home").mkdir()
-    (work / "tmp").mkdir()
-    isolate.give_to_nobody(work / "src", work / "home", work / "tmp")
+    wanted = set(only)
+    unknown = wanted - {r.name for r in recipes}
+    if unknown:
+        raise DxError(f"--only {', '.join(sorted(unknown))}: no such package (have "
+                      f"{', '.join(r.name for r in recipes)})")
     report = UpstreamReport(environment=specs)
-    progress.begin("upstream test suites", len(chosen))
-    logs.mkdir(parents=True, exist_ok=True)
-    for name in chosen:
-        progress.start(name)
-        report.suites[name] = _run_one(name, tests[name], env, work, logs, isolation, offline)
-        progress.done(name, report.suites[name])
-        if not report.suites[name].ok:
-            break
+    with Site(work, prefix="suites-") as site:
+        env = site.root / "env"
+        progress.step(f"creating the test environment ({len(specs)} specs)")
+        ch.create(channels, specs, env, cache_dir=work / "pkgs")
+        execute([env / "bin/python", "-m", "compileall", "-q", "-j", "2",
+                 next(env.glob("lib/python3*/site-packages"))], check=False,
+                what="byte-compiling the test environment")
+        tests = layout_tests(recipes, sources, site.root / "src")
+        site.give(site.root / "src")
+        chosen = [n for n in tests if not wanted or n in wanted]
+        report.without_suite = sorted(n for n in wanted - set(tests))
+        progress.begin("upstream test suites", len(chosen))
+        logs.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            futures = {pool.submit(_run_one, name, tests[name], env, site, logs): name
+                       for name in chosen}
+            for fut in as_completed(futures):
+                name = futures[fut]
+                report.suites[name] = fut.result()
+                progress.done(name, report.suites[name])
+    report.suites = dict(sorted(report.suites.items(), key=lambda kv: chosen.index(kv[0])))
     report.seconds = time.monotonic() - t0
     return report
 
 
-def _run_one(name: str, d: Path, env: Path, work: Path, logs: Path,
-             isolation: list[str], offline: bool) -> SuiteResult:
+def _run_one(name: str, d: Path, env: Path, site: Site, logs: Path) -> SuiteResult:
     module = "diracx." + name.removeprefix("diracx-").replace("-", "_")
-    clean = ["env", "-i", f"PATH={env}/bin:/usr/bin:/bin", f"HOME={work}/home", "LANG=C.UTF-8",
-             f"TMPDIR={work}/tmp"]
+    tmp = site.tmp / name  # each suite its own TMPDIR (pytest's base temp under it)
+    tmp.mkdir()
+    site.give(tmp)
+    environ = site.env(path=f"{env}/bin:/usr/bin:/bin", TMPDIR=str(tmp))
     log = logs / f"{name}.log"
-    junit = work / "tmp" / f"{name}.xml"
-    check = subprocess.run(
-        [*isolation, *clean, f"{env}/bin/python", "-P", "-c",
-         f"import {module} as m; print(m.__file__)"],
-        cwd=d, capture_output=True, text=True, check=False,
-    )
-    where = check.stdout.strip() or check.stderr.strip()[-500:]
-    if check.returncode != 0 or not where.startswith(str(env) + "/"):
+    junit = tmp / "junit.xml"
+    check = site.run([f"{env}/bin/python", "-P", "-c", f"import {module} as m; print(m.__file__)"],
+                     env=environ, cwd=d)
+    where = check.stdout.strip() or check.tail(5)
+    if not check.ok or not where.startswith(str(env) + "/"):
         raise DxError(f"{name}: the tests would not import the installed {module} ({where})")
-    cmd = [*isolation, *clean, f"{env}/bin/python", "-P", "-m", "pytest", "-c", "pyproject.toml",
-           "--rootdir", ".", "--confcutdir", ".", "-o", "addopts=", "-p", "no:cacheprovider",
-           *plugins(d / "pyproject.toml"), "--import-mode=importlib", "-ra",
-           f"--junitxml={junit}", "tests"]
-    start = time.monotonic()
-    with open(log, "w") as f:
-        f.write(" ".join(cmd) + "\n\n")
-        f.flush()
-        proc = subprocess.run(cmd, cwd=d, stdout=f, stderr=subprocess.STDOUT, check=False)
-    seconds = time.monotonic() - start
+    ran = site.run([f"{env}/bin/python", "-P", "-m", "pytest", "-c", "pyproject.toml",
+                    "--rootdir", ".", "--confcutdir", ".", "-o", "addopts=", "-p",
+                    "no:cacheprovider", *plugins(d / "pyproject.toml"),
+                    "--import-mode=importlib", "-ra", f"--junitxml={junit}", "tests"],
+                   env=environ, cwd=d, log=log, timeout=3600)
     if not junit.is_file():
-        raise DxError(f"{name}: pytest exited {proc.returncode} without results; see {log}")
+        raise DxError(f"{name}: pytest exited {ran.returncode} without results; see {log}")
     passed, failed, errors, skipped = _counts(junit)
-    return SuiteResult(name, passed, failed, errors, skipped, round(seconds, 1), str(log),
-                       offline)
+    return SuiteResult(name, passed, failed, errors, skipped, round(ran.seconds, 1), str(log),
+                       site.offline)
 
 
 def run_project(layout: Layout, *, index_url: str | None = None, only: Iterable[str] = (),
-                progress: Progress = SILENT) -> UpstreamReport:
+                progress: Progress = SILENT, jobs: int = 2) -> UpstreamReport:
     """The suites of the project's recipes against its build and seed channels."""
     target = project_target(layout.construct)
     return run_suites(
         load_recipes(layout.root, target=target), [layout.channel.as_uri(), layout.seed.as_uri()],
         layout.sources, layout.work / "upstream", layout.logs / "upstream", target,
-        index_url=index_url, only=only, progress=progress,
+        index_url=index_url, only=only, progress=progress, jobs=jobs,
     )

@@ -193,12 +193,30 @@ def execute(
             ran = Ran(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
     except FileNotFoundError:
         raise DxError(f"{label}: {args[0]} is not installed{hint}") from None
+    except OSError as e:
+        raise DxError(f"{label}: cannot run {args[0]}: {e}{hint}") from None
     except subprocess.TimeoutExpired:
         raise DxError(
             f"{label}: still running after {timeout:.0f} s, stopped{where}{hint}") from None
     if check and not ran.ok:
         raise DxError(f"{label} failed (exit {ran.returncode}){where}:\n{ran.tail()}{hint}")
     return ran
+
+
+def spawn(cmd: Sequence[str | os.PathLike[str]], log: Path, *, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in the background (a server), in a session of its own, the command line and
+    its whole output in ``log``; stop it with :func:`dxforge.isolate.stop`."""
+    args = [str(c) for c in cmd]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as f:
+        f.write((" ".join(args) + "\n\n").encode())
+        f.flush()
+        try:
+            return subprocess.Popen(args, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as e:
+            raise DxError(f"cannot start {args[0]}: {e}") from None
 
 
 def run(cmd: Sequence[str | os.PathLike[str]], **kw: Any) -> str:

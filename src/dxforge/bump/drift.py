@@ -15,9 +15,10 @@ from packaging.utils import canonicalize_name
 
 from dxforge.bump.recipedoc import RecipeDoc, read_recipe
 from dxforge.fetch import sdist_metadata
-from dxforge.index import PackageIndex
 from dxforge.metadata import DistMetadata, RequiresDistLookup
 from dxforge.names import conda_run_requirements
+from dxforge.progress import SILENT, Progress
+from dxforge.pypi import PackageIndex
 from dxforge.recipes import is_sibling
 from dxforge.specs import canonical_spec, conda_specifier
 from dxforge.target import Target
@@ -36,7 +37,7 @@ class Change:
     recipe: str | None  # the spec as written in the recipe (None: not there)
     upstream: str | None  # the spec the recipe should have (None: not there)
 
-    def as_dict(self) -> dict[str, str | None]:
+    def as_json(self) -> dict[str, str | None]:
         return {
             "name": self.name,
             "kind": self.kind,
@@ -96,13 +97,13 @@ def upstream_requirements(
     index: PackageIndex | None = None,
     *,
     index_url: str | None = None,
-    log: Callable[[str], None] | None = None,
+    progress: Progress = SILENT,
 ) -> dict[str, Upstream]:
     """For each package (by recipe name), the run requirements its metadata asks for. Extras of
     the packages in ``metas`` expand from there; others from the newest release wheel on the
     index that the requirements allow (a dependency without one is listed as incomplete)."""
     lookup = RequiresDistLookup(
-        index, dict(metas), index_url=index_url, skip_missing=True, log=log
+        index, dict(metas), index_url=index_url, skip_missing=True, progress=progress
     )
     for meta in metas.values():
         for line in meta.requires_dist:

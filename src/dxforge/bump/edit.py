@@ -8,7 +8,6 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dxforge.bump.drift import Change, compute_drift
 from dxforge.bump.recipedoc import RecipeDoc, parse_recipe
@@ -16,9 +15,6 @@ from dxforge.bump.textedit import Edit, SourceText, apply_edits, format_like
 from dxforge.construct import load_construct
 from dxforge.specs import split_spec
 from dxforge.util import DxError
-
-if TYPE_CHECKING:
-    from dxforge.bump.plan import PackageResult
 
 _PYTHON_MIN_PIN = re.compile(r"^>=\s*\$\{\{\s*python_min\s*\}\}$")
 
@@ -93,34 +89,34 @@ def drift_edits(doc: RecipeDoc, changes: list[Change], apply_removals: bool) -> 
         inserts.setdefault(at, []).append(new_line)
     edits += [Edit(at, at, "".join(lines)) for at, lines in inserts.items()]
     return edits
-def new_recipe_text(p: PackageResult, target: str, apply_deps: bool) -> str:
-    """The recipe of ``p`` moved to ``target``; checked by reading it back."""
-    doc = p.doc
-    assert p.new_sha256 is not None
+def new_recipe_text(doc: RecipeDoc, target: str, sha256: str, drift: list[Change],
+                    drift_incomplete: bool, apply_deps: bool) -> str:
+    """The recipe ``doc`` moved to ``target`` (its sdist's ``sha256``; with ``apply_deps``, its
+    run list following ``drift``); checked by reading it back."""
     edits = []
     old = doc.text[doc.version_span.start : doc.version_span.end]
     edits.append(Edit(doc.version_span.start, doc.version_span.end, format_like(old, target)))
     old = doc.text[doc.sha_span.start : doc.sha_span.end]
-    edits.append(Edit(doc.sha_span.start, doc.sha_span.end, format_like(old, p.new_sha256)))
+    edits.append(Edit(doc.sha_span.start, doc.sha_span.end, format_like(old, sha256)))
     if doc.number != 0 and doc.number_span is not None:
         old = doc.text[doc.number_span.start : doc.number_span.end]
         edits.append(
             Edit(doc.number_span.start, doc.number_span.end, format_like(old, "0", number=True))
         )
     if apply_deps:
-        edits += drift_edits(doc, p.drift, apply_removals=not p.drift_incomplete)
+        edits += drift_edits(doc, drift, apply_removals=not drift_incomplete)
     text = apply_edits(doc.text, edits)
     new = parse_recipe(doc.path, text)
     problems = []
     if new.version != target:
         problems.append(f"{doc.version_key} reads {new.version!r}")
-    if new.sha256 != p.new_sha256:
+    if new.sha256 != sha256:
         problems.append(f"source.sha256 reads {new.sha256!r}")
     if new.number != 0:
         problems.append(f"{doc.number_key} reads {new.number}")
     if apply_deps:
-        fixed = {c.name for c in p.drift if not (c.kind == "removed" and p.drift_incomplete)}
-        left = {c.name for c in compute_drift(new, _upstream_of(p), target)} & fixed
+        fixed = {c.name for c in drift if not (c.kind == "removed" and drift_incomplete)}
+        left = {c.name for c in compute_drift(new, _upstream_of(doc, drift), target)} & fixed
         if left:
             problems.append(f"run requirements still differ for {', '.join(sorted(left))}")
     if problems:
@@ -131,11 +127,11 @@ def new_recipe_text(p: PackageResult, target: str, apply_deps: bool) -> str:
     return text
 
 
-def _upstream_of(p: PackageResult) -> dict[str, str]:
-    """The upstream requirements implied by ``p``'s recipe and drift."""
-    have = {i.name: i.spec for i in p.doc.run or [] if i.name is not None}
+def _upstream_of(doc: RecipeDoc, drift: list[Change]) -> dict[str, str]:
+    """The upstream requirements implied by ``doc``'s run list and ``drift``."""
+    have = {i.name: i.spec for i in doc.run or [] if i.name is not None}
     out = dict(have)
-    for c in p.drift:
+    for c in drift:
         if c.kind == "removed":
             out.pop(c.name, None)
         else:

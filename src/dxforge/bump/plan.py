@@ -17,10 +17,10 @@ from packaging.version import InvalidVersion, Version
 from dxforge.bump.drift import Change, compute_drift, upstream_requirements
 from dxforge.bump.edit import new_recipe_text
 from dxforge.bump.recipedoc import RecipeDoc, read_recipe
-from dxforge.index import IndexFile, PackageIndex, parsed_version_of, verified, version_of
 from dxforge.layout import Layout
 from dxforge.metadata import DistMetadata, core_metadata, parse_metadata, read_sdist
 from dxforge.progress import SILENT, Progress
+from dxforge.pypi import IndexFile, PackageIndex, parsed_version_of, verified, version_of
 from dxforge.recipes import recipe_paths
 from dxforge.target import project_target
 from dxforge.util import DxError
@@ -55,7 +55,7 @@ class PackageResult:
     cached: Path | None = None
     notes: list[str] = field(default_factory=list)
 
-    def as_dict(self, root: Path) -> dict[str, Any]:
+    def as_json(self, root: Path) -> dict[str, Any]:
         doc = self.doc
         return {
             "name": doc.name,
@@ -68,7 +68,7 @@ class PackageResult:
             "old_build_number": doc.number,
             "metadata_source": self.metadata.source if self.metadata else None,
             "drift": {
-                kind: [c.as_dict() for c in self.drift if c.kind == kind]
+                kind: [c.as_json() for c in self.drift if c.kind == kind]
                 for kind in ("added", "removed", "changed")
             },
             "drift_incomplete": self.drift_incomplete,
@@ -103,7 +103,7 @@ class BumpResult:
             "target": self.target,
             "newest_common": self.newest_common,
             "packages": [
-                {**p.as_dict(self.root), "new_version": self.target} for p in self.packages
+                {**p.as_json(self.root), "new_version": self.target} for p in self.packages
             ],
             "drift_applied": self.drift_applied,
             "written": [_rel(p, self.root) for p in self.written],
@@ -239,7 +239,7 @@ def _fetch_package(
     index: PackageIndex,
     cache: Path | None,
     target: Version,
-    log: Callable[[str], None],
+    progress: Progress,
 ) -> None:
     """The new sdist's sha256 (downloaded into ``cache`` when given, verified) and its core
     metadata: PEP 658 where the index has it (the sdist's, else a wheel's of the same version),
@@ -262,11 +262,11 @@ def _fetch_package(
         meta_file = wheels[0] if wheels else None
     data: bytes | None = None
     if cache is not None:
-        log(f"downloading {f.filename}")
+        progress.step(f"downloading {f.filename}")
         p.cached = index.download(f.url, cache / f.filename, f.sha256, what=f.filename)
         data = verified(p.cached.read_bytes(), f.sha256, f.filename, f.url)
     elif meta_file is None or not f.sha256:
-        log(f"downloading {f.filename}")
+        progress.step(f"downloading {f.filename}")
         data = verified(index.get_bytes(f.url), f.sha256, f.filename, f.url)
     if data is not None:
         p.new_sha256 = hashlib.sha256(data).hexdigest()
@@ -277,7 +277,7 @@ def _fetch_package(
                 "the downloaded file"
             )
     if meta_file is not None:
-        log(f"reading the core metadata of {meta_file.filename}")
+        progress.step(f"reading the core metadata of {meta_file.filename}")
         raw = core_metadata(index, meta_file)
         meta = parse_metadata(raw, f"{meta_file.filename}.metadata (PEP 658)")
     else:
@@ -299,7 +299,7 @@ def _add_drift(
 ) -> None:
     metas = {p.doc.name: p.metadata for p in packages if p.metadata is not None}
     upstream = upstream_requirements(metas, project_target(root / "construct.yaml"), index,
-                                     log=progress.step)
+                                     progress=progress)
     for p in packages:
         where = _rel(p.doc.path, root)
         up = upstream[p.doc.name]
@@ -321,13 +321,12 @@ def _add_drift(
 def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
     """Everything a bump would do, without writing recipes. In a real bump (not check, not
     dry-run) the new sdists are downloaded into the source cache, verified."""
-    log = progress.step
     root = opts.layout.root
     docs, current, cur_v = _load_docs(root)
     index = PackageIndex(
         opts.index_url, retries=opts.retries, backoff=opts.backoff, timeout=opts.timeout
     )
-    log(f"reading {len(docs)} projects on the package index")
+    progress.step(f"reading {len(docs)} projects on the package index")
     projects = _pmap(lambda d: index.project(d.name), docs, opts.workers)
     files = {d.name: p.files for d, p in zip(docs, projects, strict=True)}
     sdists = {d.name: _sdists(files[d.name], d.name) for d in docs}
@@ -342,11 +341,10 @@ def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
         root=root,
         newest_common=str(newest_common) if newest_common else None,
     )
+    if target_v < cur_v and opts.version:
+        raise DxError(f"--version {opts.version} is older than the recipes' {current}: dxforge "
+                      "bump does not downgrade; give a newer version, or edit the recipes")
     if target_v <= cur_v:
-        if target_v < cur_v:
-            result.notes.append(
-                f"the target {target} is older than the recipes' {current}; no downgrade"
-            )
         result.notes += _current_state_notes(docs, sdists, current, root)
         result.packages = [PackageResult(d) for d in docs]
         return result
@@ -371,13 +369,15 @@ def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
 
     cache = None if (opts.check or opts.dry_run) else opts.layout.sources
     _pmap(
-        lambda p: _fetch_package(p, files[p.doc.name], index, cache, target_v, log),
+        lambda p: _fetch_package(p, files[p.doc.name], index, cache, target_v, progress),
         result.packages,
         opts.workers,
     )
     _add_drift(result.packages, index, target, root, progress)
     for p in result.packages:
-        p.new_text = new_recipe_text(p, target, opts.apply_deps)
+        assert p.new_sha256 is not None
+        p.new_text = new_recipe_text(p.doc, target, p.new_sha256, p.drift,
+                                     bool(p.drift_incomplete), opts.apply_deps)
         if opts.apply_deps and p.drift_incomplete:
             kept = [c.name for c in p.drift if c.kind == "removed"]
             if kept:

@@ -94,7 +94,10 @@ def verdict(result: BumpResult) -> str:
     text = {
         "update-available": f"update available: {result.current} -> {result.target}",
         "would-update": f"dry run: {len(result.packages)} recipes would move to {result.target}",
-        "updated": f"updated {len(result.written)} recipes to {result.target}",
+        "updated": f"updated {sum(p.name == 'recipe.yaml' for p in result.written)} recipes"
+                   + (" and construct.yaml" if any(p.name == "construct.yaml"
+                                                  for p in result.written) else "")
+                   + f" to {result.target}",
     }[result.status]
     if drift_rows(result) and result.status != "update-available":
         text += "; drift " + (

@@ -44,6 +44,7 @@ class InstallerResult:
     channels: list[str]
     compression: str
     payload_size: int
+    decoder_size: int
     payload_sha256: str
     tar_bytes: int
     installed_bytes: int
@@ -61,6 +62,7 @@ class InstallerResult:
     warnings: list[str]
     pack_seconds: float
     seconds: float
+    status: str = "built"
 
     @property
     def packages_size(self) -> int:
@@ -135,6 +137,7 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
         channels=channels,
         compression=payload.compression,
         payload_size=payload.size,
+        decoder_size=len(decoder.data),
         payload_sha256=payload.sha256,
         tar_bytes=payload.tar_bytes,
         installed_bytes=st.installed_bytes,

@@ -22,6 +22,7 @@ COMPRESSIONS = ("zstd", "gzip", "xz")
 SUFFIX = {"gzip": ".tar.gz", "xz": ".tar.xz", "zstd": ".tar.zst"}
 DEFAULT_LEVEL = {"gzip": 9, "xz": 9, "zstd": 19}
 THREADS = 2
+WINDOW_LOG = 27
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ def _compressor(path: Path, compression: str, level: int | None) -> Iterator[Bin
             zstd.CompressionParameter.compression_level: level or DEFAULT_LEVEL["zstd"],
             zstd.CompressionParameter.nb_workers: THREADS,
             zstd.CompressionParameter.checksum_flag: 1,
+            # matches across the whole tree (a .pyc and its .py, a package's twins); decoders
+            # accept this 128 MiB window by default
+            zstd.CompressionParameter.enable_long_distance_matching: 1,
+            zstd.CompressionParameter.window_log: WINDOW_LOG,
         }
         with zstd.open(path, "wb", options=opts) as f:
             yield f

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from dxforge.channel import Package
-from dxforge.util import DxError, atomic_write_text
+from dxforge.util import DxError, atomic_write_text, execute
 
 DXFORGE_DIR = ".dxforge"  # installer files inside the prefix
 
@@ -91,15 +90,29 @@ def normalize_mtimes(prefix: Path, epoch: int) -> None:
     os.utime(prefix, (epoch, epoch))
 
 
-PYC_MODES = ("unchecked-hash", "timestamp", "install")
-"""How the installer's .pyc are made: shipped, unchecked-hash (read without looking at the
-source) or timestamp (conda's: valid while the source keeps its mtime); or compiled by the
-installer. The first is the default (benchmarks/bench_installer.py; see its README)."""
+PYC_MODES = ("imported", "unchecked-hash", "timestamp", "install")
+"""How the installer's .pyc are made. ``imported``: unchecked-hash .pyc of every module the
+installer's smoke tests import (python, dirac, the diracx packages: what a pilot's commands
+load), the others compiled when first imported; ``unchecked-hash``: of every module, read
+without looking at the source; ``timestamp``: conda's, valid while the sources keep their mtime;
+``install``: none shipped, the installer compiles them. The first is the default, chosen by
+benchmarks/bench_installer.py (its README has the figures)."""
 _COMPILE = """
-import compileall, py_compile, sys
-ok = compileall.compile_dir(sys.argv[1], quiet=1, workers=int(sys.argv[2]), force=True,
-    stripdir=sys.argv[3], prependdir=sys.argv[4],
-    invalidation_mode=getattr(py_compile.PycInvalidationMode, sys.argv[5]))
+import compileall, importlib.util, json, py_compile, sys
+job = json.load(sys.stdin)
+mode = getattr(py_compile.PycInvalidationMode, job["mode"])
+failed = []
+for d in job["dirs"]:
+    compileall.compile_dir(d, quiet=1, workers=job["workers"], force=True,
+                           stripdir=job["stripdir"], prependdir=job["prependdir"],
+                           invalidation_mode=mode)
+for f in job["files"]:
+    try:
+        py_compile.compile(f, cfile=importlib.util.cache_from_source(f), doraise=True,
+                           dfile=job["prependdir"] + f[len(job["stripdir"]):],
+                           invalidation_mode=mode)
+    except py_compile.PyCompileError:
+        print(f"*** Error compiling {f!r}.")
 """
 
 
@@ -115,44 +128,46 @@ def _clean_env(prefix: Path, home: Path) -> dict[str, str]:
 
 
 def byte_compile(prefix: Path, python_rel: str, recorded: str, mode: str,
-                 workers: int = 2) -> list[str]:
-    """Compile every .py under lib/ with the staged python, isolated, recording the files under
-    the prefix ``recorded`` (not where they are staged); returns the files that did not compile
-    (warnings: some packages ship templates named .py)."""
-    libdirs = sorted(p for p in (prefix / "lib").glob("python3*") if p.is_dir())
-    failures: list[str] = []
+                 files: list[str] | None = None, workers: int = 2) -> list[str]:
+    """Compile ``files`` (default: every .py under lib/) with the staged python, isolated,
+    recording them under the prefix ``recorded`` (not where they are staged); returns the files
+    that did not compile (warnings: some packages ship templates named .py)."""
+    job = {"dirs": [] if files is not None else
+           [str(p) for p in sorted((prefix / "lib").glob("python3*")) if p.is_dir()],
+           "files": files or [], "stripdir": str(prefix), "prependdir": recorded,
+           "mode": ("unchecked-hash" if mode == "imported" else mode).upper().replace("-", "_"),
+           "workers": workers}
     home = prefix.parent / (prefix.name[:20] + ".home")
     home.mkdir(exist_ok=True)
     try:
-        for d in libdirs:
-            env = _clean_env(prefix, home)  # no .pyc from imports: only compile_dir's
-            res = subprocess.run(
-                [
-                    str(prefix / python_rel), "-I", "-c", _COMPILE, str(d), str(workers),
-                    str(prefix), recorded, mode.upper().replace("-", "_"),
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=1800,
-            )
-            failures += [
-                line.split("Error compiling", 1)[1].strip(" '.")
-                for line in res.stdout.splitlines()
-                if "Error compiling" in line
-            ]
-            if res.returncode not in (0, 1) or (res.returncode == 1 and not failures):
-                raise DxError(
-                    f"byte-compiling {d} with {prefix / python_rel} failed:\n"
-                    f"{res.stdout[-2000:]}{res.stderr[-2000:]}"
-                )
+        ran = execute([prefix / python_rel, "-I", "-c", _COMPILE], input=json.dumps(job),
+                      env=_clean_env(prefix, home), timeout=1800, check=False,
+                      what=f"byte-compiling with {prefix / python_rel}")
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    failures = [line.split("Error compiling", 1)[1].strip(" '.")
+                for line in ran.stdout.splitlines() if "Error compiling" in line]
+    if ran.returncode not in (0, 1) or (ran.returncode == 1 and not failures):
+        raise DxError(f"byte-compiling with {prefix / python_rel} failed:\n{ran.tail()}")
     return failures
 
 
-def smoke_test(prefix: Path, python_rel: str, packages: list[Package]) -> list[str]:
-    """Run what must work in the staged prefix; returns the commands run."""
+def imported_sources(record: Path, prefix: Path) -> list[str]:
+    """The .py files of ``prefix`` whose bytecode python wrote under the pycache prefix
+    ``record`` (``PYTHONPYCACHEPREFIX``): the modules the recorded runs imported."""
+    out = []
+    for pyc in record.rglob("*.pyc"):
+        rel = pyc.relative_to(record)
+        source = Path("/") / rel.parent / (pyc.name.split(".", 1)[0] + ".py")
+        if source.is_file() and source.is_relative_to(prefix):
+            out.append(str(source))
+    return sorted(out)
+
+
+def smoke_test(prefix: Path, python_rel: str, packages: list[Package],
+               record: Path | None = None) -> list[str]:
+    """Run what must work in the staged prefix; returns the commands run. With ``record``,
+    the bytecode of what they import is written there (``PYTHONPYCACHEPREFIX``)."""
     names = {p.name for p in packages}
     imports = "sys, json" + (", ssl" if "openssl" in names else "")
     checks: list[tuple[str, list[str]]] = [
@@ -180,26 +195,19 @@ def smoke_test(prefix: Path, python_rel: str, packages: list[Package]) -> list[s
         )
     home = prefix.parent / (prefix.name[:20] + ".home")
     home.mkdir(exist_ok=True)
+    env = _clean_env(prefix, home)
+    if record is not None:
+        del env["PYTHONDONTWRITEBYTECODE"]
+        env["PYTHONPYCACHEPREFIX"] = str(record)
+        checks = [(w, [c[0], *(a for a in c[1:] if a != "-I")]) for w, c in checks]
     done = []
     try:
         for what, cmd in checks:
-            try:
-                res = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                    env=_clean_env(prefix, home),
-                    cwd=home,
-                )
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise DxError(f"smoke test `{what}` in the staged prefix failed: {e}") from None
-            if res.returncode != 0:
-                raise DxError(
-                    f"smoke test `{what}` in the staged prefix {prefix} failed "
-                    f"(exit {res.returncode}):\n{res.stdout[-1500:]}"
-                    f"{res.stderr[-1500:]}"
-                )
+            res = execute(cmd, env=env, cwd=home, timeout=300, check=False,
+                          what=f"smoke test `{what}` in the staged prefix {prefix}")
+            if not res.ok:
+                raise DxError(f"smoke test `{what}` in the staged prefix {prefix} failed "
+                              f"(exit {res.returncode}):\n{res.tail()}")
             if what == "python" and res.stdout.strip() != str(prefix):
                 raise DxError(
                     f"the staged python reports sys.prefix {res.stdout.strip()}, not {prefix}"

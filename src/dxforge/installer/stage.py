@@ -21,6 +21,7 @@ from dxforge.installer.prefix import (
     ManifestEntry,
     byte_compile,
     fix_conda_meta,
+    imported_sources,
     normalize_mtimes,
     public_url,
     record_pyc,
@@ -219,13 +220,18 @@ def stage(
     epoch = _epoch(packages)
     normalize_mtimes(prefix, epoch)
     failures: list[str] = []
+    progress.step("smoke-testing the staged prefix")
+    record = out / ".stage" / "imported"
+    shutil.rmtree(record, ignore_errors=True)
+    smoke = smoke_test(prefix, python_rel, packages, record if pyc == "imported" else None)
     if pyc != "install":
-        progress.step(f"byte-compiling with the staged python ({pyc} .pyc)")
-        failures = byte_compile(prefix, python_rel, recorded, pyc)
+        files = imported_sources(record, prefix) if pyc == "imported" else None
+        shown = f"{len(files)} imported modules'" if files is not None else "every"
+        progress.step(f"byte-compiling {shown} .py with the staged python ({pyc} .pyc)")
+        failures = byte_compile(prefix, python_rel, recorded, pyc, files)
         py = next(p for p in packages if p.name == "python")
         record_pyc(prefix, "cpython-" + "".join(py.version.split(".")[:2]))
-    progress.step("smoke-testing the staged prefix")
-    smoke = smoke_test(prefix, python_rel, packages)
+    shutil.rmtree(record, ignore_errors=True)
     entries, total = scan_manifest(prefix, str(prefix))
     _write_manifest(meta, spec, str(prefix), python_rel, entries, pyc)
     _relocate(prefix, python_rel, recorded)

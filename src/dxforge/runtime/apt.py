@@ -8,12 +8,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dxforge.util import DxError, atomic_write_text, run
+from dxforge.util import DxError, atomic_write_text, execute, run
 
 SOURCES = Path("/etc/apt/sources.list")
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
@@ -72,7 +71,7 @@ def debian_compare(a: str, b: str) -> int:
     """Debian's version order (``dpkg --compare-versions``): -1, 0 or 1."""
     if a == b:
         return 0
-    lt = subprocess.run(["dpkg", "--compare-versions", a, "lt", b], check=False).returncode == 0
+    lt = execute(["dpkg", "--compare-versions", a, "lt", b], check=False).ok
     return -1 if lt else 1
 
 

@@ -203,7 +203,7 @@ class _Builder:
         with self.lock:
             if self.root is None:
                 tar = roots.tarball(BUILD_ROOT, self.cache, self.progress)
-                self.work = roots.scratch(self.cache / "work", "runtime-")
+                self.work = roots.workdir(self.cache / "work", "runtime-")
                 self.progress.step(f"unpacking the Debian {BUILD_RELEASE} build root")
                 self.root = roots.extract(tar, self.work / "root")
                 self.floor = floors.plan(self.root / "lib/x86_64-linux-gnu", GLIBC_FLOOR)

@@ -2,7 +2,8 @@
 and for testing installers on others. A root is made once per (release, variant, packages,
 mirror) and kept as a tarball in the user cache; it is extracted where it is needed. Commands
 run in it through ``unshare`` (their own mount, pid and, by default, network namespaces, with
-/proc mounted inside: ``$ORIGIN`` needs it) and ``chroot``; nothing is mounted on the host."""
+/proc mounted inside: ``$ORIGIN`` needs it) and ``chroot``, with the user and the loopback of
+the one isolation model (:mod:`dxforge.isolate`); nothing is mounted on the host."""
 
 from __future__ import annotations
 
@@ -11,19 +12,18 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dxforge.isolate import LOOPBACK_UP, as_user
 from dxforge.progress import SILENT, Progress
 from dxforge.runtime.apt import Mirror, mirror
-from dxforge.util import DxError, run
+from dxforge.util import DxError, execute, run
 
 ROOT_FORMAT = 1
 """Bump when how roots are made changes."""
-NOBODY = 65534
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ def why_not() -> str:
                           ("chroot", "coreutils")):
         if not shutil.which(tool):
             return f"{tool} is not installed (apt-get install {package})"
-    probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--net", "true"],
-                           capture_output=True, text=True, check=False)
+    probe = execute(["unshare", "--mount", "--pid", "--fork", "--net", "true"], check=False)
     if probe.returncode != 0:
         return f"`unshare --mount --pid --net` is not permitted here: {probe.stderr.strip()}"
     return ""
@@ -117,7 +116,7 @@ def command(
                    **(env or {})}
     inner = ["chroot", str(root)]
     if user is not None:
-        inner += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+        inner += as_user(user)
     inner += ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in environment.items()),
               "sh", "-c", f"cd {shlex.quote(cwd)} && exec \"$@\"", "sh", *argv]
     ns = ["unshare", "--mount", "--pid", "--fork", f"--mount-proc={root}/proc"]
@@ -125,7 +124,7 @@ def command(
              for inside, host in sorted((binds or {}).items())]
     if not network:
         ns.append("--net")
-        setup.insert(0, "{ ip link set lo up 2>/dev/null || true; }")
+        setup.insert(0, f"{{ {LOOPBACK_UP} 2>/dev/null || true; }}")
     if not setup:
         return [*ns, *inner]
     return [*ns, "sh", "-ec", "; ".join([*setup, 'exec "$@"']), "sh", *inner]
@@ -137,7 +136,7 @@ def run_in(root: Path, argv: Sequence[str], *, what: str, log: Path | None = Non
     return run(command(root, argv, **kw), what=what, log=log, timeout=timeout)  # type: ignore[arg-type]
 
 
-def scratch(base: Path, prefix: str) -> Path:
-    """A new directory under ``base`` for a root."""
+def workdir(base: Path, prefix: str) -> Path:
+    """A new directory under ``base`` to extract a root into."""
     base.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=base))

@@ -36,10 +36,10 @@ from dxforge import channel as ch
 from dxforge import needs
 from dxforge.construct import load_construct
 from dxforge.fetch import fetch_sources
-from dxforge.index import PackageIndex, index_url
 from dxforge.layout import Layout
 from dxforge.names import marker_applies, pypi_name
 from dxforge.progress import SILENT, Progress
+from dxforge.pypi import PackageIndex, index_url
 from dxforge.recipes import load_recipes
 from dxforge.runtime import roots
 from dxforge.runtime.apt import conda_version, mirror
@@ -295,7 +295,7 @@ class Seeder:
 
     def _build(self, sp: SeedPlan, rt: RuntimeBuild, target: Target,
                resolved: list[wheels.Resolved], deb: Path) -> list[Path]:
-        fetched = self._fetch_wheels(resolved)
+        fetched = self._fetch_wheels(resolved, rt.prefix / f"bin/python{target.python}")
         needs = component_needs(rt) | {n for _r, _p, ws in fetched for n in ws}
         provides = Provides()
         for name, sonames in component_sonames(rt).items():
@@ -362,7 +362,7 @@ class Seeder:
 
         return _cached(self.cache / "certificates" / key, "*/*.conda", make)
 
-    def _fetch_wheels(self, resolved: list[wheels.Resolved]) -> list[Fetched]:
+    def _fetch_wheels(self, resolved: list[wheels.Resolved], python: Path) -> list[Fetched]:
         """Download (or build) every wheel, with the libraries its ELF files need from outside
         the wheel."""
         if not resolved:
@@ -370,7 +370,7 @@ class Seeder:
         self.progress.begin("wheels", len(resolved))
         out = []
         for r, result in self._pool(_fetch_wheel, resolved, self.cache / "wheels",
-                                    self.opts.index_url, self.logs):
+                                    self.opts.index_url, self.logs, python):
             path, needs = result
             out.append((r, path, needs))
         return sorted(out, key=lambda t: t[0].name)
@@ -478,7 +478,7 @@ def _link(src: Path, dest: Path) -> Path:
 
 
 def _fetch_wheel(
-    r: wheels.Resolved, wheel_dir: Path, index_url_: str | None, logs: Path
+    r: wheels.Resolved, wheel_dir: Path, index_url_: str | None, logs: Path, python: Path
 ) -> tuple[Path, set[str]]:
     """Download (or build) one wheel, reusing the cache; and what its ELF files need from
     outside it. Runs in a worker."""
@@ -501,7 +501,7 @@ def _fetch_wheel(
             built,
             "*.whl",
             lambda tmp: wheels.build_wheel_from_sdist(
-                sdist, tmp, index_url_, logs / f"wheel-{r.name}.log"
+                sdist, tmp, index_url_, logs / f"wheel-{r.name}.log", python
             ),
         )[0]
     return path, wheels.external_needs(path)

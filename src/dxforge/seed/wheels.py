@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -25,7 +24,7 @@ from dxforge.names import conda_name, conda_run_requirements, extra_depends
 from dxforge.package import PLACEHOLDER, PackageSpec, assemble
 from dxforge.specs import conda_spec
 from dxforge.target import Target
-from dxforge.util import DxError
+from dxforge.util import DxError, Ran, execute
 
 CONVERTER_VERSION = "5"
 """Bump when the conversion changes, so cached packages are rebuilt."""
@@ -51,6 +50,23 @@ def manylinux_compatible(tag_major, tag_minor, tag_arch):
 """
 
 
+def pip(python: Path, args: list[str], tmp: Path, log: Path, what: str,
+        index_url: str | None = None) -> Ran:
+    """Run this machine's pip on ``python`` (the target's interpreter, which has none), with
+    pip's temporary files in ``tmp``; the whole output in ``log``."""
+    import pip as host_pip
+
+    scratch = tmp / "pip-tmp"  # pip's pip-unpack-* go here, and away with ``tmp``
+    scratch.mkdir(exist_ok=True)
+    path = os.pathsep.join(filter(None, [str(tmp), str(Path(host_pip.__file__).parent.parent),
+                                         os.environ.get("PYTHONPATH")]))
+    cmd = [str(python), "-m", "pip", *args, "--disable-pip-version-check"]
+    if index_url:
+        cmd += ["--index-url", index_url]
+    env = {**os.environ, "PIP_NO_INPUT": "1", "PYTHONPATH": path, "TMPDIR": str(scratch)}
+    return execute(cmd, env=env, log=log, check=False, what=what, timeout=3600)
+
+
 def resolve(
     requirements: list[str], index_url: str | None, log: Path, target: Target, python: Path,
 ) -> list[Resolved]:
@@ -67,35 +83,12 @@ def resolve(
         report = Path(tmp) / "report.json"
         reqfile = Path(tmp) / "requirements.txt"
         reqfile.write_text("\n".join(requirements) + "\n")
-        cmd = [
-            str(python or sys.executable),
-            "-m",
-            "pip",
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "--disable-pip-version-check",
-            "--prefer-binary",
-            "--quiet",
-            "--report",
-            str(report),
-            "-r",
-            str(reqfile),
-        ]
-        if index_url:
-            cmd += ["--index-url", index_url]
-        import pip
-
-        pip_dir = str(Path(pip.__file__).parent.parent) if python else ""
-        path = os.pathsep.join(filter(None, [tmp, pip_dir, os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PIP_NO_INPUT": "1", "PYTHONPATH": path}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(" ".join(cmd) + "\n\n" + proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            tail = "\n".join(
-                line for line in proc.stderr.splitlines() if not line.startswith("WARNING")
-            )[-2000:]
+        ran = pip(python, ["install", "--dry-run", "--ignore-installed", "--prefer-binary",
+                           "--quiet", "--report", str(report), "-r", str(reqfile)],
+                  Path(tmp), log, "resolving the seed's Python requirements", index_url)
+        if not ran.ok:
+            tail = "\n".join(ln for ln in ran.tail(40).splitlines()
+                             if not ln.startswith("WARNING"))
             raise DxError(
                 f"resolving the seed's Python requirements failed (full log: {log}):\n{tail}"
             )
@@ -120,25 +113,15 @@ def resolve(
     return sorted(out, key=lambda r: r.name)
 
 
-def build_wheel_from_sdist(sdist: Path, out_dir: Path, index_url: str | None, log: Path) -> Path:
-    """Build a wheel from an sdist-only distribution with pip (its backend from the index)."""
+def build_wheel_from_sdist(sdist: Path, out_dir: Path, index_url: str | None, log: Path,
+                          python: Path) -> Path:
+    """Build a wheel from an sdist-only distribution with pip on the target's ``python`` (its
+    build backend from the index)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--disable-pip-version-check",
-        "-w",
-        str(out_dir),
-        str(sdist),
-    ]
-    if index_url:
-        cmd += ["--index-url", index_url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    log.write_text(" ".join(cmd) + "\n\n" + proc.stdout + proc.stderr)
-    if proc.returncode != 0:
+    with tempfile.TemporaryDirectory(prefix="dxforge-wheel-") as tmp:
+        ran = pip(python, ["wheel", "--no-deps", "-w", str(out_dir), str(sdist)], Path(tmp),
+                  log, f"building a wheel of {sdist.name}", index_url)
+    if not ran.ok:
         raise DxError(f"{sdist.name}: building a wheel failed; see {log}")
     wheels = sorted(out_dir.glob("*.whl"))
     if not wheels:

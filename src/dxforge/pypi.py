@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import html.parser
 import os
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -24,7 +23,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from dxforge import __version__
-from dxforge.util import DxError, atomic_write_bytes, sha256_file
+from dxforge.util import DxError, atomic_write_bytes, execute, sha256_file
 
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{JSON_ACCEPT}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
@@ -70,14 +69,9 @@ class Project:
 def _pip_config() -> dict[str, str]:
     """``pip config list`` as a dict (``global.index-url`` -> value)."""
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        out = execute([sys.executable, "-m", "pip", "config", "list"], timeout=60,
+                      check=False).stdout
+    except DxError:
         return {}
     conf: dict[str, str] = {}
     for line in out.splitlines():

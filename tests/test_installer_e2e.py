@@ -1,29 +1,29 @@
-"""`dxforge installer` end to end: real channels, real solve and install, real installer runs
-(as an unprivileged user, offline, read-only HOME, non-writable TMPDIR) in temporary dirs."""
+"""`dxforge installer` end to end: real channels, real solve and install, real installer runs in
+a pilot's site (dxforge.isolate: unprivileged, offline, read-only HOME, here with a TMPDIR that
+cannot be written either) in temporary dirs."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, offline, run_dxforge
+from conftest import ROOT, run_dxforge
+
+from dxforge import isolate
+from dxforge.util import Ran
 
 TESTS = Path(__file__).resolve().parent
-NOBODY = 65534
-IS_ROOT = os.geteuid() == 0
-AS_NOBODY = ([shutil.which("setpriv") or "setpriv", "--reuid", str(NOBODY), "--regid",
-              str(NOBODY), "--clear-groups"] if IS_ROOT else [])
 
 pytestmark = pytest.mark.e2e
 
@@ -57,39 +57,32 @@ def synth_installer(synth_channel: Path, tmp_path_factory: pytest.TempPathFactor
     return build(synth_construct(base, synth_channel), base / "out")
 
 
-class Site:
-    """World-readable scratch space with a read-only HOME and a non-writable TMPDIR; ``work``
-    belongs to the unprivileged user who installs."""
+class Site(isolate.Site):
+    """A pilot's site (dxforge.isolate) holding a copy of an installer, whose programs get a
+    TMPDIR they cannot write (``notmp``): an installer must not need one."""
 
     def __init__(self, installer: Path) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="dxforge-site-"))
-        self.base.chmod(0o755)
+        if isolate.limits():
+            pytest.skip("no pilot's site here: " + "; ".join(isolate.limits()))
+        super().__init__()
+        self.base = self.root
         self.installer = self.base / installer.name
         shutil.copy2(installer, self.installer)
         self.installer.chmod(0o644)
-        self.home = self.base / "home"
-        self.home.mkdir(mode=0o555)
         self.notmp = self.base / "notmp"
         self.notmp.mkdir(mode=0o555)
-        self.work = self.base / "work"
-        self.work.mkdir(mode=0o755)
-        if IS_ROOT:
-            os.chown(self.work, NOBODY, NOBODY)
-            self.home.chmod(0o555)
+        self.notmp.chmod(0o555)
 
-    def run(self, args: list[str], *, cwd: Path | None = None, env: dict | None = None,
-            timeout: int = 600) -> subprocess.CompletedProcess:
+    def run(self, args: list, *, env: dict | None = None, timeout: int = 600,  # type: ignore[override]
+            **_: object) -> Ran:
         """Run ``args`` as the unprivileged user, offline, with the site's HOME and TMPDIR."""
-        user = AS_NOBODY
-        full_env = {"PATH": "/usr/bin:/bin", "HOME": str(self.home), "TMPDIR": str(self.notmp),
-                    "LANG": "C", "PYTHONPATH": "/nonexistent", "PYTHONHOME": "/nonexistent",
-                    "LD_LIBRARY_PATH": "/nonexistent"}
-        full_env.update(env or {})
-        return subprocess.run(offline() + user + args, cwd=cwd or self.work, env=full_env,
-                              capture_output=True, text=True, timeout=timeout)
+        full = self.env(TMPDIR=str(self.notmp), LANG="C", PYTHONPATH="/nonexistent",
+                        PYTHONHOME="/nonexistent", LD_LIBRARY_PATH="/nonexistent")
+        full.update(env or {})
+        return super().run(args, env=full, timeout=timeout)
 
     def install(self, prefix: Path, *flags: str, installer: Path | None = None,
-                shell: str = "sh", env: dict | None = None) -> subprocess.CompletedProcess:
+                shell: str = "sh", env: dict | None = None) -> Ran:
         return self.run([shell, str(installer or self.installer), "-b", *flags, "-p",
                          str(prefix)], env=env)
 
@@ -97,10 +90,7 @@ class Site:
         return sorted(str(p.relative_to(self.base)) for p in self.base.rglob("*"))
 
     def cleanup(self) -> None:
-        for p in (self.home, self.notmp):
-            p.chmod(0o755)
-        subprocess.run(["chmod", "-R", "u+w", str(self.base)], check=False)
-        shutil.rmtree(self.base, ignore_errors=True)
+        self.close()
 
 
 @pytest.fixture
@@ -151,8 +141,9 @@ def test_build_outputs(synth_installer: dict) -> None:
     assert s["relocated_files"]["binary"] == 1
     assert s["relocated_files"]["text"] >= 5
     assert s["smoke_tests"] == ["python"]
-    header = len(data) - s["payload_size"]
+    header = len(data) - s["payload_size"] - s["decoder_size"]
     assert 2000 < header < 20000
+    assert s["compression"] == "zstd" and 50_000 < s["decoder_size"] < 1_000_000
     assert f"HEADER_SIZE={header}\n".encode() in data[:header]
 
 
@@ -161,12 +152,11 @@ def test_install_as_unprivileged_user_offline(site: Site, synth_installer: dict)
     res = site.install(prefix)
     assert res.returncode == 0, res.stderr
     assert "SYNTHOS 1.0.0 installed in" in res.stderr
-    if IS_ROOT:
-        assert prefix.stat().st_uid == NOBODY
-    assert sorted(os.listdir(site.work)) == ["x"]
+    assert prefix.stat().st_uid == isolate.NOBODY
+    assert sorted(os.listdir(site.work)) == ["x"]  # no staging directory, no lock left
     assert os.listdir(site.home) == [] and os.listdir(site.notmp) == []
     pyc_before = {p: p.stat().st_mtime_ns for p in prefix.rglob("*.pyc")}
-    assert len(pyc_before) > 100
+    assert len(pyc_before) > 20  # what the smoke tests import (the default `imported` .pyc)
 
     script = f"""set -eu
 . {prefix}/diracosrc
@@ -305,18 +295,25 @@ def test_empty_existing_prefix_is_fine(site: Site) -> None:
     assert res.returncode == 0, res.stderr
 
 
-def test_killed_install_leaves_nothing_finished_and_rerun_succeeds(site: Site) -> None:
+def slow_tar(site: Site, seconds: int = 30) -> Path:
+    """A directory with a ``tar`` that waits before it works: an install to interrupt."""
     slow = site.base / "slowbin"
     slow.mkdir(mode=0o755)
-    gzip = shutil.which("gzip")
-    (slow / "gzip").write_text(f"#!/bin/sh\nsleep 30\nexec {gzip} \"$@\"\n")
-    (slow / "gzip").chmod(0o755)
+    (slow / "tar").write_text(f"#!/bin/sh\nsleep {seconds}\nexec {shutil.which('tar')} \"$@\"\n")
+    (slow / "tar").chmod(0o755)
+    return slow
+
+
+def start_install(site: Site, prefix: Path, path: str) -> subprocess.Popen[bytes]:
+    env = site.env(path=path, TMPDIR=str(site.notmp))
+    return subprocess.Popen(site.command(["sh", str(site.installer), "-b", "-p", str(prefix)],
+                                         env), cwd=site.work, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_killed_install_leaves_nothing_finished_and_rerun_succeeds(site: Site) -> None:
     prefix = site.work / "k"
-    user = AS_NOBODY
-    env = {"PATH": f"{slow}:/usr/bin:/bin", "HOME": str(site.home), "TMPDIR": str(site.notmp)}
-    proc = subprocess.Popen(user + ["sh", str(site.installer), "-b", "-p", str(prefix)],
-                            cwd=site.work, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_install(site, prefix, f"{slow_tar(site)}:/usr/bin:/bin")
     deadline = time.monotonic() + 60
     while not list(site.work.glob(".k.dxforge-tmp.*")) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -330,6 +327,42 @@ def test_killed_install_leaves_nothing_finished_and_rerun_succeeds(site: Site) -
     assert res.returncode == 0, res.stderr
     assert "left by an interrupted install" in res.stderr
     assert sorted(os.listdir(site.work)) == ["k"]
+
+
+def test_three_pilots_installing_into_one_prefix_at_once(site: Site) -> None:
+    """One installs, the others wait for it and find it done, naming it; nothing of theirs is
+    mistaken for an interrupted install, and the prefix then works."""
+    prefix = site.work / "shared"
+    slow = slow_tar(site, 3)
+    procs = [start_install(site, prefix, f"{slow}:/usr/bin:/bin") for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    codes = [p.returncode for p in procs]
+    errs = [e.decode() for _o, e in outs]
+    assert codes == [0, 0, 0], errs
+    assert sum("installed in" in e and "by the install we waited for" not in e
+               for e in errs) == 1, errs
+    waited = [e for e in errs if "by the install we waited for" in e]
+    assert len(waited) == 2
+    assert all("waiting for the install into" in e and f"{os.uname().nodename} " in e
+               for e in waited), waited
+    assert not any("interrupted install" in e or "disk full" in e or "Cannot" in e
+                   for e in errs), errs
+    assert sorted(os.listdir(site.work)) == ["shared"]
+    assert site.run([str(prefix / "bin/synth-tool")]).returncode == 0
+
+
+def test_a_second_install_gives_up_naming_the_first(site: Site) -> None:
+    prefix = site.work / "busy"
+    first = start_install(site, prefix, f"{slow_tar(site, 20)}:/usr/bin:/bin")
+    deadline = time.monotonic() + 60
+    while not list(site.work.glob(".busy.dxforge-tmp.*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    res = site.install(prefix, env={"DXFORGE_LOCK_WAIT": "1"})
+    assert res.returncode == 1
+    assert f"is being installed by {os.uname().nodename} {first.pid}" in res.stderr, res.stderr
+    assert "did not finish within 1 s" in res.stderr
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
 
 
 def test_unfinished_install_is_replaced(site: Site) -> None:
@@ -377,7 +410,8 @@ def test_sourcing_the_installer_is_refused(site: Site, synth_installer: dict) ->
     # that reads it runs: it must refuse being sourced in bash too, and write nothing
     data = site.installer.read_bytes()
     header = site.base / "header-only.sh"
-    header.write_bytes(data[: len(data) - synth_installer["payload_size"]])
+    header.write_bytes(data[: len(data) - synth_installer["payload_size"]
+                            - synth_installer["decoder_size"]])
     header.chmod(0o644)
     before = site.listing()
     for shell in ("bash", "sh"):
@@ -409,25 +443,111 @@ echo "CERT=$X509_CERT_DIR VOMS=$X509_VOMS_DIR VOMSES=$X509_VOMSES"
         assert inner[-1].endswith("+ set +x") and len(inner) <= 2, traced
 
 
-def test_decompressor_missing_is_clear(synth_channel: Path, tmp_path: Path) -> None:
-    info = build(synth_construct(tmp_path, synth_channel), tmp_path / "out",
-                 "--compression", "zstd")
-    assert info["compression"] == "zstd"
-    s = Site(Path(info["installer"]))
+BASE_TOOLS = ("sh", "tail", "tar", "gzip", "sha256sum", "cut", "wc", "head", "dirname",
+              "basename", "cat", "sed", "ls", "mkdir", "df", "awk", "rm", "mv", "uname", "chmod",
+              "flock", "stat", "getconf", "date", "env", "printf", "rmdir")
+
+
+def base_tools(site: Site) -> Path:
+    """A directory with only the base tools of a minimal image (no zstd, no xz)."""
+    tools = site.base / "tools"
+    tools.mkdir(mode=0o755)
+    for t in BASE_TOOLS:
+        if shutil.which(t):
+            (tools / t).symlink_to(shutil.which(t))
+    return tools
+
+
+def test_zstd_installer_needs_no_zstd_command(synth_installer: dict) -> None:
+    """The default payload is zstd, decoded by the installer's own static decoder (its first
+    stage, sha256-checked): a system with no zstd installs it."""
+    assert synth_installer["compression"] == "zstd"
+    s = Site(Path(synth_installer["installer"]))
     try:
-        res = s.install(s.work / "z")
+        tools = base_tools(s)
+        assert not (tools / "zstd").exists()
+        res = s.install(s.work / "z", env={"PATH": str(tools)})
         assert res.returncode == 0, res.stderr
         assert s.run([str(s.work / "z/bin/synth-tool")]).returncode == 0
-        tools = s.base / "tools"
-        tools.mkdir(mode=0o755)
-        for t in ("sh", "tail", "tar", "gzip", "sha256sum", "cut", "wc", "head", "dirname",
-                  "basename", "cat", "sed", "ls", "mkdir", "df", "awk", "rm", "mv"):
-            if shutil.which(t):
-                (tools / t).symlink_to(shutil.which(t))
+        assert sorted(os.listdir(s.work)) == ["z"]  # the decoder went with the staging dir
+    finally:
+        s.cleanup()
+
+
+def test_a_damaged_decoder_is_refused_before_anything_is_written(synth_installer: dict) -> None:
+    s = Site(Path(synth_installer["installer"]))
+    try:
+        data = bytearray(s.installer.read_bytes())
+        header = len(data) - synth_installer["payload_size"] - synth_installer["decoder_size"]
+        data[header + 100] ^= 0x01
+        bad = s.base / "bad-decoder.sh"
+        bad.write_bytes(bytes(data))
+        bad.chmod(0o644)
         before = s.listing()
-        res = s.install(s.work / "z2", env={"PATH": str(tools)})
+        res = s.install(s.work / "d", installer=bad)
+        assert res.returncode == 1 and "is damaged: decoder sha256" in res.stderr, res.stderr
+        assert s.listing() == before
+    finally:
+        s.cleanup()
+
+
+def test_a_missing_decompressor_is_named(synth_channel: Path, tmp_path: Path) -> None:
+    info = build(synth_construct(tmp_path, synth_channel), tmp_path / "out",
+                 "--compression", "xz")
+    assert info["compression"] == "xz" and info["decoder_size"] == 0
+    s = Site(Path(info["installer"]))
+    try:
+        before = s.listing()
+        res = s.install(s.work / "x", env={"PATH": str(base_tools(s))})
         assert res.returncode == 1
-        assert "needs the 'zstd' command" in res.stderr and "--compression gzip" in res.stderr
+        assert "needs the 'xz' command, which is not installed here" in res.stderr
+        assert s.listing() == before
+        assert s.install(s.work / "x").returncode == 0
+    finally:
+        s.cleanup()
+
+
+def test_construct_keys_take_effect(synth_channel: Path, tmp_path: Path) -> None:
+    """company, keep_pkgs with transmute_file_type, and virtual_specs at install time, in a
+    real installer."""
+    construct = synth_construct(tmp_path, synth_channel)
+    text = construct.read_text().replace("keep_pkgs: false\n", "keep_pkgs: true\n"
+                                         "transmute_file_type: .conda\n")
+    construct.write_text(text + "company: DIRAC Consortium\nvirtual_specs:\n"
+                         "  - __linux >=3.2\n  - __unix\n")
+    info = build(construct, tmp_path / "out")
+    s = Site(Path(info["installer"]))
+    try:
+        res = s.run(["sh", str(s.installer), "-h"])
+        assert res.returncode == 2 and "(linux-64) by DIRAC Consortium, offline" in res.stdout
+        prefix = s.work / "kept"
+        assert s.install(prefix).returncode == 0
+        kept = sorted(p.name for p in (prefix / "pkgs").iterdir())
+        assert kept == sorted([*(p["file_name"] for p in info["packages"]), "urls.txt"])
+        urls = (prefix / "pkgs/urls.txt").read_text().splitlines()
+        assert all(u.startswith("file:///opt/dxforge/channels/") for u in urls), urls
+        before = s.listing()
+        res = s.install(s.work / "old-kernel", env={"CONDA_OVERRIDE_LINUX": "3.1"})
+        assert res.returncode == 1
+        assert "Installer requires Linux >=3.2, but system has 3.1." in res.stderr
+        assert s.listing() == before
+    finally:
+        s.cleanup()
+
+
+def test_a_future_kernel_fails_the_install_with_constructors_wording(
+        synth_channel: Path, tmp_path: Path) -> None:
+    construct = synth_construct(tmp_path, synth_channel)
+    construct.write_text(construct.read_text() + "virtual_specs:\n  - __linux >=99\n")
+    info = build(construct, tmp_path / "out")
+    s = Site(Path(info["installer"]))
+    try:
+        before = s.listing()
+        res = s.install(s.work / "k")
+        assert res.returncode == 1
+        kernel = re.match(r"[0-9.]*[0-9]", os.uname().release)
+        assert kernel is not None
+        assert f"Installer requires Linux >=99, but system has {kernel[0]}." in res.stderr
         assert s.listing() == before
     finally:
         s.cleanup()
@@ -488,8 +608,14 @@ def test_real_diracos_installer(dxforge_channels: tuple[Path, Path], diracos: di
     dx, seed = dxforge_channels
     assert info["channels"] == [dx.as_uri(), seed.as_uri()]
     names = {p["name"] for p in info["packages"]}
-    assert {"python", "pip", "git", "openssl", "diracx", "diracx-core", "diracx-cli"} <= names
+    assert {"python", "pip", "git", "voms", "openssl", "diracx", "diracx-core",
+            "diracx-cli"} <= names
     assert "dirac --help" in info["smoke_tests"] and "git --version" in info["smoke_tests"]
+    assert "voms-proxy-init --version" in info["smoke_tests"]
+    # the floor: every ELF file needs glibc 2.28 at most (EL8), as construct.yaml declares
+    assert info["glibc_floor"] == "2.28" and tuple(map(int, info["glibc_needed"].split("."))) \
+        <= (2, 28)
+    assert info["size"] <= 40 << 20 and info["size"] <= 1.15 * info["packages_size"]
     s = Site(Path(info["installer"]))
     try:
         prefix = s.work / "x"
@@ -506,12 +632,17 @@ pip --version
         assert res.returncode == 0, res.stdout + res.stderr
         # no build path: the staging and recorded prefixes, the build tree, the seed's
         # placeholder, the host python
-        from dxforge.runtime.build import PLACEHOLDER as BUILD_PREFIX
-        from dxforge.seed.pack import PLACEHOLDER
+        from dxforge.package import PLACEHOLDER
 
         for build_path in (info["staging_prefix"], info["recorded_prefix"], str(ROOT / "build"),
-                           PLACEHOLDER, BUILD_PREFIX, sys.base_prefix):
+                           PLACEHOLDER, sys.base_prefix):
             assert staging_leftovers(prefix, build_path) == [], build_path
+        # stripped: no ELF file carries debug sections (the wheels' ones neither)
+        from dxforge.elf import debug_sections, walk_elf
+
+        elves = list(walk_elf(prefix))
+        assert len(elves) > 100
+        assert [str(e.path) for e in elves if debug_sections(e.path)] == []
     finally:
         s.cleanup()
 
