@@ -50,6 +50,9 @@ CODECS = [  # (name, compress, decompress) of the installed tree's tar
 ]
 
 
+MIB = 1 << 20
+
+
 @dataclass
 class Row:
     name: str
@@ -74,10 +77,6 @@ def sh(cmd: str, **kw) -> float:
     return time.perf_counter() - t
 
 
-def read_only(path: Path) -> None:
-    subprocess.run(["chmod", "-R", "a-w", str(path)], check=True)
-
-
 def dirac_help(site: Site, prefix: Path) -> float:
     t = time.perf_counter()
     site.run([prefix / "bin/dirac", "--help"], env=site.env(path=f"{prefix}/bin:/usr/bin:/bin"),
@@ -85,22 +84,38 @@ def dirac_help(site: Site, prefix: Path) -> float:
     return time.perf_counter() - t
 
 
-def bench_installer(installer: Path, repeat: int) -> tuple[float, float, float]:
-    """Install as a pilot (best of N), then the first and second ``dirac --help`` on the
-    prefix made read-only."""
-    times = []
+def timed(site: Site, argv: list, what: str, env: dict[str, str] | None = None) -> float:
+    """One run in the site as its user, after flushing earlier runs' writes (each contender
+    then starts from the same state of the disk)."""
+    os.sync()
+    t = time.perf_counter()
+    site.run(argv, check=True, what=what, env=env)
+    return time.perf_counter() - t
+
+
+def fresh(site: Site, dest: Path) -> None:
+    site.run(["chmod", "-R", "u+w", dest], check=False)
+    site.run(["rm", "-rf", dest], check=True)
+
+
+def head_to_head(site: Site, contenders: dict[str, list], repeat: int,
+                 helps: set[str]) -> dict[str, tuple[float, float, float]]:
+    """Each contender's install (best of ``repeat``, the contenders interleaved in each round,
+    all as the site's user into the same directory), and for those in ``helps`` the first and
+    second ``dirac --help`` on the prefix made read-only."""
+    dest = site.work / "diracos"
+    runs: dict[str, list[tuple[float, float, float]]] = {n: [] for n in contenders}
     for _ in range(repeat):
-        with Site(prefix="dxforge-bench-") as site:
-            copy = site.root / installer.name
-            shutil.copy2(installer, copy)
-            copy.chmod(0o644)
-            prefix = site.work / "diracos"
-            t = time.perf_counter()
-            site.run(["sh", copy, "-b", "-p", prefix], check=True, what="the installer")
-            install = time.perf_counter() - t
-            read_only(prefix)
-            times.append((install, dirac_help(site, prefix), dirac_help(site, prefix)))
-    return min(t[0] for t in times), min(t[1] for t in times), min(t[2] for t in times)
+        for name, argv in contenders.items():
+            fresh(site, dest)
+            install = timed(site, ["sh", "-c", argv[0], "sh", dest, *argv[1:]], name)
+            first = second = 0.0
+            if name in helps:
+                site.run(["chmod", "-R", "a-w", dest], check=True)
+                first, second = dirac_help(site, dest), dirac_help(site, dest)
+            runs[name].append((install, first, second))
+    fresh(site, dest)
+    return {n: tuple(min(r[i] for r in rs) for i in range(3)) for n, rs in runs.items()}
 
 
 def main() -> int:
@@ -114,90 +129,82 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="dxforge-bench-"))
     work.chmod(0o755)
-    rows: list[Row] = []
     variants = VARIANTS[:1] + VARIANTS[4:5] if args.quick else VARIANTS
+    codecs = [c for c in CODECS if not args.quick or c[0] in ("gzip -6", "zstd -19 --long=27 -T2")]
     try:
+        rows: dict[str, Row] = {}
+        installers: dict[str, Path] = {}
         packages_size = 0
-        default: Path | None = None
-        for name, opts in variants:
-            out = work / f"v{len(rows)}"
+        for name, opts in variants:  # 1. each variant's build
             t = time.perf_counter()
-            res = subprocess.run([str(BIN / "dxforge"), "installer", "--out", str(out), "--json",
-                                  *opts], capture_output=True, text=True, cwd=ROOT)
+            res = subprocess.run([str(BIN / "dxforge"), "installer", "--out",
+                                  str(work / f"v{len(rows)}"), "--json", *opts],
+                                 capture_output=True, text=True, cwd=ROOT)
             if res.returncode != 0:
                 print(f"{name}: the build failed:\n{res.stdout}{res.stderr}", file=sys.stderr)
                 return 1
             data = json.loads(res.stdout)
-            row = Row(name, data["size"], time.perf_counter() - t)
+            rows[name] = Row(name, data["size"], time.perf_counter() - t)
             packages_size = data["packages_size"]
-            installer = Path(data["installer"])
-            row.install, row.first, row.second = bench_installer(installer, args.repeat)
-            rows.append(row)
-            default = default or installer
-            print(f"  {name}: {row.size / (1 << 20):.1f} MiB, build {row.build:.1f} s, install "
-                  f"{row.install:.2f} s, dirac --help {row.first:.2f} s then {row.second:.2f} s",
+            installers[name] = Path(data["installer"])
+            print(f"  built {name}: {data['size'] / MIB:.1f} MiB in {rows[name].build:.1f} s",
                   file=sys.stderr, flush=True)
-        assert default is not None
-        with Site(prefix="dxforge-bench-tree-") as site:
-            prefix = site.work / "diracos"
-            site.run(["sh", default, "-b", "-p", prefix], check=True, what="the installer")
+        default = installers[variants[0][0]]
+        with Site(prefix="dxforge-bench-") as site:
+            for path in installers.values():
+                shutil.copy2(path, site.root / path.name)
+                (site.root / path.name).chmod(0o644)
+            # 2. the installed tree of the default installer: conda-pack and the codecs' input
+            tree_prefix = site.work / "tree"
+            site.run(["sh", site.root / default.name, "-b", "-p", tree_prefix], check=True,
+                     what="the installer")
             tree = work / "tree.tar"
-            subprocess.run(["tar", "-C", str(prefix), "-cf", str(tree), "."], check=True)
-            # conda-pack of the same records: pack, then what a site does with the tar.gz
-            packed = work / "conda-pack.tar.gz"
+            subprocess.run(["tar", "-C", str(tree_prefix), "-cf", str(tree), "."], check=True)
+            packed = site.root / "conda-pack.tar.gz"
             t = time.perf_counter()
-            subprocess.run([str(BIN / "conda-pack"), "-p", str(prefix), "-o", str(packed), "-q",
-                            "--n-threads", "2"], check=True, capture_output=True)
+            subprocess.run([str(BIN / "conda-pack"), "-p", str(tree_prefix), "-o", str(packed),
+                            "-q", "--n-threads", "2"], check=True, capture_output=True)
             cp = Row("conda-pack (tar -xzf + conda-unpack)", packed.stat().st_size,
                      time.perf_counter() - t)
             packed.chmod(0o644)
-            cp_times = []
-            for _ in range(args.repeat):
-                dest = site.work / "unpacked"
-                site.run(["rm", "-rf", dest], check=True)
-                site.run(["mkdir", dest], check=True)
+            fresh(site, tree_prefix)
+            for name, comp, _decomp in codecs:  # 3. the codecs on the same tree
+                blob = site.root / f"tree.{len(rows)}"
                 t = time.perf_counter()
-                site.run(["tar", "-xzf", packed, "-C", dest], check=True, what="tar -xzf")
-                site.run([dest / "bin/python", dest / "bin/conda-unpack"], check=True,
-                         env=site.env(path=f"{dest}/bin:/usr/bin:/bin"), what="conda-unpack")
-                unpack = time.perf_counter() - t
-                site.run(["chmod", "-R", "a-w", dest], check=True)
-                cp_times.append((unpack, dirac_help(site, dest), dirac_help(site, dest)))
-                site.run(["chmod", "-R", "u+w", dest], check=True)
-            cp.install, cp.first, cp.second = (min(t[i] for t in cp_times) for i in range(3))
-            rows.append(cp)
-        codec_rows = []
-        for name, comp, decomp in CODECS:
-            if args.quick and not name.startswith(("gzip -6", "zstd -19 --long")):
-                continue
-            blob = work / "tree.c"
-            t = time.perf_counter()
-            sh(f"{comp} -c < {tree} > {blob}")
-            row = Row(f"{decomp.split()[0]} -dc | tar -x ({name})", blob.stat().st_size,
-                      time.perf_counter() - t)
-
-            def unpack() -> float:
-                dest = work / "x"
-                shutil.rmtree(dest, ignore_errors=True)
-                dest.mkdir()
-                return sh(f"{decomp} < {blob} | tar -C {dest} -xf -")
-
-            row.install = best(unpack, args.repeat)
-            codec_rows.append(row)
-        rows += codec_rows
-        mib = 1 << 20
+                sh(f"{comp} -c < {tree} > {blob}")
+                blob.chmod(0o644)
+                rows[name] = Row(f"{_decomp.split()[0]} -dc | tar -x ({name})",
+                                 blob.stat().st_size, time.perf_counter() - t)
+                rows[name].notes.append(str(blob))
+            rows[cp.name] = cp
+            # 4. every install, interleaved, as the site's user into the same directory
+            contenders: dict[str, list] = {
+                n: ['sh "$2" -b -p "$1" > /dev/null', site.root / p.name]
+                for n, p in installers.items()
+            }
+            contenders[cp.name] = [
+                'mkdir "$1" && tar -xzf "$2" -C "$1" && "$1/bin/python" "$1/bin/conda-unpack"',
+                packed]
+            for name, _comp, decomp in codecs:
+                contenders[name] = [f'mkdir "$1" && {decomp} < "$2" | tar -C "$1" -xf -',
+                                    rows[name].notes[0]]
+            helps = set(installers) | {cp.name}
+            for name, (install, first, second) in head_to_head(site, contenders, args.repeat,
+                                                               helps).items():
+                rows[name].install, rows[name].first, rows[name].second = install, first, second
         print(f"\n{'':44} {'size':>9} {'build':>7} {'install':>8} {'1st help':>9} "
               f"{'2nd help':>9}")
-        for r in rows:
+        for r in rows.values():
             help_ = f"{r.first:8.2f}s {r.second:8.2f}s" if r.first else ""
-            print(f"{r.name:44} {r.size / mib:7.1f}Mi {r.build:6.1f}s {r.install:7.2f}s {help_}")
-        ours = rows[0]
-        gz = next(r for r in codec_rows if r.name.endswith("(gzip -6)"))
-        zs = next(r for r in codec_rows if "zstd -19 --long" in r.name)
-        print(f"\nsum of the installer's .conda files: {packages_size / mib:.1f} MiB")
-        print(f"installer / .conda files:            {ours.size / packages_size:.2f} (goal <= 1.15)")
+            print(f"{r.name:44} {r.size / MIB:7.1f}Mi {r.build:6.1f}s {r.install:7.2f}s {help_}")
+        ours = rows[variants[0][0]]
+        gz, zs = rows["gzip -6"], rows["zstd -19 --long=27 -T2"]
+        print(f"\nsum of the installer's .conda files: {packages_size / MIB:.1f} MiB")
+        print(f"installer / .conda files:            {ours.size / packages_size:.2f} "
+              "(goal <= 1.15)")
         print(f"installer / conda-pack tar.gz:       {ours.size / cp.size:.2f}")
-        print(f"install / gzip -dc | tar -x:         {ours.install / gz.install:.2f} (goal <= 0.8)")
+        print(f"install / gzip -dc | tar -x:         {ours.install / gz.install:.2f} "
+              "(goal <= 0.8)")
         print(f"install / zstd -dc | tar -x:         {ours.install / zs.install:.2f}")
         print(f"install + 1st help / conda-pack's:   "
               f"{(ours.install + ours.first) / (cp.install + cp.first):.2f} (goal < 1)")

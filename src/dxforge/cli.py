@@ -613,7 +613,8 @@ def ci(
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
 ) -> None:
-    """Render .github/workflows/ from the recipe graph, construct.yaml and [tool.dxforge.ci]."""
+    """Render .github/workflows/ from the recipe graph, construct.yaml and pyproject.toml's
+    \\[tool.dxforge.ci]."""
     from dxforge import ci as ci_
 
     _start(json_out)

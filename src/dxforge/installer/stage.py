@@ -123,7 +123,7 @@ def _python_rel(prefix: Path, packages: list[Package], spec: ConstructSpec) -> s
     if py is None:
         raise DxError(
             f"{spec.where('specs')}: the specs must include python (the installer "
-            "relocates itself with the bundled python); add `python 3.11.*`"
+            "relocates itself with the bundled python); add one, like `python 3.13.*`"
         )
     mm = ".".join(py.version.split(".")[:2])
     for rel in (f"bin/python{mm}", "bin/python3"):
