@@ -340,6 +340,7 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert runtime >= {"python", "python_abi", "openssl", "ca-certificates", "libffi"}
     assert runtime <= RUNTIME | runtime_libraries(), runtime - RUNTIME - runtime_libraries()
     assert summary["status"] == "built" and summary["count"] == len(runtime) + 3
+    assert summary["resolution"] == "resolved"
     assert summary["inputs"]["requirements"] == ["dashing", "pip", "seedtest-tool>=1.0"]
     assert set(summary["inputs"]["runtime"]["versions"]) >= {"python", "openssl", "voms", "git"}
     # each file once, the recipe's sdist among them (the seed reads its extras); a wheel that
@@ -367,7 +368,8 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     seen = len(index.requests)
     proc = seed_in(root, index)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["status"] == "up-to-date"
+    again = json.loads(proc.stdout)
+    assert again["status"] == "up-to-date" and again["resolution"] == "recorded"
     assert index.requests[seen:] == []
     assert snapshot(channel) == good
 
@@ -401,6 +403,8 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert "Traceback" not in proc.stderr
     err = " ".join(proc.stderr.split())
     assert "seed: seedtest-broken 2.0: seedtest-broken: sha256 mismatch" in err, err
+    # a requirement changed (seedtest-broken is new): step 1's resolution is not reused
+    assert "resolving 4 requirements on the index" in err, err
     assert f"expected {bad.listed_sha256}, got {hashlib.sha256(garbage).hexdigest()}" in err, err
     assert snapshot(channel) == good
     assert_only_the_channel(channel)
@@ -414,6 +418,8 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["status"] == "built" and summary["count"] == len(runtime) + 4
+    # the requirement set of step 4, whose resolution was recorded before its conversion failed
+    assert summary["resolution"] == "recorded"
     assert any(p.startswith("noarch/seedtest-broken-2.0-") for p in summary["packages"])
     assert set(good) <= set(snapshot(channel))
     new = {p.name for p in (cache / "conda").iterdir()} - conversions

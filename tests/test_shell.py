@@ -23,8 +23,9 @@ def shellcheck(path: Path, shell: str = "sh") -> subprocess.CompletedProcess[str
     exe = shutil.which("shellcheck")
     if not exe:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck; setup.sh does)")
-    return subprocess.run([exe, f"--shell={shell}", "--severity=info", str(path)],
-                          capture_output=True, text=True, check=False)
+    # sourced files are followed, their paths relative to the project (as the scripts cd there)
+    return subprocess.run([exe, f"--shell={shell}", "--severity=info", "--external-sources",
+                           str(path)], capture_output=True, text=True, check=False, cwd=ROOT)
 
 
 def rendered_header(tmp_path: Path, batch: bool, extra: str = "",
