@@ -6,7 +6,9 @@ Prints, for each: size, build seconds, pilot install seconds (as a pilot: unpriv
 offline, read-only HOME), first and second ``dirac --help`` on the read-only prefix; and the
 ratios the installer is held to. Each timing is the best of --repeat runs.
 
-usage: .venv/bin/python benchmarks/bench_installer.py [--repeat N] [--quick]
+usage: .venv/bin/python benchmarks/bench_installer.py [--repeat N] [--quick] [--where DIR]
+--where: the directory the installs go to (default: the system's temporary directory); on a
+machine whose disk is shared and noisy, a tmpfs such as /dev/shm compares the CPU work alone.
 Needs build/channels/{dxforge,seed} (scripts/run-main.sh makes them); works in a temporary
 directory and leaves the project's build/ as it was.
 """
@@ -122,6 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="the default variant and gzip only")
+    ap.add_argument("--where", type=Path, help="where the installs go (for instance /dev/shm)")
     args = ap.parse_args()
     channels = [ROOT / "build/channels/dxforge", ROOT / "build/channels/seed"]
     if not all((c / "noarch/repodata.json").is_file() for c in channels):
@@ -150,7 +153,7 @@ def main() -> int:
             print(f"  built {name}: {data['size'] / MIB:.1f} MiB in {rows[name].build:.1f} s",
                   file=sys.stderr, flush=True)
         default = installers[variants[0][0]]
-        with Site(prefix="dxforge-bench-") as site:
+        with Site(args.where, prefix="dxforge-bench-") as site:
             for path in installers.values():
                 shutil.copy2(path, site.root / path.name)
                 (site.root / path.name).chmod(0o644)

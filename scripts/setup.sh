@@ -16,8 +16,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
 fi
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-# pip's notes about extra index locations without this project are noise here
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
-    | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+# .venv: dxforge editable, its dependencies from a base environment in the user cache
+"${PYTHON:-python3}" scripts/make_venv.py

@@ -10,18 +10,17 @@ project's source cache, solved from the real seed channel;
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from conftest import DXFORGE, E2E_BUILD, ROOT, offline, run_dxforge, write_construct
+from wheel_factory import tar_gz
 
 from dxforge.build import STATE
 from dxforge.channel import SUBDIRS, install, solve
@@ -65,14 +64,7 @@ dependencies = [{requires}]
         f"{dist}/__init__.py": "".join(f"import dxt_{d}  # noqa: F401\n" for d in deps)
         + f'NAME = "{name}"\nSALT = "{salt}"\n',
     }
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for rel, text in sorted(files.items()):
-            data = text.encode()
-            info = tarfile.TarInfo(f"{top}/{rel}")
-            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return tar_gz(top, dict(sorted(files.items())))
 
 
 def recipe_text(name: str, sha256: str, deps: tuple[str, ...], imports: str = "") -> str:
@@ -152,7 +144,7 @@ class Project:
         proc = run_dxforge(*self.args(*extra, out=out, jobs=jobs), cwd=self.root, check=ok)
         assert (proc.returncode == 0) == ok, proc.stderr[-3000:]
         report = json.loads(proc.stdout)
-        assert report["ok"] == ok
+        assert report["status"] == ("built" if ok else "failed")
         check_repodata(out or self.out)
         return report
 
@@ -202,7 +194,7 @@ def test_incremental_builds_and_lock(project: Project) -> None:
         assert p["version"] == VERSION and p["build_string"] and p["size_bytes"] > 0
         assert files[p["name"]].stat().st_size == p["size_bytes"]
         assert Path(p["log"]) == project.root / "build/logs" / f"{p['name']}.log"
-        assert "dxforge build" in Path(p["log"]).read_text()
+        assert "dxforge.build_worker" in Path(p["log"]).read_text()  # the command, then its output
     mtimes = [files[n].stat().st_mtime for n in ORDER]
     assert mtimes == sorted(mtimes), "not built in dependency order"
     assert names_in(project.out) == set(ORDER)
@@ -256,7 +248,7 @@ def test_incremental_builds_and_lock(project: Project) -> None:
     forced = json.loads(stdout)
     assert statuses(forced) == dict.fromkeys(ORDER, "built")
     check_repodata(project.out)
-    assert project.build()["ok"]  # and the lock is free again
+    assert project.build()["status"] == "built"  # and the lock is free again
 
 
 def test_failure_keep_going_and_stop(project: Project, tmp_path: Path) -> None:
@@ -278,7 +270,7 @@ def test_failure_keep_going_and_stop(project: Project, tmp_path: Path) -> None:
         assert pkgs[n]["status"] == "not built"
         assert pkgs[n]["reason"] == "dxt-a failed"  # c too: b did not fail, it was not built
     assert names_in(out) == set()
-    assert not (out / STATE).exists()
+    assert not (out / STATE).exists() or json.loads((out / STATE).read_text()) == {}
 
     going = project.build("--keep-going", ok=False, out=out)
     assert statuses(going) == {
@@ -344,8 +336,11 @@ def test_another_clone_takes_the_builds_from_the_user_cache(project: Project,
         assert (project.out / a["file"]).read_bytes() == (clone.out / b["file"]).read_bytes()
     assert not (clone.root / "build/logs/dxt-a.log").exists()
 
-    [entry] = [p for p in (user_cache() / "builds").glob("*/*.conda")
-               if p.name == Path(first["packages"][0]["file"]).name]
+    # the reason names the cache entry (other runs' entries hold packages of the same name)
+    reason = second["packages"][0]["reason"]
+    where = Path(reason[reason.rindex("(") + 1:-1])
+    assert where.is_relative_to(user_cache() / "builds"), reason
+    entry = where / Path(first["packages"][0]["file"]).name
     entry.write_bytes(b"damaged")
     third = Project(tmp_path / "third", project.seed, salt=project.salt).build()
     assert statuses(third)["dxt-a"] == "built"
@@ -393,7 +388,7 @@ def test_install_diracx_and_run_dirac(dxforge_channels: tuple[Path, Path], tmp_p
     assert "Usage" in proc.stdout
 
     report = json.loads(run_dxforge("build", "--json", "--build-dir", E2E_BUILD).stdout)
-    assert report["ok"]
+    assert report["status"] == "built"
     assert len(report["packages"]) == len(recipe_paths(ROOT))
     assert {p["status"] for p in report["packages"]} == {"skipped"}
 
@@ -407,6 +402,7 @@ def test_build_offline_after_fetch(seed_channel: Path, tmp_path: Path) -> None:
     root = tmp_path / "proj"
     shutil.copytree(ROOT / "recipes", root / "recipes")
     shutil.copy(ROOT / "construct.yaml", root / "construct.yaml")
+    shutil.copytree(ROOT / "installer", root / "installer")  # construct.yaml names its files
     shutil.copytree(E2E_BUILD / "sources", root / "build/sources")
     fetched = json.loads(run_dxforge("fetch", "--root", str(root), "--json", cwd=root).stdout)
     assert {f["status"] for f in fetched["files"]} == {"cached"}

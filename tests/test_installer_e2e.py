@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, run_dxforge
 
 from dxforge import isolate
-from dxforge.util import Ran
+from dxforge.util import Ran, user_cache
 
 TESTS = Path(__file__).resolve().parent
 
@@ -700,14 +700,37 @@ def test_installer_bytes_do_not_depend_on_where_or_when(synth_channel: Path,
     """Two builds from the same channels, in output directories of different lengths, a
     while apart: the installer, its lockfile and package list are byte-identical."""
     construct = synth_construct(tmp_path / "c", synth_channel)
-    one = build(construct, tmp_path / "one")
+    one = build(construct, tmp_path / "one", "--force")
     time.sleep(1.1)
-    two = build(construct, tmp_path / "a-much-longer-output-directory" / "two")
+    two = build(construct, tmp_path / "a-much-longer-output-directory" / "two", "--force")
+    assert one["status"] == two["status"] == "built"
     assert one["staging_prefix"] != two["staging_prefix"]
     assert one["recorded_prefix"] == two["recorded_prefix"]
-    assert one["sha256"] == two["sha256"]
+    assert one["sha256"] == two["sha256"] and one["fingerprint"] == two["fingerprint"]
     for key in ("installer", "lockfile", "package_list", "sha256_file"):
         assert Path(one[key]).read_bytes() == Path(two[key]).read_bytes(), key
+
+
+def test_an_installer_built_before_comes_from_the_user_cache(synth_channel: Path,
+                                                             tmp_path: Path) -> None:
+    """Another output directory (another clone): the same installer, copied from the user
+    cache, with the same result; a damaged cache entry is built again; a changed
+    construct.yaml is a new installer."""
+    construct = synth_construct(tmp_path / "c", synth_channel)
+    first = build(construct, tmp_path / "one")
+    again = build(construct, tmp_path / "two")
+    assert again["status"] == "cached" and again["fingerprint"] == first["fingerprint"]
+    for key in ("sha256", "size", "glibc_floor", "smoke_tests", "relocated_files", "packages"):
+        assert again[key] == first[key], key
+    for key in ("installer", "lockfile", "package_list", "sha256_file"):
+        assert Path(again[key]).read_bytes() == Path(first[key]).read_bytes(), key
+    entry = user_cache() / "installers" / first["fingerprint"][:24]
+    (entry / Path(first["installer"]).name).write_bytes(b"damaged")
+    third = build(construct, tmp_path / "three")
+    assert third["status"] == "built" and third["sha256"] == first["sha256"]
+    assert build(construct, tmp_path / "four")["status"] == "cached"
+    construct.write_text(construct.read_text() + "\n# a new line: a new fingerprint\n")
+    assert build(construct, tmp_path / "five")["status"] == "built"
 
 
 def test_summary_outside_a_terminal_is_not_cut(synth_channel: Path, tmp_path: Path) -> None:

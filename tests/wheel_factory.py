@@ -4,6 +4,7 @@ RECORD, entry points and scripts) and sdist archives."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import io
 import tarfile
@@ -92,15 +93,16 @@ def build_wheel(
 
 
 def tar_gz(top: str, files: dict[str, bytes | str]) -> bytes:
-    """A ``.tar.gz`` with ``files`` (relative path -> content) under the directory ``top``."""
+    """A ``.tar.gz`` with ``files`` (relative path -> content) under the directory ``top``; the
+    same files give the same bytes (no time in the gzip header)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel, content in files.items():
             data = content.encode() if isinstance(content, str) else content
             info = tarfile.TarInfo(f"{top}/{rel}")
             info.size, info.mtime = len(data), 1_700_000_000
             tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return gzip.compress(buf.getvalue(), mtime=0)
 
 
 def zip_bytes(files: dict[str, bytes | str]) -> bytes:

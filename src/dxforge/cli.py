@@ -407,6 +407,10 @@ def installer(
                           "unchecked-hash), unchecked-hash or timestamp (all), or install "
                           "(none: compiled by the installer).")
     ] = "imported",
+    force: Annotated[
+        bool, typer.Option("--force", help="Build it even when the user cache holds the "
+                           "installer of this fingerprint.")
+    ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -422,6 +426,7 @@ def installer(
         channels=list(channel or []),
         compression=compression,
         pyc=pyc,
+        force=force,
     )
     with _progress("installer") as progress:
         result = build_installer(opts, progress)
@@ -445,7 +450,9 @@ def installer(
                         f"{result.glibc_needed or 'none'}: {result.glibc_file or '-'}; "
                         f"{result.elf_files} ELF files checked)"),
         ("smoke tests", ", ".join(result.smoke_tests)),
-        ("time", f"{result.seconds:.1f} s"),
+        ("time", f"{result.seconds:.1f} s" + (
+            " (built before with this fingerprint: copied from the user cache)"
+            if result.status == "cached" else "")),
     ])
 
 

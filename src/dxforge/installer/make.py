@@ -1,22 +1,42 @@
-"""`dxforge installer`: construct.yaml -> staged prefix -> payload -> self-extracting .sh."""
+"""`dxforge installer`: construct.yaml -> staged prefix -> payload -> self-extracting .sh.
+
+Installers are reproducible, so each is kept in the user cache by the fingerprint of what makes
+its bytes (dxforge's code, construct.yaml and the files it names, the solved packages by sha256,
+codec, .pyc mode, decoder); another clone, or a second run, copies it from there, checked by
+its sha256, instead of staging and packing again.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import dxforge
 from dxforge.channel import Package
-from dxforge.construct import load_construct
+from dxforge.construct import ConstructSpec, load_construct
 from dxforge.installer.payload import COMPRESSIONS, SUFFIX, pack
-from dxforge.installer.prefix import PYC_MODES
-from dxforge.installer.shell import NO_DECODER, Decoder, installer_files_dir, write_installer
-from dxforge.installer.stage import channel_list, stage
+from dxforge.installer.prefix import PYC_MODES, public_url
+from dxforge.installer.shell import (
+    NO_DECODER,
+    Decoder,
+    installer_files_dir,
+    lockfile_text,
+    package_list_text,
+    write_installer,
+)
+from dxforge.installer.stage import channel_list, solve, stage, staging_prefix
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, file_lock
+from dxforge.util import DxError, atomic_write_text, file_lock, sha256_file
+
+CACHE_FORMAT = 1
 
 
 @dataclass
@@ -27,6 +47,7 @@ class InstallerOptions:
     channels: list[str] = field(default_factory=list)
     compression: str = COMPRESSIONS[0]
     pyc: str = PYC_MODES[0]
+    force: bool = False  # build even when the user cache holds this fingerprint's installer
 
 
 @dataclass
@@ -62,7 +83,8 @@ class InstallerResult:
     warnings: list[str]
     pack_seconds: float
     seconds: float
-    status: str = "built"
+    status: str = "built"  # built | cached (from the user cache)
+    fingerprint: str = ""
 
     @property
     def packages_size(self) -> int:
@@ -103,7 +125,8 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
         raise DxError(f"--pyc {opts.pyc}: use one of {', '.join(PYC_MODES)}")
     t0 = time.monotonic()
     layout = opts.layout
-    spec = load_construct(opts.construct or layout.construct)
+    construct = opts.construct or layout.construct
+    spec = load_construct(construct)
     files = installer_files_dir(layout.root)
     channels = channel_list(spec, opts.channels, layout)
     out = (opts.out or layout.installer).absolute()
@@ -112,7 +135,15 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
         decoder = NO_DECODER
         if opts.compression == "zstd":
             decoder = Decoder.of(_decoder(layout, progress))
-        st = stage(spec, channels, out, files, progress, opts.pyc)
+        solved = solve(spec, channels, progress)
+        key = fingerprint(construct, spec, files, channels, solved[1], decoder, opts)
+        entry = layout.cache / "installers" / key[:24]
+        cached = None if opts.force else _from_cache(entry, spec, out, solved[1], channels,
+                                                     progress)
+        if cached is not None:
+            cached.seconds = time.monotonic() - t0
+            return cached
+        st = stage(spec, channels, out, files, progress, opts.pyc, solved)
         progress.step(f"packing the payload ({opts.compression})")
         t_pack = time.monotonic()
         payload = pack(
@@ -125,36 +156,127 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
         outputs = write_installer(spec, st, payload, out, files / "header.sh", decoder)
         payload.path.unlink()
         shutil.rmtree(out / ".stage", ignore_errors=True)
+        result = InstallerResult(
+            name=spec.name,
+            version=spec.version,
+            installer=outputs.installer,
+            sha256=outputs.sha256,
+            size=outputs.size,
+            sha256_file=outputs.sha256_file,
+            lockfile=outputs.lockfile,
+            package_list=outputs.package_list,
+            channels=channels,
+            compression=payload.compression,
+            payload_size=payload.size,
+            decoder_size=len(decoder.data),
+            payload_sha256=payload.sha256,
+            tar_bytes=payload.tar_bytes,
+            installed_bytes=st.installed_bytes,
+            members=payload.members,
+            packages=st.packages,
+            recorded_prefix=st.recorded,
+            staging_prefix=str(st.prefix),
+            max_prefix_len=len(st.recorded) if st.has_binary else None,
+            relocated_files={
+                m: sum(1 for e in st.manifest if e.mode == m)
+                for m in ("text", "binary", "symlink")
+            },
+            smoke_tests=st.smoke,
+            glibc_floor=st.glibc,
+            glibc_needed=st.glibc_needed,
+            glibc_file=st.glibc_file,
+            elf_files=st.elf_files,
+            warnings=st.warnings,
+            pack_seconds=pack_s,
+            seconds=time.monotonic() - t0,
+            fingerprint=key,
+        )
+        _to_cache(entry, result)
+    return result
+
+
+@functools.cache
+def _code_digest() -> str:
+    """dxforge's own code and data: any change to it makes a new installer."""
+    root = Path(dxforge.__file__).parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix != ".pyc":
+            h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(construct: Path, spec: ConstructSpec, files: Path, channels: list[str],
+                packages: list[Package], decoder: Decoder, opts: InstallerOptions) -> str:
+    """What the installer's bytes depend on (never where the project or channels lie)."""
+    named = [f for f in (spec.post_install, spec.license_file) if f is not None]
+    data = {
+        "format": CACHE_FORMAT,
+        "dxforge": _code_digest(),
+        "construct": sha256_file(construct),
+        "files": {p.name: sha256_file(p) for p in sorted(files.iterdir()) if p.is_file()},
+        "named": [sha256_file(f) for f in named],
+        "packages": [[public_url(p.url, channels), p.sha256] for p in packages],
+        "decoder": hashlib.sha256(decoder.data).hexdigest(),
+        "compression": opts.compression,
+        "pyc": opts.pyc,
+        "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+RESULT = "result.json"
+
+
+def _to_cache(entry: Path, result: InstallerResult) -> None:
+    """Keep the installer and its result in the user cache (a copy: ``out`` stays its own)."""
+    tmp = entry.with_name(f".{entry.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        shutil.copy2(result.installer, tmp / result.installer.name)
+        atomic_write_text(tmp / RESULT, json.dumps(result.as_json(), indent=1, sort_keys=True))
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _from_cache(entry: Path, spec: ConstructSpec, out: Path, packages: list[Package],
+                channels: list[str], progress: Progress) -> InstallerResult | None:
+    """The installer of this fingerprint copied from the user cache into ``out`` with its
+    companions written for this project, or None (not there, or its sha256 does not hold)."""
+    try:
+        data = json.loads((entry / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    src = entry / spec.installer_filename
+    if not src.is_file() or sha256_file(src) != data.get("sha256"):
+        if src.exists():
+            progress.warn(f"the cached installer {src} does not match its sha256; building it")
+        return None
+    progress.step(f"the installer of this fingerprint is in the user cache ({entry})")
+    dest = out / spec.installer_filename
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copy2(src, tmp)
+    if sha256_file(tmp) != data["sha256"]:
+        tmp.unlink()
+        return None
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    stem = dest.name[: -len(".sh")]
+    sha_file = out / f"{dest.name}.sha256"
+    atomic_write_text(sha_file, f"{data['sha256']}  {dest.name}\n")
+    lock = out / f"{stem}.explicit.txt"
+    atomic_write_text(lock, lockfile_text(packages))
+    listing = out / f"{stem}.packages.txt"
+    atomic_write_text(listing, package_list_text(packages))
+    kept = {f.name for f in fields(InstallerResult)} - {
+        "installer", "sha256_file", "lockfile", "package_list", "channels", "packages",
+        "staging_prefix", "status", "seconds"}
     return InstallerResult(
-        name=spec.name,
-        version=spec.version,
-        installer=outputs.installer,
-        sha256=outputs.sha256,
-        size=outputs.size,
-        sha256_file=outputs.sha256_file,
-        lockfile=outputs.lockfile,
-        package_list=outputs.package_list,
-        channels=channels,
-        compression=payload.compression,
-        payload_size=payload.size,
-        decoder_size=len(decoder.data),
-        payload_sha256=payload.sha256,
-        tar_bytes=payload.tar_bytes,
-        installed_bytes=st.installed_bytes,
-        members=payload.members,
-        packages=st.packages,
-        recorded_prefix=st.recorded,
-        staging_prefix=str(st.prefix),
-        max_prefix_len=len(st.recorded) if st.has_binary else None,
-        relocated_files={
-            m: sum(1 for e in st.manifest if e.mode == m) for m in ("text", "binary", "symlink")
-        },
-        smoke_tests=st.smoke,
-        glibc_floor=st.glibc,
-        glibc_needed=st.glibc_needed,
-        glibc_file=st.glibc_file,
-        elf_files=st.elf_files,
-        warnings=st.warnings,
-        pack_seconds=pack_s,
-        seconds=time.monotonic() - t0,
+        **{k: data[k] for k in kept},
+        installer=dest, sha256_file=sha_file, lockfile=lock, package_list=listing,
+        channels=channels, packages=packages,
+        staging_prefix=str(staging_prefix(out, spec.name)), status="cached", seconds=0.0,
     )

@@ -10,6 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dxforge import channel as ch
 from dxforge.channel import Package
@@ -163,17 +164,10 @@ def _epoch(packages: list[Package]) -> int:
     return max((p.timestamp for p in packages), default=0) or DEFAULT_EPOCH
 
 
-def stage(
-    spec: ConstructSpec,
-    channels: list[str],
-    out: Path,
-    installer_dir: Path,
-    progress: Progress = SILENT,
-    pyc: str = PYC_MODES[0],
-) -> Stage:
-    """Solve, install, prepare and check the staging prefix under ``out``; its .pyc made in
-    the ``pyc`` mode (:data:`~dxforge.installer.prefix.PYC_MODES`)."""
-    t0 = time.monotonic()
+def solve(spec: ConstructSpec, channels: list[str], progress: Progress = SILENT
+          ) -> tuple[list[Any], list[Package]]:
+    """construct.yaml's specs solved for linux-64, less ``exclude``: the records and their
+    packages (by name)."""
     if spec.duplicates:
         progress.warn(
             f"{spec.where('specs')}: {', '.join(spec.duplicates)} listed more than once in "
@@ -189,7 +183,22 @@ def stage(
             "which the solution does not contain; remove them from exclude"
         )
     records = [r for r in records if r.name.normalized not in excluded]
-    packages = sorted((ch.package_of(r) for r in records), key=lambda p: p.name)
+    return records, sorted((ch.package_of(r) for r in records), key=lambda p: p.name)
+
+
+def stage(
+    spec: ConstructSpec,
+    channels: list[str],
+    out: Path,
+    installer_dir: Path,
+    progress: Progress = SILENT,
+    pyc: str = PYC_MODES[0],
+    solved: tuple[list[Any], list[Package]] | None = None,
+) -> Stage:
+    """Solve (unless ``solved`` is given), install, prepare and check the staging prefix under
+    ``out``; its .pyc made in the ``pyc`` mode (:data:`~dxforge.installer.prefix.PYC_MODES`)."""
+    t0 = time.monotonic()
+    records, packages = solved if solved is not None else solve(spec, channels, progress)
     prefix = staging_prefix(out, spec.name)
     recorded = recorded_prefix(spec.name)
     progress.step(f"installing {len(packages)} packages into the staging prefix")
