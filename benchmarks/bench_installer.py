@@ -140,7 +140,7 @@ def main() -> int:
         packages_size = 0
         for name, opts in variants:  # 1. each variant's build
             t = time.perf_counter()
-            res = subprocess.run([str(BIN / "dxforge"), "installer", "--out",
+            res = subprocess.run([str(BIN / "dxforge"), "installer", "--force", "--out",
                                   str(work / f"v{len(rows)}"), "--json", *opts],
                                  capture_output=True, text=True, cwd=ROOT)
             if res.returncode != 0:

@@ -366,7 +366,7 @@ if ! payload | $DECOMP | (cd "$T" && tar -xf -); then
 fi
 rm -f "$T.unzstd"
 [ -x "$T/$PYTHON_REL" ] || die "the payload has no $PYTHON_REL; the installer is broken"
-"$T/$PYTHON_REL" -I "$T/.dxforge/relocate.py" --root "$T" --prefix "$PREFIX" --install \
+"$T/$PYTHON_REL" -I -B "$T/.dxforge/relocate.py" --root "$T" --prefix "$PREFIX" --install \
     || die "relocation to $PREFIX failed"
 
 case "$MODE" in

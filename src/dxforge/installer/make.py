@@ -99,7 +99,7 @@ class InstallerResult:
             elif isinstance(value, float):
                 value = round(value, 2)
             elif f.name == "packages":
-                keep = ("name", "version", "build", "channel", "size", "sha256")
+                keep = ("name", "version", "build", "channel", "file_name", "size", "sha256")
                 value = [{k: getattr(p, k) for k in keep} for p in value]
             out[f.name] = value
         out["packages_size"] = self.packages_size

@@ -140,7 +140,7 @@ def byte_compile(prefix: Path, python_rel: str, recorded: str, mode: str,
     home = prefix.parent / (prefix.name[:20] + ".home")
     home.mkdir(exist_ok=True)
     try:
-        ran = execute([prefix / python_rel, "-I", "-c", _COMPILE], input=json.dumps(job),
+        ran = execute([prefix / python_rel, "-I", "-B", "-c", _COMPILE], input=json.dumps(job),
                       env=_clean_env(prefix, home), timeout=1800, check=False,
                       what=f"byte-compiling with {prefix / python_rel}")
     finally:
@@ -171,7 +171,8 @@ def smoke_test(prefix: Path, python_rel: str, packages: list[Package],
     names = {p.name for p in packages}
     imports = "sys, json" + (", ssl" if "openssl" in names else "")
     checks: list[tuple[str, list[str]]] = [
-        ("python", [str(prefix / python_rel), "-I", "-c", f"import {imports}; print(sys.prefix)"]),
+        ("python", [str(prefix / python_rel), "-I", "-B", "-c",
+                    f"import {imports}; print(sys.prefix)"]),
     ]
     if "git" in names:
         checks.append(("git --version", [str(prefix / "bin/git"), "--version"]))
@@ -199,7 +200,7 @@ def smoke_test(prefix: Path, python_rel: str, packages: list[Package],
     if record is not None:
         del env["PYTHONDONTWRITEBYTECODE"]
         env["PYTHONPYCACHEPREFIX"] = str(record)
-        checks = [(w, [c[0], *(a for a in c[1:] if a != "-I")]) for w, c in checks]
+        checks = [(w, [c[0], *(a for a in c[1:] if a not in ("-I", "-B"))]) for w, c in checks]
     done = []
     try:
         for what, cmd in checks:

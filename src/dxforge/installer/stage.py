@@ -150,7 +150,7 @@ def _relocate(prefix: Path, python_rel: str, new: str) -> None:
     """Move what the staged prefix records to ``new`` with the installer's own relocator, run
     by the staged python as the installer runs it."""
     run(
-        [prefix / python_rel, "-I", prefix / DXFORGE_DIR / "relocate.py", "--root", prefix,
+        [prefix / python_rel, "-I", "-B", prefix / DXFORGE_DIR / "relocate.py", "--root", prefix,
          "--prefix", new],
         what=f"moving the staged prefix's records to {new}",
         env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
