@@ -20,14 +20,14 @@ from dxforge.util import DxError, publish
 LOCK_OLD = """# platform: linux-64
 @EXPLICIT
 file:///c/linux-64/python-3.11.2-h1_0.conda#aa
-file:///c/noarch/diracx-core-0.7.0-pyh2_0.conda#bb
+file:///c/noarch/diracx-core-9.8.0-pyh2_0.conda#bb
 file:///c/noarch/six-1.17.0-pyh3_0.conda#cc
 file:///c/linux-64/openssl-3.0.20-h4_0.conda#dd
 file:///c/noarch/gone-1.0-pyh5_0.conda#ee
 """
 LOCK_NEW = """@EXPLICIT
 file:///c/linux-64/python-3.11.2-h1_1.conda#aa
-file:///c/noarch/diracx-core-0.7.1-pyh2_0.conda#bb
+file:///c/noarch/diracx-core-9.8.1-pyh2_0.conda#bb
 file:///c/noarch/six-1.16.0-pyh3_0.conda#cc
 file:///c/linux-64/openssl-3.0.20-h4_0.conda#dd
 file:///c/noarch/brand-new-dependency-2.0-pyh6_0.conda#ff
@@ -41,8 +41,8 @@ def test_lockfile_diff_names_every_kind_of_change(tmp_path: Path) -> None:
                    notes.read_lockfile(tmp_path / "new.txt")).as_json()
     assert d["added"] == [{"name": "brand-new-dependency", "version": "2.0", "build": "pyh6_0"}]
     assert d["removed"] == [{"name": "gone", "version": "1.0", "build": "pyh5_0"}]
-    assert d["upgraded"] == [{"name": "diracx-core", "from": "0.7.0 pyh2_0",
-                              "to": "0.7.1 pyh2_0"}]
+    assert d["upgraded"] == [{"name": "diracx-core", "from": "9.8.0 pyh2_0",
+                              "to": "9.8.1 pyh2_0"}]
     assert d["downgraded"] == [{"name": "six", "from": "1.17.0 pyh3_0", "to": "1.16.0 pyh3_0"}]
     assert d["rebuilt"] == [{"name": "python", "from": "3.11.2 h1_0", "to": "3.11.2 h1_1"}]
 
@@ -104,16 +104,16 @@ def package(name: str, version: str = "1.0", license: str = "MIT") -> Package:
 
 
 def test_sbom_is_valid_cyclonedx_and_does_not_depend_on_where(tmp_path: Path) -> None:
-    pkgs = [package("python", "3.11.2", "Python-2.0"), package("diracx-core", "0.7.0",
+    pkgs = [package("python", "3.11.2", "Python-2.0"), package("diracx-core", "9.8.0",
                                                               "GPL-3.0-only")]
-    text = sbom.bom_json("DIRACOS", "0.7.0", pkgs, 1_700_000_000)
+    text = sbom.bom_json("DIRACOS", "9.8.0", pkgs, 1_700_000_000)
     sbom.validate(text)
     bom = json.loads(text)
     assert bom["specVersion"] == "1.6"
     purls = sorted(c["purl"] for c in bom["components"])
-    assert purls[0].startswith("pkg:conda/diracx-core@0.7.0?build=pyh_0&channel=seed")
+    assert purls[0].startswith("pkg:conda/diracx-core@9.8.0?build=pyh_0&channel=seed")
     assert "/somewhere/" not in text  # the build machine's path is nowhere
-    assert sbom.bom_json("DIRACOS", "0.7.0", list(reversed(pkgs)), 1_700_000_000) == text
+    assert sbom.bom_json("DIRACOS", "9.8.0", list(reversed(pkgs)), 1_700_000_000) == text
     broken = json.loads(text)
     broken["components"][0]["hashes"][0]["alg"] = "SHA-257"
     with pytest.raises(DxError, match="not valid CycloneDX 1.6"):

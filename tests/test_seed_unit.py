@@ -319,7 +319,7 @@ def test_plan_excludes_siblings_virtual_and_runtime_packages(tmp_path: Path) -> 
         "a/recipe.yaml: requirements.host": ["python 3.11.*", "pip", "hatchling"],
         "a/recipe.yaml: requirements.run": [
             "python >=3.11",
-            "diracx-core ==0.7.0",
+            "diracx-core ==9.8.0",
             "msgpack-python >=1.0",
             "redis-py >=5, <6",
             "typing_extensions",
