@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -681,10 +682,17 @@ def fingerprint(
     print(runtime_fingerprint(layout.cache, project_target(layout.construct).python))
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
     """Entry point: run the app, then leave without interpreter teardown (py-rattler 0.28 may
     abort in its atexit handlers after async calls)."""
     code = 0
+    # SIGTERM (a CI runner's cancel, a batch system's kill) unwinds like Ctrl-C: every
+    # `finally` runs, so servers, locks and staging directories are cleaned up
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except SystemExit as e:
