@@ -15,6 +15,12 @@ PURE_TAG = "py3-none-any"
 BINARY_TAG = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
 
 
+def binary_tag(python: str) -> str:
+    """A manylinux2014 binary wheel's tag for CPython ``python`` (``3.13``)."""
+    cp = "cp" + python.replace(".", "")
+    return f"{cp}-{cp}-manylinux_2_17_x86_64.manylinux2014_x86_64"
+
+
 def metadata(
     name: str,
     version: str,

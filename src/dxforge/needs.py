@@ -23,6 +23,13 @@ SKIPPED_EXTRAS = {"types"}
 END_TO_END = ["moto[server]"]
 """What the end-to-end server environment needs besides our packages (PEP 508): S3 on
 127.0.0.1 from moto's server mode."""
+SERVER_RECIPES = frozenset({"diracx-routers", "diracx-testing"})
+"""The recipes the end-to-end server is made of: without them there is no end-to-end check."""
+
+
+def end_to_end(recipe_names: Iterable[str]) -> list[str]:
+    """:data:`END_TO_END` when the recipes make the end-to-end server, else nothing."""
+    return list(END_TO_END) if SERVER_RECIPES <= set(recipe_names) else []
 
 
 def sdist_path(recipe: Recipe, sources: Path) -> Path:

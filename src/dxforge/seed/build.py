@@ -137,7 +137,7 @@ def seed_plan(layout: Layout, target: Target, index_url: str | None = None) -> S
     fetch_sources(recipes, layout.sources, index_url=index_url)
     tests = {"the upstream test suites (the sdists' extras)":
              needs.seed_requirements(recipes, layout.sources, target),
-             "the end-to-end server (dxforge.needs.END_TO_END)": needs.END_TO_END}
+             "the end-to-end server (dxforge.needs.END_TO_END)": needs.end_to_end(siblings)}
     return plan(layout.root, siblings, reqs, _construct_specs(layout.root), tests)
 
 
