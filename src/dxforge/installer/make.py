@@ -27,8 +27,7 @@ from dxforge.installer.shell import (
     NO_DECODER,
     Decoder,
     installer_files_dir,
-    lockfile_text,
-    package_list_text,
+    write_companions,
     write_installer,
 )
 from dxforge.installer.stage import channel_list, solve, stage, staging_prefix
@@ -251,32 +250,25 @@ def _from_cache(entry: Path, spec: ConstructSpec, out: Path, packages: list[Pack
     except (OSError, ValueError):
         return None
     src = entry / spec.installer_filename
-    if not src.is_file() or sha256_file(src) != data.get("sha256"):
-        if src.exists():
-            progress.warn(f"the cached installer {src} does not match its sha256; building it")
+    if not src.is_file():
         return None
-    progress.step(f"the installer of this fingerprint is in the user cache ({entry})")
     dest = out / spec.installer_filename
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.copy2(src, tmp)
-    if sha256_file(tmp) != data["sha256"]:
+    if sha256_file(tmp) != data.get("sha256"):  # the copy is what is checked, once
         tmp.unlink()
+        progress.warn(f"the cached installer {src} does not match its sha256; building it")
         return None
+    progress.step(f"the installer of this fingerprint is in the user cache ({entry})")
     os.chmod(tmp, 0o755)
     os.replace(tmp, dest)
-    stem = dest.name[: -len(".sh")]
-    sha_file = out / f"{dest.name}.sha256"
-    atomic_write_text(sha_file, f"{data['sha256']}  {dest.name}\n")
-    lock = out / f"{stem}.explicit.txt"
-    atomic_write_text(lock, lockfile_text(packages))
-    listing = out / f"{stem}.packages.txt"
-    atomic_write_text(listing, package_list_text(packages))
+    outputs = write_companions(dest, data["sha256"], packages)
     kept = {f.name for f in fields(InstallerResult)} - {
         "installer", "sha256_file", "lockfile", "package_list", "channels", "packages",
         "staging_prefix", "status", "seconds"}
     return InstallerResult(
         **{k: data[k] for k in kept},
-        installer=dest, sha256_file=sha_file, lockfile=lock, package_list=listing,
-        channels=channels, packages=packages,
+        installer=dest, sha256_file=outputs.sha256_file, lockfile=outputs.lockfile,
+        package_list=outputs.package_list, channels=channels, packages=packages,
         staging_prefix=str(staging_prefix(out, spec.name)), status="cached", seconds=0.0,
     )

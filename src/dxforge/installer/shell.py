@@ -177,21 +177,27 @@ def write_installer(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    digest = h.hexdigest()
+    return write_companions(dest, h.hexdigest(), stage.packages)
+
+
+def write_companions(installer: Path, digest: str, packages: list[Package]) -> Outputs:
+    """Beside ``installer`` (sha256 ``digest``): its ``.sha256``, the ``@EXPLICIT`` lockfile
+    and the package list, each written atomically."""
+    out, filename = installer.parent, installer.name
     stem = filename[: -len(".sh")]
     sha_file = out / f"{filename}.sha256"
     atomic_write_text(sha_file, f"{digest}  {filename}\n")
     lock = out / f"{stem}.explicit.txt"
-    atomic_write_text(lock, lockfile_text(stage.packages))
+    atomic_write_text(lock, lockfile_text(packages))
     pkgs = out / f"{stem}.packages.txt"
-    atomic_write_text(pkgs, package_list_text(stage.packages))
+    atomic_write_text(pkgs, package_list_text(packages))
     return Outputs(
-        installer=dest,
+        installer=installer,
         sha256_file=sha_file,
         lockfile=lock,
         package_list=pkgs,
         sha256=digest,
-        size=dest.stat().st_size,
+        size=installer.stat().st_size,
     )
 
 
