@@ -9,11 +9,9 @@ is the one installed next to the running interpreter.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -57,30 +55,6 @@ def run_dxforge(*args: str | Path, cwd: Path = ROOT, check: bool = True, timeout
             f"--- stdout\n{proc.stdout[-5000:]}\n--- stderr\n{proc.stderr[-5000:]}"
         )
     return proc
-
-
-@lru_cache(maxsize=1)
-def _netns() -> tuple[list[str], str]:
-    unshare = shutil.which("unshare")
-    if not unshare:
-        return [], "unshare is not installed (util-linux)"
-    proc = subprocess.run([unshare, "-n", "--", "cat", "/proc/net/dev"], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        return [], f"`unshare -n` is not permitted here: {proc.stderr.strip()}"
-    interfaces = [ln.split(":")[0].strip() for ln in proc.stdout.splitlines()[2:]]
-    if set(interfaces) - {"lo"}:
-        return [], f"`unshare -n` left network interfaces {interfaces}"
-    return [unshare, "-n", "--"], ""
-
-
-def offline() -> list[str]:
-    """The command prefix that runs a program without network; skips the calling test (visibly,
-    with the reason) where no network namespace can be made."""
-    cmd, why = _netns()
-    if not cmd:
-        pytest.skip(f"cannot run offline: {why}")
-    return cmd
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dxforge.runtime.apt import Apt, Mirror
 from dxforge.runtime.components import components
 from dxforge.runtime.sources import MIRROR_ENV, Pin, mirror_dir, obtain
 from dxforge.util import DxError
@@ -119,3 +121,28 @@ def test_the_project_pins_its_upstream_archives() -> None:
     assert voms is not None and voms.url.startswith("https://")
     assert len(voms.sha256) == 64 and int(voms.sha256, 16) >= 0
     assert voms.filename == f"voms-{pinned[0].version}.tar.gz"
+
+
+def test_a_source_version_is_asked_again_only_after_the_lists_are_refreshed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    apt = Apt("trixie", tmp_path, Mirror("http://127.0.0.1:9/debian"))
+    served = {"openssl": "3.5.1-1", "curl": "8.14.1-2"}
+    asked: list[str] = []
+
+    def ask(package: str) -> str:
+        asked.append(package)
+        return served[package]
+
+    monkeypatch.setattr(apt, "_served_version", ask)
+    (tmp_path / "updated").write_text("deb-src x trixie main\n")
+    assert apt.source_version("openssl") == "3.5.1-1"
+    assert apt.source_version("curl") == "8.14.1-2"
+    assert apt.source_version("openssl") == "3.5.1-1"
+    assert asked == ["openssl", "curl"]
+    served["openssl"] = "3.5.1-1+deb13u1"
+    (tmp_path / "updated").write_text("deb-src x trixie main\n")  # refreshed: a new mtime
+    os.utime(tmp_path / "updated", ns=(1, 1))
+    assert apt.source_version("openssl") == "3.5.1-1+deb13u1"
+    assert asked == ["openssl", "curl", "openssl"]
+    (tmp_path / "source-versions.json").write_text("{ damaged")
+    assert apt.source_version("curl") == "8.14.1-2" and asked[-1] == "curl"

@@ -6,6 +6,7 @@ machine-wide is touched: apt runs with ``APT_CONFIG`` pointing at the private co
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import time
@@ -139,7 +140,24 @@ class Apt:
 
     def source_version(self, package: str) -> str:
         """The newest version of a source package whose files the mirror serves (a mirror may
-        list a security update whose files it does not carry)."""
+        list a security update whose files it does not carry). The answer is kept until the
+        package lists are refreshed: asking the mirror again gives the same one."""
+        lists = self.dir / "updated"
+        known = self.dir / "source-versions.json"
+        try:
+            state = f"{lists.stat().st_mtime_ns}:{lists.read_text()}"
+            answers = json.loads(known.read_text()) if known.is_file() else {}
+        except (OSError, ValueError):
+            state, answers = "", {}
+        if state and answers.get(package, {}).get("lists") == state:
+            return str(answers[package]["version"])
+        version = self._served_version(package)
+        if state:
+            answers[package] = {"lists": state, "version": version}
+            atomic_write_text(known, json.dumps(answers, indent=1, sort_keys=True) + "\n")
+        return version
+
+    def _served_version(self, package: str) -> str:
         import requests
 
         text = run(["apt-cache", "showsrc", "--only-source", package], env=self.env(),

@@ -231,7 +231,6 @@ class Seeder:
                 "target": asdict(target),
                 "requirements": sp.requirements,
                 "certificates": deb_version,
-                "index_url": index_url(self.opts.index_url),
             }
             resolved, how = self._resolution(sp, rt, target, inputs)
             fingerprint = _digest([inputs, [asdict(r) for r in resolved]])
@@ -259,7 +258,7 @@ class Seeder:
         """The recorded resolution of these requirements, or a new one (then recorded)."""
         if not sp.requirements:
             return [], "resolved"
-        key = _digest([inputs["requirements"], inputs["index_url"], asdict(target)])[:16]
+        key = _digest([inputs["requirements"], asdict(target)])[:16]
         record = self.cache / "resolutions" / f"{key}.json"
         if record.is_file() and not self.opts.refresh:
             data = json.loads(record.read_text())
@@ -278,6 +277,7 @@ class Seeder:
             raise DxError(f"{e}{_asked_by(sp, str(e))}") from None
         atomic_write_text(record, json.dumps(
             {"requirements": inputs["requirements"], "target": asdict(target),
+             "index_url": index_url(self.opts.index_url),
              "resolved": [asdict(r) for r in found]}, indent=1, sort_keys=True) + "\n")
         return found, "resolved"
 
