@@ -1,9 +1,10 @@
 """``dxforge release``: a DiracX release becomes a tested channel, installer, notes and SBOMs.
 
 The stages, each timed (start and end): bump (all recipes and construct.yaml, in lockstep) ->
-fetch -> drift check -> seed -> build -> then two branches side by side, one core each: DiracX's
-own test suites, and installer -> pilot test -> end to end (a real server, the installer's
-client) -> notes and SBOMs -> publish. A failure stops the release naming the stage (and the
+fetch -> drift check -> seed -> build -> then two branches side by side: DiracX's own test
+suites (two at a time: they mostly wait on sqlite and the disk), and installer -> pilot test ->
+end to end (a real server, the installer's client; its compressor takes the second core) ->
+notes and SBOMs -> publish. A failure stops the release naming the stage (and the
 package and log where there is one); what was published before stays as it was. Running it
 again resumes: the bump finds the recipes current, the seed and the build skip by fingerprint,
 the suites by the packages they ran against, the pilot and end-to-end checks by the installer
@@ -180,7 +181,7 @@ def _upstream(layout: Layout, index_url: str | None, progress: Progress,
                                           seconds=old.get("seconds", 0))
             rep.suites = {n: upstream.SuiteResult(**s) for n, s in old["suites"].items()}
             return rep
-    rep = upstream.run_project(layout, index_url=index_url, progress=progress, jobs=1)
+    rep = upstream.run_project(layout, index_url=index_url, progress=progress, jobs=2)
     failed = [s for s in rep.suites.values() if not s.ok]
     if failed:
         s = failed[0]

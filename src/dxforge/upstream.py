@@ -30,7 +30,7 @@ from dxforge.needs import has_tests, metadata, sdist_path, test_requirements
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import Recipe, load_recipes
 from dxforge.target import Target, project_target
-from dxforge.util import DxError, execute
+from dxforge.util import DxError
 
 
 @dataclass
@@ -179,9 +179,8 @@ def run_suites(
         env = site.root / "env"
         progress.step(f"creating the test environment ({len(specs)} specs)")
         ch.create(channels, specs, env, cache_dir=work / "pkgs")
-        execute([env / "bin/python", "-m", "compileall", "-q", "-j", "2",
-                 next(env.glob("lib/python3*/site-packages"))], check=False,
-                what="byte-compiling the test environment")
+        (site.root / "pycache").mkdir()
+        site.give(site.root / "pycache")  # the suites' byte code, compiled once as imported
         tests = layout_tests(recipes, sources, site.root / "src")
         site.give(site.root / "src")
         chosen = [n for n in tests if not wanted or n in wanted]
@@ -205,7 +204,8 @@ def _run_one(name: str, d: Path, env: Path, site: Site, logs: Path) -> SuiteResu
     tmp = site.tmp / name  # each suite its own TMPDIR (pytest's base temp under it)
     tmp.mkdir()
     site.give(tmp)
-    environ = site.env(path=f"{env}/bin:/usr/bin:/bin", TMPDIR=str(tmp))
+    environ = site.env(path=f"{env}/bin:/usr/bin:/bin", TMPDIR=str(tmp),
+                       PYTHONPYCACHEPREFIX=str(site.root / "pycache"))
     log = logs / f"{name}.log"
     junit = tmp / "junit.xml"
     check = site.run([f"{env}/bin/python", "-P", "-c", f"import {module} as m; print(m.__file__)"],
