@@ -152,12 +152,14 @@ done
 # The decoder stage (a static zstd decoder, gzip'd), then the payload
 decoder() { tail -c "+$((HEADER_SIZE + 1))" "$THIS" | head -c "$DECODER_SIZE"; }
 payload() { tail -c "+$((HEADER_SIZE + DECODER_SIZE + 1))" "$THIS"; }
-if command -v sha256sum >/dev/null 2>&1; then
+# openssl first: it uses the CPU's SHA extensions, two to three times coreutils' speed
+if command -v openssl >/dev/null 2>&1 && [ "$(printf '' | openssl dgst -sha256 2>/dev/null \
+        | sed 's/^.*= *//')" = e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ]; then
+    sha256() { openssl dgst -sha256 | sed 's/^.*= *//'; }
+elif command -v sha256sum >/dev/null 2>&1; then
     sha256() { sha256sum | cut -d ' ' -f 1; }
 elif command -v shasum >/dev/null 2>&1; then
     sha256() { shasum -a 256 | cut -d ' ' -f 1; }
-elif command -v openssl >/dev/null 2>&1; then
-    sha256() { openssl dgst -sha256 | sed 's/^.*= *//'; }
 else
     die "cannot verify the payload: none of sha256sum, shasum or openssl is installed"
 fi

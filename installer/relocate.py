@@ -124,9 +124,8 @@ def update_conda_meta(root, changed):
                 if entry.get("path_type") in GENERATED:  # no original in the package
                     entry["sha256"] = new[0]
         tmp = path + ".dxforge-reloc"
-        with open(tmp, "w", encoding="utf-8") as f:  # compact: json's C encoder, 10x faster
-            json.dump(record, f, sort_keys=True)
-            f.write("\n")
+        with open(tmp, "w", encoding="utf-8") as f:  # dumps, not dump: only it is C-encoded
+            f.write(json.dumps(record, sort_keys=True) + "\n")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
 

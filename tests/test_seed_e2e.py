@@ -442,8 +442,9 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
 # index to build it (requires = []).
 SDIST_BACKEND = '''\
 import os, zipfile
-NAME, VERSION = "seedtest_sdist", "1.0"
-META = "Metadata-Version: 2.1\\nName: seedtest-sdist\\nVersion: 1.0\\nRequires-Python: >=3.8\\n"
+NAME, VERSION = "seedtest_sdist", "@VERSION@"
+META = (f"Metadata-Version: 2.1\\nName: seedtest-sdist\\nVersion: {VERSION}\\n"
+        "Requires-Python: >=3.8\\n")
 WHEEL = "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
 DIST = f"{NAME}-{VERSION}.dist-info"
 
@@ -477,23 +478,26 @@ def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_pat
         Dist.of(tool, metadata("seedtest-tool", "1.0", ["dashing>=0.1"]))
     ]
     index.projects["dashing"] = [Dist.of(dashing, metadata("dashing", "0.1.1"))]
-    sdist = tar_gz("seedtest_sdist-1.0", {
-        "PKG-INFO": "Metadata-Version: 2.1\nName: seedtest-sdist\nVersion: 1.0\n",
+    # a version of its own, resolved afresh (--refresh): the wheel built from it is not in the
+    # user cache from an earlier run
+    version = f"1.{uuid.uuid4().int % 10**9}"
+    sdist = tar_gz(f"seedtest_sdist-{version}", {
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: seedtest-sdist\nVersion: {version}\n",
         "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
                           'backend-path = ["."]\n',
-        "backend.py": SDIST_BACKEND,
+        "backend.py": SDIST_BACKEND.replace("@VERSION@", version),
     })
-    index.projects["seedtest-sdist"] = [Dist("seedtest_sdist-1.0.tar.gz", sdist)]
+    index.projects["seedtest-sdist"] = [Dist(f"seedtest_sdist-{version}.tar.gz", sdist)]
     write_recipe(root, index, ["seedtest-sdist"])
 
     started = time.time()
-    proc = seed_in(root, index)
+    proc = seed_in(root, index, "--refresh")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert "noarch/seedtest-sdist-1.0-" in " ".join(summary["packages"])
-    assert "seedtest_sdist-1.0.tar.gz" in index.downloads
-    built = [p for p in (user_cache() / "seed/wheels/built").glob("*/seedtest_sdist-1.0-*.whl")
-             if p.stat().st_mtime >= started - 1]
+    assert f"noarch/seedtest-sdist-{version}-" in " ".join(summary["packages"])
+    assert f"seedtest_sdist-{version}.tar.gz" in index.downloads
+    built = [p for p in (user_cache() / "seed/wheels/built").glob(
+             f"*/seedtest_sdist-{version}-*.whl") if p.stat().st_mtime >= started - 1]
     assert len(built) == 1
     channel = root / "build/channels/seed"
     prefix = tmp_path / "env"

@@ -35,7 +35,7 @@ from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
 from dxforge.util import DxError, atomic_write_text, file_lock, sha256_file
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -150,7 +150,12 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
             out / ".stage" / f"payload{SUFFIX[opts.compression]}",
             opts.compression,
             epoch=st.epoch,
+            owners=st.owners,
+            frames=layout.cache / "payload-frames",
         )
+        if payload.frames_reused:
+            progress.step(f"payload: {payload.frames_reused} zstd frames reused from the user "
+                          f"cache, {payload.frames_made} compressed")
         pack_s = time.monotonic() - t_pack
         outputs = write_installer(spec, st, payload, out, files / "header.sh", decoder)
         payload.path.unlink()

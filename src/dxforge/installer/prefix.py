@@ -80,13 +80,30 @@ def record_pyc(prefix: Path, tag: str) -> None:
             atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n", mode=0o644)
 
 
-def normalize_mtimes(prefix: Path, epoch: int) -> None:
-    """Every file gets the same mtime, the one the payload's tar records, so the .pyc compiled
-    next stay valid after extraction."""
+def owners(prefix: Path, fixed: bool = False) -> dict[str, tuple[str, int]]:
+    """Each file a package record lists (``.pyc`` included once recorded): its package's name
+    and build time (0 when the record has none, or when ``fixed``: SOURCE_DATE_EPOCH is every
+    file's)."""
+    out: dict[str, tuple[str, int]] = {}
+    for path in sorted((prefix / "conda-meta").glob("*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        stamp = 0 if fixed else int(record.get("timestamp") or 0)
+        stamp = stamp // 1000 if stamp > 10**11 else stamp  # conda's are in milliseconds
+        for rel in record.get("files", []):
+            out.setdefault(rel, (str(record.get("name", path.stem)), stamp))
+    return out
+
+
+def normalize_mtimes(prefix: Path, epoch: int, stamps: dict[str, tuple[str, int]]) -> None:
+    """A packaged file gets its package's build time (``stamps``, from :func:`owners`),
+    anything else ``epoch``: the payload's tar records these, the .pyc compiled next stay valid
+    after extraction, and a package's files look the same from one installer to the next (so
+    their compressed frames are reused)."""
     for dirpath, dirnames, filenames in os.walk(prefix):
         for name in filenames + dirnames:
             p = os.path.join(dirpath, name)
-            os.utime(p, (epoch, epoch), follow_symlinks=False)
+            stamp = stamps.get(os.path.relpath(p, prefix), ("", 0))[1] or epoch
+            os.utime(p, (stamp, stamp), follow_symlinks=False)
     os.utime(prefix, (epoch, epoch))
 
 

@@ -24,6 +24,7 @@ from dxforge.installer.prefix import (
     fix_conda_meta,
     imported_sources,
     normalize_mtimes,
+    owners,
     public_url,
     record_pyc,
     scan_manifest,
@@ -51,6 +52,7 @@ class Stage:
     python_rel: str
     manifest: list[ManifestEntry]
     epoch: int
+    owners: dict[str, tuple[str, int]] = field(default_factory=dict)  # path: (package, mtime)
     installed_bytes: int = 0
     warnings: list[str] = field(default_factory=list)
     smoke: list[str] = field(default_factory=list)
@@ -157,11 +159,13 @@ def _relocate(prefix: Path, python_rel: str, new: str) -> None:
     )
 
 
-def _epoch(packages: list[Package]) -> int:
+def _epoch(packages: list[Package]) -> tuple[int, bool]:
+    """The mtime of what no package owns, and whether it is every file's (SOURCE_DATE_EPOCH
+    given)."""
     env = os.environ.get("SOURCE_DATE_EPOCH", "")
     if env.isdigit():
-        return int(env)
-    return max((p.timestamp for p in packages), default=0) or DEFAULT_EPOCH
+        return int(env), True
+    return max((p.timestamp for p in packages), default=0) or DEFAULT_EPOCH, False
 
 
 def solve(spec: ConstructSpec, channels: list[str], progress: Progress = SILENT
@@ -226,8 +230,8 @@ def stage(
 
     progress.step("checking every ELF file's libraries and glibc floor")
     floor, elf_files = check_elf(prefix, spec)
-    epoch = _epoch(packages)
-    normalize_mtimes(prefix, epoch)
+    epoch, fixed = _epoch(packages)
+    normalize_mtimes(prefix, epoch, owners(prefix, fixed))
     failures: list[str] = []
     progress.step("smoke-testing the staged prefix")
     record = out / ".stage" / "imported"
@@ -244,7 +248,8 @@ def stage(
     entries, total = scan_manifest(prefix, str(prefix))
     _write_manifest(meta, spec, str(prefix), python_rel, entries, pyc)
     _relocate(prefix, python_rel, recorded)
-    normalize_mtimes(prefix, epoch)
+    owned = owners(prefix, fixed)
+    normalize_mtimes(prefix, epoch, owned)
     warnings = []
     if failures:
         shown = ", ".join(failures[:5]) + (" ..." if len(failures) > 5 else "")
@@ -259,6 +264,7 @@ def stage(
         python_rel=python_rel,
         manifest=entries,
         epoch=epoch,
+        owners=owned,
         installed_bytes=total,
         warnings=warnings,
         smoke=smoke,
