@@ -18,6 +18,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -452,18 +453,19 @@ def _subst(text: str, matrix: dict[str, Any], outputs: dict[str, str]) -> str:
 
 
 class LocalRunner:
-    """Runs the linux-64 jobs of the rendered build workflow here, in ``needs:`` order, in a
-    copy of the repository (build/ emptied for each job, as on a fresh runner); artifacts go
-    to a directory beside it. Container jobs on Debian images run in Debian roots; others are
-    reported skipped, with the reason."""
+    """Runs the linux-64 jobs of the rendered build workflow here, ``jobs`` at a time once their
+    ``needs:`` have passed, each in its own copy of the repository (no build/, as on a fresh
+    runner); artifacts go to a directory beside them. Container jobs on Debian images run in
+    Debian roots; others are reported skipped, with the reason."""
 
-    def __init__(self, layout: Layout, work: Path, progress: Progress = SILENT) -> None:
+    def __init__(self, layout: Layout, work: Path, progress: Progress = SILENT,
+                 jobs: int = 2) -> None:
         self.layout = layout
         self.work = work
         self.repo = work / "repo"
         self.artifacts = work / "artifacts"
         self.progress = progress
-        self.steps = 0
+        self.jobs = max(1, jobs)
 
     def prepare(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
@@ -477,22 +479,54 @@ class LocalRunner:
                 shutil.copy2(src, self.repo / rel)
 
     def run(self, workflow: dict[str, Any]) -> list[LocalJob]:
+        """Every job of ``workflow``; the first failure stops what has not started and is
+        raised once the running jobs are done."""
         self.prepare()
         jobs = workflow["jobs"]
-        out: list[LocalJob] = []
-        self.progress.begin("jobs", sum(1 for j in jobs.values() for _m in _expand(j)))
-        for name in _order(jobs):
-            for matrix in _expand(jobs[name]):
-                job = LocalJob(name, matrix)
-                out.append(job)
-                t0 = time.monotonic()
-                self.progress.start(f"{name} {matrix or ''}".strip())
-                job.status = self._job(jobs[name], matrix)
-                job.seconds = round(time.monotonic() - t0, 1)
-                self.progress.done(name, job)
+        out = [LocalJob(name, matrix) for name in _order(jobs) for matrix in _expand(jobs[name])]
+        self.progress.begin("jobs", len(out))
+        pending = {id(j): j for j in out}
+        running: dict[Future[str], LocalJob] = {}
+        passed: dict[str, int] = {}
+        count = {name: sum(1 for j in out if j.name == name) for name in jobs}
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(self.jobs) as pool:
+            while pending or running:
+                if failure is None:
+                    for job in [j for j in out if id(j) in pending]:
+                        if len(running) >= self.jobs:
+                            break
+                        needs = jobs[job.name].get("needs", [])
+                        if all(passed.get(n, 0) == count[n] for n in needs):
+                            del pending[id(job)]
+                            self.progress.start(f"{job.name} {job.matrix or ''}".strip())
+                            running[pool.submit(self._timed, jobs[job.name], job,
+                                                len(out) - len(pending))] = job
+                elif not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    job = running.pop(fut)
+                    try:
+                        job.status = fut.result()
+                    except BaseException as e:  # noqa: BLE001 (raised once the others stop)
+                        failure = failure or e
+                        continue
+                    passed[job.name] = passed.get(job.name, 0) + 1
+                    self.progress.done(job.name, job)
+        if failure is not None:
+            raise failure
         return out
 
-    def _job(self, job: dict[str, Any], matrix: dict[str, Any]) -> str:
+    def _timed(self, job: dict[str, Any], local: LocalJob, number: int) -> str:
+        t0 = time.monotonic()
+        try:
+            return self._job(job, local.matrix, self.work / "jobs" / f"{number:02d}")
+        finally:
+            local.seconds = round(time.monotonic() - t0, 1)
+
+    def _job(self, job: dict[str, Any], matrix: dict[str, Any], here: Path) -> str:
+        """One job in ``here`` (its workspace, then its steps' logs and outputs)."""
         if matrix.get("platform") and not matrix.get("enabled"):
             return "skipped (declared, not built on linux-64 here)"
         image = str((job.get("container") or {}).get("image", ""))
@@ -503,19 +537,21 @@ class LocalRunner:
             if release is None:
                 return f"skipped (no {image} image here: only Debian roots can be made)"
             root = self._root(release)
-        shutil.rmtree(self.repo / "build", ignore_errors=True)
+        here.mkdir(parents=True)
+        ws = root / "work" if root is not None else here / "repo"
+        if root is None:
+            shutil.copytree(self.repo, ws, symlinks=True)
         outputs: dict[str, str] = {}
         try:
-            for step in job["steps"]:
+            for i, step in enumerate(job["steps"]):
                 if "if" in step and not _truthy(str(step["if"]), matrix, outputs):
                     continue
                 if "uses" in step:
-                    self._uses(step, matrix, root)
+                    self._uses(step, matrix, ws, root is not None)
                 else:
-                    self._run(step, matrix, outputs, root)
-        finally:
-            if root is not None:
-                remove(root.parent)
+                    self._run(step, matrix, outputs, root, ws, here / f"step-{i:02d}.log")
+        finally:  # the logs stay
+            remove(root.parent if root is not None else ws)
         return "passed"
 
     def _root(self, release: str) -> Path:
@@ -528,15 +564,12 @@ class LocalRunner:
                           self.layout.cache)
         return root
 
-    def _workspace(self, root: Path | None) -> Path:
-        return root / "work" if root is not None else self.repo
-
-    def _uses(self, step: dict[str, Any], matrix: dict[str, Any], root: Path | None) -> None:
+    def _uses(self, step: dict[str, Any], matrix: dict[str, Any], ws: Path,
+              container: bool) -> None:
         action = step["uses"]
         args = {k: _subst(str(v), matrix, {}) for k, v in (step.get("with") or {}).items()}
-        ws = self._workspace(root)
         if action == ACTIONS["checkout"]:
-            if root is not None:
+            if container:
                 shutil.copytree(self.repo, ws, symlinks=True, dirs_exist_ok=True,
                                 ignore=shutil.ignore_patterns(".venv", "build"))
             return
@@ -565,25 +598,23 @@ class LocalRunner:
                 if not (self.artifacts / n).is_dir():
                     raise DxError(f"download of {n}: no such artifact (uploaded by no job yet)")
                 shutil.copytree(self.artifacts / n, target, dirs_exist_ok=True)
-            if root is not None:
+            if container:
                 execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
             return
         raise DxError(f"{action}: the local runner does not know this action")
 
     def _run(self, step: dict[str, Any], matrix: dict[str, Any], outputs: dict[str, str],
-             root: Path | None) -> None:
+             root: Path | None, ws: Path, log: Path) -> None:
         script = _subst(step["run"], matrix, outputs)
         name = step.get("name", script.splitlines()[0])
-        out_file = self.work / "github-output"
+        out_file = log.with_suffix(".github-output")
         out_file.write_text("")
-        self.steps += 1
-        log = self.work / "logs" / f"{self.steps:03d}.log"
         if root is None:
             env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "CI": "true"}
             env.pop("DXFORGE_BUILD_DIR", None)
             shell = ["sh", "-eu", "-c"] if step.get("shell") == "sh" else ["bash", "-eo",
                                                                           "pipefail", "-c"]
-            cmd, cwd = [*shell, script], self.repo
+            cmd, cwd = [*shell, script], ws
         else:
             from dxforge.runtime import roots
 
@@ -609,7 +640,7 @@ class LocalRun:
 
 
 def run_local(layout: Layout, progress: Progress = SILENT) -> LocalRun:
-    """The rendered build workflow's linux-64 jobs, run here in ``needs:`` order."""
+    """The rendered build workflow's linux-64 jobs, run here two at a time in ``needs:`` order."""
     graph, _ = load_graph(layout.root)
     floor = load_construct(layout.construct).glibc or "2.17"
     workflow = build_workflow(graph, config(layout.root), floor)

@@ -615,7 +615,8 @@ def ci(
         bool, typer.Option("--check", help="Change nothing; exit 1 naming stale workflows.")
     ] = False,
     run_local: Annotated[
-        bool, typer.Option("--run-local", help="Run the linux-64 jobs here, in needs: order.")
+        bool, typer.Option("--run-local",
+                           help="Run the linux-64 jobs here, two at a time, in needs: order.")
     ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,

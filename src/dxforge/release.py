@@ -181,7 +181,8 @@ def _upstream(layout: Layout, index_url: str | None, progress: Progress,
                                           seconds=old.get("seconds", 0))
             rep.suites = {n: upstream.SuiteResult(**s) for n, s in old["suites"].items()}
             return rep
-    rep = upstream.run_project(layout, index_url=index_url, progress=progress, jobs=2)
+    rep = upstream.run_project(layout, index_url=index_url, progress=progress, jobs=2,
+                               stop_on_failure=True)
     failed = [s for s in rep.suites.values() if not s.ok]
     if failed:
         s = failed[0]

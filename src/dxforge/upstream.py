@@ -160,11 +160,12 @@ def run_suites(
     only: Iterable[str] = (),
     progress: Progress = SILENT,
     jobs: int = 2,
+    stop_on_failure: bool = False,
 ) -> UpstreamReport:
     """Run each package's own test suite against a fresh environment from ``channels``, in a
     pilot's site (unprivileged, offline) under ``work`` (the package cache is ``work/pkgs``),
-    ``jobs`` suites at a time: 2 when they have the machine, 1 beside the installer's branch of
-    a release. A package whose sdist holds no suite of its own is reported as such."""
+    ``jobs`` suites at a time. A package whose sdist holds no suite of its own is reported as
+    such. ``stop_on_failure`` (a release): no suite starts once one has failed."""
     t0 = time.monotonic()
     work.mkdir(parents=True, exist_ok=True)
     metas = metadata(recipes, sources)
@@ -194,6 +195,9 @@ def run_suites(
                 name = futures[fut]
                 report.suites[name] = fut.result()
                 progress.done(name, report.suites[name])
+                if stop_on_failure and not report.suites[name].ok:
+                    for other in futures:
+                        other.cancel()
     report.suites = dict(sorted(report.suites.items(), key=lambda kv: chosen.index(kv[0])))
     report.seconds = time.monotonic() - t0
     return report
@@ -226,11 +230,13 @@ def _run_one(name: str, d: Path, env: Path, site: Site, logs: Path) -> SuiteResu
 
 
 def run_project(layout: Layout, *, index_url: str | None = None, only: Iterable[str] = (),
-                progress: Progress = SILENT, jobs: int = 2) -> UpstreamReport:
+                progress: Progress = SILENT, jobs: int = 2, stop_on_failure: bool = False
+                ) -> UpstreamReport:
     """The suites of the project's recipes against its build and seed channels."""
     target = project_target(layout.construct)
     return run_suites(
         load_recipes(layout.root, target=target), [layout.channel.as_uri(), layout.seed.as_uri()],
         layout.sources, layout.work / "upstream", layout.logs / "upstream", target,
         index_url=index_url, only=only, progress=progress, jobs=jobs,
+        stop_on_failure=stop_on_failure,
     )
