@@ -152,14 +152,17 @@ def main() -> int:
             installers[name] = Path(data["installer"])
             print(f"  built {name}: {data['size'] / MIB:.1f} MiB in {rows[name].build:.1f} s",
                   file=sys.stderr, flush=True)
-        default = installers[variants[0][0]]
         with Site(args.where, prefix="dxforge-bench-") as site:
-            for path in installers.values():
-                shutil.copy2(path, site.root / path.name)
-                (site.root / path.name).chmod(0o644)
+            placed: dict[str, Path] = {}  # the variants' installers share a file name
+            for i, (name, path) in enumerate(installers.items()):
+                placed[name] = site.root / f"v{i}" / path.name
+                placed[name].parent.mkdir()
+                shutil.copy2(path, placed[name])
+                placed[name].chmod(0o644)
+                placed[name].parent.chmod(0o755)
             # 2. the installed tree of the default installer: conda-pack and the codecs' input
             tree_prefix = site.work / "tree"
-            site.run(["sh", site.root / default.name, "-b", "-p", tree_prefix], check=True,
+            site.run(["sh", placed[variants[0][0]], "-b", "-p", tree_prefix], check=True,
                      what="the installer")
             tree = work / "tree.tar"
             subprocess.run(["tar", "-C", str(tree_prefix), "-cf", str(tree), "."], check=True)
@@ -182,8 +185,7 @@ def main() -> int:
             rows[cp.name] = cp
             # 4. every install, interleaved, as the site's user into the same directory
             contenders: dict[str, list] = {
-                n: ['sh "$2" -b -p "$1" > /dev/null', site.root / p.name]
-                for n, p in installers.items()
+                n: ['sh "$2" -b -p "$1" > /dev/null', p] for n, p in placed.items()
             }
             contenders[cp.name] = [
                 'mkdir "$1" && tar -xzf "$2" -C "$1" && "$1/bin/python" "$1/bin/conda-unpack"',

@@ -9,15 +9,17 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conftest import DXFORGE, ROOT, run_dxforge
 from ruamel.yaml import YAML
 
-from dxforge.ci import WORKFLOWS, render, run_ci
+from dxforge.ci import WORKFLOWS, LocalRunner, render, run_ci
 from dxforge.graph import load_graph
 from dxforge.layout import Layout
+from dxforge.util import DxError
 
 
 def rendered(root: Path = ROOT) -> dict[str, dict]:
@@ -164,3 +166,60 @@ def test_the_linux_chain_runs_here(tmp_path: Path) -> None:
     assert pilots["almalinux:9"].startswith("skipped (no almalinux:9 image here")
     assert all(s == "passed" for (j, _m), s in ran.items()
                if j.startswith(("build-", "seed", "channel", "upstream-tests")))
+
+
+def _fake_repo(tmp_path: Path) -> Layout:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "README.md").write_text("x\n")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return Layout(root, tmp_path / "build")
+
+
+def test_the_local_runner_runs_two_jobs_at_a_time_after_their_needs(tmp_path: Path) -> None:
+    """Jobs start once every job they need (every matrix entry) has passed, two at a time, each
+    in its own copy of the repository."""
+    log = tmp_path / "log"
+
+    def job(name: str, needs: tuple[str, ...] = (), matrix: list[int] | None = None) -> dict:
+        tag = name + ("${{ matrix.n }}" if matrix else "")
+        # each job leaves a file in its workspace: a job sharing another's would find it
+        run = (f'test ! -e mine; touch mine; echo "start {tag} $(date +%s.%N)" >> {log}; '
+               f'sleep 0.6; echo "end {tag} $(date +%s.%N)" >> {log}')
+        out: dict = {"runs-on": "ubuntu-latest", "steps": [{"run": run}]}
+        if needs:
+            out["needs"] = list(needs)
+        if matrix:
+            out["strategy"] = {"matrix": {"n": matrix}}
+        return out
+
+    workflow = {"jobs": {"a": job("a"), "b": job("b", ("a",), [1, 2]), "c": job("c", ("a",)),
+                         "d": job("d", ("b", "c"))}}
+    t0 = time.monotonic()
+    jobs = LocalRunner(_fake_repo(tmp_path), tmp_path / "work", jobs=2).run(workflow)
+    took = time.monotonic() - t0
+    assert [(j.name, j.status) for j in jobs] == [
+        ("a", "passed"), ("b", "passed"), ("b", "passed"), ("c", "passed"), ("d", "passed")]
+    when = {(kind, name): float(t)
+            for kind, name, t in (line.split() for line in log.read_text().splitlines())}
+    assert len(when) == 10  # each job started and ended once
+    for later in ("b1", "b2", "c"):
+        assert when["start", later] >= when["end", "a"]
+    assert when["start", "d"] >= max(when["end", n] for n in ("b1", "b2", "c"))
+    running = [sum(1 for n in ("b1", "b2", "c")
+                   if when["start", n] <= when["start", m] < when["end", n])
+               for m in ("b1", "b2", "c")]
+    assert max(running) == 2  # two at a time, never three
+    assert took < 4 * 0.6 + 1.5, took  # a, two of b/c, the third, d: four rounds, not five
+
+
+def test_the_local_runner_starts_nothing_after_a_failure(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    workflow = {"jobs": {
+        "a": {"steps": [{"run": "exit 3"}]},
+        "b": {"steps": [{"run": f"sleep 0.5; echo b >> {log}"}]},
+        "c": {"needs": ["b"], "steps": [{"run": f"echo c >> {log}"}]},
+    }}
+    with pytest.raises(DxError, match="exit"):
+        LocalRunner(_fake_repo(tmp_path), tmp_path / "work", jobs=2).run(workflow)
+    assert log.read_text() == "b\n"  # b was running and finished; c never started
