@@ -192,6 +192,8 @@ def run_suites(
             futures = {pool.submit(_run_one, name, tests[name], env, site, logs): name
                        for name in chosen}
             for fut in as_completed(futures):
+                if fut.cancelled():  # not started: an earlier suite failed
+                    continue
                 name = futures[fut]
                 report.suites[name] = fut.result()
                 progress.done(name, report.suites[name])
