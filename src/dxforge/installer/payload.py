@@ -151,7 +151,8 @@ class Frames:
 
         self.cache = cache
         self.level = level or DEFAULT_LEVEL["zstd"]
-        self.tag = f"{self.level}-{WINDOW_LOG}-{zstd.zstd_version_info}".replace(" ", "")
+        version = ".".join(map(str, zstd.zstd_version_info))
+        self.tag = f"{self.level}-{WINDOW_LOG}-zstd{version}"
         self.reused = 0
         self.made = 0
 
