@@ -485,7 +485,7 @@ class LocalRunner:
         jobs = workflow["jobs"]
         out = [LocalJob(name, matrix) for name in _order(jobs) for matrix in _expand(jobs[name])]
         self.progress.begin("jobs", len(out))
-        pending = {id(j): j for j in out}
+        pending = list(out)  # in needs: order
         running: dict[Future[str], LocalJob] = {}
         passed: dict[str, int] = {}
         count = {name: sum(1 for j in out if j.name == name) for name in jobs}
@@ -493,12 +493,12 @@ class LocalRunner:
         with ThreadPoolExecutor(self.jobs) as pool:
             while pending or running:
                 if failure is None:
-                    for job in [j for j in out if id(j) in pending]:
+                    for job in list(pending):
                         if len(running) >= self.jobs:
                             break
                         needs = jobs[job.name].get("needs", [])
                         if all(passed.get(n, 0) == count[n] for n in needs):
-                            del pending[id(job)]
+                            pending.remove(job)
                             self.progress.start(f"{job.name} {job.matrix or ''}".strip())
                             running[pool.submit(self._timed, jobs[job.name], job,
                                                 len(out) - len(pending))] = job
