@@ -266,7 +266,14 @@ LOCK="${TMPBASE%-tmp}-lock"
 HOST=$(uname -n 2>/dev/null || echo unknown)
 ME="$HOST $$"
 waited=0
-owner() { cat "$1" 2>/dev/null || echo "an unknown installer"; }
+owner() {  # the holder writes itself just after taking the lock: give it a moment
+    __i=0
+    while [ ! -s "$1" ] && [ "$__i" -lt 20 ]; do
+        sleep 0.1 2>/dev/null || sleep 1
+        __i=$((__i + 1))
+    done
+    [ -s "$1" ] && cat "$1" 2>/dev/null || echo "an unknown installer"
+}
 if command -v flock >/dev/null 2>&1; then
     # the lock file is removed by its holder when done; a waiter that got the lock of a removed
     # file takes the new one
