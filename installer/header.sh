@@ -1,18 +1,28 @@
 #!/bin/sh
+# @@SELF_SHA256@@
+ERROR=;if [ -f "$0" ];then for __c in 'openssl dgst -sha256 -r' sha256sum 'shasum -a 256';do case $(command -v "${__c%% *}";printf ''|$__c) in *e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855*) __h=$({ head -n 1 -- "$0";tail -c +78 -- "$0";}|$__c);[ "# ${__h%% *}" = "$(head -n 2 -- "$0"|tail -n 1)" ]&&ERROR=1;break;;esac;done;fi;(: "${ERROR:?cannot verify $0: it is damaged or truncated (download it again), or it was sourced (run it with sh), or no sha256sum, openssl or shasum is here}")||return 3 2>/dev/null||exit 3
+unset ERROR; [ "$(head -n 3 -- "$0" | tail -n 1 | cksum)" = '@@CHECK_CKSUM@@' ] || { printf 'ERROR: %s is damaged (line 3): download it again\n' "$0" >&2; exit 3; }
+# Lines 1-3: the whole file (without line 2) has the sha256 in line 2; line 4: line 3 is intact.
 # DXFORGE-INSTALLER @@NAME@@ @@VERSION@@ (@@PLAT@@), a self-extracting installer made by dxforge.
 # Run it with sh or bash (not `source`): sh @@FILENAME@@ -h
 # NAME:    @@NAME@@
 # VER:     @@VERSION@@
 # PLAT:    @@PLAT@@
 # PAYLOAD: @@PAYLOAD_SIZE@@ bytes, @@COMPRESSION@@, sha256 @@PAYLOAD_SHA256@@
-# DECODER: @@DECODER_SIZE@@ bytes (gzip), sha256 @@DECODER_SHA256@@
-__s=$(wc -c < "$0" 2>/dev/null) || __s=0; if [ "$((__s + 0))" -ne @@TOTAL_SIZE@@ ]; then printf 'ERROR: %s has %s bytes, not @@TOTAL_SIZE@@: it is truncated or damaged (download it again), or it was sourced (run it with sh)\n' "$0" "$((__s + 0))" >&2; exit 1; fi
+# DECODER: @@DECODER_SIZE@@ bytes (gzip)
+# Only checks that write nothing, the extraction into a private staging directory, and then
+# .dxforge/install.py (run by the payload's python) for everything else: lock, install mode,
+# the transaction and its rollback, the post-install script, the stamp.
 set -eu
+trap '' PIPE
+# a closed stdin, stdout or stderr: /dev/null, so that nothing we open lands on it
+[ -e /dev/fd/0 ] || exec 0</dev/null
+[ -e /dev/fd/1 ] || exec 1>/dev/null
+[ -e /dev/fd/2 ] || exec 2>/dev/null
 LC_ALL=C
 export LC_ALL
 unset LD_LIBRARY_PATH LD_PRELOAD LD_AUDIT PYTHONPATH PYTHONHOME PYTHONSTARTUP \
     PYTHON_SYSCONFIGDATA_NAME CONDARC MAMBARC CDPATH || true
-umask 022
 
 INSTALLER_NAME='@@NAME@@'
 INSTALLER_VER='@@VERSION@@'
@@ -23,9 +33,6 @@ HEADER_SIZE=@@HEADER_SIZE@@
 PAYLOAD_SHA256=@@PAYLOAD_SHA256@@
 COMPRESSION=@@COMPRESSION@@
 DECODER_SIZE=@@DECODER_SIZE@@
-DECODER_SHA256=@@DECODER_SHA256@@
-DECODER_BIN_SHA256=@@DECODER_BIN_SHA256@@
-LOCK_WAIT=${DXFORGE_LOCK_WAIT:-900}
 MAX_PREFIX_LEN=@@MAX_PREFIX_LEN@@
 INSTALLED_KB=@@INSTALLED_KB@@
 PYTHON_REL=@@PYTHON_REL@@
@@ -35,43 +42,48 @@ EXISTS_TEXT='@@EXISTS_TEXT@@'
 export INSTALLER_NAME INSTALLER_VER INSTALLER_PLAT INSTALLER_TYPE
 @@SCRIPT_ENV@@
 
-say() { printf '%s\n' "$*" >&2; }
-die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+say() { printf '%s\n' "$*" >&2 || true; }
+die() { say "ERROR: $*"; exit 1; }
 
-case "$(head -n 2 "$0" 2>/dev/null || true)" in
-    *DXFORGE-INSTALLER*) ;;
-    *) say "ERROR: run this installer with sh or bash (sh @@FILENAME@@), do not source it."
-       # shellcheck disable=SC2317  # exit when return is not allowed (not sourced)
-       return 1 2>/dev/null || exit 1 ;;
-esac
 THIS_DIR=$(cd "$(dirname "$0")" && pwd)
-THIS="$THIS_DIR/$(basename "$0")"
-INSTALLER_PATH="$THIS"
+INSTALLER_PATH="$THIS_DIR/$(basename "$0")"
 export INSTALLER_PATH
-
 set +u
 PREFIX="@@DEFAULT_PREFIX@@"
 set -u
 FORCE=0
 UPDATE=0
-USAGE="usage: $0 [-b] [-u] [-f] [-p PREFIX] [-h]
+DOWNGRADE=0
+USAGE="usage: $0 [-b] [-u] [-f] [-d] [-p PREFIX] [-h]
 
 Installs $INSTALLER_NAME $INSTALLER_VER ($INSTALLER_PLAT)${INSTALLER_COMPANY:+ by $INSTALLER_COMPANY}, offline.
 
 -b           batch mode: no questions (the default of this installer: @@BATCH_WORD@@)
 -p PREFIX    install prefix (default: $PREFIX); letters, digits and /._+@%,=- only
--u           update: replace an existing install of $INSTALLER_NAME in PREFIX
--f           no error if PREFIX exists: install into it, keeping files that are not ours
--h           print this help and exit"
+-u           update an install of this installer in PREFIX: installs over it and keeps what
+             is not its own (files it did not ship: pip-installed packages, configuration,
+             site files); shipped files you edited are kept aside as FILE.dxforge-saved and
+             named; a package you installed that the new version also ships stops the update
+             before anything changes, naming it
+-d           with -u: allow installing an older version than the installed one
+-f           no error if PREFIX exists: on an install of this installer, as -u; in any other
+             folder, install into it, changing nothing that is there (existing files in the way
+             stop it before anything is written); a later -u touches only what it installed
+-h           print this help and exit
 
-while getopts "bfhp:u" opt; do
+The installer checks its own sha256 before it writes anything. An interrupted install or
+update is rolled back by the next run. PREFIX keeps its mode, group and symlink; files get the
+modes your umask allows."
+
+while getopts "bdfhp:u" opt; do
     case "$opt" in
         b) BATCH=1 ;;
+        d) DOWNGRADE=1 ;;
         f) FORCE=1 ;;
         u) UPDATE=1 ;;
         p) PREFIX="$OPTARG" ;;
-        h) printf '%s\n' "$USAGE"; exit 2 ;;
-        *) printf '%s\n' "$USAGE" >&2; exit 1 ;;
+        h) printf '%s\n' "$USAGE" || true; exit 2 ;;
+        *) say "$USAGE"; exit 1 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -81,11 +93,10 @@ export INSTALLER_UNATTENDED FORCE
 
 # ---- checks that write nothing -------------------------------------------------------------
 # The platform, then the C library: the oldest glibc every file of this installer works with
-# (constructor's check).
+# (constructor's check), then the kernel (constructor's __linux virtual spec).
 system_platform="$(uname -s 2>/dev/null || true) $(uname -m 2>/dev/null || true)"
 [ "$system_platform" = "Linux @@MACHINE@@" ] || die "this installer is for $INSTALLER_PLAT \
 (Linux @@MACHINE@@), but this system is $system_platform"
-GLIBC_MIN='@@GLIBC_MIN@@'
 older() {  # whether dotted version $1 is lower than $2
     a=$1
     b=$2
@@ -99,78 +110,33 @@ older() {  # whether dotted version $1 is lower than $2
     done
     return 1
 }
-if [ -n "$GLIBC_MIN" ]; then
-    if [ -n "${CONDA_OVERRIDE_GLIBC:-}" ]; then
-        system_glibc=$CONDA_OVERRIDE_GLIBC
-    else
-        system_glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $NF }') \
-            || system_glibc=
-        if [ -z "$system_glibc" ]; then
-            system_glibc=$(ldd --version 2>/dev/null | awk 'NR == 1 { print $NF }') \
-                || system_glibc=
-        fi
-        # without getconf and ldd on PATH: the dynamic loader itself prints its release
-        for loader in /lib64/ld-linux-x86-64.so.2 /lib/ld-linux-aarch64.so.1 \
-                /lib64/ld64.so.2 /lib/ld-linux.so.2; do
-            if [ -n "$system_glibc" ] || [ ! -x "$loader" ]; then continue; fi
-            system_glibc=$("$loader" --version 2>/dev/null \
-                | sed -n '1s/.* release version \([0-9][0-9.]*[0-9]\).*/\1/p') || system_glibc=
-        done
-    fi
-    case "$system_glibc" in
+need() {  # need WHAT MIN HAVE VARIABLE
+    case "$3" in
         "" | *[!0-9.]* | .* | *.)
-            die "Installer requires GLIBC >=$GLIBC_MIN, but the version of this system's C \
-library cannot be read ('$system_glibc'); set CONDA_OVERRIDE_GLIBC=<version> to give it" ;;
+            die "Installer requires $1 >=$2, but the version of this system's $1 cannot be \
+read ('$3'); set $4=<version> to give it" ;;
     esac
-    if older "$system_glibc" "$GLIBC_MIN"; then
-        die "Installer requires GLIBC >=$GLIBC_MIN, but system has $system_glibc."
-    fi
+    if older "$3" "$2"; then die "Installer requires $1 >=$2, but system has $3."; fi
+}
+GLIBC_MIN='@@GLIBC_MIN@@'
+if [ -n "$GLIBC_MIN" ]; then
+    need GLIBC "$GLIBC_MIN" "${CONDA_OVERRIDE_GLIBC:-$(getconf GNU_LIBC_VERSION 2>/dev/null \
+        | sed 's/.* //')}" CONDA_OVERRIDE_GLIBC
 fi
-# The kernel (constructor's __linux virtual spec), honouring CONDA_OVERRIDE_LINUX.
 LINUX_MIN='@@LINUX_MIN@@'
 if [ -n "$LINUX_MIN" ]; then
-    system_linux=${CONDA_OVERRIDE_LINUX:-$(uname -r 2>/dev/null | sed 's/[^0-9.].*//')}
-    case "$system_linux" in
-        "" | *[!0-9.]* | .* | *.)
-            die "Installer requires Linux >=$LINUX_MIN, but the kernel version of this system \
-cannot be read ('$system_linux'); set CONDA_OVERRIDE_LINUX=<version> to give it" ;;
-    esac
-    if older "$system_linux" "$LINUX_MIN"; then
-        die "Installer requires Linux >=$LINUX_MIN, but system has $system_linux."
-    fi
+    need Linux "$LINUX_MIN" "${CONDA_OVERRIDE_LINUX:-$(uname -r 2>/dev/null \
+        | sed 's/[^0-9.].*//')}" CONDA_OVERRIDE_LINUX
 fi
 case "$COMPRESSION" in
     gzip | xz) DECOMP="$COMPRESSION -dc" ;;
-    zstd) DECOMP= ;;  # the installer's own decoder, unpacked next to the prefix
+    zstd) DECOMP= ;;  # the installer's own decoder, unpacked into the staging directory
     *) die "unknown payload compression '$COMPRESSION'" ;;
 esac
-for tool in tail head tar gzip ${DECOMP%% *}; do
+for tool in tail head tar gzip mktemp df ${DECOMP%% *}; do
     command -v "$tool" >/dev/null 2>&1 || die "this installer needs the '$tool' command, \
 which is not installed here; install it"
 done
-
-# The decoder stage (a static zstd decoder, gzip'd), then the payload
-decoder() { tail -c "+$((HEADER_SIZE + 1))" "$THIS" | head -c "$DECODER_SIZE"; }
-payload() { tail -c "+$((HEADER_SIZE + DECODER_SIZE + 1))" "$THIS"; }
-# openssl first: it uses the CPU's SHA extensions, two to three times coreutils' speed
-if command -v openssl >/dev/null 2>&1 && [ "$(printf '' | openssl dgst -sha256 2>/dev/null \
-        | sed 's/^.*= *//')" = e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 ]; then
-    sha256() { openssl dgst -sha256 | sed 's/^.*= *//'; }
-elif command -v sha256sum >/dev/null 2>&1; then
-    sha256() { sha256sum | cut -d ' ' -f 1; }
-elif command -v shasum >/dev/null 2>&1; then
-    sha256() { shasum -a 256 | cut -d ' ' -f 1; }
-else
-    die "cannot verify the payload: none of sha256sum, shasum or openssl is installed"
-fi
-sum=$(payload | sha256)
-[ "$sum" = "$PAYLOAD_SHA256" ] || die "$THIS is damaged: payload sha256 is $sum, expected \
-$PAYLOAD_SHA256; download it again"
-if [ "$DECODER_SIZE" -gt 0 ]; then
-    sum=$(decoder | sha256)
-    [ "$sum" = "$DECODER_SHA256" ] || die "$THIS is damaged: decoder sha256 is $sum, expected \
-$DECODER_SHA256; download it again"
-fi
 
 if [ "$BATCH" = 0 ] && [ -t 0 ]; then
     printf '\nWelcome to %s %s%s\n\n' "$INSTALLER_NAME" "$INSTALLER_VER" \
@@ -205,217 +171,57 @@ if [ -d "$parent" ]; then
 fi
 [ "${#PREFIX}" -le "$MAX_PREFIX_LEN" ] || die "prefix '$PREFIX' is ${#PREFIX} characters \
 long; this installer allows at most $MAX_PREFIX_LEN: choose a shorter prefix"
-export PREFIX
 
-# What to do with PREFIX as it is now (decided again once the lock is ours)
-decide_mode() {
-    MODE=fresh
-    if [ -e "$PREFIX" ] || [ -L "$PREFIX" ]; then
-        [ -d "$PREFIX" ] || die "$PREFIX exists and is not a directory; remove it or choose \
-another prefix with -p"
-        if [ -z "$(ls -A "$PREFIX")" ]; then
-            MODE=empty
-        elif [ -d "$PREFIX/.dxforge" ] && [ ! -f "$PREFIX/.dxforge/installed" ]; then
-            say "$PREFIX holds an unfinished install; it will be replaced"
-            MODE=replace
-        elif [ -d "$PREFIX/.dxforge" ] && { [ "$UPDATE" = 1 ] || [ "$FORCE" = 1 ]; }; then
-            MODE=replace
-        elif [ "$FORCE" = 1 ]; then
-            MODE=merge
-        elif [ "$UPDATE" = 1 ]; then
-            die "-u updates an install made by a dxforge installer, and $PREFIX is not one (it \
-has no .dxforge/); use -f to install into it anyway, or choose another prefix with -p"
-        elif [ -n "$EXISTS_TEXT" ]; then
-            die "$(printf '%s' "$EXISTS_TEXT" | sed "s#{CHOSEN_PATH}#$PREFIX#g")"
-        else
-            die "$PREFIX already exists and is not empty; use -u to update an existing install, \
--f to install into it anyway, or choose another prefix with -p"
-        fi
-    fi
-}
-decide_mode
-
-# ---- from here on, files are written next to the prefix ------------------------------------
-mkdir -p "$parent" 2>/dev/null || die "cannot create $parent; check its permissions"
-parent=$(cd "$parent" && pwd)
-PREFIX="${parent%/}/$base"
-[ "${#PREFIX}" -le "$MAX_PREFIX_LEN" ] || die "prefix '$PREFIX' is ${#PREFIX} characters \
-long; this installer allows at most $MAX_PREFIX_LEN: choose a shorter prefix"
-
-if [ "$MODE" = empty ]; then
-    if rmdir "$PREFIX" 2>/dev/null; then MODE=fresh; else MODE=merge; fi
-fi
-TMPBASE="$parent/.$base.dxforge-tmp"
-if [ "$MODE" = merge ] && ! [ -w "$parent" ]; then
-    TMPBASE="$PREFIX/.dxforge-tmp"
-fi
-[ -w "$parent" ] || [ "$MODE" = merge ] || die "cannot write in $parent; check its \
-permissions or choose another prefix with -p"
-
-if avail=$(df -Pk "$parent" 2>/dev/null | awk 'NR == 2 { print $4 }') && [ -n "$avail" ]; then
-    need=$((INSTALLED_KB + 51200))
-    [ "$avail" -ge "$need" ] || die "not enough space in $parent: $((avail / 1024)) MiB free, \
-$((need / 1024)) MiB needed"
+# ---- extraction into a new private staging directory ---------------------------------------
+# Next to the prefix when it does not exist yet (renamed into place at the end), else inside it
+# (so that an update works when the parent is not ours, and through a symlinked prefix).
+if [ -d "$PREFIX" ]; then
+    where=$PREFIX
+    STAGING_PATTERN="$PREFIX/.dxforge-tmp.$$."
 else
-    say "warning: cannot tell the free space in $parent (no df); going on"
+    [ -e "$PREFIX" ] || [ -L "$PREFIX" ] && die "$PREFIX exists and is not a directory; \
+remove it or choose another prefix with -p"
+    mkdir -p "$parent" 2>/dev/null || die "cannot create $parent; check its permissions"
+    where=$parent
+    STAGING_PATTERN="$parent/.$base.dxforge-tmp.$$."
 fi
-
-# One install at a time per prefix: a lock next to it records its owner (host and pid). With
-# the lock held, what earlier installs left next to the prefix is theirs, and they are gone.
-LOCK="${TMPBASE%-tmp}-lock"
-HOST=$(uname -n 2>/dev/null || echo unknown)
-ME="$HOST $$"
-waited=0
-owner() {  # the holder writes itself just after taking the lock: give it a moment
-    __i=0
-    while [ ! -s "$1" ] && [ "$__i" -lt 20 ]; do
-        sleep 0.1 2>/dev/null || sleep 1
-        __i=$((__i + 1))
-    done
-    [ -s "$1" ] && cat "$1" 2>/dev/null || echo "an unknown installer"
-}
-if command -v flock >/dev/null 2>&1; then
-    # the lock file is removed by its holder when done; a waiter that got the lock of a removed
-    # file takes the new one
-    while :; do
-        exec 9>>"$LOCK" || die "cannot create the lock $LOCK; check the permissions of $parent"
-        if ! flock -n 9; then
-            [ "$waited" = 1 ] || say "waiting for the install into $PREFIX by $(owner "$LOCK") \
-to finish (at most $LOCK_WAIT s; lock $LOCK)"
-            waited=1
-            flock -w "$LOCK_WAIT" 9 || die "$PREFIX is being installed by $(owner "$LOCK") \
-(lock $LOCK); it did not finish within $LOCK_WAIT s: wait for it, or set DXFORGE_LOCK_WAIT"
-        fi
-        held=$(stat -Lc %i /dev/fd/9 2>/dev/null) || break  # cannot tell: take it as ours
-        [ "$held" = "$(stat -c %i "$LOCK" 2>/dev/null)" ] && break
-        exec 9>&-
-    done
-    printf '%s\n' "$ME" > "$LOCK"
-    unlock() { rm -f "$LOCK"; }
-else  # no flock: a lock directory, taken over when its owner's process is gone
-    deadline=$(( $(date +%s) + LOCK_WAIT ))
-    until mkdir "$LOCK.d" 2>/dev/null; do
-        other=$(owner "$LOCK.d/owner")
-        case "$other" in
-            "$HOST "*)
-                if [ ! -d "/proc/${other#"$HOST "}" ]; then
-                    say "taking over the lock of $other, which is gone"
-                    mv "$LOCK.d" "$LOCK.d.stale.$$" 2>/dev/null && rm -rf "$LOCK.d.stale.$$"
-                    continue
-                fi ;;
-        esac
-        [ "$waited" = 1 ] || say "waiting for the install into $PREFIX by $other to finish (at \
-most $LOCK_WAIT s; lock $LOCK.d)"
-        waited=1
-        [ "$(date +%s)" -lt "$deadline" ] || die "$PREFIX is being installed by $other (lock \
-$LOCK.d); it did not finish within $LOCK_WAIT s: wait for it, or set DXFORGE_LOCK_WAIT"
-        sleep 1
-    done
-    printf '%s\n' "$ME" > "$LOCK.d/owner"
-    unlock() { rm -rf "$LOCK.d"; }
+if avail=$(df -Pk "$where" 2>/dev/null | awk 'NR == 2 { print $4 }') && [ -n "$avail" ]; then
+    need=$((INSTALLED_KB + 51200))
+    [ "$avail" -ge "$need" ] || die "not enough space in $where: $((avail / 1024)) MiB free, \
+$((need / 1024)) MiB needed"
 fi
-trap unlock EXIT
-if [ "$waited" = 1 ] && [ -f "$PREFIX/.dxforge/installed" ] \
-        && [ "$(cat "$PREFIX/.dxforge/installed")" = "$INSTALLER_NAME $INSTALLER_VER $PAYLOAD_SHA256" ]; then
-    unlock
-    say "$INSTALLER_NAME $INSTALLER_VER was installed in $PREFIX by the install we waited for"
-    exit 0
-fi
-if [ "$waited" = 1 ]; then
-    decide_mode
-    if [ "$MODE" = empty ]; then
-        if rmdir "$PREFIX" 2>/dev/null; then MODE=fresh; else MODE=merge; fi
-    fi
-fi
-for stale in "$TMPBASE".* "$parent/.$base.dxforge-old".*; do
-    if [ -e "$stale" ]; then
-        say "removing $stale, left by an interrupted install"
-        chmod -R u+w "$stale" 2>/dev/null || true
-        rm -rf "$stale"
-    fi
-done
-
-T="$TMPBASE.$$"
-OLD="$parent/.$base.dxforge-old.$$"
-DONE=0
-# shellcheck disable=SC2317  # called by the EXIT trap
-cleanup() {
-    if [ "$DONE" != 1 ]; then
-        if [ -d "$OLD" ] && ! [ -e "$PREFIX" ]; then mv "$OLD" "$PREFIX" || true; fi
-        rm -rf "$T" "$T.post" "$T.unzstd" 2>/dev/null || true
-    fi
-    unlock
-}
-trap cleanup EXIT
+STAGING=$(mktemp -d "${STAGING_PATTERN}XXXXXXXXXX" 2>/dev/null) || die "cannot write in \
+$where; check its permissions or choose another prefix with -p"
+# shellcheck disable=SC2317  # called by the traps
+gone() { rm -rf "$STAGING" 2>/dev/null || true; }
+trap gone EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-mkdir "$T" || die "cannot create $T"
-TMPDIR="$T.post"
-TMP="$TMPDIR"
-TEMP="$TMPDIR"
-export TMPDIR TMP TEMP
-
 say "Unpacking $INSTALLER_NAME $INSTALLER_VER ..."
+payload() { tail -c "+$((HEADER_SIZE + DECODER_SIZE + 1))" "$0"; }
 if [ -z "$DECOMP" ]; then
-    decoder | gzip -dc > "$T.unzstd" || die "cannot write the decoder $T.unzstd (disk full?)"
-    sum=$(sha256 < "$T.unzstd")
-    [ "$sum" = "$DECODER_BIN_SHA256" ] || die "the unpacked decoder $T.unzstd has sha256 $sum, \
-expected $DECODER_BIN_SHA256; download the installer again"
-    chmod 700 "$T.unzstd"
-    DECOMP="$T.unzstd -dcq"
+    tail -c "+$((HEADER_SIZE + 1))" "$0" | head -c "$DECODER_SIZE" | gzip -dc \
+        > "$STAGING/.unzstd" 2>/dev/null && chmod 700 "$STAGING/.unzstd" \
+        || die "cannot write the decoder into $STAGING (disk full?)"
+    DECOMP="$STAGING/.unzstd -dcq"
 fi
 # shellcheck disable=SC2086  # DECOMP is a command and its options
-if ! payload | $DECOMP | (cd "$T" && tar -xf -); then
-    if avail=$(df -Pk "$parent" 2>/dev/null | awk 'NR == 2 { print $4 }') \
-            && [ -n "$avail" ] && [ "$avail" -lt 1024 ]; then
-        die "unpacking the payload into $T failed: $parent is full"
-    fi
-    die "unpacking the payload into $T failed (see tar's messages above)"
-fi
-rm -f "$T.unzstd"
-[ -x "$T/$PYTHON_REL" ] || die "the payload has no $PYTHON_REL; the installer is broken"
-"$T/$PYTHON_REL" -I -B "$T/.dxforge/relocate.py" --root "$T" --prefix "$PREFIX" --install \
-    || die "relocation to $PREFIX failed"
-
-case "$MODE" in
-    fresh) mv "$T" "$PREFIX" || die "cannot move $T to $PREFIX" ;;
-    replace)
-        mv "$PREFIX" "$OLD" || die "cannot move the old install $PREFIX aside"
-        mv "$T" "$PREFIX" || die "cannot move $T to $PREFIX" ;;
-    merge)
-        (cd "$T" && tar -cf - .) | (cd "$PREFIX" && tar -xf -) \
-            || die "cannot copy the files into $PREFIX"
-        rm -rf "$T" ;;
-esac
-
-mkdir -p "$TMPDIR"
-if [ -n "$POST_INSTALL_REL" ]; then
-    script="$PREFIX/$POST_INSTALL_REL"
-    first=$(head -n 1 "$script")
-    case "$first" in
-        "#!"*) interp="${first#\#!}" ;;
-        *) interp=/bin/sh ;;
+if ! errors=$( { payload | $DECOMP | (cd "$STAGING" && tar -xf -); } 2>&1 ); then
+    kb=$(df -Pk "$where" 2>/dev/null | awk 'NR == 2 { print $4 }') || kb=
+    inodes=$(df -Pi "$where" 2>/dev/null | awk 'NR == 2 { print $4 }') || inodes=
+    gone
+    case "$errors" in
+        *"No space left"* | *"Disk quota"*)
+            die "no space or inodes left in $where: ${kb:+$((kb / 1024)) MiB and }${inodes:-?} \
+inodes free; this install needs $((INSTALLED_KB / 1024)) MiB" ;;
     esac
-    # shellcheck disable=SC2086
-    if ! $interp "$script"; then
-        case "$MODE" in
-            fresh | replace)
-                mv "$PREFIX" "$T" || die "the post-install script failed; $PREFIX is unfinished"
-                if [ -d "$OLD" ]; then
-                    mv "$OLD" "$PREFIX" && say "restored the previous install in $PREFIX"
-                fi
-                die "the post-install script failed; nothing was installed" ;;
-            *) die "the post-install script failed; $PREFIX holds an unfinished install" ;;
-        esac
-    fi
+    die "unpacking the payload into $STAGING failed: $(printf '%s\n' "$errors" | head -n 3)"
 fi
-rm -rf "$TMPDIR"
-printf '%s %s %s\n' "$INSTALLER_NAME" "$INSTALLER_VER" "$PAYLOAD_SHA256" > "$PREFIX/.dxforge/installed"
-DONE=1
-if [ -d "$OLD" ]; then
-    chmod -R u+w "$OLD" 2>/dev/null || true
-    rm -rf "$OLD" || say "warning: could not remove the old install $OLD"
-fi
-say "$INSTALLER_NAME $INSTALLER_VER installed in $PREFIX"
-exit 0
+rm -f "$STAGING/.unzstd"
+[ -x "$STAGING/$PYTHON_REL" ] || die "the payload has no $PYTHON_REL; the installer is broken"
+trap - EXIT INT TERM HUP
+exec "$STAGING/$PYTHON_REL" -I -B "$STAGING/.dxforge/install.py" --staging "$STAGING" \
+    --prefix "$PREFIX" --update "$UPDATE" --force "$FORCE" --downgrade "$DOWNGRADE" \
+    --name "$INSTALLER_NAME" --version "$INSTALLER_VER" --payload "$PAYLOAD_SHA256" \
+    --post-install "$POST_INSTALL_REL" --exists-text "$EXISTS_TEXT"

@@ -96,6 +96,8 @@ def recompile(path, final_path, mode):
     if os.path.exists(cfile):
         py_compile.compile(path, cfile=cfile, dfile=final_path, doraise=True,
                            invalidation_mode=MODES[mode])
+        return cfile
+    return None
 
 
 def compile_all(root, prefix):
@@ -109,8 +111,9 @@ def compile_all(root, prefix):
                                    invalidation_mode=MODES["unchecked-hash"])
 
 
-def update_conda_meta(root, changed):
-    """``changed``: {owner json name: {relative path: (sha256, size)}}."""
+def update_conda_meta(root, changed, shipped=None):
+    """``changed``: {owner json name: {relative path: (sha256, size)}}; ``shipped`` (the
+    manifest's sha256 of every shipped file) gets the records' new sha256."""
     for owner, files in sorted(changed.items()):
         path = os.path.join(root, "conda-meta", owner)
         if not os.path.isfile(path):
@@ -124,10 +127,36 @@ def update_conda_meta(root, changed):
                 if entry.get("path_type") in GENERATED:  # no original in the package
                     entry["sha256"] = new[0]
         tmp = path + ".dxforge-reloc"
-        with open(tmp, "w", encoding="utf-8") as f:  # dumps, not dump: only it is C-encoded
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o644)
+        text = (json.dumps(record, sort_keys=True) + "\n").encode()  # dumps: C-encoded
+        with open(tmp, "wb") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, path)
+        if shipped is not None:
+            shipped["conda-meta/" + owner] = hashlib.sha256(text).hexdigest()
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_compiled(root, shipped):
+    """The sha256 of every .pyc under lib/ into ``shipped`` (after compiling at install)."""
+    for dirpath, _dirs, files in os.walk(os.path.join(root, "lib")):
+        for name in files:
+            if name.endswith(".pyc"):
+                path = os.path.join(dirpath, name)
+                shipped[os.path.relpath(path, root)] = _sha256(path)
 
 
 def relocate(root, prefix, install=False):
@@ -142,6 +171,7 @@ def relocate(root, prefix, install=False):
             f"the prefix {prefix} is {len(new)} bytes long; this installer's binaries allow "
             f"at most {len(old)}: choose a shorter prefix")
     changed = {}
+    shipped = manifest.get("shipped")
     count = 0
     for e in entries:
         rel = e["path"]
@@ -159,15 +189,20 @@ def relocate(root, prefix, install=False):
             continue
         write_like(path, out, st)
         count += 1
+        digest = hashlib.sha256(out).hexdigest()
+        if shipped is not None:
+            shipped[rel] = digest
         if rel.endswith(".py") and mode != "install":
-            recompile(path, os.path.join(prefix, rel), mode)
+            cfile = recompile(path, os.path.join(prefix, rel), mode)
+            if cfile and shipped is not None:
+                shipped[os.path.relpath(cfile, root)] = _sha256(cfile)
         if e.get("owner"):
-            size = len(out)
-            digest = hashlib.sha256(out).hexdigest()
-            changed.setdefault(e["owner"], {})[rel] = (digest, size)
-    update_conda_meta(root, changed)
+            changed.setdefault(e["owner"], {})[rel] = (digest, len(out))
+    update_conda_meta(root, changed, shipped)
     if mode == "install" and install:
         compile_all(root, prefix)
+        if shipped is not None:
+            record_compiled(root, shipped)
     manifest["prefix"] = prefix
     path = os.path.join(meta, "manifest.json")
     with open(path + ".dxforge-reloc", "w", encoding="utf-8") as f:

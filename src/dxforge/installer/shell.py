@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +85,7 @@ def render_header(
         "PAYLOAD_SHA256": payload.sha256,
         "COMPRESSION": payload.compression,
         "DECODER_SIZE": str(len(decoder.data)),
-        "DECODER_SHA256": decoder.sha256 or "none",
-        "DECODER_BIN_SHA256": decoder.binary_sha256 or "none",
+        "SELF_SHA256": UNSEALED,
         "MAX_PREFIX_LEN": str(len(str(stage.prefix)) if stage.has_binary else NO_LIMIT),
         "INSTALLED_KB": str(stage.installed_bytes // 1024 + 1),
         "PYTHON_REL": stage.python_rel,
@@ -104,13 +105,18 @@ def render_header(
         "LICENSE_PROMPT": _license_prompt(spec),
     }
     unknown = (
-        set(re.findall(r"@@([A-Z_0-9]+)@@", template)) - set(fields) - {"HEADER_SIZE", "TOTAL_SIZE"}
+        set(re.findall(r"@@([A-Z_0-9]+)@@", template)) - set(fields)
+        - {"HEADER_SIZE", "TOTAL_SIZE", "CHECK_CKSUM"}
     )
     if unknown:
         raise DxError(f"installer/header.sh uses unknown fields {sorted(unknown)}")
     text = template
     for k, v in fields.items():
         text = text.replace(f"@@{k}@@", v)
+    lines = text.split("\n", 3)
+    if lines[0] != "#!/bin/sh" or lines[1] != f"# {UNSEALED}":
+        raise DxError("installer/header.sh must start with `#!/bin/sh` and `# @@SELF_SHA256@@`")
+    text = text.replace("@@CHECK_CKSUM@@", posix_cksum(lines[2].encode() + b"\n"))
     size = 0
     while True:
         out = (
@@ -121,6 +127,61 @@ def render_header(
         if len(out) == size:
             return out
         size = len(out)
+
+
+UNSEALED = "0" * 64
+"""Line 2 of a rendered header until :func:`seal` writes the installer's own sha256 there."""
+
+
+def _without_line2(header: bytes) -> bytes:
+    one = header.index(b"\n") + 1
+    return header[:one] + header[header.index(b"\n", one) + 1:]
+
+
+def self_sha256(header: bytes, rest: Iterable[bytes] = ()) -> str:
+    """What line 3 of the installer checks: the sha256 of the installer (``header`` then the
+    ``rest`` of its bytes) without its line 2, which holds this digest."""
+    h = hashlib.sha256(_without_line2(header))
+    for block in rest:
+        h.update(block)
+    return h.hexdigest()
+
+
+def seal(header: bytes, digest: str) -> bytes:
+    """``header`` with ``digest`` in its line 2 (same length: HEADER_SIZE holds)."""
+    one = header.index(b"\n") + 1
+    line2 = f"# {digest}\n".encode()
+    assert len(digest) == 64 and header[one:one + len(line2)] == f"# {UNSEALED}\n".encode()
+    return header[:one] + line2 + header[one + len(line2):]
+
+
+def verify(data: bytes) -> bool:
+    """Whether an installer's bytes pass its line-3 check (the unit tests' definition)."""
+    one = data.index(b"\n") + 1
+    two = data.index(b"\n", one)
+    return data[one:two] == f"# {self_sha256(data)}".encode()
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        c = i << 24
+        for _ in range(8):
+            c = ((c << 1) ^ 0x04C11DB7) if c & 0x80000000 else c << 1
+        table.append(c & 0xFFFFFFFF)
+    return table
+
+
+_CRC = _crc_table()
+
+
+def posix_cksum(data: bytes) -> str:
+    """What POSIX ``cksum`` prints for ``data`` (without a file name): CRC and length."""
+    crc = 0
+    n = len(data)
+    for b in data + n.to_bytes((n.bit_length() + 7) // 8, "little"):
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC[(crc >> 24) ^ b]
+    return f"{~crc & 0xFFFFFFFF} {n}"
 
 
 def lockfile_text(packages: list[Package]) -> str:
@@ -160,6 +221,13 @@ def write_installer(
     header = render_header(template.read_text(encoding="utf-8"), spec, stage, payload, filename,
                            decoder)
     tmp = dest.with_name(f".{filename}.tmp")
+
+    def payload_blocks() -> Iterable[bytes]:
+        with open(payload.path, "rb") as src:
+            while block := src.read(1 << 20):
+                yield block
+
+    header = seal(header, self_sha256(header, itertools.chain([decoder.data], payload_blocks())))
     h = hashlib.sha256(header)
     h.update(decoder.data)
     try:
@@ -204,7 +272,7 @@ def write_companions(installer: Path, digest: str, packages: list[Package]) -> O
 def installer_files_dir(root: Path) -> Path:
     """The top-level installer/ directory (header, relocator, post-install script)."""
     d = root / "installer"
-    for name in ("header.sh", "relocate.py"):
+    for name in ("header.sh", "relocate.py", "install.py"):
         if not (d / name).is_file():
             raise DxError(f"{d / name} is missing; it ships with dxforge (restore it from git)")
     return d

@@ -32,7 +32,7 @@ from dxforge.installer.prefix import (
 )
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, atomic_write_text, run
+from dxforge.util import DxError, atomic_write_text, run, sha256_file
 
 STAGE_PREFIX_LEN = 240  # >= 200; below conda-forge's 255-byte binary placeholder
 STAGE_PAD = "_placehold"
@@ -218,7 +218,8 @@ def stage(
     fix_conda_meta(prefix, channels)
     meta = prefix / DXFORGE_DIR
     meta.mkdir()
-    shutil.copy2(installer_dir / "relocate.py", meta / "relocate.py")
+    for name in ("relocate.py", "install.py"):
+        shutil.copy2(installer_dir / name, meta / name)
     if spec.post_install:
         shutil.copy2(spec.post_install, meta / "post_install.sh")
         (meta / "post_install.sh").chmod(0o755)
@@ -248,6 +249,7 @@ def stage(
     entries, total = scan_manifest(prefix, str(prefix))
     _write_manifest(meta, spec, str(prefix), python_rel, entries, pyc)
     _relocate(prefix, python_rel, recorded)
+    record_shipped(prefix)
     owned = owners(prefix, fixed)
     normalize_mtimes(prefix, epoch, owned)
     warnings = []
@@ -273,6 +275,28 @@ def stage(
         glibc_file=floor.path.relative_to(prefix).as_posix() if floor.path else "",
         elf_files=elf_files,
     )
+
+
+def record_shipped(prefix: Path) -> None:
+    """Add to the manifest what the payload ships (outside .dxforge/): each file's sha256,
+    each symlink's target; the installer's relocation updates the files it rewrites, and the
+    install records the result, so that an update knows what is its own and what was edited."""
+    shipped: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(prefix):
+        rel_dir = Path(dirpath).relative_to(prefix)
+        if rel_dir == Path("."):
+            dirnames[:] = [d for d in dirnames if d != DXFORGE_DIR]
+        for name in sorted(filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]):
+            path = Path(dirpath) / name
+            rel = (rel_dir / name).as_posix()
+            if path.is_symlink():
+                shipped[rel] = "link:" + os.readlink(path)
+            elif path.is_file():
+                shipped[rel] = sha256_file(path)
+    path = prefix / DXFORGE_DIR / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["shipped"] = shipped
+    atomic_write_text(path, json.dumps(manifest, indent=1) + "\n", mode=0o644)
 
 
 def check_duplicates(prefix: Path, spec: ConstructSpec) -> None:
