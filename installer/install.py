@@ -153,11 +153,23 @@ def move(src: str, dst: str) -> None:
 
 def write_json(path: str, data: dict) -> None:
     """Write ``data`` atomically (a new file renamed over ``path``)."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = path + ".tmp"  # one name: an interrupted write's is replaced by the next one
+    if lexists(tmp):
+        os.unlink(tmp)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=0, sort_keys=True)
         f.write("\n")
+    os.replace(tmp, path)
+
+
+def write_text(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    if lexists(tmp):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -347,6 +359,7 @@ class Install:
         self.uid = os.getuid()
         self.locks: list[tuple[int, str]] = []
         self.shipped: dict[str, str] = {}
+        self.finished = False
         self.stamp = f"{self.name} {self.version} {self.payload}".strip() + "\n"
 
     def p(self, rel: str = "") -> str:
@@ -369,7 +382,7 @@ class Install:
 
     def take_locks(self) -> None:
         wait = float(os.environ.get("DXFORGE_LOCK_WAIT", LOCK_WAIT))
-        if self.fresh_intent:
+        if self.fresh_intent or os.access(self.parent, os.W_OK):
             path = os.path.join(self.parent, f".{self.base}{LOCK}")
             self.locks.append((lock(path, self.prefix, wait), path))
         if os.path.isdir(self.prefix):
@@ -425,6 +438,7 @@ class Install:
         if journal.get("state") == "committed":
             say(f"finishing the interrupted install in {self.prefix}")
             Transaction(self, journal).finish()
+            self.finished = self.read_stamp() == self.stamp
         else:
             say(f"{self.prefix} holds an interrupted install; rolling it back")
             Transaction(self, journal).rollback()
@@ -504,11 +518,12 @@ class Install:
         self.take_locks()
         self.recover()
         self.sweep()
-        tx = self.plan()
+        tx = None if self.finished else self.plan()
         if tx is None:
             remove(self.staging)
-            say(f"{self.name} {self.version} was installed in {self.prefix} by the install we "
-                "waited for")
+            say(f"{self.name} {self.version} was installed in {self.prefix} by "
+                + ("the interrupted install, now finished" if self.finished else
+                   "the install we waited for"))
             return 0
         tx.apply()
         say(f"{self.name} {self.version} installed in {self.prefix}")
@@ -750,7 +765,7 @@ class Transaction:
         for name in sorted(set(os.listdir(i.prefix)) - before):
             if not transient(name) and os.path.isfile(i.p(name)):
                 files[name] = sha256(i.p(name))
-        dirs = sorted({os.path.dirname(r) for r in files} - {""})
+        dirs = sorted({r.rsplit("/", n)[0] for r in files for n in range(1, r.count("/") + 1)})
         if self.j["kind"] == "into":
             mine = set(self.j.get("created", []))
             dirs = [d for d in dirs if any(d == c or d.startswith(c + "/") for c in mine)]
@@ -762,11 +777,8 @@ class Transaction:
         """The committed install: write the record and the stamp, drop the backups."""
         i = self.i
         write_json(i.p(RECORD), self.j["record"])
-        tmp = i.p(STAMP) + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            rec = self.j["record"]
-            f.write(f"{rec['name']} {rec['version']} {rec['payload']}".strip() + "\n")
-        os.replace(tmp, i.p(STAMP))
+        rec = self.j["record"]
+        write_text(i.p(STAMP), f"{rec['name']} {rec['version']} {rec['payload']}".strip() + "\n")
         staging = self.j.get("staging", "")
         if self.j["kind"] == "into" and self.owned_staging(staging):
             remove(staging)
@@ -802,6 +814,7 @@ class Transaction:
         for rel in j.get("replaced", []) + j.get("removed", []):
             if safe_rel(rel) and staged and lexists(os.path.join(backup, rel)):
                 remove(i.p(rel))
+                os.makedirs(os.path.dirname(i.p(rel)), exist_ok=True)
                 os.rename(os.path.join(backup, rel), i.p(rel))
         for rel, aside in j.get("saved", []):
             if safe_rel(rel) and safe_rel(aside) and lexists(i.p(aside)):
