@@ -156,7 +156,7 @@ def write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"  # one name: an interrupted write's is replaced by the next one
     if lexists(tmp):
         os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=0, sort_keys=True)
         f.write("\n")
@@ -167,10 +167,34 @@ def write_text(path: str, text: str) -> None:
     tmp = path + ".tmp"
     if lexists(tmp):
         os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def widen(root: str, mask: int) -> None:
+    """tar gives the archive's modes less the umask; where the umask lets the group (or
+    others) write, as in a shared area's 002, they get the owner's permissions too, as a file
+    made there would."""
+    if mask & 0o022 == 0o022:
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            mode = stat.S_IMODE(st.st_mode)
+            want = mode | (((mode & 0o700) >> 3 | (mode & 0o700) >> 6) & ~mask)
+            if want != mode:
+                os.chmod(path, want)
 
 
 def read_json(path: str) -> dict | None:
@@ -379,6 +403,7 @@ class Install:
             raise Fail(f"relocation to {self.prefix} failed: {e}") from None
         manifest = read_json(os.path.join(self.staging, META, "manifest.json")) or {}
         self.shipped = manifest.get("shipped") or {}
+        widen(self.staging, umask())
 
     def take_locks(self) -> None:
         wait = float(os.environ.get("DXFORGE_LOCK_WAIT", LOCK_WAIT))
@@ -700,8 +725,7 @@ class Transaction:
     def apply_fresh(self) -> None:
         """The staging directory becomes the prefix, its lock held as it appears."""
         i = self.i
-        mask = os.umask(0o022)
-        os.umask(mask)
+        mask = umask()
         setgid = os.stat(i.staging).st_mode & stat.S_ISGID
         os.chmod(i.staging, (0o777 & ~mask) | setgid)
         path = os.path.join(i.staging, LOCK)

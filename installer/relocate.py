@@ -130,7 +130,7 @@ def update_conda_meta(root, changed, shipped=None):
         text = (json.dumps(record, sort_keys=True) + "\n").encode()  # dumps: C-encoded
         with open(tmp, "wb") as f:
             f.write(text)
-        os.chmod(tmp, 0o644 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
         if shipped is not None:
             shipped["conda-meta/" + owner] = hashlib.sha256(text).hexdigest()

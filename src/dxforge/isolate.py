@@ -31,9 +31,11 @@ LOOPBACK_UP = "ip link set lo up"
 BASE_PATH = "/usr/bin:/bin"
 
 
-def as_user(uid: int = NOBODY) -> list[str]:
-    """The command prefix that drops to ``uid``/``uid`` with no supplementary groups."""
-    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+def as_user(uid: int = NOBODY, groups: tuple[int, ...] = ()) -> list[str]:
+    """The command prefix that drops to ``uid``/``uid`` with the supplementary ``groups``
+    (none by default): two such users sharing a group are a shared software area's."""
+    extra = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", extra]
 
 
 @lru_cache(maxsize=1)
