@@ -201,9 +201,11 @@ trap 'exit 143' TERM HUP
 say "Unpacking $INSTALLER_NAME $INSTALLER_VER ..."
 payload() { tail -c "+$((HEADER_SIZE + DECODER_SIZE + 1))" "$0"; }
 if [ -z "$DECOMP" ]; then
-    tail -c "+$((HEADER_SIZE + 1))" "$0" | head -c "$DECODER_SIZE" | gzip -dc \
-        > "$STAGING/.unzstd" 2>/dev/null && chmod 700 "$STAGING/.unzstd" \
-        || die "cannot write the decoder into $STAGING (disk full?)"
+    if ! tail -c "+$((HEADER_SIZE + 1))" "$0" | head -c "$DECODER_SIZE" | gzip -dc \
+            > "$STAGING/.unzstd" 2>/dev/null || ! chmod 700 "$STAGING/.unzstd"; then
+        gone
+        die "cannot write the decoder into $STAGING (no space left in $where?)"
+    fi
     DECOMP="$STAGING/.unzstd -dcq"
 fi
 # shellcheck disable=SC2086  # DECOMP is a command and its options

@@ -379,7 +379,7 @@ def test_an_inode_shortage_is_one_line(shared: Shared) -> None:
     small.mkdir()
     inner = shlex.join(shared.command(B, ["sh", str(shared.installer), "-b", "-p",
                                           str(small / "x")]))
-    script = (f"mount -t tmpfs -o size=64m,nr_inodes=300,mode=1777 tmpfs {small} && {inner}; "
+    script = (f"mount -t tmpfs -o size=300m,nr_inodes=300,mode=1777 tmpfs {small} && {inner}; "
               f"echo rc=$?; ls -A {small}")
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                          capture_output=True, text=True, timeout=300, check=False)

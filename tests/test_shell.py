@@ -104,6 +104,7 @@ def test_every_rendered_workflow_step_passes_shellcheck(tmp_path: Path) -> None:
 def test_shellcheck_would_catch_a_defect(tmp_path: Path) -> None:
     """The lint runs for real: an unquoted variable in a copy of the header is reported."""
     header = rendered_header(tmp_path, True)
-    header.write_text(header.read_text().replace('mkdir "$T"', "mkdir $T"))
+    text = header.read_text().replace('rm -f "$STAGING/.unzstd"', "rm -f $STAGING/.unzstd")
+    header.write_text(text)
     res = shellcheck(header)
     assert res.returncode != 0 and "SC2086" in res.stdout
