@@ -495,10 +495,11 @@ class Install:
             if not (self.update or self.force):
                 raise Fail(self.exists_message())
             self.check_version()
-            return Transaction(self, {"kind": "into"})
+            return Transaction(self, {"kind": "into", "legacy": stamp is not None and
+                                      read_json(self.p(RECORD)) is None})
         if ours and (self.update or self.force):
             say(f"{self.prefix} holds an unfinished install of an older installer; updating it")
-            return Transaction(self, {"kind": "into"})
+            return Transaction(self, {"kind": "into", "legacy": True})
         if self.update:
             raise Fail(f"-u updates an install made by a dxforge installer, and {self.prefix} is "
                        "not one (it has no .dxforge/); use -f to install into it anyway, or "
@@ -611,7 +612,7 @@ class Transaction:
         i = self.i
         record = read_json(i.p(RECORD)) or {}
         files = record.get("files") if isinstance(record.get("files"), dict) else {}
-        legacy = not files and i.read_stamp() is not None
+        legacy = bool(self.j.get("legacy")) and not files
         new = self.new = self.walk()
         created, replaced, saved, conflicts = [], [], [], []
         skip: set[str] = set()
@@ -655,7 +656,8 @@ class Transaction:
                 removed.append(rel)
         conflicts += self.dist_conflicts(new, files)
         if conflicts:
-            shown = "\n  ".join(conflicts)
+            more = f"\n  ... and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
+            shown = "\n  ".join(conflicts[:20]) + more
             raise Fail(f"nothing was changed: these paths are in the way of {i.name} "
                        f"{i.version} in {i.prefix}:\n  {shown}\nremove or rename them (a "
                        "package you installed with pip: `pip uninstall` it with the prefix's "
