@@ -223,7 +223,9 @@ fi
 rm -f "$STAGING/.unzstd"
 [ -x "$STAGING/$PYTHON_REL" ] || die "the payload has no $PYTHON_REL; the installer is broken"
 trap - EXIT INT TERM HUP
-exec "$STAGING/$PYTHON_REL" -I -B "$STAGING/.dxforge/install.py" --staging "$STAGING" \
+# shellcheck disable=SC2016  # python code, literally
+exec "$STAGING/$PYTHON_REL" -I -B -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); import \
+install; sys.exit(install.main(sys.argv[1:]))' "$STAGING/.dxforge" --staging "$STAGING" \
     --prefix "$PREFIX" --update "$UPDATE" --force "$FORCE" --downgrade "$DOWNGRADE" \
     --name "$INSTALLER_NAME" --version "$INSTALLER_VER" --payload "$PAYLOAD_SHA256" \
     --post-install "$POST_INSTALL_REL" --exists-text "$EXISTS_TEXT"

@@ -15,21 +15,21 @@ records every file the install wrote with its sha256, ``.dxforge/installed`` is 
 
 from __future__ import annotations
 
+# Every module is imported here, and few: the python's own files move with the install, and
+# each import is install time.
 import errno
 import fcntl
 import hashlib
-import importlib.util
 import json
 import os
-import pwd  # every module is imported now: the python's own files move with the install
+import pwd
 import re
-import selectors  # noqa: F401  # used by subprocess
-import shutil
 import signal
 import stat
-import subprocess
 import sys
 import time
+
+import relocate  # noqa: I001  # .dxforge/relocate.py, beside this file
 
 META = ".dxforge"
 LOCK = ".dxforge-lock"
@@ -128,13 +128,13 @@ def remove(path: str) -> None:
     if not stat.S_ISDIR(st.st_mode):
         os.unlink(path)
         return
-    me = os.getuid()
-    for dirpath, dirnames, _files in os.walk(path):
-        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
-            dst = os.lstat(d)
-            if stat.S_ISDIR(dst.st_mode) and dst.st_uid == me and (dst.st_mode & 0o700) != 0o700:
-                os.chmod(d, stat.S_IMODE(dst.st_mode) | 0o700)
-    shutil.rmtree(path)
+    if st.st_uid == os.getuid() and (st.st_mode & 0o700) != 0o700:
+        os.chmod(path, stat.S_IMODE(st.st_mode) | 0o700)
+    with os.scandir(path) as entries:
+        names = [e.name for e in entries]
+    for name in names:
+        remove(os.path.join(path, name))
+    os.rmdir(path)
 
 
 def move(src: str, dst: str) -> None:
@@ -144,11 +144,25 @@ def move(src: str, dst: str) -> None:
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        if os.path.isdir(src) and not os.path.islink(src):
-            shutil.copytree(src, dst, symlinks=True)
-        else:
-            shutil.copy2(src, dst, follow_symlinks=False)
+        copy(src, dst)
         remove(src)
+
+
+def copy(src: str, dst: str) -> None:
+    """Copy a tree, file or symlink (symlinks as symlinks, modes kept)."""
+    st = os.lstat(src)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISDIR(st.st_mode):
+        os.mkdir(dst, 0o700)
+        for name in os.listdir(src):
+            copy(os.path.join(src, name), os.path.join(dst, name))
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    else:
+        with open(src, "rb") as f, open(dst, "xb") as g:
+            while block := f.read(1 << 20):
+                g.write(block)
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
 
 
 def write_json(path: str, data: dict) -> None:
@@ -393,13 +407,9 @@ class Install:
 
     def relocate(self) -> None:
         """Relocate the staged files to the prefix (the payload's relocate.py, in-process)."""
-        path = os.path.join(self.staging, META, "relocate.py")
-        spec = importlib.util.spec_from_file_location("dxforge_relocate", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
         try:
-            module.relocate(self.staging, self.prefix, True)
-        except (module.RelocationError, OSError, ValueError, KeyError) as e:
+            relocate.relocate(self.staging, self.prefix, True)
+        except (relocate.RelocationError, OSError, ValueError, KeyError) as e:
             raise Fail(f"relocation to {self.prefix} failed: {e}") from None
         manifest = read_json(os.path.join(self.staging, META, "manifest.json")) or {}
         self.shipped = manifest.get("shipped") or {}
@@ -771,16 +781,23 @@ class Transaction:
         interp = first[2:].split() if first.startswith("#!") else ["/bin/sh"]
         scratch = mkscratch(i.prefix)
         env = dict(os.environ, PREFIX=i.prefix, TMPDIR=scratch, TMP=scratch, TEMP=scratch)
+        outs = [os.path.join(scratch, f".out{fd}") for fd in (1, 2)]
         try:
-            res = subprocess.run([*interp, script], env=env, stdin=subprocess.DEVNULL,
-                                 capture_output=True, check=False)
+            actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+            actions += [(os.POSIX_SPAWN_OPEN, fd, out, os.O_WRONLY | os.O_CREAT, 0o600)
+                        for fd, out in zip((1, 2), outs, strict=True)]
+            pid = os.posix_spawn(interp[0], [*interp, script], env, file_actions=actions,
+                                 setsigdef=(signal.SIGPIPE, signal.SIGINT, signal.SIGTERM))
+            code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            for fd, out in zip((1, 2), outs, strict=True):
+                with open(out, "rb") as f:
+                    text = f.read().decode("utf-8", "replace").rstrip("\n")
+                if text:
+                    say(text, fd)
         finally:
             remove(scratch)
-        for fd, out in ((1, res.stdout), (2, res.stderr)):
-            if out:
-                say(out.decode("utf-8", "replace").rstrip("\n"), fd)
-        if res.returncode != 0:
-            raise Fail(f"the post-install script failed (exit status {res.returncode})")
+        if code != 0:
+            raise Fail(f"the post-install script failed (exit status {code})")
 
     def record(self) -> dict:
         """What this install wrote: every shipped file's sha256 as installed, the files the

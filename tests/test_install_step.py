@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+sys.path.insert(0, str(ROOT / "installer"))  # install.py imports relocate.py beside it
 spec = importlib.util.spec_from_file_location("dxforge_install", ROOT / "installer/install.py")
 install = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
 spec.loader.exec_module(install)  # type: ignore[union-attr]

@@ -159,6 +159,18 @@ def _relocate(prefix: Path, python_rel: str, new: str) -> None:
     )
 
 
+def _compile_install_step(prefix: Path, python_rel: str) -> None:
+    """The install step's byte code, made by the staged python (unchecked-hash, named by its
+    place in the prefix): the installer then compiles nothing of its own."""
+    code = ("import os, py_compile, sys\n"
+            "for f in sys.argv[1:]:\n"
+            "    py_compile.compile(f, dfile='.dxforge/' + os.path.basename(f), doraise=True,\n"
+            "        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n")
+    run([prefix / python_rel, "-I", "-c", code, prefix / DXFORGE_DIR / "install.py",
+         prefix / DXFORGE_DIR / "relocate.py"], what="compiling the install step",
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
+
+
 def _epoch(packages: list[Package]) -> tuple[int, bool]:
     """The mtime of what no package owns, and whether it is every file's (SOURCE_DATE_EPOCH
     given)."""
@@ -220,6 +232,7 @@ def stage(
     meta.mkdir()
     for name in ("relocate.py", "install.py"):
         shutil.copy2(installer_dir / name, meta / name)
+    _compile_install_step(prefix, python_rel)
     if spec.post_install:
         shutil.copy2(spec.post_install, meta / "post_install.sh")
         (meta / "post_install.sh").chmod(0o755)
