@@ -52,9 +52,11 @@ def main() -> int:
                 cpu[name].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
                 site.run(["rm", "-rf", prefix], check=True)
     for name, runs in times.items():
-        print(f"{name}: wall best {min(runs):.3f} s, median {statistics.median(runs):.3f} s; "
-              f"CPU best {min(cpu[name]):.3f} s, median {statistics.median(cpu[name]):.3f} s "
-              f"({len(runs)} runs)")
+        print(
+            f"{name}: wall best {min(runs):.3f} s, median {statistics.median(runs):.3f} s; "
+            f"CPU best {min(cpu[name]):.3f} s, median {statistics.median(cpu[name]):.3f} s "
+            f"({len(runs)} runs)"
+        )
     return 0
 
 

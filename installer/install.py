@@ -226,8 +226,13 @@ def read_json(path: str) -> dict | None:
 
 def safe_rel(rel: object) -> bool:
     """Whether ``rel`` (read from a journal or record) is a plain relative path."""
-    return (isinstance(rel, str) and rel != "" and not rel.startswith("/")
-            and ".." not in rel.split("/") and "\0" not in rel)
+    return (
+        isinstance(rel, str)
+        and rel != ""
+        and not rel.startswith("/")
+        and ".." not in rel.split("/")
+        and "\0" not in rel
+    )
 
 
 # ---- versions ---------------------------------------------------------------------------------
@@ -299,14 +304,18 @@ def _open_lock(path: str) -> int:
             owner = user(os.lstat(path).st_uid)
         except OSError:
             owner = "nobody known"
-        raise Fail(f"cannot use the lock {path} (owned by {owner}): {e.strerror}; it is not an "
-                   "installer's lock file: ask its owner or an admin to remove it, or choose "
-                   "another prefix with -p") from None
+        raise Fail(
+            f"cannot use the lock {path} (owned by {owner}): {e.strerror}; it is not an "
+            "installer's lock file: ask its owner or an admin to remove it, or choose "
+            "another prefix with -p"
+        ) from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise Fail(f"{path} is not a lock file (owned by {user(st.st_uid)}); ask its owner or an "
-                   "admin to remove it, or choose another prefix with -p")
+        raise Fail(
+            f"{path} is not a lock file (owned by {user(st.st_uid)}); ask its owner or an "
+            "admin to remove it, or choose another prefix with -p"
+        )
     return fd
 
 
@@ -316,9 +325,11 @@ def _busy(fd: int, path: str, prefix: str) -> None:
     if uid is None:
         uid = os.fstat(fd).st_uid
     if uid != os.getuid():
-        raise Fail(f"{prefix} is being installed by {user(uid)}"
-                   f"{f', pid {pid}' if pid else ''} (lock {path}); wait for them to finish, or "
-                   "choose another prefix with -p")
+        raise Fail(
+            f"{prefix} is being installed by {user(uid)}"
+            f"{f', pid {pid}' if pid else ''} (lock {path}); wait for them to finish, or "
+            "choose another prefix with -p"
+        )
 
 
 def lock(path: str, prefix: str, wait: float) -> int:
@@ -334,8 +345,10 @@ def lock(path: str, prefix: str, wait: float) -> int:
             try:
                 _busy(fd, path, prefix)
                 if not waited:
-                    say(f"waiting for the install into {prefix} by {describe(fd)} to finish (at "
-                        f"most {wait:g} s; lock {path})")
+                    say(
+                        f"waiting for the install into {prefix} by {describe(fd)} to finish (at "
+                        f"most {wait:g} s; lock {path})"
+                    )
                     waited = True
                 while time.monotonic() < deadline:
                     time.sleep(0.2)
@@ -345,9 +358,11 @@ def lock(path: str, prefix: str, wait: float) -> int:
                     except BlockingIOError:
                         continue
                 else:
-                    raise Fail(f"{prefix} is being installed by {describe(fd)} (lock {path}); it "
-                               f"did not finish within {wait:g} s: wait for it, or set "
-                               "DXFORGE_LOCK_WAIT")
+                    raise Fail(
+                        f"{prefix} is being installed by {describe(fd)} (lock {path}); it "
+                        f"did not finish within {wait:g} s: wait for it, or set "
+                        "DXFORGE_LOCK_WAIT"
+                    )
             except BaseException:
                 os.close(fd)
                 raise
@@ -445,7 +460,7 @@ class Install:
                     continue
                 try:
                     st = os.lstat(path)
-                    pid = int(name[len(start):].split(".")[0])
+                    pid = int(name[len(start) :].split(".")[0])
                 except (OSError, ValueError):
                     continue
                 if not stat.S_ISDIR(st.st_mode) or st.st_uid != self.uid or alive(pid):
@@ -464,12 +479,16 @@ class Install:
         except OSError:
             return
         if not stat.S_ISREG(st.st_mode) or st.st_uid != self.uid:
-            raise Fail(f"{self.prefix} holds an unfinished install by {user(st.st_uid)} "
-                       f"({path}); they must run their installer again to finish it")
+            raise Fail(
+                f"{self.prefix} holds an unfinished install by {user(st.st_uid)} "
+                f"({path}); they must run their installer again to finish it"
+            )
         journal = read_json(path)
         if journal is None:
-            raise Fail(f"{path} is damaged; remove {self.prefix} (an interrupted install) and "
-                       "run the installer again")
+            raise Fail(
+                f"{path} is damaged; remove {self.prefix} (an interrupted install) and "
+                "run the installer again"
+            )
         if journal.get("state") == "committed":
             say(f"finishing the interrupted install in {self.prefix}")
             Transaction(self, journal).finish()
@@ -482,21 +501,29 @@ class Install:
         """The install mode and what to do; None: this payload is installed already."""
         if not lexists(self.prefix):
             if not self.fresh_intent:
-                raise Fail(f"{self.prefix} disappeared during the install; run the installer "
-                           "again")
+                raise Fail(f"{self.prefix} disappeared during the install; run the installer again")
             return Transaction(self, {"kind": "fresh"})
         if not os.path.isdir(self.prefix):
-            raise Fail(f"{self.prefix} exists and is not a directory; remove it or choose "
-                       "another prefix with -p")
+            raise Fail(
+                f"{self.prefix} exists and is not a directory; remove it or choose "
+                "another prefix with -p"
+            )
         owner = os.stat(self.prefix).st_uid
         stamp = self.read_stamp()
         if self.fresh_intent and stamp is not None:
             if owner != self.uid:
-                raise Fail(f"{self.prefix} was made meanwhile by {user(owner)}, not by this "
-                           "install: it is not trusted; check it, or choose another prefix "
-                           "with -p")
+                raise Fail(
+                    f"{self.prefix} was made meanwhile by {user(owner)}, not by this "
+                    "install: it is not trusted; check it, or choose another prefix "
+                    "with -p"
+                )
             if stamp == self.stamp and self.verify():
                 return None
+        return self.plan_existing(stamp)
+
+    def plan_existing(self, stamp: str | None) -> Transaction:
+        """An existing prefix: empty (install into it), ours (needs -u or -f), or a folder
+        that is not (needs -f)."""
         names = [n for n in os.listdir(self.prefix) if not transient(n)]
         ours = os.path.isdir(self.p(META)) and not os.path.islink(self.p(META))
         if not names:
@@ -505,15 +532,19 @@ class Install:
             if not (self.update or self.force):
                 raise Fail(self.exists_message())
             self.check_version()
-            return Transaction(self, {"kind": "into", "legacy": stamp is not None and
-                                      read_json(self.p(RECORD)) is None})
+            return Transaction(
+                self,
+                {"kind": "into", "legacy": stamp is not None and read_json(self.p(RECORD)) is None},
+            )
         if ours and (self.update or self.force):
             say(f"{self.prefix} holds an unfinished install of an older installer; updating it")
             return Transaction(self, {"kind": "into", "legacy": True})
         if self.update:
-            raise Fail(f"-u updates an install made by a dxforge installer, and {self.prefix} is "
-                       "not one (it has no .dxforge/); use -f to install into it anyway, or "
-                       "choose another prefix with -p")
+            raise Fail(
+                f"-u updates an install made by a dxforge installer, and {self.prefix} is "
+                "not one (it has no .dxforge/); use -f to install into it anyway, or "
+                "choose another prefix with -p"
+            )
         if self.force:
             return Transaction(self, {"kind": "into"})
         raise Fail(self.exists_message())
@@ -521,8 +552,10 @@ class Install:
     def exists_message(self) -> str:
         if self.exists_text:
             return self.exists_text.replace("{CHOSEN_PATH}", self.prefix)
-        return (f"{self.prefix} already exists and is not empty; use -u to update an existing "
-                "install, -f to install into it anyway, or choose another prefix with -p")
+        return (
+            f"{self.prefix} already exists and is not empty; use -u to update an existing "
+            "install, -f to install into it anyway, or choose another prefix with -p"
+        )
 
     def read_stamp(self) -> str | None:
         try:
@@ -536,9 +569,11 @@ class Install:
         record = read_json(self.p(RECORD)) or {}
         old = record.get("version") or ((self.read_stamp() or "").split() + ["", ""])[1]
         if old and not self.downgrade and version_key(old) > version_key(self.version):
-            raise Fail(f"{self.prefix} holds {self.name} {clean(old)}, newer than "
-                       f"{self.version}; nothing was changed: pass -d as well to install the "
-                       "older version")
+            raise Fail(
+                f"{self.prefix} holds {self.name} {clean(old)}, newer than "
+                f"{self.version}; nothing was changed: pass -d as well to install the "
+                "older version"
+            )
 
     def verify(self) -> bool:
         """Whether every file the prefix's record lists has its recorded sha256."""
@@ -546,8 +581,7 @@ class Install:
         files = (record or {}).get("files")
         if not isinstance(files, dict) or not files:
             return False
-        return all(safe_rel(rel) and sha256(self.p(rel)) == digest
-                   for rel, digest in files.items())
+        return all(safe_rel(rel) and sha256(self.p(rel)) == digest for rel, digest in files.items())
 
     def run(self) -> int:
         self.relocate()
@@ -557,9 +591,14 @@ class Install:
         tx = None if self.finished else self.plan()
         if tx is None:
             remove(self.staging)
-            say(f"{self.name} {self.version} was installed in {self.prefix} by "
-                + ("the interrupted install, now finished" if self.finished else
-                   "the install we waited for"))
+            say(
+                f"{self.name} {self.version} was installed in {self.prefix} by "
+                + (
+                    "the interrupted install, now finished"
+                    if self.finished
+                    else "the install we waited for"
+                )
+            )
             return 0
         tx.apply()
         say(f"{self.name} {self.version} installed in {self.prefix}")
@@ -606,8 +645,9 @@ class Transaction:
             for d in list(dirnames):
                 kind = "link" if os.path.islink(os.path.join(dirpath, d)) else "dir"
                 out[rel_dir + d] = kind
-            dirnames[:] = [d for d in dirnames if out[rel_dir + d] == "dir"
-                           and (rel_dir or d != BACKUP)]
+            dirnames[:] = [
+                d for d in dirnames if out[rel_dir + d] == "dir" and (rel_dir or d != BACKUP)
+            ]
             for f in filenames:
                 if not rel_dir and f in TRANSIENT:
                     continue
@@ -624,56 +664,69 @@ class Transaction:
         files = record.get("files") if isinstance(record.get("files"), dict) else {}
         legacy = bool(self.j.get("legacy")) and not files
         new = self.new = self.walk()
-        created, replaced, saved, conflicts = [], [], [], []
+        self.files, self.legacy = files, legacy
+        out: dict[str, list] = {"created": [], "replaced": [], "saved": [], "conflicts": []}
         skip: set[str] = set()
-
-        def ours(rel: str) -> bool:
-            return rel in files or legacy or (rel.startswith(META + "/") and (files or legacy))
-
-        def edited(rel: str) -> bool:
-            want = files.get(rel)
-            return bool(want) and sha256(i.p(rel)) != want
-
         for rel, kind in new.items():
-            if any(rel.startswith(s + "/") for s in skip):
-                continue
-            path = i.p(rel)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                created.append(rel)
-                if kind == "dir":
+            if not any(rel.startswith(s + "/") for s in skip):
+                where = self.classify(rel, kind)
+                if where:
+                    out[where].append(
+                        [rel, self.saved_name(rel)]
+                        if where == "saved"
+                        else i.p(rel)
+                        if where == "conflicts"
+                        else rel
+                    )
+                if kind == "dir" and where:
                     skip.add(rel)
-                continue
-            is_dir = os.path.isdir(path)  # a directory symlink of the site counts: followed
-            if kind == "dir" and is_dir:
-                continue
-            if stat.S_ISDIR(st.st_mode) or not ours(rel):
-                conflicts.append(f"{path} ({'a directory' if is_dir else 'not installed by it'})")
-            elif edited(rel):
-                saved.append([rel, self.saved_name(rel)])
-            else:
-                replaced.append(rel)
-            if kind == "dir":
-                skip.add(rel)
         removed = []
         for rel in sorted(files):
             if rel in new or not safe_rel(rel) or not lexists(i.p(rel)):
                 continue
-            if edited(rel):
-                saved.append([rel, self.saved_name(rel)])
+            if self.edited(rel):
+                out["saved"].append([rel, self.saved_name(rel)])
             else:
                 removed.append(rel)
+        conflicts = [
+            f"{c} ({'a directory' if os.path.isdir(c) else 'not installed by it'})"
+            for c in out.pop("conflicts")
+        ]
         conflicts += self.dist_conflicts(new, files)
         if conflicts:
             more = f"\n  ... and {len(conflicts) - 20} more" if len(conflicts) > 20 else ""
             shown = "\n  ".join(conflicts[:20]) + more
-            raise Fail(f"nothing was changed: these paths are in the way of {i.name} "
-                       f"{i.version} in {i.prefix}:\n  {shown}\nremove or rename them (a "
-                       "package you installed with pip: `pip uninstall` it with the prefix's "
-                       "pip), or choose another prefix with -p")
-        self.j.update(created=created, replaced=replaced, removed=removed, saved=saved,
-                      dirs=sorted(set(record.get("dirs") or []) - set(new)))
+            raise Fail(
+                f"nothing was changed: these paths are in the way of {i.name} "
+                f"{i.version} in {i.prefix}:\n  {shown}\nremove or rename them (a "
+                "package you installed with pip: `pip uninstall` it with the prefix's "
+                "pip), or choose another prefix with -p"
+            )
+        self.j.update(out, removed=removed, dirs=sorted(set(record.get("dirs") or []) - set(new)))
+
+    def ours(self, rel: str) -> bool:
+        """Whether the prefix's ``rel`` is the install's own (recorded, or in .dxforge/)."""
+        known = bool(self.files) or self.legacy
+        return rel in self.files or self.legacy or (rel.startswith(META + "/") and known)
+
+    def edited(self, rel: str) -> bool:
+        want = self.files.get(rel)
+        return bool(want) and sha256(self.i.p(rel)) != want
+
+    def classify(self, rel: str, kind: str) -> str:
+        """What the staged ``rel`` (of ``kind``) does to the prefix: "created", "replaced",
+        "saved" (an edited file kept aside first), "conflicts", or "" (an existing directory,
+        a site's directory symlink included, to go into)."""
+        path = self.i.p(rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return "created"
+        if kind == "dir" and os.path.isdir(path):
+            return ""
+        if stat.S_ISDIR(st.st_mode) or not self.ours(rel):
+            return "conflicts"
+        return "saved" if self.edited(rel) else "replaced"
 
     def dist_conflicts(self, new: dict[str, str], files: dict[str, str]) -> list[str]:
         """Distributions installed in the prefix by someone else (pip) that the payload ships
@@ -691,10 +744,15 @@ class Transaction:
             for name in sorted(names):
                 rel = f"{site}/{name}"
                 key = (site, project(rel))
-                if key in shipped and rel not in new and not any(
-                        f.startswith(rel + "/") for f in files):
-                    out.append(f"{self.i.p(rel)} (installed by you, e.g. with pip; {self.i.name} "
-                               f"ships {os.path.basename(shipped[key])})")
+                if (
+                    key in shipped
+                    and rel not in new
+                    and not any(f.startswith(rel + "/") for f in files)
+                ):
+                    out.append(
+                        f"{self.i.p(rel)} (installed by you, e.g. with pip; {self.i.name} "
+                        f"ships {os.path.basename(shipped[key])})"
+                    )
         return out
 
     def saved_name(self, rel: str) -> str:
@@ -726,8 +784,11 @@ class Transaction:
             had = i.read_stamp() is not None and self.j["kind"] == "into"
             self.rollback()
             if isinstance(e, Fail):
-                raise Fail(f"{e}; restored the previous install in {i.prefix}" if had else
-                           f"{e}; nothing was installed") from None
+                raise Fail(
+                    f"{e}; restored the previous install in {i.prefix}"
+                    if had
+                    else f"{e}; nothing was installed"
+                ) from None
             raise
         self.j["state"] = "committed"
         self.j["record"] = self.record()
@@ -784,10 +845,17 @@ class Transaction:
         outs = [os.path.join(scratch, f".out{fd}") for fd in (1, 2)]
         try:
             actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
-            actions += [(os.POSIX_SPAWN_OPEN, fd, out, os.O_WRONLY | os.O_CREAT, 0o600)
-                        for fd, out in zip((1, 2), outs, strict=True)]
-            pid = os.posix_spawn(interp[0], [*interp, script], env, file_actions=actions,
-                                 setsigdef=(signal.SIGPIPE, signal.SIGINT, signal.SIGTERM))
+            actions += [
+                (os.POSIX_SPAWN_OPEN, fd, out, os.O_WRONLY | os.O_CREAT, 0o600)
+                for fd, out in zip((1, 2), outs, strict=True)
+            ]
+            pid = os.posix_spawn(
+                interp[0],
+                [*interp, script],
+                env,
+                file_actions=actions,
+                setsigdef=(signal.SIGPIPE, signal.SIGINT, signal.SIGTERM),
+            )
             code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
             for fd, out in zip((1, 2), outs, strict=True):
                 with open(out, "rb") as f:
@@ -813,8 +881,13 @@ class Transaction:
             mine = set(self.j.get("created", []))
             dirs = [d for d in dirs if any(d == c or d.startswith(c + "/") for c in mine)]
             dirs += (read_json(i.p(RECORD)) or {}).get("dirs", [])
-        return {"name": i.name, "version": i.version, "payload": i.payload, "files": files,
-                "dirs": sorted(set(dirs))}
+        return {
+            "name": i.name,
+            "version": i.version,
+            "payload": i.payload,
+            "files": files,
+            "dirs": sorted(set(dirs)),
+        }
 
     def finish(self) -> None:
         """The committed install: write the record and the stamp, drop the backups."""
@@ -846,19 +919,15 @@ class Transaction:
         if j.get("kind") == "fresh":
             self.rollback_fresh()
             return
-        backup = os.path.join(j.get("staging", ""), BACKUP)
-        staged = self.owned_staging(j.get("staging", ""))
         for name in set(os.listdir(i.prefix)) - set(j.get("before_post", os.listdir(i.prefix))):
             if not transient(name):
                 remove(i.p(name))
         for rel in reversed(j.get("created", [])):
             if safe_rel(rel):
                 remove(i.p(rel))
-        for rel in j.get("replaced", []) + j.get("removed", []):
-            if safe_rel(rel) and staged and lexists(os.path.join(backup, rel)):
-                remove(i.p(rel))
-                os.makedirs(os.path.dirname(i.p(rel)), exist_ok=True)
-                os.rename(os.path.join(backup, rel), i.p(rel))
+        staged = self.owned_staging(j.get("staging", ""))
+        if staged:
+            self.restore(os.path.join(j["staging"], BACKUP))
         for rel, aside in j.get("saved", []):
             if safe_rel(rel) and safe_rel(aside) and lexists(i.p(aside)):
                 remove(i.p(rel))
@@ -867,6 +936,13 @@ class Transaction:
             remove(j["staging"])
         os.unlink(i.p(JOURNAL))
 
+    def restore(self, backup: str) -> None:
+        """Put back what the transaction moved into ``backup``."""
+        for rel in self.j.get("replaced", []) + self.j.get("removed", []):
+            if safe_rel(rel) and lexists(os.path.join(backup, rel)):
+                remove(self.i.p(rel))
+                os.makedirs(os.path.dirname(self.i.p(rel)), exist_ok=True)
+                os.rename(os.path.join(backup, rel), self.i.p(rel))
 
     def rollback_fresh(self) -> None:
         """Undo an install that made the prefix: remove what it holds (our own staging
@@ -911,9 +987,11 @@ def _interrupt(signum: int, _frame: object) -> None:
 def parse(argv: list[str]) -> dict[str, str]:
     args = dict(zip(argv[::2], argv[1::2], strict=False))
     if len(argv) % 2 or not {"--staging", "--prefix", "--name", "--version"} <= set(args):
-        raise Fail("usage: install.py --staging DIR --prefix PREFIX --name NAME --version VER "
-                   "[--update 0|1] [--force 0|1] [--downgrade 0|1] [--payload SHA256] "
-                   "[--post-install REL] [--exists-text TEXT]")
+        raise Fail(
+            "usage: install.py --staging DIR --prefix PREFIX --name NAME --version VER "
+            "[--update 0|1] [--force 0|1] [--downgrade 0|1] [--payload SHA256] "
+            "[--post-install REL] [--exists-text TEXT]"
+        )
     return args
 
 
@@ -929,8 +1007,10 @@ def main(argv: list[str]) -> int:
         say(f"ERROR: {e}")
         return 1
     except Interrupted as e:
-        say(f"interrupted; {inst.prefix if inst else 'the prefix'} is as it was before (run the "
-            "installer again to install)")
+        say(
+            f"interrupted; {inst.prefix if inst else 'the prefix'} is as it was before (run the "
+            "installer again to install)"
+        )
         return e.code
     except OSError as e:
         say(f"ERROR: {e.strerror or e}: {e.filename or ''}; nothing was installed")

@@ -159,6 +159,33 @@ def record_compiled(root, shipped):
                 shipped[os.path.relpath(path, root)] = _sha256(path)
 
 
+def relocate_entry(root, prefix, e, old, new, mode, shipped):
+    """Rewrite one manifest entry's file: (sha256, size) of its new content, or None when
+    unchanged; ``shipped`` (when not None) gets the new sha256 of it and of its .pyc."""
+    rel = e["path"]
+    path = os.path.join(root, rel)
+    if rel.endswith(".pyc") or not os.path.isfile(path) or os.path.islink(path):
+        return None
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    if e["mode"] == "binary":
+        out = binary_replace(data, old, new)
+    else:
+        out = fix_shebang(data.replace(old, new))
+    if out == data:
+        return None
+    write_like(path, out, st)
+    digest = hashlib.sha256(out).hexdigest()
+    if shipped is not None:
+        shipped[rel] = digest
+    if rel.endswith(".py") and mode != "install":
+        cfile = recompile(path, os.path.join(prefix, rel), mode)
+        if cfile and shipped is not None:
+            shipped[os.path.relpath(cfile, root)] = _sha256(cfile)
+    return digest, len(out)
+
+
 def relocate(root, prefix, install=False):
     meta = os.path.join(root, ".dxforge")
     with open(os.path.join(meta, "manifest.json"), encoding="utf-8") as f:
@@ -174,30 +201,11 @@ def relocate(root, prefix, install=False):
     shipped = manifest.get("shipped")
     count = 0
     for e in entries:
-        rel = e["path"]
-        path = os.path.join(root, rel)
-        if rel.endswith(".pyc") or not os.path.isfile(path) or os.path.islink(path):
-            continue
-        st = os.stat(path)
-        with open(path, "rb") as f:
-            data = f.read()
-        if e["mode"] == "binary":
-            out = binary_replace(data, old, new)
-        else:
-            out = fix_shebang(data.replace(old, new))
-        if out == data:
-            continue
-        write_like(path, out, st)
-        count += 1
-        digest = hashlib.sha256(out).hexdigest()
-        if shipped is not None:
-            shipped[rel] = digest
-        if rel.endswith(".py") and mode != "install":
-            cfile = recompile(path, os.path.join(prefix, rel), mode)
-            if cfile and shipped is not None:
-                shipped[os.path.relpath(cfile, root)] = _sha256(cfile)
-        if e.get("owner"):
-            changed.setdefault(e["owner"], {})[rel] = (digest, len(out))
+        done = relocate_entry(root, prefix, e, old, new, mode, shipped)
+        if done:
+            count += 1
+            if e.get("owner"):
+                changed.setdefault(e["owner"], {})[e["path"]] = done
     update_conda_meta(root, changed, shipped)
     if mode == "install" and install:
         compile_all(root, prefix)

@@ -63,9 +63,14 @@ class Runner:
         inst.chmod(0o444)
         env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "TMPDIR": "/nonexistent"}
         try:
-            res = subprocess.run([*self.prefix, shell, str(inst), "-b", "-p",
-                                  str(self.base / "p")], cwd=self.base, env=env,
-                                 capture_output=True, timeout=timeout, check=False)
+            res = subprocess.run(
+                [*self.prefix, shell, str(inst), "-b", "-p", str(self.base / "p")],
+                cwd=self.base,
+                env=env,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
             code = res.returncode
         except subprocess.TimeoutExpired:
             code = -999  # a hang is not a refusal
@@ -74,8 +79,9 @@ class Runner:
             left.append("inst.sh changed")
         for name in left:
             if name != "inst.sh changed":
-                isolate.remove(self.base / name) if (self.base / name).is_dir() \
-                    else (self.base / name).unlink()
+                isolate.remove(self.base / name) if (self.base / name).is_dir() else (
+                    self.base / name
+                ).unlink()
         inst.chmod(0o644)
         inst.unlink()
         return code, left
@@ -103,9 +109,14 @@ def test_intact_installer_passes_the_checks(tmp_path: Path) -> None:
     runner = Runner(tmp_path)
     inst = runner.base / "inst.sh"
     inst.write_bytes(data)
-    res = subprocess.run([*runner.prefix, "sh", str(inst), "-b", "-p", str(runner.base / "p")],
-                         cwd=runner.base, capture_output=True, text=True, timeout=60,
-                         check=False)
+    res = subprocess.run(
+        [*runner.prefix, "sh", str(inst), "-b", "-p", str(runner.base / "p")],
+        cwd=runner.base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert "cannot verify" not in res.stderr and "is damaged" not in res.stderr, res.stderr
     assert "Unpacking" in res.stderr
 
@@ -129,13 +140,18 @@ def test_a_sample_of_flips_across_the_header_is_caught(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("change", ["version", "truncate", "append", "concatenate"])
-def test_changed_version_truncation_and_appended_bytes_are_caught(tmp_path: Path,
-                                                                  change: str) -> None:
+def test_changed_version_truncation_and_appended_bytes_are_caught(
+    tmp_path: Path, change: str
+) -> None:
     """A changed version string in the header (an attack the size check never saw), a
     truncated file, bytes appended, two installers concatenated."""
     data = sealed_installer(tmp_path)
-    bad = {"version": data.replace(b"INSTALLER_VER='1.0.0'", b"INSTALLER_VER='9.0.0'"),
-           "truncate": data[:-100], "append": data + b"\n", "concatenate": data + data}[change]
+    bad = {
+        "version": data.replace(b"INSTALLER_VER='1.0.0'", b"INSTALLER_VER='9.0.0'"),
+        "truncate": data[:-100],
+        "append": data + b"\n",
+        "concatenate": data + data,
+    }[change]
     assert bad != data
     runner = Runner(tmp_path)
     for shell in ("sh", "bash"):
@@ -151,10 +167,16 @@ def test_sourcing_is_refused_without_exiting_an_interactive_shell(tmp_path: Path
     inst = runner.base / "inst.sh"
     inst.write_bytes(data)
     for shell in ("sh", "bash"):
-        res = subprocess.run([*runner.prefix, shell, "-i"], input=f". {inst}\necho still-here\n",
-                             cwd=runner.base, capture_output=True, text=True, timeout=30,
-                             env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PS1": ""},
-                             check=False)
+        res = subprocess.run(
+            [*runner.prefix, shell, "-i"],
+            input=f". {inst}\necho still-here\n",
+            cwd=runner.base,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "PS1": ""},
+            check=False,
+        )
         assert "still-here" in res.stdout, (shell, res.stdout, res.stderr)
         assert "it was sourced (run it with sh)" in res.stderr, (shell, res.stderr)
         assert "cannot open" not in res.stderr, (shell, res.stderr)

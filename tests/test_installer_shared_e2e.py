@@ -40,10 +40,20 @@ def installer(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("two unprivileged users need root and setpriv (util-linux)")
     base = tmp_path_factory.mktemp("shared-build")
     channel = base / "channel"
-    subprocess.run([sys.executable, str(TESTS / "synth_channel.py"), str(channel)], check=True,
-                   capture_output=True, timeout=600)
-    info = build(synth_construct(base, channel), base / "out", "--compression", "gzip",
-                 "--pyc", "unchecked-hash")
+    subprocess.run(
+        [sys.executable, str(TESTS / "synth_channel.py"), str(channel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    info = build(
+        synth_construct(base, channel),
+        base / "out",
+        "--compression",
+        "gzip",
+        "--pyc",
+        "unchecked-hash",
+    )
     return Path(info["installer"])
 
 
@@ -71,24 +81,53 @@ class Shared:
         return {"sticky": self.sticky, "group": self.group}[kind]
 
     def command(self, uid: int, argv: list[str], umask: str = "022") -> list[str]:
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.home), "TMPDIR": str(self.home),
-               "LANG": "C"}
-        return [*isolate.as_user(uid, (GROUP,)), "env", "-i",
-                *(f"{k}={v}" for k, v in env.items()),
-                "sh", "-c", f'umask {umask} && exec "$@"', "sh", *argv]
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(self.home),
+            "TMPDIR": str(self.home),
+            "LANG": "C",
+        }
+        return [
+            *isolate.as_user(uid, (GROUP,)),
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in env.items()),
+            "sh",
+            "-c",
+            f'umask {umask} && exec "$@"',
+            "sh",
+            *argv,
+        ]
 
-    def run(self, uid: int, argv: list[str], umask: str = "022", timeout: float = 300,
-            **kw: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(uid, argv, umask), cwd=self.root, text=True,
-                              capture_output=True, timeout=timeout, check=False, **kw)
+    def run(
+        self, uid: int, argv: list[str], umask: str = "022", timeout: float = 300, **kw: object
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(uid, argv, umask),
+            cwd=self.root,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            **kw,
+        )
 
-    def install(self, uid: int, prefix: Path, *flags: str, umask: str = "022",
-                shell_tail: str = "") -> subprocess.CompletedProcess[str]:
+    def install(
+        self, uid: int, prefix: Path, *flags: str, umask: str = "022", shell_tail: str = ""
+    ) -> subprocess.CompletedProcess[str]:
         if shell_tail:  # the install's output redirected as a user's shell would
-            return self.run(uid, ["sh", "-c", f'sh "$0" -b {" ".join(flags)} -p "$1" '
-                                  f"{shell_tail}", str(self.installer), str(prefix)], umask)
-        return self.run(uid, ["sh", str(self.installer), "-b", *flags, "-p", str(prefix)],
-                        umask)
+            return self.run(
+                uid,
+                [
+                    "sh",
+                    "-c",
+                    f'sh "$0" -b {" ".join(flags)} -p "$1" {shell_tail}',
+                    str(self.installer),
+                    str(prefix),
+                ],
+                umask,
+            )
+        return self.run(uid, ["sh", str(self.installer), "-b", *flags, "-p", str(prefix)], umask)
 
     def close(self) -> None:
         isolate.remove(self.root)
@@ -103,8 +142,9 @@ def shared(installer: Path) -> Iterator[Shared]:
 
 def as_user(uid: int, code: str) -> subprocess.Popen[bytes]:
     """A python process of ``uid`` running ``code`` (an attacker holding a lock)."""
-    return subprocess.Popen([*isolate.as_user(uid, (GROUP,)), sys.executable, "-c", code],
-                            start_new_session=True)
+    return subprocess.Popen(
+        [*isolate.as_user(uid, (GROUP,)), sys.executable, "-c", code], start_new_session=True
+    )
 
 
 def hold_lock(path: Path, text: str, uid: int = A) -> subprocess.Popen[bytes]:
@@ -113,7 +153,7 @@ import fcntl, os, time
 fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT, 0o644)
 fcntl.flock(fd, fcntl.LOCK_EX)
 os.write(fd, {text.encode()!r})
-open({str(path) + ".ready"!r}, "w").close() if os.access(os.path.dirname({str(path)!r}), os.W_OK) else None
+open({str(path) + ".ready"!r}, "w").close()
 time.sleep(120)
 """
     proc = as_user(uid, code)
@@ -144,8 +184,9 @@ def test_fs_protected_settings_are_recorded() -> None:
 
 
 @pytest.mark.parametrize("kind", ["sticky", "group"])
-def test_lock_hijack_another_users_prefix_is_never_reported_installed(shared: Shared,
-                                                                      kind: str) -> None:
+def test_lock_hijack_another_users_prefix_is_never_reported_installed(
+    shared: Shared, kind: str
+) -> None:
     """A group member holds the lock, then makes the prefix with a fake .dxforge/installed
     and their own diracosrc while our install waits or unpacks: refused, naming them."""
     parent = shared.parent(kind)
@@ -161,16 +202,19 @@ def test_lock_hijack_another_users_prefix_is_never_reported_installed(shared: Sh
     # the prefix made meanwhile (while our installer unpacks: a slow tar lets it happen)
     slow = shared.root / "slowbin"
     slow.mkdir(exist_ok=True)
-    (slow / "tar").write_text(f"#!/bin/sh\nsleep 3\nexec {shutil.which('tar')} \"$@\"\n")
+    (slow / "tar").write_text(f'#!/bin/sh\nsleep 3\nexec {shutil.which("tar")} "$@"\n')
     (slow / "tar").chmod(0o755)
     cmd = shared.command(B, ["sh", str(shared.installer), "-b", "-p", str(prefix)])
     cmd = [c.replace("PATH=/usr/bin:/bin", f"PATH={slow}:/usr/bin:/bin") for c in cmd]
-    victim = subprocess.Popen(cmd, cwd=shared.root, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(
+        cmd, cwd=shared.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     time.sleep(1.5)
-    stamp = (f"SYNTHOS 1.0.0 {installer_payload_sha(shared.installer)}\n")
-    fake = ("umask 000; mkdir -p {p}/.dxforge && printf %s '{s}' > {p}/.dxforge/installed && "
-            "echo 'echo attacker-code-ran' > {p}/diracosrc").format(p=prefix, s=stamp.strip())
+    stamp = f"SYNTHOS 1.0.0 {installer_payload_sha(shared.installer)}\n"
+    fake = (
+        f"umask 000; mkdir -p {prefix}/.dxforge && printf %s '{stamp.strip()}' > "
+        f"{prefix}/.dxforge/installed && echo 'echo attacker-code-ran' > {prefix}/diracosrc"
+    )
     assert shared.run(A, ["sh", "-c", fake]).returncode == 0
     out, err = victim.communicate(timeout=120)
     assert victim.returncode == 1, err
@@ -185,8 +229,7 @@ def installer_payload_sha(installer: Path) -> str:
 
 
 @pytest.mark.parametrize("kind", ["sticky", "group"])
-def test_stale_cleanup_never_follows_or_touches_planted_entries(shared: Shared,
-                                                                kind: str) -> None:
+def test_stale_cleanup_never_follows_or_touches_planted_entries(shared: Shared, kind: str) -> None:
     """Symlinks named like staging or old directories, pointing at another user's files, and
     a planted directory: the install succeeds and leaves them (and their targets) alone."""
     parent = shared.parent(kind)
@@ -195,13 +238,17 @@ def test_stale_cleanup_never_follows_or_touches_planted_entries(shared: Shared,
     (victim / "d/f").write_text("secret\n")
     (victim / "d/f").chmod(0o400)
     (victim / "d").chmod(0o500)
-    plant = (f"ln -s {victim}/d {parent}/.x.dxforge-tmp.99 && "
-             f"ln -s {victim}/d {parent}/.x.dxforge-old.99 && "
-             f"mkdir {parent}/.x.dxforge-tmp.1234.abc && chmod 000 {parent}/.x.dxforge-tmp.1234.abc")
+    tmp = f"{parent}/.x.dxforge-tmp.1234.abc"
+    plant = (
+        f"ln -s {victim}/d {parent}/.x.dxforge-tmp.99 && "
+        f"ln -s {victim}/d {parent}/.x.dxforge-old.99 && mkdir {tmp} && chmod 000 {tmp}"
+    )
     assert shared.run(A, ["sh", "-c", plant]).returncode == 0
     for uid, name in ((B, "x"), (0, "y")):  # a user's install, then root's
-        plant = (f"ln -s {victim}/d {parent}/.{name}.dxforge-tmp.99 && ln -s {victim}/d "
-                 f"{parent}/.{name}.dxforge-old.99 && mkdir {parent}/.{name}.dxforge-tmp.1.a")
+        plant = (
+            f"ln -s {victim}/d {parent}/.{name}.dxforge-tmp.99 && ln -s {victim}/d "
+            f"{parent}/.{name}.dxforge-old.99 && mkdir {parent}/.{name}.dxforge-tmp.1.a"
+        )
         shared.run(A, ["sh", "-c", plant])
         res = shared.install(uid, parent / name)
         assert res.returncode == 0, res.stderr
@@ -214,7 +261,8 @@ def test_stale_cleanup_never_follows_or_touches_planted_entries(shared: Shared,
 
 @pytest.mark.parametrize("kind", ["sticky", "group"])
 def test_lock_of_another_user_is_an_error_at_once_naming_them_with_text_sanitised(
-        shared: Shared, kind: str) -> None:
+    shared: Shared, kind: str
+) -> None:
     parent = shared.parent(kind)
     lock = hold_lock(parent / ".x.dxforge-lock", ESCAPES)
     try:
@@ -232,17 +280,32 @@ def test_lock_of_another_user_is_an_error_at_once_naming_them_with_text_sanitise
 def test_symlink_at_the_lock_path_is_a_clear_error_at_once(shared: Shared, kind: str) -> None:
     parent = shared.parent(kind)
     target = shared.sticky / "a-file-of-A"
-    assert shared.run(A, ["sh", "-c", f"echo x > {target} && chmod 666 {target} && "
-                          f"ln -s {target} {parent}/.x.dxforge-lock"]).returncode == 0
-    res = shared.install(B, parent / "x", )
+    assert (
+        shared.run(
+            A,
+            [
+                "sh",
+                "-c",
+                f"echo x > {target} && chmod 666 {target} && "
+                f"ln -s {target} {parent}/.x.dxforge-lock",
+            ],
+        ).returncode
+        == 0
+    )
+    res = shared.install(
+        B,
+        parent / "x",
+    )
     assert res.returncode == 1, res.stderr
     assert "cannot use the lock" in res.stderr and "owned by uid 1701" in res.stderr
     assert target.read_text() == "x\n" and not (parent / "x").exists()
 
 
 def test_leftover_lock_of_another_user_keeps_exit_status_zero(shared: Shared) -> None:
-    assert shared.run(A, ["sh", "-c", f"echo 'gone 1' > {shared.sticky}/.x.dxforge-lock"]
-                      ).returncode == 0
+    assert (
+        shared.run(A, ["sh", "-c", f"echo 'gone 1' > {shared.sticky}/.x.dxforge-lock"]).returncode
+        == 0
+    )
     res = shared.install(B, shared.sticky / "x")
     assert res.returncode == 0, res.stderr
     assert (shared.sticky / ".x.dxforge-lock").stat().st_uid == A  # theirs: left alone
@@ -288,14 +351,20 @@ def test_shared_group_prefix_updated_by_each_member(shared: Shared) -> None:
     assert works(shared, A, prefix) and works(shared, B, prefix)
 
 
-@pytest.mark.parametrize(("umask", "group_bits", "other_bits"), [("002", 0o070, 0o005),
-                                                                 ("077", 0, 0)])
+@pytest.mark.parametrize(
+    ("umask", "group_bits", "other_bits"), [("002", 0o070, 0o005), ("077", 0, 0)]
+)
 def test_umask_is_honoured(shared: Shared, umask: str, group_bits: int, other_bits: int) -> None:
     prefix = shared.sticky / "x"
     res = shared.install(B, prefix, umask=umask)
     assert res.returncode == 0, res.stderr
-    for path in (prefix, prefix / "bin", prefix / "bin/synth-tool", prefix / "diracosrc",
-                 prefix / ".dxforge/installed"):
+    for path in (
+        prefix,
+        prefix / "bin",
+        prefix / "bin/synth-tool",
+        prefix / "diracosrc",
+        prefix / ".dxforge/installed",
+    ):
         mode = stat.S_IMODE(path.stat().st_mode)
         want_group = group_bits & (0o070 if path.is_dir() or mode & 0o100 else 0o060)
         assert mode & 0o070 == want_group, (path, oct(mode))
@@ -304,9 +373,11 @@ def test_umask_is_honoured(shared: Shared, umask: str, group_bits: int, other_bi
 
 def test_force_merge_keeps_the_folders_mode_and_directory_symlinks(shared: Shared) -> None:
     prefix = shared.group / "site"
-    setup = (f"mkdir -p {prefix}/data {shared.group}/shared-share && chmod 2751 {prefix} && "
-             f"echo keep > {prefix}/data/precious.txt && "
-             f"ln -s {shared.group}/shared-share {prefix}/share")
+    setup = (
+        f"mkdir -p {prefix}/data {shared.group}/shared-share && chmod 2751 {prefix} && "
+        f"echo keep > {prefix}/data/precious.txt && "
+        f"ln -s {shared.group}/shared-share {prefix}/share"
+    )
     assert shared.run(A, ["sh", "-c", setup], umask="002").returncode == 0
     res = shared.install(A, prefix, "-f")
     assert res.returncode == 0, res.stderr
@@ -335,13 +406,26 @@ def test_update_keeps_pip_packages_config_site_files_and_edits(shared: Shared) -
     prefix = shared.sticky / "x"
     assert shared.install(B, prefix).returncode == 0
     site = next(prefix.glob("lib/python3*/site-packages"))
-    added = {site / "DIRAC-9.0.dist-info/METADATA": "Name: DIRAC\n",
-             site / "DIRAC/__init__.py": "# pip\n", prefix / "etc/dirac.cfg": "[DIRAC]\n",
-             prefix / "notes.txt": "mine\n", prefix / "bin/site-script": "#!/bin/sh\n",
-             prefix / "work/job/out": "1\n"}
+    added = {
+        site / "DIRAC-9.0.dist-info/METADATA": "Name: DIRAC\n",
+        site / "DIRAC/__init__.py": "# pip\n",
+        prefix / "etc/dirac.cfg": "[DIRAC]\n",
+        prefix / "notes.txt": "mine\n",
+        prefix / "bin/site-script": "#!/bin/sh\n",
+        prefix / "work/job/out": "1\n",
+    }
     script = " && ".join(f"mkdir -p {p.parent} && printf %s '{t}' > {p}" for p, t in added.items())
-    assert shared.run(B, ["sh", "-c", script + f" && echo '# site' >> {prefix}/diracosrc && "
-                          f"chmod 2775 {prefix}"]).returncode == 0
+    assert (
+        shared.run(
+            B,
+            [
+                "sh",
+                "-c",
+                script + f" && echo '# site' >> {prefix}/diracosrc && chmod 2775 {prefix}",
+            ],
+        ).returncode
+        == 0
+    )
     for flag in ("-u", "-f"):
         res = shared.install(B, prefix, flag)
         assert res.returncode == 0, res.stderr
@@ -355,8 +439,12 @@ def test_update_keeps_pip_packages_config_site_files_and_edits(shared: Shared) -
 
 def test_force_into_a_site_folder_then_update_keeps_precious(shared: Shared) -> None:
     prefix = shared.sticky / "site"
-    assert shared.run(B, ["sh", "-c", f"mkdir -p {prefix}/data && echo keep > "
-                          f"{prefix}/data/precious.txt"]).returncode == 0
+    assert (
+        shared.run(
+            B, ["sh", "-c", f"mkdir -p {prefix}/data && echo keep > {prefix}/data/precious.txt"]
+        ).returncode
+        == 0
+    )
     assert shared.install(B, prefix, "-f").returncode == 0
     assert shared.install(B, prefix, "-u").returncode == 0
     assert (prefix / "data/precious.txt").read_text() == "keep\n"
@@ -377,12 +465,20 @@ def test_an_inode_shortage_is_one_line(shared: Shared) -> None:
         pytest.skip("unshare (util-linux) is not installed")
     small = shared.root / "small"
     small.mkdir()
-    inner = shlex.join(shared.command(B, ["sh", str(shared.installer), "-b", "-p",
-                                          str(small / "x")]))
-    script = (f"mount -t tmpfs -o size=300m,nr_inodes=300,mode=1777 tmpfs {small} && {inner}; "
-              f"echo rc=$?; ls -A {small}")
-    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                         capture_output=True, text=True, timeout=300, check=False)
+    inner = shlex.join(
+        shared.command(B, ["sh", str(shared.installer), "-b", "-p", str(small / "x")])
+    )
+    script = (
+        f"mount -t tmpfs -o size=300m,nr_inodes=300,mode=1777 tmpfs {small} && {inner}; "
+        f"echo rc=$?; ls -A {small}"
+    )
+    res = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if "mount" in res.stderr and "rc=" not in res.stdout:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
     errors = [line for line in res.stderr.splitlines() if line.strip()]
