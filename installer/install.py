@@ -475,6 +475,12 @@ class Install:
         """An interrupted install of this prefix: roll it back (or forward, once committed)."""
         path = self.p(JOURNAL)
         try:
+            tmp = os.lstat(path + ".tmp")  # a journal write that was interrupted
+            if stat.S_ISREG(tmp.st_mode) and tmp.st_uid == self.uid:
+                os.unlink(path + ".tmp")
+        except OSError:
+            pass
+        try:
             st = os.lstat(path)
         except OSError:
             return

@@ -493,3 +493,30 @@ def test_random_payloads_update_into_each_other(tmp_path: Path) -> None:
                 t.pop(k, None)
         assert got == want, i
         assert (prefix / "mine.txt").read_text() == "mine\n"
+
+
+def test_interrupted_force_then_plain_rerun_keeps_the_folders_contents(
+    tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """-f into a site folder killed halfway, then the installer run again without -f: what
+    that install made is removed, the folder's own contents stay, and the rerun says why it
+    stops (the folder is not empty)."""
+    prefix = tmp_path / "site"
+    (prefix / "data").mkdir(parents=True)
+    (prefix / "data/precious.txt").write_text("keep\n")
+    before = tree(prefix)
+    steps = ["rename", "replace", "unlink", "rmdir", "mkdir"]
+    for n in range(10, 100):  # the first step that leaves the transaction half done
+        assert kill_after(n, steps, lambda: run(prefix, "-f"))
+        if (prefix / ".dxforge-journal").is_file() and (prefix / "bin").exists():
+            break
+        for p in prefix.iterdir():
+            if p.name != "data":
+                install.remove(str(p))
+    assert (prefix / ".dxforge-journal").is_file()
+    capfd.readouterr()
+    assert run(prefix) == 1
+    err = capfd.readouterr().err
+    assert "holds an interrupted install; rolling it back" in err
+    assert "already exists and is not empty" in err
+    assert tree(prefix) == before

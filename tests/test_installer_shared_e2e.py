@@ -38,6 +38,9 @@ def installer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic installer (gzip payload: no runtime decoder needed), readable by all."""
     if os.geteuid() != 0 or not shutil.which("setpriv"):
         pytest.skip("two unprivileged users need root and setpriv (util-linux)")
+    given = os.environ.get("DXFORGE_SHARED_INSTALLER")  # e.g. an older build, to compare
+    if given:
+        return Path(given)
     base = tmp_path_factory.mktemp("shared-build")
     channel = base / "channel"
     subprocess.run(
