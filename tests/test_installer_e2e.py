@@ -193,6 +193,16 @@ synth-sh
     assert (prefix / ".diracos_version").read_text() == "SYNTHOS 1.0.0\n"
     assert (prefix / ".condarc").read_text().startswith("default_channels:\n  - conda-forge")
     assert (prefix / ".dxforge/installed").is_file()
+    # the record names every file the install wrote with its sha256 as installed
+    import hashlib
+
+    record = json.loads((prefix / ".dxforge/record.json").read_text())
+    assert len(record["files"]) > 100
+    for rel, digest in record["files"].items():
+        p = prefix / rel
+        got = "link:" + os.readlink(p) if p.is_symlink() else hashlib.sha256(
+            p.read_bytes()).hexdigest()
+        assert got == digest, rel
 
 
 def test_conda_meta_valid_and_manageable(site: Site) -> None:

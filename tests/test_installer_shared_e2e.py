@@ -453,7 +453,7 @@ def test_force_into_a_site_folder_then_update_keeps_precious(shared: Shared) -> 
     assert (prefix / "data/precious.txt").read_text() == "keep\n"
 
 
-@pytest.mark.parametrize("tail", ["| true", ">/dev/full", "2>&-", ">&- 2>&-"])
+@pytest.mark.parametrize("tail", ["| true", ">/dev/full 2>&1", "2>&-", ">&- 2>&-"])
 def test_closed_or_broken_output_never_fails_an_install(shared: Shared, tail: str) -> None:
     prefix = shared.sticky / "x"
     res = shared.install(B, prefix, shell_tail=tail + "; echo rc=$?")

@@ -166,7 +166,7 @@ def _compile_install_step(prefix: Path, python_rel: str) -> None:
             "for f in sys.argv[1:]:\n"
             "    py_compile.compile(f, dfile='.dxforge/' + os.path.basename(f), doraise=True,\n"
             "        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n")
-    run([prefix / python_rel, "-I", "-c", code, prefix / DXFORGE_DIR / "install.py",
+    run([prefix / python_rel, "-I", "-B", "-c", code, prefix / DXFORGE_DIR / "install.py",
          prefix / DXFORGE_DIR / "relocate.py"], what="compiling the install step",
         env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
 
