@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("relocate", ROOT / "installer/relocate.py")
+from dxforge.installer import shipped
+
+spec = importlib.util.spec_from_file_location("relocate", shipped("relocate.py"))
 relocate = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
 spec.loader.exec_module(relocate)  # type: ignore[union-attr]
 

@@ -1,4 +1,4 @@
-"""The self-extracting ``.sh``: header rendered from installer/header.sh, followed by the
+"""The self-extracting ``.sh``: header rendered from dxforge's header.sh, followed by the
 payload; beside it the ``.sha256``, an ``@EXPLICIT`` lockfile and a package list."""
 
 from __future__ import annotations
@@ -199,12 +199,3 @@ def write_companions(installer: Path, digest: str, packages: list[Package]) -> O
         sha256=digest,
         size=installer.stat().st_size,
     )
-
-
-def installer_files_dir(root: Path) -> Path:
-    """The top-level installer/ directory (header, relocator, post-install script)."""
-    d = root / "installer"
-    for name in ("header.sh", "relocate.py"):
-        if not (d / name).is_file():
-            raise DxError(f"{d / name} is missing; it ships with dxforge (restore it from git)")
-    return d
