@@ -58,7 +58,9 @@ def packages(ext: str, version: str, diracx: str, otel: bool = True) -> list[Pac
                     "aio_client_class": "diracx.client._generated.aio._client:Dirac",
                 }
             },
-            {f"{ext}/client/__init__.py": ""},
+            # not `<ext>/client`: once that exists DiracX's client importer takes every
+            # diracx.client module from `<ext>.client._generated` (a regenerated client)
+            {f"{ext}/client_hooks/__init__.py": ""},
             sdist=False,
         ),
         Package(
@@ -79,8 +81,12 @@ def packages(ext: str, version: str, diracx: str, otel: bool = True) -> list[Pac
 
 
 HELLO_ROUTER = """\
+from collections.abc import Callable
+from typing import Annotated
+
 from diracx.routers.access_policies import BaseAccessPolicy
 from diracx.routers.fastapi_classes import DiracxRouter
+from fastapi import Depends
 
 router = DiracxRouter()
 
@@ -91,8 +97,12 @@ class HelloPolicy(BaseAccessPolicy):
         return
 
 
+CheckHelloPolicy = Annotated[Callable, Depends(HelloPolicy.check)]
+
+
 @router.get("/")
-async def hello() -> dict:
+async def hello(check_permission: CheckHelloPolicy) -> dict:
+    await check_permission()
     return {"hello": "from the extension"}
 """
 
@@ -103,7 +113,7 @@ app = AsyncTyper()
 
 
 @app.command()
-async def greet():
+def greet():
     """Say hello from the extension."""
     print("hello from the extension")
 '''
