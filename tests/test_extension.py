@@ -122,6 +122,9 @@ def test_construct_and_settings_follow_diracx(tmp_path: Path, index: LocalIndex)
     shared = [s for s in base.specs if s.split()[0] in ("python", "voms", "git")]
     assert all(s in spec.specs for s in shared) and f"myext =={EXT_VERSION}" in spec.specs
     assert spec.glibc == base.glibc
+    # DiracX's installer files (the post-install script writes diracosrc, which pilots source)
+    assert spec.post_install.read_bytes() == base.post_install.read_bytes()
+    assert spec.license_file.read_bytes() == base.license_file.read_bytes()
     cfg = read_project(project)
     assert cfg.extension == "myext" and cfg.diracx == res.diracx and cfg.base == ROOT
     assert cfg.base_channel == (ROOT / "build/channels/dxforge").as_uri()

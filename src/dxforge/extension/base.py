@@ -5,7 +5,7 @@ the installer's Python, voms and git."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dxforge.channel import channel_url, local_path
@@ -28,6 +28,7 @@ class Base:
     virtual_specs: list[str]
     channel: str  # the channel DiracX's packages are built into (URL)
     seed: str  # the channel their requirements come from (URL)
+    files: dict[str, Path] = field(default_factory=dict)  # construct key -> the file it names
 
     @property
     def channel_path(self) -> Path | None:
@@ -74,6 +75,11 @@ def read_base(root: Path, channel: str | None = None, seed: str | None = None) -
         )
     packages = sorted(p.parent.name for p in (root / "recipes").glob("*/recipe.yaml"))
     glibc = [f"__glibc >={spec.glibc}"] if spec.glibc else []
+    files = {
+        k: f
+        for k, f in (("post_install", spec.post_install), ("license_file", spec.license_file))
+        if f is not None
+    }
     return Base(
         root,
         version,
@@ -82,4 +88,5 @@ def read_base(root: Path, channel: str | None = None, seed: str | None = None) -
         glibc,
         channel_url(channel) if channel else (root / "build/channels/dxforge").as_uri(),
         channel_url(seed) if seed else (root / "build/channels/seed").as_uri(),
+        files,
     )

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from dxforge.extension.base import Base, read_base
 from dxforge.extension.discover import Discovery, Found, discover, exact_pin
-from dxforge.extension.project import construct_text, pyproject_text
+from dxforge.extension.project import construct_text, installer_files, pyproject_text
 from dxforge.extension.recipe import recipe_text, run_requirements, test_imports
 from dxforge.metadata import RequiresDistLookup
 from dxforge.progress import SILENT, Progress
@@ -185,6 +185,8 @@ def init_extension(opts: InitOptions, progress: Progress = SILENT) -> InitResult
         f"recipes/{name}/recipe.yaml": text for name, text in _recipes(disc, target, lookup).items()
     }
     files["construct.yaml"] = construct_text(disc.extension, disc.version, base)
+    for key, rel in installer_files(base).items():
+        files[rel] = base.files[key].read_text()
     files["pyproject.toml"] = pyproject_text(disc.extension, diracx, base, _ci_settings(base))
     dest = Path(os.path.abspath(opts.dest))
     written = _write(dest, files)

@@ -89,6 +89,19 @@ def pyproject_text(extension: str, diracx: str, base: Base, ci: dict[str, object
     return "\n".join(lines) + "\n"
 
 
+INSTALLER_FILES = {
+    "post_install": "installer/post_install.sh",
+    "license_file": "installer/LICENSE.txt",
+}
+"""Where the project keeps the files its construct.yaml names, copied from DiracX's."""
+
+
+def installer_files(base: Base) -> dict[str, str]:
+    """construct.yaml key -> the project's path of each file DiracX's construct.yaml names (the
+    post-install script writes diracosrc, which pilots source)."""
+    return {k: v for k, v in INSTALLER_FILES.items() if k in base.files}
+
+
 def construct_text(extension: str, version: str, base: Base) -> str:
     """The construct.yaml of the extension's installer: named after it, with DiracX's Python,
     voms and git, from its own channel, DiracX's and the seeds."""
@@ -110,7 +123,8 @@ def construct_text(extension: str, version: str, base: Base) -> str:
         "  - ./build/channels/dxforge\n"
         f"  - {base.channel}\n  - {base.seed}\n  - ./build/channels/seed\n\n"
         "write_condarc: true\nconda_default_channels:\n  - conda-forge\n\n"
-        f'default_prefix: "${{PWD}}/{extension}"\nbatch_mode: true\nregister_envs: false\n'
+        + "".join(f"{key}: {path}\n" for key, path in installer_files(base).items())
+        + f'default_prefix: "${{PWD}}/{extension}"\nbatch_mode: true\nregister_envs: false\n'
         f"keep_pkgs: false\ninstaller_filename: {extension}-{version}-Linux-x86_64.sh\n\n"
         + (f"virtual_specs:\n{virtual}\n" if virtual else "")
         + "# Python, voms and git as in the DiracX distribution's construct.yaml.\nspecs:\n"
