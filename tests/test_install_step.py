@@ -1,4 +1,4 @@
-"""The installer's install step (installer/install.py, run by the payload's python), in-process:
+"""The installer's install step (dxforge/installer/files/install.py, run by the payload's python), in-process:
 stand-in payloads staged as the header stages them, installed, updated, interrupted.
 
 Each test is a user's sequence from issue 22: what an update keeps, what -f may touch, how an
@@ -19,8 +19,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "installer"))  # install.py imports relocate.py beside it
-spec = importlib.util.spec_from_file_location("dxforge_install", ROOT / "installer/install.py")
+from dxforge.installer import shipped_dir
+
+FILES = shipped_dir()
+
+sys.path.insert(0, str(FILES))  # install.py imports relocate.py beside it
+spec = importlib.util.spec_from_file_location("dxforge_install", FILES / "install.py")
 install = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
 spec.loader.exec_module(install)  # type: ignore[union-attr]
 
@@ -72,7 +76,7 @@ def stage(prefix: Path, files: dict[str, bytes], links: dict[str, str] | None = 
     meta = staging / ".dxforge"
     meta.mkdir()
     for f in ("relocate.py", "install.py"):
-        shutil.copy(ROOT / "installer" / f, meta / f)
+        shutil.copy(FILES / f, meta / f)
     (meta / "post_install.sh").write_bytes(POST)
     (meta / "manifest.json").write_text(
         json.dumps(
@@ -438,7 +442,7 @@ def test_closed_stdout_and_stderr_fail_nothing(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             code,
-            str(ROOT / "installer"),
+            str(FILES),
             "--staging",
             str(stage(prefix, payload())),
             "--prefix",

@@ -1,4 +1,4 @@
-"""Unit tests of the installer's relocation (installer/relocate.py, run by the bundled python)."""
+"""Unit tests of the installer's relocation (dxforge/installer/files/relocate.py, run by the bundled python)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
-spec = importlib.util.spec_from_file_location("relocate", ROOT / "installer/relocate.py")
+from dxforge.installer import shipped
+
+spec = importlib.util.spec_from_file_location("relocate", shipped("relocate.py"))
 relocate = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
 spec.loader.exec_module(relocate)  # type: ignore[union-attr]
 

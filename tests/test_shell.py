@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dxforge.construct import load_construct
+from dxforge.installer import shipped
 from dxforge.installer.payload import Payload
 from dxforge.installer.shell import Decoder, render_header
 from dxforge.installer.stage import Stage
@@ -43,7 +44,7 @@ def rendered_header(tmp_path: Path, batch: bool, extra: str = "",
                   glibc="2.28")
     payload = Payload(tmp_path / "p.tar", compression, 12345, "ab" * 32, 20000, 10)
     decoder = Decoder(b"x" * 1000, "cd" * 32, "ef" * 32) if compression == "zstd" else None
-    text = render_header((ROOT / "installer/header.sh").read_text(), spec, stage, payload,
+    text = render_header(shipped("header.sh").read_text(), spec, stage, payload,
                          spec.installer_filename, *([decoder] if decoder else []))
     out = tmp_path / "header.sh"
     out.write_bytes(text)

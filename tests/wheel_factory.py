@@ -55,16 +55,20 @@ def build_wheel(
     gui_scripts: dict[str, str] | None = None,
     scripts: dict[str, bytes] | None = None,
     files: dict[str, bytes] | None = None,
+    entry_points: dict[str, dict[str, str]] | None = None,
+    module: bool = True,
 ) -> Path:
     """Write ``dest/<name>-<version>-<tag>.whl`` and return its path. ``files`` go to the wheel's
-    root (site-packages); ``scripts`` to ``<name>-<version>.data/scripts/``."""
+    root (site-packages); ``scripts`` to ``<name>-<version>.data/scripts/``; ``entry_points``
+    are further groups beside the scripts; without ``module`` no ``<name>/__init__.py``."""
     dist = f"{name.replace('-', '_')}-{version}"
-    module = name.replace("-", "_").lower()
+    package = name.replace("-", "_").lower()
     pure = tag.endswith("-none-any")
     members: dict[str, bytes] = {
-        f"{module}/__init__.py": b"def main():\n    print('hello from " + module.encode() + b"')\n",
-        **(files or {}),
-    }
+        f"{package}/__init__.py": b"def main():\n    print('hello from " + package.encode()
+        + b"')\n",
+    } if module else {}
+    members.update(files or {})
     for script, data in (scripts or {}).items():
         members[f"{dist}.data/scripts/{script}"] = data
     members[f"{dist}.dist-info/METADATA"] = metadata(
@@ -75,7 +79,8 @@ def build_wheel(
     interp, abi, plats = tag.split("-")
     wheel += [f"Tag: {interp}-{abi}-{p}" for p in plats.split(".")]
     members[f"{dist}.dist-info/WHEEL"] = ("\n".join(wheel) + "\n\n").encode()
-    sections = {"console_scripts": console_scripts, "gui_scripts": gui_scripts}
+    sections = {"console_scripts": console_scripts, "gui_scripts": gui_scripts,
+                **(entry_points or {})}
     eps = "".join(
         f"[{sec}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items()) + "\n"
         for sec, entries in sections.items()

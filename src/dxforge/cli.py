@@ -683,6 +683,79 @@ def fingerprint(
     print(runtime_fingerprint(layout.cache, project_target(layout.construct).python))
 
 
+# ---- dxforge extension: a VO's own distribution on top of DiracX -------------------------
+
+extension_app = typer.Typer(cls=_Group, no_args_is_help=True,
+                            help="A VO's own distribution: DiracX with its extension.")
+app.add_typer(extension_app, name="extension")
+
+
+@extension_app.command("init")
+def extension_init(
+    name: Annotated[str, typer.Argument(help="The extension's metapackage on the index.")],
+    base: Annotated[Path, typer.Option("--base", help="The DiracX distribution project it "
+                                       "builds on (a checkout's path).")],
+    dest: Annotated[Path | None, typer.Option("--out", help="The new project's folder "
+                                              "(default: ./NAME).")] = None,
+    version: Annotated[str | None, typer.Option(help="The extension's version (default: "
+                                                "the newest).")] = None,
+    base_channel: Annotated[str | None, typer.Option(
+        "--base-channel", help="DiracX's channel, path or URL (default: the base's build).")
+    ] = None,
+    base_seed: Annotated[str | None, typer.Option(
+        "--base-seed", help="The seed of DiracX's channel (default: the base's).")] = None,
+    index_url: IndexOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a distribution project from an extension's packages on the package index."""
+    from dxforge.extension.init import InitOptions, init_extension
+
+    _start(json_out)
+    opts = InitOptions(name, dest or Path(name), base, base_channel, base_seed, version,
+                       index_url)
+    with _progress("extension init") as progress:
+        result = init_extension(opts, progress)
+    if json_out:
+        _print_json(result.as_json())
+        return
+    render.table(out, f"{result.extension} {result.version} on DiracX {result.diracx} -> "
+                 f"{result.project}", ("package", "from", "sha256", "entry-point groups"),
+                 [(p.name, p.file.filename, p.sha256, ", ".join(sorted(p.dist.entry_points)))
+                  for p in result.packages])
+    for note in result.notes:
+        render.line(out, f"note: {note}", "yellow")
+    render.line(out, f"next: cd {result.project} && dxforge seed && dxforge extension build "
+                "&& dxforge installer", "bold")
+
+
+@extension_app.command("build")
+def extension_build(
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
+    index_url: IndexOpt = None,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """Build the extension's recipes against DiracX's channel at the version they pin."""
+    from dxforge.build import BuildOptions
+    from dxforge.extension.build import build_extension
+
+    _start(json_out)
+    layout = _layout(root, build_dir)
+    opts = BuildOptions(layout, force=force, index_url=index_url, jobs=os.cpu_count() or 1)
+    with _progress("extension build", _row) as progress:
+        base, report = build_extension(layout, opts, progress)
+    if json_out:
+        _print_json({**report.as_json(), "base_channel": base.channel, "base_seed": base.seed})
+    else:
+        render.table(out, f"dxforge extension build -> {report.channel} (DiracX from "
+                     f"{base.channel})", ("package", "version", "seconds", "status"),
+                     [(r.name, r.version, f"{r.seconds:.1f}", r.status + (
+                         f" ({r.reason})" if r.reason else "")) for r in report.packages])
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def _terminated(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge.recipes import SECTIONS, Recipe, is_sibling, load_recipes
+from dxforge.recipes import SECTIONS, Recipe, is_sibling, load_recipes, project_family
 from dxforge.specs import split_spec
 from dxforge.util import DxError
 
@@ -202,7 +202,10 @@ def node_of(recipe: Recipe) -> Node:
 
 
 def graph_of(recipes: Iterable[Recipe]) -> Graph:
-    return build_graph(node_of(r) for r in recipes)
+    recipes = list(recipes)
+    family = project_family(recipes[0].path.parents[2]) if recipes else "diracx"
+    return build_graph((node_of(r) for r in recipes),
+                       lambda name: is_sibling(name, family=family))
 
 
 def load_graph(root: Path, sources_url: str | None = None) -> tuple[Graph, list[Recipe]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from dxforge.metadata import DistMetadata, read_sdist
+from dxforge.metadata import DistMetadata, parse_metadata, read_sdist, wheel_metadata
 from dxforge.names import extra_requirements
 from dxforge.recipes import Recipe
 from dxforge.target import Target
@@ -41,8 +41,14 @@ def sdist_path(recipe: Recipe, sources: Path) -> Path:
 
 
 def metadata(recipes: Iterable[Recipe], sources: Path) -> dict[str, DistMetadata]:
-    return {r.name: read_sdist(sdist_path(r, sources).read_bytes(), r.source_filename)
-            for r in recipes}
+    """Each recipe's core metadata, from its sdist (or its wheel: some extensions publish no
+    sdist)."""
+    out = {}
+    for r in recipes:
+        data = sdist_path(r, sources).read_bytes()
+        out[r.name] = parse_metadata(wheel_metadata(data, r.source_filename), r.source_filename) \
+            if r.source_filename.endswith(".whl") else read_sdist(data, r.source_filename)
+    return out
 
 
 def test_requirements(
@@ -72,7 +78,9 @@ def test_requirements(
 def has_tests(recipe: Recipe, sources: Path) -> bool:
     """Whether the package's sdist carries a test suite of its own code: ``tests/`` beside
     ``src/`` (the metapackage's sdist is the whole repository, whose ``tests/`` check the
-    repository, not an installed package)."""
+    repository, not an installed package); a wheel carries none."""
+    if recipe.source_filename.endswith(".whl"):
+        return False
     with tarfile.open(sdist_path(recipe, sources), "r:*") as tar:
         tops = {m.name.split("/")[1] for m in tar.getmembers() if m.name.count("/") >= 2}
     return {"tests", "src"} <= tops

@@ -27,9 +27,28 @@ SIBLING_RE = re.compile(r"^diracx(-[a-z0-9][a-z0-9-]*)?$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def is_sibling(name: str, siblings: Iterable[str] = ()) -> bool:
-    """Whether ``name`` is a DiracX package (``diracx``, ``diracx-*`` or one of ``siblings``)."""
+def is_sibling(name: str, siblings: Iterable[str] = (), family: str = "diracx") -> bool:
+    """Whether ``name`` is a package of the project's family (``diracx``, ``diracx-*`` or one of
+    ``siblings``; an extension's project: ``<ext>``, ``<ext>-*``)."""
+    if family != "diracx":
+        return name in set(siblings) or bool(
+            re.match(rf"^{re.escape(family)}(-[a-z0-9][a-z0-9-]*)?$", name))
     return name in set(siblings) or bool(SIBLING_RE.match(name))
+
+
+def project_family(root: Path) -> str:
+    """The package family the project's recipes belong to: ``diracx``, or an extension's name
+    (``extension`` in ``[tool.dxforge]`` of its pyproject.toml)."""
+    import tomllib
+
+    path = Path(root) / "pyproject.toml"
+    try:
+        tool = tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {})
+    except FileNotFoundError:
+        return "diracx"
+    except tomllib.TOMLDecodeError as e:
+        raise DxError(f"{path}: not valid TOML ({e})") from None
+    return str(tool.get("extension") or "diracx")
 
 
 @dataclass
@@ -140,14 +159,15 @@ def _check_rendered(recipe: Recipe) -> None:
             f"{recipe.path}: key package.name: {recipe.name!r} differs from the recipe directory "
             f"{recipe.dir.name!r}; rename one of them"
         )
+    family = project_family(recipe.path.parents[2])
     for sec in SECTIONS:
         key = "tests[].requirements" if sec == "test" else f"requirements.{sec}"
         for line in recipe.requirements.get(sec, []):
             name, spec = split_spec(line, f"{recipe.path}: key {key}")
-            if is_sibling(name) and spec != f"=={recipe.version}":
+            if is_sibling(name, family=family) and spec != f"=={recipe.version}":
                 raise DxError(
-                    f"{recipe.path}: key {key}: {line!r}: DiracX packages are pinned to the "
-                    f"same version; write `{name} ==${{{{ version }}}}`"
+                    f"{recipe.path}: key {key}: {line!r}: the {family} packages are pinned to "
+                    f"the same version; write `{name} ==${{{{ version }}}}`"
                 )
 
 

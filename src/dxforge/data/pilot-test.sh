@@ -76,6 +76,36 @@ EOF
 dirac --help > /dev/null || fail "dirac --help"
 ok "dirac --help"
 
+# A DiracX extension: at most one besides DiracX itself (`extension` in the `diracx` entry-point
+# group), first in DiracX's priority, and `dirac --help` lists its commands (`diracx.cli`)
+ext=$(python - <<'EOF'
+from importlib.metadata import entry_points
+
+found = sorted({ep.module for ep in entry_points(group="diracx", name="extension")})
+others = [m for m in found if m != "diracx"]
+assert len(others) <= 1, f"more than one DiracX extension installed: {others}"
+if others:
+    from diracx.core.extensions import extensions_by_priority
+
+    assert extensions_by_priority()[0] == others[0], extensions_by_priority()
+    cli = sorted({ep.name for ep in entry_points(group="diracx.cli")
+                  if ep.module.split(".")[0] == others[0]})
+    print(others[0], *cli)
+EOF
+) || fail "the diracx extension entry points"
+if [ -n "$ext" ]; then
+    help=$(dirac --help) || fail "dirac --help"
+    # shellcheck disable=SC2086  # the extension's name, then its commands: words
+    set -- $ext
+    name=$1
+    shift
+    for command in "$@"; do
+        printf '%s\n' "$help" | grep -qw -- "$command" \
+            || fail "dirac --help does not list the extension's command $command"
+    done
+    ok "extension $name, the only one, first in priority; dirac --help lists: $*"
+fi
+
 git --version > /dev/null || fail "git --version"
 case "$(git --exec-path)" in
     "$prefix"/*) ok "git --exec-path is inside the prefix ($(git --exec-path))" ;;

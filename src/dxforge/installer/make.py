@@ -21,12 +21,12 @@ from typing import Any
 import dxforge
 from dxforge.channel import Package
 from dxforge.construct import ConstructSpec, load_construct
+from dxforge.installer import shipped_dir
 from dxforge.installer.payload import COMPRESSIONS, SUFFIX, pack
 from dxforge.installer.prefix import PYC_MODES, public_url
 from dxforge.installer.shell import (
     NO_DECODER,
     Decoder,
-    installer_files_dir,
     write_companions,
     write_installer,
 )
@@ -126,7 +126,7 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
     layout = opts.layout
     construct = opts.construct or layout.construct
     spec = load_construct(construct)
-    files = installer_files_dir(layout.root)
+    files = shipped_dir()
     channels = channel_list(spec, opts.channels, layout)
     out = (opts.out or layout.installer).absolute()
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The self-extracting ``.sh``: header rendered from installer/header.sh, followed by the
+"""The self-extracting ``.sh``: header rendered from dxforge's header.sh, followed by the
 payload; beside it the ``.sha256``, an ``@EXPLICIT`` lockfile and a package list."""
 
 from __future__ import annotations
@@ -109,13 +109,13 @@ def render_header(
         - {"HEADER_SIZE", "TOTAL_SIZE", "CHECK_CKSUM"}
     )
     if unknown:
-        raise DxError(f"installer/header.sh uses unknown fields {sorted(unknown)}")
+        raise DxError(f"dxforge/installer/files/header.sh uses unknown fields {sorted(unknown)}")
     text = template
     for k, v in fields.items():
         text = text.replace(f"@@{k}@@", v)
     lines = text.split("\n", 3)
     if lines[0] != "#!/bin/sh" or lines[1] != f"# {UNSEALED}":
-        raise DxError("installer/header.sh must start with `#!/bin/sh` and `# @@SELF_SHA256@@`")
+        raise DxError("dxforge/installer/files/header.sh must start with `#!/bin/sh` and `# @@SELF_SHA256@@`")
     text = text.replace("@@CHECK_CKSUM@@", posix_cksum(lines[2].encode() + b"\n"))
     size = 0
     while True:
@@ -267,12 +267,3 @@ def write_companions(installer: Path, digest: str, packages: list[Package]) -> O
         sha256=digest,
         size=installer.stat().st_size,
     )
-
-
-def installer_files_dir(root: Path) -> Path:
-    """The top-level installer/ directory (header, relocator, post-install script)."""
-    d = root / "installer"
-    for name in ("header.sh", "relocate.py", "install.py"):
-        if not (d / name).is_file():
-            raise DxError(f"{d / name} is missing; it ships with dxforge (restore it from git)")
-    return d

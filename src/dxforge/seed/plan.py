@@ -9,6 +9,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from dxforge.names import pypi_name
+from dxforge.recipes import is_sibling
 from dxforge.runtime.components import runtime_packages
 from dxforge.runtime.libs import runtime_libraries
 from dxforge.specs import pep440_specifier, split_spec
@@ -37,8 +38,8 @@ def plan(
     asked += [(s, f"{root / 'construct.yaml'}: specs") for s in construct_specs]
     for spec, where in asked:
         name, version = split_spec(spec, where)
-        if name in siblings or name.startswith("__"):
-            continue
+        if name in siblings or is_sibling(name) or name.startswith("__"):
+            continue  # DiracX's packages come from its channel (an extension's project)
         out.sources.setdefault(spec, []).append(where)
         if name in runtime_packages() or name in runtime_libraries():
             continue
@@ -50,6 +51,8 @@ def plan(
         for line in lines:
             req = Requirement(line)
             name = canonicalize_name(req.name)
+            if name in siblings or is_sibling(name):
+                continue
             out.sources.setdefault(line, []).append(where)
             extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
             key = name + extras

@@ -1,0 +1,132 @@
+"""An extension's distribution project: its construct.yaml and pyproject.toml as written by
+``dxforge extension init``, and ``[tool.dxforge]`` read back (the extension, the DiracX version
+it pins, and the DiracX distribution it builds on)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from dxforge.ci import DEFAULTS
+from dxforge.extension.base import Base
+from dxforge.util import DxError
+
+KEYS = ("extension", "diracx", "base", "base-channel", "base-seed")
+
+
+@dataclass(frozen=True)
+class ExtensionProject:
+    """``[tool.dxforge]`` of an extension's project."""
+
+    root: Path
+    extension: str
+    diracx: str  # the DiracX version its packages pin
+    base: Path | None  # the DiracX distribution project
+    base_channel: str  # where DiracX's packages are (URL)
+    base_seed: str  # where their requirements are (URL)
+
+
+def _toml(value: object) -> str:
+    return json.dumps(value)  # a TOML basic string or array of them
+
+
+def read_project(root: Path) -> ExtensionProject:
+    """The extension settings of the project at ``root``; a project without them is an error."""
+    path = Path(root) / "pyproject.toml"
+    try:
+        tool = tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {})
+    except FileNotFoundError:
+        raise DxError(
+            f"{path}: not found; run `dxforge extension init` to make an extension's "
+            "project, or --root to name one"
+        ) from None
+    except tomllib.TOMLDecodeError as e:
+        raise DxError(f"{path}: not valid TOML ({e})") from None
+    missing = [k for k in ("extension", "diracx", "base-channel", "base-seed") if k not in tool]
+    if missing:
+        raise DxError(
+            f"{path}: [tool.dxforge] lacks {', '.join(missing)}; not an extension's "
+            "project (`dxforge extension init` writes them)"
+        )
+    base = tool.get("base")
+    return ExtensionProject(
+        Path(root),
+        str(tool["extension"]),
+        str(tool["diracx"]),
+        (Path(root) / base).resolve() if base else None,
+        str(tool["base-channel"]),
+        str(tool["base-seed"]),
+    )
+
+
+def pyproject_text(extension: str, diracx: str, base: Base, ci: dict[str, object]) -> str:
+    """The project's pyproject.toml: the extension settings and the CI configuration."""
+    lines = [
+        f"# The {extension} distribution: DiracX with the {extension} extension, built by dxforge",
+        "# (`pip install dxforge`; every command runs in this folder).",
+        "[tool.dxforge]",
+        f"extension = {_toml(extension)}",
+        "# The DiracX version the extension's packages pin; its channel must hold exactly it.",
+        f"diracx = {_toml(diracx)}",
+        "# The DiracX distribution it builds on: its project, its channel and its seed.",
+        f"base = {_toml(str(base.root))}",
+        f"base-channel = {_toml(base.channel)}",
+        f"base-seed = {_toml(base.seed)}",
+        "",
+        "# `dxforge ci` renders .github/workflows from this (keys as in the DiracX distribution).",
+        "[tool.dxforge.ci]",
+    ]
+    for key, value in {**DEFAULTS, **ci}.items():
+        if key == "pilot-images":
+            items = ", ".join(
+                f"{{ image = {_toml(i['image'])}, glibc = {_toml(i['glibc'])} }}" for i in value
+            )  # type: ignore[attr-defined]
+            lines.append(f"{key} = [{items}]")
+        else:
+            lines.append(f"{key} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+INSTALLER_FILES = {
+    "post_install": "installer/post_install.sh",
+    "license_file": "installer/LICENSE.txt",
+}
+"""Where the project keeps the files its construct.yaml names, copied from DiracX's."""
+
+
+def installer_files(base: Base) -> dict[str, str]:
+    """construct.yaml key -> the project's path of each file DiracX's construct.yaml names (the
+    post-install script writes diracosrc, which pilots source)."""
+    return {k: v for k, v in INSTALLER_FILES.items() if k in base.files}
+
+
+def construct_text(extension: str, version: str, base: Base) -> str:
+    """The construct.yaml of the extension's installer: named after it, with DiracX's Python,
+    voms and git, from its own channel, DiracX's and the seeds."""
+    specs = [
+        base.specs["python"],
+        "pip",
+        base.specs["git"],
+        base.specs["voms"],
+        f"{extension} =={version}",
+    ]
+    virtual = "".join(f"  - {v}  # [linux]\n" for v in base.virtual_specs)
+    return (
+        f"# The installer of the {extension} distribution: DiracX with the {extension} "
+        "extension, in\n# conda constructor's format. Made by `dxforge extension init`; "
+        "build it with `dxforge installer`.\n"
+        f"name: {extension}\nversion: {version}\n\n"
+        "# This project's packages, then the DiracX distribution's channel and seed, then the "
+        "seed of\n# what the extension needs beyond DiracX (`dxforge seed`).\nchannels:\n"
+        "  - ./build/channels/dxforge\n"
+        f"  - {base.channel}\n  - {base.seed}\n  - ./build/channels/seed\n\n"
+        "write_condarc: true\nconda_default_channels:\n  - conda-forge\n\n"
+        + "".join(f"{key}: {path}\n" for key, path in installer_files(base).items())
+        + f'default_prefix: "${{PWD}}/{extension}"\nbatch_mode: true\nregister_envs: false\n'
+        f"keep_pkgs: false\ninstaller_filename: {extension}-{version}-Linux-x86_64.sh\n\n"
+        + (f"virtual_specs:\n{virtual}\n" if virtual else "")
+        + "# Python, voms and git as in the DiracX distribution's construct.yaml.\nspecs:\n"
+        + "".join(f"  - {s}\n" for s in specs)
+    )

@@ -1,0 +1,177 @@
+"""dxforge is a tool and a distribution is a folder: dxforge's wheel, installed into a fresh
+virtual environment (dxforge's dependencies from the base environment, no checkout on its path),
+builds an installer from a project folder outside the checkout, and that installer installs."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from dxforge.installer import SHIPPED
+
+TESTS = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.e2e
+
+
+def _make_venv_module():  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location("make_venv", ROOT / "scripts/make_venv.py")
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def source_tree(dest: Path) -> Path:
+    """The checkout's files (tracked and new, not ignored) copied to ``dest``, the tool's
+    installer files placed as package data where they still lie in the top-level installer/
+    (the move they await)."""
+    names = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, names):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def build_wheel(tmp: Path) -> Path:
+    tree = source_tree(tmp / "src")
+    out = tmp / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out),
+            str(tree),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    [wheel] = out.glob("dxforge-*.whl")
+    return wheel
+
+
+def fresh_venv(path: Path, wheel: Path) -> Path:
+    """A new virtual environment holding the base environment's packages (dxforge's
+    dependencies) and dxforge from ``wheel``."""
+    mv = _make_venv_module()
+    base = mv.cache_dir() / mv.base_key(mv.requirements())
+    if not (base / mv.STAMP).is_file():
+        pytest.skip(f"no base environment at {base}: run scripts/setup.sh")
+    venv.EnvBuilder(with_pip=False).create(path)
+    mv.link_tree(mv.site_packages(base), mv.site_packages(path))
+    subprocess.run(
+        [
+            str(path / "bin/python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return path
+
+
+def test_wheel_builds_an_installer_for_a_project_folder(tmp_path: Path) -> None:
+    from synth_channel import SYNTH_CONSTRUCT
+
+    wheel = build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as z:
+        members = set(z.namelist())
+    for name in SHIPPED:
+        assert f"dxforge/installer/files/{name}" in members, sorted(members)
+    assert "dxforge/data/pilot-test.sh" in members
+
+    env = fresh_venv(tmp_path / "venv", wheel)
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    where = subprocess.run(
+        [str(env / "bin/python"), "-c", "import dxforge.installer as i; print(i.shipped_dir())"],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(env), where.stdout
+
+    channel = tmp_path / "channel"
+    subprocess.run(
+        [sys.executable, str(TESTS / "synth_channel.py"), str(channel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy2(ROOT / "installer/post_install.sh", project / "post_install.sh")
+    (project / "construct.yaml").write_text(
+        SYNTH_CONSTRUCT.format(channel=channel, post_install="post_install.sh")
+    )
+
+    # gzip: the zstd decoder comes from the runtime build (its own tests); this one is the wheel's
+    res = subprocess.run(
+        [str(env / "bin/dxforge"), "installer", "--json", "--force", "--compression", "gzip"],
+        cwd=project,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-5000:]
+    result = json.loads(res.stdout)
+    installer = Path(result["installer"])
+    assert installer.parent == project / "build/installer"
+    assert hashlib.sha256(installer.read_bytes()).hexdigest() == result["sha256"]
+
+    prefix = tmp_path / "synthos"
+    inst = subprocess.run(
+        ["bash", str(installer), "-b", "-p", str(prefix)],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert inst.returncode == 0, inst.stdout[-3000:] + inst.stderr[-3000:]
+    ran = subprocess.run(
+        [str(prefix / "bin/python"), "-c", "import synthpy"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
