@@ -56,6 +56,34 @@ def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
+def read_utf8(path: Path, fix: str = "save it as UTF-8") -> str:
+    """The text of ``path``; a byte that is not UTF-8 is a DxError naming the line, the column
+    and the byte offset (an unreadable file raises OSError as usual)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - data.rfind(b"\n", 0, e.start)
+        raise DxError(
+            f"{path}: line {line}, column {column} (byte offset {e.start}): byte "
+            f"0x{data[e.start]:02x} is not UTF-8; {fix}"
+        ) from None
+
+
+PACKAGE_MODE = 0o644
+"""The mode of every package dxforge writes (channels, the user cache, releases): readable by
+all, as a channel others install from must be."""
+
+
+def world_readable(path: Path, mode: int = PACKAGE_MODE) -> None:
+    """Give ``path`` ``mode`` when it is ours and has another (a file of another user, which we
+    may only read, is left as it is)."""
+    st = os.stat(path)
+    if st.st_mode & 0o7777 != mode and st.st_uid == os.geteuid():
+        os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path``; fail at once if another process holds it."""
