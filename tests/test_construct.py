@@ -3,6 +3,7 @@ takes effect or is refused naming it; loading, selectors and validation."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -198,7 +199,7 @@ def test_required_keys(tmp_path: Path, key: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "expect"),
     [
-        ("batch_mode: 'yes'\n", "`batch_mode`: must be true or false, not str"),
+        ("batch_mode: 'yes'\n", "`batch_mode`: must be true or false, not the text 'yes'"),
         ("specs_extra: 1\n", "unknown key"),
         ("register_envs: true\n", "never register environments"),
         ("transmute_file_type: .conda\n", "set `keep_pkgs: true`"),
@@ -225,6 +226,37 @@ def test_bad_values(tmp_path: Path, extra: str, expect: str) -> None:
     msg = error_of(tmp_path, BASE + extra)
     assert expect in msg
     assert "construct.yaml:" in msg
+
+
+CHANNELS = "channels:\n  - ./chan\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expect"),
+    [
+        ("version: 1.2.3", "version: 0.70",
+         "`version`: must be text, not a number (0.7); quote it"),
+        (CHANNELS, "channels: {main: ./chan}\n",
+         "`channels`: must be a list of channel names, URLs or paths, not a mapping"),
+        (CHANNELS, "channels: [./chan, {a: b}]\n",
+         "`channels`: entry 2 must be non-empty text, not a mapping"),
+        (CHANNELS, "channels: [./chan, 1.5]\n",
+         "entry 2 must be non-empty text, not a number (1.5)"),
+        (CHANNELS, "channels: [./chan, [x]]\n", "entry 2 must be non-empty text, not a list"),
+        (CHANNELS, CHANNELS + "batch_mode: 1\n",
+         "`batch_mode`: must be true or false, not a number (1)"),
+        (CHANNELS, CHANNELS + "script_env_variables: {A: [1]}\n",
+         "the value of `A` must be text, not a list"),
+    ],
+)
+def test_type_errors_name_yaml_types_not_internal_ones(tmp_path: Path, old: str, new: str,
+                                                       expect: str) -> None:
+    """Issue 22: "not ScalarFloat", "not CommentedMap" become what YAML calls them."""
+    assert old in BASE
+    msg = error_of(tmp_path, BASE.replace(old, new))
+    assert expect in msg, msg
+    said = msg.split(": ", 1)[1]
+    assert not re.search(r"Scalar|Commented|ordereddict|\b(float|int|str|dict|NoneType)\b", said)
 
 
 def test_float_version_says_quote_it(tmp_path: Path) -> None:

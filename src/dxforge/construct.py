@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dxforge.channel import channel_url
-from dxforge.util import DxError
+from dxforge.util import DxError, read_utf8, yaml_kind
 
 PLATFORM = "linux-64"
 
@@ -229,7 +229,8 @@ def _strings(nonempty: bool = False) -> Check:
         out = []
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                raise r.fail(key, f"entry {i + 1} must be a non-empty string, not {item!r}", i)
+                raise r.fail(key, f"entry {i + 1} must be non-empty text, not "
+                                  f"{yaml_kind(item)}", i)
             out.append(item.strip())
         return out
 
@@ -325,7 +326,7 @@ def _env_variables(value: Any, r: _Reading, key: str) -> dict[str, str]:
         if not isinstance(k, str) or not _ENVVAR.match(k):
             raise r.fail(key, f"`{k}` is not a valid environment variable name")
         if not isinstance(v, str | int | float) or isinstance(v, bool):
-            raise r.fail(key, f"the value of `{k}` must be a string")
+            raise r.fail(key, f"the value of `{k}` must be text, not {yaml_kind(v)}")
         out[k] = str(v)
     return out
 
@@ -357,11 +358,11 @@ def _refused(name: str, what: str, fix: str) -> Key:
 
 SCHEMA: tuple[Key, ...] = (
     # identity and outputs
-    Key("$schema", _ANY_STR, "a string", "names the JSON schema for editors; nothing else",
+    Key("$schema", _ANY_STR, "text", "names the JSON schema for editors; nothing else",
         _same),
-    Key("name", _ANY_STR, "a string", "the installer's name (banner, diracosrc, file name)",
+    Key("name", _ANY_STR, "text", "the installer's name (banner, diracosrc, file name)",
         _name),
-    Key("version", (str, int), "a string", "the installer's version (banner, file name)",
+    Key("version", (str, int), "text", "the installer's version (banner, file name)",
         _version),
     Key("installer_filename", _ANY_STR, "a file name ending in .sh",
         "the installer's file name", _installer_filename),
@@ -370,7 +371,7 @@ SCHEMA: tuple[Key, ...] = (
             v[0] if isinstance(v, list) and len(v) == 1 else v, r, k)),
     Key("license_file", _ANY_STR, "a path relative to construct.yaml",
         "shipped in .dxforge/LICENSE.txt, shown for acceptance when not in batch mode", _file),
-    Key("company", _ANY_STR, "a string", "named by the installer's banner and -h", _text),
+    Key("company", _ANY_STR, "text", "named by the installer's banner and -h", _text),
     _refused("reverse_domain_identifier", "a macOS installer's identifier",
              "dxforge builds .sh installers, which have none; remove it"),
     _refused("uninstall_name", "a Windows installer's uninstall entry",
@@ -435,7 +436,7 @@ SCHEMA: tuple[Key, ...] = (
     # prefix and install behaviour
     Key("batch_mode", _BOOL, "true or false",
         "true: no questions unless -i; false: the license and prefix are asked for", _same),
-    Key("default_prefix", _ANY_STR, "a string",
+    Key("default_prefix", _ANY_STR, "text",
         "the prefix when -p is not given ($VAR and ${VAR} expanded by the shell)",
         _default_prefix),
     _refused("default_prefix_domain_user", _GUI + " per-user prefix",
@@ -445,7 +446,7 @@ SCHEMA: tuple[Key, ...] = (
     _refused("default_location_pkg", "a macOS installer's location", "remove it"),
     _refused("pkg_domains", "a macOS installer's domains", "remove it"),
     _refused("pkg_name", "a macOS installer's package name", "remove it"),
-    Key("install_path_exists_error_text", _ANY_STR, "a string",
+    Key("install_path_exists_error_text", _ANY_STR, "text",
         "the error when the prefix exists ({CHOSEN_PATH} replaced)", _exists_text),
     Key("check_path_spaces", _BOOL, "true",
         "true: a prefix with blanks or shell-special characters is refused",
@@ -509,9 +510,8 @@ def _read_keys(r: _Reading) -> None:
     for key, value in r.raw.items():
         entry = KEYS[str(key)]
         if isinstance(value, bool) and bool not in entry.kind or not isinstance(value, entry.kind):
-            got = type(value).__name__
-            fix = " (quote it)" if key == "version" and isinstance(value, float) else ""
-            raise r.fail(str(key), f"must be {entry.expects}, not {got}{fix}")
+            fix = "; quote it" if key == "version" and isinstance(value, float) else ""
+            raise r.fail(str(key), f"must be {entry.expects}, not {yaml_kind(value)}{fix}")
         assert entry.check is not None
         r.values[str(key)] = entry.check(value, r, str(key))
 
@@ -533,13 +533,13 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
 
     path = Path(path).resolve()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path, "save construct.yaml as UTF-8 (retype that character)")
     except FileNotFoundError:
         raise DxError(
             f"{path}: no such file; write a construct.yaml (see the one at the top "
             "of the dxforge repository) or pass its path"
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise DxError(f"{path}: cannot read it ({e})") from None
     if "{{" in text or "{%" in text:
         line = next(i for i, s in enumerate(text.splitlines(), 1) if "{{" in s or "{%" in s)

@@ -71,6 +71,23 @@ def read_utf8(path: Path, fix: str = "save it as UTF-8") -> str:
         ) from None
 
 
+def yaml_kind(value: Any) -> str:
+    """What ``value`` is in YAML's words (never a Python or ruamel class name)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"the text {str(value)!r}" if value.strip() else "empty text"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "a YAML value of another kind"
+
+
 PACKAGE_MODE = 0o644
 """The mode of every package dxforge writes (channels, the user cache, releases): readable by
 all, as a channel others install from must be."""
