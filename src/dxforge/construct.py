@@ -154,6 +154,8 @@ class ConstructSpec:
     """The glibc floor virtual_specs declares (``__glibc >=X``)."""
     linux: str | None = None
     """The oldest kernel virtual_specs declares (``__linux >=X``)."""
+    notes: list[str] = field(default_factory=list)
+    """Keys accepted (as constructor accepts them) that have no effect here, and why."""
 
     @property
     def spec_names(self) -> list[str]:
@@ -181,6 +183,7 @@ class _Reading:
     lines: dict[str, int]
     raw: dict[str, Any]
     values: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def at(self, key: str, index: int | None = None) -> str:
         line = None
@@ -206,6 +209,9 @@ class Key:
     effect: str  # what it does in a dxforge installer, or why it is refused
     check: Check | None = None  # value -> what ConstructSpec holds
     fix: str = ""  # for a refused key: what to do instead
+    idle: Callable[[Any, dict[str, Any]], str] | None = None
+    """(value, all keys) -> why this value has no effect in a dxforge installer, or ``""``:
+    such a key is accepted, as constructor accepts it, and reported once."""
 
     @property
     def refused(self) -> bool:
@@ -341,11 +347,19 @@ def _exists_text(value: Any, r: _Reading, key: str) -> str:
 def _transmute(value: Any, r: _Reading, key: str) -> str:
     if value != ".conda":
         raise r.fail(key, f"`{value}`: constructor allows `.conda` only")
-    if r.raw.get("keep_pkgs") is not True:
-        raise r.fail(key, "converts the package files kept in the prefix's pkgs/, and "
-                          "without `keep_pkgs: true` a dxforge installer keeps none; remove "
-                          "the key, or set `keep_pkgs: true`")
     return value
+
+
+def _transmute_idle(value: Any, raw: dict[str, Any]) -> str:
+    if raw.get("keep_pkgs") is True:
+        return ""
+    return ("it converts the package files kept in the prefix's pkgs/, and without "
+            "`keep_pkgs: true` a dxforge installer keeps none (its packages are .conda files "
+            "either way)")
+
+
+def _default_idle(default: Any, why: str) -> Callable[[Any, dict[str, Any]], str]:
+    return lambda value, raw: why if value == default else ""
 
 
 _ANY_STR, _LIST, _BOOL, _DICT = (str,), (list,), (bool,), (dict,)
@@ -404,9 +418,13 @@ SCHEMA: tuple[Key, ...] = (
     _refused("menu_packages", "menu shortcuts", "a .sh installer makes none; remove it"),
     Key("ignore_duplicate_files", _BOOL, "true or false",
         "with false, the build fails when two packages ship the same file (constructor's "
-        "default is true)", _same),
+        "default is true)", _same,
+        idle=_default_idle(True, "true is what a dxforge installer does anyway (only false "
+                                 "changes something: the build then fails on a file two "
+                                 "packages ship)")),
     Key("transmute_file_type", _ANY_STR, "'.conda'",
-        "the packages kept in pkgs/ (keep_pkgs: true) are .conda files", _transmute),
+        "the packages kept in pkgs/ (keep_pkgs: true) are .conda files", _transmute,
+        idle=_transmute_idle),
     _refused("install_in_dependency_order", "deprecated by constructor",
              "packages are always linked in dependency order; remove it"),
     _refused("attempt_hardlinks", "deprecated by constructor",
@@ -514,6 +532,9 @@ def _read_keys(r: _Reading) -> None:
             raise r.fail(str(key), f"must be {entry.expects}, not {yaml_kind(value)}{fix}")
         assert entry.check is not None
         r.values[str(key)] = entry.check(value, r, str(key))
+        why = entry.idle(value, r.raw) if entry.idle else ""
+        if why:
+            r.notes.append(f"{r.at(str(key))}: `{key}` has no effect here: {why}")
 
 
 def _floor(virtual: list[str], name: str) -> str | None:
@@ -596,4 +617,5 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         virtual_specs=virtual,
         glibc=_floor(virtual, "__glibc"),
         linux=_floor(virtual, "__linux"),
+        notes=r.notes,
     )
