@@ -750,8 +750,9 @@ def fingerprint(
 
 
 def _terminated(signum: int, _frame: object) -> None:
-    """SIGTERM: stop this process's own children too (a build's workers, a test suite), then
-    unwind like Ctrl-C, so every `finally` runs and the command says what it stopped."""
+    """SIGINT or SIGTERM: stop this process's own children too (a build's workers, a test
+    suite; a signal sent to this process alone reaches none of them), then unwind, so every
+    `finally` runs and the command says what it stopped."""
     for task in Path("/proc/self/task").glob("*/children"):
         try:
             pids = task.read_text().split()
@@ -766,13 +767,15 @@ def _terminated(signum: int, _frame: object) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run one dxforge command (``argv``, default: the process's arguments) in this process;
     it ends in SystemExit with the command's exit status (130/143 when interrupted)."""
+    signals = (signal.SIGINT, signal.SIGTERM)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    previous = [signal.signal(s, _terminated) for s in signals] if in_main_thread else []
     try:
         app(args=argv, prog_name="dxforge")
     finally:
-        if in_main_thread and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in zip(signals, previous, strict=False):
+            if handler is not None:
+                signal.signal(s, handler)
 
 
 def entry() -> None:
