@@ -39,7 +39,8 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_main_runs_in_process_with_no_state_left_between_calls(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert not hasattr(cli, "_state")
     code, out, err = dxforge(capsys, "graph", "--root", ROOT, "--json", "--format", "dot")
     assert code == 1 and json.loads(out)["status"] == "error"
@@ -53,11 +54,19 @@ def test_main_runs_in_process_with_no_state_left_between_calls(
     assert code == 0 and "release" in out
 
 
-@pytest.mark.parametrize("command", [("graph",), ("build", "--channel", "{tmp}"),
-                                     ("fetch",), ("ci", "--check"),
-                                     ("bump", "--dry-run", "--index-url", "http://127.0.0.1:9/")])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("graph",),
+        ("build", "--channel", "{tmp}"),
+        ("fetch",),
+        ("ci", "--check"),
+        ("bump", "--dry-run", "--index-url", "http://127.0.0.1:9/"),
+    ],
+)
 def test_a_recipe_that_is_not_utf8_is_one_line_naming_file_line_and_fix(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
     """Issue 22: a Latin-1 byte in a recipe gave a 100-line traceback naming no file."""
     root = project(tmp_path)
     recipe = root / "recipes/diracx-api/recipe.yaml"
@@ -75,7 +84,8 @@ def test_a_recipe_that_is_not_utf8_is_one_line_naming_file_line_and_fix(
 
 
 def test_a_construct_yaml_that_is_not_utf8_is_one_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = project(tmp_path)
     construct = root / "construct.yaml"
     construct.write_bytes(b"# \xff\n" + construct.read_bytes())
@@ -88,16 +98,30 @@ def test_a_construct_yaml_that_is_not_utf8_is_one_line(
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_build_says_what_it_stopped_and_how_to_resume(
-        tmp_path: Path, signum: int, code: int) -> None:
+    tmp_path: Path, signum: int, code: int
+) -> None:
     """Issue 22: Ctrl-C or SIGTERM on `dxforge build` exited silently. Here the build waits for
     an index that does not answer, fetching its sources, and is interrupted there."""
     root = project(tmp_path)
     (tmp_path / "channel").mkdir()
     with serve(LocalIndex(fail="hang")) as index:
         proc = subprocess.Popen(
-            [str(DXFORGE), "build", "--root", str(root), "--channel", str(tmp_path / "channel"),
-             "--index-url", index.url], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            [
+                str(DXFORGE),
+                "build",
+                "--root",
+                str(root),
+                "--channel",
+                str(tmp_path / "channel"),
+                "--index-url",
+                index.url,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         deadline = time.monotonic() + 60
         while not index.requests:
             assert proc.poll() is None, proc.communicate()
@@ -108,5 +132,6 @@ def test_an_interrupted_build_says_what_it_stopped_and_how_to_resume(
     assert proc.returncode == code, err
     assert err.splitlines()[-1] == (
         f"interrupted during: fetching {len(recipe_paths(root))} sources; run `dxforge build` "
-        "again to resume: finished packages are kept"), err
+        "again to resume: finished packages are kept"
+    ), err
     assert "Traceback" not in err and out == ""
