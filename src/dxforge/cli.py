@@ -749,18 +749,26 @@ def fingerprint(
     print(runtime_fingerprint(layout.cache, project_target(layout.construct).python))
 
 
+def _children() -> list[int]:
+    """The pids of this process's children (from /proc: every thread's children)."""
+    me, pids = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(me):
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def _terminated(signum: int, _frame: object) -> None:
     """SIGINT or SIGTERM: stop this process's own children too (a build's workers, a test
     suite; a signal sent to this process alone reaches none of them), then unwind, so every
     `finally` runs and the command says what it stopped."""
-    for task in Path("/proc/self/task").glob("*/children"):
-        try:
-            pids = task.read_text().split()
-        except OSError:
-            continue
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(int(pid), signum)
+    for pid in _children():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
     raise Interrupted(signum)
 
 
