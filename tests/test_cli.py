@@ -135,3 +135,42 @@ def test_an_interrupted_build_says_what_it_stopped_and_how_to_resume(
         "again to resume: finished packages are kept"
     ), err
     assert "Traceback" not in err and out == ""
+
+
+def test_index_fingerprint_and_graph_in_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The small commands, in-process: `index` re-indexes a channel checking each package,
+    `fingerprint runtime` is one stable line, `graph` draws the same graph three ways."""
+    import rattler_build
+
+    files = tmp_path / "files"
+    (files / "share").mkdir(parents=True)
+    (files / "share/x.txt").write_text("x")
+    rattler_build.assemble_package(
+        name="dxt-x",
+        version="1.0",
+        target_platform="noarch",
+        build_string="0",
+        output_dir=str(tmp_path / "chan/noarch"),
+        files_dir=str(files),
+        noarch="generic",
+    )
+    code, out, _ = dxforge(capsys, "index", tmp_path / "chan", "--json")
+    assert code == 0 and json.loads(out)["packages"] == 1
+    assert json.loads((tmp_path / "chan/noarch/repodata.json").read_text())["packages.conda"]
+    code, out, _ = dxforge(capsys, "index", tmp_path / "chan")
+    assert code == 0 and out.strip() == f"indexed {tmp_path / 'chan'}: 1 packages"
+
+    first = dxforge(capsys, "fingerprint", "runtime", "--root", ROOT)
+    assert first[0] == 0 and len(first[1].strip()) >= 16
+    assert dxforge(capsys, "fingerprint", "runtime", "--root", ROOT) == first
+    code, _, err = dxforge(capsys, "fingerprint", "nope", "--root", ROOT)
+    assert code == 1 and err.strip() == "error: nope: dxforge fingerprint knows `runtime`"
+
+    code, mermaid, _ = dxforge(capsys, "graph", "--root", ROOT, "--format", "mermaid")
+    assert code == 0 and "diracx_core --> diracx_client" in mermaid
+    code, dot, _ = dxforge(capsys, "graph", "--root", ROOT, "--format", "dot")
+    assert code == 0 and dot.startswith("digraph")
+    code, table, _ = dxforge(capsys, "graph", "--root", ROOT)
+    assert code == 0 and "level: 0  package: diracx-core  requires: -" in table
