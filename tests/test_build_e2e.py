@@ -444,9 +444,11 @@ def test_an_interrupted_build_names_the_package_and_resumes(project: Project, si
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-3000:]
     assert time.monotonic() - sent < 30, "the interrupted build waited for its worker"
-    assert err.splitlines()[-1] == ("interrupted while building dxt-a; run `dxforge build` "
-                                    "again to resume: finished packages are kept"), err[-3000:]
-    assert "Traceback" not in err and out == ""
+    said = ("interrupted while building dxt-a; run `dxforge build` again to resume: finished "
+            "packages are kept")
+    assert err.splitlines()[-1] == said, err[-3000:]
+    assert "Traceback" not in err
+    assert json.loads(out) == {"status": "interrupted", "error": said}  # --json
     if (project.out / "noarch/repodata.json").exists():
         assert "dxt-a" not in names_in(project.out)  # nothing half-built was published
     assert set(statuses(project.build()).values()) <= {"built", "cached"}
