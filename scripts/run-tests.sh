@@ -6,4 +6,11 @@ scripts/setup.sh
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
 .venv/bin/ruff check src tests scripts benchmarks installer
-.venv/bin/python -m pytest -ra --durations=15 "$@"
+# coverage over the whole suite: this process (the CLI is called in-process) and every Python
+# child started from .venv (dxforge commands, build workers), through coverage's
+# `patch = subprocess` (pyproject.toml's [tool.coverage.run]) and its .pth in .venv
+export COVERAGE_FILE="$PWD/.coverage"
+rm -f .coverage .coverage.*
+.venv/bin/python -m pytest -ra --durations=15 --cov --cov-report=term "$@"
+total=$(.venv/bin/python -m coverage report --format=total 2>/dev/null || echo "?")
+echo "total coverage of src/dxforge (subprocesses included): ${total}% (target: 85%)"

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -419,3 +420,35 @@ def test_build_offline_after_fetch(seed_channel: Path, tmp_path: Path) -> None:
     assert statuses(report) == {"diracx-core": "built"}
     out = root / "build/channels/dxforge"
     assert names_in(out) == {"diracx-core"}
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_build_names_the_package_and_resumes(project: Project, signum: int,
+                                                           code: int) -> None:
+    """Issue 22: Ctrl-C (or a CI cancel's SIGTERM) on `dxforge build` while dxt-a builds: one
+    line naming it and how to resume, exit 130/143, at once (the build's worker is stopped
+    too); run again, the build finishes."""
+    proc = subprocess.Popen(
+        [str(DXFORGE), *project.args()], cwd=project.root, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    log = project.root / "build/logs/dxt-a.log"
+    deadline = time.monotonic() + 300
+    while "dxforge.build_worker" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "dxt-a's build never started"
+        time.sleep(0.1)
+    time.sleep(1)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-3000:]
+    assert time.monotonic() - sent < 30, "the interrupted build waited for its worker"
+    said = ("interrupted while building dxt-a; run `dxforge build` again to resume: finished "
+            "packages are kept")
+    assert err.splitlines()[-1] == said, err[-3000:]
+    assert "Traceback" not in err
+    assert json.loads(out) == {"status": "interrupted", "error": said}  # --json
+    if (project.out / "noarch/repodata.json").exists():
+        assert "dxt-a" not in names_in(project.out)  # nothing half-built was published
+    assert set(statuses(project.build()).values()) <= {"built", "cached"}

@@ -267,3 +267,42 @@ def test_scratch_dirs_per_output_channel(tmp_path: Path) -> None:
     assert len({default[0], one[0], two[0]}) == 3 and len({default[1], one[1], two[1]}) == 3
     assert one[0].parent == tmp_path / "build/work" and one[1].parent == tmp_path / "build/logs"
     assert scratch_dirs(layout, tmp_path / "a/../a/out") == one
+
+
+def _package(tmp_path: Path, name: str) -> Path:
+    """A real, tiny noarch .conda, written 0600 as rattler-build writes its packages."""
+    import rattler_build
+
+    files = tmp_path / f"{name}-files"
+    (files / "share").mkdir(parents=True)
+    (files / "share" / f"{name}.txt").write_text(name)
+    res = rattler_build.assemble_package(
+        name=name, version="1.0", target_platform="noarch", build_string="0",
+        output_dir=str(tmp_path / "rattler" / "noarch"), files_dir=str(files), noarch="generic",
+    )
+    pkg = Path(res.path)
+    pkg.chmod(0o600)
+    return pkg
+
+
+def test_packages_are_readable_by_all_wherever_written(tmp_path: Path) -> None:
+    """Issue 22: another user installs from the channel README advertises. A package built
+    0600 goes into the user cache, comes back from it and into the channel 0644; so does an
+    entry the cache held 0600 from before, and a package already in the channel at 0600 once
+    the channel is published again."""
+    from dxforge.build import _from_cache, _publish_level, _to_cache
+
+    cache, out = tmp_path / "cache", tmp_path / "channel"
+    one, two = _package(tmp_path, "dxt-one"), _package(tmp_path, "dxt-two")
+    _to_cache(cache, "f" * 64, one, {"name": "dxt-one"})
+    entry = cache / "builds" / ("f" * 24) / "noarch" / one.name
+    assert entry.stat().st_mode & 0o777 == 0o644
+    entry.chmod(0o600)  # written by an older dxforge
+    found = _from_cache(cache, "f" * 64)
+    assert found is not None and found[0] == entry and entry.stat().st_mode & 0o777 == 0o644
+    _publish_level(out, {"dxt-one": one}, {})
+    (out / "noarch" / one.name).chmod(0o600)
+    _publish_level(out, {"dxt-two": two}, {})
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.rglob("*.conda")}
+    assert modes == {one.name: 0o644, two.name: 0o644}
+    assert out.stat().st_mode & 0o777 == 0o755

@@ -280,6 +280,25 @@ def test_requested_version_missing_changes_nothing(project: Path, index: Index) 
     assert json.loads(res.stdout)["target"] == "1.5.0"
 
 
+@pytest.mark.parametrize("command", ["bump", "release"])
+@pytest.mark.parametrize("given", ["", "  "])
+def test_an_empty_version_is_an_error_not_the_newest(project: Path, index: Index, command: str,
+                                                      given: str) -> None:
+    """CI's ``--version "$UNSET"``: one line naming the option and the fix; nothing asked of
+    the index, nothing changed, nothing released (before, the newest version was taken)."""
+    add_all(index, "1.5.0")
+    before = snapshot(project)
+    seen = len(index.requests)
+    res = CliRunner().invoke(app, [command, "--root", str(project), "--index-url", index.url,
+                                   "--version", given])
+    assert res.exit_code == 1, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --version {given!r} is empty;")
+    assert "give the version to take (e.g. --version 1.2.3), or leave --version out" in lines[0]
+    assert len(index.requests) == seen and snapshot(project) == before
+    assert not (project / "build/releases").exists() and not (project / "build/sources").exists()
+
+
 def test_prereleases_only_with_pre(project: Path, index: Index) -> None:
     add_all(index, "1.5.0")
     add_all(index, "1.6.0rc1")

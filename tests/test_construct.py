@@ -3,6 +3,7 @@ takes effect or is refused naming it; loading, selectors and validation."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -198,11 +199,9 @@ def test_required_keys(tmp_path: Path, key: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "expect"),
     [
-        ("batch_mode: 'yes'\n", "`batch_mode`: must be true or false, not str"),
+        ("batch_mode: 'yes'\n", "`batch_mode`: must be true or false, not the text 'yes'"),
         ("specs_extra: 1\n", "unknown key"),
         ("register_envs: true\n", "never register environments"),
-        ("transmute_file_type: .conda\n", "set `keep_pkgs: true`"),
-        ("keep_pkgs: false\ntransmute_file_type: .conda\n", "set `keep_pkgs: true`"),
         ("keep_pkgs: true\ntransmute_file_type: .tar.bz2\n", "constructor allows `.conda`"),
         ("installer_type: pkg\n", "builds `sh` installers only"),
         ("company: ''\n", "`company`: is empty"),
@@ -225,6 +224,37 @@ def test_bad_values(tmp_path: Path, extra: str, expect: str) -> None:
     msg = error_of(tmp_path, BASE + extra)
     assert expect in msg
     assert "construct.yaml:" in msg
+
+
+CHANNELS = "channels:\n  - ./chan\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expect"),
+    [
+        ("version: 1.2.3", "version: 0.70",
+         "`version`: must be text, not a number (0.7); quote it"),
+        (CHANNELS, "channels: {main: ./chan}\n",
+         "`channels`: must be a list of channel names, URLs or paths, not a mapping"),
+        (CHANNELS, "channels: [./chan, {a: b}]\n",
+         "`channels`: entry 2 must be non-empty text, not a mapping"),
+        (CHANNELS, "channels: [./chan, 1.5]\n",
+         "entry 2 must be non-empty text, not a number (1.5)"),
+        (CHANNELS, "channels: [./chan, [x]]\n", "entry 2 must be non-empty text, not a list"),
+        (CHANNELS, CHANNELS + "batch_mode: 1\n",
+         "`batch_mode`: must be true or false, not a number (1)"),
+        (CHANNELS, CHANNELS + "script_env_variables: {A: [1]}\n",
+         "the value of `A` must be text, not a list"),
+    ],
+)
+def test_type_errors_name_yaml_types_not_internal_ones(tmp_path: Path, old: str, new: str,
+                                                       expect: str) -> None:
+    """Issue 22: "not ScalarFloat", "not CommentedMap" become what YAML calls them."""
+    assert old in BASE
+    msg = error_of(tmp_path, BASE.replace(old, new))
+    assert expect in msg, msg
+    said = msg.split(": ", 1)[1]
+    assert not re.search(r"Scalar|Commented|ordereddict|\b(float|int|str|dict|NoneType)\b", said)
 
 
 def test_float_version_says_quote_it(tmp_path: Path) -> None:
@@ -346,3 +376,82 @@ def test_staging_prefix_length(tmp_path: Path) -> None:
     assert str(p).startswith(str(tmp_path / "out/.stage/DIRACOS_placehold"))
     with pytest.raises(DxError, match="too long"):
         staging_prefix(tmp_path / ("d" * 230), "DIRACOS")
+
+
+# --- DIRACOS2's own construct.yaml (issue 23) ------------------------------------------------
+
+DIRACOS2 = ROOT / "tests/fixtures/diracos2/construct.yaml"
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [("transmute_file_type: .conda\n", "transmute_file_type"),
+     ("keep_pkgs: false\ntransmute_file_type: .conda\n", "transmute_file_type"),
+     ("ignore_duplicate_files: true\n", "ignore_duplicate_files")],
+)
+def test_keys_without_effect_are_noted_not_refused(tmp_path: Path, extra: str, key: str) -> None:
+    spec = load_construct(write(tmp_path, BASE + extra))
+    [note] = spec.notes
+    assert note.startswith(f"{tmp_path / 'construct.yaml'}:")
+    assert f"`{key}` has no effect here: " in note
+    assert load_construct(write(tmp_path, BASE + "keep_pkgs: true\ntransmute_file_type: .conda\n"
+                                "ignore_duplicate_files: false\n")).notes == []
+
+
+def test_diracos2_construct_yaml_passes_the_schema() -> None:
+    """A DIRACOS2 maintainer tries their own file first: it loads, and the two keys that do
+    nothing here are named with the reason, once each."""
+    assert DIRACOS2.read_text().startswith("# DIRACOS2's construct.yaml, unedited")
+    spec = load_construct(DIRACOS2)
+    assert spec.name == "DIRACOS" and spec.channels == ["diracgrid", "conda-forge"]
+    assert "python 3.11.*" in spec.specs and "htcondor-utils ~=25.0.0" in spec.specs
+    assert "rrdtool" in spec.specs and "nordugrid-arc >=6.21" in spec.specs  # selectors kept
+    assert spec.post_install == DIRACOS2.parent / "create_diracosrc.sh"
+    notes = {n.split("`")[1]: n for n in spec.notes}
+    assert set(notes) == {"transmute_file_type", "ignore_duplicate_files"}
+    assert f"{DIRACOS2}:25: `transmute_file_type` has no effect here: " in notes[
+        "transmute_file_type"] and "keep_pkgs: true" in notes["transmute_file_type"]
+    assert notes["ignore_duplicate_files"].startswith(f"{DIRACOS2}:31: ")
+
+
+def _channel(root: Path, names: list[str]) -> Path:
+    """A real local channel with one tiny noarch package of each name."""
+    import rattler_build
+
+    from dxforge.channel import index
+
+    for name in names:
+        files = root / "files" / name
+        files.mkdir(parents=True)
+        (files / f"{name}.txt").write_text(name)
+        rattler_build.assemble_package(
+            name=name, version="99.0", target_platform="noarch", build_string="0",
+            output_dir=str(root / "channel/noarch"), files_dir=str(files), noarch="generic")
+    index(root / "channel")
+    return root / "channel"
+
+
+def test_diracos2_reaches_the_solve_and_fails_only_on_what_the_channels_lack(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dxforge installer` on DIRACOS2's file with our channels: the notes once each, then an
+    error naming exactly the specs no package in the channels matches."""
+    from rattler import MatchSpec
+
+    from dxforge.cli import main
+
+    have = ["pip", "six", "certifi", "cachetools", "xmltodict", "pytest"]
+    channel = _channel(tmp_path, have)
+    with pytest.raises(SystemExit) as e:
+        main(["installer", str(DIRACOS2), "--channel", str(channel), "--compression", "gzip",
+              "--out", str(tmp_path / "out"), "--build-dir", str(tmp_path / "build")])
+    out, err = capsys.readouterr()
+    assert e.value.code == 1 and out == ""
+    text = " ".join(err.split())
+    for key in ("transmute_file_type", "ignore_duplicate_files"):
+        assert text.count(f"`{key}` has no effect here") == 1, err
+    spec = load_construct(DIRACOS2)
+    lacking = [s for s in spec.specs if MatchSpec(s).name.normalized not in have]
+    error = text[text.index("error: "):]
+    assert error.startswith(f"error: {DIRACOS2}:") and "no package in the channels" in error
+    named = re.findall(r"`([^`]+)`", error.split(" matches ", 1)[1])
+    assert named == lacking and len(lacking) == len(spec.specs) - len(have)

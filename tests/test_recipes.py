@@ -145,7 +145,7 @@ def _copy(tmp_path: Path, name: str = "diracx-core") -> Path:
         ('  version: "{version}"\n', "", "key context.version: missing"),
         ('  python_min: "3.11"\n', "", "key context.python_min: missing"),
         ('  version: "{version}"', "  version: 0.10",
-         "context.version: YAML reads it as float 0.1"),
+         "context.version: YAML reads it as a number (0.1), not text; quote the value"),
         ("    - cachetools\n", "    - cachetools\n    - diracx-db >=0.6\n", "diracx-db ==${{"),
         ("    - cachetools\n", "    - cachetools\n    - diracx-db\n", "key requirements.run"),
         ('env.get("DXFORGE_SOURCES", default=', 'env.get("OTHER", default=', "key source.url"),

@@ -25,6 +25,7 @@ from packaging.version import Version
 from dxforge import sbom
 from dxforge.pypi import index_url
 from dxforge.recipes import load_recipes
+from dxforge.util import user_cache
 
 pytestmark = pytest.mark.e2e
 
@@ -233,3 +234,50 @@ def test_an_upstream_test_failure_stops_the_release(rehearsal: Rehearsal,
     error = _stopped(rehearsal, "tests", rehearsal.run(), latest)
     assert "diracx-client: its test suite failed (1 failed" in error
     assert "upstream/diracx-client.log" in error
+
+
+def _modes(directory: Path) -> dict[str, str]:
+    """The mode of every package under ``directory`` that is not 0644."""
+    return {str(p): oct(p.stat().st_mode & 0o7777) for p in directory.rglob("*.conda")
+            if p.stat().st_mode & 0o7777 != 0o644}
+
+
+def test_a_release_replays_history_onto_a_version_built_before(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 22: from recipes at A, release B, then C, on a machine whose user cache holds C's
+    packages (another clone built C before, as the main job does). C's packages come from the
+    user cache (status ``cached``), which the release counts as done: C is published. Every
+    package written on the way is readable by all (0644)."""
+    with serve(LocalIndex(upstream=index_url(None))) as index:
+        r = Rehearsal(tmp_path_factory.mktemp("replay"), index)  # the index has A and B
+        a, b = r.old, r.new
+        v = Version(a)
+        c = f"{v.major}.{v.minor + 1}.0"
+        r.release(c)
+        # another clone of the same project built C before, into its own build directory
+        before = r.clone.parent / "before"
+        shutil.copytree(r.clone, before, ignore=shutil.ignore_patterns("build"))
+        env = {"DXFORGE_BUILD_DIR": str(before / "build")}
+        for args in (("bump", "--version", c, "--index-url", index.url), ("seed",), ("build",)):
+            run_dxforge(*args, "--root", before, cwd=before, env=env, timeout=3600)
+        assert all(rec.version == c for rec in load_recipes(before))
+        assert not _modes(before / "build/channels/dxforge")
+
+        first = r.run("--version", b)
+        assert first.returncode == 0, first.stderr[-6000:]
+        assert json.loads(first.stdout)["version"] == b
+        second = r.run("--version", c)
+        assert second.returncode == 0, second.stderr[-6000:]
+        result = json.loads(second.stdout)
+        assert result["version"] == c and result["previous"] == b
+        # the scenario of the issue: C's packages were taken from the user cache
+        assert f"diracx-core {c} cached" in second.stderr, second.stderr[-6000:]
+        assert (r.releases / "latest").resolve() == (r.releases / c).resolve()
+        notes = json.loads((r.releases / c / "notes.json").read_text())
+        assert {p["version"] for p in notes["packages"]} == {c}
+        for where in (r.releases / c, r.releases / b, r.clone / "build/channels/dxforge"):
+            assert not _modes(where), _modes(where)
+        entries = [Path(p["file"]).name for p in notes["packages"]]
+        cached = [p for p in (user_cache() / "builds").rglob("*.conda") if p.name in entries]
+        assert len(cached) >= len(entries) and not [p for p in cached if
+                                                    p.stat().st_mode & 0o7777 != 0o644]

@@ -35,7 +35,15 @@ from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import SOURCES_ENV, Recipe, load_recipes, variant_config
 from dxforge.target import project_target
-from dxforge.util import DxError, atomic_write_text, execute, file_lock, publish, sha256_file
+from dxforge.util import (
+    DxError,
+    atomic_write_text,
+    execute,
+    file_lock,
+    publish,
+    sha256_file,
+    world_readable,
+)
 
 STATE = "dxforge-build.json"
 """Fingerprints of the packages in the output channel, next to its repodata."""
@@ -74,6 +82,12 @@ class PackageResult:
     reason: str = ""
     log: str = ""
 
+    @property
+    def done(self) -> bool:
+        """The package is in the channel: built now, taken from the user cache, or unchanged
+        (the one definition of "done" every stage uses)."""
+        return self.status in DONE
+
 
 DONE = ("built", "cached", "skipped")
 
@@ -88,7 +102,7 @@ class BuildReport:
 
     @property
     def ok(self) -> bool:
-        return all(p.status in DONE for p in self.packages)
+        return all(p.done for p in self.packages)
 
     @property
     def status(self) -> str:
@@ -245,6 +259,8 @@ def _publish_level(out: Path, built: dict[str, Path], state: dict[str, Any]) -> 
         for pkg in built.values():  # a copy: the user cache's entry stays its own file
             (new / pkg.parent.name).mkdir(parents=True, exist_ok=True)
             shutil.copy2(pkg, new / pkg.parent.name / pkg.name)
+        for p in new.rglob("*.conda"):  # rattler-build writes its packages 0600
+            world_readable(p)
         atomic_write_text(new / STATE, json.dumps(state, indent=2, sort_keys=True))
         ch.index(new)
         records = ch.repodata_records(new)
@@ -285,6 +301,7 @@ def _from_cache(cache: Path, fingerprint: str) -> tuple[Path, dict[str, Any]] | 
     if meta.get("fingerprint") != fingerprint or not pkg.is_file() or \
             sha256_file(pkg) != meta.get("sha256"):
         return None
+    world_readable(pkg)  # an entry written before packages were made readable by all
     return pkg, meta
 
 
@@ -294,6 +311,7 @@ def _to_cache(cache: Path, fingerprint: str, pkg: Path, meta: dict[str, Any]) ->
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / pkg.parent.name).mkdir(parents=True)
     shutil.copy2(pkg, tmp / pkg.parent.name / pkg.name)
+    world_readable(tmp / pkg.parent.name / pkg.name)
     atomic_write_text(tmp / "package.json", json.dumps(
         {**meta, "fingerprint": fingerprint, "file": f"{pkg.parent.name}/{pkg.name}",
          "sha256": sha256_file(pkg)}, indent=1))
@@ -522,6 +540,8 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
     with file_lock(ch.lock_path(out), f"channel {out}"):
         if not (out / "noarch/repodata.json").exists():
             _publish_level(out, {}, {})
+        for p in out.glob("*/*.conda"):  # kept from a build that left them 0600
+            world_readable(p)
         run = _Run(
             opts, graph, recipes, channels, fingerprints(graph, recipes, channels),
             _load_state(out), {**os.environ, SOURCES_ENV: url}, work, logs,

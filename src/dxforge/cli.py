@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,29 +30,78 @@ from dxforge.util import DxError
 err = Console(stderr=True)
 out = Console()
 
+RESUME = {
+    "build": "run `dxforge build` again to resume: finished packages are kept",
+    "release": "run `dxforge release` again to resume: finished stages are kept",
+    "seed": "run `dxforge seed` again to resume: the runtime's components and the converted "
+            "wheels built so far are kept in the user cache",
+    "fetch": "run `dxforge fetch` again to resume: downloaded sources are kept",
+    "test-upstream": "run `dxforge test-upstream` again",
+    "ci": "run `dxforge ci --run-local` again",
+}
+"""How to resume each long command after an interruption (others: run it again)."""
+DOING = {"build": "building", "seed": "building", "fetch": "downloading",
+         "test-upstream": "testing", "release": "working on", "ci": "running", "e2e": "at"}
+
 
 @dataclass
-class _State:
-    """What the error handler needs to know about the running command."""
+class _Invocation:
+    """One command's state, kept on its click context (nothing module-wide): what the error
+    handler needs to know."""
 
     json: bool = False
     error_code: int = 1
+    progress: render.ConsoleProgress | None = None
 
 
-_state = _State()
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (a CI runner's cancel, a batch system's kill), unwinding like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def _invocation(ctx: typer.Context) -> _Invocation:
+    obj = ctx.find_object(_Invocation)
+    assert obj is not None, "a dxforge command runs inside the dxforge group"
+    return obj
+
+
+def interrupted_message(command: str, progress: render.ConsoleProgress | None) -> str:
+    """``interrupted while building diracx-core; run `dxforge build` again to resume: ...``."""
+    what = ""
+    if progress is not None and progress.running:
+        what = f" while {DOING.get(command, 'working on')} {', '.join(progress.running)}"
+    elif progress is not None and progress.stage:
+        what = f" during: {progress.stage}"
+    return f"interrupted{what}; {RESUME.get(command, f'run `dxforge {command}` again')}"
 
 
 class _Group(TyperGroup):
-    """The one place where a command's DxError becomes a message and an exit code."""
+    """The one place where a command's DxError or interruption becomes a message and an exit
+    code."""
 
     def invoke(self, ctx: Any) -> Any:
+        ctx.obj = state = _Invocation()
         try:
             return super().invoke(ctx)
         except DxError as e:
-            if _state.json:
-                print(json.dumps({"status": "error", "error": str(e)}, indent=2))
-            render.line(err, f"error: {e}", "bold red")
-            raise typer.Exit(_state.error_code) from None
+            self._fail(state, str(e), "error")
+            raise typer.Exit(state.error_code) from None
+        except KeyboardInterrupt as e:
+            if state.progress is not None:
+                state.progress.close()
+            msg = interrupted_message(ctx.invoked_subcommand or "", state.progress)
+            self._fail(state, msg, "interrupted")
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+            raise typer.Exit(128 + signum) from None
+
+    @staticmethod
+    def _fail(state: _Invocation, msg: str, status: str) -> None:
+        if state.json:
+            print(json.dumps({"status": status, "error": msg}, indent=2))
+        render.line(err, msg if status == "interrupted" else f"error: {msg}", "bold red")
 
 
 app = typer.Typer(
@@ -81,13 +131,14 @@ IndexOpt = Annotated[
 @app.callback()
 def _main() -> None:
     """Distribution builder for DiracX: seed channel, recipes, installer, releases."""
-    _state.json = False
-    _state.error_code = 1
 
 
-def _start(json_out: bool, error_code: int = 1) -> None:
-    _state.json = json_out
-    _state.error_code = error_code
+def _start(ctx: typer.Context, json_out: bool, error_code: int = 1) -> _Invocation:
+    """The command's state: how its errors are printed and with which exit code."""
+    state = _invocation(ctx)
+    state.json = json_out
+    state.error_code = error_code
+    return state
 
 
 def _layout(root: Path | None, build_dir: Path | None) -> Layout:
@@ -99,10 +150,12 @@ def _print_json(data: object) -> None:
 
 
 @contextlib.contextmanager
-def _progress(label: str, describe: Callable[[str, object], str] | None = None
+def _progress(state: _Invocation, label: str,
+              describe: Callable[[str, object], str] | None = None
               ) -> Iterator[render.ConsoleProgress]:
     """The command's progress on stderr, closed whatever happens."""
     progress = render.ConsoleProgress(err, label, describe)
+    state.progress = progress
     try:
         yield progress
     finally:
@@ -111,6 +164,7 @@ def _progress(label: str, describe: Callable[[str, object], str] | None = None
 
 @app.command()
 def seed(
+    ctx: typer.Context,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Channel directory.")] = None,
     index_url: IndexOpt = None,
     refresh: Annotated[
@@ -125,9 +179,9 @@ def seed(
     the wheels converted under conda-forge names, voms."""
     from dxforge.seed.build import SeedOptions, build_seed
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     opts = SeedOptions(_layout(root, build_dir), out_dir, index_url, refresh=refresh)
-    with _progress("seed") as progress:
+    with _progress(state, "seed") as progress:
         result = build_seed(opts, progress)
     if json_out:
         _print_json(result.as_json())
@@ -146,6 +200,7 @@ def seed(
 
 @app.command()
 def fetch(
+    ctx: typer.Context,
     index_url: IndexOpt = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -155,9 +210,9 @@ def fetch(
     from dxforge.fetch import run_fetch
     from dxforge.recipes import load_recipes
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     layout = _layout(root, build_dir)
-    with _progress("fetch") as progress:
+    with _progress(state, "fetch") as progress:
         report = run_fetch(load_recipes(layout.root), layout.sources, index_url=index_url,
                            progress=progress)
     if json_out:
@@ -193,6 +248,7 @@ def _row(item: str, res: object) -> str:
 
 @app.command()
 def build(
+    ctx: typer.Context,
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Build only these packages.")
     ] = None,
@@ -221,7 +277,7 @@ def build(
     """Build the recipes in dependency order into the output channel."""
     from dxforge.build import BuildOptions, run_build
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     opts = BuildOptions(
         layout=_layout(root, build_dir),
         out=out_dir,
@@ -233,7 +289,7 @@ def build(
         index_url=index_url,
         jobs=jobs or os.cpu_count() or 1,
     )
-    with _progress("build", _row) as progress:
+    with _progress(state, "build", _row) as progress:
         report = run_build(opts, progress)
     if json_out:
         _print_json(report.as_json())
@@ -262,6 +318,7 @@ def build(
 
 @app.command()
 def graph(
+    ctx: typer.Context,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print levels, order and edges.")
     ] = False,
@@ -274,7 +331,7 @@ def graph(
     """Show the recipes' dependency graph in build order (edges: dependency -> dependent)."""
     from dxforge.graph import load_graph
 
-    _start(json_out)
+    _start(ctx, json_out)
     if fmt not in (None, "mermaid", "dot"):
         raise DxError(f"--format {fmt}: choose mermaid or dot")
     if fmt and json_out:
@@ -298,6 +355,7 @@ def graph(
 
 @app.command()
 def bump(
+    ctx: typer.Context,
     version: Annotated[
         str | None, typer.Option("--version", help="Target version (default: the newest all have).")
     ] = None,
@@ -331,7 +389,7 @@ def bump(
     from dxforge.bump.report import pr_body as make_pr_body
     from dxforge.util import atomic_write_text
 
-    _start(json_out, error_code=2 if check else 1)
+    state = _start(ctx, json_out, error_code=2 if check else 1)
     if check and apply_deps:
         raise DxError("--check changes nothing; drop --apply-deps")
     opts = BumpOptions(
@@ -347,7 +405,7 @@ def bump(
         backoff=max(0.0, backoff),
         timeout=timeout,
     )
-    with _progress("bump") as progress:
+    with _progress(state, "bump") as progress:
         result = run_bump(opts, progress)
     if pr_body is not None and result.update:
         atomic_write_text(pr_body, make_pr_body(result))
@@ -386,6 +444,7 @@ def print_bump(result: Any, console: Console) -> None:
 
 @app.command()
 def installer(
+    ctx: typer.Context,
     construct: Annotated[
         Path | None, typer.Argument(help="construct.yaml (default: the project's).")
     ] = None,
@@ -419,7 +478,7 @@ def installer(
     """Build the DIRACOS-style self-extracting installer from construct.yaml."""
     from dxforge.installer.make import InstallerOptions, build_installer
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     opts = InstallerOptions(
         layout=_layout(root, build_dir),
         construct=construct.absolute() if construct else None,
@@ -429,7 +488,7 @@ def installer(
         pyc=pyc,
         force=force,
     )
-    with _progress("installer") as progress:
+    with _progress(state, "installer") as progress:
         result = build_installer(opts, progress)
     if json_out:
         _print_json(result.as_json())
@@ -459,6 +518,7 @@ def installer(
 
 @app.command()
 def release(
+    ctx: typer.Context,
     version: Annotated[
         str | None, typer.Option("--version", help="Target version (default: the newest all have).")
     ] = None,
@@ -481,10 +541,10 @@ def release(
     from dxforge.release import ReleaseOptions, run_release
     from dxforge.util import atomic_write_text
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     opts = ReleaseOptions(_layout(root, build_dir), version, index_url, apply_deps,
                           jobs or os.cpu_count() or 1)
-    with _progress("release", _row) as progress:
+    with _progress(state, "release", _row) as progress:
         result = run_release(opts, progress)
     if pr_body is not None:
         atomic_write_text(pr_body, (result.directory / "notes.md").read_text())
@@ -509,6 +569,7 @@ def release(
 
 @app.command("test-upstream")
 def test_upstream(
+    ctx: typer.Context,
     only: Annotated[
         list[str] | None, typer.Option("--only", help="Run only these packages' suites.")
     ] = None,
@@ -520,9 +581,9 @@ def test_upstream(
     """Run DiracX's own test suites (from the sdists) against the built channel."""
     from dxforge.upstream import run_project
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     layout = _layout(root, build_dir)
-    with _progress("tests", _row) as progress:
+    with _progress(state, "tests", _row) as progress:
         report = run_project(layout, index_url=index_url, only=only or (), progress=progress)
     if json_out:
         _print_json(report.as_json())
@@ -559,6 +620,7 @@ InstallerArg = Annotated[
 
 @app.command()
 def pilot(
+    ctx: typer.Context,
     installer: InstallerArg = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -568,7 +630,7 @@ def pilot(
     the pilot checks on it."""
     from dxforge.pilot import run_pilot
 
-    _start(json_out)
+    _start(ctx, json_out)
     layout = _layout(root, build_dir)
     path = _installer_path(layout, installer)
     result = run_pilot(path, layout.logs / f"pilot-{path.stem}.log")
@@ -582,6 +644,7 @@ def pilot(
 
 @app.command()
 def e2e(
+    ctx: typer.Context,
     installer: InstallerArg = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -593,12 +656,12 @@ def e2e(
     from dxforge.recipes import load_recipes
     from dxforge.target import project_target
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     layout = _layout(root, build_dir)
     path = _installer_path(layout, installer)
     target = project_target(layout.construct)
     version = load_recipes(layout.root, target=target)[0].version
-    with _progress("e2e") as progress:
+    with _progress(state, "e2e") as progress:
         result = run_end_to_end(path, [layout.channel.as_uri(), layout.seed.as_uri()], version,
                                 target, layout.logs / "e2e", layout.work / "pkgs", progress)
     if json_out:
@@ -611,6 +674,7 @@ def e2e(
 
 @app.command()
 def ci(
+    ctx: typer.Context,
     check: Annotated[
         bool, typer.Option("--check", help="Change nothing; exit 1 naming stale workflows.")
     ] = False,
@@ -626,7 +690,7 @@ def ci(
     \\[tool.dxforge.ci]."""
     from dxforge import ci as ci_
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     layout = _layout(root, build_dir)
     result = ci_.run_ci(layout, check=check)
     if not run_local or (check and result.stale):
@@ -642,7 +706,7 @@ def ci(
         if check and result.stale:
             raise typer.Exit(1)
         return
-    with _progress("ci", _row) as progress:
+    with _progress(state, "ci", _row) as progress:
         local = ci_.run_local(layout, progress)
     if json_out:
         _print_json(local.as_json())
@@ -652,13 +716,14 @@ def ci(
 
 @app.command()
 def index(
+    ctx: typer.Context,
     channel: Annotated[Path, typer.Argument(help="A local channel directory.")],
     json_out: JsonOpt = False,
 ) -> None:
     """(Re)write a local channel's repodata, checking every package against it."""
     from dxforge.channel import reindex_verified
 
-    _start(json_out)
+    _start(ctx, json_out)
     result = reindex_verified(channel)
     if json_out:
         _print_json(result.as_json())
@@ -668,6 +733,7 @@ def index(
 
 @app.command()
 def fingerprint(
+    ctx: typer.Context,
     what: Annotated[str, typer.Argument(help="runtime")],
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -676,11 +742,24 @@ def fingerprint(
     from dxforge.runtime.build import fingerprint as runtime_fingerprint
     from dxforge.target import project_target
 
-    _start(False)
+    _start(ctx, False)
     if what != "runtime":
         raise DxError(f"{what}: dxforge fingerprint knows `runtime`")
     layout = _layout(root, build_dir)
     print(runtime_fingerprint(layout.cache, project_target(layout.construct).python))
+
+
+def _children() -> list[int]:
+    """The pids of this process's children (from /proc: every thread's children)."""
+    me, pids = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(me):
+            pids.append(int(stat.parent.name))
+    return pids
 
 
 # ---- dxforge extension: a VO's own distribution on top of DiracX -------------------------
@@ -692,6 +771,7 @@ app.add_typer(extension_app, name="extension")
 
 @extension_app.command("init")
 def extension_init(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The extension's metapackage on the index.")],
     base: Annotated[Path, typer.Option("--base", help="The DiracX distribution project it "
                                        "builds on (a checkout's path).")],
@@ -710,10 +790,10 @@ def extension_init(
     """Write a distribution project from an extension's packages on the package index."""
     from dxforge.extension.init import InitOptions, init_extension
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     opts = InitOptions(name, dest or Path(name), base, base_channel, base_seed, version,
                        index_url)
-    with _progress("extension init") as progress:
+    with _progress(state, "extension init") as progress:
         result = init_extension(opts, progress)
     if json_out:
         _print_json(result.as_json())
@@ -730,6 +810,7 @@ def extension_init(
 
 @extension_app.command("build")
 def extension_build(
+    ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
     index_url: IndexOpt = None,
     json_out: JsonOpt = False,
@@ -740,10 +821,10 @@ def extension_build(
     from dxforge.build import BuildOptions
     from dxforge.extension.build import build_extension
 
-    _start(json_out)
+    state = _start(ctx, json_out)
     layout = _layout(root, build_dir)
     opts = BuildOptions(layout, force=force, index_url=index_url, jobs=os.cpu_count() or 1)
-    with _progress("extension build", _row) as progress:
+    with _progress(state, "extension build", _row) as progress:
         base, report = build_extension(layout, opts, progress)
     if json_out:
         _print_json({**report.as_json(), "base_channel": base.channel, "base_seed": base.seed})
@@ -757,21 +838,38 @@ def extension_build(
 
 
 def _terminated(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    """SIGINT or SIGTERM: stop this process's own children too (a build's workers, a test
+    suite; a signal sent to this process alone reaches none of them), then unwind, so every
+    `finally` runs and the command says what it stopped."""
+    for pid in _children():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
+    raise Interrupted(signum)
 
 
-def main() -> None:
-    """Entry point: run the app, then leave without interpreter teardown (py-rattler 0.28 may
-    abort in its atexit handlers after async calls)."""
-    code = 0
-    # SIGTERM (a CI runner's cancel, a batch system's kill) unwinds like Ctrl-C: every
-    # `finally` runs, so servers, locks and staging directories are cleaned up
-    signal.signal(signal.SIGTERM, _terminated)
+def main(argv: list[str] | None = None) -> None:
+    """Run one dxforge command (``argv``, default: the process's arguments) in this process;
+    it ends in SystemExit with the command's exit status (130/143 when interrupted)."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = [signal.signal(s, _terminated) for s in signals] if in_main_thread else []
     try:
-        app()
+        app(args=argv, prog_name="dxforge")
+    finally:
+        for s, handler in zip(signals, previous, strict=False):
+            if handler is not None:
+                signal.signal(s, handler)
+
+
+def entry() -> None:
+    """The ``dxforge`` console script: :func:`main`, then leave without interpreter teardown
+    (py-rattler 0.28 may abort in its atexit handlers after async calls)."""
+    code = 0
+    try:
+        main()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before or after a command ran (while parsing its options)
         render.line(err, "interrupted", "red")
         code = 130
     sys.stdout.flush()

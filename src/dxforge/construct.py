@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dxforge.channel import channel_url
-from dxforge.util import DxError
+from dxforge.util import DxError, read_utf8, yaml_kind
 
 PLATFORM = "linux-64"
 
@@ -154,6 +154,8 @@ class ConstructSpec:
     """The glibc floor virtual_specs declares (``__glibc >=X``)."""
     linux: str | None = None
     """The oldest kernel virtual_specs declares (``__linux >=X``)."""
+    notes: list[str] = field(default_factory=list)
+    """Keys accepted (as constructor accepts them) that have no effect here, and why."""
 
     @property
     def spec_names(self) -> list[str]:
@@ -181,6 +183,7 @@ class _Reading:
     lines: dict[str, int]
     raw: dict[str, Any]
     values: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def at(self, key: str, index: int | None = None) -> str:
         line = None
@@ -206,6 +209,9 @@ class Key:
     effect: str  # what it does in a dxforge installer, or why it is refused
     check: Check | None = None  # value -> what ConstructSpec holds
     fix: str = ""  # for a refused key: what to do instead
+    idle: Callable[[Any, dict[str, Any]], str] | None = None
+    """(value, all keys) -> why this value has no effect in a dxforge installer, or ``""``:
+    such a key is accepted, as constructor accepts it, and reported once."""
 
     @property
     def refused(self) -> bool:
@@ -229,7 +235,8 @@ def _strings(nonempty: bool = False) -> Check:
         out = []
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                raise r.fail(key, f"entry {i + 1} must be a non-empty string, not {item!r}", i)
+                raise r.fail(key, f"entry {i + 1} must be non-empty text, not "
+                                  f"{yaml_kind(item)}", i)
             out.append(item.strip())
         return out
 
@@ -325,7 +332,7 @@ def _env_variables(value: Any, r: _Reading, key: str) -> dict[str, str]:
         if not isinstance(k, str) or not _ENVVAR.match(k):
             raise r.fail(key, f"`{k}` is not a valid environment variable name")
         if not isinstance(v, str | int | float) or isinstance(v, bool):
-            raise r.fail(key, f"the value of `{k}` must be a string")
+            raise r.fail(key, f"the value of `{k}` must be text, not {yaml_kind(v)}")
         out[k] = str(v)
     return out
 
@@ -340,11 +347,19 @@ def _exists_text(value: Any, r: _Reading, key: str) -> str:
 def _transmute(value: Any, r: _Reading, key: str) -> str:
     if value != ".conda":
         raise r.fail(key, f"`{value}`: constructor allows `.conda` only")
-    if r.raw.get("keep_pkgs") is not True:
-        raise r.fail(key, "converts the package files kept in the prefix's pkgs/, and "
-                          "without `keep_pkgs: true` a dxforge installer keeps none; remove "
-                          "the key, or set `keep_pkgs: true`")
     return value
+
+
+def _transmute_idle(value: Any, raw: dict[str, Any]) -> str:
+    if raw.get("keep_pkgs") is True:
+        return ""
+    return ("it converts the package files kept in the prefix's pkgs/, and without "
+            "`keep_pkgs: true` a dxforge installer keeps none (its packages are .conda files "
+            "either way)")
+
+
+def _default_idle(default: Any, why: str) -> Callable[[Any, dict[str, Any]], str]:
+    return lambda value, raw: why if value == default else ""
 
 
 _ANY_STR, _LIST, _BOOL, _DICT = (str,), (list,), (bool,), (dict,)
@@ -357,11 +372,11 @@ def _refused(name: str, what: str, fix: str) -> Key:
 
 SCHEMA: tuple[Key, ...] = (
     # identity and outputs
-    Key("$schema", _ANY_STR, "a string", "names the JSON schema for editors; nothing else",
+    Key("$schema", _ANY_STR, "text", "names the JSON schema for editors; nothing else",
         _same),
-    Key("name", _ANY_STR, "a string", "the installer's name (banner, diracosrc, file name)",
+    Key("name", _ANY_STR, "text", "the installer's name (banner, diracosrc, file name)",
         _name),
-    Key("version", (str, int), "a string", "the installer's version (banner, file name)",
+    Key("version", (str, int), "text", "the installer's version (banner, file name)",
         _version),
     Key("installer_filename", _ANY_STR, "a file name ending in .sh",
         "the installer's file name", _installer_filename),
@@ -370,7 +385,7 @@ SCHEMA: tuple[Key, ...] = (
             v[0] if isinstance(v, list) and len(v) == 1 else v, r, k)),
     Key("license_file", _ANY_STR, "a path relative to construct.yaml",
         "shipped in .dxforge/LICENSE.txt, shown for acceptance when not in batch mode", _file),
-    Key("company", _ANY_STR, "a string", "named by the installer's banner and -h", _text),
+    Key("company", _ANY_STR, "text", "named by the installer's banner and -h", _text),
     _refused("reverse_domain_identifier", "a macOS installer's identifier",
              "dxforge builds .sh installers, which have none; remove it"),
     _refused("uninstall_name", "a Windows installer's uninstall entry",
@@ -403,9 +418,13 @@ SCHEMA: tuple[Key, ...] = (
     _refused("menu_packages", "menu shortcuts", "a .sh installer makes none; remove it"),
     Key("ignore_duplicate_files", _BOOL, "true or false",
         "with false, the build fails when two packages ship the same file (constructor's "
-        "default is true)", _same),
+        "default is true)", _same,
+        idle=_default_idle(True, "true is what a dxforge installer does anyway (only false "
+                                 "changes something: the build then fails on a file two "
+                                 "packages ship)")),
     Key("transmute_file_type", _ANY_STR, "'.conda'",
-        "the packages kept in pkgs/ (keep_pkgs: true) are .conda files", _transmute),
+        "the packages kept in pkgs/ (keep_pkgs: true) are .conda files", _transmute,
+        idle=_transmute_idle),
     _refused("install_in_dependency_order", "deprecated by constructor",
              "packages are always linked in dependency order; remove it"),
     _refused("attempt_hardlinks", "deprecated by constructor",
@@ -435,7 +454,7 @@ SCHEMA: tuple[Key, ...] = (
     # prefix and install behaviour
     Key("batch_mode", _BOOL, "true or false",
         "true: no questions unless -i; false: the license and prefix are asked for", _same),
-    Key("default_prefix", _ANY_STR, "a string",
+    Key("default_prefix", _ANY_STR, "text",
         "the prefix when -p is not given ($VAR and ${VAR} expanded by the shell)",
         _default_prefix),
     _refused("default_prefix_domain_user", _GUI + " per-user prefix",
@@ -445,7 +464,7 @@ SCHEMA: tuple[Key, ...] = (
     _refused("default_location_pkg", "a macOS installer's location", "remove it"),
     _refused("pkg_domains", "a macOS installer's domains", "remove it"),
     _refused("pkg_name", "a macOS installer's package name", "remove it"),
-    Key("install_path_exists_error_text", _ANY_STR, "a string",
+    Key("install_path_exists_error_text", _ANY_STR, "text",
         "the error when the prefix exists ({CHOSEN_PATH} replaced)", _exists_text),
     Key("check_path_spaces", _BOOL, "true",
         "true: a prefix with blanks or shell-special characters is refused",
@@ -509,11 +528,13 @@ def _read_keys(r: _Reading) -> None:
     for key, value in r.raw.items():
         entry = KEYS[str(key)]
         if isinstance(value, bool) and bool not in entry.kind or not isinstance(value, entry.kind):
-            got = type(value).__name__
-            fix = " (quote it)" if key == "version" and isinstance(value, float) else ""
-            raise r.fail(str(key), f"must be {entry.expects}, not {got}{fix}")
+            fix = "; quote it" if key == "version" and isinstance(value, float) else ""
+            raise r.fail(str(key), f"must be {entry.expects}, not {yaml_kind(value)}{fix}")
         assert entry.check is not None
         r.values[str(key)] = entry.check(value, r, str(key))
+        why = entry.idle(value, r.raw) if entry.idle else ""
+        if why:
+            r.notes.append(f"{r.at(str(key))}: `{key}` has no effect here: {why}")
 
 
 def _floor(virtual: list[str], name: str) -> str | None:
@@ -533,13 +554,13 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
 
     path = Path(path).resolve()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path, "save construct.yaml as UTF-8 (retype that character)")
     except FileNotFoundError:
         raise DxError(
             f"{path}: no such file; write a construct.yaml (see the one at the top "
             "of the dxforge repository) or pass its path"
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise DxError(f"{path}: cannot read it ({e})") from None
     if "{{" in text or "{%" in text:
         line = next(i for i, s in enumerate(text.splitlines(), 1) if "{{" in s or "{%" in s)
@@ -596,4 +617,5 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         virtual_specs=virtual,
         glibc=_floor(virtual, "__glibc"),
         linux=_floor(virtual, "__linux"),
+        notes=r.notes,
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from dxforge.specs import split_spec
 from dxforge.target import Target, project_target
-from dxforge.util import DxError
+from dxforge.util import DxError, read_utf8, yaml_kind
 
 SOURCES_ENV = "DXFORGE_SOURCES"
 """Environment variable holding the base URL of the local source cache; recipes read it with
@@ -112,13 +112,16 @@ def _render_error(path: Path, e: Exception) -> str:
     return f"{path}: cannot read the recipe: {text}"
 
 
+_UTF8_FIX = "save the recipe as UTF-8 (retype that character)"
+
+
 def _check_raw(path: Path) -> None:
     """Checks on the file as written, before rendering: errors name the file and the key."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     try:
-        raw = YAML(typ="safe").load(path.read_text())
+        raw = YAML(typ="safe").load(read_utf8(path, _UTF8_FIX))
     except YAMLError as e:
         raise DxError(_yaml_error(path, e)) from None
     except OSError as e:
@@ -134,8 +137,8 @@ def _check_raw(path: Path) -> None:
             raise DxError(f'{path}: key context.{key}: missing; add it (e.g. {key}: "{example}")')
         if not isinstance(value, str):
             raise DxError(
-                f"{path}: key context.{key}: YAML reads it as {type(value).__name__} {value!r}, "
-                f'not a string; quote the value as written, e.g. {key}: "{example}"'
+                f"{path}: key context.{key}: YAML reads it as {yaml_kind(value)}, not text; "
+                f'quote the value as written, e.g. {key}: "{example}"'
             )
     source = raw.get("source")
     first = (source[0] if source else None) if isinstance(source, list) else source

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from dxforge import channel as ch
 from dxforge import notes, sbom, upstream
 from dxforge.build import BuildOptions, run_build
-from dxforge.bump import BumpOptions, run_bump
+from dxforge.bump import BumpOptions, check_version_option, run_bump
 from dxforge.bump.drift import recipes_drift
 from dxforge.endtoend import EndToEndResult, run_end_to_end
 from dxforge.fetch import fetch_sources
@@ -43,7 +43,14 @@ from dxforge.progress import SILENT, Progress
 from dxforge.recipes import load_recipes, recipe_paths
 from dxforge.seed.build import SeedOptions, build_seed
 from dxforge.target import project_target
-from dxforge.util import DxError, atomic_write_text, file_lock, publish, sha256_file
+from dxforge.util import (
+    DxError,
+    atomic_write_text,
+    file_lock,
+    publish,
+    sha256_file,
+    world_readable,
+)
 
 T = TypeVar("T")
 
@@ -231,6 +238,8 @@ def _copy_tree(src: Path, dest: Path) -> None:
             os.link(p, target)
         except OSError:
             shutil.copy2(p, target)
+        if p.suffix == ".conda":
+            world_readable(target)
 
 
 def _verify(directory: Path) -> None:
@@ -264,6 +273,7 @@ def _checked(layout: Layout, kind: str, key: str, make: Callable[[], T],
 
 def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseResult:
     """Release what upstream published (or ``opts.version``), from bump to publication."""
+    check_version_option(opts.version)
     layout = opts.layout
     layout.build.mkdir(parents=True, exist_ok=True)
     with file_lock(layout.build / ".release.lock", "dxforge release"):
@@ -283,7 +293,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         def build() -> None:
             report = run_build(BuildOptions(layout, index_url=opts.index_url, jobs=opts.jobs),
                                progress)
-            bad = [p for p in report.packages if p.status not in ("built", "skipped")]
+            bad = [p for p in report.packages if not p.done]
             if bad:
                 p = bad[0]
                 raise DxError(f"{p.name}: {p.status}: {p.reason}" + (f"; log: {p.log}"

@@ -75,6 +75,10 @@ class ConsoleProgress(Progress):
         self.task = 0
         self.total = 0
         self.count = 0
+        self.running: dict[str, None] = {}
+        """Items started and not yet done (what an interruption stops), in start order."""
+        self.stage = ""
+        """The last step or counted stage begun."""
 
     def _line(self, text: str, style: str = "") -> None:
         if self.bar is not None:
@@ -83,10 +87,12 @@ class ConsoleProgress(Progress):
             line(self.console, text, style)
 
     def step(self, text: str) -> None:
+        self.stage = text
         self._line(f"{self.label}: {text}", "dim" if self.console.is_terminal else "")
 
     def begin(self, text: str, total: int) -> None:
         self.close()
+        self.stage = text
         self.total, self.count = total, 0
         if self.console.is_terminal:
             self.bar = Bar(
@@ -104,10 +110,12 @@ class ConsoleProgress(Progress):
             line(self.console, f"{self.label}: {text} ({total})")
 
     def start(self, item: str) -> None:
+        self.running[item] = None
         if self.bar is not None:
             self.bar.update(self.task, description=item)
 
     def done(self, item: str, result: object = None) -> None:
+        self.running.pop(item, None)
         self.count += 1
         text = self.describe(item, result)
         if self.bar is not None:

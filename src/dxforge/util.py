@@ -56,6 +56,51 @@ def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
+def read_utf8(path: Path, fix: str = "save it as UTF-8") -> str:
+    """The text of ``path``; a byte that is not UTF-8 is a DxError naming the line, the column
+    and the byte offset (an unreadable file raises OSError as usual)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - data.rfind(b"\n", 0, e.start)
+        raise DxError(
+            f"{path}: line {line}, column {column} (byte offset {e.start}): byte "
+            f"0x{data[e.start]:02x} is not UTF-8; {fix}"
+        ) from None
+
+
+def yaml_kind(value: Any) -> str:
+    """What ``value`` is in YAML's words (never a Python or ruamel class name)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"the text {str(value)!r}" if value.strip() else "empty text"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "a YAML value of another kind"
+
+
+PACKAGE_MODE = 0o644
+"""The mode of every package dxforge writes (channels, the user cache, releases): readable by
+all, as a channel others install from must be."""
+
+
+def world_readable(path: Path, mode: int = PACKAGE_MODE) -> None:
+    """Give ``path`` ``mode`` when it is ours and has another (a file of another user, which we
+    may only read, is left as it is)."""
+    st = os.stat(path)
+    if st.st_mode & 0o7777 != mode and st.st_uid == os.geteuid():
+        os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path, what: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path``; fail at once if another process holds it."""

@@ -8,7 +8,20 @@ recipe as written), :mod:`~dxforge.bump.drift` (the dependency drift model),
 :mod:`~dxforge.bump.write` (all or none) and :mod:`~dxforge.bump.report` (PR body, verdict).
 """
 
-from dxforge.bump.plan import BumpOptions, BumpResult, PackageResult, plan_bump
+from dxforge.bump.plan import (
+    BumpOptions,
+    BumpResult,
+    PackageResult,
+    check_version_option,
+    plan_bump,
+)
 from dxforge.bump.write import run_bump
 
-__all__ = ["BumpOptions", "BumpResult", "PackageResult", "plan_bump", "run_bump"]
+__all__ = [
+    "BumpOptions",
+    "BumpResult",
+    "PackageResult",
+    "check_version_option",
+    "plan_bump",
+    "run_bump",
+]

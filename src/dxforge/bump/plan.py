@@ -125,6 +125,19 @@ def _parse_version(text: str, where: str) -> Version:
         raise DxError(f"{where}: {text!r} is not a valid version (PEP 440)") from None
 
 
+def check_version_option(version: str | None) -> None:
+    """``--version`` as given: absent (the newest version), or a PEP 440 version. Empty text is
+    an error, never "the newest" (CI's ``--version "$UNSET"`` must not release anything)."""
+    if version is None:
+        return
+    if not version.strip():
+        raise DxError(
+            f"--version {version!r} is empty; give the version to take (e.g. --version 1.2.3), "
+            "or leave --version out for the newest version every package has"
+        )
+    _parse_version(version, "--version")
+
+
 def _sdists(files: list[IndexFile], name: str) -> dict[Version, list[IndexFile]]:
     """The non-yanked sdists of ``name`` by version."""
     out: dict[Version, list[IndexFile]] = {}
@@ -321,6 +334,7 @@ def _add_drift(
 def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
     """Everything a bump would do, without writing recipes. In a real bump (not check, not
     dry-run) the new sdists are downloaded into the source cache, verified."""
+    check_version_option(opts.version)
     root = opts.layout.root
     docs, current, cur_v = _load_docs(root)
     index = PackageIndex(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dxforge.bump.textedit import SourceText, Span, as_text
-from dxforge.util import DxError
+from dxforge.util import DxError, read_utf8
 
 _EXPR = re.compile(r"\$\{\{(.*?)\}\}")
 _ITEM = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)(?:\s+(.*))?$")
@@ -222,9 +222,7 @@ def parse_recipe(path: Path, text: str) -> RecipeDoc:
 
 def read_recipe(path: Path) -> RecipeDoc:
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = read_utf8(Path(path), "save the recipe as UTF-8 (retype that character)")
     except OSError as e:
         raise DxError(f"{path}: cannot read: {e}") from None
-    except UnicodeDecodeError as e:
-        raise DxError(f"{path}: not UTF-8 text ({e})") from None
     return parse_recipe(Path(path), text)

@@ -189,6 +189,8 @@ def solve(spec: ConstructSpec, channels: list[str], progress: Progress = SILENT
             f"{spec.where('specs')}: {', '.join(spec.duplicates)} listed more than once in "
             "specs; the solver gets every entry and satisfies all of them (as constructor does)"
         )
+    for note in spec.notes:
+        progress.warn(note)
     progress.step(f"solving {len(spec.specs)} specs for linux-64 from {', '.join(channels)}")
     records = ch.solve(channels, spec.specs, where=spec.where("specs"), glibc=spec.glibc)
     excluded = set(spec.exclude)
