@@ -1,4 +1,5 @@
-"""The installer's install step (dxforge/installer/files/install.py, run by the payload's python), in-process:
+"""The installer's install step (dxforge/installer/files/install.py, run by the payload's
+python), in-process:
 stand-in payloads staged as the header stages them, installed, updated, interrupted.
 
 Each test is a user's sequence from issue 22: what an update keeps, what -f may touch, how an
@@ -17,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from dxforge.installer import shipped_dir
 

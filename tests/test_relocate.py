@@ -1,4 +1,5 @@
-"""Unit tests of the installer's relocation (dxforge/installer/files/relocate.py, run by the bundled python)."""
+"""Unit tests of the installer's relocation (dxforge/installer/files/relocate.py,
+run by the bundled python)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The DIRACOS-style installer: construct.yaml spec, staging, payload, shell header.
 
-The files the tool itself puts into every installer (the header template, the install step, the relocator) are
-package data of dxforge, found by :func:`shipped` alone; the files a distribution adds
-(post_install, the license) are the project's, named by its construct.yaml."""
+The files the tool itself puts into every installer (the header template, the install step,
+the relocator) are package data of dxforge, found by :func:`shipped` alone; the files a
+distribution adds (post_install, the license) are the project's, named by its construct.yaml."""
 
 from __future__ import annotations
 

@@ -115,7 +115,8 @@ def render_header(
         text = text.replace(f"@@{k}@@", v)
     lines = text.split("\n", 3)
     if lines[0] != "#!/bin/sh" or lines[1] != f"# {UNSEALED}":
-        raise DxError("dxforge/installer/files/header.sh must start with `#!/bin/sh` and `# @@SELF_SHA256@@`")
+        raise DxError("dxforge/installer/files/header.sh must start with `#!/bin/sh` and "
+                      "`# @@SELF_SHA256@@`")
     text = text.replace("@@CHECK_CKSUM@@", posix_cksum(lines[2].encode() + b"\n"))
     size = 0
     while True:
