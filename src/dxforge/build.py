@@ -2,9 +2,9 @@
 
 Each package is built by rattler-build (with the target's variant) in a worker process whose
 output goes to ``<build>/logs/<name>.log`` (a subdirectory for another output channel than the
-default, :func:`scratch_dirs`). The graph is built level by level, up to ``--jobs`` packages of a
-level at once; each level's packages then join the channel in one publish (a new channel
-directory, indexed and checked, swapped in atomically), so later levels see earlier ones.
+default, :func:`scratch_dirs`). A package starts as soon as those it needs are in the channel,
+up to ``--jobs`` at once (:mod:`dxforge.schedule`); each joins the channel in its own publish (a
+new channel directory, indexed and checked, swapped in atomically), so its dependents see it.
 
 A package's fingerprint covers its rendered recipe, recipe files, source sha256, its local
 dependencies' fingerprints and the channels it is built against (the seed by its content). It is
@@ -21,14 +21,14 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dxforge import channel as ch
+from dxforge import schedule
 from dxforge.fetch import fetch_sources, missing_sources, sources_url
 from dxforge.graph import Graph, graph_of
 from dxforge.layout import Layout
@@ -330,25 +330,18 @@ class _Run:
     logs: Path
     variant: dict[str, list[str]]
     cache: Path
-    failed: set[str] = field(default_factory=set)
-    stop: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def out(self) -> Path:
         return self.opts.channel
 
-    def decide(self, name: str, repodata: dict[str, dict[str, Any]]) -> PackageResult | str:
-        """The result of a package that is not built (skipped, blocked, stopped), or why it
-        must be built (``""``: it is new or changed)."""
-        version = self.recipes[name].version
-        blocked = [d for d in self.graph.dependencies(name) if d in self.failed]
-        if blocked:  # dependencies() is transitive: this names the packages that failed
-            return PackageResult(name, version, "not built", reason=f"{', '.join(blocked)} failed")
-        if self.stop:
-            return PackageResult(
-                name, version, "not built", reason="stopped after a failure (use --keep-going)"
-            )
-        previous = self.state.get(name) or {}
+    def decide(self, name: str) -> PackageResult | str:
+        """The result of a package that is unchanged in the channel (skipped), or why it must
+        be built (``""``: it is new or changed)."""
+        with self.lock:
+            previous = dict(self.state.get(name) or {})
+            repodata = ch.repodata_records(self.out) if previous else {}
         if self.opts.force or previous.get("fingerprint") != self.prints[name]:
             return ""
         problem = ch.verify_file(self.out, previous["file"], repodata.get(previous["file"]))
@@ -359,41 +352,46 @@ class _Run:
             for k in ("build_string", "size_bytes", "file", "sha256", "log")
             if k in previous
         }
-        return PackageResult(name, version, "skipped", **kept)
+        return PackageResult(name, self.recipes[name].version, "skipped", **kept)
 
-    def build(self, name: str) -> dict[str, Any]:
-        """Run rattler-build for ``name`` in a worker process (thread-safe)."""
-        return _run_worker(
-            self.recipes[name], self.work / name, self.channels, self.logs / f"{name}.log",
-            self.env, self.variant,
-        )
+    def job(self, name: str) -> PackageResult:
+        """One package: skipped when unchanged, else taken from the user cache or built, then
+        published into the channel (so the packages that need it see it)."""
+        why = self.decide(name)
+        if isinstance(why, PackageResult):
+            return why
+        hit = None if self.opts.force else self.cached(name, why)
+        if hit is None:
+            t0 = time.monotonic()
+            outcome = _run_worker(
+                self.recipes[name], self.work / name, self.channels, self.logs / f"{name}.log",
+                self.env, self.variant,
+            )
+            hit = self.built(name, outcome, time.monotonic() - t0, why)
+        self.publish(*hit)
+        return hit[0]
 
-    def finish(self, name: str, outcome: dict[str, Any] | DxError, seconds: float,
-               why: str) -> tuple[PackageResult, Path | None]:
-        """A finished build (kept in the user cache; published with its level), or its failure
-        recorded (main thread only)."""
-        log = str(self.logs / f"{name}.log")
-        try:
-            if isinstance(outcome, DxError):
-                raise outcome
-            files = [Path(p) for p in outcome["packages"]]
-            if len(files) != 1:
-                raise DxError(f"{name}: expected one package, rattler-build made {files}")
-        except DxError as e:
-            res = PackageResult(name, self.recipes[name].version, "failed", reason=str(e),
-                                seconds=round(seconds, 2), log=log)
-            absent = [
-                d for d in self.graph.dependencies(name)
-                if not (self.out / (self.state.get(d) or {}).get("file", "-")).is_file()
-            ]
-            if absent:
-                res.reason += (
-                    f"; {', '.join(absent)} (needed by {name}) not in {self.out}: "
-                    f"build with --up-to {name}"
-                )
-            self.failed.add(name)
-            self.stop = not self.opts.keep_going
-            return res, None
+    def failed(self, name: str, error: BaseException, seconds: float) -> PackageResult:
+        """A package whose build or publish failed, and what it needed that is not there."""
+        res = PackageResult(name, self.recipes[name].version, "failed", reason=str(error),
+                            seconds=round(seconds, 2), log=str(self.logs / f"{name}.log"))
+        absent = [
+            d for d in self.graph.dependencies(name)
+            if not (self.out / (self.state.get(d) or {}).get("file", "-")).is_file()
+        ]
+        if absent:
+            res.reason += (
+                f"; {', '.join(absent)} (needed by {name}) not in {self.out}: "
+                f"build with --up-to {name}"
+            )
+        return res
+
+    def built(self, name: str, outcome: dict[str, Any], seconds: float,
+              why: str) -> tuple[PackageResult, Path]:
+        """A finished build, kept in the user cache."""
+        files = [Path(p) for p in outcome["packages"]]
+        if len(files) != 1:
+            raise DxError(f"{name}: expected one package, rattler-build made {files}")
         res = PackageResult(
             name=name,
             version=outcome["version"],
@@ -403,7 +401,7 @@ class _Run:
             size_bytes=files[0].stat().st_size,
             file=f"{files[0].parent.name}/{files[0].name}",
             reason=why,
-            log=log,
+            log=str(self.logs / f"{name}.log"),
         )
         _to_cache(self.cache, self.prints[name], files[0],
                   {"name": name, "version": res.version, "build_string": res.build_string})
@@ -421,89 +419,39 @@ class _Run:
                              size_bytes=pkg.stat().st_size, file=meta["file"],
                              reason=reason), pkg
 
-    def publish(self, done: list[tuple[PackageResult, Path]]) -> None:
-        """One level's packages into the channel, their state beside them."""
-        if not done:
-            return
-        for res, _pkg in done:
-            self.state[res.name] = {
+    def publish(self, res: PackageResult, pkg: Path) -> None:
+        """A package into the channel, its state beside it (one publish at a time)."""
+        with self.lock:
+            state = {**self.state, res.name: {
                 **{k: v for k, v in asdict(res).items() if k not in ("status", "reason")},
                 "fingerprint": self.prints[res.name],
-            }
-        sha = _publish_level(self.out, {res.name: pkg for res, pkg in done}, self.state)
-        for res, _pkg in done:
-            res.sha256 = self.state[res.name]["sha256"] = sha[res.name]
-        atomic_write_text(self.out / STATE, json.dumps(self.state, indent=2, sort_keys=True))
-        for res, _pkg in done:
-            shutil.rmtree(self.work / res.name, ignore_errors=True)
+            }}
+            sha = _publish_level(self.out, {res.name: pkg}, state)
+            res.sha256 = state[res.name]["sha256"] = sha[res.name]
+            atomic_write_text(self.out / STATE, json.dumps(state, indent=2, sort_keys=True))
+            self.state = state
+        shutil.rmtree(self.work / res.name, ignore_errors=True)
 
-
-def _build_level(run: _Run, todo: list[tuple[str, str]], progress: Progress) -> list[PackageResult]:
-    """Build ``todo`` (``(name, why)``, one graph level), up to ``jobs`` at a time, taking from
-    the user cache what was built before; then publish the level."""
-    results: list[PackageResult] = []
-    done: list[tuple[PackageResult, Path]] = []
-    queue = []
-    for name, why in todo:
-        hit = None if run.opts.force else run.cached(name, why)
-        if hit is None:
-            queue.append((name, why))
-        else:
-            done.append(hit)
-            results.append(hit[0])
-    jobs = max(1, min(run.opts.jobs, len(queue) or 1))
-    with ThreadPoolExecutor(jobs) as pool:
-        pending = {}
-
-        def submit() -> None:
-            name, why = queue.pop(0)
-            progress.start(name)
-            pending[pool.submit(_timed, run.build, name)] = (name, why)
-
-        while queue and len(pending) < jobs and not run.stop:
-            submit()
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(finished, key=lambda f: pending[f][0]):
-                name, why = pending.pop(fut)
-                outcome, seconds = fut.result()
-                res, pkg = run.finish(name, outcome, seconds, why)
-                results.append(res)
-                if pkg is not None:
-                    done.append((res, pkg))
-            while queue and len(pending) < jobs and not run.stop:
-                submit()
-        for name, _why in queue:  # stopped by a failure
-            results.append(PackageResult(
-                name, run.recipes[name].version, "not built",
-                reason="stopped after a failure (use --keep-going)",
-            ))
-    try:
-        run.publish(done)
-    except DxError as e:
-        for res, _pkg in done:
-            res.status, res.reason = "failed", str(e)
-            run.failed.add(res.name)
-        run.stop = True
-    for res in results:
-        progress.done(res.name, res)
-    return results
-
-
-Outcome = tuple[dict[str, Any] | DxError, float]
-
-
-def _timed(fn: Callable[[str], dict[str, Any]], name: str) -> Outcome:
-    start = time.monotonic()
-    try:
-        return fn(name), time.monotonic() - start
-    except DxError as e:
-        return e, time.monotonic() - start
+    def result(self, event: schedule.Event) -> PackageResult:
+        """The summary row of a finished, failed or never started package."""
+        version = self.recipes[event.name].version
+        if event.kind == "done":
+            assert isinstance(event.result, PackageResult)
+            return event.result
+        if event.kind == "failed":
+            assert event.error is not None
+            return self.failed(event.name, event.error, event.seconds)
+        if event.kind == "blocked":
+            return PackageResult(event.name, version, "not built",
+                                 reason=f"{', '.join(event.failed)} failed")
+        return PackageResult(event.name, version, "not built",
+                             reason="stopped after a failure (use --keep-going)")
 
 
 def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
-    """Build what ``opts`` selects, level by level of the graph (up to ``opts.jobs`` packages of
-    a level at once); skip a package whose fingerprint and file in the channel are unchanged."""
+    """Build what ``opts`` selects, each package once those it needs are in the channel (up to
+    ``opts.jobs`` at once); skip a package whose fingerprint and file in the channel are
+    unchanged."""
     t0 = time.monotonic()
     layout, out = opts.layout, opts.channel
     channels = build_channels(opts)
@@ -529,18 +477,18 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
         )
         progress.begin("build", len(selected))
         chosen = set(selected)
-        for level in graph.levels:
-            repodata = ch.repodata_records(out)
-            todo: list[tuple[str, str]] = []
-            for name in (n for n in level if n in chosen):
-                decided = run.decide(name, repodata)
-                if isinstance(decided, PackageResult):
-                    results[name] = decided
-                    progress.done(name, decided)
-                else:
-                    todo.append((name, decided))
-            for res in _build_level(run, todo, progress):
-                results[res.name] = res
+
+        def report(event: schedule.Event) -> None:
+            if event.kind == "start":
+                progress.start(event.name)
+                return
+            results[event.name] = run.result(event)
+            progress.done(event.name, results[event.name])
+
+        schedule.run(
+            {n: [d for d in graph.dependencies(n) if d in chosen] for n in selected},
+            run.job, jobs=opts.jobs, report=report, keep_going=opts.keep_going,
+        )
     return BuildReport(
         channel=str(out),
         channels=channels,

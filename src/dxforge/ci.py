@@ -18,13 +18,13 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 
+from dxforge import schedule
 from dxforge.construct import load_construct
 from dxforge.graph import Graph, load_graph
 from dxforge.isolate import remove, shell_site
@@ -395,16 +395,6 @@ class LocalJob:
     status: str = ""  # passed | skipped (why)
 
 
-def _order(jobs: dict[str, Any]) -> list[str]:
-    done: list[str] = []
-    while len(done) < len(jobs):
-        ready = [j for j in jobs if j not in done and set(jobs[j].get("needs", [])) <= set(done)]
-        if not ready:
-            raise DxError("the workflow's needs: have a cycle")
-        done += sorted(ready)
-    return done
-
-
 def _expand(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     matrix = (job.get("strategy") or {}).get("matrix")
     if not matrix:
@@ -483,39 +473,32 @@ class LocalRunner:
         raised once the running jobs are done."""
         self.prepare()
         jobs = workflow["jobs"]
-        out = [LocalJob(name, matrix) for name in _order(jobs) for matrix in _expand(jobs[name])]
+        try:
+            order = [n for level in schedule.levels(
+                {n: j.get("needs", []) for n, j in jobs.items()}) for n in level]
+        except schedule.CycleError as e:
+            raise DxError(f"the workflow's needs: have a cycle: {' -> '.join(e.cycle)}") from None
+        out = [LocalJob(name, matrix) for name in order for matrix in _expand(jobs[name])]
+        keys = {name: [str(i) for i, j in enumerate(out) if j.name == name] for name in jobs}
         self.progress.begin("jobs", len(out))
-        pending = list(out)  # in needs: order
-        running: dict[Future[str], LocalJob] = {}
-        passed: dict[str, int] = {}
-        count = {name: sum(1 for j in out if j.name == name) for name in jobs}
-        failure: BaseException | None = None
-        with ThreadPoolExecutor(self.jobs) as pool:
-            while pending or running:
-                if failure is None:
-                    for job in list(pending):
-                        if len(running) >= self.jobs:
-                            break
-                        needs = jobs[job.name].get("needs", [])
-                        if all(passed.get(n, 0) == count[n] for n in needs):
-                            pending.remove(job)
-                            self.progress.start(f"{job.name} {job.matrix or ''}".strip())
-                            running[pool.submit(self._timed, jobs[job.name], job,
-                                                len(out) - len(pending))] = job
-                elif not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job = running.pop(fut)
-                    try:
-                        job.status = fut.result()
-                    except BaseException as e:  # noqa: BLE001 (raised once the others stop)
-                        failure = failure or e
-                        continue
-                    passed[job.name] = passed.get(job.name, 0) + 1
-                    self.progress.done(job.name, job)
-        if failure is not None:
-            raise failure
+
+        def work(key: str) -> str:
+            local = out[int(key)]
+            return self._timed(jobs[local.name], local, int(key) + 1)
+
+        def report(event: schedule.Event) -> None:
+            local = out[int(event.name)]
+            if event.kind == "start":
+                self.progress.start(f"{local.name} {local.matrix or ''}".strip())
+            elif event.kind == "done":
+                local.status = str(event.result)
+                self.progress.done(local.name, local)
+
+        schedule.run(
+            {str(i): [k for n in jobs[j.name].get("needs", []) for k in keys[n]]
+             for i, j in enumerate(out)},
+            work, jobs=self.jobs, report=report,
+        ).raise_first()
         return out
 
     def _timed(self, job: dict[str, Any], local: LocalJob, number: int) -> str:

@@ -19,12 +19,11 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from dxforge import schedule
 from dxforge.elf import above_floor, fix_runpaths, strip, walk_elf
 from dxforge.package import PLACEHOLDER
 from dxforge.progress import SILENT, Progress
@@ -371,38 +370,27 @@ def build_runtime(cache: Path, python: str, progress: Progress = SILENT, jobs: i
 
 def _schedule(todo: dict[str, Component], parts: dict[str, Built], builder: _Builder,
               progress: Progress, parallel: int) -> None:
-    """Build ``todo`` in dependency order, independent components side by side; the first
-    failure stops the rest."""
+    """Build ``todo`` in dependency order, each component once those it needs are built (up to
+    ``parallel`` at a time); the first failure stops the rest and is raised."""
+    unknown = sorted(c.name for c in todo.values()
+                     if any(n not in todo and n not in parts for n in c.needs))
+    if unknown:
+        raise DxError(f"runtime components {', '.join(unknown)} need components that "
+                      "are not in the runtime; fix `needs` in runtime/components.py")
 
-    def ready() -> list[Component]:
-        return [c for c in todo.values() if all(n in parts for n in c.needs)]
+    def report(event: schedule.Event) -> None:
+        if event.kind == "start":
+            progress.start(event.name)
+        elif event.kind == "done":
+            assert isinstance(event.result, Built)
+            parts[event.name] = event.result
+            progress.done(f"{event.name} {event.result.version} ({event.result.seconds:.0f} s)")
 
-    running: dict[Future[Built], Component] = {}
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
-        submit: Callable[[Component], Future[Built]] = lambda c: pool.submit(  # noqa: E731
-            builder.build, c, _closure(c, parts))
-        while todo or running:
-            for c in ready():
-                if len(running) >= max(1, parallel):
-                    break
-                del todo[c.name]
-                progress.start(c.name)
-                running[submit(c)] = c
-            if not running:
-                missing = sorted(todo)
-                raise DxError(f"runtime components {', '.join(missing)} need components that "
-                              "are not in the runtime; fix `needs` in runtime/components.py")
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                c = running.pop(fut)
-                try:
-                    parts[c.name] = fut.result()
-                except BaseException:
-                    for other in running:
-                        other.cancel()
-                    raise
-                progress.done(f"{c.name} {parts[c.name].version} "
-                              f"({parts[c.name].seconds:.0f} s)")
+    schedule.run(
+        {c.name: [n for n in c.needs if n in todo] for c in todo.values()},
+        lambda name: builder.build(todo[name], _closure(todo[name], parts)),
+        jobs=parallel, report=report,
+    ).raise_first()
 
 
 def _closure(c: Component, parts: dict[str, Built]) -> list[Built]:
