@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,8 +33,9 @@ from dxforge.graph import Graph, graph_of
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import SOURCES_ENV, Recipe, load_recipes, variant_config
+from dxforge.store import Store, fingerprint, link_or_copy
 from dxforge.target import project_target
-from dxforge.util import DxError, atomic_write_text, execute, file_lock, publish, sha256_file
+from dxforge.util import DxError, atomic_write_text, execute, file_lock
 
 STATE = "dxforge-build.json"
 """Fingerprints of the packages in the output channel, next to its repodata."""
@@ -166,9 +166,7 @@ def fingerprints(graph: Graph, recipes: dict[str, Recipe], channels: list[str]) 
             "source_sha256": r.source_sha256,
             "deps": {d: out[d] for d in graph.dependencies(name)},
         }
-        out[name] = hashlib.sha256(
-            json.dumps(data, sort_keys=True, default=str).encode()
-        ).hexdigest()
+        out[name] = fingerprint(data)
     return out
 
 
@@ -230,75 +228,43 @@ def _run_worker(
     return json.loads(result_file.read_text())
 
 
-def _publish_level(out: Path, built: dict[str, Path], state: dict[str, Any]) -> dict[str, str]:
+def _publish(out: Path, built: dict[str, Path], state: dict[str, Any]) -> dict[str, str]:
     """One publish of the channel with ``built`` (name -> a new ``.conda``) in place of those
-    packages' older files: a new channel directory (hard links of the rest), indexed, every
-    new file checked against the index, then swapped in atomically. Returns the new files'
-    sha256 by name."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
-    try:
-        replaced = set(built)
+    packages' older files (:func:`dxforge.channel.publish_channel`: the rest hard-linked, the
+    new files checked against the index). Returns the new files' sha256 by name."""
+    rels = {name: f"{pkg.parent.name}/{pkg.name}" for name, pkg in built.items()}
+
+    def fill(new: Path) -> list[str]:
         for p in sorted(out.rglob("*.conda")) if out.is_dir() else []:
-            if p.name.rsplit("-", 2)[0] not in replaced:
-                _link(p, new / p.relative_to(out))
-        for pkg in built.values():  # a copy: the user cache's entry stays its own file
+            if p.name.rsplit("-", 2)[0] not in built:
+                link_or_copy(p, new / p.relative_to(out))
+        for name, pkg in built.items():  # a copy: the user cache's entry stays its own file
             (new / pkg.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(pkg, new / pkg.parent.name / pkg.name)
+            shutil.copy2(pkg, new / rels[name])
         atomic_write_text(new / STATE, json.dumps(state, indent=2, sort_keys=True))
-        ch.index(new)
-        records = ch.repodata_records(new)
-        sha: dict[str, str] = {}
-        for name, pkg in built.items():
-            rel = f"{pkg.parent.name}/{pkg.name}"
-            problem = ch.verify_file(new, rel, records.get(rel))
-            if problem:
-                raise DxError(f"{name}: the package does not match the channel index: {problem}")
-            sha[name] = str(records[rel]["sha256"])
-        os.chmod(new, 0o755)
-        publish(new, out)
-    finally:
-        shutil.rmtree(new, ignore_errors=True)
-    return sha
+        return list(rels.values())
+
+    records = ch.publish_channel(out, fill)
+    return {name: str(records[rel]["sha256"]) for name, rel in rels.items()}
 
 
-def _link(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
-
-
-def _cache_entry(cache: Path, fingerprint: str) -> Path:
-    return cache / "builds" / fingerprint[:24]
+def _builds(cache: Path) -> Store:
+    """Built packages in the user cache, by fingerprint."""
+    return Store(cache / "builds", "package.json")
 
 
 def _from_cache(cache: Path, fingerprint: str) -> tuple[Path, dict[str, Any]] | None:
     """The package built for ``fingerprint``, from the user cache, when its sha256 holds."""
-    entry = _cache_entry(cache, fingerprint)
-    try:
-        meta = json.loads((entry / "package.json").read_text())
-    except (OSError, ValueError):
-        return None
-    pkg = entry / meta["file"]
-    if meta.get("fingerprint") != fingerprint or not pkg.is_file() or \
-            sha256_file(pkg) != meta.get("sha256"):
-        return None
-    return pkg, meta
+    entry = _builds(cache).get(fingerprint[:24], key=fingerprint)
+    return None if entry is None else (entry.file(entry.meta["file"]), entry.meta)
 
 
 def _to_cache(cache: Path, fingerprint: str, pkg: Path, meta: dict[str, Any]) -> None:
-    entry = _cache_entry(cache, fingerprint)
-    tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / pkg.parent.name).mkdir(parents=True)
-    shutil.copy2(pkg, tmp / pkg.parent.name / pkg.name)
-    atomic_write_text(tmp / "package.json", json.dumps(
-        {**meta, "fingerprint": fingerprint, "file": f"{pkg.parent.name}/{pkg.name}",
-         "sha256": sha256_file(pkg)}, indent=1))
-    shutil.rmtree(entry, ignore_errors=True)
-    os.replace(tmp, entry)
+    def fill(tmp: Path) -> dict[str, Any]:
+        link_or_copy(pkg, tmp / pkg.parent.name / pkg.name)
+        return {**meta, "file": f"{pkg.parent.name}/{pkg.name}"}
+
+    _builds(cache).put(fingerprint[:24], fill, key=fingerprint)
 
 
 def _select(graph: Graph, opts: BuildOptions) -> list[str]:
@@ -426,7 +392,7 @@ class _Run:
                 **{k: v for k, v in asdict(res).items() if k not in ("status", "reason")},
                 "fingerprint": self.prints[res.name],
             }}
-            sha = _publish_level(self.out, {res.name: pkg}, state)
+            sha = _publish(self.out, {res.name: pkg}, state)
             res.sha256 = state[res.name]["sha256"] = sha[res.name]
             atomic_write_text(self.out / STATE, json.dumps(state, indent=2, sort_keys=True))
             self.state = state
@@ -469,7 +435,7 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
     results: dict[str, PackageResult] = {}
     with file_lock(ch.lock_path(out), f"channel {out}"):
         if not (out / "noarch/repodata.json").exists():
-            _publish_level(out, {}, {})
+            _publish(out, {}, {})
         run = _Run(
             opts, graph, recipes, channels, fingerprints(graph, recipes, channels),
             _load_state(out), {**os.environ, SOURCES_ENV: url}, work, logs,

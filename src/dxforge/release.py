@@ -16,9 +16,7 @@ Publishing writes ``<build>/releases/<version>/`` aside and renames it into plac
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dxforge import channel as ch
-from dxforge import notes, sbom, upstream
+from dxforge import notes, sbom, store, upstream
 from dxforge.build import BuildOptions, run_build
 from dxforge.bump import BumpOptions, run_bump
 from dxforge.bump.drift import recipes_drift
@@ -42,6 +40,7 @@ from dxforge.pilot import PilotResult, run_pilot
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import load_recipes, recipe_paths
 from dxforge.seed.build import SeedOptions, build_seed
+from dxforge.store import link_tree
 from dxforge.target import project_target
 from dxforge.util import DxError, atomic_write_text, file_lock, publish, sha256_file
 
@@ -164,8 +163,7 @@ def _check_drift(layout: Layout, index_url: str | None) -> list[dict[str, str | 
 
 def _tests_key(channel: Path, seed: str) -> str:
     records = ch.repodata_records(channel)
-    return hashlib.sha256(json.dumps([sorted((k, v["sha256"]) for k, v in records.items()),
-                                      seed], sort_keys=True).encode()).hexdigest()
+    return store.fingerprint([sorted((k, v["sha256"]) for k, v in records.items()), seed])
 
 
 def _upstream(layout: Layout, index_url: str | None, progress: Progress,
@@ -204,10 +202,7 @@ def _previous(layout: Layout) -> tuple[dict[str, Any] | None, Path | None]:
 
 def _channel_packages(channel: Path) -> list[ch.Package]:
     out = []
-    for rel, rec in sorted(ch.repodata_records(channel).items()):
-        problem = ch.verify_file(channel, rel, rec)
-        if problem:
-            raise DxError(f"{channel}: {problem}; run dxforge build again")
+    for rel, rec in sorted(ch.check_channel(channel, fix="run dxforge build again").items()):
         sub, fname = rel.split("/", 1)
         out.append(ch.Package(
             name=rec["name"], version=rec["version"], build=rec["build"], subdir=sub,
@@ -216,21 +211,6 @@ def _channel_packages(channel: Path) -> list[ch.Package]:
             license=rec.get("license", "") or "", timestamp=int(rec.get("timestamp", 0)) // 1000,
         ))
     return out
-
-
-def _copy_tree(src: Path, dest: Path) -> None:
-    """A snapshot of ``src`` (symlinks followed at the top): hard links where possible."""
-    src = src.resolve()
-    for p in sorted(src.rglob("*")):
-        target = dest / p.relative_to(src)
-        if p.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(p, target)
-        except OSError:
-            shutil.copy2(p, target)
 
 
 def _verify(directory: Path) -> None:
@@ -336,8 +316,8 @@ def _write_outputs(
 ) -> dict[str, Any]:
     """Everything a release directory holds, written into ``d`` and checked."""
     d.chmod(0o755)
-    _copy_tree(layout.channel, d / "channels/dxforge")
-    _copy_tree(layout.seed, d / "channels/seed")
+    link_tree(layout.channel.resolve(), d / "channels/dxforge")  # symlinks followed at the top
+    link_tree(layout.seed.resolve(), d / "channels/seed")
     for src in (inst.installer, inst.sha256_file, inst.lockfile, inst.package_list):
         shutil.copy2(src, d / src.name)
     epoch = max((p.timestamp for p in inst.packages), default=0)
