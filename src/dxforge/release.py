@@ -79,7 +79,7 @@ class ReleaseResult:
     pilot: PilotResult
     end_to_end: EndToEndResult
     tests: upstream.UpstreamReport
-    notes: dict[str, Any]
+    notes: notes.Notes
     stages: list[StageTime] = field(default_factory=list)
     status: str = "released"
 
@@ -145,18 +145,16 @@ class _Stages:
         return out
 
 
-def _check_drift(layout: Layout, index_url: str | None) -> list[dict[str, str | None]]:
+def _check_drift(layout: Layout, index_url: str | None) -> list[notes.DriftRow]:
     found = recipes_drift(recipe_paths(layout.root), layout.sources,
                           project_target(layout.construct), index_url=index_url)
-    rows = [{"package": n, **c.as_json()} for n, d in found.items() for c in d.changes]
+    rows = [notes.DriftRow(n, c.name, c.kind, c.recipe, c.upstream)
+            for n, d in found.items() for c in d.changes]
     if rows:
-        table = "\n".join(
-            f"  {r['package']}: {r['kind']} {r['name']} (recipe: {r['recipe'] or '-'}, "
-            f"upstream: {r['upstream'] or '-'})" for r in rows
-        )
         raise DxError(
-            f"upstream's requirements changed; the recipes do not follow them:\n{table}\n"
-            "apply them with `dxforge release --apply-deps`, or edit the recipes' run lists"
+            "upstream's requirements changed; the recipes do not follow them:\n"
+            + "\n".join(notes.drift_table(rows))
+            + "\napply them with `dxforge release --apply-deps`, or edit the recipes' run lists"
         )
     return rows
 
@@ -192,12 +190,15 @@ def _upstream(layout: Layout, index_url: str | None, progress: Progress,
     return rep
 
 
-def _previous(layout: Layout) -> tuple[dict[str, Any] | None, Path | None]:
+def _previous(layout: Layout) -> tuple[notes.Notes | None, Path | None]:
     latest = layout.releases / "latest"
     path = latest / "notes.json"
     if not path.is_file():
         return None, None
-    return json.loads(path.read_text()), latest.resolve()
+    try:
+        return notes.Notes.from_json(json.loads(path.read_text())), latest.resolve()
+    except (ValueError, KeyError, TypeError, DxError) as e:
+        raise DxError(f"{path}: not the notes of a release ({e}); move {latest} aside") from None
 
 
 def _channel_packages(channel: Path) -> list[ch.Package]:
@@ -297,23 +298,43 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         layout.releases.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".{version}.new-", dir=layout.releases))
         try:
-            data = stage("notes", lambda: _write_outputs(
-                staged, version, inst, pilot, e2e, report, drift, bumped.drift_applied,
-                previous, previous_dir, layout, stage.times))
+            data = stage("notes", lambda: _write_outputs(staged, layout, inst, notes.Notes(
+                version=version, installer=_facts(inst, pilot), drift=drift,
+                drift_applied=bumped.drift_applied,
+                rebuild=f"dxforge installer --channel <this release>/channels/dxforge --channel "
+                        f"<this release>/channels/seed gives sha256 {inst.sha256}",
+                previous=notes.Previous(previous.version, previous.installer)
+                if previous else None,
+                diff=_diff(previous_dir, inst),
+                upstream_tests={n: s.as_json() for n, s in report.suites.items()},
+                end_to_end=e2e.as_json(),
+                stages=[notes.Stage(s.name, s.start, s.end, s.branch, s.seconds)
+                        for s in stage.times])))
             directory = stage("publish", lambda: publish(staged, layout.releases / version,
                                                          latest=layout.releases / "latest"))
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-    return ReleaseResult(version, previous.get("version") if previous else None, directory,
+    return ReleaseResult(version, previous.version if previous else None, directory,
                          inst, pilot, e2e, report, data, stage.times)
 
 
-def _write_outputs(
-    d: Path, version: str, inst: InstallerResult, pilot: PilotResult, e2e: EndToEndResult,
-    tests: upstream.UpstreamReport, drift: list[dict[str, str | None]], drift_applied: bool,
-    previous: dict[str, Any] | None, previous_dir: Path | None, layout: Layout,
-    stages: list[StageTime],
-) -> dict[str, Any]:
+def _facts(inst: InstallerResult, pilot: PilotResult) -> notes.InstallerFacts:
+    return notes.InstallerFacts(
+        file=inst.installer.name, sha256=inst.sha256, size=inst.size,
+        packages=len(inst.packages), glibc_floor=inst.glibc_floor,
+        pilot_install_seconds=pilot.install_seconds, pilot_offline=pilot.offline)
+
+
+def _diff(previous_dir: Path | None, inst: InstallerResult) -> notes.PackageDiff | None:
+    """The installer's packages against the previous release's lockfile, if there is one."""
+    old_lock = next(previous_dir.glob("*.explicit.txt"), None) if previous_dir else None
+    if old_lock is None:
+        return None
+    return notes.diff(notes.read_lockfile(old_lock), notes.read_lockfile(inst.lockfile))
+
+
+def _write_outputs(d: Path, layout: Layout, inst: InstallerResult,
+                   rel: notes.Notes) -> notes.Notes:
     """Everything a release directory holds, written into ``d`` and checked."""
     d.chmod(0o755)
     link_tree(layout.channel.resolve(), d / "channels/dxforge")  # symlinks followed at the top
@@ -321,38 +342,14 @@ def _write_outputs(
     for src in (inst.installer, inst.sha256_file, inst.lockfile, inst.package_list):
         shutil.copy2(src, d / src.name)
     epoch = max((p.timestamp for p in inst.packages), default=0)
-    sbom.write(d / "sbom-installer.cdx.json", inst.name, version, inst.packages, epoch)
+    sbom.write(d / "sbom-installer.cdx.json", inst.name, rel.version, inst.packages, epoch)
     channel_pkgs = _channel_packages(layout.channel)
-    sbom.write(d / "sbom-channel.cdx.json", "dxforge-channel", version, channel_pkgs, epoch)
-    diff = None
-    if previous_dir is not None:
-        old_lock = next(previous_dir.glob("*.explicit.txt"), None)
-        if old_lock is not None:
-            diff = notes.diff(notes.read_lockfile(old_lock),
-                              notes.read_lockfile(inst.lockfile)).as_json()
-    data: dict[str, Any] = {
-        "version": version,
-        "previous": {"version": previous["version"], "installer": previous["installer"]}
-        if previous else None,
-        "packages": [{"name": p.name, "version": p.version, "file": f"{p.subdir}/{p.file_name}",
-                      "sha256": p.sha256} for p in channel_pkgs],
-        "drift": drift,
-        "drift_applied": drift_applied,
-        "installer": {
-            "file": inst.installer.name, "sha256": inst.sha256, "size": inst.size,
-            "packages": len(inst.packages), "glibc_floor": inst.glibc_floor,
-            "pilot_install_seconds": pilot.install_seconds, "pilot_offline": pilot.offline,
-        },
-        "diff": diff,
-        "upstream_tests": {n: s.as_json() for n, s in tests.suites.items()},
-        "end_to_end": e2e.as_json(),
-        "rebuild": f"dxforge installer --channel <this release>/channels/dxforge --channel "
-        f"<this release>/channels/seed gives sha256 {inst.sha256}",
-        "stages": [{**asdict(s), "seconds": s.seconds} for s in stages],
-    }
-    atomic_write_text(d / "notes.json", json.dumps(data, indent=1) + "\n")
-    atomic_write_text(d / "notes.md", notes.markdown(data))
+    sbom.write(d / "sbom-channel.cdx.json", "dxforge-channel", rel.version, channel_pkgs, epoch)
+    rel.packages = [notes.ChannelPackage(p.name, f"{p.subdir}/{p.file_name}", p.sha256, p.version)
+                    for p in channel_pkgs]
+    atomic_write_text(d / "notes.json", json.dumps(rel.as_json(), indent=1) + "\n")
+    atomic_write_text(d / "notes.md", rel.markdown())
     files = sorted(p for p in d.iterdir() if p.is_file() and p.name != "SHA256SUMS")
     atomic_write_text(d / "SHA256SUMS", "".join(f"{sha256_file(p)}  {p.name}\n" for p in files))
     _verify(d)
-    return data
+    return rel
