@@ -555,36 +555,39 @@ class LocalRunner:
             if container:
                 shutil.copytree(self.repo, ws, symlinks=True, dirs_exist_ok=True,
                                 ignore=shutil.ignore_patterns(".venv", "build"))
-            return
-        if action in (ACTIONS["cache"], ACTIONS["pull-request"]):
-            return  # the user cache is shared here already; no pull request from here
-        if action == ACTIONS["upload"]:
-            dest = self.artifacts / args["name"]
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir(parents=True)
-            pattern = args["path"].rstrip("/")
-            matches = [Path(p) for p in glob.glob(str(ws / pattern))]
-            if not matches:
-                raise DxError(f"upload of {args['name']}: nothing matches {pattern}")
-            for m in matches:
-                if m.is_dir():
-                    shutil.copytree(m.resolve(), dest, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(m, dest / m.name)
-            return
-        if action == ACTIONS["download"]:
-            target = ws / args["path"]
-            target.mkdir(parents=True, exist_ok=True)
-            names = ([args["name"]] if "name" in args else
-                     sorted(p.name for p in self.artifacts.glob(args["pattern"])))
-            for n in names:
-                if not (self.artifacts / n).is_dir():
-                    raise DxError(f"download of {n}: no such artifact (uploaded by no job yet)")
-                shutil.copytree(self.artifacts / n, target, dirs_exist_ok=True)
-            if container:
-                execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
-            return
-        raise DxError(f"{action}: the local runner does not know this action")
+        elif action == ACTIONS["upload"]:
+            self._upload(args, ws)
+        elif action == ACTIONS["download"]:
+            self._download(args, ws, container)
+        elif action not in (ACTIONS["cache"], ACTIONS["pull-request"]):
+            raise DxError(f"{action}: the local runner does not know this action")
+        # the cache action: the user cache is shared here already; no pull request from here
+
+    def _upload(self, args: dict[str, str], ws: Path) -> None:
+        dest = self.artifacts / args["name"]
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        pattern = args["path"].rstrip("/")
+        matches = [Path(p) for p in glob.glob(str(ws / pattern))]
+        if not matches:
+            raise DxError(f"upload of {args['name']}: nothing matches {pattern}")
+        for m in matches:
+            if m.is_dir():
+                shutil.copytree(m.resolve(), dest, dirs_exist_ok=True)
+            else:
+                shutil.copy2(m, dest / m.name)
+
+    def _download(self, args: dict[str, str], ws: Path, container: bool) -> None:
+        target = ws / args["path"]
+        target.mkdir(parents=True, exist_ok=True)
+        names = ([args["name"]] if "name" in args else
+                 sorted(p.name for p in self.artifacts.glob(args["pattern"])))
+        for n in names:
+            if not (self.artifacts / n).is_dir():
+                raise DxError(f"download of {n}: no such artifact (uploaded by no job yet)")
+            shutil.copytree(self.artifacts / n, target, dirs_exist_ok=True)
+        if container:
+            execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
 
     def _run(self, step: dict[str, Any], matrix: dict[str, Any], outputs: dict[str, str],
              root: Path | None, ws: Path, log: Path) -> None:

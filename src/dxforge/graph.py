@@ -129,9 +129,8 @@ class Graph:
         return "\n".join(lines) + "\n"
 
 
-def build_graph(nodes: Iterable[Node], sibling: Callable[[str], bool] = is_sibling) -> Graph:
-    """The graph of ``nodes``. Errors: two recipes of one package, recipes at different versions,
-    a ``sibling`` requirement with no recipe, a dependency cycle."""
+def _by_name(nodes: Iterable[Node]) -> dict[str, Node]:
+    """The nodes by name, all at one version."""
     by_name: dict[str, Node] = {}
     for node in nodes:
         if node.name in by_name:
@@ -152,22 +151,33 @@ def build_graph(nodes: Iterable[Node], sibling: Callable[[str], bool] = is_sibli
             f"the recipes disagree on the version ({listing}); DiracX packages move together: "
             "set context.version to one value in all of them (dxforge bump does this)"
         )
-    deps: dict[str, set[str]] = {}
-    for node in by_name.values():
-        deps[node.name] = set()
-        for sec in SECTIONS:
-            for line in node.requirements.get(sec, []):
-                req = split_spec(line)[0]
-                if req == node.name and sec == "test":
-                    continue
-                if req in by_name:
-                    deps[node.name].add(req)
-                elif sibling(req):
-                    raise DxError(
-                        f"{node.where}: requirements.{sec}: {req} is a DiracX package with no "
-                        f"recipe (no recipes/{req}/recipe.yaml); add that recipe or remove "
-                        "the requirement"
-                    )
+    return by_name
+
+
+def _needs(node: Node, known: Iterable[str], sibling: Callable[[str], bool]) -> set[str]:
+    """The recipes ``node`` requires (its own name in its tests aside)."""
+    found = set()
+    for sec in SECTIONS:
+        for line in node.requirements.get(sec, []):
+            req = split_spec(line)[0]
+            if req == node.name and sec == "test":
+                continue
+            if req in known:
+                found.add(req)
+            elif sibling(req):
+                raise DxError(
+                    f"{node.where}: requirements.{sec}: {req} is a DiracX package with no "
+                    f"recipe (no recipes/{req}/recipe.yaml); add that recipe or remove "
+                    "the requirement"
+                )
+    return found
+
+
+def build_graph(nodes: Iterable[Node], sibling: Callable[[str], bool] = is_sibling) -> Graph:
+    """The graph of ``nodes``. Errors: two recipes of one package, recipes at different versions,
+    a ``sibling`` requirement with no recipe, a dependency cycle."""
+    by_name = _by_name(nodes)
+    deps = {n.name: _needs(n, by_name, sibling) for n in by_name.values()}
     try:
         levels = schedule.levels(deps)
     except schedule.CycleError as e:

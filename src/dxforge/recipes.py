@@ -106,6 +106,11 @@ def _check_raw(path: Path) -> None:
         raise DxError(f"{path}: cannot read the recipe: {e}") from None
     if not isinstance(raw, dict):
         raise DxError(f"{path}: the recipe is not a YAML mapping")
+    _check_context(path, raw)
+    _check_source(path, raw)
+
+
+def _check_context(path: Path, raw: dict[str, Any]) -> None:
     context = raw.get("context")
     if not isinstance(context, dict):
         raise DxError(f"{path}: key context: missing; add context.version and context.python_min")
@@ -118,6 +123,9 @@ def _check_raw(path: Path) -> None:
                 f"{path}: key context.{key}: YAML reads it as {type(value).__name__} {value!r}, "
                 f'not a string; quote the value as written, e.g. {key}: "{example}"'
             )
+
+
+def _check_source(path: Path, raw: dict[str, Any]) -> None:
     source = raw.get("source")
     first = (source[0] if source else None) if isinstance(source, list) else source
     if not isinstance(first, dict) or "url" not in first or "sha256" not in first:

@@ -107,10 +107,9 @@ def _value_span(t: SourceText, node: Any, key: str, where: str) -> Span:
     return t.scalar(line, col, node[key], where, _is_flow(node))
 
 
-def parse_recipe(path: Path, text: str) -> RecipeDoc:
-    """Read the bump-relevant fields of a recipe's ``text``; errors name the file and key."""
+def _load(path: Path, text: str) -> Any:
     from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap
     from ruamel.yaml.error import YAMLError
 
     try:
@@ -119,24 +118,21 @@ def parse_recipe(path: Path, text: str) -> RecipeDoc:
         raise DxError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, CommentedMap):
         raise DxError(f"{path}: the recipe is not a YAML mapping")
-    t = SourceText(text, path)
-    context = _child(data, "context")
-    ctx = (
-        {str(k): str(v) for k, v in context.items() if as_text(v) is not None}
-        if isinstance(context, CommentedMap)
-        else {}
-    )
-    package = _child(data, "package")
+    return data
+
+
+def _version_node(path: Path, context: Any, package: Any) -> tuple[str, Any]:
+    """Where the version is written: ``context.version``, else a literal ``package.version``."""
     if context is not None and "version" in context:
-        version_key, vnode = "context.version", context
-    elif package is not None and "version" in package and "${{" not in str(package["version"]):
-        version_key, vnode = "package.version", package
-    else:
-        raise DxError(f'{path}: key context.version: missing; add it (version: "X.Y.Z")')
-    version_span = _value_span(t, vnode, "version", version_key)
-    name = ctx.get("name") or str(_child(package, "name") or "")
-    if not name or "${{" in name:
-        raise DxError(f"{path}: key context.name: missing; add the package name there")
+        return "context.version", context
+    if package is not None and "version" in package and "${{" not in str(package["version"]):
+        return "package.version", package
+    raise DxError(f'{path}: key context.version: missing; add it (version: "X.Y.Z")')
+
+
+def _source(path: Path, data: Any) -> Any:
+    """The one url source (the sdist)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     source = data.get("source")
     if isinstance(source, CommentedSeq):
@@ -146,60 +142,92 @@ def parse_recipe(path: Path, text: str) -> RecipeDoc:
         source = with_url[0]
     if not isinstance(source, CommentedMap) or "url" not in source or "sha256" not in source:
         raise DxError(f"{path}: key source: a url and a sha256 are required")
-    sha_span = _value_span(t, source, "sha256", "source.sha256")
+    return source
+
+
+def _build_number(t: SourceText, data: Any, context: Any) -> tuple[int, str, Span | None]:
+    """``build.number``, or the context variable it names, with where it is written."""
+    from ruamel.yaml.comments import CommentedMap
 
     build = _child(data, "build")
-    number, number_key, number_span = 0, "build.number", None
-    if build is not None and "number" in build:
-        raw = build["number"]
-        m = re.fullmatch(r"\s*\$\{\{\s*(\w+)\s*\}\}\s*", str(raw))
-        if m and isinstance(context, CommentedMap) and m.group(1) in context:
-            number_key = f"context.{m.group(1)}"
-            number_span = _value_span(t, context, m.group(1), number_key)
-            raw = context[m.group(1)]
-        else:
-            number_span = _value_span(t, build, "number", number_key)
-        try:
-            number = int(str(raw))
-        except ValueError:
-            raise DxError(
-                f"{path}: key {number_key}: {raw!r} is not a build number; write a number"
-            ) from None
+    if build is None or "number" not in build:
+        return 0, "build.number", None
+    raw = build["number"]
+    m = re.fullmatch(r"\s*\$\{\{\s*(\w+)\s*\}\}\s*", str(raw))
+    if m and isinstance(context, CommentedMap) and m.group(1) in context:
+        key = f"context.{m.group(1)}"
+        span = _value_span(t, context, m.group(1), key)
+        raw = context[m.group(1)]
+    else:
+        key = "build.number"
+        span = _value_span(t, build, "number", key)
+    try:
+        return int(str(raw)), key, span
+    except ValueError:
+        raise DxError(f"{t.path}: key {key}: {raw!r} is not a build number; write a number") \
+            from None
+
+
+def _run_item(t: SourceText, node: Any, i: int, flow: bool) -> RunItem:
+    line, col = node.lc.item(i)
+    item = node[i]
+    prefix = t.text[t.starts[line] : t.starts[line] + col]
+    if not isinstance(item, str):
+        return RunItem(i, None, None, "", None, prefix, False)
+    span = t.scalar(line, col, item, f"requirements.run[{i}]", flow)
+    rest = t.text[span.end : t.line_end(line)].strip()
+    m = _ITEM.match(str(item).strip())
+    return RunItem(
+        index=i,
+        raw=str(item),
+        name=m.group(1).lower() if m else None,
+        spec=(m.group(2) or "").strip() if m else "",
+        span=span,
+        prefix=prefix,
+        alone=not flow and prefix.strip() == "-" and (not rest or rest.startswith("#")),
+        beyond=rest.startswith(BEYOND),
+    )
+
+
+def _run(t: SourceText, data: Any) -> tuple[list[RunItem] | None, int | None]:
+    """``requirements.run`` entry by entry, and the line of its key."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    node = _child(_child(data, "requirements"), "run")
+    if node is None:
+        return None, None
+    if not isinstance(node, CommentedSeq):
+        raise DxError(f"{t.path}: key requirements.run: a list is expected")
+    flow = _is_flow(node)
+    items = [_run_item(t, node, i, flow) for i in range(len(node))]
+    return items, data["requirements"].lc.key("run")[0]
+
+
+def parse_recipe(path: Path, text: str) -> RecipeDoc:
+    """Read the bump-relevant fields of a recipe's ``text``; errors name the file and key."""
+    from ruamel.yaml.comments import CommentedMap
+
+    data = _load(path, text)
+    t = SourceText(text, path)
+    context = _child(data, "context")
+    ctx = (
+        {str(k): str(v) for k, v in context.items() if as_text(v) is not None}
+        if isinstance(context, CommentedMap)
+        else {}
+    )
+    package = _child(data, "package")
+    version_key, vnode = _version_node(path, context, package)
+    version_span = _value_span(t, vnode, "version", version_key)
+    name = ctx.get("name") or str(_child(package, "name") or "")
+    if not name or "${{" in name:
+        raise DxError(f"{path}: key context.name: missing; add the package name there")
+    source = _source(path, data)
+    sha_span = _value_span(t, source, "sha256", "source.sha256")
+    number, number_key, number_span = _build_number(t, data, context)
     python_min_span = None
     if isinstance(context, CommentedMap) and "python_min" in context:
         python_min_span = _value_span(t, context, "python_min", "context.python_min")
-
-    run_node = _child(_child(data, "requirements"), "run")
-    run: list[RunItem] | None = None
-    run_key_line = None
-    if isinstance(run_node, CommentedSeq):
-        run = []
-        run_key_line = data["requirements"].lc.key("run")[0]
-        flow = _is_flow(run_node)
-        for i, item in enumerate(run_node):
-            line, col = run_node.lc.item(i)
-            prefix = text[t.starts[line] : t.starts[line] + col]
-            if not isinstance(item, str):
-                run.append(RunItem(i, None, None, "", None, prefix, False))
-                continue
-            span = t.scalar(line, col, item, f"requirements.run[{i}]", flow)
-            rest = text[span.end : t.line_end(line)].strip()
-            alone = not flow and prefix.strip() == "-" and (not rest or rest.startswith("#"))
-            m = _ITEM.match(str(item).strip())
-            run.append(
-                RunItem(
-                    index=i,
-                    raw=str(item),
-                    name=m.group(1).lower() if m else None,
-                    spec=(m.group(2) or "").strip() if m else "",
-                    span=span,
-                    prefix=prefix,
-                    alone=alone,
-                    beyond=rest.startswith(BEYOND),
-                )
-            )
-    elif run_node is not None:
-        raise DxError(f"{path}: key requirements.run: a list is expected")
+    run, run_key_line = _run(t, data)
     return RecipeDoc(
         path=path,
         text=text,
