@@ -24,7 +24,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from dxforge import schedule
+from dxforge import expr, schedule
 from dxforge.construct import load_construct
 from dxforge.graph import Graph, load_graph
 from dxforge.isolate import remove, shell_site
@@ -408,40 +408,6 @@ def _expand(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield {key: v}
 
 
-def _truthy(condition: str, matrix: dict[str, Any], outputs: dict[str, str]) -> bool:
-    """A step's ``if:`` of the forms the renderer writes: ``[!]matrix.KEY``,
-    ``[!]steps.ID.outputs.KEY == 'VALUE'``, ``true``, ``false`` (optionally in ``${{ }}``)."""
-    text = condition.strip()
-    if text.startswith("${{") and text.endswith("}}"):
-        text = text[3:-2].strip()
-    negate = text.startswith("!")
-    text = text.lstrip("!").strip()
-    left, eq, right = (t.strip() for t in text.partition("=="))
-    if left.startswith("matrix."):
-        value: Any = matrix.get(left.removeprefix("matrix."))
-    elif left.startswith("steps.") and ".outputs." in left:
-        value = outputs.get(left.rsplit(".", 1)[1], "")
-    elif left in ("true", "false"):
-        value = left == "true"
-    else:
-        raise DxError(f"the local runner cannot evaluate the condition {condition!r}")
-    if eq:
-        value = str(value).lower() if isinstance(value, bool) else str(value)
-        result = value == right.strip("'\"")
-    else:
-        result = value is True or str(value).lower() == "true"
-    return result != negate
-
-
-def _subst(text: str, matrix: dict[str, Any], outputs: dict[str, str]) -> str:
-    for k, v in matrix.items():
-        text = text.replace(f"${{{{ matrix.{k} }}}}", str(v).lower() if isinstance(v, bool)
-                            else str(v))
-    for k, v in outputs.items():
-        text = text.replace(f"${{{{ steps.fingerprint.outputs.{k} }}}}", v)
-    return text
-
-
 class LocalRunner:
     """Runs the linux-64 jobs of the rendered build workflow here, ``jobs`` at a time once their
     ``needs:`` have passed, each in its own copy of the repository (no build/, as on a fresh
@@ -515,7 +481,7 @@ class LocalRunner:
         image = str((job.get("container") or {}).get("image", ""))
         root = None
         if "${{" in image:  # a test image of the matrix; build containers are this machine's OS
-            image = _subst(image, matrix, {})
+            image = expr.render(image, {"matrix": matrix}, strict=False)
             release = DEBIAN_IMAGES.get(image)
             if release is None:
                 return f"skipped (no {image} image here: only Debian roots can be made)"
@@ -524,15 +490,15 @@ class LocalRunner:
         ws = root / "work" if root is not None else here / "repo"
         if root is None:
             shutil.copytree(self.repo, ws, symlinks=True)
-        outputs: dict[str, str] = {}
+        values: dict[str, Any] = {"matrix": matrix, "steps": {}}
         try:
             for i, step in enumerate(job["steps"]):
-                if "if" in step and not _truthy(str(step["if"]), matrix, outputs):
+                if "if" in step and not expr.condition(str(step["if"]), values):
                     continue
                 if "uses" in step:
                     self._uses(step, matrix, ws, root is not None)
                 else:
-                    self._run(step, matrix, outputs, root, ws, here / f"step-{i:02d}.log")
+                    self._run(step, values, root, ws, here / f"step-{i:02d}.log")
         finally:  # the logs stay
             remove(root.parent if root is not None else ws)
         return "passed"
@@ -550,7 +516,8 @@ class LocalRunner:
     def _uses(self, step: dict[str, Any], matrix: dict[str, Any], ws: Path,
               container: bool) -> None:
         action = step["uses"]
-        args = {k: _subst(str(v), matrix, {}) for k, v in (step.get("with") or {}).items()}
+        args = {k: expr.render(str(v), {"matrix": matrix}, strict=False)
+                for k, v in (step.get("with") or {}).items()}
         if action == ACTIONS["checkout"]:
             if container:
                 shutil.copytree(self.repo, ws, symlinks=True, dirs_exist_ok=True,
@@ -589,9 +556,10 @@ class LocalRunner:
         if container:
             execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
 
-    def _run(self, step: dict[str, Any], matrix: dict[str, Any], outputs: dict[str, str],
-             root: Path | None, ws: Path, log: Path) -> None:
-        script = _subst(step["run"], matrix, outputs)
+    def _run(self, step: dict[str, Any], values: dict[str, Any], root: Path | None, ws: Path,
+             log: Path) -> None:
+        """A ``run:`` step; what it writes to ``$GITHUB_OUTPUT`` becomes its step's outputs."""
+        script = expr.render(step["run"], values, strict=False)
         name = step.get("name", script.splitlines()[0])
         out_file = log.with_suffix(".github-output")
         out_file.write_text("")
@@ -609,9 +577,9 @@ class LocalRunner:
                                 env={"HOME": "/root"})
             cwd, env = None, None
         execute(cmd, cwd=cwd, env=env, log=log, what=f"step `{name}`")
-        for line in out_file.read_text().splitlines():
-            k, _, v = line.partition("=")
-            outputs[k] = v
+        outputs = dict(line.partition("=")[::2] for line in out_file.read_text().splitlines())
+        if "id" in step:
+            values["steps"][step["id"]] = {"outputs": outputs}
 
 
 @dataclass

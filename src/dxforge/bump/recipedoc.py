@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dxforge import expr
 from dxforge.bump.textedit import SourceText, Span, as_text
 from dxforge.util import DxError
 
-_EXPR = re.compile(r"\$\{\{(.*?)\}\}")
 _ITEM = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)(?:\s+(.*))?$")
 
 
@@ -54,32 +54,14 @@ class RecipeDoc:
     run_key_line: int | None
 
     def render(self, template: str, version: str) -> str:
-        """``template`` with ``${{ var }}`` (and the ``lower``/``upper``/``replace`` filters)
-        filled from the context, ``version`` as the version."""
-        values = {**self.context, "version": version}
-
-        def sub(m: re.Match[str]) -> str:
-            parts = [p.strip() for p in m.group(1).split("|")]
-            if parts[0] not in values:
-                raise KeyError(parts[0])
-            value = str(values[parts[0]])
-            for f in parts[1:]:
-                r = re.fullmatch(r"""replace\(\s*(['"])(.*?)\1\s*,\s*(['"])(.*?)\3\s*\)""", f)
-                if f == "lower":
-                    value = value.lower()
-                elif f == "upper":
-                    value = value.upper()
-                elif r:
-                    value = value.replace(r.group(2), r.group(4))
-                else:
-                    raise KeyError(f)
-            return value
-
-        return _EXPR.sub(sub, template)
+        """``template``'s ``${{ }}`` expressions (:mod:`dxforge.expr`) filled from the context,
+        ``version`` as the version; :class:`dxforge.expr.Unknown` (a KeyError) names a name
+        or filter it does not know."""
+        return expr.render(template, {**self.context, "version": version})
 
     def sdist_name(self, version: str) -> str:
         """The file name of the sdist of ``version``: the last path part of ``source.url``."""
-        tail = _EXPR.sub(lambda m: "\0" * len(m.group(0)), self.url).rsplit("/", 1)[-1]
+        tail = expr.EXPR.sub(lambda m: "\0" * len(m.group(0)), self.url).rsplit("/", 1)[-1]
         template = self.url[len(self.url) - len(tail) :]
         try:
             return self.render(template, version)
