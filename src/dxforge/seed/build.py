@@ -158,7 +158,12 @@ def _cached(entry: Path, pattern: str, make: Callable[[Path], object]) -> list[P
     kept = Store(entry.parent)
     found = kept.get(entry.name)
     if found is None:
-        found = kept.put(entry.name, lambda tmp: make(tmp) or {})
+
+        def fill(tmp: Path) -> dict[str, Any]:
+            make(tmp)
+            return {}
+
+        found = kept.put(entry.name, fill)
     return sorted(found.path.glob(pattern))
 
 
