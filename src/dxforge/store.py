@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dxforge.util import atomic_write_text, sha256_file
+from dxforge.util import DxError, atomic_write_text, sha256_file
 
 DIGESTS = "files_sha256"
 """The manifest key holding ``{relative path: sha256}`` of the entry's files."""
@@ -98,6 +98,11 @@ def _swap_in(tmp: Path, entry: Path) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.rename(entry, aside / "entry")
             shutil.rmtree(aside, ignore_errors=True)
+    if not entry.is_dir():
+        raise DxError(
+            f"{entry}: cannot put the new cache entry in place; check the permissions "
+            f"of {entry.parent}"
+        )
 
 
 @dataclass(frozen=True)
