@@ -43,6 +43,8 @@ class Recipe:
     source_sha256: str
     requirements: dict[str, list[str]] = field(default_factory=dict)
     rendered: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    """The file as written (what ``dxforge bump`` edits)."""
 
     @property
     def dir(self) -> Path:
@@ -93,17 +95,25 @@ def _render_error(path: Path, e: Exception) -> str:
     return f"{path}: cannot read the recipe: {text}"
 
 
-def _check_raw(path: Path) -> None:
+def read_text(path: Path) -> str:
+    """The recipe file's text: the one place a recipe file is read."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise DxError(f"{path}: cannot read the recipe: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DxError(f"{path}: not UTF-8 text ({e})") from None
+
+
+def _check_raw(path: Path, text: str) -> None:
     """Checks on the file as written, before rendering: errors name the file and the key."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     try:
-        raw = YAML(typ="safe").load(path.read_text())
+        raw = YAML(typ="safe").load(text)
     except YAMLError as e:
         raise DxError(_yaml_error(path, e)) from None
-    except OSError as e:
-        raise DxError(f"{path}: cannot read the recipe: {e}") from None
     if not isinstance(raw, dict):
         raise DxError(f"{path}: the recipe is not a YAML mapping")
     _check_context(path, raw)
@@ -187,7 +197,8 @@ def load_recipe(path: Path, target: Target, sources_url: str | None = None) -> R
     import rattler_build
 
     path = Path(path).resolve()
-    _check_raw(path)
+    text = read_text(path)
+    _check_raw(path, text)
     try:
         with sources_env(sources_url):
             stage0 = rattler_build.Stage0Recipe.from_file(path)
@@ -216,6 +227,7 @@ def load_recipe(path: Path, target: Target, sources_url: str | None = None) -> R
         source_sha256=str(sources[0]["sha256"]),
         requirements=requirements,
         rendered=data,
+        text=text,
     )
     _check_rendered(recipe)
     return recipe

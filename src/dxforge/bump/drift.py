@@ -13,13 +13,13 @@ from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from dxforge.bump.recipedoc import RecipeDoc, read_recipe
+from dxforge.bump.recipedoc import RecipeDoc, doc_of
 from dxforge.fetch import sdist_metadata
 from dxforge.metadata import DistMetadata, RequiresDistLookup
 from dxforge.names import conda_run_requirements
 from dxforge.progress import SILENT, Progress
 from dxforge.pypi import PackageIndex
-from dxforge.recipes import is_sibling
+from dxforge.recipes import is_sibling, load_recipe
 from dxforge.specs import canonical_spec, conda_specifier
 from dxforge.target import Target
 from dxforge.util import DxError
@@ -177,7 +177,7 @@ def recipes_drift(
 ) -> dict[str, RecipeDrift]:
     """Each recipe at ``paths`` compared with the Requires-Dist of the sdist it names, read from
     the source cache ``sources`` (``dxforge fetch`` fills it); by package name."""
-    docs = [read_recipe(p) for p in paths]
+    docs = [doc_of(load_recipe(p, target)) for p in paths]  # as the build renders them
     metas: dict[str, DistMetadata] = {}
     for doc in docs:
         fname = doc.sdist_name(doc.version)

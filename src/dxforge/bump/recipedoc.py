@@ -9,6 +9,7 @@ from typing import Any
 
 from dxforge import expr
 from dxforge.bump.textedit import SourceText, Span, as_text
+from dxforge.recipes import Recipe, read_text
 from dxforge.util import DxError
 
 _ITEM = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)(?:\s+(.*))?$")
@@ -52,6 +53,9 @@ class RecipeDoc:
     python_min_span: Span | None
     run: list[RunItem] | None
     run_key_line: int | None
+    recipe: Recipe | None = None
+    """The recipe as the build renders it (:func:`dxforge.recipes.load_recipe`), when read
+    through :func:`doc_of`."""
 
     def render(self, template: str, version: str) -> str:
         """``template``'s ``${{ }}`` expressions (:mod:`dxforge.expr`) filled from the context,
@@ -60,7 +64,10 @@ class RecipeDoc:
         return expr.render(template, {**self.context, "version": version})
 
     def sdist_name(self, version: str) -> str:
-        """The file name of the sdist of ``version``: the last path part of ``source.url``."""
+        """The file name of the sdist of ``version``: the last path part of ``source.url``
+        (for the recipe's own version, as the build renders it)."""
+        if self.recipe is not None and version == self.version:
+            return self.recipe.source_filename
         tail = expr.EXPR.sub(lambda m: "\0" * len(m.group(0)), self.url).rsplit("/", 1)[-1]
         template = self.url[len(self.url) - len(tail) :]
         try:
@@ -231,10 +238,11 @@ def parse_recipe(path: Path, text: str) -> RecipeDoc:
 
 
 def read_recipe(path: Path) -> RecipeDoc:
-    try:
-        text = Path(path).read_bytes().decode("utf-8")
-    except OSError as e:
-        raise DxError(f"{path}: cannot read: {e}") from None
-    except UnicodeDecodeError as e:
-        raise DxError(f"{path}: not UTF-8 text ({e})") from None
-    return parse_recipe(Path(path), text)
+    return parse_recipe(Path(path), read_text(Path(path)))
+
+
+def doc_of(recipe: Recipe) -> RecipeDoc:
+    """The editable view of a recipe the build renders: its text's fields and their places."""
+    doc = parse_recipe(recipe.path, recipe.text)
+    doc.recipe = recipe
+    return doc
