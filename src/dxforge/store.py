@@ -13,6 +13,7 @@ names the key and every file still has its sha256.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -85,24 +86,26 @@ def _files(root: Path) -> list[str]:
     return sorted(out)
 
 
-def _swap_in(tmp: Path, entry: Path) -> None:
+def _swap_in(tmp: Path, entry: Path, attempts: int = 5) -> None:
     """Rename the finished directory ``tmp`` to ``entry``; an older entry is moved aside first
     (to an unpredictable name) and removed after, so a reader never sees half of one. When
-    another writer keeps putting the same entry, theirs stays."""
-    for _attempt in range(3):
+    other writers keep putting the same entry, one of theirs stays."""
+    for attempt in range(attempts):
         try:
             os.rename(tmp, entry)
             return
-        except OSError:
-            aside = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=entry.parent))
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(entry, aside / "entry")
-            shutil.rmtree(aside, ignore_errors=True)
-    if not entry.is_dir():
-        raise DxError(
-            f"{entry}: cannot put the new cache entry in place; check the permissions "
-            f"of {entry.parent}"
-        )
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise DxError(
+                    f"{entry}: cannot put the new cache entry in place ({e.strerror}); check "
+                    f"the permissions of {entry.parent}"
+                ) from None
+        if attempt == attempts - 1:
+            return  # the last rename found another writer's entry in place: it stays
+        aside = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=entry.parent))
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(entry, aside / "entry")
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 @dataclass(frozen=True)
