@@ -160,43 +160,57 @@ class LocalIndex:
         return d.data if d.damaged_for_others is None else d.damaged_for_others
 
 
-def _handler(index: LocalIndex) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    index: LocalIndex
 
-        def log_message(self, *args: object) -> None:
-            pass
+    def log_message(self, *args: object) -> None:
+        pass
 
-        def _send(self, code: int, body: bytes, ctype: str = "application/octet-stream") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def _send(self, code: int, body: bytes, ctype: str = "application/octet-stream") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
-            index.requests.append(self.path)
-            if index.fail and (not index.fail_files_only or self.path.startswith("/files/")):
-                if index.fail == "503":
-                    self._send(503, b"service unavailable", "text/plain")
-                elif index.fail == "hang":
-                    index.release.wait(10)
-                self.close_connection = True
-                return
-            parts = self.path.split("?", 1)[0].strip("/").split("/")
-            if len(parts) == 2 and parts[0] == "simple" and parts[1] in index.projects:
-                return self._send(200, *index.page(parts[1], self.headers.get("Accept", "")))
-            if len(parts) == 2 and parts[0] == "simple" and index.upstream:
-                passed = index.pass_through(parts[1], self.headers.get("Accept", ""))
-                if passed is not None:
-                    return self._send(200, *passed)
-            if len(parts) == 2 and parts[0] == "files":
-                data = index.file(parts[1], self.headers.get("User-Agent", ""))
-                if data is not None:
-                    return self._send(200, data)
+    def _failing(self) -> bool:
+        """Whether the index is told to fail this request (and has done so)."""
+        index = self.index
+        if not index.fail or (index.fail_files_only and not self.path.startswith("/files/")):
+            return False
+        if index.fail == "503":
+            self._send(503, b"service unavailable", "text/plain")
+        elif index.fail == "hang":
+            index.release.wait(10)
+        self.close_connection = True
+        return True
+
+    def _answer(self, kind: str, name: str) -> tuple[bytes, str] | None:
+        index = self.index
+        if kind == "simple" and name in index.projects:
+            return index.page(name, self.headers.get("Accept", ""))
+        if kind == "simple" and index.upstream:
+            return index.pass_through(name, self.headers.get("Accept", ""))
+        if kind == "files":
+            data = index.file(name, self.headers.get("User-Agent", ""))
+            return None if data is None else (data, "application/octet-stream")
+        return None
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.index.requests.append(self.path)
+        if self._failing():
+            return
+        parts = self.path.split("?", 1)[0].strip("/").split("/")
+        found = self._answer(*parts) if len(parts) == 2 else None
+        if found is None:
             self._send(404, b"not found", "text/plain")
+        else:
+            self._send(200, *found)
 
-    return Handler
+
+def _handler(index: LocalIndex) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"index": index})
 
 
 @contextmanager

@@ -169,3 +169,18 @@ def test_recipe_directory_must_match_package(tmp_path: Path) -> None:
     path = _copy(tmp_path, "diracx-kore")
     with pytest.raises(DxError, match="key package.name: 'diracx-core' differs"):
         load_recipe(path, TARGET)
+
+
+def test_the_bump_reads_the_recipes_the_build_renders() -> None:
+    """Every recipe's editable view comes from the build's rendering: the same text, and the
+    sdist of its version as rattler-build renders it; the one ``${{ }}`` evaluator gives the
+    same file name from the url template (what a bump computes for a new version)."""
+    from dxforge.bump.recipedoc import doc_of
+
+    for recipe in load_recipes(ROOT):
+        doc = doc_of(recipe)
+        assert doc.recipe is recipe and doc.text == recipe.path.read_text()
+        assert (doc.name, doc.version) == (recipe.name, recipe.version)
+        assert doc.sdist_name(doc.version) == recipe.source_filename
+        doc.recipe = None  # the url template, evaluated by dxforge.expr
+        assert doc.sdist_name(doc.version) == recipe.source_filename, recipe.path

@@ -81,7 +81,7 @@ def notes_data(**over: object) -> dict:
 
 
 def test_notes_show_sha256_diff_tests_and_comparisons_uncut() -> None:
-    md = notes.markdown(notes_data())
+    md = notes.Notes.from_json(notes_data()).markdown()
     assert md.startswith("# DiracX 9.9.9 (from 9.9.8)\n")
     assert "ab" * 32 in md and "cd" * 32 in md  # whole, never cut
     assert "| diracx-core | upgraded | 9.9.8 a | 9.9.9 a |" in md
@@ -90,9 +90,30 @@ def test_notes_show_sha256_diff_tests_and_comparisons_uncut() -> None:
     assert "The run requirements match upstream's Requires-Dist." in md
     assert "- sandbox round trip: 3 files, 262158 bytes, the same bytes" in md
     assert "```mermaid" in md and "| bump | release | 0.0 | 1.0 | 1.0 |" in md
-    first = notes.markdown(notes_data(previous=None, diff=None, upstream_tests={},
-                                      end_to_end=None))
+    first = notes.Notes.from_json(notes_data(previous=None, diff=None, upstream_tests={},
+                                             end_to_end=None)).markdown()
     assert "No previous release to compare with." in first and "Not run." in first
+
+
+def test_notes_are_json_both_ways_and_drift_is_one_table() -> None:
+    data = notes_data(drift=[
+        {"package": "diracx-core", "name": "rich", "kind": "added", "recipe": None,
+         "upstream": ""},
+        {"package": "diracx-core", "name": "pydantic", "kind": "changed", "recipe": ">=2",
+         "upstream": ">=2.10"}], drift_applied=True)
+    typed = notes.Notes.from_json(data)
+    assert isinstance(typed.installer, notes.InstallerFacts) and typed.installer.size == 3 << 20
+    assert typed.previous is not None and typed.previous.installer.packages == 70
+    assert typed.diff is not None and typed.diff.upgraded[0][1].version == "9.9.9"
+    again = notes.Notes.from_json(json.loads(json.dumps(typed.as_json())))
+    assert again == typed and again.markdown() == typed.markdown()
+    md = typed.markdown()
+    table = notes.drift_table(typed.drift)
+    assert "\n".join(table) in md and "Applied to the recipes (`--apply-deps`)." in md
+    assert table[2:] == ["| diracx-core | rich | added | — | (any) |",
+                         "| diracx-core | pydantic | changed | `>=2` | `>=2.10` |"]
+    with pytest.raises(DxError, match=r"notes.json: unknown keys \['colour'\]"):
+        notes.Notes.from_json({**data, "colour": "blue"})
 
 
 def package(name: str, version: str = "1.0", license: str = "MIT") -> Package:
@@ -213,7 +234,7 @@ def test_the_timeline_is_a_gantt_chart_beside_the_table() -> None:
                "seconds": 110.5},
               {"name": "installer", "branch": "installer", "start": 40.0, "end": 75.0,
                "seconds": 35.0}]
-    chart = notes.gantt(stages)
+    chart = notes.gantt([notes.Stage(**s) for s in stages])
     assert chart[0] == "```mermaid" and chart[1] == "gantt" and chart[-1] == "```"
     assert "    dateFormat X" in chart
     assert "    section tests" in chart and "    section installer" in chart

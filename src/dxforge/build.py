@@ -2,9 +2,9 @@
 
 Each package is built by rattler-build (with the target's variant) in a worker process whose
 output goes to ``<build>/logs/<name>.log`` (a subdirectory for another output channel than the
-default, :func:`scratch_dirs`). The graph is built level by level, up to ``--jobs`` packages of a
-level at once; each level's packages then join the channel in one publish (a new channel
-directory, indexed and checked, swapped in atomically), so later levels see earlier ones.
+default, :func:`scratch_dirs`). A package starts as soon as those it needs are in the channel,
+up to ``--jobs`` at once (:mod:`dxforge.schedule`); each joins the channel in its own publish (a
+new channel directory, indexed and checked, swapped in atomically), so its dependents see it.
 
 A package's fingerprint covers its rendered recipe, recipe files, source sha256, its local
 dependencies' fingerprints and the channels it is built against (the seed by its content). It is
@@ -20,30 +20,22 @@ import json
 import os
 import shutil
 import sys
-import tempfile
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dxforge import channel as ch
+from dxforge import schedule
 from dxforge.fetch import fetch_sources, missing_sources, sources_url
 from dxforge.graph import Graph, graph_of
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import SOURCES_ENV, Recipe, load_recipes, variant_config
+from dxforge.store import Store, fingerprint, link_or_copy
 from dxforge.target import project_target
-from dxforge.util import (
-    DxError,
-    atomic_write_text,
-    execute,
-    file_lock,
-    publish,
-    sha256_file,
-    world_readable,
-)
+from dxforge.util import DxError, atomic_write_text, execute, file_lock, world_readable
 
 STATE = "dxforge-build.json"
 """Fingerprints of the packages in the output channel, next to its repodata."""
@@ -180,9 +172,7 @@ def fingerprints(graph: Graph, recipes: dict[str, Recipe], channels: list[str]) 
             "source_sha256": r.source_sha256,
             "deps": {d: out[d] for d in graph.dependencies(name)},
         }
-        out[name] = hashlib.sha256(
-            json.dumps(data, sort_keys=True, default=str).encode()
-        ).hexdigest()
+        out[name] = fingerprint(data)
     return out
 
 
@@ -244,79 +234,49 @@ def _run_worker(
     return json.loads(result_file.read_text())
 
 
-def _publish_level(out: Path, built: dict[str, Path], state: dict[str, Any]) -> dict[str, str]:
+def _publish(out: Path, built: dict[str, Path], state: dict[str, Any]) -> dict[str, str]:
     """One publish of the channel with ``built`` (name -> a new ``.conda``) in place of those
-    packages' older files: a new channel directory (hard links of the rest), indexed, every
-    new file checked against the index, then swapped in atomically. Returns the new files'
-    sha256 by name."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
-    try:
-        replaced = set(built)
+    packages' older files (:func:`dxforge.channel.publish_channel`: the rest hard-linked, the
+    new files checked against the index). Returns the new files' sha256 by name."""
+    rels = {name: f"{pkg.parent.name}/{pkg.name}" for name, pkg in built.items()}
+
+    def fill(new: Path) -> list[str]:
         for p in sorted(out.rglob("*.conda")) if out.is_dir() else []:
-            if p.name.rsplit("-", 2)[0] not in replaced:
-                _link(p, new / p.relative_to(out))
-        for pkg in built.values():  # a copy: the user cache's entry stays its own file
+            if p.name.rsplit("-", 2)[0] not in built:
+                link_or_copy(p, new / p.relative_to(out))
+        for name, pkg in built.items():  # a copy: the user cache's entry stays its own file
             (new / pkg.parent.name).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(pkg, new / pkg.parent.name / pkg.name)
-        for p in new.rglob("*.conda"):  # rattler-build writes its packages 0600
-            world_readable(p)
+            shutil.copy2(pkg, new / rels[name])
+            world_readable(new / rels[name])  # rattler-build writes its packages 0600
         atomic_write_text(new / STATE, json.dumps(state, indent=2, sort_keys=True))
-        ch.index(new)
-        records = ch.repodata_records(new)
-        sha: dict[str, str] = {}
-        for name, pkg in built.items():
-            rel = f"{pkg.parent.name}/{pkg.name}"
-            problem = ch.verify_file(new, rel, records.get(rel))
-            if problem:
-                raise DxError(f"{name}: the package does not match the channel index: {problem}")
-            sha[name] = str(records[rel]["sha256"])
-        os.chmod(new, 0o755)
-        publish(new, out)
-    finally:
-        shutil.rmtree(new, ignore_errors=True)
-    return sha
+        return list(rels.values())
+
+    records = ch.publish_channel(out, fill)
+    return {name: str(records[rel]["sha256"]) for name, rel in rels.items()}
 
 
-def _link(src: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
-
-
-def _cache_entry(cache: Path, fingerprint: str) -> Path:
-    return cache / "builds" / fingerprint[:24]
+def _builds(cache: Path) -> Store:
+    """Built packages in the user cache, by fingerprint."""
+    return Store(cache / "builds", "package.json")
 
 
 def _from_cache(cache: Path, fingerprint: str) -> tuple[Path, dict[str, Any]] | None:
     """The package built for ``fingerprint``, from the user cache, when its sha256 holds."""
-    entry = _cache_entry(cache, fingerprint)
-    try:
-        meta = json.loads((entry / "package.json").read_text())
-    except (OSError, ValueError):
+    entry = _builds(cache).get(fingerprint[:24], key=fingerprint)
+    if entry is None:
         return None
-    pkg = entry / meta["file"]
-    if meta.get("fingerprint") != fingerprint or not pkg.is_file() or \
-            sha256_file(pkg) != meta.get("sha256"):
-        return None
+    pkg = entry.file(entry.meta["file"])
     world_readable(pkg)  # an entry written before packages were made readable by all
-    return pkg, meta
+    return pkg, entry.meta
 
 
 def _to_cache(cache: Path, fingerprint: str, pkg: Path, meta: dict[str, Any]) -> None:
-    entry = _cache_entry(cache, fingerprint)
-    tmp = entry.with_name(f".{entry.name}.{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / pkg.parent.name).mkdir(parents=True)
-    shutil.copy2(pkg, tmp / pkg.parent.name / pkg.name)
-    world_readable(tmp / pkg.parent.name / pkg.name)
-    atomic_write_text(tmp / "package.json", json.dumps(
-        {**meta, "fingerprint": fingerprint, "file": f"{pkg.parent.name}/{pkg.name}",
-         "sha256": sha256_file(pkg)}, indent=1))
-    shutil.rmtree(entry, ignore_errors=True)
-    os.replace(tmp, entry)
+    def fill(tmp: Path) -> dict[str, Any]:
+        world_readable(pkg)  # rattler-build writes its packages 0600
+        link_or_copy(pkg, tmp / pkg.parent.name / pkg.name)
+        return {**meta, "file": f"{pkg.parent.name}/{pkg.name}"}
+
+    _builds(cache).put(fingerprint[:24], fill, key=fingerprint)
 
 
 def _select(graph: Graph, opts: BuildOptions) -> list[str]:
@@ -348,25 +308,18 @@ class _Run:
     logs: Path
     variant: dict[str, list[str]]
     cache: Path
-    failed: set[str] = field(default_factory=set)
-    stop: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def out(self) -> Path:
         return self.opts.channel
 
-    def decide(self, name: str, repodata: dict[str, dict[str, Any]]) -> PackageResult | str:
-        """The result of a package that is not built (skipped, blocked, stopped), or why it
-        must be built (``""``: it is new or changed)."""
-        version = self.recipes[name].version
-        blocked = [d for d in self.graph.dependencies(name) if d in self.failed]
-        if blocked:  # dependencies() is transitive: this names the packages that failed
-            return PackageResult(name, version, "not built", reason=f"{', '.join(blocked)} failed")
-        if self.stop:
-            return PackageResult(
-                name, version, "not built", reason="stopped after a failure (use --keep-going)"
-            )
-        previous = self.state.get(name) or {}
+    def decide(self, name: str) -> PackageResult | str:
+        """The result of a package that is unchanged in the channel (skipped), or why it must
+        be built (``""``: it is new or changed)."""
+        with self.lock:
+            previous = dict(self.state.get(name) or {})
+            repodata = ch.repodata_records(self.out) if previous else {}
         if self.opts.force or previous.get("fingerprint") != self.prints[name]:
             return ""
         problem = ch.verify_file(self.out, previous["file"], repodata.get(previous["file"]))
@@ -377,41 +330,46 @@ class _Run:
             for k in ("build_string", "size_bytes", "file", "sha256", "log")
             if k in previous
         }
-        return PackageResult(name, version, "skipped", **kept)
+        return PackageResult(name, self.recipes[name].version, "skipped", **kept)
 
-    def build(self, name: str) -> dict[str, Any]:
-        """Run rattler-build for ``name`` in a worker process (thread-safe)."""
-        return _run_worker(
-            self.recipes[name], self.work / name, self.channels, self.logs / f"{name}.log",
-            self.env, self.variant,
-        )
+    def job(self, name: str) -> PackageResult:
+        """One package: skipped when unchanged, else taken from the user cache or built, then
+        published into the channel (so the packages that need it see it)."""
+        why = self.decide(name)
+        if isinstance(why, PackageResult):
+            return why
+        hit = None if self.opts.force else self.cached(name, why)
+        if hit is None:
+            t0 = time.monotonic()
+            outcome = _run_worker(
+                self.recipes[name], self.work / name, self.channels, self.logs / f"{name}.log",
+                self.env, self.variant,
+            )
+            hit = self.built(name, outcome, time.monotonic() - t0, why)
+        self.publish(*hit)
+        return hit[0]
 
-    def finish(self, name: str, outcome: dict[str, Any] | DxError, seconds: float,
-               why: str) -> tuple[PackageResult, Path | None]:
-        """A finished build (kept in the user cache; published with its level), or its failure
-        recorded (main thread only)."""
-        log = str(self.logs / f"{name}.log")
-        try:
-            if isinstance(outcome, DxError):
-                raise outcome
-            files = [Path(p) for p in outcome["packages"]]
-            if len(files) != 1:
-                raise DxError(f"{name}: expected one package, rattler-build made {files}")
-        except DxError as e:
-            res = PackageResult(name, self.recipes[name].version, "failed", reason=str(e),
-                                seconds=round(seconds, 2), log=log)
-            absent = [
-                d for d in self.graph.dependencies(name)
-                if not (self.out / (self.state.get(d) or {}).get("file", "-")).is_file()
-            ]
-            if absent:
-                res.reason += (
-                    f"; {', '.join(absent)} (needed by {name}) not in {self.out}: "
-                    f"build with --up-to {name}"
-                )
-            self.failed.add(name)
-            self.stop = not self.opts.keep_going
-            return res, None
+    def failed(self, name: str, error: BaseException, seconds: float) -> PackageResult:
+        """A package whose build or publish failed, and what it needed that is not there."""
+        res = PackageResult(name, self.recipes[name].version, "failed", reason=str(error),
+                            seconds=round(seconds, 2), log=str(self.logs / f"{name}.log"))
+        absent = [
+            d for d in self.graph.dependencies(name)
+            if not (self.out / (self.state.get(d) or {}).get("file", "-")).is_file()
+        ]
+        if absent:
+            res.reason += (
+                f"; {', '.join(absent)} (needed by {name}) not in {self.out}: "
+                f"build with --up-to {name}"
+            )
+        return res
+
+    def built(self, name: str, outcome: dict[str, Any], seconds: float,
+              why: str) -> tuple[PackageResult, Path]:
+        """A finished build, kept in the user cache."""
+        files = [Path(p) for p in outcome["packages"]]
+        if len(files) != 1:
+            raise DxError(f"{name}: expected one package, rattler-build made {files}")
         res = PackageResult(
             name=name,
             version=outcome["version"],
@@ -421,7 +379,7 @@ class _Run:
             size_bytes=files[0].stat().st_size,
             file=f"{files[0].parent.name}/{files[0].name}",
             reason=why,
-            log=log,
+            log=str(self.logs / f"{name}.log"),
         )
         _to_cache(self.cache, self.prints[name], files[0],
                   {"name": name, "version": res.version, "build_string": res.build_string})
@@ -439,89 +397,39 @@ class _Run:
                              size_bytes=pkg.stat().st_size, file=meta["file"],
                              reason=reason), pkg
 
-    def publish(self, done: list[tuple[PackageResult, Path]]) -> None:
-        """One level's packages into the channel, their state beside them."""
-        if not done:
-            return
-        for res, _pkg in done:
-            self.state[res.name] = {
+    def publish(self, res: PackageResult, pkg: Path) -> None:
+        """A package into the channel, its state beside it (one publish at a time)."""
+        with self.lock:
+            state = {**self.state, res.name: {
                 **{k: v for k, v in asdict(res).items() if k not in ("status", "reason")},
                 "fingerprint": self.prints[res.name],
-            }
-        sha = _publish_level(self.out, {res.name: pkg for res, pkg in done}, self.state)
-        for res, _pkg in done:
-            res.sha256 = self.state[res.name]["sha256"] = sha[res.name]
-        atomic_write_text(self.out / STATE, json.dumps(self.state, indent=2, sort_keys=True))
-        for res, _pkg in done:
-            shutil.rmtree(self.work / res.name, ignore_errors=True)
+            }}
+            sha = _publish(self.out, {res.name: pkg}, state)
+            res.sha256 = state[res.name]["sha256"] = sha[res.name]
+            atomic_write_text(self.out / STATE, json.dumps(state, indent=2, sort_keys=True))
+            self.state = state
+        shutil.rmtree(self.work / res.name, ignore_errors=True)
 
-
-def _build_level(run: _Run, todo: list[tuple[str, str]], progress: Progress) -> list[PackageResult]:
-    """Build ``todo`` (``(name, why)``, one graph level), up to ``jobs`` at a time, taking from
-    the user cache what was built before; then publish the level."""
-    results: list[PackageResult] = []
-    done: list[tuple[PackageResult, Path]] = []
-    queue = []
-    for name, why in todo:
-        hit = None if run.opts.force else run.cached(name, why)
-        if hit is None:
-            queue.append((name, why))
-        else:
-            done.append(hit)
-            results.append(hit[0])
-    jobs = max(1, min(run.opts.jobs, len(queue) or 1))
-    with ThreadPoolExecutor(jobs) as pool:
-        pending = {}
-
-        def submit() -> None:
-            name, why = queue.pop(0)
-            progress.start(name)
-            pending[pool.submit(_timed, run.build, name)] = (name, why)
-
-        while queue and len(pending) < jobs and not run.stop:
-            submit()
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in sorted(finished, key=lambda f: pending[f][0]):
-                name, why = pending.pop(fut)
-                outcome, seconds = fut.result()
-                res, pkg = run.finish(name, outcome, seconds, why)
-                results.append(res)
-                if pkg is not None:
-                    done.append((res, pkg))
-            while queue and len(pending) < jobs and not run.stop:
-                submit()
-        for name, _why in queue:  # stopped by a failure
-            results.append(PackageResult(
-                name, run.recipes[name].version, "not built",
-                reason="stopped after a failure (use --keep-going)",
-            ))
-    try:
-        run.publish(done)
-    except DxError as e:
-        for res, _pkg in done:
-            res.status, res.reason = "failed", str(e)
-            run.failed.add(res.name)
-        run.stop = True
-    for res in results:
-        progress.done(res.name, res)
-    return results
-
-
-Outcome = tuple[dict[str, Any] | DxError, float]
-
-
-def _timed(fn: Callable[[str], dict[str, Any]], name: str) -> Outcome:
-    start = time.monotonic()
-    try:
-        return fn(name), time.monotonic() - start
-    except DxError as e:
-        return e, time.monotonic() - start
+    def result(self, event: schedule.Event) -> PackageResult:
+        """The summary row of a finished, failed or never started package."""
+        version = self.recipes[event.name].version
+        if event.kind == "done":
+            assert isinstance(event.result, PackageResult)
+            return event.result
+        if event.kind == "failed":
+            assert event.error is not None
+            return self.failed(event.name, event.error, event.seconds)
+        if event.kind == "blocked":
+            return PackageResult(event.name, version, "not built",
+                                 reason=f"{', '.join(event.failed)} failed")
+        return PackageResult(event.name, version, "not built",
+                             reason="stopped after a failure (use --keep-going)")
 
 
 def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
-    """Build what ``opts`` selects, level by level of the graph (up to ``opts.jobs`` packages of
-    a level at once); skip a package whose fingerprint and file in the channel are unchanged."""
+    """Build what ``opts`` selects, each package once those it needs are in the channel (up to
+    ``opts.jobs`` at once); skip a package whose fingerprint and file in the channel are
+    unchanged."""
     t0 = time.monotonic()
     layout, out = opts.layout, opts.channel
     channels = build_channels(opts)
@@ -539,7 +447,7 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
     results: dict[str, PackageResult] = {}
     with file_lock(ch.lock_path(out), f"channel {out}"):
         if not (out / "noarch/repodata.json").exists():
-            _publish_level(out, {}, {})
+            _publish(out, {}, {})
         for p in out.glob("*/*.conda"):  # kept from a build that left them 0600
             world_readable(p)
         run = _Run(
@@ -549,18 +457,18 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
         )
         progress.begin("build", len(selected))
         chosen = set(selected)
-        for level in graph.levels:
-            repodata = ch.repodata_records(out)
-            todo: list[tuple[str, str]] = []
-            for name in (n for n in level if n in chosen):
-                decided = run.decide(name, repodata)
-                if isinstance(decided, PackageResult):
-                    results[name] = decided
-                    progress.done(name, decided)
-                else:
-                    todo.append((name, decided))
-            for res in _build_level(run, todo, progress):
-                results[res.name] = res
+
+        def report(event: schedule.Event) -> None:
+            if event.kind == "start":
+                progress.start(event.name)
+                return
+            results[event.name] = run.result(event)
+            progress.done(event.name, results[event.name])
+
+        schedule.run(
+            {n: [d for d in graph.dependencies(n) if d in chosen] for n in selected},
+            run.job, jobs=opts.jobs, report=report, keep_going=opts.keep_going,
+        )
     return BuildReport(
         channel=str(out),
         channels=channels,

@@ -12,12 +12,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dxforge.util import DxError, sha256_file
+from dxforge.store import link_or_copy
+from dxforge.util import DxError, publish, sha256_file
 
 PLATFORM = "linux-64"
 SUBDIRS = ("noarch", PLATFORM)
@@ -238,10 +239,7 @@ def index_atomic(channel: Path, exclude: Iterable[Path] = ()) -> None:
             for pkg in (channel / sub).glob("*.conda"):
                 if pkg in skip:
                     continue
-                try:
-                    os.link(pkg, tmp / sub / pkg.name)
-                except OSError:
-                    shutil.copy2(pkg, tmp / sub / pkg.name)
+                link_or_copy(pkg, tmp / sub / pkg.name)
         index(tmp)
         for sub in SUBDIRS:
             for generated in (tmp / sub).iterdir():
@@ -284,6 +282,39 @@ def verify_file(channel: Path, rel: str, record: dict[str, Any] | None) -> str:
     return ""
 
 
+def check_channel(channel: Path, rels: Iterable[str] | None = None, *, label: str | Path = "",
+                  fix: str = "") -> dict[str, dict[str, Any]]:
+    """The channel's repodata records, once every package of ``rels`` (default: all the
+    repodata lists) matches its record; else a DxError naming ``label`` (default: the channel),
+    the problem and ``fix``."""
+    records = repodata_records(channel)
+    for rel in sorted(records) if rels is None else rels:
+        problem = verify_file(channel, rel, records.get(rel))
+        if problem:
+            raise DxError(f"{label or channel}: {problem}{'; ' + fix if fix else ''}")
+    return records
+
+
+def publish_channel(out: Path, fill: Callable[[Path], Iterable[str]], *, index_it: bool = True,
+                    fix: str = "") -> dict[str, dict[str, Any]]:
+    """The one way a channel is made: ``fill(new)`` stages its files in a new directory beside
+    ``out`` and names the packages to check; the directory is indexed (unless ``index_it`` is
+    false: it holds its repodata already), those packages checked against the index, and it is
+    published at ``out`` by one atomic swap. Returns the repodata records."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        rels = list(fill(new))
+        if index_it:
+            index(new)
+        records = check_channel(new, rels, label=out, fix=fix)
+        os.chmod(new, 0o755)
+        publish(new, out)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+    return records
+
+
 def lock_path(channel: Path) -> Path:
     return channel.parent / f".{channel.name}.lock"
 
@@ -307,9 +338,5 @@ def reindex_verified(channel: Path) -> IndexResult:
     if not channel.is_dir():
         raise DxError(f"{channel}: no such directory")
     index_atomic(channel)
-    records = repodata_records(channel)
-    for rel, rec in records.items():
-        problem = verify_file(channel, rel, rec)
-        if problem:
-            raise DxError(f"{channel}: {problem}")
+    records = check_channel(channel)
     return IndexResult(channel, len(records))

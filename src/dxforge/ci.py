@@ -18,13 +18,13 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 
+from dxforge import expr, schedule
 from dxforge.construct import load_construct
 from dxforge.graph import Graph, load_graph
 from dxforge.isolate import remove, shell_site
@@ -395,16 +395,6 @@ class LocalJob:
     status: str = ""  # passed | skipped (why)
 
 
-def _order(jobs: dict[str, Any]) -> list[str]:
-    done: list[str] = []
-    while len(done) < len(jobs):
-        ready = [j for j in jobs if j not in done and set(jobs[j].get("needs", [])) <= set(done)]
-        if not ready:
-            raise DxError("the workflow's needs: have a cycle")
-        done += sorted(ready)
-    return done
-
-
 def _expand(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     matrix = (job.get("strategy") or {}).get("matrix")
     if not matrix:
@@ -416,40 +406,6 @@ def _expand(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
     key, values = next(iter(matrix.items()))
     for v in values:
         yield {key: v}
-
-
-def _truthy(condition: str, matrix: dict[str, Any], outputs: dict[str, str]) -> bool:
-    """A step's ``if:`` of the forms the renderer writes: ``[!]matrix.KEY``,
-    ``[!]steps.ID.outputs.KEY == 'VALUE'``, ``true``, ``false`` (optionally in ``${{ }}``)."""
-    text = condition.strip()
-    if text.startswith("${{") and text.endswith("}}"):
-        text = text[3:-2].strip()
-    negate = text.startswith("!")
-    text = text.lstrip("!").strip()
-    left, eq, right = (t.strip() for t in text.partition("=="))
-    if left.startswith("matrix."):
-        value: Any = matrix.get(left.removeprefix("matrix."))
-    elif left.startswith("steps.") and ".outputs." in left:
-        value = outputs.get(left.rsplit(".", 1)[1], "")
-    elif left in ("true", "false"):
-        value = left == "true"
-    else:
-        raise DxError(f"the local runner cannot evaluate the condition {condition!r}")
-    if eq:
-        value = str(value).lower() if isinstance(value, bool) else str(value)
-        result = value == right.strip("'\"")
-    else:
-        result = value is True or str(value).lower() == "true"
-    return result != negate
-
-
-def _subst(text: str, matrix: dict[str, Any], outputs: dict[str, str]) -> str:
-    for k, v in matrix.items():
-        text = text.replace(f"${{{{ matrix.{k} }}}}", str(v).lower() if isinstance(v, bool)
-                            else str(v))
-    for k, v in outputs.items():
-        text = text.replace(f"${{{{ steps.fingerprint.outputs.{k} }}}}", v)
-    return text
 
 
 class LocalRunner:
@@ -483,39 +439,32 @@ class LocalRunner:
         raised once the running jobs are done."""
         self.prepare()
         jobs = workflow["jobs"]
-        out = [LocalJob(name, matrix) for name in _order(jobs) for matrix in _expand(jobs[name])]
+        try:
+            order = [n for level in schedule.levels(
+                {n: j.get("needs", []) for n, j in jobs.items()}) for n in level]
+        except schedule.CycleError as e:
+            raise DxError(f"the workflow's needs: have a cycle: {' -> '.join(e.cycle)}") from None
+        out = [LocalJob(name, matrix) for name in order for matrix in _expand(jobs[name])]
+        keys = {name: [str(i) for i, j in enumerate(out) if j.name == name] for name in jobs}
         self.progress.begin("jobs", len(out))
-        pending = list(out)  # in needs: order
-        running: dict[Future[str], LocalJob] = {}
-        passed: dict[str, int] = {}
-        count = {name: sum(1 for j in out if j.name == name) for name in jobs}
-        failure: BaseException | None = None
-        with ThreadPoolExecutor(self.jobs) as pool:
-            while pending or running:
-                if failure is None:
-                    for job in list(pending):
-                        if len(running) >= self.jobs:
-                            break
-                        needs = jobs[job.name].get("needs", [])
-                        if all(passed.get(n, 0) == count[n] for n in needs):
-                            pending.remove(job)
-                            self.progress.start(f"{job.name} {job.matrix or ''}".strip())
-                            running[pool.submit(self._timed, jobs[job.name], job,
-                                                len(out) - len(pending))] = job
-                elif not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    job = running.pop(fut)
-                    try:
-                        job.status = fut.result()
-                    except BaseException as e:  # noqa: BLE001 (raised once the others stop)
-                        failure = failure or e
-                        continue
-                    passed[job.name] = passed.get(job.name, 0) + 1
-                    self.progress.done(job.name, job)
-        if failure is not None:
-            raise failure
+
+        def work(key: str) -> str:
+            local = out[int(key)]
+            return self._timed(jobs[local.name], local, int(key) + 1)
+
+        def report(event: schedule.Event) -> None:
+            local = out[int(event.name)]
+            if event.kind == "start":
+                self.progress.start(f"{local.name} {local.matrix or ''}".strip())
+            elif event.kind == "done":
+                local.status = str(event.result)
+                self.progress.done(local.name, local)
+
+        schedule.run(
+            {str(i): [k for n in jobs[j.name].get("needs", []) for k in keys[n]]
+             for i, j in enumerate(out)},
+            work, jobs=self.jobs, report=report,
+        ).raise_first()
         return out
 
     def _timed(self, job: dict[str, Any], local: LocalJob, number: int) -> str:
@@ -532,7 +481,7 @@ class LocalRunner:
         image = str((job.get("container") or {}).get("image", ""))
         root = None
         if "${{" in image:  # a test image of the matrix; build containers are this machine's OS
-            image = _subst(image, matrix, {})
+            image = expr.render(image, {"matrix": matrix}, strict=False)
             release = DEBIAN_IMAGES.get(image)
             if release is None:
                 return f"skipped (no {image} image here: only Debian roots can be made)"
@@ -541,15 +490,15 @@ class LocalRunner:
         ws = root / "work" if root is not None else here / "repo"
         if root is None:
             shutil.copytree(self.repo, ws, symlinks=True)
-        outputs: dict[str, str] = {}
+        values: dict[str, Any] = {"matrix": matrix, "steps": {}}
         try:
             for i, step in enumerate(job["steps"]):
-                if "if" in step and not _truthy(str(step["if"]), matrix, outputs):
+                if "if" in step and not expr.condition(str(step["if"]), values):
                     continue
                 if "uses" in step:
                     self._uses(step, matrix, ws, root is not None)
                 else:
-                    self._run(step, matrix, outputs, root, ws, here / f"step-{i:02d}.log")
+                    self._run(step, values, root, ws, here / f"step-{i:02d}.log")
         finally:  # the logs stay
             remove(root.parent if root is not None else ws)
         return "passed"
@@ -567,45 +516,50 @@ class LocalRunner:
     def _uses(self, step: dict[str, Any], matrix: dict[str, Any], ws: Path,
               container: bool) -> None:
         action = step["uses"]
-        args = {k: _subst(str(v), matrix, {}) for k, v in (step.get("with") or {}).items()}
+        args = {k: expr.render(str(v), {"matrix": matrix}, strict=False)
+                for k, v in (step.get("with") or {}).items()}
         if action == ACTIONS["checkout"]:
             if container:
                 shutil.copytree(self.repo, ws, symlinks=True, dirs_exist_ok=True,
                                 ignore=shutil.ignore_patterns(".venv", "build"))
-            return
-        if action in (ACTIONS["cache"], ACTIONS["pull-request"]):
-            return  # the user cache is shared here already; no pull request from here
-        if action == ACTIONS["upload"]:
-            dest = self.artifacts / args["name"]
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir(parents=True)
-            pattern = args["path"].rstrip("/")
-            matches = [Path(p) for p in glob.glob(str(ws / pattern))]
-            if not matches:
-                raise DxError(f"upload of {args['name']}: nothing matches {pattern}")
-            for m in matches:
-                if m.is_dir():
-                    shutil.copytree(m.resolve(), dest, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(m, dest / m.name)
-            return
-        if action == ACTIONS["download"]:
-            target = ws / args["path"]
-            target.mkdir(parents=True, exist_ok=True)
-            names = ([args["name"]] if "name" in args else
-                     sorted(p.name for p in self.artifacts.glob(args["pattern"])))
-            for n in names:
-                if not (self.artifacts / n).is_dir():
-                    raise DxError(f"download of {n}: no such artifact (uploaded by no job yet)")
-                shutil.copytree(self.artifacts / n, target, dirs_exist_ok=True)
-            if container:
-                execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
-            return
-        raise DxError(f"{action}: the local runner does not know this action")
+        elif action == ACTIONS["upload"]:
+            self._upload(args, ws)
+        elif action == ACTIONS["download"]:
+            self._download(args, ws, container)
+        elif action not in (ACTIONS["cache"], ACTIONS["pull-request"]):
+            raise DxError(f"{action}: the local runner does not know this action")
+        # the cache action: the user cache is shared here already; no pull request from here
 
-    def _run(self, step: dict[str, Any], matrix: dict[str, Any], outputs: dict[str, str],
-             root: Path | None, ws: Path, log: Path) -> None:
-        script = _subst(step["run"], matrix, outputs)
+    def _upload(self, args: dict[str, str], ws: Path) -> None:
+        dest = self.artifacts / args["name"]
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        pattern = args["path"].rstrip("/")
+        matches = [Path(p) for p in glob.glob(str(ws / pattern))]
+        if not matches:
+            raise DxError(f"upload of {args['name']}: nothing matches {pattern}")
+        for m in matches:
+            if m.is_dir():
+                shutil.copytree(m.resolve(), dest, dirs_exist_ok=True)
+            else:
+                shutil.copy2(m, dest / m.name)
+
+    def _download(self, args: dict[str, str], ws: Path, container: bool) -> None:
+        target = ws / args["path"]
+        target.mkdir(parents=True, exist_ok=True)
+        names = ([args["name"]] if "name" in args else
+                 sorted(p.name for p in self.artifacts.glob(args["pattern"])))
+        for n in names:
+            if not (self.artifacts / n).is_dir():
+                raise DxError(f"download of {n}: no such artifact (uploaded by no job yet)")
+            shutil.copytree(self.artifacts / n, target, dirs_exist_ok=True)
+        if container:
+            execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
+
+    def _run(self, step: dict[str, Any], values: dict[str, Any], root: Path | None, ws: Path,
+             log: Path) -> None:
+        """A ``run:`` step; what it writes to ``$GITHUB_OUTPUT`` becomes its step's outputs."""
+        script = expr.render(step["run"], values, strict=False)
         name = step.get("name", script.splitlines()[0])
         out_file = log.with_suffix(".github-output")
         out_file.write_text("")
@@ -623,9 +577,9 @@ class LocalRunner:
                                 env={"HOME": "/root"})
             cwd, env = None, None
         execute(cmd, cwd=cwd, env=env, log=log, what=f"step `{name}`")
-        for line in out_file.read_text().splitlines():
-            k, _, v = line.partition("=")
-            outputs[k] = v
+        outputs = dict(line.partition("=")[::2] for line in out_file.read_text().splitlines())
+        if "id" in step:
+            values["steps"][step["id"]] = {"outputs": outputs}
 
 
 @dataclass

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from dxforge.util import DxError, run
 
@@ -64,6 +65,33 @@ def is_elf(path: Path) -> bool:
     return head[:4] == b"\x7fELF" and len(head) == 18 and head[16] in (2, 3)
 
 
+def _dynamic(section: Any) -> dict[str, list[str]]:
+    """``DT_NEEDED``, ``DT_SONAME``, ``DT_RUNPATH`` and ``DT_RPATH`` of a dynamic section."""
+    found: dict[str, list[str]] = {"DT_NEEDED": [], "DT_SONAME": [], "DT_RUNPATH": [],
+                                   "DT_RPATH": []}
+    for tag in section.iter_tags():
+        kind = tag.entry.d_tag
+        if kind == "DT_NEEDED":
+            found[kind].append(tag.needed)
+        elif kind == "DT_SONAME":
+            found[kind].append(tag.soname)
+        elif kind in ("DT_RUNPATH", "DT_RPATH"):
+            value = tag.runpath if kind == "DT_RUNPATH" else tag.rpath
+            found[kind] += [p for p in value.split(":") if p]
+    return found
+
+
+def _glibc_needed(section: Any) -> tuple[int, ...]:
+    """The newest ``GLIBC_x.y`` version a version-needs section asks for."""
+    best: tuple[int, ...] = ()
+    for _verneed, auxiliaries in section.iter_versions():
+        for aux in auxiliaries:
+            m = _GLIBC_VERSION.match(aux.name)
+            if m:
+                best = max(best, tuple(int(g) for g in m.groups() if g is not None))
+    return best
+
+
 def read_elf(path: Path) -> ElfInfo | None:
     """The loader's view of ``path``; None when it is not a dynamic ELF executable or library."""
     from elftools.common.exceptions import ELFError
@@ -73,36 +101,22 @@ def read_elf(path: Path) -> ElfInfo | None:
 
     if not is_elf(path):
         return None
-    needed: list[str] = []
-    soname = ""
-    runpath: list[str] = []
-    rpath: list[str] = []
+    tags: dict[str, list[str]] = {"DT_NEEDED": [], "DT_SONAME": [], "DT_RUNPATH": [],
+                                  "DT_RPATH": []}
     best: tuple[int, ...] = ()
     try:
         with open(path, "rb") as f:
-            elf = ELFFile(f)
-            for section in elf.iter_sections():
+            for section in ELFFile(f).iter_sections():
                 if isinstance(section, DynamicSection):
-                    for tag in section.iter_tags():
-                        kind = tag.entry.d_tag
-                        if kind == "DT_NEEDED":
-                            needed.append(tag.needed)
-                        elif kind == "DT_SONAME":
-                            soname = tag.soname
-                        elif kind == "DT_RUNPATH":
-                            runpath += [p for p in tag.runpath.split(":") if p]
-                        elif kind == "DT_RPATH":
-                            rpath += [p for p in tag.rpath.split(":") if p]
+                    for k, v in _dynamic(section).items():
+                        tags[k] += v
                 elif isinstance(section, GNUVerNeedSection):
-                    for _verneed, auxiliaries in section.iter_versions():
-                        for aux in auxiliaries:
-                            m = _GLIBC_VERSION.match(aux.name)
-                            if m:
-                                version = tuple(int(g) for g in m.groups() if g is not None)
-                                best = max(best, version)
+                    best = max(best, _glibc_needed(section))
     except (ELFError, OSError, ValueError) as e:
         raise DxError(f"{path}: cannot read it as ELF ({e})") from None
-    return ElfInfo(path, tuple(needed), soname, tuple(runpath or rpath), best)
+    soname = tags["DT_SONAME"][-1] if tags["DT_SONAME"] else ""
+    return ElfInfo(path, tuple(tags["DT_NEEDED"]), soname,
+                   tuple(tags["DT_RUNPATH"] or tags["DT_RPATH"]), best)
 
 
 def walk_elf(root: Path) -> Iterator[ElfInfo]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dxforge import schedule
 from dxforge.recipes import SECTIONS, Recipe, is_sibling, load_recipes, project_family
 from dxforge.specs import split_spec
 from dxforge.util import DxError
@@ -128,23 +129,8 @@ class Graph:
         return "\n".join(lines) + "\n"
 
 
-def _find_cycle(deps: dict[str, set[str]], among: set[str]) -> list[str]:
-    """A cycle inside ``among`` (every node of which is on or leads to one), as a closed path
-    ``[a, b, ..., a]`` following requirements."""
-    start = min(among)
-    path: list[str] = []
-    pos: dict[str, int] = {}
-    node = start
-    while node not in pos:
-        pos[node] = len(path)
-        path.append(node)
-        node = min(d for d in deps[node] if d in among)
-    return path[pos[node] :] + [node]
-
-
-def build_graph(nodes: Iterable[Node], sibling: Callable[[str], bool] = is_sibling) -> Graph:
-    """The graph of ``nodes``. Errors: two recipes of one package, recipes at different versions,
-    a ``sibling`` requirement with no recipe, a dependency cycle."""
+def _by_name(nodes: Iterable[Node]) -> dict[str, Node]:
+    """The nodes by name, all at one version."""
     by_name: dict[str, Node] = {}
     for node in nodes:
         if node.name in by_name:
@@ -165,35 +151,40 @@ def build_graph(nodes: Iterable[Node], sibling: Callable[[str], bool] = is_sibli
             f"the recipes disagree on the version ({listing}); DiracX packages move together: "
             "set context.version to one value in all of them (dxforge bump does this)"
         )
-    deps: dict[str, set[str]] = {}
-    for node in by_name.values():
-        deps[node.name] = set()
-        for sec in SECTIONS:
-            for line in node.requirements.get(sec, []):
-                req = split_spec(line)[0]
-                if req == node.name and sec == "test":
-                    continue
-                if req in by_name:
-                    deps[node.name].add(req)
-                elif sibling(req):
-                    raise DxError(
-                        f"{node.where}: requirements.{sec}: {req} is a DiracX package with no "
-                        f"recipe (no recipes/{req}/recipe.yaml); add that recipe or remove "
-                        "the requirement"
-                    )
-    levels: list[list[str]] = []
-    placed: set[str] = set()
-    while len(placed) < len(deps):
-        level = sorted(n for n, ds in deps.items() if n not in placed and ds <= placed)
-        if not level:
-            cycle = _find_cycle(deps, set(deps) - placed)
-            where = by_name[cycle[0]].where
-            raise DxError(
-                f"dependency cycle: {' -> '.join(cycle)} (each requires the next; see {where}); "
-                "remove one of these requirements"
-            )
-        levels.append(level)
-        placed.update(level)
+    return by_name
+
+
+def _needs(node: Node, known: Iterable[str], sibling: Callable[[str], bool]) -> set[str]:
+    """The recipes ``node`` requires (its own name in its tests aside)."""
+    found = set()
+    for sec in SECTIONS:
+        for line in node.requirements.get(sec, []):
+            req = split_spec(line)[0]
+            if req == node.name and sec == "test":
+                continue
+            if req in known:
+                found.add(req)
+            elif sibling(req):
+                raise DxError(
+                    f"{node.where}: requirements.{sec}: {req} is a DiracX package with no "
+                    f"recipe (no recipes/{req}/recipe.yaml); add that recipe or remove "
+                    "the requirement"
+                )
+    return found
+
+
+def build_graph(nodes: Iterable[Node], sibling: Callable[[str], bool] = is_sibling) -> Graph:
+    """The graph of ``nodes``. Errors: two recipes of one package, recipes at different versions,
+    a ``sibling`` requirement with no recipe, a dependency cycle."""
+    by_name = _by_name(nodes)
+    deps = {n.name: _needs(n, by_name, sibling) for n in by_name.values()}
+    try:
+        levels = schedule.levels(deps)
+    except schedule.CycleError as e:
+        raise DxError(
+            f"dependency cycle: {' -> '.join(e.cycle)} (each requires the next; see "
+            f"{by_name[e.cycle[0]].where}); remove one of these requirements"
+        ) from None
     return Graph(nodes=by_name, deps={n: frozenset(ds) for n, ds in deps.items()}, levels=levels)
 
 

@@ -62,6 +62,8 @@ class Recipe:
     source_sha256: str
     requirements: dict[str, list[str]] = field(default_factory=dict)
     rendered: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    """The file as written (what ``dxforge bump`` edits)."""
 
     @property
     def dir(self) -> Path:
@@ -115,19 +117,30 @@ def _render_error(path: Path, e: Exception) -> str:
 _UTF8_FIX = "save the recipe as UTF-8 (retype that character)"
 
 
-def _check_raw(path: Path) -> None:
+def read_text(path: Path) -> str:
+    """The recipe file's text: the one place a recipe file is read."""
+    try:
+        return read_utf8(path, _UTF8_FIX)
+    except OSError as e:
+        raise DxError(f"{path}: cannot read the recipe: {e}") from None
+
+
+def _check_raw(path: Path, text: str) -> None:
     """Checks on the file as written, before rendering: errors name the file and the key."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
     try:
-        raw = YAML(typ="safe").load(read_utf8(path, _UTF8_FIX))
+        raw = YAML(typ="safe").load(text)
     except YAMLError as e:
         raise DxError(_yaml_error(path, e)) from None
-    except OSError as e:
-        raise DxError(f"{path}: cannot read the recipe: {e}") from None
     if not isinstance(raw, dict):
         raise DxError(f"{path}: the recipe is not a YAML mapping")
+    _check_context(path, raw)
+    _check_source(path, raw)
+
+
+def _check_context(path: Path, raw: dict[str, Any]) -> None:
     context = raw.get("context")
     if not isinstance(context, dict):
         raise DxError(f"{path}: key context: missing; add context.version and context.python_min")
@@ -140,6 +153,9 @@ def _check_raw(path: Path) -> None:
                 f"{path}: key context.{key}: YAML reads it as {yaml_kind(value)}, not text; "
                 f'quote the value as written, e.g. {key}: "{example}"'
             )
+
+
+def _check_source(path: Path, raw: dict[str, Any]) -> None:
     source = raw.get("source")
     first = (source[0] if source else None) if isinstance(source, list) else source
     if not isinstance(first, dict) or "url" not in first or "sha256" not in first:
@@ -202,7 +218,8 @@ def load_recipe(path: Path, target: Target, sources_url: str | None = None) -> R
     import rattler_build
 
     path = Path(path).resolve()
-    _check_raw(path)
+    text = read_text(path)
+    _check_raw(path, text)
     try:
         with sources_env(sources_url):
             stage0 = rattler_build.Stage0Recipe.from_file(path)
@@ -231,6 +248,7 @@ def load_recipe(path: Path, target: Target, sources_url: str | None = None) -> R
         source_sha256=str(sources[0]["sha256"]),
         requirements=requirements,
         rendered=data,
+        text=text,
     )
     _check_rendered(recipe)
     return recipe

@@ -16,9 +16,7 @@ Publishing writes ``<build>/releases/<version>/`` aside and renames it into plac
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dxforge import channel as ch
-from dxforge import notes, sbom, upstream
+from dxforge import notes, sbom, store, upstream
 from dxforge.build import BuildOptions, run_build
 from dxforge.bump import BumpOptions, check_version_option, run_bump
 from dxforge.bump.drift import recipes_drift
@@ -42,6 +40,7 @@ from dxforge.pilot import PilotResult, run_pilot
 from dxforge.progress import SILENT, Progress
 from dxforge.recipes import load_recipes, recipe_paths
 from dxforge.seed.build import SeedOptions, build_seed
+from dxforge.store import link_tree
 from dxforge.target import project_target
 from dxforge.util import (
     DxError,
@@ -87,7 +86,7 @@ class ReleaseResult:
     pilot: PilotResult
     end_to_end: EndToEndResult
     tests: upstream.UpstreamReport
-    notes: dict[str, Any]
+    notes: notes.Notes
     stages: list[StageTime] = field(default_factory=list)
     status: str = "released"
 
@@ -153,26 +152,23 @@ class _Stages:
         return out
 
 
-def _check_drift(layout: Layout, index_url: str | None) -> list[dict[str, str | None]]:
+def _check_drift(layout: Layout, index_url: str | None) -> list[notes.DriftRow]:
     found = recipes_drift(recipe_paths(layout.root), layout.sources,
                           project_target(layout.construct), index_url=index_url)
-    rows = [{"package": n, **c.as_json()} for n, d in found.items() for c in d.changes]
+    rows = [notes.DriftRow(n, c.name, c.kind, c.recipe, c.upstream)
+            for n, d in found.items() for c in d.changes]
     if rows:
-        table = "\n".join(
-            f"  {r['package']}: {r['kind']} {r['name']} (recipe: {r['recipe'] or '-'}, "
-            f"upstream: {r['upstream'] or '-'})" for r in rows
-        )
         raise DxError(
-            f"upstream's requirements changed; the recipes do not follow them:\n{table}\n"
-            "apply them with `dxforge release --apply-deps`, or edit the recipes' run lists"
+            "upstream's requirements changed; the recipes do not follow them:\n"
+            + "\n".join(notes.drift_table(rows))
+            + "\napply them with `dxforge release --apply-deps`, or edit the recipes' run lists"
         )
     return rows
 
 
 def _tests_key(channel: Path, seed: str) -> str:
     records = ch.repodata_records(channel)
-    return hashlib.sha256(json.dumps([sorted((k, v["sha256"]) for k, v in records.items()),
-                                      seed], sort_keys=True).encode()).hexdigest()
+    return store.fingerprint([sorted((k, v["sha256"]) for k, v in records.items()), seed])
 
 
 def _upstream(layout: Layout, index_url: str | None, progress: Progress,
@@ -201,20 +197,20 @@ def _upstream(layout: Layout, index_url: str | None, progress: Progress,
     return rep
 
 
-def _previous(layout: Layout) -> tuple[dict[str, Any] | None, Path | None]:
+def _previous(layout: Layout) -> tuple[notes.Notes | None, Path | None]:
     latest = layout.releases / "latest"
     path = latest / "notes.json"
     if not path.is_file():
         return None, None
-    return json.loads(path.read_text()), latest.resolve()
+    try:
+        return notes.Notes.from_json(json.loads(path.read_text())), latest.resolve()
+    except (ValueError, KeyError, TypeError, DxError) as e:
+        raise DxError(f"{path}: not the notes of a release ({e}); move {latest} aside") from None
 
 
 def _channel_packages(channel: Path) -> list[ch.Package]:
     out = []
-    for rel, rec in sorted(ch.repodata_records(channel).items()):
-        problem = ch.verify_file(channel, rel, rec)
-        if problem:
-            raise DxError(f"{channel}: {problem}; run dxforge build again")
+    for rel, rec in sorted(ch.check_channel(channel, fix="run dxforge build again").items()):
         sub, fname = rel.split("/", 1)
         out.append(ch.Package(
             name=rec["name"], version=rec["version"], build=rec["build"], subdir=sub,
@@ -223,23 +219,6 @@ def _channel_packages(channel: Path) -> list[ch.Package]:
             license=rec.get("license", "") or "", timestamp=int(rec.get("timestamp", 0)) // 1000,
         ))
     return out
-
-
-def _copy_tree(src: Path, dest: Path) -> None:
-    """A snapshot of ``src`` (symlinks followed at the top): hard links where possible."""
-    src = src.resolve()
-    for p in sorted(src.rglob("*")):
-        target = dest / p.relative_to(src)
-        if p.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(p, target)
-        except OSError:
-            shutil.copy2(p, target)
-        if p.suffix == ".conda":
-            world_readable(target)
 
 
 def _verify(directory: Path) -> None:
@@ -327,62 +306,60 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         layout.releases.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".{version}.new-", dir=layout.releases))
         try:
-            data = stage("notes", lambda: _write_outputs(
-                staged, version, inst, pilot, e2e, report, drift, bumped.drift_applied,
-                previous, previous_dir, layout, stage.times))
+            data = stage("notes", lambda: _write_outputs(staged, layout, inst, notes.Notes(
+                version=version, installer=_facts(inst, pilot), drift=drift,
+                drift_applied=bumped.drift_applied,
+                rebuild=f"dxforge installer --channel <this release>/channels/dxforge --channel "
+                        f"<this release>/channels/seed gives sha256 {inst.sha256}",
+                previous=notes.Previous(previous.version, previous.installer)
+                if previous else None,
+                diff=_diff(previous_dir, inst),
+                upstream_tests={n: s.as_json() for n, s in report.suites.items()},
+                end_to_end=e2e.as_json(),
+                stages=[notes.Stage(s.name, s.start, s.end, s.branch, s.seconds)
+                        for s in stage.times])))
             directory = stage("publish", lambda: publish(staged, layout.releases / version,
                                                          latest=layout.releases / "latest"))
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-    return ReleaseResult(version, previous.get("version") if previous else None, directory,
+    return ReleaseResult(version, previous.version if previous else None, directory,
                          inst, pilot, e2e, report, data, stage.times)
 
 
-def _write_outputs(
-    d: Path, version: str, inst: InstallerResult, pilot: PilotResult, e2e: EndToEndResult,
-    tests: upstream.UpstreamReport, drift: list[dict[str, str | None]], drift_applied: bool,
-    previous: dict[str, Any] | None, previous_dir: Path | None, layout: Layout,
-    stages: list[StageTime],
-) -> dict[str, Any]:
+def _facts(inst: InstallerResult, pilot: PilotResult) -> notes.InstallerFacts:
+    return notes.InstallerFacts(
+        file=inst.installer.name, sha256=inst.sha256, size=inst.size,
+        packages=len(inst.packages), glibc_floor=inst.glibc_floor,
+        pilot_install_seconds=pilot.install_seconds, pilot_offline=pilot.offline)
+
+
+def _diff(previous_dir: Path | None, inst: InstallerResult) -> notes.PackageDiff | None:
+    """The installer's packages against the previous release's lockfile, if there is one."""
+    old_lock = next(previous_dir.glob("*.explicit.txt"), None) if previous_dir else None
+    if old_lock is None:
+        return None
+    return notes.diff(notes.read_lockfile(old_lock), notes.read_lockfile(inst.lockfile))
+
+
+def _write_outputs(d: Path, layout: Layout, inst: InstallerResult,
+                   rel: notes.Notes) -> notes.Notes:
     """Everything a release directory holds, written into ``d`` and checked."""
     d.chmod(0o755)
-    _copy_tree(layout.channel, d / "channels/dxforge")
-    _copy_tree(layout.seed, d / "channels/seed")
+    for name, src in (("dxforge", layout.channel), ("seed", layout.seed)):
+        for rel in link_tree(src.resolve(), d / "channels" / name):  # symlinks followed at the top
+            if rel.endswith(".conda"):
+                world_readable(d / "channels" / name / rel)
     for src in (inst.installer, inst.sha256_file, inst.lockfile, inst.package_list):
         shutil.copy2(src, d / src.name)
     epoch = max((p.timestamp for p in inst.packages), default=0)
-    sbom.write(d / "sbom-installer.cdx.json", inst.name, version, inst.packages, epoch)
+    sbom.write(d / "sbom-installer.cdx.json", inst.name, rel.version, inst.packages, epoch)
     channel_pkgs = _channel_packages(layout.channel)
-    sbom.write(d / "sbom-channel.cdx.json", "dxforge-channel", version, channel_pkgs, epoch)
-    diff = None
-    if previous_dir is not None:
-        old_lock = next(previous_dir.glob("*.explicit.txt"), None)
-        if old_lock is not None:
-            diff = notes.diff(notes.read_lockfile(old_lock),
-                              notes.read_lockfile(inst.lockfile)).as_json()
-    data: dict[str, Any] = {
-        "version": version,
-        "previous": {"version": previous["version"], "installer": previous["installer"]}
-        if previous else None,
-        "packages": [{"name": p.name, "version": p.version, "file": f"{p.subdir}/{p.file_name}",
-                      "sha256": p.sha256} for p in channel_pkgs],
-        "drift": drift,
-        "drift_applied": drift_applied,
-        "installer": {
-            "file": inst.installer.name, "sha256": inst.sha256, "size": inst.size,
-            "packages": len(inst.packages), "glibc_floor": inst.glibc_floor,
-            "pilot_install_seconds": pilot.install_seconds, "pilot_offline": pilot.offline,
-        },
-        "diff": diff,
-        "upstream_tests": {n: s.as_json() for n, s in tests.suites.items()},
-        "end_to_end": e2e.as_json(),
-        "rebuild": f"dxforge installer --channel <this release>/channels/dxforge --channel "
-        f"<this release>/channels/seed gives sha256 {inst.sha256}",
-        "stages": [{**asdict(s), "seconds": s.seconds} for s in stages],
-    }
-    atomic_write_text(d / "notes.json", json.dumps(data, indent=1) + "\n")
-    atomic_write_text(d / "notes.md", notes.markdown(data))
+    sbom.write(d / "sbom-channel.cdx.json", "dxforge-channel", rel.version, channel_pkgs, epoch)
+    rel.packages = [notes.ChannelPackage(p.name, f"{p.subdir}/{p.file_name}", p.sha256, p.version)
+                    for p in channel_pkgs]
+    atomic_write_text(d / "notes.json", json.dumps(rel.as_json(), indent=1) + "\n")
+    atomic_write_text(d / "notes.md", rel.markdown())
     files = sorted(p for p in d.iterdir() if p.is_file() and p.name != "SHA256SUMS")
     atomic_write_text(d / "SHA256SUMS", "".join(f"{sha256_file(p)}  {p.name}\n" for p in files))
     _verify(d)
-    return data
+    return rel

@@ -13,13 +13,13 @@ from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
-from dxforge.bump.recipedoc import RecipeDoc, read_recipe
+from dxforge.bump.recipedoc import RecipeDoc, doc_of
 from dxforge.fetch import sdist_metadata
 from dxforge.metadata import DistMetadata, RequiresDistLookup
 from dxforge.names import conda_run_requirements
 from dxforge.progress import SILENT, Progress
 from dxforge.pypi import PackageIndex
-from dxforge.recipes import is_sibling
+from dxforge.recipes import is_sibling, load_recipe
 from dxforge.specs import canonical_spec, conda_specifier
 from dxforge.target import Target
 from dxforge.util import DxError
@@ -134,15 +134,8 @@ def upstream_requirements(
     return out
 
 
-def compute_drift(doc: RecipeDoc, upstream: Mapping[str, str], version: str) -> list[Change]:
-    """How ``doc``'s run requirements differ from ``upstream`` (for ``version``)."""
-    have: dict[str, str] = {}
-    beyond: set[str] = set()
-    for item in doc.run or []:
-        if item.name is not None:
-            have[item.name] = item.spec
-            if item.beyond:
-                beyond.add(item.name)
+def _differs(doc: RecipeDoc, version: str) -> Callable[[str, str], bool]:
+    """Whether two specs differ once rendered for ``version`` and made canonical."""
 
     def rendered(spec: str) -> str:
         try:
@@ -150,17 +143,21 @@ def compute_drift(doc: RecipeDoc, upstream: Mapping[str, str], version: str) -> 
         except KeyError:
             return canonical_spec(spec)
 
-    changes: list[Change] = []
-    for name, spec in upstream.items():
-        if name not in have:
-            changes.append(Change(name, "added", None, spec))
-        elif rendered(have[name]) != rendered(spec):
-            changes.append(Change(name, "changed", have[name], spec))
-    for name, spec in have.items():
-        if name in beyond and name not in upstream:
-            continue
-        if name not in upstream and not (name == "python" and "python" not in upstream):
-            changes.append(Change(name, "removed", spec, None))
+    return lambda a, b: rendered(a) != rendered(b)
+
+
+def compute_drift(doc: RecipeDoc, upstream: Mapping[str, str], version: str) -> list[Change]:
+    """How ``doc``'s run requirements differ from ``upstream`` (for ``version``)."""
+    have = {i.name: i.spec for i in doc.run or [] if i.name is not None}
+    beyond = {i.name for i in doc.run or [] if i.name is not None and i.beyond}
+    differs = _differs(doc, version)
+    changes = [Change(name, "added", None, spec) if name not in have
+               else Change(name, "changed", have[name], spec)
+               for name, spec in upstream.items()
+               if name not in have or differs(have[name], spec)]
+    kept = beyond | ({"python"} if "python" not in upstream else set())
+    changes += [Change(name, "removed", spec, None) for name, spec in have.items()
+                if name not in upstream and name not in kept]
     order = {"added": 0, "changed": 1, "removed": 2}
     return sorted(changes, key=lambda c: (order[c.kind], c.name))
 
@@ -180,7 +177,7 @@ def recipes_drift(
 ) -> dict[str, RecipeDrift]:
     """Each recipe at ``paths`` compared with the Requires-Dist of the sdist it names, read from
     the source cache ``sources`` (``dxforge fetch`` fills it); by package name."""
-    docs = [read_recipe(p) for p in paths]
+    docs = [doc_of(load_recipe(p, target)) for p in paths]  # as the build renders them
     metas: dict[str, DistMetadata] = {}
     for doc in docs:
         fname = doc.sdist_name(doc.version)

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from dxforge.bump.drift import Change, compute_drift
-from dxforge.bump.recipedoc import RecipeDoc, parse_recipe
+from dxforge.bump.recipedoc import RecipeDoc, RunItem, parse_recipe
 from dxforge.bump.textedit import Edit, SourceText, apply_edits, format_like
 from dxforge.construct import load_construct
 from dxforge.specs import split_spec
@@ -23,72 +23,83 @@ def _item_text(name: str, spec: str) -> str:
     return f"{name} {spec}" if spec else name
 
 
+def _changed_edit(doc: RecipeDoc, item: RunItem, c: Change) -> Edit:
+    """A changed requirement: its entry rewritten, or ``context.python_min`` for python."""
+    assert item.span is not None
+    spec = c.upstream or ""
+    if (
+        c.name == "python"
+        and doc.python_min_span is not None
+        and _PYTHON_MIN_PIN.match(item.spec)
+        and re.fullmatch(r">=[0-9][0-9.]*", spec)
+    ):
+        span = doc.python_min_span
+        return Edit(span.start, span.end, format_like(doc.text[span.start : span.end], spec[2:]))
+    old = doc.text[item.span.start : item.span.end]
+    return Edit(item.span.start, item.span.end, format_like(old, _item_text(c.name, spec)))
+
+
+def _removal_edit(doc: RecipeDoc, t: SourceText, item: RunItem) -> Edit:
+    """A removed requirement: its line goes (only an entry alone on its line)."""
+    if item.span is None or not item.alone:
+        raise DxError(
+            f"{doc.path}:{item.span.line + 1 if item.span else '?'}: key "
+            f"requirements.run: cannot remove {item.raw!r} automatically (not alone on "
+            "its line); remove it by hand"
+        )
+    line = item.span.line
+    return Edit(t.starts[line], t.line_next(line), "")
+
+
+def _insert(doc: RecipeDoc, t: SourceText, plain: list[RunItem], before: RunItem | None,
+            text: str) -> tuple[int, str]:
+    """Where a new entry ``text`` goes (before ``before``, else after the last entry) and the
+    line to insert there, indented and quoted like its neighbour."""
+    nl = "\r\n" if "\r\n" in doc.text else "\n"
+    after = plain[-1]
+    ref = before or after
+    assert ref.span is not None and after.span is not None
+    quote = doc.text[ref.span.start]
+    token = format_like(quote if quote in "'\"" else "", text)
+    new_line = f"{ref.prefix}{token}{nl}"
+    at = t.starts[ref.span.line] if before is not None else t.line_next(after.span.line)
+    if before is None and at == len(doc.text) and not doc.text.endswith("\n"):
+        new_line = nl + new_line.rstrip("\r\n")
+    return at, new_line
+
+
+def _addition_edits(doc: RecipeDoc, t: SourceText, added: list[Change]) -> list[Edit]:
+    """New requirements, in name order where the list is sorted, else at its end."""
+    plain = [i for i in doc.run or [] if i.name is not None and i.alone and i.span is not None]
+    if not plain:
+        raise DxError(
+            f"{doc.path}: key requirements.run: no block-style list to add "
+            f"{', '.join(c.name for c in added)} to; add them by hand"
+        )
+    others = [i for i in plain if i.name != "python"]
+    sorted_list = [i.name for i in others] == sorted(i.name or "" for i in others)
+    inserts: dict[int, list[str]] = {}
+    for c in sorted(added, key=lambda c: c.name):
+        before = next((i for i in others if (i.name or "") > c.name), None) \
+            if sorted_list else None
+        at, line = _insert(doc, t, plain, before, _item_text(c.name, c.upstream or ""))
+        inserts.setdefault(at, []).append(line)
+    return [Edit(at, at, "".join(lines)) for at, lines in inserts.items()]
+
+
 def drift_edits(doc: RecipeDoc, changes: list[Change], apply_removals: bool) -> list[Edit]:
     """The text edits that bring ``doc``'s run list in line with ``changes``."""
     if not changes:
         return []
     t = SourceText(doc.text, doc.path)
-    nl = "\r\n" if "\r\n" in doc.text else "\n"
     items = {i.name: i for i in doc.run or [] if i.name is not None}
-    edits: list[Edit] = []
-    for c in changes:
-        if c.kind == "changed":
-            item = items[c.name]
-            assert item.span is not None
-            spec = c.upstream or ""
-            if (
-                c.name == "python"
-                and doc.python_min_span is not None
-                and _PYTHON_MIN_PIN.match(item.spec)
-                and re.fullmatch(r">=[0-9][0-9.]*", spec)
-            ):
-                span = doc.python_min_span
-                old = doc.text[span.start : span.end]
-                edits.append(Edit(span.start, span.end, format_like(old, spec[2:])))
-                continue
-            old = doc.text[item.span.start : item.span.end]
-            token = format_like(old, _item_text(c.name, spec))
-            edits.append(Edit(item.span.start, item.span.end, token))
-        elif c.kind == "removed" and apply_removals:
-            item = items[c.name]
-            if item.span is None or not item.alone:
-                raise DxError(
-                    f"{doc.path}:{item.span.line + 1 if item.span else '?'}: key "
-                    f"requirements.run: cannot remove {item.raw!r} automatically (not alone on "
-                    "its line); remove it by hand"
-                )
-            line = item.span.line
-            edits.append(Edit(t.starts[line], t.line_next(line), ""))
-    added = sorted(c.name for c in changes if c.kind == "added")
-    if not added:
-        return edits
-    by_name = {c.name: c for c in changes}
-    plain = [i for i in doc.run or [] if i.name is not None and i.alone and i.span is not None]
-    if not plain:
-        raise DxError(
-            f"{doc.path}: key requirements.run: no block-style list to add "
-            f"{', '.join(added)} to; add them by hand"
-        )
-    others = [i for i in plain if i.name != "python"]
-    sorted_list = [i.name for i in others] == sorted(i.name or "" for i in others)
-    inserts: dict[int, list[str]] = {}
-    for name in added:
-        spec = by_name[name].upstream or ""
-        after = plain[-1]
-        before = None
-        if sorted_list:
-            before = next((i for i in others if (i.name or "") > name), None)
-        ref = before or after
-        assert ref.span is not None
-        quote = doc.text[ref.span.start]
-        token = format_like(quote if quote in "'\"" else "", _item_text(name, spec))
-        new_line = f"{ref.prefix}{token}{nl}"
-        at = t.starts[ref.span.line] if before is not None else t.line_next(after.span.line)
-        if before is None and at == len(doc.text) and not doc.text.endswith("\n"):
-            new_line = nl + new_line.rstrip("\r\n")
-        inserts.setdefault(at, []).append(new_line)
-    edits += [Edit(at, at, "".join(lines)) for at, lines in inserts.items()]
-    return edits
+    edits = [_changed_edit(doc, items[c.name], c) for c in changes if c.kind == "changed"]
+    if apply_removals:
+        edits += [_removal_edit(doc, t, items[c.name]) for c in changes if c.kind == "removed"]
+    added = [c for c in changes if c.kind == "added"]
+    return edits + (_addition_edits(doc, t, added) if added else [])
+
+
 def new_recipe_text(doc: RecipeDoc, target: str, sha256: str, drift: list[Change],
                     drift_incomplete: bool, apply_deps: bool) -> str:
     """The recipe ``doc`` moved to ``target`` (its sdist's ``sha256``; with ``apply_deps``, its

@@ -16,12 +16,12 @@ from packaging.version import InvalidVersion, Version
 
 from dxforge.bump.drift import Change, compute_drift, upstream_requirements
 from dxforge.bump.edit import new_recipe_text
-from dxforge.bump.recipedoc import RecipeDoc, read_recipe
+from dxforge.bump.recipedoc import RecipeDoc, doc_of
 from dxforge.layout import Layout
 from dxforge.metadata import DistMetadata, core_metadata, parse_metadata, read_sdist
 from dxforge.progress import SILENT, Progress
 from dxforge.pypi import IndexFile, PackageIndex, parsed_version_of, verified, version_of
-from dxforge.recipes import recipe_paths
+from dxforge.recipes import load_recipes
 from dxforge.target import project_target
 from dxforge.util import DxError
 
@@ -168,7 +168,7 @@ def _pmap(fn: Callable[[Any], Any], items: list[Any], workers: int) -> list[Any]
 
 def _load_docs(root: Path) -> tuple[list[RecipeDoc], str, Version]:
     """The recipes, their common current version (as written and parsed)."""
-    docs = [read_recipe(p) for p in recipe_paths(root)]
+    docs = [doc_of(r) for r in load_recipes(root)]  # as the build renders them
     names = [d.name for d in docs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

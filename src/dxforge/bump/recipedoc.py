@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dxforge import expr
 from dxforge.bump.textedit import SourceText, Span, as_text
-from dxforge.util import DxError, read_utf8
+from dxforge.recipes import Recipe, read_text
+from dxforge.util import DxError
 
-_EXPR = re.compile(r"\$\{\{(.*?)\}\}")
 _ITEM = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)(?:\s+(.*))?$")
 
 
@@ -52,34 +53,22 @@ class RecipeDoc:
     python_min_span: Span | None
     run: list[RunItem] | None
     run_key_line: int | None
+    recipe: Recipe | None = None
+    """The recipe as the build renders it (:func:`dxforge.recipes.load_recipe`), when read
+    through :func:`doc_of`."""
 
     def render(self, template: str, version: str) -> str:
-        """``template`` with ``${{ var }}`` (and the ``lower``/``upper``/``replace`` filters)
-        filled from the context, ``version`` as the version."""
-        values = {**self.context, "version": version}
-
-        def sub(m: re.Match[str]) -> str:
-            parts = [p.strip() for p in m.group(1).split("|")]
-            if parts[0] not in values:
-                raise KeyError(parts[0])
-            value = str(values[parts[0]])
-            for f in parts[1:]:
-                r = re.fullmatch(r"""replace\(\s*(['"])(.*?)\1\s*,\s*(['"])(.*?)\3\s*\)""", f)
-                if f == "lower":
-                    value = value.lower()
-                elif f == "upper":
-                    value = value.upper()
-                elif r:
-                    value = value.replace(r.group(2), r.group(4))
-                else:
-                    raise KeyError(f)
-            return value
-
-        return _EXPR.sub(sub, template)
+        """``template``'s ``${{ }}`` expressions (:mod:`dxforge.expr`) filled from the context,
+        ``version`` as the version; :class:`dxforge.expr.Unknown` (a KeyError) names a name
+        or filter it does not know."""
+        return expr.render(template, {**self.context, "version": version})
 
     def sdist_name(self, version: str) -> str:
-        """The file name of the sdist of ``version``: the last path part of ``source.url``."""
-        tail = _EXPR.sub(lambda m: "\0" * len(m.group(0)), self.url).rsplit("/", 1)[-1]
+        """The file name of the sdist of ``version``: the last path part of ``source.url``
+        (for the recipe's own version, as the build renders it)."""
+        if self.recipe is not None and version == self.version:
+            return self.recipe.source_filename
+        tail = expr.EXPR.sub(lambda m: "\0" * len(m.group(0)), self.url).rsplit("/", 1)[-1]
         template = self.url[len(self.url) - len(tail) :]
         try:
             return self.render(template, version)
@@ -107,10 +96,9 @@ def _value_span(t: SourceText, node: Any, key: str, where: str) -> Span:
     return t.scalar(line, col, node[key], where, _is_flow(node))
 
 
-def parse_recipe(path: Path, text: str) -> RecipeDoc:
-    """Read the bump-relevant fields of a recipe's ``text``; errors name the file and key."""
+def _load(path: Path, text: str) -> Any:
     from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap
     from ruamel.yaml.error import YAMLError
 
     try:
@@ -119,24 +107,21 @@ def parse_recipe(path: Path, text: str) -> RecipeDoc:
         raise DxError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, CommentedMap):
         raise DxError(f"{path}: the recipe is not a YAML mapping")
-    t = SourceText(text, path)
-    context = _child(data, "context")
-    ctx = (
-        {str(k): str(v) for k, v in context.items() if as_text(v) is not None}
-        if isinstance(context, CommentedMap)
-        else {}
-    )
-    package = _child(data, "package")
+    return data
+
+
+def _version_node(path: Path, context: Any, package: Any) -> tuple[str, Any]:
+    """Where the version is written: ``context.version``, else a literal ``package.version``."""
     if context is not None and "version" in context:
-        version_key, vnode = "context.version", context
-    elif package is not None and "version" in package and "${{" not in str(package["version"]):
-        version_key, vnode = "package.version", package
-    else:
-        raise DxError(f'{path}: key context.version: missing; add it (version: "X.Y.Z")')
-    version_span = _value_span(t, vnode, "version", version_key)
-    name = ctx.get("name") or str(_child(package, "name") or "")
-    if not name or "${{" in name:
-        raise DxError(f"{path}: key context.name: missing; add the package name there")
+        return "context.version", context
+    if package is not None and "version" in package and "${{" not in str(package["version"]):
+        return "package.version", package
+    raise DxError(f'{path}: key context.version: missing; add it (version: "X.Y.Z")')
+
+
+def _source(path: Path, data: Any) -> Any:
+    """The one url source (the sdist)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
     source = data.get("source")
     if isinstance(source, CommentedSeq):
@@ -146,60 +131,92 @@ def parse_recipe(path: Path, text: str) -> RecipeDoc:
         source = with_url[0]
     if not isinstance(source, CommentedMap) or "url" not in source or "sha256" not in source:
         raise DxError(f"{path}: key source: a url and a sha256 are required")
-    sha_span = _value_span(t, source, "sha256", "source.sha256")
+    return source
+
+
+def _build_number(t: SourceText, data: Any, context: Any) -> tuple[int, str, Span | None]:
+    """``build.number``, or the context variable it names, with where it is written."""
+    from ruamel.yaml.comments import CommentedMap
 
     build = _child(data, "build")
-    number, number_key, number_span = 0, "build.number", None
-    if build is not None and "number" in build:
-        raw = build["number"]
-        m = re.fullmatch(r"\s*\$\{\{\s*(\w+)\s*\}\}\s*", str(raw))
-        if m and isinstance(context, CommentedMap) and m.group(1) in context:
-            number_key = f"context.{m.group(1)}"
-            number_span = _value_span(t, context, m.group(1), number_key)
-            raw = context[m.group(1)]
-        else:
-            number_span = _value_span(t, build, "number", number_key)
-        try:
-            number = int(str(raw))
-        except ValueError:
-            raise DxError(
-                f"{path}: key {number_key}: {raw!r} is not a build number; write a number"
-            ) from None
+    if build is None or "number" not in build:
+        return 0, "build.number", None
+    raw = build["number"]
+    m = re.fullmatch(r"\s*\$\{\{\s*(\w+)\s*\}\}\s*", str(raw))
+    if m and isinstance(context, CommentedMap) and m.group(1) in context:
+        key = f"context.{m.group(1)}"
+        span = _value_span(t, context, m.group(1), key)
+        raw = context[m.group(1)]
+    else:
+        key = "build.number"
+        span = _value_span(t, build, "number", key)
+    try:
+        return int(str(raw)), key, span
+    except ValueError:
+        raise DxError(f"{t.path}: key {key}: {raw!r} is not a build number; write a number") \
+            from None
+
+
+def _run_item(t: SourceText, node: Any, i: int, flow: bool) -> RunItem:
+    line, col = node.lc.item(i)
+    item = node[i]
+    prefix = t.text[t.starts[line] : t.starts[line] + col]
+    if not isinstance(item, str):
+        return RunItem(i, None, None, "", None, prefix, False)
+    span = t.scalar(line, col, item, f"requirements.run[{i}]", flow)
+    rest = t.text[span.end : t.line_end(line)].strip()
+    m = _ITEM.match(str(item).strip())
+    return RunItem(
+        index=i,
+        raw=str(item),
+        name=m.group(1).lower() if m else None,
+        spec=(m.group(2) or "").strip() if m else "",
+        span=span,
+        prefix=prefix,
+        alone=not flow and prefix.strip() == "-" and (not rest or rest.startswith("#")),
+        beyond=rest.startswith(BEYOND),
+    )
+
+
+def _run(t: SourceText, data: Any) -> tuple[list[RunItem] | None, int | None]:
+    """``requirements.run`` entry by entry, and the line of its key."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    node = _child(_child(data, "requirements"), "run")
+    if node is None:
+        return None, None
+    if not isinstance(node, CommentedSeq):
+        raise DxError(f"{t.path}: key requirements.run: a list is expected")
+    flow = _is_flow(node)
+    items = [_run_item(t, node, i, flow) for i in range(len(node))]
+    return items, data["requirements"].lc.key("run")[0]
+
+
+def parse_recipe(path: Path, text: str) -> RecipeDoc:
+    """Read the bump-relevant fields of a recipe's ``text``; errors name the file and key."""
+    from ruamel.yaml.comments import CommentedMap
+
+    data = _load(path, text)
+    t = SourceText(text, path)
+    context = _child(data, "context")
+    ctx = (
+        {str(k): str(v) for k, v in context.items() if as_text(v) is not None}
+        if isinstance(context, CommentedMap)
+        else {}
+    )
+    package = _child(data, "package")
+    version_key, vnode = _version_node(path, context, package)
+    version_span = _value_span(t, vnode, "version", version_key)
+    name = ctx.get("name") or str(_child(package, "name") or "")
+    if not name or "${{" in name:
+        raise DxError(f"{path}: key context.name: missing; add the package name there")
+    source = _source(path, data)
+    sha_span = _value_span(t, source, "sha256", "source.sha256")
+    number, number_key, number_span = _build_number(t, data, context)
     python_min_span = None
     if isinstance(context, CommentedMap) and "python_min" in context:
         python_min_span = _value_span(t, context, "python_min", "context.python_min")
-
-    run_node = _child(_child(data, "requirements"), "run")
-    run: list[RunItem] | None = None
-    run_key_line = None
-    if isinstance(run_node, CommentedSeq):
-        run = []
-        run_key_line = data["requirements"].lc.key("run")[0]
-        flow = _is_flow(run_node)
-        for i, item in enumerate(run_node):
-            line, col = run_node.lc.item(i)
-            prefix = text[t.starts[line] : t.starts[line] + col]
-            if not isinstance(item, str):
-                run.append(RunItem(i, None, None, "", None, prefix, False))
-                continue
-            span = t.scalar(line, col, item, f"requirements.run[{i}]", flow)
-            rest = text[span.end : t.line_end(line)].strip()
-            alone = not flow and prefix.strip() == "-" and (not rest or rest.startswith("#"))
-            m = _ITEM.match(str(item).strip())
-            run.append(
-                RunItem(
-                    index=i,
-                    raw=str(item),
-                    name=m.group(1).lower() if m else None,
-                    spec=(m.group(2) or "").strip() if m else "",
-                    span=span,
-                    prefix=prefix,
-                    alone=alone,
-                    beyond=rest.startswith(BEYOND),
-                )
-            )
-    elif run_node is not None:
-        raise DxError(f"{path}: key requirements.run: a list is expected")
+    run, run_key_line = _run(t, data)
     return RecipeDoc(
         path=path,
         text=text,
@@ -221,8 +238,11 @@ def parse_recipe(path: Path, text: str) -> RecipeDoc:
 
 
 def read_recipe(path: Path) -> RecipeDoc:
-    try:
-        text = read_utf8(Path(path), "save the recipe as UTF-8 (retype that character)")
-    except OSError as e:
-        raise DxError(f"{path}: cannot read: {e}") from None
-    return parse_recipe(Path(path), text)
+    return parse_recipe(Path(path), read_text(Path(path)))
+
+
+def doc_of(recipe: Recipe) -> RecipeDoc:
+    """The editable view of a recipe the build renders: its text's fields and their places."""
+    doc = parse_recipe(recipe.path, recipe.text)
+    doc.recipe = recipe
+    return doc

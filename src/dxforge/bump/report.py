@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dxforge.bump.drift import Change
 from dxforge.bump.plan import BumpResult
+from dxforge.notes import DriftRow, drift_table
 
 
 def drift_rows(result: BumpResult) -> list[tuple[str, Change]]:
@@ -44,11 +45,8 @@ def pr_body(result: BumpResult) -> str:
             f"The run requirements of the recipes differ from the Requires-Dist of {new} "
             "(through the conda-forge name map). " + state,
             "",
-            "| package | requirement | change | recipe | upstream |",
-            "|---|---|---|---|---|",
+            *drift_table([DriftRow(n, c.name, c.kind, c.recipe, c.upstream) for n, c in rows]),
         ]
-        for name, c in rows:
-            lines.append(f"| {name} | {c.name} | {c.kind} | {_md(c.recipe)} | {_md(c.upstream)} |")
     else:
         lines.append(f"The run requirements match the Requires-Dist of {new}: no drift found.")
     notes = result.notes + [n for p in result.packages for n in p.notes]
@@ -72,12 +70,6 @@ def pr_body(result: BumpResult) -> str:
 
 def _plain(spec: str | None) -> str:
     return "-" if spec is None else (spec or "(any)")
-
-
-def _md(spec: str | None) -> str:
-    if spec is None:
-        return "—"
-    return f"`{spec}`" if spec else "(any)"
 
 
 

@@ -40,6 +40,36 @@ class SourceText:
         """Offset of the start of the next line (or the end of the text)."""
         return self.starts[line + 1] if line + 1 < len(self.starts) else len(self.text)
 
+    def _quoted_end(self, start: int, end_of_line: int) -> int:
+        """The end of the quoted scalar at ``start`` (``"`` with backslash escapes, ``'`` with
+        doubled quotes), or -1 when it does not close on its line."""
+        text, q = self.text, self.text[start]
+        i = start + 1
+        while i < end_of_line:
+            if q == '"' and text[i] == "\\":
+                i += 2
+            elif text[i] == q and q == "'" and text[i + 1 : i + 2] == "'":
+                i += 2
+            elif text[i] == q:
+                return i + 1
+            else:
+                i += 1
+        return -1
+
+    def _plain_end(self, start: int, end_of_line: int, flow: bool) -> int:
+        """The end of the plain scalar at ``start``: before a comment, and in a flow
+        collection before ``,``, ``]`` or ``}``."""
+        text = self.text
+        stop = end_of_line
+        m = re.compile(r"[ \t]#").search(text, start, end_of_line)
+        if m:
+            stop = m.start()
+        if flow:
+            m = re.compile(r",|[\]}]").search(text, start, stop)
+            if m:
+                stop = m.start()
+        return start + len(text[start:stop].rstrip())
+
     def scalar(self, line: int, col: int, value: object, key: str, flow: bool = False) -> Span:
         """The span of the single-line scalar ``value`` that starts at (``line``, ``col``)."""
         start = self.starts[line] + col
@@ -47,36 +77,10 @@ class SourceText:
         text = self.text
         q = text[start : start + 1]
         end = -1
-        if q == '"':
-            i = start + 1
-            while i < end_of_line:
-                if text[i] == "\\":
-                    i += 2
-                    continue
-                if text[i] == '"':
-                    end = i + 1
-                    break
-                i += 1
-        elif q == "'":
-            i = start + 1
-            while i < end_of_line:
-                if text[i] == "'":
-                    if text[i + 1 : i + 2] == "'":
-                        i += 2
-                        continue
-                    end = i + 1
-                    break
-                i += 1
+        if q in ('"', "'"):
+            end = self._quoted_end(start, end_of_line)
         elif q not in ("|", ">", ""):
-            stop = end_of_line
-            m = re.compile(r"[ \t]#").search(text, start, end_of_line)
-            if m:
-                stop = m.start()
-            if flow:
-                m = re.compile(r",|[\]}]").search(text, start, stop)
-                if m:
-                    stop = m.start()
-            end = start + len(text[start:stop].rstrip())
+            end = self._plain_end(start, end_of_line, flow)
         if end < 0 or load_scalar(text[start:end]) != as_text(value):
             raise DxError(
                 f"{self.path}:{line + 1}: key {key}: dxforge bump edits single-line scalars "

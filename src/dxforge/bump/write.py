@@ -9,10 +9,11 @@ from dxforge.bump.plan import BumpOptions, BumpResult, plan_bump
 from dxforge.progress import SILENT, Progress
 from dxforge.util import DxError, atomic_write_text, file_lock
 
+Change = tuple[Path, str, str]
+"""A file, its text when the bump read it, and its new text."""
 
-def write_all(result: BumpResult) -> list[Path]:
-    """Write every changed recipe and construct.yaml, or none: on an error the ones written
-    are restored."""
+
+def _changes(result: BumpResult) -> list[Change]:
     changes = [(p.doc.path, p.doc.text, p.new_text) for p in result.packages if p.new_text]
     construct = result.root / "construct.yaml"
     if construct.exists():
@@ -20,6 +21,10 @@ def write_all(result: BumpResult) -> list[Path]:
         new_text = new_construct_text(construct, old_text, result.current, result.target)
         if new_text is not None:
             changes.append((construct, old_text, new_text))
+    return changes
+
+
+def _unchanged_since_read(changes: list[Change]) -> None:
     for path, old, _new in changes:
         try:
             now = path.read_bytes().decode("utf-8")
@@ -31,30 +36,43 @@ def write_all(result: BumpResult) -> list[Path]:
             raise DxError(
                 f"{path} changed while dxforge bump ran; nothing was written; run it again"
             )
+
+
+def _restore(written: list[tuple[Path, str]], error: BaseException) -> DxError:
+    """Put back the files already written; the error to raise for ``error``."""
+    failed = []
+    for path, old in reversed(written):
+        try:
+            atomic_write_text(path, old)
+        except OSError as e2:
+            failed.append(f"{path} ({e2})")
+    if failed:
+        return DxError(
+            f"writing the recipes failed ({error}) and restoring {', '.join(failed)} failed "
+            "too; restore them from version control (git checkout recipes/)"
+        )
+    return DxError(
+        f"writing the recipes failed ({error}); the {len(written)} already written were "
+        "restored, nothing was changed"
+    )
+
+
+def write_all(result: BumpResult) -> list[Path]:
+    """Write every changed recipe and construct.yaml, or none: on an error the ones written
+    are restored."""
+    changes = _changes(result)
+    _unchanged_since_read(changes)
     written: list[tuple[Path, str]] = []
     try:
         for path, old, new in changes:
             if new != old:
                 atomic_write_text(path, new)
                 written.append((path, old))
-    except BaseException as e:
-        failed = []
-        for path, old in reversed(written):
-            try:
-                atomic_write_text(path, old)
-            except OSError as e2:
-                failed.append(f"{path} ({e2})")
-        if not isinstance(e, OSError | DxError):
-            raise
-        if failed:
-            raise DxError(
-                f"writing the recipes failed ({e}) and restoring {', '.join(failed)} failed too; "
-                "restore them from version control (git checkout recipes/)"
-            ) from None
-        raise DxError(
-            f"writing the recipes failed ({e}); the {len(written)} already written were "
-            "restored, nothing was changed"
-        ) from None
+    except (OSError, DxError) as e:
+        raise _restore(written, e) from None
+    except BaseException:
+        _restore(written, RuntimeError("interrupted"))
+        raise
     return [p for p, _ in written]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dxforge
+from dxforge import store
 from dxforge.channel import Package
 from dxforge.construct import ConstructSpec, load_construct
 from dxforge.installer import shipped_dir
@@ -33,7 +33,8 @@ from dxforge.installer.shell import (
 from dxforge.installer.stage import channel_list, solve, stage, staging_prefix
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, atomic_write_text, file_lock, sha256_file
+from dxforge.store import Store
+from dxforge.util import DxError, file_lock, sha256_file
 
 CACHE_FORMAT = 2
 
@@ -137,7 +138,7 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
         solved = solve(spec, channels, progress)
         key = fingerprint(construct, spec, files, channels, solved[1], decoder, opts)
         entry = layout.cache / "installers" / key[:24]
-        cached = None if opts.force else _from_cache(entry, spec, out, solved[1], channels,
+        cached = None if opts.force else _from_cache(entry, key, spec, out, solved[1], channels,
                                                      progress)
         if cached is not None:
             cached.seconds = time.monotonic() - t0
@@ -226,7 +227,7 @@ def fingerprint(construct: Path, spec: ConstructSpec, files: Path, channels: lis
         "pyc": opts.pyc,
         "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
     }
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return store.fingerprint(data)
 
 
 RESULT = "result.json"
@@ -234,26 +235,23 @@ RESULT = "result.json"
 
 def _to_cache(entry: Path, result: InstallerResult) -> None:
     """Keep the installer and its result in the user cache (a copy: ``out`` stays its own)."""
-    tmp = entry.with_name(f".{entry.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+
+    def fill(tmp: Path) -> dict[str, Any]:
         shutil.copy2(result.installer, tmp / result.installer.name)
-        atomic_write_text(tmp / RESULT, json.dumps(result.as_json(), indent=1, sort_keys=True))
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return result.as_json()
+
+    Store(entry.parent, RESULT).put(entry.name, fill, key=result.fingerprint)
 
 
-def _from_cache(entry: Path, spec: ConstructSpec, out: Path, packages: list[Package],
-                channels: list[str], progress: Progress) -> InstallerResult | None:
+def _from_cache(entry: Path, entry_key: str, spec: ConstructSpec, out: Path,
+                packages: list[Package], channels: list[str],
+                progress: Progress) -> InstallerResult | None:
     """The installer of this fingerprint copied from the user cache into ``out`` with its
     companions written for this project, or None (not there, or its sha256 does not hold)."""
-    try:
-        data = json.loads((entry / RESULT).read_text())
-    except (OSError, ValueError):
+    found = Store(entry.parent, RESULT).get(entry.name, key=entry_key)
+    if found is None:
         return None
+    data = found.meta
     src = entry / spec.installer_filename
     if not src.is_file():
         return None

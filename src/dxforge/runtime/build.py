@@ -14,17 +14,15 @@ one component reuses every other.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from dxforge import schedule, store
 from dxforge.elf import above_floor, fix_runpaths, strip, walk_elf
 from dxforge.package import PLACEHOLDER
 from dxforge.progress import SILENT, Progress
@@ -33,7 +31,8 @@ from dxforge.runtime import roots
 from dxforge.runtime.apt import Apt
 from dxforge.runtime.components import SOURCE_RELEASE, Component, components
 from dxforge.runtime.sources import obtain
-from dxforge.util import DxError, atomic_write_text, file_lock
+from dxforge.store import Store, link_or_copy
+from dxforge.util import DxError, file_lock
 
 RUNTIME_FORMAT = 2
 """Bump when what the build does changes outside the scripts (a rebuild follows)."""
@@ -126,11 +125,7 @@ class Plan:
 
     @property
     def fingerprint(self) -> str:
-        return _digest(sorted(self.fingerprints.items()))[:32]
-
-
-def _digest(data: object) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+        return store.fingerprint(sorted(self.fingerprints.items()))[:32]
 
 
 def plan(cache: Path, python: str, only: set[str] | None = None) -> Plan:
@@ -148,7 +143,7 @@ def plan(cache: Path, python: str, only: set[str] | None = None) -> Plan:
     root = BUILD_ROOT.key(apt.mirror)
     fps: dict[str, str] = {}
     for c in comps:
-        fps[c.name] = _digest({
+        fps[c.name] = store.fingerprint({
             "format": RUNTIME_FORMAT, "placeholder": PLACEHOLDER, "root": root,
             "floor": GLIBC_FLOOR, "name": c.name, "debian": c.debian, "version": versions[c.name],
             "pin": c.pin.sha256 if c.pin else None,
@@ -163,6 +158,12 @@ def fingerprint(cache: Path, python: str) -> str:
     return plan(cache, python).fingerprint
 
 
+def components_store(cache: Path) -> Store:
+    """Built components in the user cache (entries made before the store, without sha256,
+    keep their layout and are read as before)."""
+    return Store(cache / "runtime" / "components", "component.json", legacy=True)
+
+
 def _files(tree: Path) -> list[str]:
     """Files and symlinks under ``tree``, relative, sorted."""
     out = []
@@ -172,12 +173,12 @@ def _files(tree: Path) -> list[str]:
     return sorted(out)
 
 
-def _load(c: Component, entry: Path, fp: str) -> Built | None:
-    meta = entry / "component.json"
-    if not meta.is_file():
+def _load(c: Component, kept: Store, fp: str) -> Built | None:
+    entry = kept.get(f"{c.name}-{fp[:16]}")
+    if entry is None:
         return None
-    data = json.loads(meta.read_text())
-    return Built(c, entry, fp, data["version"], data["files"], data.get("seconds", 0.0))
+    data = entry.meta
+    return Built(c, entry.path, fp, data["version"], data["files"], data.get("seconds", 0.0))
 
 
 class _Builder:
@@ -195,9 +196,10 @@ class _Builder:
         self.floor: floors.FloorPlan | None = None
         self.lock = threading.Lock()
         self.apt: Apt | None = None
+        self.store = components_store(cache)
 
-    def entry(self, c: Component) -> Path:
-        return self.base / "components" / f"{c.name}-{self.plan.fingerprints[c.name][:16]}"
+    def entry(self, c: Component) -> str:
+        return f"{c.name}-{self.plan.fingerprints[c.name][:16]}"
 
     def _root(self) -> Path:
         with self.lock:
@@ -270,26 +272,25 @@ class _Builder:
                               != (size, mtime)):
                 raise DxError(f"building {c.name} changed {rel}, a file of a component it needs; "
                               f"its script must not install over it (log: {log})")
-        entry = self.entry(c)
-        tmp = entry.with_name(f".{entry.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tree = tmp / "tree"
-        tree.mkdir(parents=True)
         own = [rel for rel in _files(stage) if rel not in inherited]
-        for rel in own:
-            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / rel, tree / rel)
-        shutil.rmtree(stage)
-        _finalize(c, tree, own, log, self.floor)
-        files = _files(tree)
-        if not files:
-            raise DxError(f"building {c.name} installed nothing; see {log}")
-        atomic_write_text(tmp / "component.json", json.dumps(
-            {"name": c.name, "fingerprint": fp, "version": version, "files": files,
-             "seconds": seconds, "floor": self.floor.text}, indent=1) + "\n")
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
-        return Built(c, entry, fp, version, files, seconds)
+
+        def fill(tmp: Path) -> dict[str, object]:
+            tree = tmp / "tree"
+            tree.mkdir()
+            for rel in own:
+                (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(stage / rel, tree / rel)
+            shutil.rmtree(stage)
+            assert self.floor is not None
+            _finalize(c, tree, own, log, self.floor)
+            files = _files(tree)
+            if not files:
+                raise DxError(f"building {c.name} installed nothing; see {log}")
+            return {"name": c.name, "fingerprint": fp, "version": version, "files": files,
+                    "seconds": seconds, "floor": self.floor.text}
+
+        entry = self.store.put(self.entry(c), fill)
+        return Built(c, entry.path, fp, version, entry.meta["files"], seconds)
 
     def close(self) -> None:
         if self.work is not None:
@@ -328,15 +329,7 @@ def _merge(parts: dict[str, Built], dest: Path) -> None:
         if built.component.tool:
             continue
         for rel in built.files:
-            src, dst = built.tree / rel, tmp / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if src.is_symlink():
-                os.symlink(os.readlink(src), dst)
-                continue
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
+            link_or_copy(built.tree / rel, tmp / rel)
     os.replace(tmp, dest)
 
 
@@ -353,7 +346,7 @@ def build_runtime(cache: Path, python: str, progress: Progress = SILENT, jobs: i
         parts: dict[str, Built] = {}
         todo = {c.name: c for c in p.components}
         for c in p.components:
-            found = _load(c, builder.entry(c), p.fingerprints[c.name])
+            found = _load(c, builder.store, p.fingerprints[c.name])
             if found is not None:
                 parts[c.name] = found
                 del todo[c.name]
@@ -371,38 +364,27 @@ def build_runtime(cache: Path, python: str, progress: Progress = SILENT, jobs: i
 
 def _schedule(todo: dict[str, Component], parts: dict[str, Built], builder: _Builder,
               progress: Progress, parallel: int) -> None:
-    """Build ``todo`` in dependency order, independent components side by side; the first
-    failure stops the rest."""
+    """Build ``todo`` in dependency order, each component once those it needs are built (up to
+    ``parallel`` at a time); the first failure stops the rest and is raised."""
+    unknown = sorted(c.name for c in todo.values()
+                     if any(n not in todo and n not in parts for n in c.needs))
+    if unknown:
+        raise DxError(f"runtime components {', '.join(unknown)} need components that "
+                      "are not in the runtime; fix `needs` in runtime/components.py")
 
-    def ready() -> list[Component]:
-        return [c for c in todo.values() if all(n in parts for n in c.needs)]
+    def report(event: schedule.Event) -> None:
+        if event.kind == "start":
+            progress.start(event.name)
+        elif event.kind == "done":
+            assert isinstance(event.result, Built)
+            parts[event.name] = event.result
+            progress.done(f"{event.name} {event.result.version} ({event.result.seconds:.0f} s)")
 
-    running: dict[Future[Built], Component] = {}
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
-        submit: Callable[[Component], Future[Built]] = lambda c: pool.submit(  # noqa: E731
-            builder.build, c, _closure(c, parts))
-        while todo or running:
-            for c in ready():
-                if len(running) >= max(1, parallel):
-                    break
-                del todo[c.name]
-                progress.start(c.name)
-                running[submit(c)] = c
-            if not running:
-                missing = sorted(todo)
-                raise DxError(f"runtime components {', '.join(missing)} need components that "
-                              "are not in the runtime; fix `needs` in runtime/components.py")
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in done:
-                c = running.pop(fut)
-                try:
-                    parts[c.name] = fut.result()
-                except BaseException:
-                    for other in running:
-                        other.cancel()
-                    raise
-                progress.done(f"{c.name} {parts[c.name].version} "
-                              f"({parts[c.name].seconds:.0f} s)")
+    schedule.run(
+        {c.name: [n for n in c.needs if n in todo] for c in todo.values()},
+        lambda name: builder.build(todo[name], _closure(todo[name], parts)),
+        jobs=parallel, report=report,
+    ).raise_first()
 
 
 def _closure(c: Component, parts: dict[str, Built]) -> list[Built]:

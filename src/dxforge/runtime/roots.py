@@ -7,8 +7,6 @@ the one isolation model (:mod:`dxforge.isolate`); nothing is mounted on the host
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shlex
 import shutil
@@ -20,6 +18,7 @@ from pathlib import Path
 from dxforge.isolate import LOOPBACK_UP, as_user
 from dxforge.progress import SILENT, Progress
 from dxforge.runtime.apt import Mirror, mirror
+from dxforge.store import Store, fingerprint
 from dxforge.util import DxError, execute, run
 
 ROOT_FORMAT = 1
@@ -35,7 +34,7 @@ class RootSpec:
     def key(self, repo: Mirror) -> str:
         data = [ROOT_FORMAT, self.release, self.variant, sorted(self.include), repo.archive,
                 repo.security]
-        return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
+        return fingerprint(data)[:16]
 
 
 def why_not() -> str:
@@ -59,27 +58,22 @@ def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT) -> Path:
     if why:
         raise DxError(f"cannot make a Debian {spec.release} root: {why}")
     repo = mirror()
-    out = cache / "roots" / f"{spec.release}-{spec.variant}-{spec.key(repo)}.tar"
+    roots = Store(cache / "roots")
+    out = roots.path(f"{spec.release}-{spec.variant}-{spec.key(repo)}.tar")
     if out.is_file():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
     progress.step(f"making a Debian {spec.release} {spec.variant} root (mmdebstrap)")
     lines = [f"deb {repo.archive} {spec.release} main",
              f"deb {repo.archive} {spec.release}-updates main"]
     if repo.security:
         lines.append(f"deb {repo.security} {spec.release}-security main")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     cmd = ["mmdebstrap", "--mode=root", f"--variant={spec.variant}", "--format=tar"]
     if spec.include:
         cmd.append("--include=" + ",".join(sorted(spec.include)))
-    try:
-        run([*cmd, spec.release, str(tmp), *lines], what=f"mmdebstrap {spec.release}",
-            fix="check the network and the Debian mirror in apt's sources", timeout=3600,
-            log=cache / "roots" / f"{out.stem}.log")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return roots.put_file(out.name, lambda tmp: run(
+        [*cmd, spec.release, str(tmp), *lines], what=f"mmdebstrap {spec.release}",
+        fix="check the network and the Debian mirror in apt's sources", timeout=3600,
+        log=roots.root / f"{out.stem}.log"))
 
 
 def extract(archive: Path, dest: Path) -> Path:

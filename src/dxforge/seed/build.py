@@ -14,13 +14,11 @@ is kept in the user cache by what it depends on:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -33,7 +31,7 @@ from packaging.utils import canonicalize_name
 
 import dxforge
 from dxforge import channel as ch
-from dxforge import needs
+from dxforge import needs, store
 from dxforge.construct import load_construct
 from dxforge.fetch import fetch_sources
 from dxforge.layout import Layout
@@ -58,8 +56,9 @@ from dxforge.runtime.packages import (
 from dxforge.seed import wheels
 from dxforge.seed.plan import SeedPlan, plan
 from dxforge.specs import split_spec
+from dxforge.store import Entry, Store, link_or_copy, link_tree
 from dxforge.target import Target, project_target
-from dxforge.util import DxError, atomic_write_text, file_lock, publish, run, sha256_file
+from dxforge.util import DxError, atomic_write_text, file_lock, run, sha256_file
 
 MANIFEST = "dxforge-seed.json"
 SEED_FORMAT = 3
@@ -141,10 +140,6 @@ def seed_plan(layout: Layout, target: Target, index_url: str | None = None) -> S
     return plan(layout.root, siblings, reqs, _construct_specs(layout.root), tests)
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _extras_inputs(requires_dist: list[str], lookup: dict[str, list[str]],
                    target: Target) -> dict[str, list[str]]:
     """The metadata a conversion reads to expand extras: part of its cache key."""
@@ -158,20 +153,18 @@ def _extras_inputs(requires_dist: list[str], lookup: dict[str, list[str]],
 
 
 def _cached(entry: Path, pattern: str, make: Callable[[Path], object]) -> list[Path]:
-    """The files matching ``pattern`` in the cache directory ``entry``; when there are none,
-    ``make(tmp)`` fills a temporary sibling directory, which then replaces ``entry`` whole."""
-    found = sorted(entry.glob(pattern))
-    if found:
-        return found
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=entry.parent))
-    try:
-        make(tmp)
-        shutil.rmtree(entry, ignore_errors=True)
-        os.replace(tmp, entry)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return sorted(entry.glob(pattern))
+    """The files matching ``pattern`` in the store entry ``entry`` (each file's sha256
+    checked); when it is not there, ``make(tmp)`` fills a new one."""
+    kept = Store(entry.parent)
+    found = kept.get(entry.name)
+    if found is None:
+
+        def fill(tmp: Path) -> dict[str, Any]:
+            make(tmp)
+            return {}
+
+        found = kept.put(entry.name, fill)
+    return sorted(found.path.glob(pattern))
 
 
 def _spec_name(spec: str) -> str:
@@ -233,7 +226,7 @@ class Seeder:
                 "certificates": deb_version,
             }
             resolved, how = self._resolution(sp, rt, target, inputs)
-            fingerprint = _digest([inputs, [asdict(r) for r in resolved]])
+            fingerprint = store.fingerprint([inputs, [asdict(r) for r in resolved]])
             old = _manifest(out)
             if old.get("fingerprint") == fingerprint and all(
                 (out / p).exists() for p in old.get("packages", [])
@@ -241,13 +234,14 @@ class Seeder:
                 return SeedResult("up-to-date", out, fingerprint, old["packages"],
                                   old.get("size_bytes", 0), time.monotonic() - t0,
                                   old.get("inputs", {}), how)
-            store = self.cache / "channels" / fingerprint[:16]
+            channels = Store(self.cache / "channels", MANIFEST)
+            stored = channels.get(fingerprint[:16], key=fingerprint)
             status = "assembled"
-            if not _manifest(store).get("fingerprint") == fingerprint:
+            if stored is None:
                 status = "built"
                 packages = self._build(sp, rt, target, resolved, deb)
-                self._store(store, packages, fingerprint, inputs)
-            summary = self._publish(store, out)
+                stored = self._store(channels, packages, fingerprint, inputs)
+            summary = self._publish(stored.path, out)
         return SeedResult(status, out, fingerprint, summary["packages"], summary["size_bytes"],
                           time.monotonic() - t0, inputs, how)
 
@@ -258,7 +252,7 @@ class Seeder:
         """The recorded resolution of these requirements, or a new one (then recorded)."""
         if not sp.requirements:
             return [], "resolved"
-        key = _digest([inputs["requirements"], asdict(target)])[:16]
+        key = store.fingerprint([inputs["requirements"], asdict(target)])[:16]
         record = self.cache / "resolutions" / f"{key}.json"
         if record.is_file() and not self.opts.refresh:
             data = json.loads(record.read_text())
@@ -311,8 +305,8 @@ class Seeder:
     def _libraries(self, needs: set[str], provided: set[str]) -> tuple[list[Path], dict[str, str]]:
         """The closure's library packages (cached by what they answer for), and which package
         ships each soname."""
-        key = _digest([PACKAGING_FORMAT, BUILD_ROOT.key(mirror()), sorted(needs - provided),
-                       sorted(provided)])[:16]
+        key = store.fingerprint([PACKAGING_FORMAT, BUILD_ROOT.key(mirror()),
+                                 sorted(needs - provided), sorted(provided)])[:16]
         entry = self.cache / "libraries" / key
 
         def make(tmp: Path) -> None:
@@ -334,7 +328,8 @@ class Seeder:
         return made, json.loads((entry / "provides.json").read_text())
 
     def _components(self, rt: RuntimeBuild, target: Target, provides: Provides) -> list[Path]:
-        key = _digest([PACKAGING_FORMAT, rt.fingerprint, asdict(target), provides.sonames])[:16]
+        key = store.fingerprint([PACKAGING_FORMAT, rt.fingerprint, asdict(target),
+                                 provides.sonames])[:16]
 
         def make(tmp: Path) -> None:
             work = tmp / "work"
@@ -349,7 +344,7 @@ class Seeder:
         return _cached(self.cache / "runtime" / key, "*/*.conda", make)
 
     def _certificates(self, deb: Path) -> list[Path]:
-        key = _digest([PACKAGING_FORMAT, sha256_file(deb)])[:16]
+        key = store.fingerprint([PACKAGING_FORMAT, sha256_file(deb)])[:16]
 
         def make(tmp: Path) -> None:
             work = tmp / "work"
@@ -382,10 +377,10 @@ class Seeder:
         made, jobs = [], []
         for r, p, n in fetched:
             libraries = {s: provides.sonames[s][0] for s in sorted(n) if s in provides.sonames}
-            entry = self.cache / "conda" / _conversion_key(r, p, libraries, lookup, target)
-            found = sorted(entry.glob("*/*.conda"))
-            if found:
-                made.append(found[0])
+            key = _conversion_key(r, p, libraries, lookup, target)
+            found = Store(self.cache / "conda").get(key)
+            if found is not None:
+                made += sorted(found.path.glob("*/*.conda"))[:1]
             else:
                 jobs.append((r, p, libraries))
         if jobs:
@@ -419,45 +414,32 @@ class Seeder:
 
     # ---- the channel ---------------------------------------------------------------------
 
-    def _store(self, store: Path, packages: list[Path], fingerprint: str,
-               inputs: dict[str, Any]) -> None:
+    def _store(self, channels: Store, packages: list[Path], fingerprint: str,
+               inputs: dict[str, Any]) -> Entry:
         """The channel of ``packages`` in the user cache, indexed, under its fingerprint."""
-        store.parent.mkdir(parents=True, exist_ok=True)
-        new = Path(tempfile.mkdtemp(prefix=f".{store.name}.new-", dir=store.parent))
-        try:
-            rel = [_link(pkg, new / pkg.parent.name / pkg.name) for pkg in packages]
+
+        def fill(new: Path) -> dict[str, Any]:
+            rel = [link_or_copy(pkg, new / pkg.parent.name / pkg.name) for pkg in packages]
             self.progress.step("indexing the channel")
             ch.index(new)
-            summary = {"fingerprint": fingerprint, "inputs": inputs,
-                       "packages": sorted(f"{p.parent.name}/{p.name}" for p in rel),
-                       "count": len(rel), "size_bytes": ch.size_bytes(new)}
-            atomic_write_text(new / MANIFEST, json.dumps(summary, indent=2) + "\n")
-            os.chmod(new, 0o755)
-            shutil.rmtree(store, ignore_errors=True)
-            os.replace(new, store)
-        finally:
-            shutil.rmtree(new, ignore_errors=True)
+            return {"fingerprint": fingerprint, "inputs": inputs,
+                    "packages": sorted(f"{p.parent.name}/{p.name}" for p in rel),
+                    "count": len(rel), "size_bytes": ch.size_bytes(new)}
 
-    def _publish(self, store: Path, out: Path) -> dict[str, Any]:
-        """The cached channel ``store`` at ``out``, by hard links, every package checked
-        against the repodata; one atomic swap."""
-        summary = _manifest(store)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
-        try:
-            for p in sorted(store.rglob("*")):
-                if p.is_file():
-                    _link(p, new / p.relative_to(store))
-            records = ch.repodata_records(new)
-            for r in summary["packages"]:
-                problem = ch.verify_file(new, r, records.get(r))
-                if problem:
-                    raise DxError(f"seed: the cached channel {store} does not match its index: "
-                                  f"{problem}; remove {store} and run dxforge seed again")
-            os.chmod(new, 0o755)
-            publish(new, out)
-        finally:
-            shutil.rmtree(new, ignore_errors=True)
+        return channels.put(fingerprint[:16], fill, key=fingerprint)
+
+    def _publish(self, cached: Path, out: Path) -> dict[str, Any]:
+        """The cached channel at ``out``, by hard links, every package checked against the
+        repodata; one atomic swap."""
+        summary = _manifest(cached)
+
+        def fill(new: Path) -> list[str]:
+            link_tree(cached, new)
+            return list(summary["packages"])
+
+        ch.publish_channel(out, fill, index_it=False,
+                           fix=f"the cached channel {cached} does not match its index: remove "
+                               f"{cached} and run dxforge seed again")
         return summary
 
 
@@ -466,15 +448,6 @@ def _manifest(channel: Path) -> dict[str, Any]:
         return json.loads((channel / MANIFEST).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _link(src: Path, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
-    return dest
 
 
 def _fetch_wheel(
@@ -494,7 +467,7 @@ def _fetch_wheel(
             )
     path = index.download(r.url, wheel_dir / r.filename, sha256, what=r.name)
     if not r.filename.endswith(".whl"):
-        built = wheel_dir / "built" / _digest([r.sha256 or r.url])[:16]
+        built = wheel_dir / "built" / store.fingerprint([r.sha256 or r.url])[:16]
         logs.mkdir(parents=True, exist_ok=True)
         sdist = path
         path = _cached(
@@ -509,8 +482,9 @@ def _fetch_wheel(
 
 def _conversion_key(r: wheels.Resolved, wheel: Path, libraries: dict[str, str],
                     lookup: dict[str, list[str]], target: Target) -> str:
-    return _digest([asdict(target), r.sha256 or r.url, wheel.name, wheels.CONVERTER_VERSION,
-                    _extras_inputs(r.requires_dist, lookup, target), libraries])[:16]
+    return store.fingerprint([asdict(target), r.sha256 or r.url, wheel.name,
+                              wheels.CONVERTER_VERSION,
+                              _extras_inputs(r.requires_dist, lookup, target), libraries])[:16]
 
 
 def _convert_wheel(
