@@ -290,7 +290,7 @@ def test_packages_are_readable_by_all_wherever_written(tmp_path: Path) -> None:
     0600 goes into the user cache, comes back from it and into the channel 0644; so does an
     entry the cache held 0600 from before, and a package already in the channel at 0600 once
     the channel is published again."""
-    from dxforge.build import _from_cache, _publish_level, _to_cache
+    from dxforge.build import _from_cache, _publish, _to_cache
 
     cache, out = tmp_path / "cache", tmp_path / "channel"
     one, two = _package(tmp_path, "dxt-one"), _package(tmp_path, "dxt-two")
@@ -300,9 +300,9 @@ def test_packages_are_readable_by_all_wherever_written(tmp_path: Path) -> None:
     entry.chmod(0o600)  # written by an older dxforge
     found = _from_cache(cache, "f" * 64)
     assert found is not None and found[0] == entry and entry.stat().st_mode & 0o777 == 0o644
-    _publish_level(out, {"dxt-one": one}, {})
+    _publish(out, {"dxt-one": one}, {})
     (out / "noarch" / one.name).chmod(0o600)
-    _publish_level(out, {"dxt-two": two}, {})
+    _publish(out, {"dxt-two": two}, {})
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.rglob("*.conda")}
     assert modes == {one.name: 0o644, two.name: 0o644}
     assert out.stat().st_mode & 0o777 == 0o755

@@ -247,8 +247,9 @@ def _publish(out: Path, built: dict[str, Path], state: dict[str, Any]) -> dict[s
         for name, pkg in built.items():  # a copy: the user cache's entry stays its own file
             (new / pkg.parent.name).mkdir(parents=True, exist_ok=True)
             shutil.copy2(pkg, new / rels[name])
-            world_readable(new / rels[name])  # rattler-build writes its packages 0600
         atomic_write_text(new / STATE, json.dumps(state, indent=2, sort_keys=True))
+        for p in new.rglob("*.conda"):  # rattler-build writes its packages 0600
+            world_readable(p)
         return list(rels.values())
 
     records = ch.publish_channel(out, fill)
