@@ -244,6 +244,21 @@ def _owners(prefix: Path) -> dict[str, str]:
     return owners
 
 
+def _scan_file(p: str, rel: str, needle: bytes) -> tuple[str, int]:
+    """How file ``p`` holds ``needle`` ("symlink", "binary", "text" or "") and its size (a
+    symlink counts nothing)."""
+    if os.path.islink(p):
+        return ("symlink" if needle in os.readlink(p).encode() else ""), 0
+    size = os.path.getsize(p)
+    if rel.endswith(".pyc"):
+        return "", size
+    with open(p, "rb") as f:
+        data = f.read()
+    if needle not in data:
+        return "", size
+    return ("binary" if b"\0" in data else "text"), size
+
+
 def scan_manifest(prefix: Path, holds: str) -> tuple[list[ManifestEntry], int]:
     """Every file (outside .pyc, conda-meta/ and .dxforge/) holding the prefix ``holds``, and
     the prefix's total size in bytes."""
@@ -257,22 +272,12 @@ def scan_manifest(prefix: Path, holds: str) -> tuple[list[ManifestEntry], int]:
         if rel_dir == ".":
             dirnames[:] = [d for d in dirnames if d not in ("conda-meta", DXFORGE_DIR)]
         for name in sorted(filenames):
-            p = os.path.join(dirpath, name)
             rel = os.path.normpath(os.path.join(rel_dir, name))
-            if os.path.islink(p):
-                if needle in os.readlink(p).encode():
-                    entries.append(ManifestEntry(rel, "symlink", owners.get(rel, "")))
-                continue
-            total += os.path.getsize(p)
-            if name.endswith(".pyc"):
-                continue
-            with open(p, "rb") as f:
-                data = f.read()
-            if needle in data:
-                mode = "binary" if b"\0" in data else "text"
+            mode, size = _scan_file(os.path.join(dirpath, name), rel, needle)
+            total += size
+            if mode:
                 entries.append(ManifestEntry(rel, mode, owners.get(rel, "")))
     for d in ("conda-meta", DXFORGE_DIR):
-        for p in (prefix / d).rglob("*"):
-            if p.is_file() and not p.is_symlink():
-                total += p.stat().st_size
+        total += sum(p.stat().st_size for p in (prefix / d).rglob("*")
+                     if p.is_file() and not p.is_symlink())
     return entries, total
