@@ -229,7 +229,7 @@ def enter(binfmts: Sequence[str], argv: Sequence[str]) -> int:
     os.close(ready_w)
     os.close(go_r)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda s, _f: os.kill(pid, s))
+        signal.signal(sig, lambda s, _f: _forward(pid, s))
     if os.read(ready_r, 1) == b"u":
         for name in ("uid_map", "gid_map"):
             Path(f"/proc/{pid}/{name}").write_text(USER_MAP)
@@ -237,6 +237,14 @@ def enter(binfmts: Sequence[str], argv: Sequence[str]) -> int:
     os.close(go_w)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def _forward(pid: int, sig: int) -> None:
+    """Pass a signal on to the namespace's first process (gone already: nothing to do)."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def main(args: Sequence[str]) -> int:
