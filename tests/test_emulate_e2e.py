@@ -56,3 +56,36 @@ def test_an_arm64_root_runs_unprivileged_and_offline(release: str, tmp_path: Pat
     finally:
         shutil.rmtree(root, ignore_errors=True)
     assert machine_binfmt() == before
+
+
+def test_an_arm64_root_made_with_its_maintainer_scripts_builds_c(tmp_path: Path) -> None:
+    """A minbase arm64 root whose maintainer scripts ran under the emulation (the native build
+    root's route): ``cc`` and ``awk`` exist, a C program compiles and runs; the host's /etc
+    (the chrootless trap) and binfmt_misc are unchanged."""
+    why = emulate.why_not()
+    if why:
+        pytest.skip(f"no namespaced emulation here: {why}")
+    before = machine_binfmt()
+    etc = {p: p.stat().st_mtime_ns for p in Path("/etc/pam.d").iterdir()}
+    cache = user_cache()
+    spec = roots.RootSpec("bookworm", "minbase", ("gcc", "libc6-dev"), "arm64")
+    root = roots.extract(emulate.tarball(spec, cache), tmp_path / "r")
+    try:
+        probe = (
+            "awk 'BEGIN { print \"awk\" }' && printf 'int main(void){return 0;}' > /tmp/t.c "
+            "&& cc /tmp/t.c -o /tmp/t && /tmp/t && echo compiled && uname -m"
+        )
+        cmd = emulate.command(
+            root,
+            ["sh", "-c", probe],
+            machine="aarch64",
+            interpreter=emulate.qemu("aarch64", cache),
+            user=NOBODY,
+        )
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert res.stdout.split() == ["awk", "compiled", "aarch64"]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert machine_binfmt() == before
+    assert {p: p.stat().st_mtime_ns for p in Path("/etc/pam.d").iterdir()} == etc

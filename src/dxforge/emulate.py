@@ -171,6 +171,19 @@ def root_spec(release: str, machine: str, include: Sequence[str] = ()) -> roots.
     )
 
 
+def tarball(spec: roots.RootSpec, cache: Path, progress: Progress = SILENT) -> Path:
+    """A foreign root's tarball (:func:`dxforge.runtime.roots.tarball`). Variants other than
+    ``extract`` run their maintainer scripts: mmdebstrap then runs in the emulating namespace
+    (and a pid namespace of its own, for /proc), so they run chrooted in the new root as if
+    native: ``cc`` and ``awk`` alternatives, the ld.so cache, users."""
+    if spec.variant == "extract" or not spec.arch:
+        return roots.tarball(spec, cache, progress)
+    machine = next((a.machine for a in ARCHES.values() if a.dpkg == spec.arch), "")
+    line = arch(machine or spec.arch).binfmt(qemu(machine or spec.arch, cache, progress))
+    wrap = [*launcher([line]), "unshare", "--pid", "--fork", "--mount-proc"]
+    return roots.tarball(spec, cache, progress, wrap)
+
+
 def launcher(binfmts: Sequence[str]) -> list[str]:
     """The host command prefix that runs what follows in a new user and mount namespace with
     its own binfmt_misc, ``binfmts`` registered there."""

@@ -65,6 +65,8 @@ class RootSpec:
         cmd = ["--mode=root", f"--variant={self.variant}", "--format=tar"]
         if self.arch:
             cmd.append(f"--arch={self.arch}")
+            if self.variant != "extract":  # its maintainer scripts run under dxforge.emulate
+                cmd.append("--skip=check/qemu")
         if self.variant == "extract":
             cmd.append("--include=?essential")
             cmd += [f"--extract-hook=cp \"$1/usr/share/base-passwd/{f}.master\" \"$1/etc/{f}\""
@@ -88,9 +90,11 @@ def why_not() -> str:
     return ""
 
 
-def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT) -> Path:
+def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT,
+            launcher: Sequence[str] = ()) -> Path:
     """The root's tarball, made with mmdebstrap the first time (from the release, its updates
-    and its security archive)."""
+    and its security archive), run through ``launcher`` when given (a foreign root whose
+    maintainer scripts run: :func:`dxforge.emulate.tarball`)."""
     why = why_not()
     if why:
         raise DxError(f"cannot make a Debian {spec.release} root: {why}")
@@ -102,7 +106,8 @@ def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT) -> Path:
     progress.step(f"making a Debian {spec.name} root (mmdebstrap)")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        run(["mmdebstrap", *spec.options(), spec.release, str(tmp), *spec.sources(repo)],
+        run([*launcher, "mmdebstrap", *spec.options(), spec.release, str(tmp),
+             *spec.sources(repo)],
             what=f"mmdebstrap {spec.name}",
             fix="check the network and the Debian mirror in apt's sources", timeout=3600,
             log=cache / "roots" / f"{out.stem}.log")
