@@ -5,7 +5,9 @@ network but loopback (one network namespace shared by every program of the site,
 server and its client on 127.0.0.1 see each other), a read-only HOME, and scratch directories
 the user owns. The pilot test, DiracX's suites, the end-to-end test, the tests and the
 rendered CI step (:func:`shell_site`) all run through it; Debian roots
-(:mod:`dxforge.runtime.roots`) take their user switch and loopback from here.
+(:mod:`dxforge.runtime.roots`) take their user switch and loopback from here, and roots of
+another architecture run the same way inside the namespaced emulation of
+:mod:`dxforge.emulate` (its own user namespace and binfmt_misc; nothing machine-wide).
 
 Where this machine cannot give one of those (not root: no user switch; no namespaces: no
 network cut), :func:`limits` says so, results record it, and tests that need it skip visibly.

@@ -27,14 +27,52 @@ ROOT_FORMAT = 1
 
 @dataclass(frozen=True)
 class RootSpec:
+    """A root of a Debian ``release``. ``arch`` (a dpkg architecture, ``""`` for the host's)
+    makes a foreign root: the ``extract`` variant, which runs no maintainer script (its
+    ``/etc/passwd`` and ``/etc/group`` come from base-passwd's master files); it runs under
+    :mod:`dxforge.emulate`. ``updates=False`` takes the release's main suite alone (a partial
+    mirror may lack some files of the updates and security suites)."""
+
     release: str
-    variant: str = "minbase"  # minbase | buildd
+    variant: str = "minbase"  # minbase | buildd | extract
     include: tuple[str, ...] = ()
+    arch: str = ""
+    updates: bool = True
 
     def key(self, repo: Mirror) -> str:
-        data = [ROOT_FORMAT, self.release, self.variant, sorted(self.include), repo.archive,
-                repo.security]
+        data: list[object] = [ROOT_FORMAT, self.release, self.variant, sorted(self.include),
+                              repo.archive, repo.security]
+        if self.arch or not self.updates:  # the host's full roots keep their keys
+            data += [self.arch, self.updates]
         return fingerprint(data)[:16]
+
+    @property
+    def name(self) -> str:
+        return "-".join(x for x in (self.release, self.arch, self.variant) if x)
+
+    def sources(self, repo: Mirror) -> list[str]:
+        """mmdebstrap's mirror arguments."""
+        lines = [f"deb {repo.archive} {self.release} main"]
+        if self.updates:
+            lines.append(f"deb {repo.archive} {self.release}-updates main")
+            if repo.security:
+                lines.append(f"deb {repo.security} {self.release}-security main")
+        return lines
+
+    def options(self) -> list[str]:
+        """mmdebstrap's options (``?essential`` is a pattern: its own ``--include``)."""
+        cmd = ["--mode=root", f"--variant={self.variant}", "--format=tar"]
+        if self.arch:
+            cmd.append(f"--arch={self.arch}")
+            if self.variant != "extract":  # its maintainer scripts run under dxforge.emulate
+                cmd.append("--skip=check/qemu")
+        if self.variant == "extract":
+            cmd.append("--include=?essential")
+            cmd += [f"--extract-hook=cp \"$1/usr/share/base-passwd/{f}.master\" \"$1/etc/{f}\""
+                    for f in ("passwd", "group")]
+        if self.include:
+            cmd.append("--include=" + ",".join(sorted(self.include)))
+        return cmd
 
 
 def why_not() -> str:
@@ -51,27 +89,23 @@ def why_not() -> str:
     return ""
 
 
-def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT) -> Path:
+def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT,
+            launcher: Sequence[str] = ()) -> Path:
     """The root's tarball, made with mmdebstrap the first time (from the release, its updates
-    and its security archive)."""
+    and its security archive), run through ``launcher`` when given (a foreign root whose
+    maintainer scripts run: :func:`dxforge.emulate.tarball`)."""
     why = why_not()
     if why:
         raise DxError(f"cannot make a Debian {spec.release} root: {why}")
     repo = mirror()
     roots = Store(cache / "roots")
-    out = roots.path(f"{spec.release}-{spec.variant}-{spec.key(repo)}.tar")
+    out = roots.path(f"{spec.name}-{spec.key(repo)}.tar")
     if out.is_file():
         return out
-    progress.step(f"making a Debian {spec.release} {spec.variant} root (mmdebstrap)")
-    lines = [f"deb {repo.archive} {spec.release} main",
-             f"deb {repo.archive} {spec.release}-updates main"]
-    if repo.security:
-        lines.append(f"deb {repo.security} {spec.release}-security main")
-    cmd = ["mmdebstrap", "--mode=root", f"--variant={spec.variant}", "--format=tar"]
-    if spec.include:
-        cmd.append("--include=" + ",".join(sorted(spec.include)))
+    progress.step(f"making a Debian {spec.name} root (mmdebstrap)")
     return roots.put_file(out.name, lambda tmp: run(
-        [*cmd, spec.release, str(tmp), *lines], what=f"mmdebstrap {spec.release}",
+        [*launcher, "mmdebstrap", *spec.options(), spec.release, str(tmp), *spec.sources(repo)],
+        what=f"mmdebstrap {spec.name}",
         fix="check the network and the Debian mirror in apt's sources", timeout=3600,
         log=roots.root / f"{out.stem}.log"))
 

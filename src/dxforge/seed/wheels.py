@@ -282,7 +282,7 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]], target: Targe
         name=conda_name(info.name),
         version=info.version,
         build=build_string(f"py{target.abi[2:]}h", depends, ",".join(info.tags)),
-        subdir="linux-64",
+        subdir=target.subdir,
         depends=depends,
         license=info.metadata.license,
         summary=info.metadata.summary,
