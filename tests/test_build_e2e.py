@@ -450,5 +450,9 @@ def test_an_interrupted_build_names_the_package_and_resumes(project: Project, si
     assert "Traceback" not in err
     assert json.loads(out) == {"status": "interrupted", "error": said}  # --json
     if (project.out / "noarch/repodata.json").exists():
-        assert "dxt-a" not in names_in(project.out)  # nothing half-built was published
-    assert set(statuses(project.build()).values()) <= {"built", "cached"}
+        # a package whose build finished as the signal came may be published (the scheduler
+        # publishes each package once built); nothing half-built: every file matches its index
+        from dxforge.channel import check_channel
+
+        check_channel(project.out)
+    assert set(statuses(project.build()).values()) <= {"built", "cached", "skipped"}
