@@ -472,6 +472,10 @@ def release(
     pr_body: Annotated[
         Path | None, typer.Option("--pr-body", help="Write the release notes here too (Markdown).")
     ] = None,
+    images: Annotated[
+        bool, typer.Option("--images", help="Build the container images too (a stage beside "
+                           "the installer's; the notes list their digests).")
+    ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -483,7 +487,7 @@ def release(
 
     _start(json_out)
     opts = ReleaseOptions(_layout(root, build_dir), version, index_url, apply_deps,
-                          jobs or os.cpu_count() or 1)
+                          jobs or os.cpu_count() or 1, images=images)
     with _progress("release", _row) as progress:
         result = run_release(opts, progress)
     if pr_body is not None:

@@ -184,6 +184,7 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [""] + [f"- {c}" for c in e2e["checks"]]
     else:
         lines.append("Not run.")
+    lines += images_section(data.get("images"))
     stages = data.get("stages") or []
     if stages:
         total = max(s["end"] for s in stages)
@@ -193,6 +194,18 @@ def markdown(data: dict[str, Any]) -> str:
                            [[s["name"], s["branch"], f"{s['start']:.1f}", f"{s['end']:.1f}",
                              f"{s['seconds']:.1f}"] for s in stages])
     return "\n".join(lines) + "\n"
+
+
+def images_section(images: list[dict[str, Any]] | None) -> list[str]:
+    """The release's container images: reference, digest and the base each stands on."""
+    if images is None:
+        return []
+    lines = ["", "## Container images", ""]
+    if not images:
+        return [*lines, "Not built."]
+    return lines + _md_table(["image", "digest", "base", "base digest"],
+                             [[f"`{i['ref']}`", f"`{i['digest']}`", f"`{i['base']}`",
+                               f"`{i['base_digest']}`"] for i in images])
 
 
 def gantt(stages: list[dict[str, Any]]) -> list[str]:

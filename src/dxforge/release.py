@@ -36,6 +36,7 @@ from dxforge.bump import BumpOptions, run_bump
 from dxforge.bump.drift import recipes_drift
 from dxforge.endtoend import EndToEndResult, run_end_to_end
 from dxforge.fetch import fetch_sources
+from dxforge.images.build import release_images
 from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
 from dxforge.layout import Layout
 from dxforge.pilot import PilotResult, run_pilot
@@ -55,6 +56,7 @@ class ReleaseOptions:
     index_url: str | None = None
     apply_deps: bool = False
     jobs: int = 2
+    images: bool = False  # build the container images (a stage beside the installer's)
 
 
 @dataclass
@@ -294,9 +296,15 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         channels = [layout.channel.as_uri(), layout.seed.as_uri()]
         logs = layout.logs / "release"
 
+        images: list[dict[str, Any]] = []
+
         def tests() -> upstream.UpstreamReport:
-            return stage("tests", lambda: _upstream(layout, opts.index_url, progress,
-                                                    seeded.fingerprint), "tests")
+            report = stage("tests", lambda: _upstream(layout, opts.index_url, progress,
+                                                      seeded.fingerprint), "tests")
+            if opts.images:  # needs only the channels: beside the installer's branch
+                images.extend(stage("images", lambda: release_images(layout, progress),
+                                    "tests"))
+            return report
 
         def installer() -> tuple[InstallerResult, PilotResult, EndToEndResult]:
             inst = stage("installer", lambda: build_installer(
@@ -319,7 +327,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         try:
             data = stage("notes", lambda: _write_outputs(
                 staged, version, inst, pilot, e2e, report, drift, bumped.drift_applied,
-                previous, previous_dir, layout, stage.times))
+                previous, previous_dir, layout, stage.times, images if opts.images else None))
             directory = stage("publish", lambda: publish(staged, layout.releases / version,
                                                          latest=layout.releases / "latest"))
         finally:
@@ -332,7 +340,7 @@ def _write_outputs(
     d: Path, version: str, inst: InstallerResult, pilot: PilotResult, e2e: EndToEndResult,
     tests: upstream.UpstreamReport, drift: list[dict[str, str | None]], drift_applied: bool,
     previous: dict[str, Any] | None, previous_dir: Path | None, layout: Layout,
-    stages: list[StageTime],
+    stages: list[StageTime], images: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Everything a release directory holds, written into ``d`` and checked."""
     d.chmod(0o755)
@@ -369,6 +377,7 @@ def _write_outputs(
         "rebuild": f"dxforge installer --channel <this release>/channels/dxforge --channel "
         f"<this release>/channels/seed gives sha256 {inst.sha256}",
         "stages": [{**asdict(s), "seconds": s.seconds} for s in stages],
+        "images": images,
     }
     atomic_write_text(d / "notes.json", json.dumps(data, indent=1) + "\n")
     atomic_write_text(d / "notes.md", notes.markdown(data))

@@ -12,13 +12,14 @@ next to the layout (``records/``) so a later release can stand on a tag made bef
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ from dxforge import channel as ch
 from dxforge import sbom
 from dxforge.channel import Package
 from dxforge.construct import load_construct
+from dxforge.endtoend import server_specs
 from dxforge.images import layers, rootfs
 from dxforge.images.oci import ImageConfig, Layout, export_archive, rfc3339
 from dxforge.images.result import ImageResult, ImagesResult, LayerResult
-from dxforge.images.roles import ROLES, base_specs, release_layer, role_specs, split
+from dxforge.images.roles import ROLES, base_specs, pin, release_layer, role_specs, split
 from dxforge.images.tags import TagBook, TagRecord, day_of, next_tag
 from dxforge.installer.stage import channel_list
 from dxforge.layout import Layout as ProjectLayout
@@ -284,8 +286,8 @@ class _Build:
     def record_path(self, name: str, tag: str) -> Path:
         return self.out / "records" / f"{name}_{tag}.json"
 
-    def packages_of(self, name: str, tag: str) -> tuple[list[Package], list[str]]:
-        """The packages and layer kinds recorded for ``name:tag``."""
+    def packages_of(self, name: str, tag: str) -> list[Package]:
+        """The packages recorded for ``name:tag``."""
         path = self.record_path(name, tag)
         if not path.is_file():
             raise DxError(
@@ -298,7 +300,7 @@ class _Build:
                 f"{self.oci.path}: {name}:{tag} is not the recorded {data['digest']};"
                 " build the bases again"
             )
-        return [Package(**p) for p in data["packages"]], []
+        return [Package(**p) for p in data["packages"]]
 
     def whats(self, ref: str) -> list[str]:
         history = self.oci.config(ref).get("history", [])
@@ -356,7 +358,7 @@ def build_role_base(b: _Build, role: str, base: ImageResult, under: list[Package
 def build_release(b: _Build, role: str, base_tag: str) -> ImageResult:
     base_name = f"{role}-base"
     base_ref = f"{base_name}:{base_tag}"
-    under, _ = b.packages_of(base_name, base_tag)
+    under = b.packages_of(base_name, base_tag)
     base_digest = b.oci.digest(base_ref)
     records, packages = b.solve(role_specs(role, b.version, under), f"the {role} image")
     dirac = release_layer(packages, under, base_ref)
@@ -380,13 +382,26 @@ def build_release(b: _Build, role: str, base_tag: str) -> ImageResult:
     return result
 
 
-def build_images(opts: ImagesOptions, progress: Progress = SILENT) -> ImagesResult:
-    """Build the bases (``opts.bases``) and the release images (``opts.releases``)."""
-    t0 = time.monotonic()
+@contextlib.contextmanager
+def _building(opts: ImagesOptions, progress: Progress) -> Iterator[_Build]:
+    """A build holding the layout's lock; its staging directories removed afterwards."""
     out = opts.out or opts.layout.build / "images"
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock", "the image layout"):
         b = _Build(opts, progress)
+        try:
+            yield b
+            b.book.save()
+            b.oci.gc()
+        finally:
+            for staged in b.staged.values():
+                shutil.rmtree(staged, ignore_errors=True)
+
+
+def build_images(opts: ImagesOptions, progress: Progress = SILENT) -> ImagesResult:
+    """Build the bases (``opts.bases``) and the release images (``opts.releases``)."""
+    t0 = time.monotonic()
+    with _building(opts, progress) as b:
         result = ImagesResult(b.oci.path, b.book.path, os_layer=opts.os)
         if opts.bases:
             base, under = build_base(b)
@@ -397,14 +412,47 @@ def build_images(opts: ImagesOptions, progress: Progress = SILENT) -> ImagesResu
             for role in opts.roles:
                 tag = opts.base_tag or _latest(b, f"{role}-base")
                 result.images.append(build_release(b, role, tag))
-        b.book.save()
-        b.oci.gc()
-        for staged in b.staged.values():
-            shutil.rmtree(staged, ignore_errors=True)
     root = rootfs.os_root(opts.os, opts.layout.cache)
     result.os_packages = len(root.packages())
     result.seconds = round(time.monotonic() - t0, 1)
     return result
+
+
+def release_images(layout: ProjectLayout, progress: Progress = SILENT) -> list[dict[str, Any]]:
+    """The release stage: the bases (a new dated tag only if their content changed) and the
+    release images; for the notes, each image's reference, digest and base."""
+    result = build_images(ImagesOptions(layout), progress)
+    return [{"ref": i.ref, "digest": i.digest, "base": i.base, "base_digest": i.base_digest}
+            for i in result.images if i.name in ROLES]
+
+
+def build_test_image(
+    opts: ImagesOptions, role: str = "services", progress: Progress = SILENT
+) -> ImageResult:
+    """``<role>-testing:v<version>``: the release image plus one layer of what only the tests
+    need (diracx-testing's stand-ins, moto's S3 server: the end-to-end server's specs). Built
+    for the tests, never pushed: that is where test-only packages go."""
+    with _building(opts, progress) as b:
+        tag = f"v{b.version}"
+        ref = f"{role}:{tag}"
+        under = b.packages_of(role, tag)
+        specs = [pin(p) for p in under] + server_specs(b.version, b.target)
+        records, packages = b.solve(specs, f"the {role}-testing image")
+        parts = split(packages, under, testing=True)
+        added = parts.others + parts.diracx
+        epoch = image_epoch(under + added)
+        tar = b.env_layer(records, added, epoch, [])
+        name = f"{role}-testing"
+        tmp = b.assemble(
+            name,
+            ref,
+            [(tar, "testing")],
+            b.labels(name, epoch, ref, b.oci.digest(ref), b.version),
+            epoch,
+        )
+        return b.finish(
+            name, tmp, tag, under + added, [*b.whats(ref), "testing"], epoch, ref, b.oci.digest(ref)
+        )
 
 
 def _latest(b: _Build, name: str) -> str:
