@@ -6,6 +6,7 @@ rebuilt from an empty cache to the same digests, pushed to Debian's ``docker-reg
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -145,3 +146,44 @@ def test_push_pull_back_and_a_release_sends_only_its_new_layer(
         assert sent[rel["ref"]].blobs_sent == 1, sent[rel["ref"]]
         assert sent[rel["ref"]].bytes_sent == rel["layers"][-1]["size"]
     (tmp_path / "bytes.json").write_text(json.dumps(pushed.as_json(), indent=1))
+
+
+@pytest.fixture(scope="session")
+def testing_image(images: dict) -> dict:
+    """``services-testing:v<version>``: the services image plus the test-only layer."""
+    from dxforge.images.build import ImagesOptions, build_test_image
+    from dxforge.layout import Layout as ProjectLayout
+
+    os.environ.setdefault("SOURCE_DATE_EPOCH", EPOCH)
+    return build_test_image(ImagesOptions(ProjectLayout.of(ROOT, E2E_BUILD))).as_json()
+
+
+def _machine_untouched() -> None:
+    assert subprocess.run(["ip", "link", "show", "cni-podman0"], capture_output=True,
+                          check=False).returncode != 0
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
+    assert not list(Path("/sys/fs/cgroup").glob("*/libpod_parent/libpod-*"))
+
+
+@pytest.mark.parametrize("user", ["", "12345:0"], ids=["image-user", "uid-12345-gid-0"])
+def test_services_client_and_tasks_containers_end_to_end(
+        images: dict, testing_image: dict, tmp_path: Path, user: str) -> None:
+    from dxforge.images.check import check_services
+    from dxforge.images.podman import why_not
+
+    why = why_not()
+    if why:
+        pytest.skip(why)
+    assert testing_image["base"] == f"services:v{_version()}"
+    assert testing_image["layers"][-1]["what"] == "testing"
+    try:
+        res = check_services(Layout(Path(images["layout"])), _version(), tmp_path / "c", user)
+    finally:
+        _machine_untouched()
+    checks = " | ".join(res.checks)
+    for what in ("/api/health/live", "openid-configuration", "dirac whoami:",
+                 f"dirac jobs submit and search: job {res.job_id}", "the same bytes back",
+                 f"ran job {res.job_id} to Done"):
+        assert what in checks, checks
+    assert res.healthy_seconds > 0
+    (tmp_path / "result.json").write_text(json.dumps(res.as_json(), indent=1))

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -25,8 +27,9 @@ from typing import Any
 from dxforge.endtoend import BUCKET, GROUP, JDL, MAKE_TOKEN, SANDBOX_ROUND_TRIP, SUB, USERNAME, VO
 from dxforge.images.oci import Layout
 from dxforge.images.podman import Podman
+from dxforge.isolate import stop
 from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, Ran
+from dxforge.util import DxError, Ran, spawn
 
 DATA = "/data"
 
@@ -217,6 +220,105 @@ def _drive(c: _Containers, client: str, env: dict[str, str]) -> None:
     )
 
 
+def redis(work: Path, port: int) -> subprocess.Popen[bytes]:
+    """Debian's redis-server on 127.0.0.1:``port``, nothing kept on disk."""
+    if not shutil.which("redis-server"):
+        raise DxError("redis-server is not installed (apt-get install redis-server)")
+    work.mkdir(parents=True, exist_ok=True)
+    return spawn(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+        ],
+        work / "redis.log",
+    )
+
+
+def _tasks(
+    c: _Containers,
+    tasks: str,
+    client: str,
+    env: dict[str, str],
+    cenv: dict[str, str],
+    job: int,
+    timeout: float = 180,
+) -> None:
+    """The tasks image's scheduler and two workers (small: the monitor; large: the executor)
+    with diracx-tasks' demo executor on: the submitted job goes Received -> ... -> Done."""
+    port = free_ports(1)[0]
+    server = redis(c.data.parent / "redis", port)
+    try:
+        tenv = {
+            **env,
+            "DIRACX_TASKS_REDIS_URL": f"redis://127.0.0.1:{port}",
+            "DIRACX_TASKS_DUMMY_JOB_EXECUTOR_ENABLED": "true",
+            "DIRACX_TASKS_DUMMY_JOB_EXECUTOR_INTERVAL_SECONDS": "2",
+        }
+        vols = {str(c.data): DATA}
+        ids = [
+            c.pm.start(
+                tasks,
+                ["diracx-tasks", "scheduler"],
+                network="host",
+                user=c.user,
+                env=tenv,
+                volumes=vols,
+            )
+        ]
+        for size in ("small", "large"):
+            ids.append(
+                c.pm.start(
+                    tasks,
+                    ["diracx-tasks", "worker", f"--worker-size={size}", "--max-concurrent-tasks=2"],
+                    network="host",
+                    user=c.user,
+                    env=tenv,
+                    volumes=vols,
+                )
+            )
+        t0 = time.monotonic()
+        status = ""
+        while time.monotonic() - t0 < timeout:
+            found = json.loads(
+                c.run(
+                    "dirac jobs search (status)",
+                    client,
+                    [
+                        "dirac",
+                        "jobs",
+                        "search",
+                        "--parameter",
+                        "Status",
+                        "--condition",
+                        f"JobID eq {job}",
+                    ],
+                    cenv,
+                ).stdout
+            )
+            status = str(found[0].get("Status")) if found else "not found"
+            if status == "Done":
+                c.result.steps["tasks ran the job"] = round(time.monotonic() - t0, 2)
+                c.result.checks.append(f"tasks: scheduler and workers ran job {job} to Done")
+                return
+            time.sleep(2)
+        logs = "\n".join(c.pm("logs", i, check=False).stdout[-1500:] for i in ids)
+        raise DxError(
+            f"containers: job {job} is {status}, not Done, after {timeout:.0f} s of "
+            f"the tasks' scheduler and workers:\n{logs}"
+        )
+    finally:
+        stop(server)
+
+
 def check_services(
     oci: Layout, version: str, work: Path, user: str = "", progress: Progress = SILENT
 ) -> ContainersResult:
@@ -284,4 +386,5 @@ def check_services(
             "DIRACX_OUTPUT_FORMAT": "JSON",
         }
         _drive(c, client, cenv)
+        _tasks(c, pm.load(oci, f"tasks:v{version}"), client, env, cenv, result.job_id)
     return result

@@ -87,7 +87,7 @@ class Layout:
         index = json.loads((self.path / "index.json").read_text())
         return {
             m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
-            for m in index.get("manifests", [])
+            for m in index.get("manifests") or []
             if "org.opencontainers.image.ref.name" in m.get("annotations", {})
         }
 

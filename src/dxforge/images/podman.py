@@ -145,24 +145,21 @@ class Podman:
 
     def close(self) -> None:
         """Remove the containers, the images, the storage and the cgroups left behind."""
-        ids = list(self.containers)
         self("rm", "-af", "-t", "5", check=False, timeout=120)
         self("rmi", "-af", check=False, timeout=120)
         self("system", "reset", "-f", check=False, timeout=120)
-        remove_cgroups(ids)
+        remove_cgroups()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def remove_cgroups(ids: list[str]) -> None:
-    """Remove the cgroups podman left for our containers, and ``libpod_parent`` once empty."""
+def remove_cgroups() -> None:
+    """Remove the cgroups podman leaves under ``libpod_parent`` (its ``conmon`` group and the
+    containers' own), deepest first; a group that still holds a process (another podman's
+    running container) cannot be removed and stays."""
     for parent in CGROUPS.glob("*/libpod_parent"):
-        for cid in ids:
-            for d in sorted(parent.glob(f"*{cid}*"), key=lambda p: -len(p.parts)):
-                for sub in sorted(d.rglob("*"), key=lambda p: -len(p.parts)):
-                    if sub.is_dir():
-                        with contextlib.suppress(OSError):
-                            sub.rmdir()
-                with contextlib.suppress(OSError):
-                    d.rmdir()
+        for d in sorted((p for p in parent.rglob("*") if p.is_dir()),
+                        key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()
         with contextlib.suppress(OSError):
             parent.rmdir()
