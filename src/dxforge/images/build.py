@@ -48,7 +48,10 @@ SOURCE = "https://github.com/DIRACGrid/diracx"
 ACTIVATE_SH = f"""\
 # Activates DiracX's environment ({PREFIX}); sourced by /entrypoint.sh.
 CONDA_PREFIX={PREFIX}
-PATH="{PREFIX}/bin:${{PATH:-/usr/bin:/bin}}"
+case ":${{PATH:-}}:" in
+    *":{PREFIX}/bin:"*) ;;
+    *) PATH="{PREFIX}/bin:${{PATH:-/usr/bin:/bin}}" ;;
+esac
 export CONDA_PREFIX PATH
 """
 ENTRYPOINT_SH = """\
