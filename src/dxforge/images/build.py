@@ -189,7 +189,7 @@ class _Build:
     # -- images -------------------------------------------------------------------------------
 
     def config(self, name: str, labels: dict[str, str]) -> ImageConfig:
-        role = name.removesuffix("-base")
+        role = name.removesuffix("-base").removesuffix("-testing")
         ports = ("8000/tcp",) if role == "services" else ()
         cmd = CMDS["base"] if name.endswith("base") else CMDS[role]
         return ImageConfig(

@@ -326,8 +326,9 @@ def check_services(
     the images' own user)."""
     result = ContainersResult(version, user or "image default (1000:0)")
     data = work / "data"
-    data.mkdir(parents=True)
-    data.chmod(0o777)
+    for d in (data, data / "keystore", data / "db"):  # the chart's volumes, any uid writes
+        d.mkdir(parents=True)
+        d.chmod(0o777)
     with Podman(work / "podman") as pm:
         server = pm.load(oci, f"services-testing:v{version}")
         client = pm.load(oci, f"client:v{version}")

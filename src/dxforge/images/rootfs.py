@@ -37,9 +37,10 @@ class OsChoice:
 
 
 OS_CHOICES = {
-    "minimal": OsChoice("minimal", "extract", ("libc6", "dash", "tini")),
-    "minbase": OsChoice("minbase", "minbase", ("tini",)),
+    "minimal": OsChoice("minimal", "extract", ("libc6", "dash", "tini", "tzdata")),
+    "minbase": OsChoice("minbase", "minbase", ("tini", "tzdata")),
 }
+"""tzdata: DiracX's ``ZoneInfo("UTC")`` needs the system's time zone database."""
 DEFAULT_OS = "minimal"
 
 
