@@ -350,12 +350,14 @@ def check_services(
         )
         c.wait("moto", ms, f"http://127.0.0.1:{moto}/", 60)
         t0 = time.monotonic()
+        # the chart's command with DiracX's test factory: OpenSearch is diracx-testing's
+        # sqlite stand-in here (as in `dxforge e2e`); the real factory needs an OpenSearch
         sid = pm.start(
             server,
             [
                 "uvicorn",
                 "--factory",
-                "diracx.routers:create_app",
+                "diracx.testing.routers:create_app",
                 "--host=127.0.0.1",
                 f"--port={port}",
                 "--proxy-headers",
