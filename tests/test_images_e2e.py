@@ -183,7 +183,7 @@ def test_services_client_and_tasks_containers_end_to_end(
     checks = " | ".join(res.checks)
     for what in ("/api/health/live", "openid-configuration", "dirac whoami:",
                  f"dirac jobs submit and search: job {res.job_id}", "the same bytes back",
-                 f"ran job {res.job_id} to Done"):
+                 f"job {res.job_id} Received -> "):
         assert what in checks, checks
     assert res.healthy_seconds > 0
     (tmp_path / "result.json").write_text(json.dumps(res.as_json(), indent=1))
