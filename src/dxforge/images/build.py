@@ -395,8 +395,11 @@ def _building(opts: ImagesOptions, progress: Progress) -> Iterator[_Build]:
         try:
             yield b
             b.book.save()
-            b.oci.gc()
         finally:
+            for ref in b.oci.refs():  # an image left half-built (under the lock: no other run)
+                if ":building-" in ref:
+                    b.oci.remove(ref)
+            b.oci.gc()
             for staged in b.staged.values():
                 shutil.rmtree(staged, ignore_errors=True)
 
