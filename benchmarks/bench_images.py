@@ -51,13 +51,15 @@ def umoci_write(layers: list[Path], d: Path) -> tuple[str, int]:
 def buildah_write(layers: list[Path], d: Path) -> tuple[str, int]:
     store = d / "buildah-store"
     store.mkdir(parents=True, exist_ok=True)
-    (store / "storage.conf").write_text(f'[storage]\ndriver = "vfs"\ngraphroot = "{store}/g"\n'
-                                        f'runroot = "{store}/r"\n')
+    (store / "storage.conf").write_text(
+        f'[storage]\ndriver = "vfs"\ngraphroot = "{store}/g"\nrunroot = "{store}/r"\n'
+    )
     env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(store / "storage.conf")}
 
     def b(*args: str) -> str:
-        return subprocess.run(["buildah", *args], env=env, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["buildah", *args], env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     ctr = b("from", "scratch")
     for tar in layers:
@@ -84,18 +86,42 @@ def python_write(layers: list[Path], d: Path) -> tuple[str, int]:
         raw = tar.read_bytes()
         diffs.append("sha256:" + hashlib.sha256(raw).hexdigest())
         digest, size = put(gzip.compress(raw, compresslevel=6, mtime=0))
-        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                      "digest": digest, "size": size})
-    config = {"architecture": "amd64", "os": "linux", "config": {"Entrypoint": ["/bin/sh"]},
-              "rootfs": {"type": "layers", "diff_ids": diffs}}
+        descs.append(
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest,
+                "size": size,
+            }
+        )
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diffs},
+    }
     cdigest, csize = put(json.dumps(config, sort_keys=True).encode())
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": cdigest, "size": csize}, "layers": descs}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": cdigest,
+            "size": csize,
+        },
+        "layers": descs,
+    }
     mdigest, msize = put(json.dumps(manifest, sort_keys=True).encode())
-    index = {"schemaVersion": 2, "manifests": [{
-        "mediaType": manifest["mediaType"], "digest": mdigest, "size": msize,
-        "annotations": {"org.opencontainers.image.ref.name": "x:1"}}]}
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": manifest["mediaType"],
+                "digest": mdigest,
+                "size": msize,
+                "annotations": {"org.opencontainers.image.ref.name": "x:1"},
+            }
+        ],
+    }
     (d / "python" / "index.json").write_text(json.dumps(index))
     (d / "python" / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     return mdigest, sum(x["size"] for x in descs)
@@ -105,8 +131,7 @@ def writers(tars: list[Path]) -> None:
     raw = sum(t.stat().st_size for t in tars)
     print(f"{len(tars)} layers, {raw / 1e6:.1f} MB uncompressed")
     print(f"{'writer':<8} {'seconds':>8} {'compressed MB':>14} {'reproducible':>13}")
-    for name, fn in (("umoci", umoci_write), ("buildah", buildah_write),
-                     ("python", python_write)):
+    for name, fn in (("umoci", umoci_write), ("buildah", buildah_write), ("python", python_write)):
         if name != "python" and not shutil.which(name):
             print(f"{name:<8} not installed")
             continue
@@ -117,8 +142,9 @@ def writers(tars: list[Path]) -> None:
                 digest, size = fn(tars, Path(d))
                 runs.append((time.perf_counter() - t0, digest, size))
         best = min(r[0] for r in runs)
-        print(f"{name:<8} {best:>8.2f} {runs[0][2] / 1e6:>14.2f} "
-              f"{str(runs[0][1] == runs[1][1]):>13}")
+        print(
+            f"{name:<8} {best:>8.2f} {runs[0][2] / 1e6:>14.2f} {str(runs[0][1] == runs[1][1]):>13}"
+        )
 
 
 def os_layers() -> None:
@@ -131,8 +157,10 @@ def os_layers() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-os-") as d:
             tar = layers.write(rootfs.layer_entries(root), Path(d) / "os.tar", 0)
             _, size = umoci_write([tar], Path(d))
-            print(f"{name:<8} {len(root.packages()):>8} {tar.stat().st_size / 1e6:>7.1f} "
-                  f"{size / 1e6:>8.2f}")
+            print(
+                f"{name:<8} {len(root.packages()):>8} {tar.stat().st_size / 1e6:>7.1f} "
+                f"{size / 1e6:>8.2f}"
+            )
 
 
 def start_time(image_layout: Path, ref: str, argv: list[str], repeat: int = 5) -> float:
@@ -156,12 +184,17 @@ def os_start() -> None:
 
     for name in ("minimal", "minbase"):
         with tempfile.TemporaryDirectory(prefix="bench-os-base-") as d:
-            res = build_images(ImagesOptions(ProjectLayout.of(ROOT), os=name, roles=(),
-                                             releases=False, out=Path(d)))
+            res = build_images(
+                ImagesOptions(
+                    ProjectLayout.of(ROOT), os=name, roles=(), releases=False, out=Path(d)
+                )
+            )
             base = res.images[0]
             t = start_time(Path(d) / "oci", base.ref, ["python", "-c", "pass"])
-            print(f"{name:<8} base {render_mb(base.size)} compressed; podman run python -c "
-                  f"pass: {t:.2f} s (best of 5)")
+            print(
+                f"{name:<8} base {render_mb(base.size)} compressed; podman run python -c "
+                f"pass: {t:.2f} s (best of 5)"
+            )
 
 
 def render_mb(n: int) -> str:
@@ -175,8 +208,9 @@ def build() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-build-") as d:
         base = Path(d)
         os.environ["DXFORGE_CACHE"] = str(base / "cache")
-        shutil.copytree(ProjectLayout.of(ROOT).cache / "images" / "os", base / "cache" /
-                        "images" / "os")  # the OS root is mmdebstrap's time, not ours
+        shutil.copytree(
+            ProjectLayout.of(ROOT).cache / "images" / "os", base / "cache" / "images" / "os"
+        )  # the OS root is mmdebstrap's time, not ours
         opts = ImagesOptions(ProjectLayout.of(ROOT), out=base / "out", archives=False)
         for label in ("cold", "warm"):
             t0 = time.perf_counter()
@@ -202,10 +236,15 @@ def push() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         cfg = Path(d) / "cfg.yml"
-        cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {d}/s\n"
-                       f"http:\n  addr: 127.0.0.1:{port}\n")
-        reg = subprocess.Popen(["docker-registry", "serve", str(cfg)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cfg.write_text(
+            f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {d}/s\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+        )
+        reg = subprocess.Popen(
+            ["docker-registry", "serve", str(cfg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(1)
             dest = f"127.0.0.1:{port}/diracx"
@@ -213,8 +252,10 @@ def push() -> None:
             first = build_images(ImagesOptions(layout, archives=False))
             t0 = time.perf_counter()
             sent = push_images(first, dest, tls_verify=False)
-            print(f"first push: {len(sent.images)} images, {sent.bytes_sent / 1e6:.1f} MB sent "
-                  f"in {time.perf_counter() - t0:.1f} s")
+            print(
+                f"first push: {len(sent.images)} images, {sent.bytes_sent / 1e6:.1f} MB sent "
+                f"in {time.perf_counter() - t0:.1f} s"
+            )
             for i in sent.images:
                 print(f"  {i.ref}: {i.blobs_sent} blobs, {i.bytes_sent} bytes")
             epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "1767225600")) + 86400

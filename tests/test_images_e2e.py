@@ -35,8 +35,9 @@ def images(dxforge_channels: tuple[Path, Path]) -> dict:
     """``dxforge images --json`` in the tests' build directory."""
     if not (shutil.which("umoci") and shutil.which("skopeo")):
         pytest.skip("umoci and skopeo are not installed (scripts/setup.sh installs them)")
-    proc = run_dxforge("images", "--build-dir", E2E_BUILD, "--json",
-                       env={"SOURCE_DATE_EPOCH": EPOCH}, timeout=3600)
+    proc = run_dxforge(
+        "images", "--build-dir", E2E_BUILD, "--json", env={"SOURCE_DATE_EPOCH": EPOCH}, timeout=3600
+    )
     return json.loads(proc.stdout)
 
 
@@ -54,10 +55,8 @@ def test_bases_and_releases_stand_on_their_bases_byte_for_byte(images: dict) -> 
         rb = next(i for i in images["images"] if i["name"] == f"{role}-base")
         rel = got[f"{role}:v{version}"]
         # role base = base's layers + one; release = the role base's layers + one (diracx)
-        assert [la["digest"] for la in rb["layers"][:-1]] == [la["digest"] for la in
-                                                             base["layers"]]
-        assert [la["digest"] for la in rel["layers"][:-1]] == [la["digest"] for la in
-                                                              rb["layers"]]
+        assert [la["digest"] for la in rb["layers"][:-1]] == [la["digest"] for la in base["layers"]]
+        assert [la["digest"] for la in rel["layers"][:-1]] == [la["digest"] for la in rb["layers"]]
         assert rel["layers"][-1]["what"] == "diracx"
         assert rel["base"] == rb["ref"] and rel["base_digest"] == rb["digest"]
         ann = layout.manifest(rel["ref"])["annotations"]
@@ -75,8 +74,9 @@ def test_bases_and_releases_stand_on_their_bases_byte_for_byte(images: dict) -> 
     assert Path(got[f"services:v{version}"]["archive"]).is_file()
 
 
-def test_a_rebuild_from_an_empty_cache_gives_the_same_digests(images: dict, tmp_path: Path,
-                                                              monkeypatch) -> None:
+def test_a_rebuild_from_an_empty_cache_gives_the_same_digests(
+    images: dict, tmp_path: Path, monkeypatch
+) -> None:
     from dxforge.images.build import ImagesOptions, build_images
     from dxforge.layout import Layout as ProjectLayout
 
@@ -85,8 +85,9 @@ def test_a_rebuild_from_an_empty_cache_gives_the_same_digests(images: dict, tmp_
     shutil.copy(Path(images["tags"]), out / "tags.json")  # the dated tags made so far
     monkeypatch.setenv("DXFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
-    again = build_images(ImagesOptions(layout=ProjectLayout.of(ROOT, E2E_BUILD), out=out,
-                                       archives=False))
+    again = build_images(
+        ImagesOptions(layout=ProjectLayout.of(ROOT, E2E_BUILD), out=out, archives=False)
+    )
     first = {i["ref"]: i["digest"] for i in images["images"]}
     assert {i.ref: i.digest for i in again.images} == first
     assert {i.status for i in again.images if ":v" not in i.ref} == {"unchanged"}
@@ -105,12 +106,15 @@ def registry(tmp_path: Path) -> Iterator[str]:
         pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
     port = _free_port()
     cfg = tmp_path / "registry.yml"
-    cfg.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
-                   f"    rootdirectory: {tmp_path / 'storage'}\nhttp:\n"
-                   f"  addr: 127.0.0.1:{port}\n")
+    cfg.write_text(
+        f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {tmp_path / 'storage'}\nhttp:\n"
+        f"  addr: 127.0.0.1:{port}\n"
+    )
     with open(tmp_path / "registry.log", "wb") as log:
-        proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(cfg)], stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -125,19 +129,31 @@ def registry(tmp_path: Path) -> Iterator[str]:
 
 
 def test_push_pull_back_and_a_release_sends_only_its_new_layer(
-        images: dict, registry: str, tmp_path: Path) -> None:
+    images: dict, registry: str, tmp_path: Path
+) -> None:
     from dxforge.images import registry as reg
     from dxforge.images.result import ImageResult, ImagesResult, LayerResult
 
-    result = ImagesResult(Path(images["layout"]), Path(images["tags"]), [
-        ImageResult(i["name"], i["tag"], i["digest"],
-                    [LayerResult(**la) for la in i["layers"]], i["packages"])
-        for i in images["images"]])
+    result = ImagesResult(
+        Path(images["layout"]),
+        Path(images["tags"]),
+        [
+            ImageResult(
+                i["name"],
+                i["tag"],
+                i["digest"],
+                [LayerResult(**la) for la in i["layers"]],
+                i["packages"],
+            )
+            for i in images["images"]
+        ],
+    )
     pushed = reg.push_images(result, f"{registry}/diracx", tls_verify=False)
     version = _version()
     for image in images["images"]:
-        got = reg.pull(f"{registry}/diracx/{image['ref']}", tmp_path / "pulled", image["ref"],
-                       tls_verify=False)
+        got = reg.pull(
+            f"{registry}/diracx/{image['ref']}", tmp_path / "pulled", image["ref"], tls_verify=False
+        )
         assert got == image["digest"], image["ref"]
     sent = {p.ref.rsplit("/", 1)[-1]: p for p in pushed.images}
     # a release pushed after its base sends its DiracX layer alone
@@ -159,15 +175,20 @@ def testing_image(images: dict) -> dict:
 
 
 def _machine_untouched() -> None:
-    assert subprocess.run(["ip", "link", "show", "cni-podman0"], capture_output=True,
-                          check=False).returncode != 0
+    assert (
+        subprocess.run(
+            ["ip", "link", "show", "cni-podman0"], capture_output=True, check=False
+        ).returncode
+        != 0
+    )
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
     assert not list(Path("/sys/fs/cgroup").glob("*/libpod_parent/libpod-*"))
 
 
 @pytest.mark.parametrize("user", ["", "12345:0"], ids=["image-user", "uid-12345-gid-0"])
 def test_services_client_and_tasks_containers_end_to_end(
-        images: dict, testing_image: dict, tmp_path: Path, user: str) -> None:
+    images: dict, testing_image: dict, tmp_path: Path, user: str
+) -> None:
     from dxforge.images.check import check_services
     from dxforge.images.podman import why_not
 
@@ -181,9 +202,14 @@ def test_services_client_and_tasks_containers_end_to_end(
     finally:
         _machine_untouched()
     checks = " | ".join(res.checks)
-    for what in ("/api/health/live", "openid-configuration", "dirac whoami:",
-                 f"dirac jobs submit and search: job {res.job_id}", "the same bytes back",
-                 f"job {res.job_id} Received -> "):
+    for what in (
+        "/api/health/live",
+        "openid-configuration",
+        "dirac whoami:",
+        f"dirac jobs submit and search: job {res.job_id}",
+        "the same bytes back",
+        f"job {res.job_id} Received -> ",
+    ):
         assert what in checks, checks
     assert res.healthy_seconds > 0
     (tmp_path / "result.json").write_text(json.dumps(res.as_json(), indent=1))

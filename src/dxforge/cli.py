@@ -694,7 +694,8 @@ def images(
                                        "default: all three).")
     ] = None,
     os_layer: Annotated[
-        str, typer.Option("--os", help="The OS layer: minimal (libc6, dash, tini, tzdata) or minbase.")
+        str, typer.Option("--os", help="The OS layer: minimal (libc6, dash, tini, tzdata) "
+                          "or minbase.")
     ] = "minimal",
     refresh_os: Annotated[
         bool, typer.Option("--refresh-os", help="Make the OS root again (Debian's updates).")

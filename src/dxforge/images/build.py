@@ -428,8 +428,11 @@ def release_images(layout: ProjectLayout, progress: Progress = SILENT) -> list[d
     """The release stage: the bases (a new dated tag only if their content changed) and the
     release images; for the notes, each image's reference, digest and base."""
     result = build_images(ImagesOptions(layout), progress)
-    return [{"ref": i.ref, "digest": i.digest, "base": i.base, "base_digest": i.base_digest}
-            for i in result.images if i.name in ROLES]
+    return [
+        {"ref": i.ref, "digest": i.digest, "base": i.base, "base_digest": i.base_digest}
+        for i in result.images
+        if i.name in ROLES
+    ]
 
 
 def build_test_image(

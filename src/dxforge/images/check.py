@@ -309,8 +309,10 @@ def _tasks(
             status = str(found[0].get("Status")) if found else "not found"
             if status in MOVED:  # the monitor task ran (then the executor, to Done)
                 c.result.steps["tasks moved the job"] = round(time.monotonic() - t0, 2)
-                c.result.checks.append(f"tasks: the scheduler and a worker ran DiracX's job "
-                                       f"monitor task: job {job} Received -> {status}")
+                c.result.checks.append(
+                    f"tasks: the scheduler and a worker ran DiracX's job "
+                    f"monitor task: job {job} Received -> {status}"
+                )
                 return
             time.sleep(2)
         logs = "\n".join(c.pm("logs", i, check=False).stdout[-1500:] for i in ids)

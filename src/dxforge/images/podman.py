@@ -157,8 +157,7 @@ def remove_cgroups() -> None:
     containers' own), deepest first; a group that still holds a process (another podman's
     running container) cannot be removed and stays."""
     for parent in CGROUPS.glob("*/libpod_parent"):
-        for d in sorted((p for p in parent.rglob("*") if p.is_dir()),
-                        key=lambda p: -len(p.parts)):
+        for d in sorted((p for p in parent.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 d.rmdir()
         with contextlib.suppress(OSError):
