@@ -34,6 +34,7 @@ from dxforge.images.oci import ImageConfig, Layout, export_archive, rfc3339
 from dxforge.images.result import ImageResult, ImagesResult, LayerResult
 from dxforge.images.roles import ROLES, base_specs, pin, release_layer, role_specs, split
 from dxforge.images.tags import TagBook, TagRecord, day_of, next_tag
+from dxforge.installer.prefix import fix_conda_meta
 from dxforge.installer.stage import channel_list
 from dxforge.layout import Layout as ProjectLayout
 from dxforge.progress import SILENT, Progress
@@ -41,7 +42,7 @@ from dxforge.recipes import load_recipes
 from dxforge.target import project_target
 from dxforge.util import DxError, atomic_write_text, execute, file_lock
 
-IMAGE_FORMAT = 1
+IMAGE_FORMAT = 2
 """Bump when how layers are made changes (it is part of every layer's fingerprint)."""
 PREFIX = "/opt/diracx"
 SOURCE = "https://github.com/DIRACGrid/diracx"
@@ -155,6 +156,7 @@ class _Build:
             prefix = self.stages / f"stage-{key[:12]}"
             self.progress.step(f"installing {len(records)} packages (files hold {PREFIX})")
             ch.install(records, prefix, cache_dir=self.pkgs, recorded_prefix=PREFIX)
+            fix_conda_meta(prefix, self.channels)  # the installer's: no build machine's paths
             self.staged[key] = prefix
         return self.staged[key]
 

@@ -19,8 +19,9 @@ from typing import Any
 from dxforge.channel import Package
 from dxforge.util import DxError
 
-PRIVATE_META = ("extracted_package_dir", "package_tarball_full_path")
-"""conda-meta keys naming the build machine's package cache: dropped from the image."""
+PRIVATE_META = ("extracted_package_dir", "package_tarball_full_path", "indexed_timestamp")
+"""conda-meta keys naming the build machine's package cache or when its channel was indexed:
+dropped from the image (channel URLs are made public by the installer's ``fix_conda_meta``)."""
 
 
 @dataclass(frozen=True)
