@@ -294,12 +294,12 @@ def test_the_image_configuration_clears_what_the_base_set() -> None:
 
 
 def test_only_blobs_the_registry_lacked_count_as_sent() -> None:
-    a, b = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    a, b, c = ("sha256:" + x * 64 for x in "abc")
     out = (
-        f"Getting image source signatures\nCopying blob {a} skipped: already exists\n"
-        f"Copying blob {b} done\nCopying config sha256:{'c' * 64} done\n"
+        f'level=debug msg="Skipping blob {a} (already present):"\n'
+        f"Copying blob {b} done\nCopying blob {c} skipped: already exists\n"
     )
-    assert registry.sent_blobs(out) == [b]
+    assert registry.sent_blobs(out, [a, b, c]) == [b]
 
 
 def test_a_push_destination_is_registry_slash_namespace() -> None:

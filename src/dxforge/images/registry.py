@@ -17,7 +17,10 @@ from dxforge.progress import SILENT, Progress
 from dxforge.util import DxError, execute
 
 DEST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")
-BLOB_RE = re.compile(r"^Copying blob (sha256:[0-9a-f]{64})(.*)$", re.M)
+SKIPPED_RE = re.compile(
+    r"Skipping blob (sha256:[0-9a-f]{64}) \(already present\)|"
+    r"Copying blob (sha256:[0-9a-f]{64}) skipped: already exists"
+)
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,11 @@ def check_destination(dest: str) -> str:
     return dest
 
 
-def sent_blobs(output: str) -> list[str]:
-    """The blobs skopeo's output says it sent (not ``skipped: already exists``)."""
-    return [m[1] for m in BLOB_RE.finditer(output) if "skipped" not in m[2]]
+def sent_blobs(output: str, blobs: list[str]) -> list[str]:
+    """Which of ``blobs`` skopeo sent: those its output (``--debug``) does not say it skipped
+    as already present in the repository."""
+    skipped = {m[1] or m[2] for m in SKIPPED_RE.finditer(output)}
+    return [b for b in blobs if b not in skipped]
 
 
 def push(layout: Layout, ref: str, dest: str, tls_verify: bool = True) -> PushedImage:
@@ -72,6 +77,7 @@ def push(layout: Layout, ref: str, dest: str, tls_verify: bool = True) -> Pushed
         ran = execute(
             [
                 "skopeo",
+                "--debug",
                 "copy",
                 "--preserve-digests",
                 f"--digestfile={digestfile}",
@@ -86,7 +92,7 @@ def push(layout: Layout, ref: str, dest: str, tls_verify: bool = True) -> Pushed
     if digest != layout.digest(ref):
         raise DxError(f"{target}: the registry holds {digest}, not {layout.digest(ref)}")
     sizes = {lay.digest: lay.size for lay in layout.layers(ref)}
-    sent = [b for b in sent_blobs(ran.stdout + ran.stderr) if b in sizes]
+    sent = sent_blobs(ran.stdout + ran.stderr, list(sizes))
     return PushedImage(target, digest, len(sent), sum(sizes[b] for b in sent))
 
 
