@@ -120,7 +120,8 @@ def copy_project(root: Path) -> Path:
 def test_idempotent_and_check_names_stale_files(tmp_path: Path) -> None:
     root = copy_project(tmp_path / "proj")
     first = run_ci(Layout(root, root / "build"))
-    assert sorted(p.name for p in first.written) == ["build.yml", "release-bot.yml"]
+    assert sorted(p.name for p in first.written) == ["build.yml", "images.yml",
+                                                     "release-bot.yml"]
     assert run_ci(Layout(root, root / "build")).written == []  # a second run changes nothing
     wf = root / WORKFLOWS / "build.yml"
     wf.write_text(wf.read_text() + "# hand edit\n")

@@ -160,9 +160,11 @@ def install(
     *,
     cache_dir: Path | None = None,
     requested: Sequence[str] = (),
+    recorded_prefix: str | None = None,
 ) -> None:
     """Install ``records`` into ``prefix`` (emptied first) without link scripts; ``requested``
-    are recorded as the requested specs in conda-meta, as conda does."""
+    are recorded as the requested specs in conda-meta, as conda does. With ``recorded_prefix``,
+    the files hold that prefix instead of ``prefix`` (an image's environment, staged here)."""
     import rattler
 
     if prefix.exists():
@@ -171,6 +173,8 @@ def install(
     kwargs: dict[str, Any] = {"show_progress": False, "execute_link_scripts": False}
     if cache_dir is not None:
         kwargs["cache_dir"] = cache_dir
+    if recorded_prefix is not None:
+        kwargs["alternative_target_prefix"] = recorded_prefix
     if requested:
         # py-rattler 0.28 forwards this list unwrapped: pass the inner specs
         kwargs["requested_specs"] = [rattler.MatchSpec(s)._match_spec for s in requested]

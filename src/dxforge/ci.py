@@ -43,6 +43,7 @@ ACTIONS = {
     "upload": "actions/upload-artifact@v4.6.2",
     "download": "actions/download-artifact@v4.3.0",
     "pull-request": "peter-evans/create-pull-request@v7.0.8",
+    "attest": "actions/attest-build-provenance@v2.4.0",
 }
 DEFAULTS: dict[str, Any] = {
     "runs-on": "ubuntu-24.04",
@@ -309,6 +310,68 @@ echo "version=$(python3 -c 'import json; print(json.load(open("bump.json"))["tar
     }
 
 
+IMAGES_REPO = "${{ vars.IMAGE_REGISTRY }}/${{ github.repository_owner }}/diracx"
+"""Where images go: the registry is a repository variable (IMAGE_REGISTRY), never written here."""
+
+
+def images_workflow(cfg: CiConfig) -> dict[str, Any]:
+    """``dxforge images``: on pushes and pull requests build the release images on the latest
+    bases and test them (pushed, with a provenance attestation, on a ``v*`` tag); weekly the
+    dated bases (``YYYY.MM.DD.P``, a new tag only when their content changed). The tag record
+    (build/images) is kept in the cache between runs."""
+    base = {"runs-on": cfg.runs_on, "container": {"image": cfg.container,
+                                                  "options": "--privileged"}}
+    setup = [*_setup(), {"name": "Channels", "run": f"{DX} seed && {DX} build"},
+             {"name": "Tag record of the images", "uses": ACTIONS["cache"],
+              "with": {"path": "build/images", "key": "images-${{ github.run_id }}",
+                       "restore-keys": "images-"}}]
+    login = {"name": "Log in to the registry", "env": {"TOKEN": "${{ secrets.GITHUB_TOKEN }}"},
+             "run": 'printf \'%s\' "$TOKEN" | skopeo login --username "${{ github.actor }}" '
+                    '--password-stdin "${{ vars.IMAGE_REGISTRY }}"'}
+    tagged = "startsWith(github.ref, 'refs/tags/v')"
+    digest = ("python3 -c 'import json,sys; print(next(i[\"digest\"] for i in json.load("
+              "open(\"images.json\"))[\"images\"] if i[\"name\"] == sys.argv[1]))'")
+    attest = [{"name": f"Provenance of {role}", "if": tagged, "uses": ACTIONS["attest"],
+               "with": {"subject-name": f"{IMAGES_REPO}/{role}",
+                        "subject-digest": f"${{{{ steps.digests.outputs.{role} }}}}",
+                        "push-to-registry": True}} for role in ("services", "tasks", "client")]
+    return {
+        "name": "images",
+        "on": {"push": {"branches": ["main"], "tags": ["v*"]}, "pull_request": None,
+               "schedule": [{"cron": "41 4 * * 1"}], "workflow_dispatch": None},
+        "permissions": {"contents": "read"},
+        "concurrency": {"group": "images-${{ github.ref }}", "cancel-in-progress": False},
+        "jobs": {
+            "images": {**base, "name": "release images (build, test; push on tags)",
+                       "if": "github.event_name != 'schedule'",
+                       "permissions": {"contents": "read", "packages": "write",
+                                       "id-token": "write", "attestations": "write"},
+                       "steps": [
+                *setup,
+                {"name": "Images", "run": f"{DX} images --json > images.json"},
+                {"name": "Test them (registry on 127.0.0.1, podman)",
+                 "run": ".venv/bin/python -m pytest -m e2e -q tests/test_images_e2e.py"},
+                {**login, "if": tagged},
+                {"name": "Push", "if": tagged, "id": "digests", "run": f"""\
+{DX} images --no-bases --push "{IMAGES_REPO}" --json > images.json
+for role in services tasks client; do
+    echo "$role=$({digest} "$role")" >> "$GITHUB_OUTPUT"
+done
+"""},
+                *attest,
+            ]},
+            "bases": {**base, "name": "dated bases (weekly)",
+                      "if": "github.event_name == 'schedule' || "
+                            "github.event_name == 'workflow_dispatch'",
+                      "permissions": {"contents": "read", "packages": "write"}, "steps": [
+                *setup, login,
+                {"name": "Bases (Debian's updates; a new tag only when the content changed)",
+                 "run": f'{DX} images --no-releases --refresh-os --push "{IMAGES_REPO}"'},
+            ]},
+        },
+    }
+
+
 def _literal(value: Any) -> Any:
     """Multi-line strings as YAML literal blocks (scripts stay readable)."""
     from ruamel.yaml.scalarstring import LiteralScalarString
@@ -342,6 +405,7 @@ def render(layout: Layout) -> dict[Path, str]:
     return {
         WORKFLOWS / "build.yml": _dump(build_workflow(graph, cfg, floor)),
         WORKFLOWS / "release-bot.yml": _dump(release_workflow(cfg)),
+        WORKFLOWS / "images.yml": _dump(images_workflow(cfg)),
     }
 
 

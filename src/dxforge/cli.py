@@ -532,6 +532,10 @@ def release(
     pr_body: Annotated[
         Path | None, typer.Option("--pr-body", help="Write the release notes here too (Markdown).")
     ] = None,
+    images: Annotated[
+        bool, typer.Option("--images", help="Build the container images too (a stage beside "
+                           "the installer's; the notes list their digests).")
+    ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -543,7 +547,7 @@ def release(
 
     state = _start(ctx, json_out)
     opts = ReleaseOptions(_layout(root, build_dir), version, index_url, apply_deps,
-                          jobs or os.cpu_count() or 1)
+                          jobs or os.cpu_count() or 1, images=images)
     with _progress(state, "release", _row) as progress:
         result = run_release(opts, progress)
     if pr_body is not None:
@@ -729,6 +733,79 @@ def index(
         _print_json(result.as_json())
     else:
         render.line(out, f"indexed {result.channel}: {result.packages} packages")
+
+
+@app.command()
+def images(
+    ctx: typer.Context,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option("--channel", "-c", help="Channel name, URL or path (repeatable); as for "
+                     "`dxforge installer`."),
+    ] = None,
+    bases: Annotated[
+        bool, typer.Option("--bases/--no-bases", help="Build the dated bases (base, "
+                           "<role>-base); a new YYYY.MM.DD.P tag only when the content changed.")
+    ] = True,
+    releases: Annotated[
+        bool, typer.Option("--releases/--no-releases", help="Build the release images "
+                           "(<role>:v<version>) on a named <role>-base tag.")
+    ] = True,
+    base_tag: Annotated[
+        str | None, typer.Option("--base-tag", help="The <role>-base tag the release images "
+                                 "stand on (default: the latest).")
+    ] = None,
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="services, tasks or client (repeatable; "
+                                       "default: all three).")
+    ] = None,
+    os_layer: Annotated[
+        str, typer.Option("--os", help="The OS layer: minimal (libc6, dash, tini, tzdata) "
+                          "or minbase.")
+    ] = "minimal",
+    refresh_os: Annotated[
+        bool, typer.Option("--refresh-os", help="Make the OS root again (Debian's updates).")
+    ] = False,
+    archive: Annotated[
+        bool, typer.Option("--archive/--no-archive", help="Export the release images as "
+                           "oci-archives.")
+    ] = True,
+    push: Annotated[
+        str | None, typer.Option("--push", help="REGISTRY/NAMESPACE to push the images to "
+                                 "(credentials from the usual auth file).")
+    ] = None,
+    tls_verify: Annotated[
+        bool, typer.Option("--tls-verify/--no-tls-verify", help="Verify the registry's TLS.")
+    ] = True,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """Build DiracX's container images (OCI layouts, no daemon) from the channels."""
+    from dxforge.images.build import ImagesOptions, build_images
+    from dxforge.images.roles import ROLES
+
+    state = _start(ctx, json_out)
+    opts = ImagesOptions(layout=_layout(root, build_dir), channels=list(channel or []),
+                         os=os_layer, bases=bases, releases=releases, base_tag=base_tag,
+                         roles=tuple(role or ROLES), refresh_os=refresh_os, archives=archive)
+    with _progress(state, "images") as progress:
+        result = build_images(opts, progress)
+        pushed = None
+        if push:
+            from dxforge.images.registry import push_images
+
+            pushed = push_images(result, push, tls_verify=tls_verify, progress=progress)
+    if json_out:
+        _print_json({**result.as_json(), "pushed": pushed.as_json() if pushed else None})
+        return
+    render.table(out, f"images in {result.layout} ({result.seconds:.1f} s; tags: "
+                 f"{result.tags})", ["image", "digest", "compressed", "layers", "base", "status"],
+                 [(i.ref, i.digest, render.mib(i.size), len(i.layers), i.base or "-", i.status)
+                  for i in result.images])
+    if pushed:
+        render.table(out, f"pushed to {pushed.destination}", ["image", "digest", "bytes sent"],
+                     [(p.ref, p.digest, p.bytes_sent) for p in pushed.images])
 
 
 @app.command()

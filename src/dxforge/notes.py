@@ -205,6 +205,7 @@ class Notes:
     upstream_tests: dict[str, dict[str, Any]] = field(default_factory=dict)
     end_to_end: dict[str, Any] | None = None
     stages: list[Stage] = field(default_factory=list)
+    images: list[dict[str, Any]] | None = None  # None: not built in this release
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -232,12 +233,13 @@ class Notes:
             upstream_tests=dict(data.get("upstream_tests") or {}),
             end_to_end=data.get("end_to_end"),
             stages=[Stage(**s) for s in data.get("stages") or []],
+            images=data.get("images"),
         )
 
     def markdown(self) -> str:
         """``notes.md``."""
         lines = [*self._installer(), *self._diff(), *self._channel(), *self._drift(),
-                 *self._tests(), *self._end_to_end(), *self._stages()]
+                 *self._tests(), *self._end_to_end(), *self._images(), *self._stages()]
         return "\n".join(lines) + "\n"
 
     def _installer(self) -> list[str]:
@@ -312,6 +314,17 @@ class Notes:
                 f"A DiracX {e2e['version']} server from these channels and the installer's "
                 f"client, {e2e['isolation']}, in {e2e['seconds']:.0f} s:",
                 "", *(f"- {c}" for c in e2e["checks"])]
+
+    def _images(self) -> list[str]:
+        """The release's container images: reference, digest and the base each stands on."""
+        if self.images is None:
+            return []
+        lines = ["", "## Container images", ""]
+        if not self.images:
+            return [*lines, "Not built."]
+        return lines + md_table(["image", "digest", "base", "base digest"],
+                                [[f"`{i['ref']}`", f"`{i['digest']}`", f"`{i['base']}`",
+                                  f"`{i['base_digest']}`"] for i in self.images])
 
     def _stages(self) -> list[str]:
         if not self.stages:

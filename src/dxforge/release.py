@@ -34,6 +34,7 @@ from dxforge.bump import BumpOptions, check_version_option, run_bump
 from dxforge.bump.drift import recipes_drift
 from dxforge.endtoend import EndToEndResult, run_end_to_end
 from dxforge.fetch import fetch_sources
+from dxforge.images.build import release_images
 from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
 from dxforge.layout import Layout
 from dxforge.pilot import PilotResult, run_pilot
@@ -61,6 +62,7 @@ class ReleaseOptions:
     index_url: str | None = None
     apply_deps: bool = False
     jobs: int = 2
+    images: bool = False  # build the container images (a stage beside the installer's)
 
 
 @dataclass
@@ -283,9 +285,15 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         channels = [layout.channel.as_uri(), layout.seed.as_uri()]
         logs = layout.logs / "release"
 
+        images: list[dict[str, Any]] = []
+
         def tests() -> upstream.UpstreamReport:
-            return stage("tests", lambda: _upstream(layout, opts.index_url, progress,
-                                                    seeded.fingerprint), "tests")
+            report = stage("tests", lambda: _upstream(layout, opts.index_url, progress,
+                                                      seeded.fingerprint), "tests")
+            if opts.images:  # needs only the channels: beside the installer's branch
+                images.extend(stage("images", lambda: release_images(layout, progress),
+                                    "tests"))
+            return report
 
         def installer() -> tuple[InstallerResult, PilotResult, EndToEndResult]:
             inst = stage("installer", lambda: build_installer(
@@ -317,7 +325,8 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                 upstream_tests={n: s.as_json() for n, s in report.suites.items()},
                 end_to_end=e2e.as_json(),
                 stages=[notes.Stage(s.name, s.start, s.end, s.branch, s.seconds)
-                        for s in stage.times])))
+                        for s in stage.times],
+                images=images if opts.images else None)))
             directory = stage("publish", lambda: publish(staged, layout.releases / version,
                                                          latest=layout.releases / "latest"))
         finally:
