@@ -78,9 +78,16 @@ BUILD = {
         "make lib_install >/dev/null\n"
     ),
 }
-RUN = {"openssl": [], "sqlite": ["/usr/bin/python3", "-c", "import ctypes; "
-       "l = ctypes.CDLL('/opt/out/lib/libsqlite3.so.0'); l.sqlite3_libversion.restype = "
-       "ctypes.c_char_p; print('sqlite', l.sqlite3_libversion().decode())"]}
+RUN = {
+    "openssl": [],
+    "sqlite": [
+        "/usr/bin/python3",
+        "-c",
+        "import ctypes; "
+        "l = ctypes.CDLL('/opt/out/lib/libsqlite3.so.0'); l.sqlite3_libversion.restype = "
+        "ctypes.c_char_p; print('sqlite', l.sqlite3_libversion().decode())",
+    ],
+}
 """How the built files are run in an arm64 root (nothing to run for a sample of objects)."""
 
 
@@ -130,8 +137,11 @@ def elf_facts(out: Path) -> dict[str, object]:
         glibc = max(glibc, info.glibc)
         with open(info.path, "rb") as f:
             machines.add(ELFFile(f)["e_machine"])
-    return {"elf_files": files, "machines": sorted(machines),
-            "glibc": "GLIBC_" + ".".join(map(str, glibc)) if glibc else "none"}
+    return {
+        "elf_files": files,
+        "machines": sorted(machines),
+        "glibc": "GLIBC_" + ".".join(map(str, glibc)) if glibc else "none",
+    }
 
 
 def relativize(sysroot: Path) -> int:
@@ -153,8 +163,8 @@ def cross(component: str, work: Path, jobs: int) -> dict[str, object]:
     host = roots.RootSpec("bullseye", "buildd", ("gcc-aarch64-linux-gnu", *TOOLS))
     base, t_host, warm_host = root(host, work / "host")
     sysroot, t_sys, warm_sys = root(
-        emulate.root_spec("bullseye", "aarch64", ["libc6-dev"]),
-        work / "sysroot")
+        emulate.root_spec("bullseye", "aarch64", ["libc6-dev"]), work / "sysroot"
+    )
     relinked = relativize(sysroot) if RELATIVIZE else 0
     out = work / "build"
     out.mkdir()
@@ -163,17 +173,30 @@ def cross(component: str, work: Path, jobs: int) -> dict[str, object]:
     shutil.copy2(source(component), out / "src.tar")
     (out / "cc").write_text(CROSS_CC)
     (out / "cc").chmod(0o755)
-    script = (f"export CC=/build/cc AR={TRIPLET}-ar RANLIB={TRIPLET}-ranlib "
-              f"CONFIGURE_HOST='--host={TRIPLET} --build=x86_64-linux-gnu'\n"
-              + BUILD[component])
+    script = (
+        f"export CC=/build/cc AR={TRIPLET}-ar RANLIB={TRIPLET}-ranlib "
+        f"CONFIGURE_HOST='--host={TRIPLET} --build=x86_64-linux-gnu'\n" + BUILD[component]
+    )
     (out / "build.sh").write_text("set -eu\ncd /build\n" + script)
-    ran, seconds, cpu_s = build(roots.command(
-        base, ["sh", "/build/build.sh"], env={"JOBS": str(jobs)},
-        binds={"/build": out, "/sysroot": sysroot}), 7200)
-    facts = {"route": "cross", "root_seconds": t_host + t_sys,
-             "roots_cached": warm_host and warm_sys, "relinked": relinked,
-             "build_seconds": seconds,
-             "cpu_seconds": cpu_s, "ok": ran.ok, "_t0": T0}
+    ran, seconds, cpu_s = build(
+        roots.command(
+            base,
+            ["sh", "/build/build.sh"],
+            env={"JOBS": str(jobs)},
+            binds={"/build": out, "/sysroot": sysroot},
+        ),
+        7200,
+    )
+    facts = {
+        "route": "cross",
+        "root_seconds": t_host + t_sys,
+        "roots_cached": warm_host and warm_sys,
+        "relinked": relinked,
+        "build_seconds": seconds,
+        "cpu_seconds": cpu_s,
+        "ok": ran.ok,
+        "_t0": T0,
+    }
     if not ran.ok:
         facts.pop("_t0")
         return {**facts, "error": ran.tail(15)}
@@ -198,20 +221,36 @@ def _built(facts: dict, ran: Ran, out: Path, component: str, probe: Path) -> dic
 
 
 def native(component: str, work: Path, jobs: int) -> dict[str, object]:
-    spec = emulate.root_spec("bullseye", "aarch64",
-                             ["gcc", "libc6-dev", "make", "perl", "libtool", "xz-utils", *TOOLS])
+    spec = emulate.root_spec(
+        "bullseye", "aarch64", ["gcc", "libc6-dev", "make", "perl", "libtool", "xz-utils", *TOOLS]
+    )
     base, t_root, warm = root(spec, work / "native")
     qemu = emulate.qemu("aarch64", user_cache())
     out = base / "build"
     out.mkdir()
     shutil.copy2(source(component), out / "src.tar")
-    (out / "build.sh").write_text("set -eu\ncd /build\nexport CC=gcc CONFIGURE_HOST=\n"
-                                    + BUILD[component])
-    ran, seconds, cpu_s = build(emulate.command(
-        base, ["sh", "/build/build.sh"], machine="aarch64", interpreter=qemu,
-        env={"JOBS": str(jobs)}), 14400)
-    facts = {"route": "native (emulated)", "root_seconds": t_root, "roots_cached": warm,
-             "build_seconds": seconds, "cpu_seconds": cpu_s, "ok": ran.ok, "_t0": T0}
+    (out / "build.sh").write_text(
+        "set -eu\ncd /build\nexport CC=gcc CONFIGURE_HOST=\n" + BUILD[component]
+    )
+    ran, seconds, cpu_s = build(
+        emulate.command(
+            base,
+            ["sh", "/build/build.sh"],
+            machine="aarch64",
+            interpreter=qemu,
+            env={"JOBS": str(jobs)},
+        ),
+        14400,
+    )
+    facts = {
+        "route": "native (emulated)",
+        "root_seconds": t_root,
+        "roots_cached": warm,
+        "build_seconds": seconds,
+        "cpu_seconds": cpu_s,
+        "ok": ran.ok,
+        "_t0": T0,
+    }
     if not ran.ok:
         facts.pop("_t0")
         return {**facts, "error": ran.tail(15)}
@@ -222,9 +261,17 @@ def runs(out: Path, component: str, dest: Path) -> str:
     """Run the built program in an arm64 bookworm root under emulation, as the pilot's user."""
     base, _, _ = root(emulate.root_spec("bookworm", "aarch64", ["python3"]), dest)
     shutil.copytree(out, base / "opt/out", symlinks=True)
-    ran = execute(emulate.command(base, RUN[component], machine="aarch64",
-                                  interpreter=emulate.qemu("aarch64", user_cache()),
-                                  user=NOBODY), check=False, timeout=600)
+    ran = execute(
+        emulate.command(
+            base,
+            RUN[component],
+            machine="aarch64",
+            interpreter=emulate.qemu("aarch64", user_cache()),
+            user=NOBODY,
+        ),
+        check=False,
+        timeout=600,
+    )
     shutil.rmtree(base, ignore_errors=True)
     return ran.stdout.strip() if ran.ok else f"fails: {ran.tail(3)}"
 
@@ -236,8 +283,11 @@ def main() -> int:
     ap.add_argument("--component", choices=sorted(BUILD), default="openssl")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--absolute-links", action="store_true",
-                    help="leave the sysroot's absolute symlinks (shows the trap)")
+    ap.add_argument(
+        "--absolute-links",
+        action="store_true",
+        help="leave the sysroot's absolute symlinks (shows the trap)",
+    )
     args = ap.parse_args()
     global RELATIVIZE
     RELATIVIZE = not args.absolute_links
@@ -250,8 +300,9 @@ def main() -> int:
         for name, fn in (("cross", cross), ("native", native)):
             if args.only in (None, name):
                 (work / name).mkdir()
-                results.append({"component": args.component,
-                                **fn(args.component, work / name, args.jobs)})
+                results.append(
+                    {"component": args.component, **fn(args.component, work / name, args.jobs)}
+                )
                 print(json.dumps(results[-1]), flush=True)
     finally:
         if not args.keep:
@@ -260,9 +311,11 @@ def main() -> int:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\n{'route':<20} {'root s':>7} {'build s':>8} {'cpu s':>7} {'ELF':>4}  glibc")
     for r in results:
-        print(f"{r['route']:<20} {r['root_seconds']:>7} {r['build_seconds']:>8} "
-              f"{r['cpu_seconds']:>7} "
-              f"{r.get('elf_files', '-'):>4}  {r.get('glibc', r.get('error', ''))}")
+        print(
+            f"{r['route']:<20} {r['root_seconds']:>7} {r['build_seconds']:>8} "
+            f"{r['cpu_seconds']:>7} "
+            f"{r.get('elf_files', '-'):>4}  {r.get('glibc', r.get('error', ''))}"
+        )
     return 0
 
 

@@ -94,8 +94,12 @@ def main() -> int:
         with open(tmp / "bare.log", "w") as log:
             t = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, "-c", BARE, json.dumps(spec)], env=env, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False,
+                [sys.executable, "-c", BARE, json.dumps(spec)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
             )
             bare_wall = time.perf_counter() - t
         if proc.returncode != 0 or not result.exists():
@@ -109,8 +113,7 @@ def main() -> int:
         full = json.loads(proc.stdout)
         assert all(p["status"] == "built" for p in full["packages"]), full
         print("dxforge build --force --jobs 2 (another output channel) ...", file=sys.stderr)
-        par_s, proc = run([*build, "--force", "--jobs", "2", "--out", str(tmp / "par")],
-                          cwd=root)
+        par_s, proc = run([*build, "--force", "--jobs", "2", "--out", str(tmp / "par")], cwd=root)
         assert all(p["status"] == "built" for p in json.loads(proc.stdout)["packages"])
         print("dxforge build (no-op) ...", file=sys.stderr)
         noop_s, proc = run(build, cwd=root)

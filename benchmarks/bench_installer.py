@@ -81,8 +81,12 @@ def sh(cmd: str, **kw) -> float:
 
 def dirac_help(site: Site, prefix: Path) -> float:
     t = time.perf_counter()
-    site.run([prefix / "bin/dirac", "--help"], env=site.env(path=f"{prefix}/bin:/usr/bin:/bin"),
-             check=True, what="dirac --help")
+    site.run(
+        [prefix / "bin/dirac", "--help"],
+        env=site.env(path=f"{prefix}/bin:/usr/bin:/bin"),
+        check=True,
+        what="dirac --help",
+    )
     return time.perf_counter() - t
 
 
@@ -100,8 +104,9 @@ def fresh(site: Site, dest: Path) -> None:
     site.run(["rm", "-rf", dest], check=True)
 
 
-def head_to_head(site: Site, contenders: dict[str, list], repeat: int,
-                 helps: set[str]) -> dict[str, tuple[float, float, float]]:
+def head_to_head(
+    site: Site, contenders: dict[str, list], repeat: int, helps: set[str]
+) -> dict[str, tuple[float, float, float]]:
     """Each contender's install (best of ``repeat``, the contenders interleaved in each round,
     all as the site's user into the same directory), and for those in ``helps`` the first and
     second ``dirac --help`` on the prefix made read-only."""
@@ -140,9 +145,20 @@ def main() -> int:
         packages_size = 0
         for name, opts in variants:  # 1. each variant's build
             t = time.perf_counter()
-            res = subprocess.run([str(BIN / "dxforge"), "installer", "--force", "--out",
-                                  str(work / f"v{len(rows)}"), "--json", *opts],
-                                 capture_output=True, text=True, cwd=ROOT)
+            res = subprocess.run(
+                [
+                    str(BIN / "dxforge"),
+                    "installer",
+                    "--force",
+                    "--out",
+                    str(work / f"v{len(rows)}"),
+                    "--json",
+                    *opts,
+                ],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             if res.returncode != 0:
                 print(f"{name}: the build failed:\n{res.stdout}{res.stderr}", file=sys.stderr)
                 return 1
@@ -150,8 +166,11 @@ def main() -> int:
             rows[name] = Row(name, data["size"], time.perf_counter() - t)
             packages_size = data["packages_size"]
             installers[name] = Path(data["installer"])
-            print(f"  built {name}: {data['size'] / MIB:.1f} MiB in {rows[name].build:.1f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  built {name}: {data['size'] / MIB:.1f} MiB in {rows[name].build:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         with Site(args.where, prefix="dxforge-bench-") as site:
             placed: dict[str, Path] = {}  # the variants' installers share a file name
             for i, (name, path) in enumerate(installers.items()):
@@ -162,16 +181,34 @@ def main() -> int:
                 placed[name].parent.chmod(0o755)
             # 2. the installed tree of the default installer: conda-pack and the codecs' input
             tree_prefix = site.work / "tree"
-            site.run(["sh", placed[variants[0][0]], "-b", "-p", tree_prefix], check=True,
-                     what="the installer")
+            site.run(
+                ["sh", placed[variants[0][0]], "-b", "-p", tree_prefix],
+                check=True,
+                what="the installer",
+            )
             tree = work / "tree.tar"
             subprocess.run(["tar", "-C", str(tree_prefix), "-cf", str(tree), "."], check=True)
             packed = site.root / "conda-pack.tar.gz"
             t = time.perf_counter()
-            subprocess.run([str(BIN / "conda-pack"), "-p", str(tree_prefix), "-o", str(packed),
-                            "-q", "--n-threads", "2"], check=True, capture_output=True)
-            cp = Row("conda-pack (tar -xzf + conda-unpack)", packed.stat().st_size,
-                     time.perf_counter() - t)
+            subprocess.run(
+                [
+                    str(BIN / "conda-pack"),
+                    "-p",
+                    str(tree_prefix),
+                    "-o",
+                    str(packed),
+                    "-q",
+                    "--n-threads",
+                    "2",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            cp = Row(
+                "conda-pack (tar -xzf + conda-unpack)",
+                packed.stat().st_size,
+                time.perf_counter() - t,
+            )
             packed.chmod(0o644)
             fresh(site, tree_prefix)
             for name, comp, _decomp in codecs:  # 3. the codecs on the same tree
@@ -179,8 +216,11 @@ def main() -> int:
                 t = time.perf_counter()
                 sh(f"{comp} -c < {tree} > {blob}")
                 blob.chmod(0o644)
-                rows[name] = Row(f"{_decomp.split()[0]} -dc | tar -x ({name})",
-                                 blob.stat().st_size, time.perf_counter() - t)
+                rows[name] = Row(
+                    f"{_decomp.split()[0]} -dc | tar -x ({name})",
+                    blob.stat().st_size,
+                    time.perf_counter() - t,
+                )
                 rows[name].notes.append(str(blob))
             rows[cp.name] = cp
             # 4. every install, interleaved, as the site's user into the same directory
@@ -189,30 +229,35 @@ def main() -> int:
             }
             contenders[cp.name] = [
                 'mkdir "$1" && tar -xzf "$2" -C "$1" && "$1/bin/python" "$1/bin/conda-unpack"',
-                packed]
+                packed,
+            ]
             for name, _comp, decomp in codecs:
-                contenders[name] = [f'mkdir "$1" && {decomp} < "$2" | tar -C "$1" -xf -',
-                                    rows[name].notes[0]]
+                contenders[name] = [
+                    f'mkdir "$1" && {decomp} < "$2" | tar -C "$1" -xf -',
+                    rows[name].notes[0],
+                ]
             helps = set(installers) | {cp.name}
-            for name, (install, first, second) in head_to_head(site, contenders, args.repeat,
-                                                               helps).items():
+            for name, (install, first, second) in head_to_head(
+                site, contenders, args.repeat, helps
+            ).items():
                 rows[name].install, rows[name].first, rows[name].second = install, first, second
-        print(f"\n{'':44} {'size':>9} {'build':>7} {'install':>8} {'1st help':>9} "
-              f"{'2nd help':>9}")
+        print(f"\n{'':44} {'size':>9} {'build':>7} {'install':>8} {'1st help':>9} {'2nd help':>9}")
         for r in rows.values():
             help_ = f"{r.first:8.2f}s {r.second:8.2f}s" if r.first else ""
             print(f"{r.name:44} {r.size / MIB:7.1f}Mi {r.build:6.1f}s {r.install:7.2f}s {help_}")
         ours = rows[variants[0][0]]
         gz, zs = rows["gzip -6"], rows["zstd -19 --long=27 -T2"]
         print(f"\nsum of the installer's .conda files: {packages_size / MIB:.1f} MiB")
-        print(f"installer / .conda files:            {ours.size / packages_size:.2f} "
-              "(goal <= 1.15)")
+        print(
+            f"installer / .conda files:            {ours.size / packages_size:.2f} (goal <= 1.15)"
+        )
         print(f"installer / conda-pack tar.gz:       {ours.size / cp.size:.2f}")
-        print(f"install / gzip -dc | tar -x:         {ours.install / gz.install:.2f} "
-              "(goal <= 0.8)")
+        print(f"install / gzip -dc | tar -x:         {ours.install / gz.install:.2f} (goal <= 0.8)")
         print(f"install / zstd -dc | tar -x:         {ours.install / zs.install:.2f}")
-        print(f"install + 1st help / conda-pack's:   "
-              f"{(ours.install + ours.first) / (cp.install + cp.first):.2f} (goal < 1)")
+        print(
+            f"install + 1st help / conda-pack's:   "
+            f"{(ours.install + ours.first) / (cp.install + cp.first):.2f} (goal < 1)"
+        )
         return 0
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)

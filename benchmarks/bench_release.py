@@ -36,13 +36,26 @@ def clone_and_run(base: Path, env: dict[str, str], name: str) -> tuple[float, fl
     log = base / f"{name}.log"
     t = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.run(["scripts/setup.sh"], cwd=clone, env=env, stdout=out,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.run(
+            ["scripts/setup.sh"],
+            cwd=clone,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         setup = time.perf_counter() - t
         if proc.returncode == 0:
-            proc = subprocess.run(["scripts/run-main.sh"], cwd=clone, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  check=False)
+            proc = subprocess.run(
+                ["scripts/run-main.sh"],
+                cwd=clone,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
     total = time.perf_counter() - t
     if proc.returncode != 0:
         sys.exit(f"{name}: the main job failed ({proc.returncode}); see {log}")
@@ -72,8 +85,11 @@ def release(base: Path) -> tuple[float, dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cold", action="store_true",
-                    help="also the main job with an empty user cache (a scratch XDG_CACHE_HOME)")
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="also the main job with an empty user cache (a scratch XDG_CACHE_HOME)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="dxforge-bench-release-"))
@@ -85,22 +101,27 @@ def main() -> int:
         print("\nrelease stages (seconds from the release's start):")
         start = min(s["start"] for s in notes["stages"])
         for s in notes["stages"]:
-            print(f"  {s['name']:<12} {s['start'] - start:7.1f} -> {s['end'] - start:7.1f} "
-                  f"({s['end'] - s['start']:6.1f} s, branch {s.get('branch', 'main')})")
+            print(
+                f"  {s['name']:<12} {s['start'] - start:7.1f} -> {s['end'] - start:7.1f} "
+                f"({s['end'] - s['start']:6.1f} s, branch {s.get('branch', 'main')})"
+            )
         print("fresh clone, warm cache: scripts/run-main.sh ...", file=sys.stderr)
         setup, job, total = clone_and_run(base, env, "warm")
-        rows += [("fresh clone, warm cache: set-up (.venv)", setup, ""),
-                 ("fresh clone, warm cache: dxforge (seed, build, installer)", job, ""),
-                 ("fresh clone, warm cache: main job", total, "<= 60 s")]
+        rows += [
+            ("fresh clone, warm cache: set-up (.venv)", setup, ""),
+            ("fresh clone, warm cache: dxforge (seed, build, installer)", job, ""),
+            ("fresh clone, warm cache: main job", total, "<= 60 s"),
+        ]
         if args.cold:
             cache = base / "xdg-cache"
             cache.mkdir()
             print("fresh clone, empty cache: scripts/run-main.sh ...", file=sys.stderr)
-            setup, job, total = clone_and_run(base, {**env, "XDG_CACHE_HOME": str(cache)},
-                                              "cold")
-            rows += [("fresh clone, empty cache: set-up (.venv)", setup, ""),
-                     ("fresh clone, empty cache: dxforge", job, ""),
-                     ("fresh clone, empty cache: main job", total, "<= 720 s")]
+            setup, job, total = clone_and_run(base, {**env, "XDG_CACHE_HOME": str(cache)}, "cold")
+            rows += [
+                ("fresh clone, empty cache: set-up (.venv)", setup, ""),
+                ("fresh clone, empty cache: dxforge", job, ""),
+                ("fresh clone, empty cache: main job", total, "<= 720 s"),
+            ]
     finally:
         if args.keep:
             print(f"kept {base}", file=sys.stderr)

@@ -46,8 +46,12 @@ def base_key(reqs: list[str]) -> str:
 def pip(python: Path, *args: str) -> None:
     """pip in ``python``'s environment; its notes about ignored extra index locations are
     noise here and dropped, everything else shown."""
-    proc = subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", "-q", *args],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", "-q", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     noise = "is ignored"
     for line in (proc.stdout + proc.stderr).splitlines():
         if not (line.startswith("WARNING: Location '") and noise in line):
@@ -72,6 +76,7 @@ def site_packages(env: Path) -> Path:
 
 def link_tree(src: Path, dest: Path) -> None:
     """``src``'s files under ``dest`` by hard links, copies where links cannot be made."""
+
     def link(s: str, d: str) -> None:
         try:
             os.link(s, d)
@@ -90,7 +95,7 @@ def scripts(base: Path, env: Path) -> None:
             continue
         data = s.read_bytes()
         if data.startswith(old):
-            data = f"#!{env}/bin/".encode() + data[len(old):]
+            data = f"#!{env}/bin/".encode() + data[len(old) :]
         d.write_bytes(data)
         d.chmod(0o755)
 
@@ -100,8 +105,10 @@ def main() -> int:
     key = base_key(reqs)
     base = cache_dir() / key
     if not (base / STAMP).is_file():
-        print(f"venv: installing dxforge's dependencies into {base} (once per dependency set)",
-              file=sys.stderr)
+        print(
+            f"venv: installing dxforge's dependencies into {base} (once per dependency set)",
+            file=sys.stderr,
+        )
         base.parent.mkdir(parents=True, exist_ok=True)
         make_base(base, reqs)
     if not ((VENV / STAMP).is_file() and (VENV / STAMP).read_text().strip() == key):
@@ -110,8 +117,15 @@ def main() -> int:
         link_tree(site_packages(base), site_packages(VENV))
         scripts(base, VENV)
         (VENV / STAMP).write_text(key + "\n")
-    pip(VENV / "bin/python", "install", "--no-deps", "--no-build-isolation", "--no-index",
-        "-e", str(ROOT))
+    pip(
+        VENV / "bin/python",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-e",
+        str(ROOT),
+    )
     return 0
 
 

@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # shellcheck source=scripts/env.sh
 . scripts/env.sh
-.venv/bin/ruff check src tests scripts benchmarks installer
+.venv/bin/ruff check src tests scripts benchmarks
+.venv/bin/ruff format --check src tests scripts benchmarks
 # coverage over the whole suite: this process (the CLI is called in-process) and every Python
 # child started from .venv (dxforge commands, build workers), through coverage's
 # `patch = subprocess` (pyproject.toml's [tool.coverage.run]) and its .pth in .venv

@@ -47,8 +47,7 @@ def main() -> int:
     names = {
         canonicalize_name(k): v["conda_forge"]
         for k, v in sorted(config.items())
-        if isinstance(v, dict) and v.get("conda_forge")
-        and v["conda_forge"] != canonicalize_name(k)
+        if isinstance(v, dict) and v.get("conda_forge") and v["conda_forge"] != canonicalize_name(k)
     }
     header = (
         "# PyPI (normalised name) -> conda-forge package name, where they differ.\n"

@@ -22,8 +22,7 @@ E2E_BUILD = ROOT / "build" / "tests"
 """The end-to-end fixtures' own build directory."""
 
 
-def write_construct(root: Path, *specs: str, channel: str | Path = "./build/channels/seed"
-                    ) -> Path:
+def write_construct(root: Path, *specs: str, channel: str | Path = "./build/channels/seed") -> Path:
     """A minimal construct.yaml in ``root``: the repository's CPython (the one the seed's
     runtime is built for), then ``specs``."""
     from dxforge.target import project_target
@@ -36,14 +35,24 @@ def write_construct(root: Path, *specs: str, channel: str | Path = "./build/chan
     return path
 
 
-def run_dxforge(*args: str | Path, cwd: Path = ROOT, check: bool = True, timeout: float = 1800,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_dxforge(
+    *args: str | Path,
+    cwd: Path = ROOT,
+    check: bool = True,
+    timeout: float = 1800,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the installed ``dxforge`` command line (waiting while another run holds a lock)."""
     deadline = time.monotonic() + timeout
     while True:
         proc = subprocess.run(
-            [str(DXFORGE), *map(str, args)], cwd=cwd, capture_output=True, text=True,
-            timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+            [str(DXFORGE), *map(str, args)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
             check=False,
         )
         if "is locked by" not in proc.stderr or time.monotonic() > deadline:

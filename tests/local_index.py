@@ -141,9 +141,11 @@ class LocalIndex:
                 f["url"] = urllib.parse.urljoin(url, f["url"])
             body = json.dumps(data).encode()
         else:
-            body = re.sub(rb'href="([^"]+)"',
-                          lambda m: b'href="' + urllib.parse.urljoin(url, m[1].decode()).encode()
-                          + b'"', body)
+            body = re.sub(
+                rb'href="([^"]+)"',
+                lambda m: b'href="' + urllib.parse.urljoin(url, m[1].decode()).encode() + b'"',
+                body,
+            )
         return body, ctype
 
     def file(self, filename: str, user_agent: str) -> bytes | None:

@@ -20,23 +20,49 @@ TEXT_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
 BINARY_PLACEHOLDER = "/opt/conda-bld/synth_" + "placehold_" * 23 + "plac"
 assert len(BINARY_PLACEHOLDER) == 255, len(BINARY_PLACEHOLDER)
 STAMP = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-PY_DROP = {"test", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "site-packages",
-           "__pycache__", "pydoc_data", "unittest"}
+PY_DROP = {
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "site-packages",
+    "__pycache__",
+    "pydoc_data",
+    "unittest",
+}
 DYNLOAD_DROP = ("_test", "_ctypes_test", "_tkinter", "xx", "_xx")
 
 
-def _assemble(out: Path, files: Path, name: str, version: str, subdir: str, *,
-              noarch: str | None = None, depends: list[str] | None = None,
-              placeholders: dict[str, tuple[str, str]] | None = None,
-              link: dict | None = None) -> Path:
+def _assemble(
+    out: Path,
+    files: Path,
+    name: str,
+    version: str,
+    subdir: str,
+    *,
+    noarch: str | None = None,
+    depends: list[str] | None = None,
+    placeholders: dict[str, tuple[str, str]] | None = None,
+    link: dict | None = None,
+) -> Path:
     """Build a .conda with rattler-build, then record placeholders and link.json in info/."""
     import rattler_build
 
     (out / subdir).mkdir(parents=True, exist_ok=True)
     res = rattler_build.assemble_package(
-        name=name, version=version, target_platform=subdir, build_string="synth_0",
-        output_dir=str(out / subdir), files_dir=str(files), noarch=noarch,
-        depends=depends or [], timestamp=STAMP, compression_level=1, detect_prefix=False,
+        name=name,
+        version=version,
+        target_platform=subdir,
+        build_string="synth_0",
+        output_dir=str(out / subdir),
+        files_dir=str(files),
+        noarch=noarch,
+        depends=depends or [],
+        timestamp=STAMP,
+        compression_level=1,
+        detect_prefix=False,
         license="GPL-3.0-only",
     )
     pkg = Path(res.path)
@@ -54,12 +80,14 @@ def _assemble(out: Path, files: Path, name: str, version: str, subdir: str, *,
             entry["prefix_placeholder"] = placeholder
     paths_json.write_text(json.dumps(paths, indent=2))
     if placeholders:
-        (work / "info/has_prefix").write_text("".join(
-            f"{ph} {mode} {p}\n" for p, (mode, ph) in placeholders.items()))
+        (work / "info/has_prefix").write_text(
+            "".join(f"{ph} {mode} {p}\n" for p, (mode, ph) in placeholders.items())
+        )
     if link:
         (work / "info/link.json").write_text(json.dumps(link, indent=2))
-    file_list = sorted(str(p.relative_to(work)) for p in work.rglob("*")
-                       if p.is_file() or p.is_symlink())
+    file_list = sorted(
+        str(p.relative_to(work)) for p in work.rglob("*") if p.is_file() or p.is_symlink()
+    )
     pkg.unlink()
     cph.create(str(work), file_list, pkg.name, str(pkg.parent), compression_level=3)
     shutil.rmtree(work)
@@ -111,7 +139,9 @@ def _python(out: Path, stage: Path) -> None:
             if f.endswith(".py") and hostb in data:
                 data = data.replace(hostb, TEXT_PLACEHOLDER.encode())
                 placeholders[f"lib/python{ver}/{rel / f}".replace("/./", "/")] = (
-                    "text", TEXT_PLACEHOLDER)
+                    "text",
+                    TEXT_PLACEHOLDER,
+                )
             (dst / rel / f).write_bytes(data)
             (dst / rel / f).chmod(0o755 if f.endswith(".so") else 0o644)
     (dst / "site-packages").mkdir()
@@ -146,33 +176,57 @@ def _tool(out: Path, stage: Path) -> None:
     build.mkdir()
     (build / "tool.c").write_text(_TOOL_C.replace("@PH@", BINARY_PLACEHOLDER))
     (build / "lib.c").write_text(_LIB_C)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(root / "lib/libsynth.so"),
-                    str(build / "lib.c")], check=True)
-    subprocess.run(["gcc", "-o", str(root / "bin/synth-tool"), str(build / "tool.c"),
-                    f"-L{root / 'lib'}", "-lsynth",
-                    f"-Wl,-rpath,{BINARY_PLACEHOLDER}/lib", "-Wl,--enable-new-dtags"], check=True)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", str(root / "lib/libsynth.so"), str(build / "lib.c")],
+        check=True,
+    )
+    subprocess.run(
+        [
+            "gcc",
+            "-o",
+            str(root / "bin/synth-tool"),
+            str(build / "tool.c"),
+            f"-L{root / 'lib'}",
+            "-lsynth",
+            f"-Wl,-rpath,{BINARY_PLACEHOLDER}/lib",
+            "-Wl,--enable-new-dtags",
+        ],
+        check=True,
+    )
     (root / "share/synth-tool/greeting.txt").write_text("hello from the prefix\n")
     (root / "etc/synth-tool.conf").write_text(
-        f"prefix={TEXT_PLACEHOLDER}\ndata={TEXT_PLACEHOLDER}/share/synth-tool\n")
+        f"prefix={TEXT_PLACEHOLDER}\ndata={TEXT_PLACEHOLDER}/share/synth-tool\n"
+    )
     script = root / "bin/synth-script"
-    script.write_text(f"#!{TEXT_PLACEHOLDER}/bin/python3.11\n"
-                      "import sys\nprint('synth-script runs on', sys.prefix)\n")
+    script.write_text(
+        f"#!{TEXT_PLACEHOLDER}/bin/python3.11\n"
+        "import sys\nprint('synth-script runs on', sys.prefix)\n"
+    )
     script.chmod(0o755)
     args = root / "bin/synth-args"
-    args.write_text(f"#!{TEXT_PLACEHOLDER}/bin/python3.11 -E\n"
-                    "import sys\nprint('synth-args', sys.flags.ignore_environment)\n")
+    args.write_text(
+        f"#!{TEXT_PLACEHOLDER}/bin/python3.11 -E\n"
+        "import sys\nprint('synth-args', sys.flags.ignore_environment)\n"
+    )
     args.chmod(0o755)
     shell = root / "bin/synth-sh"
     shell.write_text(f'#!/bin/sh\necho "synth-sh in {TEXT_PLACEHOLDER}"\n')
     shell.chmod(0o755)
-    _assemble(out, root, "synth-tool", "1.0", "linux-64", depends=["python 3.11.*"],
-              placeholders={
-                  "bin/synth-tool": ("binary", BINARY_PLACEHOLDER),
-                  "etc/synth-tool.conf": ("text", TEXT_PLACEHOLDER),
-                  "bin/synth-script": ("text", TEXT_PLACEHOLDER),
-                  "bin/synth-sh": ("text", TEXT_PLACEHOLDER),
-                  "bin/synth-args": ("text", TEXT_PLACEHOLDER),
-              })
+    _assemble(
+        out,
+        root,
+        "synth-tool",
+        "1.0",
+        "linux-64",
+        depends=["python 3.11.*"],
+        placeholders={
+            "bin/synth-tool": ("binary", BINARY_PLACEHOLDER),
+            "etc/synth-tool.conf": ("text", TEXT_PLACEHOLDER),
+            "bin/synth-script": ("text", TEXT_PLACEHOLDER),
+            "bin/synth-sh": ("text", TEXT_PLACEHOLDER),
+            "bin/synth-args": ("text", TEXT_PLACEHOLDER),
+        },
+    )
 
 
 def _synthpy(out: Path, stage: Path) -> None:
@@ -181,12 +235,22 @@ def _synthpy(out: Path, stage: Path) -> None:
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text(
         '"""A noarch python package of the synthetic channel."""\n'
-        "import sys\n\n\ndef main():\n    print('synthpy', sys.prefix)\n    return 0\n")
+        "import sys\n\n\ndef main():\n    print('synthpy', sys.prefix)\n    return 0\n"
+    )
     (pkg / "helper.py").write_text("VALUE = 42\n")
-    _assemble(out, root, "synthpy", "2.0", "noarch", noarch="python",
-              depends=["python >=3.11"],
-              link={"noarch": {"type": "python", "entry_points": ["synthpy = synthpy:main"]},
-                    "package_metadata_version": 1})
+    _assemble(
+        out,
+        root,
+        "synthpy",
+        "2.0",
+        "noarch",
+        noarch="python",
+        depends=["python >=3.11"],
+        link={
+            "noarch": {"type": "python", "entry_points": ["synthpy = synthpy:main"]},
+            "package_metadata_version": 1,
+        },
+    )
 
 
 def build_synth_channel(dest: Path) -> Path:

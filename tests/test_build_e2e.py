@@ -138,8 +138,16 @@ class Project:
 
     def args(self, *extra: str, out: Path | None = None, jobs: int = 1) -> list[str]:
         return [
-            "build", "--root", str(self.root), "--channel", str(self.seed), "--json",
-            "--jobs", str(jobs), *(["--out", str(out)] if out else []), *extra,
+            "build",
+            "--root",
+            str(self.root),
+            "--channel",
+            str(self.seed),
+            "--json",
+            "--jobs",
+            str(jobs),
+            *(["--out", str(out)] if out else []),
+            *extra,
         ]
 
     def build(self, *extra: str, ok: bool = True, out: Path | None = None, jobs: int = 1) -> dict:
@@ -215,7 +223,10 @@ def test_incremental_builds_and_lock(project: Project) -> None:
     path.write_text(path.read_text().replace("test package b", "test package B, edited"))
     edited = project.build()
     assert statuses(edited) == {
-        "dxt-a": "skipped", "dxt-d": "skipped", "dxt-b": "built", "dxt-c": "built"
+        "dxt-a": "skipped",
+        "dxt-d": "skipped",
+        "dxt-b": "built",
+        "dxt-c": "built",
     }
     assert names_in(project.out) == set(ORDER)
     assert len(list((project.out / "noarch").glob("dxt-b-*.conda"))) == 1
@@ -223,8 +234,12 @@ def test_incremental_builds_and_lock(project: Project) -> None:
     # --force rebuilds everything; meanwhile a second build of the channel is refused
     lock = project.out.parent / ".dxforge.lock"
     proc = subprocess.Popen(
-        [str(DXFORGE), *project.args("--force")], cwd=project.root, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [str(DXFORGE), *project.args("--force")],
+        cwd=project.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -233,8 +248,13 @@ def test_incremental_builds_and_lock(project: Project) -> None:
             assert time.monotonic() < deadline, "the forced build never took the lock"
             time.sleep(0.1)
         second = subprocess.run(
-            [str(DXFORGE), *project.args()], cwd=project.root, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, check=False, timeout=120,
+            [str(DXFORGE), *project.args()],
+            cwd=project.root,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
         )
         assert second.returncode != 0
         msg = second.stderr
@@ -276,7 +296,10 @@ def test_failure_keep_going_and_stop(project: Project, tmp_path: Path) -> None:
 
     going = project.build("--keep-going", ok=False, out=out)
     assert statuses(going) == {
-        "dxt-a": "failed", "dxt-d": "built", "dxt-b": "not built", "dxt-c": "not built"
+        "dxt-a": "failed",
+        "dxt-d": "built",
+        "dxt-b": "not built",
+        "dxt-c": "not built",
     }
     assert "Test failed" in going["packages"][0]["reason"]
     assert {p["reason"] for p in going["packages"][2:]} == {"dxt-a failed"}
@@ -314,7 +337,10 @@ def test_damaged_package_in_the_channel_is_rebuilt(project: Project) -> None:
     again = project.build()
     # the user cache holds the package of that fingerprint: it comes back from there
     assert statuses(again) == {
-        "dxt-a": "skipped", "dxt-d": "cached", "dxt-b": "skipped", "dxt-c": "skipped"
+        "dxt-a": "skipped",
+        "dxt-d": "cached",
+        "dxt-b": "skipped",
+        "dxt-c": "skipped",
     }
     [d] = [p for p in again["packages"] if p["name"] == "dxt-d"]
     assert "did not match its index" in d["reason"] and "sha256" in d["reason"]
@@ -326,8 +352,9 @@ def test_damaged_package_in_the_channel_is_rebuilt(project: Project) -> None:
     check_repodata(project.out)
 
 
-def test_another_clone_takes_the_builds_from_the_user_cache(project: Project,
-                                                           tmp_path: Path) -> None:
+def test_another_clone_takes_the_builds_from_the_user_cache(
+    project: Project, tmp_path: Path
+) -> None:
     """The same recipes and sources in another clone: every package comes from the user cache,
     byte for byte, and nothing is built; a damaged cache entry is built again."""
     first = project.build()
@@ -340,7 +367,7 @@ def test_another_clone_takes_the_builds_from_the_user_cache(project: Project,
 
     # the reason names the cache entry (other runs' entries hold packages of the same name)
     reason = second["packages"][0]["reason"]
-    where = Path(reason[reason.rindex("(") + 1:-1])
+    where = Path(reason[reason.rindex("(") + 1 : -1])
     assert where.is_relative_to(user_cache() / "builds"), reason
     entry = where / Path(first["packages"][0]["file"]).name
     entry.write_bytes(b"damaged")
@@ -349,8 +376,7 @@ def test_another_clone_takes_the_builds_from_the_user_cache(project: Project,
     assert {s for n, s in statuses(third).items() if n != "dxt-a"} == {"cached"}
 
 
-def test_jobs_build_a_level_at_once_with_the_same_outputs(project: Project,
-                                                          tmp_path: Path) -> None:
+def test_jobs_build_a_level_at_once_with_the_same_outputs(project: Project, tmp_path: Path) -> None:
     one = project.build(out=tmp_path / "one", jobs=1)
     two = project.build("--force", out=tmp_path / "two", jobs=2)  # not from the user cache
     assert set(statuses(one).values()) == set(statuses(two).values()) == {"built"}
@@ -359,8 +385,12 @@ def test_jobs_build_a_level_at_once_with_the_same_outputs(project: Project,
     def outputs(report: dict, out: Path) -> dict[str, tuple]:
         records = check_repodata(out)
         return {
-            p["name"]: (p["version"], p["build_string"], p["file"],
-                        sorted(records[p["file"].split("/", 1)[1]]["depends"]))
+            p["name"]: (
+                p["version"],
+                p["build_string"],
+                p["file"],
+                sorted(records[p["file"].split("/", 1)[1]]["depends"]),
+            )
             for p in report["packages"]
         }
 
@@ -383,8 +413,14 @@ def test_install_diracx_and_run_dirac(dxforge_channels: tuple[Path, Path], tmp_p
     install(records, prefix)
     env = {"PATH": f"{prefix / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
     proc = subprocess.run(
-        [str(prefix / "bin/dirac"), "--help"], env=env, cwd=tmp_path, capture_output=True,
-        text=True, timeout=300, stdin=subprocess.DEVNULL, check=False,
+        [str(prefix / "bin/dirac"), "--help"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Usage" in proc.stdout
@@ -412,9 +448,24 @@ def test_build_offline_after_fetch(seed_channel: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DXFORGE_BUILD_DIR"}
     with isolate.Site() as site:  # as root (the build's user), in the site's offline namespace
         assert site.offline
-        proc = site.run([DXFORGE, "build", "--root", root, "--force", "--only", "diracx-core",
-                         "--channel", seed_channel, "--json"], env=env, cwd=root, timeout=900,
-                        as_site_user=False)
+        proc = site.run(
+            [
+                DXFORGE,
+                "build",
+                "--root",
+                root,
+                "--force",
+                "--only",
+                "diracx-core",
+                "--channel",
+                seed_channel,
+                "--json",
+            ],
+            env=env,
+            cwd=root,
+            timeout=900,
+            as_site_user=False,
+        )
     assert proc.ok, proc.tail(60)
     report = json.loads(proc.stdout)
     assert statuses(report) == {"diracx-core": "built"}
@@ -423,14 +474,19 @@ def test_build_offline_after_fetch(seed_channel: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupted_build_names_the_package_and_resumes(project: Project, signum: int,
-                                                           code: int) -> None:
+def test_an_interrupted_build_names_the_package_and_resumes(
+    project: Project, signum: int, code: int
+) -> None:
     """Issue 22: Ctrl-C (or a CI cancel's SIGTERM) on `dxforge build` while dxt-a builds: one
     line naming it and how to resume, exit 130/143, at once (the build's worker is stopped
     too); run again, the build finishes."""
     proc = subprocess.Popen(
-        [str(DXFORGE), *project.args()], cwd=project.root, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [str(DXFORGE), *project.args()],
+        cwd=project.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     log = project.root / "build/logs/dxt-a.log"
     deadline = time.monotonic() + 300
@@ -444,8 +500,10 @@ def test_an_interrupted_build_names_the_package_and_resumes(project: Project, si
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err[-3000:]
     assert time.monotonic() - sent < 30, "the interrupted build waited for its worker"
-    said = ("interrupted while building dxt-a; run `dxforge build` again to resume: finished "
-            "packages are kept")
+    said = (
+        "interrupted while building dxt-a; run `dxforge build` again to resume: finished "
+        "packages are kept"
+    )
     assert err.splitlines()[-1] == said, err[-3000:]
     assert "Traceback" not in err
     assert json.loads(out) == {"status": "interrupted", "error": said}  # --json

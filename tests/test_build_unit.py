@@ -21,6 +21,8 @@ SHA = {n: f"{i:x}" * 64 for i, n in enumerate("abcd", start=1)}
 def lay(root: Path) -> Layout:
     write_construct(root)
     return Layout(root, root / "build")
+
+
 SEED = "file:///nonexistent/seed"
 
 
@@ -77,8 +79,10 @@ def project(tmp_path: Path) -> Path:
 def prints(root: Path, channels: list[str] | None = None) -> dict[str, str]:
     recipes = load_recipes(root, (root / "build/sources").as_uri())
     chans = channels or [(root / "build/channels/dxforge").as_uri(), SEED]
-    return {k[len("dxt-") :]: v for k, v in
-            fingerprints(graph_of(recipes), {r.name: r for r in recipes}, chans).items()}
+    return {
+        k[len("dxt-") :]: v
+        for k, v in fingerprints(graph_of(recipes), {r.name: r for r in recipes}, chans).items()
+    }
 
 
 def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
@@ -104,8 +108,9 @@ def test_stable_when_the_project_moves(project: Path, tmp_path: Path) -> None:
 def test_recipe_text_change_propagates_to_dependents_only(project: Path) -> None:
     before = prints(project)
     path = project / "recipes/dxt-b/recipe.yaml"
-    path.write_text("# a comment changes nothing rendered, but the recipe text\n"
-                    + path.read_text())
+    path.write_text(
+        "# a comment changes nothing rendered, but the recipe text\n" + path.read_text()
+    )
     after_comment = prints(project)
     assert changed(before, after_comment) == {"b", "c"}
     path.write_text(path.read_text().replace("summary: package b", "summary: package B"))
@@ -190,10 +195,15 @@ def test_build_channels_option_replaces_the_seed(tmp_path: Path) -> None:
     local.mkdir()
     out = tmp_path / "out"
     opts = BuildOptions(
-        layout=lay(tmp_path), out=out, channels=["conda-forge", str(local), "https://example.invalid/c"]
+        layout=lay(tmp_path),
+        out=out,
+        channels=["conda-forge", str(local), "https://example.invalid/c"],
     )
     assert build_channels(opts) == [
-        out.as_uri(), "conda-forge", local.as_uri(), "https://example.invalid/c"
+        out.as_uri(),
+        "conda-forge",
+        local.as_uri(),
+        "https://example.invalid/c",
     ]
 
 
@@ -277,8 +287,13 @@ def _package(tmp_path: Path, name: str) -> Path:
     (files / "share").mkdir(parents=True)
     (files / "share" / f"{name}.txt").write_text(name)
     res = rattler_build.assemble_package(
-        name=name, version="1.0", target_platform="noarch", build_string="0",
-        output_dir=str(tmp_path / "rattler" / "noarch"), files_dir=str(files), noarch="generic",
+        name=name,
+        version="1.0",
+        target_platform="noarch",
+        build_string="0",
+        output_dir=str(tmp_path / "rattler" / "noarch"),
+        files_dir=str(files),
+        noarch="generic",
     )
     pkg = Path(res.path)
     pkg.chmod(0o600)

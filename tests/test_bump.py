@@ -63,12 +63,21 @@ class Index(LocalIndex):
         meta = metadata_text(name, version, requires or [], python)
         dist = name.replace("-", "_")
         kw = {"yanked": yanked, "requires_python": ">=3.11"}
-        sdist = self.add_file(name, f"{dist}-{version}.tar.gz", make_sdist(name, version, meta),
-                              metadata=meta if metadata else None, **kw)
+        sdist = self.add_file(
+            name,
+            f"{dist}-{version}.tar.gz",
+            make_sdist(name, version, meta),
+            metadata=meta if metadata else None,
+            **kw,
+        )
         if wheel:
-            self.add_file(name, f"{dist}-{version}-py3-none-any.whl",
-                          make_wheel(name, version, meta),
-                          metadata=meta if wheel_metadata else None, **kw)
+            self.add_file(
+                name,
+                f"{dist}-{version}-py3-none-any.whl",
+                make_wheel(name, version, meta),
+                metadata=meta if wheel_metadata else None,
+                **kw,
+            )
         return sdist
 
 
@@ -82,7 +91,10 @@ def index() -> Iterator[Index]:
 # Synthetic recipes
 
 CORE_RUN = [
-    "cachetools", "diraccommon>=9.0.18", "pydantic>=2.10", "types-cachetools; extra == 'types'"
+    "cachetools",
+    "diraccommon>=9.0.18",
+    "pydantic>=2.10",
+    "types-cachetools; extra == 'types'",
 ]
 CLIENT_RUN = ["diracx-core", "httpx"]
 META_RUN = ["diracx-core", "diracx-client"]
@@ -205,13 +217,26 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 def run(root: Path, index: Index, *args: str) -> object:
-    argv = ["bump", "--root", str(root), "--index-url", index.url, "--retries", "1",
-            "--backoff", "0.01", "--timeout", "2", *args]
+    argv = [
+        "bump",
+        "--root",
+        str(root),
+        "--index-url",
+        index.url,
+        "--retries",
+        "1",
+        "--backoff",
+        "0.01",
+        "--timeout",
+        "2",
+        *args,
+    ]
     return CliRunner().invoke(app, argv)
 
 
-def add_all(index: Index, version: str, requires: dict[str, list[str]] | None = None,
-            **kw: object) -> dict[str, Dist]:
+def add_all(
+    index: Index, version: str, requires: dict[str, list[str]] | None = None, **kw: object
+) -> dict[str, Dist]:
     return {n: index.add(n, version, (requires or REQUIRES)[n], **kw) for n in TEMPLATES}
 
 
@@ -240,8 +265,9 @@ def test_normal_bump_edits_only_the_three_fields(project: Path, index: Index) ->
     assert after["recipes/diracx-core/recipe.yaml"].decode() == expected
     client_old = before["recipes/diracx-client/recipe.yaml"].decode()
     assert after["recipes/diracx-client/recipe.yaml"].decode() == (
-        client_old.replace("version: 1.4.0\n", "version: 1.5.0\n")
-        .replace(f"'{old_sha['diracx-client']}'", f"'{new['diracx-client'].sha256}'")
+        client_old.replace("version: 1.4.0\n", "version: 1.5.0\n").replace(
+            f"'{old_sha['diracx-client']}'", f"'{new['diracx-client'].sha256}'"
+        )
     )
     meta_old = before["recipes/diracx/recipe.yaml"].decode()
     assert after["recipes/diracx/recipe.yaml"].decode() == (
@@ -282,15 +308,17 @@ def test_requested_version_missing_changes_nothing(project: Path, index: Index) 
 
 @pytest.mark.parametrize("command", ["bump", "release"])
 @pytest.mark.parametrize("given", ["", "  "])
-def test_an_empty_version_is_an_error_not_the_newest(project: Path, index: Index, command: str,
-                                                      given: str) -> None:
+def test_an_empty_version_is_an_error_not_the_newest(
+    project: Path, index: Index, command: str, given: str
+) -> None:
     """CI's ``--version "$UNSET"``: one line naming the option and the fix; nothing asked of
     the index, nothing changed, nothing released (before, the newest version was taken)."""
     add_all(index, "1.5.0")
     before = snapshot(project)
     seen = len(index.requests)
-    res = CliRunner().invoke(app, [command, "--root", str(project), "--index-url", index.url,
-                                   "--version", given])
+    res = CliRunner().invoke(
+        app, [command, "--root", str(project), "--index-url", index.url, "--version", given]
+    )
     assert res.exit_code == 1, res.output
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: --version {given!r} is empty;")
@@ -325,8 +353,12 @@ def test_prereleases_only_with_pre(project: Path, index: Index) -> None:
 
 DRIFT_REQUIRES = {
     # cachetools gets a pin, diraccommon goes, msgpack comes (conda-forge: msgpack-python)
-    "diracx-core": ["cachetools>=5", "msgpack", "pydantic>=2.10",
-                    "opentelemetry-sdk>=1.40; extra == 'otel'"],
+    "diracx-core": [
+        "cachetools>=5",
+        "msgpack",
+        "pydantic>=2.10",
+        "opentelemetry-sdk>=1.40; extra == 'otel'",
+    ],
     # an extra of a dependency: redis[hiredis] -> redis-py and hiredis
     "diracx-client": ["diracx-core==1.5.0", "httpx", "redis[hiredis]>=5"],
     # an extra of a sibling: diracx-core[otel]; diracx-client dropped
@@ -345,19 +377,26 @@ def test_drift_report_and_apply_deps(project: Path, index: Index, tmp_path: Path
     drift = {p["name"]: p["drift"] for p in json.loads(res.stdout)["packages"]}
     assert drift["diracx-core"] == {
         "added": [{"name": "msgpack-python", "kind": "added", "recipe": None, "upstream": ""}],
-        "removed": [{"name": "diraccommon", "kind": "removed", "recipe": ">=9.0.18",
-                     "upstream": None}],
-        "changed": [{"name": "cachetools", "kind": "changed", "recipe": "",
-                     "upstream": ">=5"}],
+        "removed": [
+            {"name": "diraccommon", "kind": "removed", "recipe": ">=9.0.18", "upstream": None}
+        ],
+        "changed": [{"name": "cachetools", "kind": "changed", "recipe": "", "upstream": ">=5"}],
     }
     # siblings compare as ==${{ version }} pins, whatever upstream writes
     assert [c["name"] for c in drift["diracx-client"]["added"]] == ["hiredis", "redis-py"]
     assert drift["diracx-client"]["changed"] == drift["diracx-client"]["removed"] == []
     assert drift["diracx"] == {
-        "added": [{"name": "opentelemetry-sdk", "kind": "added", "recipe": None,
-                   "upstream": ">=1.40"}],
-        "removed": [{"name": "diracx-client", "kind": "removed",
-                     "recipe": "==${{ version }}", "upstream": None}],
+        "added": [
+            {"name": "opentelemetry-sdk", "kind": "added", "recipe": None, "upstream": ">=1.40"}
+        ],
+        "removed": [
+            {
+                "name": "diracx-client",
+                "kind": "removed",
+                "recipe": "==${{ version }}",
+                "upstream": None,
+            }
+        ],
         "changed": [],
     }
     assert snapshot(project) == before
@@ -405,8 +444,7 @@ def test_pep658_metadata_is_used_where_advertised(project: Path, index: Index) -
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert all(p["metadata_source"].endswith(".metadata (PEP 658)") for p in out["packages"])
-    assert all(p["drift"] == {"added": [], "removed": [], "changed": []}
-               for p in out["packages"])
+    assert all(p["drift"] == {"added": [], "removed": [], "changed": []} for p in out["packages"])
     assert "/files/diracx_core-1.5.0.tar.gz.metadata" in index.requests
     assert "/files/diracx_core-1.5.0.tar.gz" not in index.requests  # dry run: no sdist needed
 
@@ -419,9 +457,7 @@ def test_pep658_metadata_is_used_where_advertised(project: Path, index: Index) -
 
 
 @pytest.mark.parametrize("mode", ["503", "close", "hang"])
-def test_index_that_stops_answering_changes_nothing(
-    project: Path, index: Index, mode: str
-) -> None:
+def test_index_that_stops_answering_changes_nothing(project: Path, index: Index, mode: str) -> None:
     add_all(index, "1.5.0")
     before = snapshot(project)
     index.fail = mode
@@ -560,7 +596,7 @@ def test_parse_errors_name_file_and_key(tmp_path: Path) -> None:
 def test_sdist_name_from_the_url_template(tmp_path: Path) -> None:
     text = (
         'context:\n  name: diracx-api\n  version: "1"\n'
-        "source:\n  url: ${{ env.get(\"X\", default=\"a/b\") }}/"
+        'source:\n  url: ${{ env.get("X", default="a/b") }}/'
         "${{ name | replace('-', '_') }}-${{ version }}.tar.gz\n  sha256: abc\n"
     )
     doc = parse_recipe(tmp_path / "r.yaml", text)
@@ -588,8 +624,17 @@ def test_canonical_spec_and_drift_units(tmp_path: Path) -> None:
 def test_entry_point_exit_codes(project: Path, index: Index) -> None:
     """The installed ``dxforge`` script (which ends with os._exit) keeps --check's exit codes."""
     exe = Path(sys.executable).parent / "dxforge"
-    argv = [str(exe), "bump", "--root", str(project), "--index-url", index.url, "--check",
-            "--retries", "0"]
+    argv = [
+        str(exe),
+        "bump",
+        "--root",
+        str(project),
+        "--index-url",
+        index.url,
+        "--check",
+        "--retries",
+        "0",
+    ]
     assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
     add_all(index, "1.5.0")
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
@@ -609,12 +654,14 @@ def test_an_older_version_asked_for_is_an_error(project: Path, index: Index) -> 
 def test_a_requirement_beyond_requires_dist_is_kept_not_drift(tmp_path: Path) -> None:
     """A run entry marked `# beyond Requires-Dist: <why>` (as conda-forge adds diracx-core to
     diracx-testing) is never reported as removed, so --apply-deps keeps it."""
-    text = ("context: {name: diracx-x, version: 1.4.0, python_min: '3.11'}\n"
-            "source:\n  url: x/diracx_x-${{ version }}.tar.gz\n  sha256: aa\n"
-            "build: {number: 0}\n"
-            "requirements:\n  run:\n    - python >=${{ python_min }}\n"
-            "    - diracx-core ==${{ version }}  # beyond Requires-Dist: it imports it\n"
-            "    - gone\n")
+    text = (
+        "context: {name: diracx-x, version: 1.4.0, python_min: '3.11'}\n"
+        "source:\n  url: x/diracx_x-${{ version }}.tar.gz\n  sha256: aa\n"
+        "build: {number: 0}\n"
+        "requirements:\n  run:\n    - python >=${{ python_min }}\n"
+        "    - diracx-core ==${{ version }}  # beyond Requires-Dist: it imports it\n"
+        "    - gone\n"
+    )
     doc = parse_recipe(tmp_path / "r.yaml", text)
     changes = drift.compute_drift(doc, {"python": ">=3.11"}, "1.4.0")
     assert [(c.name, c.kind) for c in changes] == [("gone", "removed")]
@@ -658,8 +705,6 @@ def test_construct_yaml_moves_with_the_recipes(project: Path, index: Index) -> N
         .replace("DIRACOS-1.4.0", "DIRACOS-1.5.0")
         .replace("diracx ==1.4.0", "diracx ==1.5.0")
     )  # the pin of another package with the same version is left alone
-
-
 
 
 def test_construct_yaml_is_not_written_when_the_bump_fails(project: Path, index: Index) -> None:

@@ -30,15 +30,27 @@ def test_rendered_workflows_validate_against_the_github_schema(tmp_path: Path) -
     for rel, text in render(Layout.of(ROOT)).items():
         (tmp_path / rel.name).write_text(text)
     exe = Path(sys.executable).with_name("check-jsonschema")
-    res = subprocess.run([str(exe), "--builtin-schema", "vendor.github-workflows",
-                          *map(str, sorted(tmp_path.glob("*.yml")))],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [
+            str(exe),
+            "--builtin-schema",
+            "vendor.github-workflows",
+            *map(str, sorted(tmp_path.glob("*.yml"))),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     # and the check does fail on a broken workflow
     bad = tmp_path / "bad.yml"
     bad.write_text("name: x\non: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    stepz: []\n")
-    res = subprocess.run([str(exe), "--builtin-schema", "vendor.github-workflows", str(bad)],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [str(exe), "--builtin-schema", "vendor.github-workflows", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode != 0
 
 
@@ -57,18 +69,33 @@ def test_build_jobs_follow_the_recipe_graph() -> None:
     for name in graph.order:
         needs = set(builds[f"build-{name}"]["needs"])
         assert needs == {"seed"} | {f"build-{d}" for d in graph.deps[name]}, name
-        downloads = {s["with"]["name"] for s in builds[f"build-{name}"]["steps"]
-                     if "download-artifact" in s.get("uses", "")}
+        downloads = {
+            s["with"]["name"]
+            for s in builds[f"build-{name}"]["steps"]
+            if "download-artifact" in s.get("uses", "")
+        }
         assert downloads == {"seed"} | {f"pkg-{d}" for d in graph.dependencies(name)}, name
     assert set(jobs["channel"]["needs"]) == set(builds)
     platforms = jobs["installer"]["strategy"]["matrix"]["include"]
-    assert {p["platform"] for p in platforms} == {"linux-64", "linux-aarch64", "osx-64",
-                                                  "osx-arm64"}
+    assert {p["platform"] for p in platforms} == {
+        "linux-64",
+        "linux-aarch64",
+        "osx-64",
+        "osx-arm64",
+    }
     assert [p["platform"] for p in platforms if p["enabled"]] == ["linux-64"]
     images = jobs["pilot"]["strategy"]["matrix"]["include"]
-    assert {i["image"] for i in images} >= {"almalinux:8", "almalinux:9", "almalinux:10",
-                                            "debian:11", "debian:12", "debian:13",
-                                            "ubuntu:20.04", "ubuntu:22.04", "ubuntu:24.04"}
+    assert {i["image"] for i in images} >= {
+        "almalinux:8",
+        "almalinux:9",
+        "almalinux:10",
+        "debian:11",
+        "debian:12",
+        "debian:13",
+        "ubuntu:20.04",
+        "ubuntu:22.04",
+        "ubuntu:24.04",
+    }
     # EL8 is the floor; below it, the pilot expects a clean refusal
     expect = {i["image"]: i["expect"] for i in images}
     assert expect["almalinux:8"] == expect["debian:11"] == "installed"
@@ -100,8 +127,18 @@ def test_every_command_a_job_runs_exists() -> None:
                 run = step.get("run", "")
                 commands |= set(re.findall(r"\.venv/bin/dxforge ([a-z0-9-]+)", run))
                 scripts |= set(re.findall(r"\b(scripts/[\w.-]+)", run))
-    assert {"seed", "build", "index", "installer", "bump", "release", "test-upstream",
-            "fingerprint", "fetch", "e2e"} <= commands
+    assert {
+        "seed",
+        "build",
+        "index",
+        "installer",
+        "bump",
+        "release",
+        "test-upstream",
+        "fingerprint",
+        "fetch",
+        "e2e",
+    } <= commands
     for c in sorted(commands):
         proc = subprocess.run([str(DXFORGE), c, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0, c
@@ -120,16 +157,17 @@ def copy_project(root: Path) -> Path:
 def test_idempotent_and_check_names_stale_files(tmp_path: Path) -> None:
     root = copy_project(tmp_path / "proj")
     first = run_ci(Layout(root, root / "build"))
-    assert sorted(p.name for p in first.written) == ["build.yml", "images.yml",
-                                                     "release-bot.yml"]
+    assert sorted(p.name for p in first.written) == ["build.yml", "images.yml", "release-bot.yml"]
     assert run_ci(Layout(root, root / "build")).written == []  # a second run changes nothing
     wf = root / WORKFLOWS / "build.yml"
     wf.write_text(wf.read_text() + "# hand edit\n")
     (root / WORKFLOWS / "extra.yml").write_text("name: extra\n")
     proc = run_dxforge("ci", "--check", "--json", "--root", root, check=False)
     assert proc.returncode == 1
-    assert sorted(Path(p).name for p in json.loads(proc.stdout)["stale"]) == ["build.yml",
-                                                                              "extra.yml"]
+    assert sorted(Path(p).name for p in json.loads(proc.stdout)["stale"]) == [
+        "build.yml",
+        "extra.yml",
+    ]
 
 
 def test_an_extra_recipe_gets_its_job_in_the_right_place(tmp_path: Path) -> None:
@@ -154,19 +192,24 @@ def test_an_extra_recipe_gets_its_job_in_the_right_place(tmp_path: Path) -> None
 @pytest.mark.e2e
 def test_the_linux_chain_runs_here(tmp_path: Path) -> None:
     """build -> installer -> pilot tests (on the Debian images), as the workflow says."""
-    proc = run_dxforge("ci", "--run-local", "--json", "--build-dir", tmp_path / "b",
-                       timeout=5400)
+    proc = run_dxforge("ci", "--run-local", "--json", "--build-dir", tmp_path / "b", timeout=5400)
     summary = json.loads(proc.stdout)
-    ran = {(j["job"], json.dumps(j["matrix"], sort_keys=True)): j["status"]
-           for j in summary["jobs"]}
-    assert ran[("installer", json.dumps({"enabled": True, "platform": "linux-64"},
-                                        sort_keys=True))] == "passed"
+    ran = {
+        (j["job"], json.dumps(j["matrix"], sort_keys=True)): j["status"] for j in summary["jobs"]
+    }
+    assert (
+        ran[("installer", json.dumps({"enabled": True, "platform": "linux-64"}, sort_keys=True))]
+        == "passed"
+    )
     pilots = {json.loads(m).get("image"): s for (j, m), s in ran.items() if j == "pilot"}
     for image in ("debian:11", "debian:12", "debian:13"):
         assert pilots[image] == "passed", image
     assert pilots["almalinux:9"].startswith("skipped (no almalinux:9 image here")
-    assert all(s == "passed" for (j, _m), s in ran.items()
-               if j.startswith(("build-", "seed", "channel", "upstream-tests")))
+    assert all(
+        s == "passed"
+        for (j, _m), s in ran.items()
+        if j.startswith(("build-", "seed", "channel", "upstream-tests"))
+    )
 
 
 def _fake_repo(tmp_path: Path) -> Layout:
@@ -185,8 +228,10 @@ def test_the_local_runner_runs_two_jobs_at_a_time_after_their_needs(tmp_path: Pa
     def job(name: str, needs: tuple[str, ...] = (), matrix: list[int] | None = None) -> dict:
         tag = name + ("${{ matrix.n }}" if matrix else "")
         # each job leaves a file in its workspace: a job sharing another's would find it
-        run = (f'test ! -e mine; touch mine; echo "start {tag} $(date +%s.%N)" >> {log}; '
-               f'sleep 0.6; echo "end {tag} $(date +%s.%N)" >> {log}')
+        run = (
+            f'test ! -e mine; touch mine; echo "start {tag} $(date +%s.%N)" >> {log}; '
+            f'sleep 0.6; echo "end {tag} $(date +%s.%N)" >> {log}'
+        )
         out: dict = {"runs-on": "ubuntu-latest", "steps": [{"run": run}]}
         if needs:
             out["needs"] = list(needs)
@@ -194,33 +239,49 @@ def test_the_local_runner_runs_two_jobs_at_a_time_after_their_needs(tmp_path: Pa
             out["strategy"] = {"matrix": {"n": matrix}}
         return out
 
-    workflow = {"jobs": {"a": job("a"), "b": job("b", ("a",), [1, 2]), "c": job("c", ("a",)),
-                         "d": job("d", ("b", "c"))}}
+    workflow = {
+        "jobs": {
+            "a": job("a"),
+            "b": job("b", ("a",), [1, 2]),
+            "c": job("c", ("a",)),
+            "d": job("d", ("b", "c")),
+        }
+    }
     t0 = time.monotonic()
     jobs = LocalRunner(_fake_repo(tmp_path), tmp_path / "work", jobs=2).run(workflow)
     took = time.monotonic() - t0
     assert [(j.name, j.status) for j in jobs] == [
-        ("a", "passed"), ("b", "passed"), ("b", "passed"), ("c", "passed"), ("d", "passed")]
-    when = {(kind, name): float(t)
-            for kind, name, t in (line.split() for line in log.read_text().splitlines())}
+        ("a", "passed"),
+        ("b", "passed"),
+        ("b", "passed"),
+        ("c", "passed"),
+        ("d", "passed"),
+    ]
+    when = {
+        (kind, name): float(t)
+        for kind, name, t in (line.split() for line in log.read_text().splitlines())
+    }
     assert len(when) == 10  # each job started and ended once
     for later in ("b1", "b2", "c"):
         assert when["start", later] >= when["end", "a"]
     assert when["start", "d"] >= max(when["end", n] for n in ("b1", "b2", "c"))
-    running = [sum(1 for n in ("b1", "b2", "c")
-                   if when["start", n] <= when["start", m] < when["end", n])
-               for m in ("b1", "b2", "c")]
+    running = [
+        sum(1 for n in ("b1", "b2", "c") if when["start", n] <= when["start", m] < when["end", n])
+        for m in ("b1", "b2", "c")
+    ]
     assert max(running) == 2  # two at a time, never three
     assert took < 4 * 0.6 + 1.5, took  # a, two of b/c, the third, d: four rounds, not five
 
 
 def test_the_local_runner_starts_nothing_after_a_failure(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    workflow = {"jobs": {
-        "a": {"steps": [{"run": "exit 3"}]},
-        "b": {"steps": [{"run": f"sleep 0.5; echo b >> {log}"}]},
-        "c": {"needs": ["b"], "steps": [{"run": f"echo c >> {log}"}]},
-    }}
+    workflow = {
+        "jobs": {
+            "a": {"steps": [{"run": "exit 3"}]},
+            "b": {"steps": [{"run": f"sleep 0.5; echo b >> {log}"}]},
+            "c": {"needs": ["b"], "steps": [{"run": f"echo c >> {log}"}]},
+        }
+    }
     with pytest.raises(DxError, match="exit"):
         LocalRunner(_fake_repo(tmp_path), tmp_path / "work", jobs=2).run(workflow)
     assert log.read_text() == "b\n"  # b was running and finished; c never started

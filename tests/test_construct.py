@@ -12,7 +12,8 @@ from dxforge.construct import KEYS, SCHEMA, eval_selector, load_construct, platf
 from dxforge.util import DxError
 
 # constructor 3.16's CONSTRUCT.md lists these 78 keys (deprecated ones included)
-CONSTRUCTOR_KEYS = frozenset("""
+CONSTRUCTOR_KEYS = frozenset(
+    """
     $schema name version installer_filename installer_type license_file company
     reverse_domain_identifier uninstall_name build_outputs
     channels channels_remap mirrored_channels specs user_requested_specs virtual_specs exclude
@@ -31,7 +32,8 @@ CONSTRUCTOR_KEYS = frozenset("""
     header_image_text nsis_template welcome_file welcome_text readme_file readme_text
     post_install_pages conclusion_file conclusion_text progress_notifications
     docker_base_image docker_tag docker_labels docker_image_format
-""".split())
+""".split()
+)
 HONOURED = sorted(k.name for k in SCHEMA if not k.refused)
 REFUSED = sorted(k.name for k in SCHEMA if k.refused)
 
@@ -115,8 +117,16 @@ def test_minimal_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("selector", "kept"),
-    [("linux", True), ("not linux", False), ("linux64", True), ("osx", False), ("win", False),
-     ("linux and not aarch64", True), ("(osx or win) and x86_64", False), ("unix", True)],
+    [
+        ("linux", True),
+        ("not linux", False),
+        ("linux64", True),
+        ("osx", False),
+        ("win", False),
+        ("linux and not aarch64", True),
+        ("(osx or win) and x86_64", False),
+        ("unix", True),
+    ],
 )
 def test_selectors_for_linux64(tmp_path: Path, selector: str, kept: bool) -> None:
     spec = load_construct(write(tmp_path, BASE + f"  - voms  # [{selector}]\n"))
@@ -148,8 +158,10 @@ def test_selector_rejects_code(tmp_path: Path) -> None:
 def test_unsupported_constructor_key(tmp_path: Path) -> None:
     msg = error_of(tmp_path, BASE + "pre_install: pre.sh\n")
     assert "construct.yaml:7:" in msg
-    assert "`pre_install` (a script run before the files are unpacked) is not supported by " \
+    assert (
+        "`pre_install` (a script run before the files are unpacked) is not supported by "
         "dxforge: do its work in the post_install script" in msg
+    )
 
 
 def test_unknown_key_suggests_nearest(tmp_path: Path) -> None:
@@ -173,8 +185,12 @@ def test_honoured_keys_check_their_type(tmp_path: Path, key: str) -> None:
     """Every key that takes effect refuses a value of the wrong type, naming the key."""
     wrong = "{a: 1}" if dict not in KEYS[key].kind else "[1]"
     if key in ("specs", "name", "version", "channels"):
-        text = "\n".join(ln for ln in BASE.splitlines() if not ln.startswith(key + ":")
-                         and not (key in ("specs", "channels") and ln.startswith("  - ")))
+        text = "\n".join(
+            ln
+            for ln in BASE.splitlines()
+            if not ln.startswith(key + ":")
+            and not (key in ("specs", "channels") and ln.startswith("  - "))
+        )
         text = text.replace("channels:", "channels:\n  - ./chan") if key == "specs" else text
         text += f"\n{key}: {wrong}\n"
         if key == "channels":
@@ -232,23 +248,42 @@ CHANNELS = "channels:\n  - ./chan\n"
 @pytest.mark.parametrize(
     ("old", "new", "expect"),
     [
-        ("version: 1.2.3", "version: 0.70",
-         "`version`: must be text, not a number (0.7); quote it"),
-        (CHANNELS, "channels: {main: ./chan}\n",
-         "`channels`: must be a list of channel names, URLs or paths, not a mapping"),
-        (CHANNELS, "channels: [./chan, {a: b}]\n",
-         "`channels`: entry 2 must be non-empty text, not a mapping"),
-        (CHANNELS, "channels: [./chan, 1.5]\n",
-         "entry 2 must be non-empty text, not a number (1.5)"),
+        (
+            "version: 1.2.3",
+            "version: 0.70",
+            "`version`: must be text, not a number (0.7); quote it",
+        ),
+        (
+            CHANNELS,
+            "channels: {main: ./chan}\n",
+            "`channels`: must be a list of channel names, URLs or paths, not a mapping",
+        ),
+        (
+            CHANNELS,
+            "channels: [./chan, {a: b}]\n",
+            "`channels`: entry 2 must be non-empty text, not a mapping",
+        ),
+        (
+            CHANNELS,
+            "channels: [./chan, 1.5]\n",
+            "entry 2 must be non-empty text, not a number (1.5)",
+        ),
         (CHANNELS, "channels: [./chan, [x]]\n", "entry 2 must be non-empty text, not a list"),
-        (CHANNELS, CHANNELS + "batch_mode: 1\n",
-         "`batch_mode`: must be true or false, not a number (1)"),
-        (CHANNELS, CHANNELS + "script_env_variables: {A: [1]}\n",
-         "the value of `A` must be text, not a list"),
+        (
+            CHANNELS,
+            CHANNELS + "batch_mode: 1\n",
+            "`batch_mode`: must be true or false, not a number (1)",
+        ),
+        (
+            CHANNELS,
+            CHANNELS + "script_env_variables: {A: [1]}\n",
+            "the value of `A` must be text, not a list",
+        ),
     ],
 )
-def test_type_errors_name_yaml_types_not_internal_ones(tmp_path: Path, old: str, new: str,
-                                                       expect: str) -> None:
+def test_type_errors_name_yaml_types_not_internal_ones(
+    tmp_path: Path, old: str, new: str, expect: str
+) -> None:
     """Issue 22: "not ScalarFloat", "not CommentedMap" become what YAML calls them."""
     assert old in BASE
     msg = error_of(tmp_path, BASE.replace(old, new))
@@ -278,8 +313,9 @@ def test_duplicate_specs_are_kept_for_the_solver(tmp_path: Path) -> None:
 
 
 def test_empty_lists(tmp_path: Path) -> None:
-    msg = error_of(tmp_path, BASE.replace("  - python 3.13.*\n", "  []\n").replace(
-        "specs:\n", "specs:"))
+    msg = error_of(
+        tmp_path, BASE.replace("  - python 3.13.*\n", "  []\n").replace("specs:\n", "specs:")
+    )
     assert "`specs`: is empty" in msg
 
 
@@ -300,7 +336,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_full_dxforge_style_file(tmp_path: Path) -> None:
     (tmp_path / "LICENSE").write_text("GPL\n")
-    text = BASE + """\
+    text = (
+        BASE
+        + """\
   - pip
   - voms  # [linux]
 exclude:
@@ -325,6 +363,7 @@ script_env_variables:
 install_path_exists_error_text: "{CHOSEN_PATH} exists"
 company: DIRAC
 """
+    )
     spec = load_construct(write(tmp_path, text))
     assert spec.specs == ["python 3.13.*", "pip", "voms"]
     assert spec.exclude == ["pip"]
@@ -360,10 +399,12 @@ def test_build_channels_follow_the_build_directory(tmp_path: Path) -> None:
     spec = load_construct(ROOT / "construct.yaml")
     layout = Layout(ROOT, tmp_path / "b")
     assert channel_list(spec, None, layout) == [
-        (tmp_path / "b/channels/dxforge").as_uri(), (tmp_path / "b/channels/seed").as_uri()
+        (tmp_path / "b/channels/dxforge").as_uri(),
+        (tmp_path / "b/channels/seed").as_uri(),
     ]
     assert channel_list(spec, ["conda-forge"], layout) == [
-        (tmp_path / "b/channels/dxforge").as_uri(), "conda-forge"
+        (tmp_path / "b/channels/dxforge").as_uri(),
+        "conda-forge",
     ]
 
 
@@ -385,17 +426,27 @@ DIRACOS2 = ROOT / "tests/fixtures/diracos2/construct.yaml"
 
 @pytest.mark.parametrize(
     ("extra", "key"),
-    [("transmute_file_type: .conda\n", "transmute_file_type"),
-     ("keep_pkgs: false\ntransmute_file_type: .conda\n", "transmute_file_type"),
-     ("ignore_duplicate_files: true\n", "ignore_duplicate_files")],
+    [
+        ("transmute_file_type: .conda\n", "transmute_file_type"),
+        ("keep_pkgs: false\ntransmute_file_type: .conda\n", "transmute_file_type"),
+        ("ignore_duplicate_files: true\n", "ignore_duplicate_files"),
+    ],
 )
 def test_keys_without_effect_are_noted_not_refused(tmp_path: Path, extra: str, key: str) -> None:
     spec = load_construct(write(tmp_path, BASE + extra))
     [note] = spec.notes
     assert note.startswith(f"{tmp_path / 'construct.yaml'}:")
     assert f"`{key}` has no effect here: " in note
-    assert load_construct(write(tmp_path, BASE + "keep_pkgs: true\ntransmute_file_type: .conda\n"
-                                "ignore_duplicate_files: false\n")).notes == []
+    assert (
+        load_construct(
+            write(
+                tmp_path,
+                BASE + "keep_pkgs: true\ntransmute_file_type: .conda\n"
+                "ignore_duplicate_files: false\n",
+            )
+        ).notes
+        == []
+    )
 
 
 def test_diracos2_construct_yaml_passes_the_schema() -> None:
@@ -409,8 +460,10 @@ def test_diracos2_construct_yaml_passes_the_schema() -> None:
     assert spec.post_install == DIRACOS2.parent / "create_diracosrc.sh"
     notes = {n.split("`")[1]: n for n in spec.notes}
     assert set(notes) == {"transmute_file_type", "ignore_duplicate_files"}
-    assert f"{DIRACOS2}:25: `transmute_file_type` has no effect here: " in notes[
-        "transmute_file_type"] and "keep_pkgs: true" in notes["transmute_file_type"]
+    assert (
+        f"{DIRACOS2}:25: `transmute_file_type` has no effect here: " in notes["transmute_file_type"]
+        and "keep_pkgs: true" in notes["transmute_file_type"]
+    )
     assert notes["ignore_duplicate_files"].startswith(f"{DIRACOS2}:31: ")
 
 
@@ -425,14 +478,21 @@ def _channel(root: Path, names: list[str]) -> Path:
         files.mkdir(parents=True)
         (files / f"{name}.txt").write_text(name)
         rattler_build.assemble_package(
-            name=name, version="99.0", target_platform="noarch", build_string="0",
-            output_dir=str(root / "channel/noarch"), files_dir=str(files), noarch="generic")
+            name=name,
+            version="99.0",
+            target_platform="noarch",
+            build_string="0",
+            output_dir=str(root / "channel/noarch"),
+            files_dir=str(files),
+            noarch="generic",
+        )
     index(root / "channel")
     return root / "channel"
 
 
 def test_diracos2_reaches_the_solve_and_fails_only_on_what_the_channels_lack(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`dxforge installer` on DIRACOS2's file with our channels: the notes once each, then an
     error naming exactly the specs no package in the channels matches."""
     from rattler import MatchSpec
@@ -442,8 +502,20 @@ def test_diracos2_reaches_the_solve_and_fails_only_on_what_the_channels_lack(
     have = ["pip", "six", "certifi", "cachetools", "xmltodict", "pytest"]
     channel = _channel(tmp_path, have)
     with pytest.raises(SystemExit) as e:
-        main(["installer", str(DIRACOS2), "--channel", str(channel), "--compression", "gzip",
-              "--out", str(tmp_path / "out"), "--build-dir", str(tmp_path / "build")])
+        main(
+            [
+                "installer",
+                str(DIRACOS2),
+                "--channel",
+                str(channel),
+                "--compression",
+                "gzip",
+                "--out",
+                str(tmp_path / "out"),
+                "--build-dir",
+                str(tmp_path / "build"),
+            ]
+        )
     out, err = capsys.readouterr()
     assert e.value.code == 1 and out == ""
     text = " ".join(err.split())
@@ -451,7 +523,7 @@ def test_diracos2_reaches_the_solve_and_fails_only_on_what_the_channels_lack(
         assert text.count(f"`{key}` has no effect here") == 1, err
     spec = load_construct(DIRACOS2)
     lacking = [s for s in spec.specs if MatchSpec(s).name.normalized not in have]
-    error = text[text.index("error: "):]
+    error = text[text.index("error: ") :]
     assert error.startswith(f"error: {DIRACOS2}:") and "no package in the channels" in error
     named = re.findall(r"`([^`]+)`", error.split(" matches ", 1)[1])
     assert named == lacking and len(lacking) == len(spec.specs) - len(have)

@@ -28,16 +28,26 @@ def cc(out: Path, source: str, *args: str) -> Path:
 LIB_B = "int b(void) { return 2; }\n"
 LIB_A = "int b(void);\nint a(void) { return b() + 1; }\n"
 MAIN = "int a(void);\nint main(void) { return a() == 3 ? 0 : 1; }\n"
-STAT = ("#include <sys/stat.h>\n#include <stdio.h>\n"
-        "int main(int c, char **v) { struct stat s; puts(v[0]); return stat(v[0], &s); }\n")
+STAT = (
+    "#include <sys/stat.h>\n#include <stdio.h>\n"
+    "int main(int c, char **v) { struct stat s; puts(v[0]); return stat(v[0], &s); }\n"
+)
 
 
 def libraries(d: Path, origin: bool = True) -> tuple[Path, Path]:
     """``libB.so.2`` and ``libA.so.1`` (which needs libB) in ``d``."""
     b = cc(d / "libB.so.2", LIB_B, "-shared", "-fPIC", "-Wl,-soname,libB.so.2")
     rpath = ["-Wl,-rpath,$ORIGIN", "-Wl,--enable-new-dtags"] if origin else []
-    a = cc(d / "libA.so.1", LIB_A, "-shared", "-fPIC", "-Wl,-soname,libA.so.1",
-           f"-L{d}", "-l:libB.so.2", *rpath)
+    a = cc(
+        d / "libA.so.1",
+        LIB_A,
+        "-shared",
+        "-fPIC",
+        "-Wl,-soname,libA.so.1",
+        f"-L{d}",
+        "-l:libB.so.2",
+        *rpath,
+    )
     return a, b
 
 
@@ -53,7 +63,7 @@ def test_read_elf_needed_soname_runpath(tmp_path: Path) -> None:
 
 
 def test_glibc_floor_names_the_file_that_needs_most(tmp_path: Path) -> None:
-    plain = cc(tmp_path / "bin/plain", "#include <stdio.h>\nint main(void){puts(\"x\");}\n")
+    plain = cc(tmp_path / "bin/plain", '#include <stdio.h>\nint main(void){puts("x");}\n')
     stat = cc(tmp_path / "bin/stat", STAT)
     floor = glibc_floor(walk_elf(tmp_path))
     expected = max(read_elf(plain).glibc, read_elf(stat).glibc)  # type: ignore[union-attr]
@@ -66,8 +76,17 @@ def test_glibc_floor_names_the_file_that_needs_most(tmp_path: Path) -> None:
 
 
 def test_glibc_family() -> None:
-    for s in ("libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1",
-              "libresolv.so.2", "libutil.so.1", "libanl.so.1", "ld-linux-x86-64.so.2"):
+    for s in (
+        "libc.so.6",
+        "libm.so.6",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "libresolv.so.2",
+        "libutil.so.1",
+        "libanl.so.1",
+        "ld-linux-x86-64.so.2",
+    ):
         assert in_glibc(s), s
     for s in ("libcrypt.so.1", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1", "libnsl.so.2"):
         assert not in_glibc(s), s
@@ -76,8 +95,14 @@ def test_glibc_family() -> None:
 def test_lint_accepts_a_self_contained_prefix(tmp_path: Path) -> None:
     prefix = tmp_path / "prefix"
     libraries(prefix / "lib")
-    cc(prefix / "bin/tool", MAIN, f"-L{prefix / 'lib'}", "-l:libA.so.1",
-       "-Wl,-rpath,$ORIGIN/../lib", "-Wl,--enable-new-dtags")
+    cc(
+        prefix / "bin/tool",
+        MAIN,
+        f"-L{prefix / 'lib'}",
+        "-l:libA.so.1",
+        "-Wl,-rpath,$ORIGIN/../lib",
+        "-Wl,--enable-new-dtags",
+    )
     report = lint(prefix)
     assert report.files == 3 and report.problems == []
     assert subprocess.run([prefix / "bin/tool"], check=False).returncode == 0
@@ -89,8 +114,14 @@ def test_lint_names_each_library_that_would_come_from_the_host(tmp_path: Path) -
     libraries(outside)
     libraries(prefix / "lib", origin=False)  # libA without RUNPATH: libB would be looked up
     cc(prefix / "bin/no-runpath", MAIN, f"-L{outside}", "-l:libA.so.1")
-    cc(prefix / "bin/outside", MAIN, f"-L{outside}", "-l:libA.so.1", f"-Wl,-rpath,{outside}",
-       "-Wl,--enable-new-dtags")
+    cc(
+        prefix / "bin/outside",
+        MAIN,
+        f"-L{outside}",
+        "-l:libA.so.1",
+        f"-Wl,-rpath,{outside}",
+        "-Wl,--enable-new-dtags",
+    )
     problems = {(p.path, p.soname): p.why for p in lint(prefix).problems}
     assert set(problems) == {
         ("bin/no-runpath", "libA.so.1"),
@@ -112,11 +143,16 @@ def debian_root(tmp_path: Path, packages: dict[str, tuple[str, list[Path]]]) -> 
     info.mkdir(parents=True)
     stanzas = []
     for binary, (source, files) in packages.items():
-        stanzas.append(f"Package: {binary}\nStatus: install ok installed\nPriority: optional\n"
-                       f"Section: libs\nArchitecture: amd64\nSource: {source}\nVersion: 1.2-3\n"
-                       f"Maintainer: x <x@localhost>\nDescription: {binary}\n")
-        listed = ["/.", *sorted({"/" + str(p.relative_to(root).parent) for p in files}),
-                  *("/" + str(p.relative_to(root)) for p in files)]
+        stanzas.append(
+            f"Package: {binary}\nStatus: install ok installed\nPriority: optional\n"
+            f"Section: libs\nArchitecture: amd64\nSource: {source}\nVersion: 1.2-3\n"
+            f"Maintainer: x <x@localhost>\nDescription: {binary}\n"
+        )
+        listed = [
+            "/.",
+            *sorted({"/" + str(p.relative_to(root).parent) for p in files}),
+            *("/" + str(p.relative_to(root)) for p in files),
+        ]
         (info / f"{binary}.list").write_text("\n".join(listed) + "\n")
     (root / "var/lib/dpkg/status").write_text("\n".join(stanzas))
     return root
@@ -160,9 +196,11 @@ def test_debian_to_conda_names() -> None:
 
 # ---- the glibc floor of the runtime's build: binding older symbol versions ---------------------
 
-MATH = ("#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
-        "int main(int c, char **v) { double x = atof(c > 1 ? v[1] : \"2\");\n"
-        "  printf(\"%.6f %.6f %.6f\\n\", exp(x), log(x), pow(x, 0.5)); return 0; }\n")
+MATH = (
+    "#include <math.h>\n#include <stdio.h>\n#include <stdlib.h>\n"
+    'int main(int c, char **v) { double x = atof(c > 1 ? v[1] : "2");\n'
+    '  printf("%.6f %.6f %.6f\\n", exp(x), log(x), pow(x, 0.5)); return 0; }\n'
+)
 
 
 def libc_dir() -> Path:
@@ -210,6 +248,8 @@ def test_a_gcc_built_file_stays_at_the_floor_with_the_header(tmp_path: Path) -> 
     assert set(above_floor(floored, (2, 28))) <= startup
     for sym in ("exp", "log", "pow"):
         assert (sym, "GLIBC_2.2.5") in needed_versions(floored)
-    runs = [subprocess.run([str(f), "3"], capture_output=True, text=True, check=True).stdout
-            for f in (plain, floored)]
+    runs = [
+        subprocess.run([str(f), "3"], capture_output=True, text=True, check=True).stdout
+        for f in (plain, floored)
+    ]
     assert runs[0] == runs[1] == "20.085537 1.098612 1.732051\n"

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_diracx_works_end_to_end_with_a_sandbox_round_trip(diracos: dict) -> None:
-    proc = run_dxforge("e2e", diracos["installer"], "--build-dir", E2E_BUILD, "--json",
-                       check=False, timeout=1800)
+    proc = run_dxforge(
+        "e2e", diracos["installer"], "--build-dir", E2E_BUILD, "--json", check=False, timeout=1800
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     res = json.loads(proc.stdout)
     assert res["status"] == "passed"
@@ -28,9 +29,13 @@ def test_diracx_works_end_to_end_with_a_sandbox_round_trip(diracos: dict) -> Non
     if os.geteuid() == 0:
         assert f"as uid {NOBODY}" in res["isolation"], res
     checks = " | ".join(res["checks"])
-    for what in ("health, OpenAPI, well-known and JWKS", "dirac whoami:",
-                 f"dirac jobs submit and search: job {res['job_id']}",
-                 "sandbox round trip:", "the same bytes back"):
+    for what in (
+        "health, OpenAPI, well-known and JWKS",
+        "dirac whoami:",
+        f"dirac jobs submit and search: job {res['job_id']}",
+        "sandbox round trip:",
+        "the same bytes back",
+    ):
         assert what in checks, checks
     assert res["job_id"] > 0 and res["sandbox_files"] > 0 and res["sandbox_bytes"] > 0
     # the server came from our channels: diracx's own packages and the stand-ins

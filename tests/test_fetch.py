@@ -26,12 +26,15 @@ def core_metadata(name: str, version: str, requires: list[str]) -> str:
 
 
 def make_sdist(name: str, version: str, requires: list[str], scripts: str = "") -> bytes:
-    return tar_gz(f"{name.replace('-', '_')}-{version}", {
-        "PKG-INFO": core_metadata(name, version, requires),
-        "pyproject.toml": f'[project]\nname = "{name}"\n'
-        + (f"\n[project.scripts]\n{scripts}\n" if scripts else ""),
-        "LICENSE": "GPL-3.0-only\n",
-    })
+    return tar_gz(
+        f"{name.replace('-', '_')}-{version}",
+        {
+            "PKG-INFO": core_metadata(name, version, requires),
+            "pyproject.toml": f'[project]\nname = "{name}"\n'
+            + (f"\n[project.scripts]\n{scripts}\n" if scripts else ""),
+            "LICENSE": "GPL-3.0-only\n",
+        },
+    )
 
 
 def make_wheel(name: str, version: str, requires: list[str]) -> bytes:
@@ -150,8 +153,7 @@ def test_project_missing_on_index(index: LocalIndex, tmp_path: Path) -> None:
 
 def test_cli_fetch_json(index: LocalIndex, tmp_path: Path) -> None:
     pkg(index, tmp_path)
-    cmd = [DXFORGE, "fetch", "--index-url", index.url, "--json",
-           "--root", tmp_path]
+    cmd = [DXFORGE, "fetch", "--index-url", index.url, "--json", "--root", tmp_path]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
@@ -179,8 +181,12 @@ def test_upstream_requirements_expand_extras(index: LocalIndex, tmp_path: Path) 
     )
     index.add_file("diracx-core", "diracx_core-1.0.tar.gz", core)
     index.add_file("diracx-tasks", "diracx_tasks-1.0.tar.gz", tasks)
-    for version, hiredis, meta in (("1.0", ">=1", True), ("2.0", ">=3", False),
-                                   ("3.0", ">=4", True), ("2.1rc1", ">=5", True)):
+    for version, hiredis, meta in (
+        ("1.0", ">=1", True),
+        ("2.0", ">=3", False),
+        ("3.0", ">=4", True),
+        ("2.1rc1", ">=5", True),
+    ):
         reqs = ["async-timeout; python_version < '3.11'", f"hiredis{hiredis}; extra == 'hiredis'"]
         wheel = make_wheel("redis", version, reqs)
         md = core_metadata("redis", version, reqs).encode() if meta else None
@@ -191,14 +197,20 @@ def test_upstream_requirements_expand_extras(index: LocalIndex, tmp_path: Path) 
         "diracx-tasks",
         "1.0",
         hashlib.sha256(tasks).hexdigest(),
-        ["diracx-core ==${{ version }}", "opentelemetry-sdk >=1.40", "redis-py <3",
-         "hiredis >=3", "msgpack-python"],
+        [
+            "diracx-core ==${{ version }}",
+            "opentelemetry-sdk >=1.40",
+            "redis-py <3",
+            "hiredis >=3",
+            "msgpack-python",
+        ],
     )
     recipes = load_recipes(tmp_path)
     cache = tmp_path / "build/sources"
     fetch_sources(recipes, cache, index_url=index.url)
-    drift = recipes_drift(recipe_paths(tmp_path), cache, Target("3.13", "3.13.5"),
-                          PackageIndex(index.url))
+    drift = recipes_drift(
+        recipe_paths(tmp_path), cache, Target("3.13", "3.13.5"), PackageIndex(index.url)
+    )
     assert drift["diracx-tasks"].upstream.requirements == {
         "python": ">=3.11",
         "diracx-core": VERSION_PIN,

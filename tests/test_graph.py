@@ -107,8 +107,11 @@ def test_cycle_is_named(tmp_path: Path) -> None:
     write_recipe(tmp_path, "diracx-b", ["diracx-c"])
     write_recipe(tmp_path, "diracx-c", ["diracx-a"])
     write_recipe(tmp_path, "diracx-d", ["diracx-a"])
-    with pytest.raises(DxError, match=r"dependency cycle: diracx-a -> diracx-b -> diracx-c -> "
-                       r"diracx-a"):
+    with pytest.raises(
+        DxError,
+        match=r"dependency cycle: diracx-a -> diracx-b -> diracx-c -> "
+        r"diracx-a",
+    ):
         load_graph(tmp_path)
 
 
@@ -177,6 +180,7 @@ def test_renderings() -> None:
 
 def test_cli_graph_json_and_errors(tmp_path: Path) -> None:
     from conftest import DXFORGE as dxforge
+
     write_recipe(tmp_path, "diracx-core")
     write_recipe(tmp_path, "diracx", ["diracx-core"])
     out = subprocess.run(
@@ -196,9 +200,7 @@ def test_cli_graph_json_and_errors(tmp_path: Path) -> None:
     )
     assert out.returncode == 0 and "diracx_core --> diracx" in out.stdout
     write_recipe(tmp_path, "diracx-core", ["diracx"])
-    out = subprocess.run(
-        [dxforge, "graph", "--root", tmp_path], capture_output=True, text=True
-    )
+    out = subprocess.run([dxforge, "graph", "--root", tmp_path], capture_output=True, text=True)
     assert out.returncode == 1
     assert "dependency cycle: diracx -> diracx-core -> diracx" in " ".join(out.stderr.split())
 
@@ -211,8 +213,18 @@ def test_errors_are_printed_literally(tmp_path: Path) -> None:
 
     write_recipe(tmp_path, "diracx-core")
     write_construct(tmp_path)
-    res = CliRunner().invoke(app, ["build", "--root", str(tmp_path), "--only",
-                                   "diracx-core[otel]", "--channel", str(tmp_path)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--root",
+            str(tmp_path),
+            "--only",
+            "diracx-core[otel]",
+            "--channel",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 1
     assert "--only diracx-core[otel]: no such recipe" in " ".join(res.stderr.split())
     res = CliRunner().invoke(app, ["graph", "--root", str(tmp_path), "--format", "[bold]x[/]"])

@@ -161,15 +161,17 @@ def test_push_pull_back_and_a_release_sends_only_its_new_layer(
 
     os.environ["SOURCE_DATE_EPOCH"] = str(int(EPOCH) + 86400)
     try:
-        nxt = build_images(ImagesOptions(ProjectLayout.of(ROOT, E2E_BUILD), bases=False,
-                                         archives=False))
+        nxt = build_images(
+            ImagesOptions(ProjectLayout.of(ROOT, E2E_BUILD), bases=False, archives=False)
+        )
     finally:
         os.environ["SOURCE_DATE_EPOCH"] = EPOCH
     again = reg.push_images(nxt, f"{registry}/diracx", tls_verify=False)
     for image, sent in zip(nxt.images, again.images, strict=True):
         old = _by_ref(images)[image.ref]
-        assert [la.digest for la in image.layers[:-1]] == [la["digest"] for la in
-                                                         old["layers"][:-1]]
+        assert [la.digest for la in image.layers[:-1]] == [
+            la["digest"] for la in old["layers"][:-1]
+        ]
         assert image.digest != old["digest"]
         assert sent.blobs_sent == 1, sent
         assert sent.bytes_sent == image.layers[-1].size

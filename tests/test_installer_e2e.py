@@ -36,8 +36,12 @@ def build(construct: Path, out: Path, *extra: str) -> dict:
 @pytest.fixture(scope="session")
 def synth_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("synth") / "channel"
-    subprocess.run([sys.executable, str(TESTS / "synth_channel.py"), str(dest)], check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, str(TESTS / "synth_channel.py"), str(dest)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     return dest
 
 
@@ -76,18 +80,36 @@ class Site(isolate.Site):
         self.notmp.mkdir(mode=0o555)
         self.notmp.chmod(0o555)
 
-    def run(self, args: list, *, env: dict | None = None, timeout: int = 600,  # type: ignore[override]
-            **_: object) -> Ran:
+    def run(
+        self,
+        args: list,
+        *,
+        env: dict | None = None,
+        timeout: int = 600,  # type: ignore[override]
+        **_: object,
+    ) -> Ran:
         """Run ``args`` as the unprivileged user, offline, with the site's HOME and TMPDIR."""
-        full = self.env(TMPDIR=str(self.notmp), LANG="C", PYTHONPATH="/nonexistent",
-                        PYTHONHOME="/nonexistent", LD_LIBRARY_PATH="/nonexistent")
+        full = self.env(
+            TMPDIR=str(self.notmp),
+            LANG="C",
+            PYTHONPATH="/nonexistent",
+            PYTHONHOME="/nonexistent",
+            LD_LIBRARY_PATH="/nonexistent",
+        )
         full.update(env or {})
         return super().run(args, env=full, timeout=timeout)
 
-    def install(self, prefix: Path, *flags: str, installer: Path | None = None,
-                shell: str = "sh", env: dict | None = None) -> Ran:
-        return self.run([shell, str(installer or self.installer), "-b", *flags, "-p",
-                         str(prefix)], env=env)
+    def install(
+        self,
+        prefix: Path,
+        *flags: str,
+        installer: Path | None = None,
+        shell: str = "sh",
+        env: dict | None = None,
+    ) -> Ran:
+        return self.run(
+            [shell, str(installer or self.installer), "-b", *flags, "-p", str(prefix)], env=env
+        )
 
     def listing(self) -> list[str]:
         return sorted(str(p.relative_to(self.base)) for p in self.base.rglob("*"))
@@ -179,8 +201,13 @@ synth-sh
     assert res.returncode == 0, res.stderr
     out = res.stdout.splitlines()
     assert out[0] == "synth-lib says hello from the prefix"
-    assert out[1:] == [str(prefix), f"synthpy {prefix}", f"synth-script runs on {prefix}",
-                       "synth-args 1", f"synth-sh in {prefix}"]
+    assert out[1:] == [
+        str(prefix),
+        f"synthpy {prefix}",
+        f"synth-script runs on {prefix}",
+        "synth-args 1",
+        f"synth-sh in {prefix}",
+    ]
     # first imports used the shipped .pyc: nothing was rewritten
     assert {p: p.stat().st_mtime_ns for p in prefix.rglob("*.pyc")} == pyc_before
 
@@ -200,8 +227,11 @@ synth-sh
     assert len(record["files"]) > 100
     for rel, digest in record["files"].items():
         p = prefix / rel
-        got = "link:" + os.readlink(p) if p.is_symlink() else hashlib.sha256(
-            p.read_bytes()).hexdigest()
+        got = (
+            "link:" + os.readlink(p)
+            if p.is_symlink()
+            else hashlib.sha256(p.read_bytes()).hexdigest()
+        )
         assert got == digest, rel
 
 
@@ -213,8 +243,7 @@ def test_conda_meta_valid_and_manageable(site: Site) -> None:
     for path in records:
         assert path.stat().st_mode & 0o644 == 0o644
         record = json.loads(path.read_text())
-        assert "extracted_package_dir" not in record and record["link"] == {"source": "",
-                                                                             "type": 1}
+        assert "extracted_package_dir" not in record and record["link"] == {"source": "", "type": 1}
         for entry in record["paths_data"]["paths"]:
             if "sha256_in_prefix" in entry and entry["path_type"] != "softlink":
                 import hashlib
@@ -223,8 +252,9 @@ def test_conda_meta_valid_and_manageable(site: Site) -> None:
                 assert hashlib.sha256(data).hexdigest() == entry["sha256_in_prefix"]
                 assert len(data) == entry["size_in_bytes"]
     tool = json.loads((prefix / "conda-meta/synthpy-2.0-synth_0.json").read_text())
-    assert "lib/python3.11/site-packages/synthpy/__pycache__/helper.cpython-311.pyc" in (
-        tool["files"])
+    assert (
+        "lib/python3.11/site-packages/synthpy/__pycache__/helper.cpython-311.pyc" in (tool["files"])
+    )
     # rattler reads the records and removes a package with its compiled files
     code = f"""
 import asyncio, os, pathlib, rattler
@@ -235,8 +265,7 @@ asyncio.run(rattler.install(keep, prefix, installed_packages=installed, show_pro
 print("ok", flush=True)
 os._exit(0)
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr
     assert not (prefix / "lib/python3.11/site-packages/synthpy").exists()
     assert not (prefix / "bin/synthpy").exists()
@@ -315,16 +344,20 @@ def slow_tar(site: Site, seconds: int = 30) -> Path:
     """A directory with a ``tar`` that waits before it works: an install to interrupt."""
     slow = site.base / "slowbin"
     slow.mkdir(mode=0o755)
-    (slow / "tar").write_text(f"#!/bin/sh\nsleep {seconds}\nexec {shutil.which('tar')} \"$@\"\n")
+    (slow / "tar").write_text(f'#!/bin/sh\nsleep {seconds}\nexec {shutil.which("tar")} "$@"\n')
     (slow / "tar").chmod(0o755)
     return slow
 
 
 def start_install(site: Site, prefix: Path, path: str) -> subprocess.Popen[bytes]:
     env = site.env(path=path, TMPDIR=str(site.notmp))
-    return subprocess.Popen(site.command(["sh", str(site.installer), "-b", "-p", str(prefix)],
-                                         env), cwd=site.work, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        site.command(["sh", str(site.installer), "-b", "-p", str(prefix)], env),
+        cwd=site.work,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_killed_install_leaves_nothing_finished_and_rerun_succeeds(site: Site) -> None:
@@ -359,8 +392,9 @@ def test_three_pilots_installing_into_one_prefix_at_once(site: Site) -> None:
     others = [e for e in errs if "was installed in" in e]
     assert len(others) == 2
     assert all(f"{os.uname().nodename} " in e for e in others if "waiting for the install" in e)
-    assert not any("interrupted install" in e or "disk full" in e or "Cannot" in e
-                   for e in errs), errs
+    assert not any("interrupted install" in e or "disk full" in e or "Cannot" in e for e in errs), (
+        errs
+    )
     assert sorted(os.listdir(site.work)) == ["shared"]
     assert site.run([str(prefix / "bin/synth-tool")]).returncode == 0
 
@@ -370,9 +404,12 @@ def test_a_second_install_gives_up_naming_the_first(site: Site) -> None:
     then gives up naming it."""
     prefix = site.work / "busy"
     lock = site.work / ".busy.dxforge-lock"
-    holder = subprocess.Popen(site.command(["sh", "-c", f'echo "pilot-host 4242" > {lock} && '
-                                            f"exec flock {lock} sleep 60"]),
-                              start_new_session=True)
+    holder = subprocess.Popen(
+        site.command(
+            ["sh", "-c", f'echo "pilot-host 4242" > {lock} && exec flock {lock} sleep 60']
+        ),
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while not (lock.exists() and lock.stat().st_size) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -406,11 +443,13 @@ def test_an_install_left_without_its_stamp_is_updated(site: Site) -> None:
 
 @pytest.mark.parametrize(
     ("prefix", "message"),
-    [("with blank/x", "contains a blank or a shell-special character"),
-     ("semi;colon", "contains a blank or a shell-special character"),
-     ("a:b", "contains a blank or a shell-special character"),
-     ("long/" + "d" * 240, "this installer allows at most 240"),
-     ("..", "must end in a directory name")],
+    [
+        ("with blank/x", "contains a blank or a shell-special character"),
+        ("semi;colon", "contains a blank or a shell-special character"),
+        ("a:b", "contains a blank or a shell-special character"),
+        ("long/" + "d" * 240, "this installer allows at most 240"),
+        ("..", "must end in a directory name"),
+    ],
 )
 def test_bad_prefixes_refused(site: Site, prefix: str, message: str) -> None:
     before = site.listing()
@@ -437,8 +476,9 @@ def test_sourcing_the_installer_is_refused(site: Site, synth_installer: dict) ->
     # that reads it runs: it must refuse being sourced in bash too, and write nothing
     data = site.installer.read_bytes()
     header = site.base / "header-only.sh"
-    header.write_bytes(data[: len(data) - synth_installer["payload_size"]
-                            - synth_installer["decoder_size"]])
+    header.write_bytes(
+        data[: len(data) - synth_installer["payload_size"] - synth_installer["decoder_size"]]
+    )
     header.chmod(0o644)
     before = site.listing()
     for shell in ("bash", "sh"):  # the refusal returns from the sourced file, not the shell
@@ -466,13 +506,41 @@ echo "CERT=$X509_CERT_DIR VOMS=$X509_VOMS_DIR VOMSES=$X509_VOMSES"
         assert res.stdout.strip().startswith(f"CERT={certs} VOMS={voms} VOMSES=")
         traced = [line for line in res.stderr.splitlines() if line.startswith("+")]
         start = next(i for i, line in enumerate(traced) if line.startswith("+ . "))
-        inner = traced[start + 1:-1]  # what diracosrc traced: switching xtrace off, no more
+        inner = traced[start + 1 : -1]  # what diracosrc traced: switching xtrace off, no more
         assert inner[-1].endswith("+ set +x") and len(inner) <= 2, traced
 
 
-BASE_TOOLS = ("sh", "tail", "tar", "gzip", "sha256sum", "cut", "wc", "head", "dirname",
-              "basename", "cat", "sed", "ls", "mkdir", "df", "awk", "rm", "mv", "uname", "chmod",
-              "flock", "stat", "getconf", "date", "env", "printf", "rmdir", "cksum", "mktemp")
+BASE_TOOLS = (
+    "sh",
+    "tail",
+    "tar",
+    "gzip",
+    "sha256sum",
+    "cut",
+    "wc",
+    "head",
+    "dirname",
+    "basename",
+    "cat",
+    "sed",
+    "ls",
+    "mkdir",
+    "df",
+    "awk",
+    "rm",
+    "mv",
+    "uname",
+    "chmod",
+    "flock",
+    "stat",
+    "getconf",
+    "date",
+    "env",
+    "printf",
+    "rmdir",
+    "cksum",
+    "mktemp",
+)
 
 
 def base_tools(site: Site) -> Path:
@@ -519,8 +587,7 @@ def test_a_damaged_decoder_is_refused_before_anything_is_written(synth_installer
 
 
 def test_a_missing_decompressor_is_named(synth_channel: Path, tmp_path: Path) -> None:
-    info = build(synth_construct(tmp_path, synth_channel), tmp_path / "out",
-                 "--compression", "xz")
+    info = build(synth_construct(tmp_path, synth_channel), tmp_path / "out", "--compression", "xz")
     assert info["compression"] == "xz" and info["decoder_size"] == 0
     s = Site(Path(info["installer"]))
     try:
@@ -539,10 +606,12 @@ def test_construct_keys_take_effect(synth_channel: Path, tmp_path: Path) -> None
     """company, keep_pkgs with transmute_file_type, and virtual_specs at install time, in a
     real installer."""
     construct = synth_construct(tmp_path, synth_channel)
-    text = construct.read_text().replace("keep_pkgs: false\n", "keep_pkgs: true\n"
-                                         "transmute_file_type: .conda\n")
-    construct.write_text(text + "company: DIRAC Consortium\nvirtual_specs:\n"
-                         "  - __linux >=3.2\n  - __unix\n")
+    text = construct.read_text().replace(
+        "keep_pkgs: false\n", "keep_pkgs: true\ntransmute_file_type: .conda\n"
+    )
+    construct.write_text(
+        text + "company: DIRAC Consortium\nvirtual_specs:\n  - __linux >=3.2\n  - __unix\n"
+    )
     info = build(construct, tmp_path / "out")
     s = Site(Path(info["installer"]))
     try:
@@ -564,7 +633,8 @@ def test_construct_keys_take_effect(synth_channel: Path, tmp_path: Path) -> None
 
 
 def test_a_future_kernel_fails_the_install_with_constructors_wording(
-        synth_channel: Path, tmp_path: Path) -> None:
+    synth_channel: Path, tmp_path: Path
+) -> None:
     construct = synth_construct(tmp_path, synth_channel)
     construct.write_text(construct.read_text() + "virtual_specs:\n  - __linux >=99\n")
     info = build(construct, tmp_path / "out")
@@ -590,10 +660,12 @@ def test_unsatisfiable_spec_is_named(synth_channel: Path, tmp_path: Path) -> Non
 
 
 def test_unknown_key_fails_before_work(tmp_path: Path) -> None:
-    (tmp_path / "construct.yaml").write_text("name: A\nversion: 1\nchannels: [x]\n"
-                                             "specs: [python]\nbatchmode: true\n")
-    res = run_dxforge("installer", tmp_path / "construct.yaml", "--out", tmp_path / "out",
-                      check=False)
+    (tmp_path / "construct.yaml").write_text(
+        "name: A\nversion: 1\nchannels: [x]\nspecs: [python]\nbatchmode: true\n"
+    )
+    res = run_dxforge(
+        "installer", tmp_path / "construct.yaml", "--out", tmp_path / "out", check=False
+    )
     assert res.returncode == 1 and "did you mean `batch_mode`" in res.stderr
 
 
@@ -614,8 +686,9 @@ def test_payload_deterministic_and_xz(tmp_path: Path) -> None:
     two = pack(src, tmp_path / "two.tar.gz", "gzip", epoch=1_600_000_000)
     assert one.sha256 == two.sha256 and one.members == 6
     xz = pack(src, tmp_path / "p.tar.xz", "xz", epoch=1_600_000_000)
-    listing = subprocess.run(["sh", "-c", f"xz -dc {xz.path} | tar -tvf -"], capture_output=True,
-                             text=True, check=True).stdout
+    listing = subprocess.run(
+        ["sh", "-c", f"xz -dc {xz.path} | tar -tvf -"], capture_output=True, text=True, check=True
+    ).stdout
     assert "bin/tool" in listing
     with tarfile.open(xz.path) as tar:
         members = tar.getmembers()
@@ -636,13 +709,23 @@ def test_real_diracos_installer(dxforge_channels: tuple[Path, Path], diracos: di
     dx, seed = dxforge_channels
     assert info["channels"] == [dx.as_uri(), seed.as_uri()]
     names = {p["name"] for p in info["packages"]}
-    assert {"python", "pip", "git", "voms", "openssl", "diracx", "diracx-core",
-            "diracx-cli"} <= names
+    assert {
+        "python",
+        "pip",
+        "git",
+        "voms",
+        "openssl",
+        "diracx",
+        "diracx-core",
+        "diracx-cli",
+    } <= names
     assert "dirac --help" in info["smoke_tests"] and "git --version" in info["smoke_tests"]
     assert "voms-proxy-init --version" in info["smoke_tests"]
     # the floor: every ELF file needs glibc 2.28 at most (EL8), as construct.yaml declares
-    assert info["glibc_floor"] == "2.28" and tuple(map(int, info["glibc_needed"].split("."))) \
-        <= (2, 28)
+    assert info["glibc_floor"] == "2.28" and tuple(map(int, info["glibc_needed"].split("."))) <= (
+        2,
+        28,
+    )
     assert info["size"] <= 40 << 20 and info["size"] <= 1.15 * info["packages_size"]
     s = Site(Path(info["installer"]))
     try:
@@ -662,8 +745,13 @@ pip --version
         # placeholder, the host python
         from dxforge.package import PLACEHOLDER
 
-        for build_path in (info["staging_prefix"], info["recorded_prefix"], str(ROOT / "build"),
-                           PLACEHOLDER, sys.base_prefix):
+        for build_path in (
+            info["staging_prefix"],
+            info["recorded_prefix"],
+            str(ROOT / "build"),
+            PLACEHOLDER,
+            sys.base_prefix,
+        ):
             assert staging_leftovers(prefix, build_path) == [], build_path
         # stripped: no ELF file carries debug sections (the wheels' ones neither)
         from dxforge.elf import debug_sections, walk_elf
@@ -684,23 +772,26 @@ def test_long_prefix_keeps_working_shebangs(site: Site) -> None:
     assert res.returncode == 0, res.stderr
     first = (prefix / "bin/synthpy").read_text().splitlines()[:2]
     assert first[0] == "#!/bin/sh" and f'"{prefix}/bin/python3.11"' in first[1]
-    res = site.run(["sh", "-c", f". {prefix}/diracosrc && synthpy && synth-script && "
-                                "synth-tool"])
+    res = site.run(["sh", "-c", f". {prefix}/diracosrc && synthpy && synth-script && synth-tool"])
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == [f"synthpy {prefix}", f"synth-script runs on {prefix}",
-                                       "synth-lib says hello from the prefix"]
+    assert res.stdout.splitlines() == [
+        f"synthpy {prefix}",
+        f"synth-script runs on {prefix}",
+        "synth-lib says hello from the prefix",
+    ]
 
 
-def test_post_install_environment_and_failure_rollback(synth_channel: Path,
-                                                       tmp_path: Path) -> None:
+def test_post_install_environment_and_failure_rollback(synth_channel: Path, tmp_path: Path) -> None:
     post = tmp_path / "post.sh"
-    post.write_text('#!/bin/sh\nset -eu\n[ -z "${DX_FAIL:-}" ] || exit 3\n'
-                    'printf "%s|%s|%s|%s|%s|%s\\n" "$PREFIX" "$INSTALLER_NAME" "$INSTALLER_VER" '
-                    '"$INSTALLER_PLAT" "$SITE_NOTE" "$(pwd)" > "$PREFIX/env.txt"\n'
-                    'touch "$TMPDIR/scratch"\n')
+    post.write_text(
+        '#!/bin/sh\nset -eu\n[ -z "${DX_FAIL:-}" ] || exit 3\n'
+        'printf "%s|%s|%s|%s|%s|%s\\n" "$PREFIX" "$INSTALLER_NAME" "$INSTALLER_VER" '
+        '"$INSTALLER_PLAT" "$SITE_NOTE" "$(pwd)" > "$PREFIX/env.txt"\n'
+        'touch "$TMPDIR/scratch"\n'
+    )
     construct = synth_construct(tmp_path, synth_channel)
     text = construct.read_text().replace(str(ROOT / "installer/post_install.sh"), str(post))
-    construct.write_text(text + "script_env_variables:\n  SITE_NOTE: \"it's $HOME\"\n")
+    construct.write_text(text + 'script_env_variables:\n  SITE_NOTE: "it\'s $HOME"\n')
     info = build(construct, tmp_path / "out")
     s = Site(Path(info["installer"]))
     try:
@@ -723,8 +814,9 @@ def test_post_install_environment_and_failure_rollback(synth_channel: Path,
         s.cleanup()
 
 
-def test_installer_bytes_do_not_depend_on_where_or_when(synth_channel: Path,
-                                                         tmp_path: Path) -> None:
+def test_installer_bytes_do_not_depend_on_where_or_when(
+    synth_channel: Path, tmp_path: Path
+) -> None:
     """Two builds from the same channels, in output directories of different lengths, a
     while apart: the installer, its lockfile and package list are byte-identical."""
     construct = synth_construct(tmp_path / "c", synth_channel)
@@ -739,8 +831,9 @@ def test_installer_bytes_do_not_depend_on_where_or_when(synth_channel: Path,
         assert Path(one[key]).read_bytes() == Path(two[key]).read_bytes(), key
 
 
-def test_an_installer_built_before_comes_from_the_user_cache(synth_channel: Path,
-                                                             tmp_path: Path) -> None:
+def test_an_installer_built_before_comes_from_the_user_cache(
+    synth_channel: Path, tmp_path: Path
+) -> None:
     """Another output directory (another clone): the same installer, copied from the user
     cache, with the same result; a damaged cache entry is built again; a changed
     construct.yaml is a new installer."""

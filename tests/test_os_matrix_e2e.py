@@ -48,8 +48,10 @@ def test_pilot_on_minimal_debian(release: str, diracos: dict, tmp_path: Path) ->
         (root / "home").mkdir(mode=0o555, exist_ok=True)
         (root / "home").chmod(0o555)
         cmd = roots.command(
-            root, ["sh", f"/work/{SCRIPT}", f"/work/{installer.name}", "/work/diracos"],
-            user=NOBODY, env={"HOME": "/home", "TMPDIR": "/work"},
+            root,
+            ["sh", f"/work/{SCRIPT}", f"/work/{installer.name}", "/work/diracos"],
+            user=NOBODY,
+            env={"HOME": "/home", "TMPDIR": "/work"},
         )
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         out = res.stdout + res.stderr
@@ -80,21 +82,27 @@ def test_glibc_below_the_floor_is_refused_before_anything_is_written(diracos: di
         copy = site.root / Path(diracos["installer"]).name
         shutil.copy2(diracos["installer"], copy)
         copy.chmod(0o644)
-        res = site.run(["sh", copy, "-b", "-p", site.work / "X"],
-                       env=site.env(CONDA_OVERRIDE_GLIBC="2.27"))
+        res = site.run(
+            ["sh", copy, "-b", "-p", site.work / "X"], env=site.env(CONDA_OVERRIDE_GLIBC="2.27")
+        )
         assert res.returncode == 1
         assert "Installer requires GLIBC >=2.28, but system has 2.27." in res.stderr
         assert os.listdir(site.work) == []  # no X, no staging directory or lock next to it
-        res = site.run(["sh", copy, "-b", "-p", site.work / "Y"],
-                       env=site.env(CONDA_OVERRIDE_GLIBC="2.28"))
+        res = site.run(
+            ["sh", copy, "-b", "-p", site.work / "Y"], env=site.env(CONDA_OVERRIDE_GLIBC="2.28")
+        )
         assert res.returncode == 0, res.stderr
         assert os.listdir(site.work) == ["Y"]
 
 
 def test_conda_pack_reads_an_installed_prefix(diracos: dict, tmp_path: Path) -> None:
     prefix = tmp_path / "diracos"
-    res = subprocess.run(["sh", diracos["installer"], "-b", "-p", str(prefix)],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        ["sh", diracos["installer"], "-b", "-p", str(prefix)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     for path in (prefix / "conda-meta").glob("*.json"):
         record = json.loads(path.read_text())
@@ -104,10 +112,15 @@ def test_conda_pack_reads_an_installed_prefix(diracos: dict, tmp_path: Path) -> 
         assert diracos["staging_prefix"] not in text and diracos["recorded_prefix"] not in text
     packed = tmp_path / "packed.tar.gz"
     exe = Path(sys.executable).with_name("conda-pack")
-    res = subprocess.run([str(exe), "-p", str(prefix), "-o", str(packed), "-q"],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [str(exe), "-p", str(prefix), "-o", str(packed), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
-    listing = subprocess.run(["tar", "-tzf", str(packed)], capture_output=True, text=True,
-                             check=True).stdout.splitlines()
+    listing = subprocess.run(
+        ["tar", "-tzf", str(packed)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     python = next(n for n in listing if n.startswith("bin/python3.") and n.count(".") == 1)
     assert python and "bin/conda-unpack" in listing

@@ -29,15 +29,18 @@ def _tree(root: Path, version: str) -> dict[str, tuple[str, int]]:
 
 def _members(path: Path) -> dict[str, tuple[bytes, int]]:
     with tarfile.open(fileobj=io.BytesIO(zstd.decompress(path.read_bytes()))) as tar:
-        return {m.name: (tar.extractfile(m).read() if m.isfile() else b"", m.mtime)  # type: ignore[union-attr]
-                for m in tar.getmembers()}
+        return {
+            m.name: (tar.extractfile(m).read() if m.isfile() else b"", m.mtime)  # type: ignore[union-attr]
+            for m in tar.getmembers()
+        }
 
 
 def test_one_frame_per_package_and_reuse(tmp_path: Path) -> None:
     root, frames = tmp_path / "root", tmp_path / "frames"
     owners = _tree(root, "1.0")
-    one = pack(root, tmp_path / "one.tar.zst", "zstd", epoch=1, level=3, owners=owners,
-               frames=frames)
+    one = pack(
+        root, tmp_path / "one.tar.zst", "zstd", epoch=1, level=3, owners=owners, frames=frames
+    )
     # directories, diracx, openssl, python, what no package owns
     assert (one.frames_made, one.frames_reused) == (5, 0)
     got = _members(one.path)
@@ -45,14 +48,16 @@ def test_one_frame_per_package_and_reuse(tmp_path: Path) -> None:
     assert got[".dxforge/manifest.json"][1] == 1
     assert one.members == len(got)
 
-    again = pack(root, tmp_path / "again.tar.zst", "zstd", epoch=1, level=3, owners=owners,
-                 frames=frames)
+    again = pack(
+        root, tmp_path / "again.tar.zst", "zstd", epoch=1, level=3, owners=owners, frames=frames
+    )
     assert (again.frames_made, again.frames_reused) == (0, 5)
     assert again.sha256 == one.sha256
 
     _tree(root, "2.0")  # a release: diracx and the records change, python and openssl do not
-    two = pack(root, tmp_path / "two.tar.zst", "zstd", epoch=1, level=3, owners=owners,
-               frames=frames)
+    two = pack(
+        root, tmp_path / "two.tar.zst", "zstd", epoch=1, level=3, owners=owners, frames=frames
+    )
     assert (two.frames_made, two.frames_reused) == (2, 3)
     assert _members(two.path)["lib/python3/site-packages/diracx/__init__.py"][0] == b"V = '2.0'\n"
 

@@ -49,12 +49,14 @@ def test_the_ten_render_at_one_version(recipes: list[Recipe]) -> None:
         assert d["build"]["script"]["content"] == (
             "${{ PYTHON }} -m pip install . -vv --no-deps --no-build-isolation"
         )
-        assert r.requirements["host"] == [f"python {TARGET.python}.*", "pip", "hatchling",
-                                          "hatch-vcs"]
-        assert r.requirements["run"][0] == "python >=3.11"
-        assert d["about"]["license"] == "GPL-3.0-only" and d["about"]["license_file"] == [
-            "LICENSE"
+        assert r.requirements["host"] == [
+            f"python {TARGET.python}.*",
+            "pip",
+            "hatchling",
+            "hatch-vcs",
         ]
+        assert r.requirements["run"][0] == "python >=3.11"
+        assert d["about"]["license"] == "GPL-3.0-only" and d["about"]["license_file"] == ["LICENSE"]
         assert d["about"]["summary"] and d["about"]["homepage"]
         py_tests = [t["python"] for t in d["tests"] if "python" in t]
         assert py_tests and py_tests[0]["imports"]
@@ -120,7 +122,9 @@ def test_drift_is_reported() -> None:
     expected["pydantic"] = ">=99"
     expected["newdep"] = ""
     assert [c.line() for c in compute_drift(core, expected, core.version)] == [
-        "+ newdep", f"~ pydantic: {pydantic} -> >=99", "- sh"
+        "+ newdep",
+        f"~ pydantic: {pydantic} -> >=99",
+        "- sh",
     ]
 
 
@@ -144,17 +148,18 @@ def _copy(tmp_path: Path, name: str = "diracx-core") -> Path:
     [
         ('  version: "{version}"\n', "", "key context.version: missing"),
         ('  python_min: "3.11"\n', "", "key context.python_min: missing"),
-        ('  version: "{version}"', "  version: 0.10",
-         "context.version: YAML reads it as a number (0.1), not text; quote the value"),
+        (
+            '  version: "{version}"',
+            "  version: 0.10",
+            "context.version: YAML reads it as a number (0.1), not text; quote the value",
+        ),
         ("    - cachetools\n", "    - cachetools\n    - diracx-db >=0.6\n", "diracx-db ==${{"),
         ("    - cachetools\n", "    - cachetools\n    - diracx-db\n", "key requirements.run"),
         ('env.get("DXFORGE_SOURCES", default=', 'env.get("OTHER", default=', "key source.url"),
         ("sha256: {sha256}", "sha256: xx", "key source.sha256"),
     ],
 )
-def test_recipe_checks_name_file_and_key(
-    tmp_path: Path, old: str, new: str, message: str
-) -> None:
+def test_recipe_checks_name_file_and_key(tmp_path: Path, old: str, new: str, message: str) -> None:
     path = _copy(tmp_path)
     text = path.read_text()
     old = old.format(version=current("version"), sha256=current("sha256"))

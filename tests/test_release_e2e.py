@@ -30,14 +30,17 @@ from dxforge.util import user_cache
 pytestmark = pytest.mark.e2e
 
 
-def reversion(sdist: bytes, name: str, old: str, new: str, extra: dict[str, bytes] | None = None
-              ) -> bytes:
+def reversion(
+    sdist: bytes, name: str, old: str, new: str, extra: dict[str, bytes] | None = None
+) -> bytes:
     """The sdist of ``name`` ``old`` as the sdist of ``new``: top directory and PKG-INFO's
     Version moved; ``extra`` files (relative to the top) added."""
     dist = name.replace("-", "_")
     src, out = io.BytesIO(sdist), io.BytesIO()
-    with tarfile.open(fileobj=src, mode="r:gz") as tin, \
-            tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tout:
+    with (
+        tarfile.open(fileobj=src, mode="r:gz") as tin,
+        tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tout,
+    ):
         for m in tin.getmembers():
             data = tin.extractfile(m).read() if m.isfile() else None  # type: ignore[union-attr]
             m.name = m.name.replace(f"{dist}-{old}", f"{dist}-{new}", 1)
@@ -62,9 +65,13 @@ class Rehearsal:
     def __init__(self, base: Path, index: LocalIndex) -> None:
         self.index = index
         self.clone = base / "clone"
-        files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                               cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout.split()
+        files = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
         for rel in files:
             if (ROOT / rel).is_file():
                 (self.clone / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -74,8 +81,10 @@ class Rehearsal:
         v = Version(self.old)
         self.new = f"{v.major}.{v.minor}.{v.micro + 1}"
         run_dxforge("fetch", "--root", self.clone)  # the real sdists, from the configured index
-        self.sdists = {r.name: (self.clone / "build/sources" / r.source_filename).read_bytes()
-                       for r in self.recipes}
+        self.sdists = {
+            r.name: (self.clone / "build/sources" / r.source_filename).read_bytes()
+            for r in self.recipes
+        }
         for r in self.recipes:
             self.publish(r.name, self.old, self.sdists[r.name])
         self.release(self.new)
@@ -87,13 +96,30 @@ class Rehearsal:
     def release(self, version: str, extra: dict[str, dict[str, bytes]] | None = None) -> None:
         """Put ``version`` of every recipe on the index (with ``extra`` files per package)."""
         for r in self.recipes:
-            self.publish(r.name, version, reversion(self.sdists[r.name], r.name, self.old,
-                                                     version, (extra or {}).get(r.name)))
+            self.publish(
+                r.name,
+                version,
+                reversion(
+                    self.sdists[r.name], r.name, self.old, version, (extra or {}).get(r.name)
+                ),
+            )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_dxforge("release", "--root", self.clone, "--index-url", self.index.url,
-                           "--jobs", "2", "--json", *args, cwd=self.clone, check=False,
-                           timeout=3600, env={"DXFORGE_BUILD_DIR": str(self.clone / "build")})
+        return run_dxforge(
+            "release",
+            "--root",
+            self.clone,
+            "--index-url",
+            self.index.url,
+            "--jobs",
+            "2",
+            "--json",
+            *args,
+            cwd=self.clone,
+            check=False,
+            timeout=3600,
+            env={"DXFORGE_BUILD_DIR": str(self.clone / "build")},
+        )
 
     @property
     def releases(self) -> Path:
@@ -113,8 +139,9 @@ def released(rehearsal: Rehearsal) -> dict:
     return json.loads(res.stdout)
 
 
-def test_release_produces_everything_for_the_new_version(rehearsal: Rehearsal,
-                                                         released: dict) -> None:
+def test_release_produces_everything_for_the_new_version(
+    rehearsal: Rehearsal, released: dict
+) -> None:
     new = rehearsal.new
     d = rehearsal.releases / new
     assert released["version"] == new and Path(released["directory"]) == d
@@ -136,23 +163,32 @@ def test_release_produces_everything_for_the_new_version(rehearsal: Rehearsal,
         for c in bom["components"]:
             assert c["purl"].startswith(f"pkg:conda/{c['name']}@{c['version']}?build=")
             assert c["hashes"][0]["alg"] == "SHA-256" and len(c["hashes"][0]["content"]) == 64
-    channel_names = {c["name"] for c in json.loads((d / "sbom-channel.cdx.json").read_text())
-                     ["components"]}
+    channel_names = {
+        c["name"] for c in json.loads((d / "sbom-channel.cdx.json").read_text())["components"]
+    }
     assert {r.name for r in rehearsal.recipes} == channel_names
     notes = json.loads((d / "notes.json").read_text())
     assert notes["version"] == new and notes["installer"]["sha256"] == sha
     assert notes["installer"]["glibc_floor"] and notes["installer"]["pilot_install_seconds"] > 0
     suites = notes["upstream_tests"]
-    assert {"diracx-core", "diracx-client", "diracx-api", "diracx-cli", "diracx-db",
-            "diracx-logic", "diracx-routers", "diracx-tasks"} <= set(suites)
-    assert all(s["failed"] == 0 and s["errors"] == 0 and s["passed"] > 0
-               for s in suites.values())
+    assert {
+        "diracx-core",
+        "diracx-client",
+        "diracx-api",
+        "diracx-cli",
+        "diracx-db",
+        "diracx-logic",
+        "diracx-routers",
+        "diracx-tasks",
+    } <= set(suites)
+    assert all(s["failed"] == 0 and s["errors"] == 0 and s["passed"] > 0 for s in suites.values())
     e2e = notes["end_to_end"]
     assert e2e["version"] == new and e2e["status"] == "passed" and e2e["job_id"] > 0
     assert e2e["sandbox_files"] > 0 and e2e["checks"]
     stages = {s["name"]: s for s in notes["stages"]}
-    assert {"bump", "fetch", "drift", "seed", "build", "tests", "installer", "pilot",
-            "e2e"} <= set(stages)
+    assert {"bump", "fetch", "drift", "seed", "build", "tests", "installer", "pilot", "e2e"} <= set(
+        stages
+    )
     # the upstream suites ran while the installer was made and checked
     assert stages["tests"]["branch"] != stages["installer"]["branch"]
     assert stages["tests"]["start"] < stages["e2e"]["end"]
@@ -164,31 +200,47 @@ def test_release_produces_everything_for_the_new_version(rehearsal: Rehearsal,
     assert (d / "channels/seed/linux-64/repodata.json").is_file()
 
 
-def test_installed_diracx_reports_the_new_version(rehearsal: Rehearsal, released: dict,
-                                                  tmp_path: Path) -> None:
+def test_installed_diracx_reports_the_new_version(
+    rehearsal: Rehearsal, released: dict, tmp_path: Path
+) -> None:
     prefix = tmp_path / "diracos"
-    res = subprocess.run(["sh", released["installer"], "-b", "-p", str(prefix)],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        ["sh", released["installer"], "-b", "-p", str(prefix)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     out = subprocess.run(
-        [str(prefix / "bin/python"), "-c",
-         "import importlib.metadata as m; print(m.version('diracx-core'))"],
-        capture_output=True, text=True, check=True,
+        [
+            str(prefix / "bin/python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('diracx-core'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert out == rehearsal.new
 
 
-def test_the_whole_unit_suite_passes_on_the_bumped_copy(rehearsal: Rehearsal,
-                                                        released: dict) -> None:
-    res = subprocess.run([sys.executable, "-m", "pytest", "-m", "not e2e", "-q",
-                          "-p", "no:cacheprovider"], cwd=rehearsal.clone, capture_output=True,
-                         text=True, timeout=900)
+def test_the_whole_unit_suite_passes_on_the_bumped_copy(
+    rehearsal: Rehearsal, released: dict
+) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "not e2e", "-q", "-p", "no:cacheprovider"],
+        cwd=rehearsal.clone,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stdout[-4000:]
     assert " passed" in res.stdout.splitlines()[-1]
 
 
-def _stopped(rehearsal: Rehearsal, stage: str, res: subprocess.CompletedProcess[str],
-             latest: Path) -> str:
+def _stopped(
+    rehearsal: Rehearsal, stage: str, res: subprocess.CompletedProcess[str], latest: Path
+) -> str:
     assert res.returncode == 1, res.stdout[-2000:]
     error = json.loads(res.stdout)["error"]
     assert f"the release stopped in stage `{stage}`" in error, error
@@ -200,8 +252,11 @@ def test_a_build_failure_stops_the_release(rehearsal: Rehearsal, released: dict)
     latest = (rehearsal.releases / "latest").resolve()
     recipe = rehearsal.clone / "recipes/diracx-api/recipe.yaml"
     good = recipe.read_text()
-    recipe.write_text(good.replace("        - diracx.api\n",
-                                   "        - diracx.api\n        - diracx.no_such_module\n", 1))
+    recipe.write_text(
+        good.replace(
+            "        - diracx.api\n", "        - diracx.api\n        - diracx.no_such_module\n", 1
+        )
+    )
     assert recipe.read_text() != good
     try:
         error = _stopped(rehearsal, "build", rehearsal.run(), latest)
@@ -224,8 +279,7 @@ def test_a_failing_pilot_test_stops_the_release(rehearsal: Rehearsal, released: 
         script.write_text(good)
 
 
-def test_an_upstream_test_failure_stops_the_release(rehearsal: Rehearsal,
-                                                    released: dict) -> None:
+def test_an_upstream_test_failure_stops_the_release(rehearsal: Rehearsal, released: dict) -> None:
     latest = (rehearsal.releases / "latest").resolve()
     v = Version(rehearsal.new)
     newer = f"{v.major}.{v.minor}.{v.micro + 1}"
@@ -238,12 +292,16 @@ def test_an_upstream_test_failure_stops_the_release(rehearsal: Rehearsal,
 
 def _modes(directory: Path) -> dict[str, str]:
     """The mode of every package under ``directory`` that is not 0644."""
-    return {str(p): oct(p.stat().st_mode & 0o7777) for p in directory.rglob("*.conda")
-            if p.stat().st_mode & 0o7777 != 0o644}
+    return {
+        str(p): oct(p.stat().st_mode & 0o7777)
+        for p in directory.rglob("*.conda")
+        if p.stat().st_mode & 0o7777 != 0o644
+    }
 
 
 def test_a_release_replays_history_onto_a_version_built_before(
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """Issue 22: from recipes at A, release B, then C, on a machine whose user cache holds C's
     packages (another clone built C before, as the main job does). C's packages come from the
     user cache (status ``cached``), which the release counts as done: C is published. Every
@@ -279,5 +337,6 @@ def test_a_release_replays_history_onto_a_version_built_before(
             assert not _modes(where), _modes(where)
         entries = [Path(p["file"]).name for p in notes["packages"]]
         cached = [p for p in (user_cache() / "builds").rglob("*.conda") if p.name in entries]
-        assert len(cached) >= len(entries) and not [p for p in cached if
-                                                    p.stat().st_mode & 0o7777 != 0o644]
+        assert len(cached) >= len(entries) and not [
+            p for p in cached if p.stat().st_mode & 0o7777 != 0o644
+        ]

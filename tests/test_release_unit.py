@@ -37,12 +37,12 @@ file:///c/noarch/brand-new-dependency-2.0-pyh6_0.conda#ff
 def test_lockfile_diff_names_every_kind_of_change(tmp_path: Path) -> None:
     (tmp_path / "old.txt").write_text(LOCK_OLD)
     (tmp_path / "new.txt").write_text(LOCK_NEW)
-    d = notes.diff(notes.read_lockfile(tmp_path / "old.txt"),
-                   notes.read_lockfile(tmp_path / "new.txt")).as_json()
+    d = notes.diff(
+        notes.read_lockfile(tmp_path / "old.txt"), notes.read_lockfile(tmp_path / "new.txt")
+    ).as_json()
     assert d["added"] == [{"name": "brand-new-dependency", "version": "2.0", "build": "pyh6_0"}]
     assert d["removed"] == [{"name": "gone", "version": "1.0", "build": "pyh5_0"}]
-    assert d["upgraded"] == [{"name": "diracx-core", "from": "9.8.0 pyh2_0",
-                              "to": "9.8.1 pyh2_0"}]
+    assert d["upgraded"] == [{"name": "diracx-core", "from": "9.8.0 pyh2_0", "to": "9.8.1 pyh2_0"}]
     assert d["downgraded"] == [{"name": "six", "from": "1.17.0 pyh3_0", "to": "1.16.0 pyh3_0"}]
     assert d["rebuilt"] == [{"name": "python", "from": "3.11.2 h1_0", "to": "3.11.2 h1_1"}]
 
@@ -59,22 +59,42 @@ def test_a_file_that_is_no_lockfile_is_named(tmp_path: Path) -> None:
 
 def notes_data(**over: object) -> dict:
     data = {
-        "version": "9.9.9", "previous": {"version": "9.9.8", "installer": {"size": 2 << 20,
-                                                                            "packages": 70}},
-        "installer": {"file": "DIRACOS-9.9.9-Linux-x86_64.sh", "sha256": "ab" * 32,
-                      "size": 3 << 20, "packages": 78, "glibc_floor": "2.31",
-                      "pilot_install_seconds": 4.25},
-        "rebuild": "dxforge installer ...", "packages": [
-            {"name": "diracx-core", "file": "noarch/diracx-core-9.9.9-pyh_0.conda",
-             "sha256": "cd" * 32}],
-        "diff": {"added": [], "removed": [], "rebuilt": [], "downgraded": [],
-                 "upgraded": [{"name": "diracx-core", "from": "9.9.8 a", "to": "9.9.9 a"}]},
-        "drift": [], "upstream_tests": {"diracx-core": {"passed": 120, "failed": 0, "errors": 0,
-                                                       "skipped": 3, "seconds": 12.0}},
-        "stages": [{"name": "bump", "branch": "release", "start": 0.0, "end": 1.0,
-                    "seconds": 1.0}],
-        "end_to_end": {"version": "9.9.9", "isolation": "as uid 65534, offline", "seconds": 31,
-                       "checks": ["sandbox round trip: 3 files, 262158 bytes, the same bytes"]},
+        "version": "9.9.9",
+        "previous": {"version": "9.9.8", "installer": {"size": 2 << 20, "packages": 70}},
+        "installer": {
+            "file": "DIRACOS-9.9.9-Linux-x86_64.sh",
+            "sha256": "ab" * 32,
+            "size": 3 << 20,
+            "packages": 78,
+            "glibc_floor": "2.31",
+            "pilot_install_seconds": 4.25,
+        },
+        "rebuild": "dxforge installer ...",
+        "packages": [
+            {
+                "name": "diracx-core",
+                "file": "noarch/diracx-core-9.9.9-pyh_0.conda",
+                "sha256": "cd" * 32,
+            }
+        ],
+        "diff": {
+            "added": [],
+            "removed": [],
+            "rebuilt": [],
+            "downgraded": [],
+            "upgraded": [{"name": "diracx-core", "from": "9.9.8 a", "to": "9.9.9 a"}],
+        },
+        "drift": [],
+        "upstream_tests": {
+            "diracx-core": {"passed": 120, "failed": 0, "errors": 0, "skipped": 3, "seconds": 12.0}
+        },
+        "stages": [{"name": "bump", "branch": "release", "start": 0.0, "end": 1.0, "seconds": 1.0}],
+        "end_to_end": {
+            "version": "9.9.9",
+            "isolation": "as uid 65534, offline",
+            "seconds": 31,
+            "checks": ["sandbox round trip: 3 files, 262158 bytes, the same bytes"],
+        },
     }
     data.update(over)
     return data
@@ -90,17 +110,32 @@ def test_notes_show_sha256_diff_tests_and_comparisons_uncut() -> None:
     assert "The run requirements match upstream's Requires-Dist." in md
     assert "- sandbox round trip: 3 files, 262158 bytes, the same bytes" in md
     assert "```mermaid" in md and "| bump | release | 0.0 | 1.0 | 1.0 |" in md
-    first = notes.Notes.from_json(notes_data(previous=None, diff=None, upstream_tests={},
-                                             end_to_end=None)).markdown()
+    first = notes.Notes.from_json(
+        notes_data(previous=None, diff=None, upstream_tests={}, end_to_end=None)
+    ).markdown()
     assert "No previous release to compare with." in first and "Not run." in first
 
 
 def test_notes_are_json_both_ways_and_drift_is_one_table() -> None:
-    data = notes_data(drift=[
-        {"package": "diracx-core", "name": "rich", "kind": "added", "recipe": None,
-         "upstream": ""},
-        {"package": "diracx-core", "name": "pydantic", "kind": "changed", "recipe": ">=2",
-         "upstream": ">=2.10"}], drift_applied=True)
+    data = notes_data(
+        drift=[
+            {
+                "package": "diracx-core",
+                "name": "rich",
+                "kind": "added",
+                "recipe": None,
+                "upstream": "",
+            },
+            {
+                "package": "diracx-core",
+                "name": "pydantic",
+                "kind": "changed",
+                "recipe": ">=2",
+                "upstream": ">=2.10",
+            },
+        ],
+        drift_applied=True,
+    )
     typed = notes.Notes.from_json(data)
     assert isinstance(typed.installer, notes.InstallerFacts) and typed.installer.size == 3 << 20
     assert typed.previous is not None and typed.previous.installer.packages == 70
@@ -110,23 +145,36 @@ def test_notes_are_json_both_ways_and_drift_is_one_table() -> None:
     md = typed.markdown()
     table = notes.drift_table(typed.drift)
     assert "\n".join(table) in md and "Applied to the recipes (`--apply-deps`)." in md
-    assert table[2:] == ["| diracx-core | rich | added | — | (any) |",
-                         "| diracx-core | pydantic | changed | `>=2` | `>=2.10` |"]
+    assert table[2:] == [
+        "| diracx-core | rich | added | — | (any) |",
+        "| diracx-core | pydantic | changed | `>=2` | `>=2.10` |",
+    ]
     with pytest.raises(DxError, match=r"notes.json: unknown keys \['colour'\]"):
         notes.Notes.from_json({**data, "colour": "blue"})
 
 
 def package(name: str, version: str = "1.0", license: str = "MIT") -> Package:
-    return Package(name=name, version=version, build="pyh_0", subdir="noarch",
-                   channel="file:///somewhere/on/the/build/machine/seed",
-                   url=f"file:///x/noarch/{name}-{version}-pyh_0.conda",
-                   file_name=f"{name}-{version}-pyh_0.conda", size=10, sha256="0f" * 32, md5="",
-                   license=license, timestamp=0)
+    return Package(
+        name=name,
+        version=version,
+        build="pyh_0",
+        subdir="noarch",
+        channel="file:///somewhere/on/the/build/machine/seed",
+        url=f"file:///x/noarch/{name}-{version}-pyh_0.conda",
+        file_name=f"{name}-{version}-pyh_0.conda",
+        size=10,
+        sha256="0f" * 32,
+        md5="",
+        license=license,
+        timestamp=0,
+    )
 
 
 def test_sbom_is_valid_cyclonedx_and_does_not_depend_on_where(tmp_path: Path) -> None:
-    pkgs = [package("python", "3.11.2", "Python-2.0"), package("diracx-core", "9.8.0",
-                                                              "GPL-3.0-only")]
+    pkgs = [
+        package("python", "3.11.2", "Python-2.0"),
+        package("diracx-core", "9.8.0", "GPL-3.0-only"),
+    ]
     text = sbom.bom_json("DIRACOS", "9.8.0", pkgs, 1_700_000_000)
     sbom.validate(text)
     bom = json.loads(text)
@@ -156,12 +204,24 @@ class FakeRecipe:
 
 
 def test_a_suite_is_a_package_s_tests_beside_its_own_code(tmp_path: Path) -> None:
-    sdist(tmp_path / "diracx_core-1.0.tar.gz", "diracx_core-1.0", {
-        "pyproject.toml": b"[project]\n", "src/diracx/core/__init__.py": b"",
-        "tests/test_a.py": b"def test_a():\n    pass\n"})
-    sdist(tmp_path / "diracx-1.0.tar.gz", "diracx-1.0", {  # the repository, as the metapackage
-        "pyproject.toml": b"[project]\n", "tests/test_generic.py": b"",
-        "diracx-core/src/diracx/core/__init__.py": b""})
+    sdist(
+        tmp_path / "diracx_core-1.0.tar.gz",
+        "diracx_core-1.0",
+        {
+            "pyproject.toml": b"[project]\n",
+            "src/diracx/core/__init__.py": b"",
+            "tests/test_a.py": b"def test_a():\n    pass\n",
+        },
+    )
+    sdist(
+        tmp_path / "diracx-1.0.tar.gz",
+        "diracx-1.0",
+        {  # the repository, as the metapackage
+            "pyproject.toml": b"[project]\n",
+            "tests/test_generic.py": b"",
+            "diracx-core/src/diracx/core/__init__.py": b"",
+        },
+    )
     core = FakeRecipe("diracx-core", "diracx_core-1.0.tar.gz")
     meta = FakeRecipe("diracx", "diracx-1.0.tar.gz")
     assert needs.has_tests(core, tmp_path)  # type: ignore[arg-type]
@@ -176,8 +236,10 @@ def test_a_suite_is_a_package_s_tests_beside_its_own_code(tmp_path: Path) -> Non
 
 def test_pytest_plugins_are_kept_and_coverage_dropped(tmp_path: Path) -> None:
     p = tmp_path / "pyproject.toml"
-    p.write_text('[tool.pytest.ini_options]\naddopts = ["-v", "--cov=diracx", "-p", '
-                 '"diracx.testing", "-pno:randomly"]\n')
+    p.write_text(
+        '[tool.pytest.ini_options]\naddopts = ["-v", "--cov=diracx", "-p", '
+        '"diracx.testing", "-pno:randomly"]\n'
+    )
     assert upstream.plugins(p) == ["-p", "diracx.testing", "-p", "no:randomly"]
     p.write_text('[tool.pytest.ini_options]\naddopts = "-ra -p diracx.testing"\n')
     assert upstream.plugins(p) == ["-p", "diracx.testing"]
@@ -185,8 +247,10 @@ def test_pytest_plugins_are_kept_and_coverage_dropped(tmp_path: Path) -> None:
 
 def test_junit_counts(tmp_path: Path) -> None:
     junit = tmp_path / "j.xml"
-    junit.write_text('<testsuites><testsuite tests="10" failures="1" errors="2" skipped="3"/>'
-                     '<testsuite tests="5" failures="0" errors="0" skipped="1"/></testsuites>')
+    junit.write_text(
+        '<testsuites><testsuite tests="10" failures="1" errors="2" skipped="3"/>'
+        '<testsuite tests="5" failures="0" errors="0" skipped="1"/></testsuites>'
+    )
     assert upstream._counts(junit) == (8, 1, 2, 4)
     suite = upstream.SuiteResult("diracx-core", passed=8, failed=1)
     assert not suite.ok and upstream.SuiteResult("x", passed=1).ok
@@ -200,8 +264,7 @@ def test_publish_swaps_in_place_and_moves_latest(tmp_path: Path) -> None:
         staged = releases / f".{version}.new"
         staged.mkdir()
         (staged / "notes.md").write_text(version)
-        assert publish(staged, releases / version, latest=releases / "latest") == \
-            releases / version
+        assert publish(staged, releases / version, latest=releases / "latest") == releases / version
         assert not staged.exists()
         assert os.readlink(releases / "latest") == version
         assert (releases / "latest/notes.md").read_text() == version
@@ -229,11 +292,11 @@ def test_a_plain_directory_is_replaced_in_one_step(tmp_path: Path) -> None:
 
 
 def test_the_timeline_is_a_gantt_chart_beside_the_table() -> None:
-    stages = [{"name": "bump", "branch": "release", "start": 0.0, "end": 4.2, "seconds": 4.2},
-              {"name": "tests", "branch": "tests", "start": 40.0, "end": 150.5,
-               "seconds": 110.5},
-              {"name": "installer", "branch": "installer", "start": 40.0, "end": 75.0,
-               "seconds": 35.0}]
+    stages = [
+        {"name": "bump", "branch": "release", "start": 0.0, "end": 4.2, "seconds": 4.2},
+        {"name": "tests", "branch": "tests", "start": 40.0, "end": 150.5, "seconds": 110.5},
+        {"name": "installer", "branch": "installer", "start": 40.0, "end": 75.0, "seconds": 35.0},
+    ]
     chart = notes.gantt([notes.Stage(**s) for s in stages])
     assert chart[0] == "```mermaid" and chart[1] == "gantt" and chart[-1] == "```"
     assert "    dateFormat X" in chart
@@ -242,18 +305,25 @@ def test_the_timeline_is_a_gantt_chart_beside_the_table() -> None:
 
 
 def test_test_requirements_are_the_extras_without_their_markers(tmp_path: Path) -> None:
-    pkg_info = (b"Metadata-Version: 2.1\nName: diracx-core\nVersion: 1.0\n"
-                b"Requires-Dist: pydantic>=2\n"
-                b"Requires-Dist: diracx-testing; extra == 'testing'\n"
-                b"Requires-Dist: freezegun; extra == \"testing\"\n"
-                b"Requires-Dist: pywin32; extra == 'testing' and sys_platform == 'win32'\n"
-                b"Requires-Dist: types-requests; extra == 'types'\n"
-                b"Requires-Dist: diracx-client; extra == 'testing'\n")
+    pkg_info = (
+        b"Metadata-Version: 2.1\nName: diracx-core\nVersion: 1.0\n"
+        b"Requires-Dist: pydantic>=2\n"
+        b"Requires-Dist: diracx-testing; extra == 'testing'\n"
+        b'Requires-Dist: freezegun; extra == "testing"\n'
+        b"Requires-Dist: pywin32; extra == 'testing' and sys_platform == 'win32'\n"
+        b"Requires-Dist: types-requests; extra == 'types'\n"
+        b"Requires-Dist: diracx-client; extra == 'testing'\n"
+    )
     sdist(tmp_path / "diracx_core-1.0.tar.gz", "diracx_core-1.0", {"PKG-INFO": pkg_info})
-    sdist(tmp_path / "diracx_client-1.0.tar.gz", "diracx_client-1.0", {
-        "PKG-INFO": b"Metadata-Version: 2.1\nName: diracx-client\nVersion: 1.0\n"})
-    recipes = [FakeRecipe("diracx-core", "diracx_core-1.0.tar.gz"),
-               FakeRecipe("diracx-client", "diracx_client-1.0.tar.gz")]
+    sdist(
+        tmp_path / "diracx_client-1.0.tar.gz",
+        "diracx_client-1.0",
+        {"PKG-INFO": b"Metadata-Version: 2.1\nName: diracx-client\nVersion: 1.0\n"},
+    )
+    recipes = [
+        FakeRecipe("diracx-core", "diracx_core-1.0.tar.gz"),
+        FakeRecipe("diracx-client", "diracx_client-1.0.tar.gz"),
+    ]
     metas = needs.metadata(recipes, tmp_path)  # type: ignore[arg-type]
     reqs = [str(r) for r in needs.test_requirements(metas, Target("3.13", "3.13.5"))]
     # the testing extra on this platform, no typing stubs, no package built here, and pytest

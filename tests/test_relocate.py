@@ -24,9 +24,11 @@ OLD = b"/opt/staging/" + b"_pad" * 20
 def reference(data: bytes, old: bytes, new: bytes) -> bytes:
     """The obvious definition: each NUL-terminated string holding ``old`` gets ``new`` and is
     NUL-padded back to its length."""
+
     def sub(m: re.Match[bytes]) -> bytes:
         n = m.group().count(old)
         return m.group().replace(old, new) + b"\0" * ((len(old) - len(new)) * n)
+
     return re.compile(re.escape(old) + rb"[^\0]*?\0").sub(sub, data)
 
 
@@ -66,21 +68,39 @@ def test_relocate_rewrites_files_and_their_records(tmp_path: Path) -> None:
     (root / "bin/tool").write_text(f"#!{old}/bin/python3\nprint('{old}')\n")
     (root / "lib/libx.so").write_bytes(b"\x7fELF\0" + old.encode() + b"/share\0end")
     os.utime(root / "lib/libx.so", ns=(1, 1_700_000_000_000_000_000))
-    record = {"name": "x", "paths_data": {"paths": [
-        {"_path": "bin/tool", "sha256_in_prefix": "a", "size_in_bytes": 1},
-        {"_path": "lib/libx.so", "sha256_in_prefix": "b", "size_in_bytes": 2}]}}
+    record = {
+        "name": "x",
+        "paths_data": {
+            "paths": [
+                {"_path": "bin/tool", "sha256_in_prefix": "a", "size_in_bytes": 1},
+                {"_path": "lib/libx.so", "sha256_in_prefix": "b", "size_in_bytes": 2},
+            ]
+        },
+    }
     (root / "conda-meta/x-1-0.json").write_text(json.dumps(record))
-    (root / ".dxforge/manifest.json").write_text(json.dumps({"prefix": old, "pyc": "imported",
-        "files": [{"path": "bin/tool", "mode": "text", "owner": "x-1-0.json"},
-                  {"path": "lib/libx.so", "mode": "binary", "owner": "x-1-0.json"}]}))
+    (root / ".dxforge/manifest.json").write_text(
+        json.dumps(
+            {
+                "prefix": old,
+                "pyc": "imported",
+                "files": [
+                    {"path": "bin/tool", "mode": "text", "owner": "x-1-0.json"},
+                    {"path": "lib/libx.so", "mode": "binary", "owner": "x-1-0.json"},
+                ],
+            }
+        )
+    )
     assert relocate.relocate(str(root), "/srv/dx") == 2
     assert (root / "bin/tool").read_text() == "#!/srv/dx/bin/python3\nprint('/srv/dx')\n"
     lib = (root / "lib/libx.so").read_bytes()
     assert lib.startswith(b"\x7fELF\0/srv/dx/share\0") and lib.endswith(b"\0end")
     assert (root / "lib/libx.so").stat().st_mtime_ns == 1_700_000_000_000_000_000
     import hashlib
-    paths = {p["_path"]: p for p in json.loads(
-        (root / "conda-meta/x-1-0.json").read_text())["paths_data"]["paths"]}
+
+    paths = {
+        p["_path"]: p
+        for p in json.loads((root / "conda-meta/x-1-0.json").read_text())["paths_data"]["paths"]
+    }
     for rel in ("bin/tool", "lib/libx.so"):
         data = (root / rel).read_bytes()
         assert paths[rel]["sha256_in_prefix"] == hashlib.sha256(data).hexdigest()

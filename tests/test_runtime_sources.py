@@ -93,21 +93,24 @@ def test_a_mirror_file_with_the_wrong_sha256_is_refused(tmp_path: Path) -> None:
     (mirror / "voms-2.1.0.tar.gz").write_bytes(b"tampered\n")
     bad = hashlib.sha256(b"tampered\n").hexdigest()
     with pytest.raises(DxError) as e:
-        obtain(Pin(f"{closed_port()}/x", SHA, "voms-2.1.0.tar.gz"), tmp_path / "cache",
-               mirror=mirror)
+        obtain(
+            Pin(f"{closed_port()}/x", SHA, "voms-2.1.0.tar.gz"), tmp_path / "cache", mirror=mirror
+        )
     assert f"sha256 {bad}" in str(e.value) and SHA in str(e.value)
     assert not list((tmp_path / "cache").rglob("*.tar.gz"))
 
 
-def test_without_a_mirror_the_error_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
+def test_without_a_mirror_the_error_says_how_to_give_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv(MIRROR_ENV, raising=False)  # the run scripts set it on our machines
     with pytest.raises(DxError, match=f"set {MIRROR_ENV} to one"):
         obtain(Pin(f"{closed_port()}/x", SHA, "x.tar.gz"), tmp_path / "cache", mirror=None)
 
 
-def test_the_mirror_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
+def test_the_mirror_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path))
     assert mirror_dir() == tmp_path
     monkeypatch.setenv(MIRROR_ENV, "")
@@ -124,7 +127,8 @@ def test_the_project_pins_its_upstream_archives() -> None:
 
 
 def test_a_source_version_is_asked_again_only_after_the_lists_are_refreshed(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     apt = Apt("trixie", tmp_path, Mirror("http://127.0.0.1:9/debian"))
     served = {"openssl": "3.5.1-1", "curl": "8.14.1-2"}
     asked: list[str] = []

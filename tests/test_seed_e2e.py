@@ -54,9 +54,23 @@ def installed(seed_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     assert len(str(prefix)) != len(PLACEHOLDER), prefix
     records = ch.solve([seed_channel], ["python", "git", "pip"])
     names = {r.name.normalized for r in records}
-    assert names >= {"python", "python_abi", "git", "pip", "openssl", "ca-certificates",
-                     "libffi", "libsqlite", "libexpat", "libzlib", "liblzma", "bzip2",
-                     "ncurses", "readline", "libuuid"}
+    assert names >= {
+        "python",
+        "python_abi",
+        "git",
+        "pip",
+        "openssl",
+        "ca-certificates",
+        "libffi",
+        "libsqlite",
+        "libexpat",
+        "libzlib",
+        "liblzma",
+        "bzip2",
+        "ncurses",
+        "readline",
+        "libuuid",
+    }
     ch.install(records, prefix, cache_dir=base / "pkgs")
     return prefix
 
@@ -64,8 +78,12 @@ def installed(seed_channel: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 def run(prefix: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
     """Run a program of ``prefix`` with a bare environment (no PYTHONHOME, no LD_LIBRARY_PATH)."""
     return subprocess.run(
-        [str(prefix / "bin" / cmd[0]), *cmd[1:]], capture_output=True, text=True,
-        env={**CLEAN_ENV, "HOME": str(prefix.parent)}, timeout=120, check=False,
+        [str(prefix / "bin" / cmd[0]), *cmd[1:]],
+        capture_output=True,
+        text=True,
+        env={**CLEAN_ENV, "HOME": str(prefix.parent)},
+        timeout=120,
+        check=False,
     )
 
 
@@ -89,12 +107,26 @@ def test_python_from_the_seed_works_in_a_new_prefix(installed: Path) -> None:
     assert got["openssl"].startswith("OpenSSL 3.") and got["sqlite"] and got["cas"] > 100
     assert got["version"] == [int(x) for x in PY.split(".")]  # construct.yaml's python
     # every library comes from the prefix (the loader's own map of the process)
-    maps = run(installed, "python", "-I", "-c", "import ssl, sqlite3, ctypes, readline, lzma;"
-               "print(open('/proc/self/maps').read())").stdout
+    maps = run(
+        installed,
+        "python",
+        "-I",
+        "-c",
+        "import ssl, sqlite3, ctypes, readline, lzma;print(open('/proc/self/maps').read())",
+    ).stdout
     libs = {line.split()[-1] for line in maps.splitlines() if ".so" in line}
-    outside = {p for p in libs if not p.startswith(str(installed)) and "/libc" not in p
-               and "/ld-linux" not in p and "/libm." not in p and "/libpthread" not in p
-               and "/libdl" not in p and "/libutil" not in p and "/librt" not in p}
+    outside = {
+        p
+        for p in libs
+        if not p.startswith(str(installed))
+        and "/libc" not in p
+        and "/ld-linux" not in p
+        and "/libm." not in p
+        and "/libpthread" not in p
+        and "/libdl" not in p
+        and "/libutil" not in p
+        and "/librt" not in p
+    }
     assert outside == set()
 
 
@@ -104,14 +136,20 @@ def test_git_from_the_seed_runs(installed: Path, tmp_path: Path) -> None:
     exec_path = run(installed, "git", "--exec-path").stdout.strip()
     assert exec_path == str(installed / "libexec/git-core")  # found from where git is
     env = {**CLEAN_ENV, "HOME": str(tmp_path), "PATH": f"{installed}/bin:/usr/bin:/bin"}
-    script = (f"git init -q {tmp_path}/a && git -C {tmp_path}/a -c user.name=t "
-              f"-c user.email=t@l commit -q --allow-empty -m one && "
-              f"git clone -q {tmp_path}/a {tmp_path}/b && git -C {tmp_path}/b log --format=%s")
-    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env,
-                         check=False)
+    script = (
+        f"git init -q {tmp_path}/a && git -C {tmp_path}/a -c user.name=t "
+        f"-c user.email=t@l commit -q --allow-empty -m one && "
+        f"git clone -q {tmp_path}/a {tmp_path}/b && git -C {tmp_path}/b log --format=%s"
+    )
+    res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=False)
     assert res.returncode == 0 and res.stdout == "one\n", res.stderr
-    res = subprocess.run([str(installed / "bin/git"), "ls-remote", "https://127.0.0.1:1/x"],
-                         capture_output=True, text=True, env=env, check=False)
+    res = subprocess.run(
+        [str(installed / "bin/git"), "ls-remote", "https://127.0.0.1:1/x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert res.returncode != 0 and "onnect" in res.stderr and "remote-https" not in res.stderr
 
 
@@ -119,8 +157,9 @@ def test_pip_from_the_seed_runs(installed: Path) -> None:
     proc = run(installed, "pip", "--version")
     assert proc.returncode == 0, proc.stderr
     site = installed / f"lib/python{PY}/site-packages/pip"
-    assert re.match(rf"^pip \S+ from {re.escape(str(site))} \(python {re.escape(PY)}\)$",
-                    proc.stdout), proc.stdout
+    assert re.match(
+        rf"^pip \S+ from {re.escape(str(site))} \(python {re.escape(PY)}\)$", proc.stdout
+    ), proc.stdout
 
 
 def test_no_placeholder_left_in_the_prefix(installed: Path) -> None:
@@ -133,8 +172,11 @@ def test_no_placeholder_left_in_the_prefix(installed: Path) -> None:
         assert needle not in p.read_bytes(), p
     # nor anywhere else (binaries included), save conda-meta's record of what was replaced
     left = [
-        p for p in installed.rglob("*")
-        if p.is_file() and not p.is_symlink() and "conda-meta" not in p.parts
+        p
+        for p in installed.rglob("*")
+        if p.is_file()
+        and not p.is_symlink()
+        and "conda-meta" not in p.parts
         and needle in p.read_bytes()
     ]
     assert left == []
@@ -147,7 +189,9 @@ def test_converted_wheel_installs_and_runs(seed_channel: Path, tmp_path: Path) -
 
     channel = tmp_path / "channel"
     wheel = build_wheel(
-        tmp_path / "wheels", "seedtest-tool", "1.0",
+        tmp_path / "wheels",
+        "seedtest-tool",
+        "1.0",
         console_scripts={"seedtest": "seedtest_tool:main", "seedtest-x": "seedtest_tool:main [x]"},
         scripts={"seedtest-run": b"#!python\nimport seedtest_tool\nseedtest_tool.main()\n"},
     )
@@ -265,11 +309,14 @@ tests:
 
 
 APP_FILE = "seedtest_app-1.0.0.tar.gz"
-APP_SDIST = tar_gz("seedtest_app-1.0.0", {
-    "PKG-INFO": "Metadata-Version: 2.1\nName: seedtest-app\nVersion: 1.0.0\n"
-                "Provides-Extra: testing\nRequires-Dist: dashing; extra == 'testing'\n",
-    "pyproject.toml": '[project]\nname = "seedtest-app"\n',
-})
+APP_SDIST = tar_gz(
+    "seedtest_app-1.0.0",
+    {
+        "PKG-INFO": "Metadata-Version: 2.1\nName: seedtest-app\nVersion: 1.0.0\n"
+        "Provides-Extra: testing\nRequires-Dist: dashing; extra == 'testing'\n",
+        "pyproject.toml": '[project]\nname = "seedtest-app"\n',
+    },
+)
 
 
 def write_recipe(root: Path, index: LocalIndex, extra_run: list[str] = ()) -> Path:  # type: ignore[assignment]
@@ -309,8 +356,17 @@ def seed_in(root: Path, index: LocalIndex, *extra: str) -> subprocess.CompletedP
     # project's own build directory (the user cache is shared: the runtime build is there)
     env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_CACHE_DIR": "1", "DXFORGE_BUILD_DIR": ""}
     return run_dxforge(
-        "seed", "--root", str(root), "--index-url", index.url, "--json", *extra,
-        cwd=root, check=False, env=env, timeout=900,
+        "seed",
+        "--root",
+        str(root),
+        "--index-url",
+        index.url,
+        "--json",
+        *extra,
+        cwd=root,
+        check=False,
+        env=env,
+        timeout=900,
     )
 
 
@@ -318,7 +374,10 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     root = tmp_path / "proj"
     wheels = tmp_path / "wheels"
     tool = build_wheel(
-        wheels, "seedtest-tool", "1.0", requires=["dashing>=0.1", "pywin32; sys_platform=='win32'"],
+        wheels,
+        "seedtest-tool",
+        "1.0",
+        requires=["dashing>=0.1", "pywin32; sys_platform=='win32'"],
         console_scripts={"seedtest": "seedtest_tool:main"},
     )
     tool_meta = metadata("seedtest-tool", "1.0", ["dashing>=0.1", "pywin32; sys_platform=='win32'"])
@@ -384,8 +443,9 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
     broken = build_wheel(wheels, name, "2.0", files={f"{dist}/run.py": b"print('run')\n"})
     broken_meta = metadata(name, "2.0")
     garbage = broken.read_bytes()[:300]
-    bad = Dist(broken.name, garbage, broken_meta.encode(), hashlib.sha256(garbage).hexdigest(),
-               **py38)
+    bad = Dist(
+        broken.name, garbage, broken_meta.encode(), hashlib.sha256(garbage).hexdigest(), **py38
+    )
     index.projects[name] = [bad]
     proc = seed_in(root, index)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -440,7 +500,7 @@ def test_failed_package_leaves_the_previous_channel(index: LocalIndex, tmp_path:
 
 # An sdist-only distribution with an in-tree PEP 517 backend, so that pip needs nothing from the
 # index to build it (requires = []).
-SDIST_BACKEND = '''\
+SDIST_BACKEND = """\
 import os, zipfile
 NAME, VERSION = "seedtest_sdist", "@VERSION@"
 META = (f"Metadata-Version: 2.1\\nName: seedtest-sdist\\nVersion: {VERSION}\\n"
@@ -466,7 +526,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         z.writestr(f"{DIST}/WHEEL", WHEEL)
         z.writestr(f"{DIST}/RECORD", "")
     return filename
-'''
+"""
 
 
 def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_path: Path) -> None:
@@ -481,12 +541,15 @@ def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_pat
     # a version of its own, resolved afresh (--refresh): the wheel built from it is not in the
     # user cache from an earlier run
     version = f"1.{uuid.uuid4().int % 10**9}"
-    sdist = tar_gz(f"seedtest_sdist-{version}", {
-        "PKG-INFO": f"Metadata-Version: 2.1\nName: seedtest-sdist\nVersion: {version}\n",
-        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
-                          'backend-path = ["."]\n',
-        "backend.py": SDIST_BACKEND.replace("@VERSION@", version),
-    })
+    sdist = tar_gz(
+        f"seedtest_sdist-{version}",
+        {
+            "PKG-INFO": f"Metadata-Version: 2.1\nName: seedtest-sdist\nVersion: {version}\n",
+            "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+            'backend-path = ["."]\n',
+            "backend.py": SDIST_BACKEND.replace("@VERSION@", version),
+        },
+    )
     index.projects["seedtest-sdist"] = [Dist(f"seedtest_sdist-{version}.tar.gz", sdist)]
     write_recipe(root, index, ["seedtest-sdist"])
 
@@ -496,16 +559,26 @@ def test_sdist_only_requirement_is_built_into_a_wheel(index: LocalIndex, tmp_pat
     summary = json.loads(proc.stdout)
     assert f"noarch/seedtest-sdist-{version}-" in " ".join(summary["packages"])
     assert f"seedtest_sdist-{version}.tar.gz" in index.downloads
-    built = [p for p in (user_cache() / "seed/wheels/built").glob(
-             f"*/seedtest_sdist-{version}-*.whl") if p.stat().st_mtime >= started - 1]
+    built = [
+        p
+        for p in (user_cache() / "seed/wheels/built").glob(f"*/seedtest_sdist-{version}-*.whl")
+        if p.stat().st_mtime >= started - 1
+    ]
     assert len(built) == 1
     channel = root / "build/channels/seed"
     prefix = tmp_path / "env"
     ch.install(ch.solve([channel], ["seedtest-sdist", PYTHON_SPEC]), prefix)
     out = subprocess.run(
-        [str(prefix / "bin/python"), "-I", "-c",
-         "import seedtest_sdist; print(seedtest_sdist.BUILT_FROM_SDIST)"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=False,
+        [
+            str(prefix / "bin/python"),
+            "-I",
+            "-c",
+            "import seedtest_sdist; print(seedtest_sdist.BUILT_FROM_SDIST)",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        check=False,
     )
     assert out.stdout.strip() == "True", out.stderr
 

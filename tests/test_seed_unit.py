@@ -193,8 +193,9 @@ def test_windows_and_old_python_deps_are_dropped() -> None:
         TARGET,
     )
     assert run == {"uvloop": "", "typing_extensions": ">=4.6"}
-    on_313 = conda_run_requirements(["typing-extensions>=4.6; python_version < '3.13'"],
-                                    Target("3.13", "3.13.5"))
+    on_313 = conda_run_requirements(
+        ["typing-extensions>=4.6; python_version < '3.13'"], Target("3.13", "3.13.5")
+    )
     assert on_313 == {}
 
 
@@ -585,15 +586,16 @@ def test_binary_wheels_lose_their_debug_info_and_keep_what_linking_needs(tmp_pat
     from dxforge.elf import debug_sections
 
     src = tmp_path / "speed.c"
-    src.write_text("static int helper(int x) { return x * 2; }\n"
-                   "int fast_double(int x) { return helper(x); }\n")
+    src.write_text(
+        "static int helper(int x) { return x * 2; }\nint fast_double(int x) { return helper(x); }\n"
+    )
     so = tmp_path / "speed.so"
-    subprocess.run(["gcc", "-g", "-O0", "-shared", "-fPIC", "-o", str(so), str(src)],
-                   check=True)
+    subprocess.run(["gcc", "-g", "-O0", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
     assert debug_sections(so)
     name = "fast_thing/_speed.cpython-311-x86_64-linux-gnu.so"
-    wheel = build_wheel(tmp_path / "wheels", "fast-thing", "0.3.1", tag=BINARY_TAG,
-                        files={name: so.read_bytes()})
+    wheel = build_wheel(
+        tmp_path / "wheels", "fast-thing", "0.3.1", tag=BINARY_TAG, files={name: so.read_bytes()}
+    )
     root = unpack(convert_wheel(wheel, {}, tmp_path / "out", TARGET), tmp_path / "pkg")
     stripped = root / "lib/python3.11/site-packages" / name
     assert debug_sections(stripped) == []

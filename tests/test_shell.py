@@ -25,42 +25,68 @@ def shellcheck(path: Path, shell: str = "sh") -> subprocess.CompletedProcess[str
     if not exe:
         pytest.skip("shellcheck is not installed (apt-get install shellcheck; setup.sh does)")
     # sourced files are followed, their paths relative to the project (as the scripts cd there)
-    return subprocess.run([exe, f"--shell={shell}", "--severity=info", "--external-sources",
-                           str(path)], capture_output=True, text=True, check=False, cwd=ROOT)
+    return subprocess.run(
+        [exe, f"--shell={shell}", "--severity=info", "--external-sources", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
 
 
-def rendered_header(tmp_path: Path, batch: bool, extra: str = "",
-                    compression: str = "zstd") -> Path:
+def rendered_header(
+    tmp_path: Path, batch: bool, extra: str = "", compression: str = "zstd"
+) -> Path:
     (tmp_path / "LICENSE").write_text("Terms: 'quoted' and \"double\" $HOME `x`\n")
     construct = tmp_path / "construct.yaml"
     construct.write_text(
         "name: DIRACOS\nversion: 1.0.0\nchannels: [conda-forge]\nspecs: [python]\n"
         f"batch_mode: {'true' if batch else 'false'}\nlicense_file: LICENSE\n"
-        "script_env_variables:\n  SITE_NOTE: \"it's $HOME\"\n" + extra
+        'script_env_variables:\n  SITE_NOTE: "it\'s $HOME"\n' + extra
     )
     spec = load_construct(construct)
-    stage = Stage(prefix=Path("/x" * 120), recorded="/x" * 120, packages=[],
-                  python_rel="bin/python3.13", manifest=[], epoch=0, installed_bytes=10 << 20,
-                  glibc="2.28")
+    stage = Stage(
+        prefix=Path("/x" * 120),
+        recorded="/x" * 120,
+        packages=[],
+        python_rel="bin/python3.13",
+        manifest=[],
+        epoch=0,
+        installed_bytes=10 << 20,
+        glibc="2.28",
+    )
     payload = Payload(tmp_path / "p.tar", compression, 12345, "ab" * 32, 20000, 10)
     decoder = Decoder(b"x" * 1000, "cd" * 32, "ef" * 32) if compression == "zstd" else None
-    text = render_header(shipped("header.sh").read_text(), spec, stage, payload,
-                         spec.installer_filename, *([decoder] if decoder else []))
+    text = render_header(
+        shipped("header.sh").read_text(),
+        spec,
+        stage,
+        payload,
+        spec.installer_filename,
+        *([decoder] if decoder else []),
+    )
     out = tmp_path / "header.sh"
     out.write_bytes(text)
     return out
 
 
-@pytest.mark.parametrize(("batch", "compression"), [(True, "zstd"), (False, "zstd"),
-                                                    (True, "gzip")])
+@pytest.mark.parametrize(
+    ("batch", "compression"), [(True, "zstd"), (False, "zstd"), (True, "gzip")]
+)
 def test_rendered_header_passes_shellcheck(tmp_path: Path, batch: bool, compression: str) -> None:
     extra = "company: DIRAC\nvirtual_specs: ['__linux >=3.10', '__glibc >=2.28']\n"
     res = shellcheck(rendered_header(tmp_path, batch, extra, compression))
     assert res.returncode == 0, res.stdout
 
 
-SHIPPED = sorted([ROOT / "installer/post_install.sh", ROOT / ".ci/run",
-                  *(ROOT / "scripts").glob("*.sh"), *(ROOT / "src/dxforge/data").rglob("*.sh")])
+SHIPPED = sorted(
+    [
+        ROOT / "installer/post_install.sh",
+        ROOT / ".ci/run",
+        *(ROOT / "scripts").glob("*.sh"),
+        *(ROOT / "src/dxforge/data").rglob("*.sh"),
+    ]
+)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
@@ -83,8 +109,7 @@ def workflow_steps() -> list[tuple[str, str, str]]:
         for job_name, job in data["jobs"].items():
             for step in job.get("steps", []):
                 if "run" in step:
-                    script = "export EXPR=x\n" + re.sub(r"\$\{\{[^}]*\}\}", "${EXPR}",
-                                                  step["run"])
+                    script = "export EXPR=x\n" + re.sub(r"\$\{\{[^}]*\}\}", "${EXPR}", step["run"])
                     out.append((f"{wf.name}:{job_name}", step.get("name", ""), script))
     return out
 

@@ -64,10 +64,15 @@ def build_wheel(
     dist = f"{name.replace('-', '_')}-{version}"
     package = name.replace("-", "_").lower()
     pure = tag.endswith("-none-any")
-    members: dict[str, bytes] = {
-        f"{package}/__init__.py": b"def main():\n    print('hello from " + package.encode()
-        + b"')\n",
-    } if module else {}
+    members: dict[str, bytes] = (
+        {
+            f"{package}/__init__.py": b"def main():\n    print('hello from "
+            + package.encode()
+            + b"')\n",
+        }
+        if module
+        else {}
+    )
     members.update(files or {})
     for script, data in (scripts or {}).items():
         members[f"{dist}.data/scripts/{script}"] = data
@@ -79,8 +84,11 @@ def build_wheel(
     interp, abi, plats = tag.split("-")
     wheel += [f"Tag: {interp}-{abi}-{p}" for p in plats.split(".")]
     members[f"{dist}.dist-info/WHEEL"] = ("\n".join(wheel) + "\n\n").encode()
-    sections = {"console_scripts": console_scripts, "gui_scripts": gui_scripts,
-                **(entry_points or {})}
+    sections = {
+        "console_scripts": console_scripts,
+        "gui_scripts": gui_scripts,
+        **(entry_points or {}),
+    }
     eps = "".join(
         f"[{sec}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items()) + "\n"
         for sec, entries in sections.items()

@@ -208,24 +208,34 @@ def _log_error(log: Path) -> str:
     return f": {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
-def _worker_command(recipe: Path, work: Path, channels: list[str],
-                    variant: dict[str, list[str]]) -> list[str]:
-    args = json.dumps({"recipe": str(recipe), "output_dir": str(work), "channels": channels,
-                       "variant": variant})
+def _worker_command(
+    recipe: Path, work: Path, channels: list[str], variant: dict[str, list[str]]
+) -> list[str]:
+    args = json.dumps(
+        {"recipe": str(recipe), "output_dir": str(work), "channels": channels, "variant": variant}
+    )
     return [sys.executable, "-m", "dxforge.build_worker", args]
 
 
 def _run_worker(
-    recipe: Recipe, work: Path, channels: list[str], log: Path, env: dict[str, str],
+    recipe: Recipe,
+    work: Path,
+    channels: list[str],
+    log: Path,
+    env: dict[str, str],
     variant: dict[str, list[str]],
 ) -> dict[str, Any]:
     """Build one recipe in a child process; its output goes to ``log``."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     result_file = work / "result.json"
-    proc = execute(_worker_command(recipe.path, work, channels, variant), log=log, check=False,
-                   env={**env, "DXFORGE_RESULT": str(result_file)},
-                   what=f"building {recipe.name} {recipe.version}")
+    proc = execute(
+        _worker_command(recipe.path, work, channels, variant),
+        log=log,
+        check=False,
+        env={**env, "DXFORGE_RESULT": str(result_file)},
+        what=f"building {recipe.name} {recipe.version}",
+    )
     if proc.returncode != 0 or not result_file.exists():
         raise DxError(
             f"{recipe.name}: rattler-build failed (exit {proc.returncode}){_log_error(log)}; "
@@ -343,8 +353,12 @@ class _Run:
         if hit is None:
             t0 = time.monotonic()
             outcome = _run_worker(
-                self.recipes[name], self.work / name, self.channels, self.logs / f"{name}.log",
-                self.env, self.variant,
+                self.recipes[name],
+                self.work / name,
+                self.channels,
+                self.logs / f"{name}.log",
+                self.env,
+                self.variant,
             )
             hit = self.built(name, outcome, time.monotonic() - t0, why)
         self.publish(*hit)
@@ -352,10 +366,17 @@ class _Run:
 
     def failed(self, name: str, error: BaseException, seconds: float) -> PackageResult:
         """A package whose build or publish failed, and what it needed that is not there."""
-        res = PackageResult(name, self.recipes[name].version, "failed", reason=str(error),
-                            seconds=round(seconds, 2), log=str(self.logs / f"{name}.log"))
+        res = PackageResult(
+            name,
+            self.recipes[name].version,
+            "failed",
+            reason=str(error),
+            seconds=round(seconds, 2),
+            log=str(self.logs / f"{name}.log"),
+        )
         absent = [
-            d for d in self.graph.dependencies(name)
+            d
+            for d in self.graph.dependencies(name)
             if not (self.out / (self.state.get(d) or {}).get("file", "-")).is_file()
         ]
         if absent:
@@ -365,8 +386,9 @@ class _Run:
             )
         return res
 
-    def built(self, name: str, outcome: dict[str, Any], seconds: float,
-              why: str) -> tuple[PackageResult, Path]:
+    def built(
+        self, name: str, outcome: dict[str, Any], seconds: float, why: str
+    ) -> tuple[PackageResult, Path]:
         """A finished build, kept in the user cache."""
         files = [Path(p) for p in outcome["packages"]]
         if len(files) != 1:
@@ -382,8 +404,12 @@ class _Run:
             reason=why,
             log=str(self.logs / f"{name}.log"),
         )
-        _to_cache(self.cache, self.prints[name], files[0],
-                  {"name": name, "version": res.version, "build_string": res.build_string})
+        _to_cache(
+            self.cache,
+            self.prints[name],
+            files[0],
+            {"name": name, "version": res.version, "build_string": res.build_string},
+        )
         return res, files[0]
 
     def cached(self, name: str, why: str) -> tuple[PackageResult, Path] | None:
@@ -392,19 +418,35 @@ class _Run:
         if found is None:
             return None
         pkg, meta = found
-        reason = "; ".join(filter(None, [why, "built before with this fingerprint: taken from "
-                                              f"the user cache ({pkg.parent})"]))
-        return PackageResult(name, meta["version"], "cached", build_string=meta["build_string"],
-                             size_bytes=pkg.stat().st_size, file=meta["file"],
-                             reason=reason), pkg
+        reason = "; ".join(
+            filter(
+                None,
+                [
+                    why,
+                    f"built before with this fingerprint: taken from the user cache ({pkg.parent})",
+                ],
+            )
+        )
+        return PackageResult(
+            name,
+            meta["version"],
+            "cached",
+            build_string=meta["build_string"],
+            size_bytes=pkg.stat().st_size,
+            file=meta["file"],
+            reason=reason,
+        ), pkg
 
     def publish(self, res: PackageResult, pkg: Path) -> None:
         """A package into the channel, its state beside it (one publish at a time)."""
         with self.lock:
-            state = {**self.state, res.name: {
-                **{k: v for k, v in asdict(res).items() if k not in ("status", "reason")},
-                "fingerprint": self.prints[res.name],
-            }}
+            state = {
+                **self.state,
+                res.name: {
+                    **{k: v for k, v in asdict(res).items() if k not in ("status", "reason")},
+                    "fingerprint": self.prints[res.name],
+                },
+            }
             sha = _publish(self.out, {res.name: pkg}, state)
             res.sha256 = state[res.name]["sha256"] = sha[res.name]
             atomic_write_text(self.out / STATE, json.dumps(state, indent=2, sort_keys=True))
@@ -421,10 +463,12 @@ class _Run:
             assert event.error is not None
             return self.failed(event.name, event.error, event.seconds)
         if event.kind == "blocked":
-            return PackageResult(event.name, version, "not built",
-                                 reason=f"{', '.join(event.failed)} failed")
-        return PackageResult(event.name, version, "not built",
-                             reason="stopped after a failure (use --keep-going)")
+            return PackageResult(
+                event.name, version, "not built", reason=f"{', '.join(event.failed)} failed"
+            )
+        return PackageResult(
+            event.name, version, "not built", reason="stopped after a failure (use --keep-going)"
+        )
 
 
 def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
@@ -452,9 +496,17 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
         for p in out.glob("*/*.conda"):  # kept from a build that left them 0600
             world_readable(p)
         run = _Run(
-            opts, graph, recipes, channels, fingerprints(graph, recipes, channels),
-            _load_state(out), {**os.environ, SOURCES_ENV: url}, work, logs,
-            variant_config(target), layout.cache,
+            opts,
+            graph,
+            recipes,
+            channels,
+            fingerprints(graph, recipes, channels),
+            _load_state(out),
+            {**os.environ, SOURCES_ENV: url},
+            work,
+            logs,
+            variant_config(target),
+            layout.cache,
         )
         progress.begin("build", len(selected))
         chosen = set(selected)
@@ -468,7 +520,10 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
 
         schedule.run(
             {n: [d for d in graph.dependencies(n) if d in chosen] for n in selected},
-            run.job, jobs=opts.jobs, report=report, keep_going=opts.keep_going,
+            run.job,
+            jobs=opts.jobs,
+            report=report,
+            keep_going=opts.keep_going,
         )
     return BuildReport(
         channel=str(out),

@@ -118,7 +118,10 @@ async def _missing(channels: list[str], specs: Sequence[str]) -> list[str]:
 
 
 def solve(
-    channels: Sequence[str | Path], specs: Sequence[str], *, where: str = "",
+    channels: Sequence[str | Path],
+    specs: Sequence[str],
+    *,
+    where: str = "",
     glibc: str | None = None,
 ) -> list[Any]:
     """Solve ``specs`` for linux-64 from ``channels`` (names, URLs or paths), for a glibc of
@@ -132,7 +135,9 @@ def solve(
     try:
         return asyncio.run(
             rattler.solve(
-                urls, list(specs), platforms=list(SUBDIRS),
+                urls,
+                list(specs),
+                platforms=list(SUBDIRS),
                 virtual_packages=virtual_packages(glibc),
             )
         )
@@ -206,14 +211,20 @@ def fetch_package(package: Package, dest: Path) -> Path:
     got = sha256_file(out)
     if package.sha256 and got != package.sha256:
         out.unlink()
-        raise DxError(f"{package.url}: sha256 {got}, but the channel says {package.sha256}; "
-                      "re-index the channel or download again")
+        raise DxError(
+            f"{package.url}: sha256 {got}, but the channel says {package.sha256}; "
+            "re-index the channel or download again"
+        )
     return out
 
 
 def create(
-    channels: Sequence[str | Path], specs: Sequence[str], prefix: Path, *,
-    cache_dir: Path | None = None, where: str = "",
+    channels: Sequence[str | Path],
+    specs: Sequence[str],
+    prefix: Path,
+    *,
+    cache_dir: Path | None = None,
+    where: str = "",
 ) -> list[Package]:
     """Solve ``specs`` and install them into a fresh ``prefix``; the packages, by name."""
     records = solve(channels, specs, where=where)
@@ -286,8 +297,9 @@ def verify_file(channel: Path, rel: str, record: dict[str, Any] | None) -> str:
     return ""
 
 
-def check_channel(channel: Path, rels: Iterable[str] | None = None, *, label: str | Path = "",
-                  fix: str = "") -> dict[str, dict[str, Any]]:
+def check_channel(
+    channel: Path, rels: Iterable[str] | None = None, *, label: str | Path = "", fix: str = ""
+) -> dict[str, dict[str, Any]]:
     """The channel's repodata records, once every package of ``rels`` (default: all the
     repodata lists) matches its record; else a DxError naming ``label`` (default: the channel),
     the problem and ``fix``."""
@@ -299,8 +311,9 @@ def check_channel(channel: Path, rels: Iterable[str] | None = None, *, label: st
     return records
 
 
-def publish_channel(out: Path, fill: Callable[[Path], Iterable[str]], *, index_it: bool = True,
-                    fix: str = "") -> dict[str, dict[str, Any]]:
+def publish_channel(
+    out: Path, fill: Callable[[Path], Iterable[str]], *, index_it: bool = True, fix: str = ""
+) -> dict[str, dict[str, Any]]:
     """The one way a channel is made: ``fill(new)`` stages its files in a new directory beside
     ``out`` and names the packages to check; the directory is indexed (unless ``index_it`` is
     false: it holds its repodata already), those packages checked against the index, and it is

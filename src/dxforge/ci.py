@@ -89,15 +89,25 @@ def config(root: Path) -> CiConfig:
             raise DxError(f"{path}: not valid TOML ({e})") from None
     unknown = set(data) - set(DEFAULTS)
     if unknown:
-        raise DxError(f"{path}: [tool.dxforge.ci] has unknown keys {sorted(unknown)}; "
-                      f"known: {', '.join(DEFAULTS)}")
+        raise DxError(
+            f"{path}: [tool.dxforge.ci] has unknown keys {sorted(unknown)}; "
+            f"known: {', '.join(DEFAULTS)}"
+        )
     c = {**DEFAULTS, **data}
     for img in c["pilot-images"]:
         if set(img) != {"image", "glibc"}:
-            raise DxError(f"{path}: [tool.dxforge.ci] pilot-images entries need `image` and "
-                          f"`glibc` (the image's C library version): {img}")
-    return CiConfig(c["runs-on"], c["container"], c["schedule"], list(c["platforms"]),
-                    list(c["enabled-platforms"]), list(c["pilot-images"]))
+            raise DxError(
+                f"{path}: [tool.dxforge.ci] pilot-images entries need `image` and "
+                f"`glibc` (the image's C library version): {img}"
+            )
+    return CiConfig(
+        c["runs-on"],
+        c["container"],
+        c["schedule"],
+        list(c["platforms"]),
+        list(c["enabled-platforms"]),
+        list(c["pilot-images"]),
+    )
 
 
 # ---- rendering ---------------------------------------------------------------------------
@@ -114,25 +124,39 @@ def _setup(cache: bool = True) -> list[dict[str, Any]]:
     ]
     if cache:
         steps += [
-            {"name": "Fingerprint of the runtime build", "id": "fingerprint",
-             "run": f'echo "runtime=$({DX} fingerprint runtime)" >> "$GITHUB_OUTPUT"'},
-            {"name": "User cache (runtime build, converted wheels)", "uses": ACTIONS["cache"],
-             "with": {"path": "~/.cache/dxforge",
-                      "key": "dxforge-${{ steps.fingerprint.outputs.runtime }}-"
-                             "${{ hashFiles('recipes/**', 'construct.yaml') }}",
-                      "restore-keys": "dxforge-${{ steps.fingerprint.outputs.runtime }}-"}},
+            {
+                "name": "Fingerprint of the runtime build",
+                "id": "fingerprint",
+                "run": f'echo "runtime=$({DX} fingerprint runtime)" >> "$GITHUB_OUTPUT"',
+            },
+            {
+                "name": "User cache (runtime build, converted wheels)",
+                "uses": ACTIONS["cache"],
+                "with": {
+                    "path": "~/.cache/dxforge",
+                    "key": "dxforge-${{ steps.fingerprint.outputs.runtime }}-"
+                    "${{ hashFiles('recipes/**', 'construct.yaml') }}",
+                    "restore-keys": "dxforge-${{ steps.fingerprint.outputs.runtime }}-",
+                },
+            },
         ]
     return steps
 
 
 def _download(name: str, path: str) -> dict[str, Any]:
-    return {"name": f"Get {name}", "uses": ACTIONS["download"],
-            "with": {"name": name, "path": path}}
+    return {
+        "name": f"Get {name}",
+        "uses": ACTIONS["download"],
+        "with": {"name": name, "path": path},
+    }
 
 
 def _upload(name: str, path: str) -> dict[str, Any]:
-    return {"name": f"Keep {name}", "uses": ACTIONS["upload"],
-            "with": {"name": name, "path": path, "if-no-files-found": "error"}}
+    return {
+        "name": f"Keep {name}",
+        "uses": ACTIONS["upload"],
+        "with": {"name": name, "path": path, "if-no-files-found": "error"},
+    }
 
 
 def job_id(package: str) -> str:
@@ -143,84 +167,134 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
     container = {"image": cfg.container, "options": "--privileged"}
     base = {"runs-on": cfg.runs_on, "container": container}
     jobs: dict[str, Any] = {
-        "seed": {**base, "name": "seed channel", "steps": [
-            *_setup(), {"name": "Seed", "run": f"{DX} seed"},
-            _upload("seed", "build/channels/seed/"),
-        ]},
+        "seed": {
+            **base,
+            "name": "seed channel",
+            "steps": [
+                *_setup(),
+                {"name": "Seed", "run": f"{DX} seed"},
+                _upload("seed", "build/channels/seed/"),
+            ],
+        },
     }
     for level, names in enumerate(graph.levels):
         for name in names:
             steps = [*_setup(cache=False), _download("seed", "build/channels/seed")]
-            steps += [_download(f"pkg-{d}", "build/channels/dxforge/noarch")
-                      for d in graph.dependencies(name)]
             steps += [
-                {"name": f"Build {name}",
-                 "run": f"{DX} build --only {name} --channel build/channels/seed"},
+                _download(f"pkg-{d}", "build/channels/dxforge/noarch")
+                for d in graph.dependencies(name)
+            ]
+            steps += [
+                {
+                    "name": f"Build {name}",
+                    "run": f"{DX} build --only {name} --channel build/channels/seed",
+                },
                 _upload(f"pkg-{name}", f"build/channels/dxforge/noarch/{name}-*.conda"),
             ]
             jobs[job_id(name)] = {
-                **base, "name": f"build {name} (level {level})",
+                **base,
+                "name": f"build {name} (level {level})",
                 "needs": ["seed", *sorted(job_id(d) for d in graph.deps[name])],
                 "steps": steps,
             }
-    jobs["channel"] = {**base, "name": "channel (indexed once)",
-                       "needs": [job_id(n) for n in graph.order], "steps": [
-        *_setup(cache=False),
-        {"name": "Get the packages", "uses": ACTIONS["download"],
-         "with": {"pattern": "pkg-*", "merge-multiple": True,
-                  "path": "build/channels/dxforge/noarch"}},
-        {"name": "Index", "run": f"{DX} index build/channels/dxforge"},
-        _upload("channel", "build/channels/dxforge/"),
-    ]}
-    jobs["installer"] = {
-        **base, "name": "installer ${{ matrix.platform }}", "needs": ["seed", "channel"],
-        "strategy": {"fail-fast": False, "matrix": {"include": [
-            {"platform": p, "enabled": p in cfg.enabled} for p in cfg.platforms]}},
+    jobs["channel"] = {
+        **base,
+        "name": "channel (indexed once)",
+        "needs": [job_id(n) for n in graph.order],
         "steps": [
-            {"name": "Not built here yet", "if": "${{ !matrix.enabled }}",
-             "run": 'echo "::notice::the ${{ matrix.platform }} installer is declared, not '
-                    'built yet (dxforge builds linux-64)"'},
+            *_setup(cache=False),
+            {
+                "name": "Get the packages",
+                "uses": ACTIONS["download"],
+                "with": {
+                    "pattern": "pkg-*",
+                    "merge-multiple": True,
+                    "path": "build/channels/dxforge/noarch",
+                },
+            },
+            {"name": "Index", "run": f"{DX} index build/channels/dxforge"},
+            _upload("channel", "build/channels/dxforge/"),
+        ],
+    }
+    jobs["installer"] = {
+        **base,
+        "name": "installer ${{ matrix.platform }}",
+        "needs": ["seed", "channel"],
+        "strategy": {
+            "fail-fast": False,
+            "matrix": {
+                "include": [{"platform": p, "enabled": p in cfg.enabled} for p in cfg.platforms]
+            },
+        },
+        "steps": [
+            {
+                "name": "Not built here yet",
+                "if": "${{ !matrix.enabled }}",
+                "run": 'echo "::notice::the ${{ matrix.platform }} installer is declared, not '
+                'built yet (dxforge builds linux-64)"',
+            },
             *({**s, "if": "${{ matrix.enabled }}"} for s in _setup()),
             {**_download("seed", "build/channels/seed"), "if": "${{ matrix.enabled }}"},
             {**_download("channel", "build/channels/dxforge"), "if": "${{ matrix.enabled }}"},
             {"name": "Installer", "if": "${{ matrix.enabled }}", "run": f"{DX} installer"},
-            {**_upload("installer-${{ matrix.platform }}", "build/installer/DIRACOS-*"),
-             "if": "${{ matrix.enabled }}"},
+            {
+                **_upload("installer-${{ matrix.platform }}", "build/installer/DIRACOS-*"),
+                "if": "${{ matrix.enabled }}",
+            },
         ],
     }
-    pilot_matrix = [{"image": i["image"], "glibc": i["glibc"],
-                     "expect": "refused" if _older(i["glibc"], floor) else "installed"}
-                    for i in cfg.images]
+    pilot_matrix = [
+        {
+            "image": i["image"],
+            "glibc": i["glibc"],
+            "expect": "refused" if _older(i["glibc"], floor) else "installed",
+        }
+        for i in cfg.images
+    ]
     jobs["pilot"] = {
-        "runs-on": cfg.runs_on, "name": "pilot on ${{ matrix.image }}", "needs": ["installer"],
+        "runs-on": cfg.runs_on,
+        "name": "pilot on ${{ matrix.image }}",
+        "needs": ["installer"],
         "container": {"image": "${{ matrix.image }}"},
         "strategy": {"fail-fast": False, "matrix": {"include": pilot_matrix}},
         "steps": [
             {"uses": ACTIONS["checkout"]},
             _download("installer-linux-64", "installer"),
-            {"name": "Pilot test as a user with a read-only HOME, offline", "shell": "sh",
-             "run": pilot_step()},
+            {
+                "name": "Pilot test as a user with a read-only HOME, offline",
+                "shell": "sh",
+                "run": pilot_step(),
+            },
         ],
     }
     jobs["end-to-end"] = {
-        **base, "name": "end to end: a DiracX server, the installer's client",
+        **base,
+        "name": "end to end: a DiracX server, the installer's client",
         "needs": ["seed", "channel", "installer"],
         "steps": [
-            *_setup(cache=False), _download("seed", "build/channels/seed"),
+            *_setup(cache=False),
+            _download("seed", "build/channels/seed"),
             _download("channel", "build/channels/dxforge"),
             _download("installer-linux-64", "build/installer"),
             {"name": "End to end", "run": f"{DX} e2e"},
         ],
     }
     jobs["upstream-tests"] = {
-        **base, "name": "DiracX tests: ${{ matrix.package }}", "needs": ["seed", "channel"],
-        "strategy": {"fail-fast": False, "matrix": {"package": [
-            n for n in graph.order if n != "diracx"]}},
+        **base,
+        "name": "DiracX tests: ${{ matrix.package }}",
+        "needs": ["seed", "channel"],
+        "strategy": {
+            "fail-fast": False,
+            "matrix": {"package": [n for n in graph.order if n != "diracx"]},
+        },
         "steps": [
-            *_setup(cache=False), _download("seed", "build/channels/seed"),
+            *_setup(cache=False),
+            _download("seed", "build/channels/seed"),
             _download("channel", "build/channels/dxforge"),
-            {"name": "Upstream test suite",
-             "run": f"{DX} fetch && {DX} test-upstream --only ${{{{ matrix.package }}}}"},
+            {
+                "name": "Upstream test suite",
+                "run": f"{DX} fetch && {DX} test-upstream --only ${{{{ matrix.package }}}}",
+            },
         ],
     }
     return {
@@ -238,7 +312,9 @@ PILOT_SCRIPT = "src/dxforge/data/pilot-test.sh"
 def pilot_step() -> str:
     """The pilot step: the installer and the pilot checks run in a site made as
     :class:`dxforge.isolate.Site` makes one (by :func:`dxforge.isolate.shell_site`)."""
-    return shell_site() + f"""\
+    return (
+        shell_site()
+        + f"""\
 set -eu
 installer=$(ls installer/DIRACOS-*.sh)
 make_site /tmp/pilot-site
@@ -256,6 +332,7 @@ else
     isolated sh /tmp/pilot-site/pilot-test.sh "/tmp/pilot-site/$name" /tmp/pilot-site/work/diracos
 fi
 """
+    )
 
 
 def release_workflow(cfg: CiConfig) -> dict[str, Any]:
@@ -286,27 +363,41 @@ echo "version=$(python3 -c 'import json; print(json.load(open("bump.json"))["tar
         "on": {"schedule": [{"cron": cfg.schedule}], "workflow_dispatch": None},
         "permissions": {"contents": "read"},
         "concurrency": {"group": "release-bot", "cancel-in-progress": False},
-        "jobs": {"release": {
-            "runs-on": cfg.runs_on,
-            "container": {"image": cfg.container, "options": "--privileged"},
-            "permissions": {"contents": "write", "pull-requests": "write"},
-            "steps": [
-                *_setup(),
-                {"name": "Is there a new DiracX release?", "id": "check", "run": check},
-                {"name": "Release it", "if": "steps.check.outputs.update == 'true'",
-                 "run": release},
-                {**_upload("release-${{ steps.check.outputs.version }}",
-                           "build/releases/${{ steps.check.outputs.version }}/"),
-                 "if": "steps.check.outputs.update == 'true'"},
-                {"name": "Open the pull request", "if": "steps.check.outputs.update == 'true'",
-                 "uses": ACTIONS["pull-request"],
-                 "with": {"title": "diracx v${{ steps.check.outputs.version }}",
-                          "body-path": "pr-body.md",
-                          "branch": "dxforge/diracx-v${{ steps.check.outputs.version }}",
-                          "commit-message": "updated v${{ steps.check.outputs.version }}",
-                          "add-paths": "recipes/**\nconstruct.yaml"}},
-            ],
-        }},
+        "jobs": {
+            "release": {
+                "runs-on": cfg.runs_on,
+                "container": {"image": cfg.container, "options": "--privileged"},
+                "permissions": {"contents": "write", "pull-requests": "write"},
+                "steps": [
+                    *_setup(),
+                    {"name": "Is there a new DiracX release?", "id": "check", "run": check},
+                    {
+                        "name": "Release it",
+                        "if": "steps.check.outputs.update == 'true'",
+                        "run": release,
+                    },
+                    {
+                        **_upload(
+                            "release-${{ steps.check.outputs.version }}",
+                            "build/releases/${{ steps.check.outputs.version }}/",
+                        ),
+                        "if": "steps.check.outputs.update == 'true'",
+                    },
+                    {
+                        "name": "Open the pull request",
+                        "if": "steps.check.outputs.update == 'true'",
+                        "uses": ACTIONS["pull-request"],
+                        "with": {
+                            "title": "diracx v${{ steps.check.outputs.version }}",
+                            "body-path": "pr-body.md",
+                            "branch": "dxforge/diracx-v${{ steps.check.outputs.version }}",
+                            "commit-message": "updated v${{ steps.check.outputs.version }}",
+                            "add-paths": "recipes/**\nconstruct.yaml",
+                        },
+                    },
+                ],
+            }
+        },
     }
 
 
@@ -319,55 +410,104 @@ def images_workflow(cfg: CiConfig) -> dict[str, Any]:
     bases and test them (pushed, with a provenance attestation, on a ``v*`` tag); weekly the
     dated bases (``YYYY.MM.DD.P``, a new tag only when their content changed). The tag record
     (build/images) is kept in the cache between runs."""
-    base = {"runs-on": cfg.runs_on, "container": {"image": cfg.container,
-                                                  "options": "--privileged"}}
-    setup = [*_setup(), {"name": "Channels", "run": f"{DX} seed && {DX} build"},
-             {"name": "Tag record of the images", "uses": ACTIONS["cache"],
-              "with": {"path": "build/images", "key": "images-${{ github.run_id }}",
-                       "restore-keys": "images-"}}]
-    login = {"name": "Log in to the registry", "env": {"TOKEN": "${{ secrets.GITHUB_TOKEN }}"},
-             "run": 'printf \'%s\' "$TOKEN" | skopeo login --username "${{ github.actor }}" '
-                    '--password-stdin "${{ vars.IMAGE_REGISTRY }}"'}
+    base = {
+        "runs-on": cfg.runs_on,
+        "container": {"image": cfg.container, "options": "--privileged"},
+    }
+    setup = [
+        *_setup(),
+        {"name": "Channels", "run": f"{DX} seed && {DX} build"},
+        {
+            "name": "Tag record of the images",
+            "uses": ACTIONS["cache"],
+            "with": {
+                "path": "build/images",
+                "key": "images-${{ github.run_id }}",
+                "restore-keys": "images-",
+            },
+        },
+    ]
+    login = {
+        "name": "Log in to the registry",
+        "env": {"TOKEN": "${{ secrets.GITHUB_TOKEN }}"},
+        "run": 'printf \'%s\' "$TOKEN" | skopeo login --username "${{ github.actor }}" '
+        '--password-stdin "${{ vars.IMAGE_REGISTRY }}"',
+    }
     tagged = "startsWith(github.ref, 'refs/tags/v')"
-    digest = ("python3 -c 'import json,sys; print(next(i[\"digest\"] for i in json.load("
-              "open(\"images.json\"))[\"images\"] if i[\"name\"] == sys.argv[1]))'")
-    attest = [{"name": f"Provenance of {role}", "if": tagged, "uses": ACTIONS["attest"],
-               "with": {"subject-name": f"{IMAGES_REPO}/{role}",
-                        "subject-digest": f"${{{{ steps.digests.outputs.{role} }}}}",
-                        "push-to-registry": True}} for role in ("services", "tasks", "client")]
+    digest = (
+        'python3 -c \'import json,sys; print(next(i["digest"] for i in json.load('
+        'open("images.json"))["images"] if i["name"] == sys.argv[1]))\''
+    )
+    attest = [
+        {
+            "name": f"Provenance of {role}",
+            "if": tagged,
+            "uses": ACTIONS["attest"],
+            "with": {
+                "subject-name": f"{IMAGES_REPO}/{role}",
+                "subject-digest": f"${{{{ steps.digests.outputs.{role} }}}}",
+                "push-to-registry": True,
+            },
+        }
+        for role in ("services", "tasks", "client")
+    ]
     return {
         "name": "images",
-        "on": {"push": {"branches": ["main"], "tags": ["v*"]}, "pull_request": None,
-               "schedule": [{"cron": "41 4 * * 1"}], "workflow_dispatch": None},
+        "on": {
+            "push": {"branches": ["main"], "tags": ["v*"]},
+            "pull_request": None,
+            "schedule": [{"cron": "41 4 * * 1"}],
+            "workflow_dispatch": None,
+        },
         "permissions": {"contents": "read"},
         "concurrency": {"group": "images-${{ github.ref }}", "cancel-in-progress": False},
         "jobs": {
-            "images": {**base, "name": "release images (build, test; push on tags)",
-                       "if": "github.event_name != 'schedule'",
-                       "permissions": {"contents": "read", "packages": "write",
-                                       "id-token": "write", "attestations": "write"},
-                       "steps": [
-                *setup,
-                {"name": "Images", "run": f"{DX} images --json > images.json"},
-                {"name": "Test them (registry on 127.0.0.1, podman)",
-                 "run": ".venv/bin/python -m pytest -m e2e -q tests/test_images_e2e.py"},
-                {**login, "if": tagged},
-                {"name": "Push", "if": tagged, "id": "digests", "run": f"""\
+            "images": {
+                **base,
+                "name": "release images (build, test; push on tags)",
+                "if": "github.event_name != 'schedule'",
+                "permissions": {
+                    "contents": "read",
+                    "packages": "write",
+                    "id-token": "write",
+                    "attestations": "write",
+                },
+                "steps": [
+                    *setup,
+                    {"name": "Images", "run": f"{DX} images --json > images.json"},
+                    {
+                        "name": "Test them (registry on 127.0.0.1, podman)",
+                        "run": ".venv/bin/python -m pytest -m e2e -q tests/test_images_e2e.py",
+                    },
+                    {**login, "if": tagged},
+                    {
+                        "name": "Push",
+                        "if": tagged,
+                        "id": "digests",
+                        "run": f"""\
 {DX} images --no-bases --push "{IMAGES_REPO}" --json > images.json
 for role in services tasks client; do
     echo "$role=$({digest} "$role")" >> "$GITHUB_OUTPUT"
 done
-"""},
-                *attest,
-            ]},
-            "bases": {**base, "name": "dated bases (weekly)",
-                      "if": "github.event_name == 'schedule' || "
-                            "github.event_name == 'workflow_dispatch'",
-                      "permissions": {"contents": "read", "packages": "write"}, "steps": [
-                *setup, login,
-                {"name": "Bases (Debian's updates; a new tag only when the content changed)",
-                 "run": f'{DX} images --no-releases --refresh-os --push "{IMAGES_REPO}"'},
-            ]},
+""",
+                    },
+                    *attest,
+                ],
+            },
+            "bases": {
+                **base,
+                "name": "dated bases (weekly)",
+                "if": "github.event_name == 'schedule' || github.event_name == 'workflow_dispatch'",
+                "permissions": {"contents": "read", "packages": "write"},
+                "steps": [
+                    *setup,
+                    login,
+                    {
+                        "name": "Bases (Debian's updates; a new tag only when the content changed)",
+                        "run": f'{DX} images --no-releases --refresh-os --push "{IMAGES_REPO}"',
+                    },
+                ],
+            },
         },
     }
 
@@ -423,9 +563,12 @@ class CiResult:
         return "written" if self.written else "up-to-date"
 
     def as_json(self) -> dict[str, Any]:
-        return {"status": self.status, "files": [str(p) for p in self.files],
-                "written": [str(p) for p in self.written],
-                "stale": [str(p) for p in self.stale]}
+        return {
+            "status": self.status,
+            "files": [str(p) for p in self.files],
+            "written": [str(p) for p in self.written],
+            "stale": [str(p) for p in self.stale],
+        }
 
 
 def run_ci(layout: Layout, check: bool = False) -> CiResult:
@@ -433,8 +576,11 @@ def run_ci(layout: Layout, check: bool = False) -> CiResult:
     result = CiResult(check=check)
     rendered = render(layout)
     expected = {layout.root / rel for rel in rendered}
-    existing = set((layout.root / WORKFLOWS).glob("*.yml")) if (
-        layout.root / WORKFLOWS).is_dir() else set()
+    existing = (
+        set((layout.root / WORKFLOWS).glob("*.yml"))
+        if (layout.root / WORKFLOWS).is_dir()
+        else set()
+    )
     for rel, text in rendered.items():
         path = layout.root / rel
         result.files.append(path)
@@ -478,8 +624,9 @@ class LocalRunner:
     runner); artifacts go to a directory beside them. Container jobs on Debian images run in
     Debian roots; others are reported skipped, with the reason."""
 
-    def __init__(self, layout: Layout, work: Path, progress: Progress = SILENT,
-                 jobs: int = 2) -> None:
+    def __init__(
+        self, layout: Layout, work: Path, progress: Progress = SILENT, jobs: int = 2
+    ) -> None:
         self.layout = layout
         self.work = work
         self.repo = work / "repo"
@@ -490,8 +637,11 @@ class LocalRunner:
     def prepare(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
         self.artifacts.mkdir(parents=True)
-        files = execute(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                        cwd=self.layout.root, what="listing the project's files").stdout.split()
+        files = execute(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+            cwd=self.layout.root,
+            what="listing the project's files",
+        ).stdout.split()
         for rel in files:
             src = self.layout.root / rel
             if src.is_file():
@@ -504,8 +654,11 @@ class LocalRunner:
         self.prepare()
         jobs = workflow["jobs"]
         try:
-            order = [n for level in schedule.levels(
-                {n: j.get("needs", []) for n, j in jobs.items()}) for n in level]
+            order = [
+                n
+                for level in schedule.levels({n: j.get("needs", []) for n, j in jobs.items()})
+                for n in level
+            ]
         except schedule.CycleError as e:
             raise DxError(f"the workflow's needs: have a cycle: {' -> '.join(e.cycle)}") from None
         out = [LocalJob(name, matrix) for name in order for matrix in _expand(jobs[name])]
@@ -525,9 +678,13 @@ class LocalRunner:
                 self.progress.done(local.name, local)
 
         schedule.run(
-            {str(i): [k for n in jobs[j.name].get("needs", []) for k in keys[n]]
-             for i, j in enumerate(out)},
-            work, jobs=self.jobs, report=report,
+            {
+                str(i): [k for n in jobs[j.name].get("needs", []) for k in keys[n]]
+                for i, j in enumerate(out)
+            },
+            work,
+            jobs=self.jobs,
+            report=report,
         ).raise_first()
         return out
 
@@ -573,19 +730,28 @@ class LocalRunner:
         why = roots.why_not()
         if why:
             raise DxError(f"cannot run a {release} container job here: {why}")
-        root = roots.make(roots.RootSpec(release), Path(tempfile.mkdtemp(dir=self.work)) / "r",
-                          self.layout.cache)
+        root = roots.make(
+            roots.RootSpec(release), Path(tempfile.mkdtemp(dir=self.work)) / "r", self.layout.cache
+        )
         return root
 
-    def _uses(self, step: dict[str, Any], matrix: dict[str, Any], ws: Path,
-              container: bool) -> None:
+    def _uses(
+        self, step: dict[str, Any], matrix: dict[str, Any], ws: Path, container: bool
+    ) -> None:
         action = step["uses"]
-        args = {k: expr.render(str(v), {"matrix": matrix}, strict=False)
-                for k, v in (step.get("with") or {}).items()}
+        args = {
+            k: expr.render(str(v), {"matrix": matrix}, strict=False)
+            for k, v in (step.get("with") or {}).items()
+        }
         if action == ACTIONS["checkout"]:
             if container:
-                shutil.copytree(self.repo, ws, symlinks=True, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns(".venv", "build"))
+                shutil.copytree(
+                    self.repo,
+                    ws,
+                    symlinks=True,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".venv", "build"),
+                )
         elif action == ACTIONS["upload"]:
             self._upload(args, ws)
         elif action == ACTIONS["download"]:
@@ -611,8 +777,11 @@ class LocalRunner:
     def _download(self, args: dict[str, str], ws: Path, container: bool) -> None:
         target = ws / args["path"]
         target.mkdir(parents=True, exist_ok=True)
-        names = ([args["name"]] if "name" in args else
-                 sorted(p.name for p in self.artifacts.glob(args["pattern"])))
+        names = (
+            [args["name"]]
+            if "name" in args
+            else sorted(p.name for p in self.artifacts.glob(args["pattern"]))
+        )
         for n in names:
             if not (self.artifacts / n).is_dir():
                 raise DxError(f"download of {n}: no such artifact (uploaded by no job yet)")
@@ -620,8 +789,9 @@ class LocalRunner:
         if container:
             execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
 
-    def _run(self, step: dict[str, Any], values: dict[str, Any], root: Path | None, ws: Path,
-             log: Path) -> None:
+    def _run(
+        self, step: dict[str, Any], values: dict[str, Any], root: Path | None, ws: Path, log: Path
+    ) -> None:
         """A ``run:`` step; what it writes to ``$GITHUB_OUTPUT`` becomes its step's outputs."""
         script = expr.render(step["run"], values, strict=False)
         name = step.get("name", script.splitlines()[0])
@@ -630,15 +800,19 @@ class LocalRunner:
         if root is None:
             env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "CI": "true"}
             env.pop("DXFORGE_BUILD_DIR", None)
-            shell = ["sh", "-eu", "-c"] if step.get("shell") == "sh" else ["bash", "-eo",
-                                                                          "pipefail", "-c"]
+            shell = (
+                ["sh", "-eu", "-c"]
+                if step.get("shell") == "sh"
+                else ["bash", "-eo", "pipefail", "-c"]
+            )
             cmd, cwd = [*shell, script], ws
         else:
             from dxforge.runtime import roots
 
             (root / "work/run.sh").write_text(script)
-            cmd = roots.command(root, ["sh", "-eu", "/work/run.sh"], cwd="/work",
-                                env={"HOME": "/root"})
+            cmd = roots.command(
+                root, ["sh", "-eu", "/work/run.sh"], cwd="/work", env={"HOME": "/root"}
+            )
             cwd, env = None, None
         execute(cmd, cwd=cwd, env=env, log=log, what=f"step `{name}`")
         outputs = dict(line.partition("=")[::2] for line in out_file.read_text().splitlines())
@@ -652,9 +826,14 @@ class LocalRun:
     seconds: float
 
     def as_json(self) -> dict[str, Any]:
-        return {"status": "passed", "seconds": self.seconds,
-                "jobs": [{"job": j.name, "matrix": j.matrix, "status": j.status,
-                          "seconds": j.seconds} for j in self.jobs]}
+        return {
+            "status": "passed",
+            "seconds": self.seconds,
+            "jobs": [
+                {"job": j.name, "matrix": j.matrix, "status": j.status, "seconds": j.seconds}
+                for j in self.jobs
+            ],
+        }
 
 
 def run_local(layout: Layout, progress: Progress = SILENT) -> LocalRun:

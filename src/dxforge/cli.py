@@ -34,14 +34,21 @@ RESUME = {
     "build": "run `dxforge build` again to resume: finished packages are kept",
     "release": "run `dxforge release` again to resume: finished stages are kept",
     "seed": "run `dxforge seed` again to resume: the runtime's components and the converted "
-            "wheels built so far are kept in the user cache",
+    "wheels built so far are kept in the user cache",
     "fetch": "run `dxforge fetch` again to resume: downloaded sources are kept",
     "test-upstream": "run `dxforge test-upstream` again",
     "ci": "run `dxforge ci --run-local` again",
 }
 """How to resume each long command after an interruption (others: run it again)."""
-DOING = {"build": "building", "seed": "building", "fetch": "downloading",
-         "test-upstream": "testing", "release": "working on", "ci": "running", "e2e": "at"}
+DOING = {
+    "build": "building",
+    "seed": "building",
+    "fetch": "downloading",
+    "test-upstream": "testing",
+    "release": "working on",
+    "ci": "running",
+    "e2e": "at",
+}
 
 
 @dataclass
@@ -150,9 +157,9 @@ def _print_json(data: object) -> None:
 
 
 @contextlib.contextmanager
-def _progress(state: _Invocation, label: str,
-              describe: Callable[[str, object], str] | None = None
-              ) -> Iterator[render.ConsoleProgress]:
+def _progress(
+    state: _Invocation, label: str, describe: Callable[[str, object], str] | None = None
+) -> Iterator[render.ConsoleProgress]:
     """The command's progress on stderr, closed whatever happens."""
     progress = render.ConsoleProgress(err, label, describe)
     state.progress = progress
@@ -168,8 +175,10 @@ def seed(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Channel directory.")] = None,
     index_url: IndexOpt = None,
     refresh: Annotated[
-        bool, typer.Option("--refresh", help="Resolve the requirements again (ignore the "
-                           "recorded resolution).")
+        bool,
+        typer.Option(
+            "--refresh", help="Resolve the requirements again (ignore the recorded resolution)."
+        ),
     ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -192,7 +201,10 @@ def seed(
     rows = [(sub, n, render.mib(size)) for sub, (n, size) in result.subdirs().items()]
     how = "built" if result.status == "built" else "assembled from the user cache"
     render.table(
-        out, f"seed channel {result.channel}", ("subdir", "packages", "size"), rows,
+        out,
+        f"seed channel {result.channel}",
+        ("subdir", "packages", "size"),
+        rows,
         f"{result.count} packages, {render.mib(result.size_bytes)}, {how} in "
         f"{result.seconds:.1f} s (resolution {result.resolution})",
     )
@@ -213,15 +225,18 @@ def fetch(
     state = _start(ctx, json_out)
     layout = _layout(root, build_dir)
     with _progress(state, "fetch") as progress:
-        report = run_fetch(load_recipes(layout.root), layout.sources, index_url=index_url,
-                           progress=progress)
+        report = run_fetch(
+            load_recipes(layout.root), layout.sources, index_url=index_url, progress=progress
+        )
     if json_out:
         _print_json(report.as_json())
         return
-    rows = [(f.recipe, f.filename, f"{f.size / 1024:.0f} KiB", f.status, f.sha256)
-            for f in report.files]
-    render.table(out, f"sources in {report.cache}",
-                 ("recipe", "file", "size", "status", "sha256"), rows)
+    rows = [
+        (f.recipe, f.filename, f"{f.size / 1024:.0f} KiB", f.status, f.sha256) for f in report.files
+    ]
+    render.table(
+        out, f"sources in {report.cache}", ("recipe", "file", "size", "status", "sha256"), rows
+    )
 
 
 def _row(item: str, res: object) -> str:
@@ -238,8 +253,10 @@ def _row(item: str, res: object) -> str:
             text += f" ({res.reason})"
         return text
     if isinstance(res, SuiteResult):
-        return (f"{res.package}: {res.passed} passed, {res.failed} failed, {res.errors} errors, "
-                f"{res.skipped} skipped in {res.seconds:.0f} s ({res.log})")
+        return (
+            f"{res.package}: {res.passed} passed, {res.failed} failed, {res.errors} errors, "
+            f"{res.skipped} skipped in {res.seconds:.0f} s ({res.log})"
+        )
     if isinstance(res, LocalJob):
         matrix = " ".join(f"{k}={v}" for k, v in res.matrix.items())
         return f"{res.name} {matrix}: {res.status} ({res.seconds:.0f} s)".replace(" :", ":")
@@ -265,8 +282,12 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Packages of one graph level built at once "
-                     "(default: the CPU count)."),
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Packages of one graph level built at once (default: the CPU count).",
+        ),
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output channel.")] = None,
     index_url: IndexOpt = None,
@@ -295,13 +316,22 @@ def build(
         _print_json(report.as_json())
     else:
         rows = [
-            (r.name, r.version, r.build_string, f"{r.seconds:.1f}",
-             f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "",
-             r.status + (f" ({r.reason})" if r.reason and r.status != "failed" else ""))
+            (
+                r.name,
+                r.version,
+                r.build_string,
+                f"{r.seconds:.1f}",
+                f"{r.size_bytes / 1024:.0f} KiB" if r.size_bytes else "",
+                r.status + (f" ({r.reason})" if r.reason and r.status != "failed" else ""),
+            )
             for r in report.packages
         ]
-        render.table(out, f"dxforge build -> {report.channel}",
-                     ("package", "version", "build", "seconds", "size", "status"), rows)
+        render.table(
+            out,
+            f"dxforge build -> {report.channel}",
+            ("package", "version", "build", "seconds", "size", "status"),
+            rows,
+        )
         render.line(
             out,
             f"{report.count('built')} built, {report.count('cached')} from the user cache, "
@@ -349,8 +379,9 @@ def graph(
             for i, level in enumerate(g.levels)
             for name in level
         ]
-        render.table(out, f"recipes {g.version}, in build order",
-                     ("level", "package", "requires"), rows)
+        render.table(
+            out, f"recipes {g.version}, in build order", ("level", "package", "requires"), rows
+        )
 
 
 @app.command()
@@ -423,17 +454,27 @@ def print_bump(result: Any, console: Console) -> None:
 
     if result.update:
         rows = [
-            (p.doc.name, f"{p.doc.version} -> {result.target}", p.doc.sha256,
-             p.new_sha256 or "?", f"{p.doc.number} -> 0",
-             drift_summary(p.drift) or ("none" if p.metadata else "-"))
+            (
+                p.doc.name,
+                f"{p.doc.version} -> {result.target}",
+                p.doc.sha256,
+                p.new_sha256 or "?",
+                f"{p.doc.number} -> 0",
+                drift_summary(p.drift) or ("none" if p.metadata else "-"),
+            )
             for p in result.packages
         ]
-        render.table(console, f"dxforge bump {result.current} -> {result.target}",
-                     ("package", "version", "old sha256", "new sha256", "build", "drift"), rows)
+        render.table(
+            console,
+            f"dxforge bump {result.current} -> {result.target}",
+            ("package", "version", "old sha256", "new sha256", "build", "drift"),
+            rows,
+        )
         drift = drift_rows(result)
         if drift:
             render.table(
-                console, "dependency drift (recipe run requirements vs upstream Requires-Dist)",
+                console,
+                "dependency drift (recipe run requirements vs upstream Requires-Dist)",
                 ("package", "requirement", "change", "recipe", "upstream"),
                 [(n, c.name, c.kind, plain(c.recipe), plain(c.upstream)) for n, c in drift],
             )
@@ -459,17 +500,25 @@ def installer(
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory.")] = None,
     compression: Annotated[
-        str, typer.Option(help="Payload compression: zstd (with the installer's own "
-                          "decoder), gzip or xz.")
+        str,
+        typer.Option(
+            help="Payload compression: zstd (with the installer's own decoder), gzip or xz."
+        ),
     ] = "zstd",
     pyc: Annotated[
-        str, typer.Option(help="The .pyc shipped: imported (what the smoke tests import, "
-                          "unchecked-hash), unchecked-hash or timestamp (all), or install "
-                          "(none: compiled by the installer).")
+        str,
+        typer.Option(
+            help="The .pyc shipped: imported (what the smoke tests import, "
+            "unchecked-hash), unchecked-hash or timestamp (all), or install "
+            "(none: compiled by the installer)."
+        ),
     ] = "imported",
     force: Annotated[
-        bool, typer.Option("--force", help="Build it even when the user cache holds the "
-                           "installer of this fingerprint.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Build it even when the user cache holds the installer of this fingerprint.",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -494,26 +543,45 @@ def installer(
         _print_json(result.as_json())
         return
     reloc = result.relocated_files
-    render.fields(out, f"{result.name} {result.version}", [
-        ("installer", result.installer),
-        ("sha256", result.sha256),
-        ("size", f"{render.mib(result.size)} ({result.compression}; "
-                 f"{render.mib(result.packages_size)} of packages, "
-                 f"{render.mib(result.installed_bytes)} installed)"),
-        ("packages", len(result.packages)),
-        ("lockfile", result.lockfile),
-        ("package list", result.package_list),
-        ("relocated at install", f"{reloc['text']} text, {reloc['binary']} binary, "
-                                 f"{reloc['symlink']} symlinks; prefix at most "
-                                 f"{result.max_prefix_len or 'any'} bytes"),
-        ("glibc floor", f"{result.glibc_floor or 'none'} (the files need "
-                        f"{result.glibc_needed or 'none'}: {result.glibc_file or '-'}; "
-                        f"{result.elf_files} ELF files checked)"),
-        ("smoke tests", ", ".join(result.smoke_tests)),
-        ("time", f"{result.seconds:.1f} s" + (
-            " (built before with this fingerprint: copied from the user cache)"
-            if result.status == "cached" else "")),
-    ])
+    render.fields(
+        out,
+        f"{result.name} {result.version}",
+        [
+            ("installer", result.installer),
+            ("sha256", result.sha256),
+            (
+                "size",
+                f"{render.mib(result.size)} ({result.compression}; "
+                f"{render.mib(result.packages_size)} of packages, "
+                f"{render.mib(result.installed_bytes)} installed)",
+            ),
+            ("packages", len(result.packages)),
+            ("lockfile", result.lockfile),
+            ("package list", result.package_list),
+            (
+                "relocated at install",
+                f"{reloc['text']} text, {reloc['binary']} binary, "
+                f"{reloc['symlink']} symlinks; prefix at most "
+                f"{result.max_prefix_len or 'any'} bytes",
+            ),
+            (
+                "glibc floor",
+                f"{result.glibc_floor or 'none'} (the files need "
+                f"{result.glibc_needed or 'none'}: {result.glibc_file or '-'}; "
+                f"{result.elf_files} ELF files checked)",
+            ),
+            ("smoke tests", ", ".join(result.smoke_tests)),
+            (
+                "time",
+                f"{result.seconds:.1f} s"
+                + (
+                    " (built before with this fingerprint: copied from the user cache)"
+                    if result.status == "cached"
+                    else ""
+                ),
+            ),
+        ],
+    )
 
 
 @app.command()
@@ -533,8 +601,12 @@ def release(
         Path | None, typer.Option("--pr-body", help="Write the release notes here too (Markdown).")
     ] = None,
     images: Annotated[
-        bool, typer.Option("--images", help="Build the container images too (a stage beside "
-                           "the installer's; the notes list their digests).")
+        bool,
+        typer.Option(
+            "--images",
+            help="Build the container images too (a stage beside "
+            "the installer's; the notes list their digests).",
+        ),
     ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -546,8 +618,14 @@ def release(
     from dxforge.util import atomic_write_text
 
     state = _start(ctx, json_out)
-    opts = ReleaseOptions(_layout(root, build_dir), version, index_url, apply_deps,
-                          jobs or os.cpu_count() or 1, images=images)
+    opts = ReleaseOptions(
+        _layout(root, build_dir),
+        version,
+        index_url,
+        apply_deps,
+        jobs or os.cpu_count() or 1,
+        images=images,
+    )
     with _progress(state, "release", _row) as progress:
         result = run_release(opts, progress)
     if pr_body is not None:
@@ -556,19 +634,25 @@ def release(
         _print_json(result.as_json())
         return
     tests = result.tests.suites
-    render.fields(out, f"DiracX {result.version} released", [
-        ("directory", result.directory),
-        ("installer", result.directory / result.installer.installer.name),
-        ("sha256", result.installer.sha256),
-        ("previous", result.previous or "none"),
-        ("upstream tests", f"{sum(s.passed for s in tests.values())} passed in "
-                           f"{len(tests)} suites"),
-        ("pilot install", f"{result.pilot.install_seconds:.1f} s"),
-        ("end to end", "; ".join(result.end_to_end.checks)),
-        ("stages", ", ".join(f"{s.name} {s.seconds:.0f} s" for s in result.stages)),
-        ("total", f"{result.seconds:.0f} s"),
-        ("notes", result.directory / "notes.md"),
-    ])
+    render.fields(
+        out,
+        f"DiracX {result.version} released",
+        [
+            ("directory", result.directory),
+            ("installer", result.directory / result.installer.installer.name),
+            ("sha256", result.installer.sha256),
+            ("previous", result.previous or "none"),
+            (
+                "upstream tests",
+                f"{sum(s.passed for s in tests.values())} passed in {len(tests)} suites",
+            ),
+            ("pilot install", f"{result.pilot.install_seconds:.1f} s"),
+            ("end to end", "; ".join(result.end_to_end.checks)),
+            ("stages", ", ".join(f"{s.name} {s.seconds:.0f} s" for s in result.stages)),
+            ("total", f"{result.seconds:.0f} s"),
+            ("notes", result.directory / "notes.md"),
+        ],
+    )
 
 
 @app.command("test-upstream")
@@ -592,12 +676,17 @@ def test_upstream(
     if json_out:
         _print_json(report.as_json())
     else:
-        render.table(out, "DiracX's own test suites", ("package", "passed", "failed", "errors",
-                                                        "skipped", "seconds", "log"),
-                     [(s.package, s.passed, s.failed, s.errors, s.skipped, f"{s.seconds:.0f}",
-                       s.log) for s in report.suites.values()],
-                     f"{sum(s.passed for s in report.suites.values())} passed in "
-                     f"{len(report.suites)} suites in {report.seconds:.0f} s")
+        render.table(
+            out,
+            "DiracX's own test suites",
+            ("package", "passed", "failed", "errors", "skipped", "seconds", "log"),
+            [
+                (s.package, s.passed, s.failed, s.errors, s.skipped, f"{s.seconds:.0f}", s.log)
+                for s in report.suites.values()
+            ],
+            f"{sum(s.passed for s in report.suites.values())} passed in "
+            f"{len(report.suites)} suites in {report.seconds:.0f} s",
+        )
         for name in report.without_suite:
             render.line(out, f"{name}: its sdist carries no test suite of its own")
     if not report.ok:
@@ -612,8 +701,7 @@ def _installer_path(layout: Layout, installer: Path | None) -> Path:
 
     path = installer or layout.installer / load_construct(layout.construct).installer_filename
     if not path.is_file():
-        raise DxError(f"{path}: no such installer; build it with `dxforge installer` or name "
-                      "one")
+        raise DxError(f"{path}: no such installer; build it with `dxforge installer` or name one")
     return path.absolute()
 
 
@@ -641,9 +729,16 @@ def pilot(
     if json_out:
         _print_json(result.as_json())
         return
-    render.fields(out, f"pilot test of {result.installer}: {result.status}", [
-        ("install", f"{result.install_seconds:.2f} s"), ("isolation", result.isolation),
-        *(("check", c) for c in result.checks), ("log", result.log)])
+    render.fields(
+        out,
+        f"pilot test of {result.installer}: {result.status}",
+        [
+            ("install", f"{result.install_seconds:.2f} s"),
+            ("isolation", result.isolation),
+            *(("check", c) for c in result.checks),
+            ("log", result.log),
+        ],
+    )
 
 
 @app.command()
@@ -666,14 +761,28 @@ def e2e(
     target = project_target(layout.construct)
     version = load_recipes(layout.root, target=target)[0].version
     with _progress(state, "e2e") as progress:
-        result = run_end_to_end(path, [layout.channel.as_uri(), layout.seed.as_uri()], version,
-                                target, layout.logs / "e2e", layout.work / "pkgs", progress)
+        result = run_end_to_end(
+            path,
+            [layout.channel.as_uri(), layout.seed.as_uri()],
+            version,
+            target,
+            layout.logs / "e2e",
+            layout.work / "pkgs",
+            progress,
+        )
     if json_out:
         _print_json(result.as_json())
         return
-    render.fields(out, f"end to end with DiracX {result.version}: {result.status}", [
-        ("isolation", result.isolation), *(("check", c) for c in result.checks),
-        ("time", f"{result.seconds:.0f} s"), ("logs", result.log)])
+    render.fields(
+        out,
+        f"end to end with DiracX {result.version}: {result.status}",
+        [
+            ("isolation", result.isolation),
+            *(("check", c) for c in result.checks),
+            ("time", f"{result.seconds:.0f} s"),
+            ("logs", result.log),
+        ],
+    )
 
 
 @app.command()
@@ -683,8 +792,10 @@ def ci(
         bool, typer.Option("--check", help="Change nothing; exit 1 naming stale workflows.")
     ] = False,
     run_local: Annotated[
-        bool, typer.Option("--run-local",
-                           help="Run the linux-64 jobs here, two at a time, in needs: order.")
+        bool,
+        typer.Option(
+            "--run-local", help="Run the linux-64 jobs here, two at a time, in needs: order."
+        ),
     ] = False,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -740,39 +851,55 @@ def images(
     ctx: typer.Context,
     channel: Annotated[
         list[str] | None,
-        typer.Option("--channel", "-c", help="Channel name, URL or path (repeatable); as for "
-                     "`dxforge installer`."),
+        typer.Option(
+            "--channel",
+            "-c",
+            help="Channel name, URL or path (repeatable); as for `dxforge installer`.",
+        ),
     ] = None,
     bases: Annotated[
-        bool, typer.Option("--bases/--no-bases", help="Build the dated bases (base, "
-                           "<role>-base); a new YYYY.MM.DD.P tag only when the content changed.")
+        bool,
+        typer.Option(
+            "--bases/--no-bases",
+            help="Build the dated bases (base, "
+            "<role>-base); a new YYYY.MM.DD.P tag only when the content changed.",
+        ),
     ] = True,
     releases: Annotated[
-        bool, typer.Option("--releases/--no-releases", help="Build the release images "
-                           "(<role>:v<version>) on a named <role>-base tag.")
+        bool,
+        typer.Option(
+            "--releases/--no-releases",
+            help="Build the release images (<role>:v<version>) on a named <role>-base tag.",
+        ),
     ] = True,
     base_tag: Annotated[
-        str | None, typer.Option("--base-tag", help="The <role>-base tag the release images "
-                                 "stand on (default: the latest).")
+        str | None,
+        typer.Option(
+            "--base-tag",
+            help="The <role>-base tag the release images stand on (default: the latest).",
+        ),
     ] = None,
     role: Annotated[
-        list[str] | None, typer.Option("--role", help="services, tasks or client (repeatable; "
-                                       "default: all three).")
+        list[str] | None,
+        typer.Option("--role", help="services, tasks or client (repeatable; default: all three)."),
     ] = None,
     os_layer: Annotated[
-        str, typer.Option("--os", help="The OS layer: minimal (libc6, dash, tini, tzdata) "
-                          "or minbase.")
+        str,
+        typer.Option("--os", help="The OS layer: minimal (libc6, dash, tini, tzdata) or minbase."),
     ] = "minimal",
     refresh_os: Annotated[
         bool, typer.Option("--refresh-os", help="Make the OS root again (Debian's updates).")
     ] = False,
     archive: Annotated[
-        bool, typer.Option("--archive/--no-archive", help="Export the release images as "
-                           "oci-archives.")
+        bool,
+        typer.Option("--archive/--no-archive", help="Export the release images as oci-archives."),
     ] = True,
     push: Annotated[
-        str | None, typer.Option("--push", help="REGISTRY/NAMESPACE to push the images to "
-                                 "(credentials from the usual auth file).")
+        str | None,
+        typer.Option(
+            "--push",
+            help="REGISTRY/NAMESPACE to push the images to (credentials from the usual auth file).",
+        ),
     ] = None,
     tls_verify: Annotated[
         bool, typer.Option("--tls-verify/--no-tls-verify", help="Verify the registry's TLS.")
@@ -786,9 +913,17 @@ def images(
     from dxforge.images.roles import ROLES
 
     state = _start(ctx, json_out)
-    opts = ImagesOptions(layout=_layout(root, build_dir), channels=list(channel or []),
-                         os=os_layer, bases=bases, releases=releases, base_tag=base_tag,
-                         roles=tuple(role or ROLES), refresh_os=refresh_os, archives=archive)
+    opts = ImagesOptions(
+        layout=_layout(root, build_dir),
+        channels=list(channel or []),
+        os=os_layer,
+        bases=bases,
+        releases=releases,
+        base_tag=base_tag,
+        roles=tuple(role or ROLES),
+        refresh_os=refresh_os,
+        archives=archive,
+    )
     with _progress(state, "images") as progress:
         result = build_images(opts, progress)
         pushed = None
@@ -799,13 +934,22 @@ def images(
     if json_out:
         _print_json({**result.as_json(), "pushed": pushed.as_json() if pushed else None})
         return
-    render.table(out, f"images in {result.layout} ({result.seconds:.1f} s; tags: "
-                 f"{result.tags})", ["image", "digest", "compressed", "layers", "base", "status"],
-                 [(i.ref, i.digest, render.mib(i.size), len(i.layers), i.base or "-", i.status)
-                  for i in result.images])
+    render.table(
+        out,
+        f"images in {result.layout} ({result.seconds:.1f} s; tags: {result.tags})",
+        ["image", "digest", "compressed", "layers", "base", "status"],
+        [
+            (i.ref, i.digest, render.mib(i.size), len(i.layers), i.base or "-", i.status)
+            for i in result.images
+        ],
+    )
     if pushed:
-        render.table(out, f"pushed to {pushed.destination}", ["image", "digest", "bytes sent"],
-                     [(p.ref, p.digest, p.bytes_sent) for p in pushed.images])
+        render.table(
+            out,
+            f"pushed to {pushed.destination}",
+            ["image", "digest", "bytes sent"],
+            [(p.ref, p.digest, p.bytes_sent) for p in pushed.images],
+        )
 
 
 @app.command()
@@ -841,8 +985,9 @@ def _children() -> list[int]:
 
 # ---- dxforge extension: a VO's own distribution on top of DiracX -------------------------
 
-extension_app = typer.Typer(cls=_Group, no_args_is_help=True,
-                            help="A VO's own distribution: DiracX with its extension.")
+extension_app = typer.Typer(
+    cls=_Group, no_args_is_help=True, help="A VO's own distribution: DiracX with its extension."
+)
 app.add_typer(extension_app, name="extension")
 
 
@@ -850,17 +995,28 @@ app.add_typer(extension_app, name="extension")
 def extension_init(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The extension's metapackage on the index.")],
-    base: Annotated[Path, typer.Option("--base", help="The DiracX distribution project it "
-                                       "builds on (a checkout's path).")],
-    dest: Annotated[Path | None, typer.Option("--out", help="The new project's folder "
-                                              "(default: ./NAME).")] = None,
-    version: Annotated[str | None, typer.Option(help="The extension's version (default: "
-                                                "the newest).")] = None,
-    base_channel: Annotated[str | None, typer.Option(
-        "--base-channel", help="DiracX's channel, path or URL (default: the base's build).")
+    base: Annotated[
+        Path,
+        typer.Option(
+            "--base", help="The DiracX distribution project it builds on (a checkout's path)."
+        ),
+    ],
+    dest: Annotated[
+        Path | None, typer.Option("--out", help="The new project's folder (default: ./NAME).")
     ] = None,
-    base_seed: Annotated[str | None, typer.Option(
-        "--base-seed", help="The seed of DiracX's channel (default: the base's).")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="The extension's version (default: the newest).")
+    ] = None,
+    base_channel: Annotated[
+        str | None,
+        typer.Option(
+            "--base-channel", help="DiracX's channel, path or URL (default: the base's build)."
+        ),
+    ] = None,
+    base_seed: Annotated[
+        str | None,
+        typer.Option("--base-seed", help="The seed of DiracX's channel (default: the base's)."),
+    ] = None,
     index_url: IndexOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -868,21 +1024,29 @@ def extension_init(
     from dxforge.extension.init import InitOptions, init_extension
 
     state = _start(ctx, json_out)
-    opts = InitOptions(name, dest or Path(name), base, base_channel, base_seed, version,
-                       index_url)
+    opts = InitOptions(name, dest or Path(name), base, base_channel, base_seed, version, index_url)
     with _progress(state, "extension init") as progress:
         result = init_extension(opts, progress)
     if json_out:
         _print_json(result.as_json())
         return
-    render.table(out, f"{result.extension} {result.version} on DiracX {result.diracx} -> "
-                 f"{result.project}", ("package", "from", "sha256", "entry-point groups"),
-                 [(p.name, p.file.filename, p.sha256, ", ".join(sorted(p.dist.entry_points)))
-                  for p in result.packages])
+    render.table(
+        out,
+        f"{result.extension} {result.version} on DiracX {result.diracx} -> {result.project}",
+        ("package", "from", "sha256", "entry-point groups"),
+        [
+            (p.name, p.file.filename, p.sha256, ", ".join(sorted(p.dist.entry_points)))
+            for p in result.packages
+        ],
+    )
     for note in result.notes:
         render.line(out, f"note: {note}", "yellow")
-    render.line(out, f"next: cd {result.project} && dxforge seed && dxforge extension build "
-                "&& dxforge installer", "bold")
+    render.line(
+        out,
+        f"next: cd {result.project} && dxforge seed && dxforge extension build "
+        "&& dxforge installer",
+        "bold",
+    )
 
 
 @extension_app.command("build")
@@ -906,10 +1070,20 @@ def extension_build(
     if json_out:
         _print_json({**report.as_json(), "base_channel": base.channel, "base_seed": base.seed})
     else:
-        render.table(out, f"dxforge extension build -> {report.channel} (DiracX from "
-                     f"{base.channel})", ("package", "version", "seconds", "status"),
-                     [(r.name, r.version, f"{r.seconds:.1f}", r.status + (
-                         f" ({r.reason})" if r.reason else "")) for r in report.packages])
+        render.table(
+            out,
+            f"dxforge extension build -> {report.channel} (DiracX from {base.channel})",
+            ("package", "version", "seconds", "status"),
+            [
+                (
+                    r.name,
+                    r.version,
+                    f"{r.seconds:.1f}",
+                    r.status + (f" ({r.reason})" if r.reason else ""),
+                )
+                for r in report.packages
+            ],
+        )
     if not report.ok:
         raise typer.Exit(1)
 

@@ -235,8 +235,7 @@ def _strings(nonempty: bool = False) -> Check:
         out = []
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                raise r.fail(key, f"entry {i + 1} must be non-empty text, not "
-                                  f"{yaml_kind(item)}", i)
+                raise r.fail(key, f"entry {i + 1} must be non-empty text, not {yaml_kind(item)}", i)
             out.append(item.strip())
         return out
 
@@ -256,8 +255,9 @@ def _only(allowed: Any, fix: str) -> Check:
 def _file(value: Any, r: _Reading, key: str) -> Path:
     p = (r.path.parent / str(value)).resolve()
     if not p.is_file():
-        raise r.fail(key, f"names {p}, which is not a file; fix the path (it is relative to "
-                          "construct.yaml)")
+        raise r.fail(
+            key, f"names {p}, which is not a file; fix the path (it is relative to construct.yaml)"
+        )
     return p
 
 
@@ -281,8 +281,12 @@ def _specs(value: Any, r: _Reading, key: str) -> list[str]:
         try:
             MatchSpec(s)
         except Exception as e:  # rattler raises its own exception types
-            raise r.fail(key, f"`{s}` is not a valid match spec ({e}); write it like "
-                              "`python 3.13.*` or `diracx ==0.7.0`", i) from None
+            raise r.fail(
+                key,
+                f"`{s}` is not a valid match spec ({e}); write it like "
+                "`python 3.13.*` or `diracx ==0.7.0`",
+                i,
+            ) from None
     return specs
 
 
@@ -291,38 +295,58 @@ def _virtual(value: Any, r: _Reading, key: str) -> list[str]:
     for i, v in enumerate(specs):
         m = _VIRTUAL.fullmatch(v)
         if not m:
-            raise r.fail(key, f"`{v}`: a virtual spec names a virtual package, starting with "
-                              "`__` (like `__glibc >=2.28`)", i)
+            raise r.fail(
+                key,
+                f"`{v}`: a virtual spec names a virtual package, starting with "
+                "`__` (like `__glibc >=2.28`)",
+                i,
+            )
         name, rest = m[1], m[2].strip()
         if name in ("__glibc", "__linux"):
             if not re.fullmatch(r">=\s*\d+(?:\.\d+)*", rest):
-                raise r.fail(key, f"`{v}`: only `>=` is allowed for {name} (as constructor "
-                                  f"does); write `{name} >=X.Y`", i)
+                raise r.fail(
+                    key,
+                    f"`{v}`: only `>=` is allowed for {name} (as constructor "
+                    f"does); write `{name} >=X.Y`",
+                    i,
+                )
         elif name == "__unix":
             if rest:
                 raise r.fail(key, f"`{v}`: __unix has no version; write `__unix`", i)
         elif name == "__osx":
-            raise r.fail(key, f"`{v}`: __osx is checked by macOS installers, and this "
-                              f"construct.yaml builds {PLATFORM}; put it under an `# [osx]` "
-                              "selector", i)
+            raise r.fail(
+                key,
+                f"`{v}`: __osx is checked by macOS installers, and this "
+                f"construct.yaml builds {PLATFORM}; put it under an `# [osx]` "
+                "selector",
+                i,
+            )
         else:
-            raise r.fail(key, f"`{v}`: dxforge installers check __glibc, __linux and __unix "
-                              f"(and __osx on macOS), not {name}; remove it", i)
+            raise r.fail(
+                key,
+                f"`{v}`: dxforge installers check __glibc, __linux and __unix "
+                f"(and __osx on macOS), not {name}; remove it",
+                i,
+            )
     return specs
 
 
 def _default_prefix(value: Any, r: _Reading, key: str) -> str:
     if not _PREFIX_TEMPLATE.match(str(value)):
-        raise r.fail(key, f"`{value}` may use letters, digits, `/._+@%,=-` and $VAR or "
-                          "${VAR}, nothing else (no blanks, quotes or command substitution)")
+        raise r.fail(
+            key,
+            f"`{value}` may use letters, digits, `/._+@%,=-` and $VAR or "
+            "${VAR}, nothing else (no blanks, quotes or command substitution)",
+        )
     return str(value)
 
 
 def _installer_filename(value: Any, r: _Reading, key: str) -> str:
     name = str(value)
     if "/" in name or not name.endswith(".sh") or not _NAME.match(name):
-        raise r.fail(key, f"`{name}` must be a plain file name ending in .sh (letters, "
-                          "digits, `._-`)")
+        raise r.fail(
+            key, f"`{name}` must be a plain file name ending in .sh (letters, digits, `._-`)"
+        )
     return name
 
 
@@ -353,9 +377,11 @@ def _transmute(value: Any, r: _Reading, key: str) -> str:
 def _transmute_idle(value: Any, raw: dict[str, Any]) -> str:
     if raw.get("keep_pkgs") is True:
         return ""
-    return ("it converts the package files kept in the prefix's pkgs/, and without "
-            "`keep_pkgs: true` a dxforge installer keeps none (its packages are .conda files "
-            "either way)")
+    return (
+        "it converts the package files kept in the prefix's pkgs/, and without "
+        "`keep_pkgs: true` a dxforge installer keeps none (its packages are .conda files "
+        "either way)"
+    )
 
 
 def _default_idle(default: Any, why: str) -> Callable[[Any, dict[str, Any]], str]:
@@ -372,140 +398,305 @@ def _refused(name: str, what: str, fix: str) -> Key:
 
 SCHEMA: tuple[Key, ...] = (
     # identity and outputs
-    Key("$schema", _ANY_STR, "text", "names the JSON schema for editors; nothing else",
-        _same),
-    Key("name", _ANY_STR, "text", "the installer's name (banner, diracosrc, file name)",
-        _name),
-    Key("version", (str, int), "text", "the installer's version (banner, file name)",
-        _version),
-    Key("installer_filename", _ANY_STR, "a file name ending in .sh",
-        "the installer's file name", _installer_filename),
-    Key("installer_type", (str, list), "sh", "the installer is a self-extracting .sh",
+    Key("$schema", _ANY_STR, "text", "names the JSON schema for editors; nothing else", _same),
+    Key("name", _ANY_STR, "text", "the installer's name (banner, diracosrc, file name)", _name),
+    Key("version", (str, int), "text", "the installer's version (banner, file name)", _version),
+    Key(
+        "installer_filename",
+        _ANY_STR,
+        "a file name ending in .sh",
+        "the installer's file name",
+        _installer_filename,
+    ),
+    Key(
+        "installer_type",
+        (str, list),
+        "sh",
+        "the installer is a self-extracting .sh",
         lambda v, r, k: _only("sh", "dxforge builds `sh` installers only")(
-            v[0] if isinstance(v, list) and len(v) == 1 else v, r, k)),
-    Key("license_file", _ANY_STR, "a path relative to construct.yaml",
-        "shipped in .dxforge/LICENSE.txt, shown for acceptance when not in batch mode", _file),
+            v[0] if isinstance(v, list) and len(v) == 1 else v, r, k
+        ),
+    ),
+    Key(
+        "license_file",
+        _ANY_STR,
+        "a path relative to construct.yaml",
+        "shipped in .dxforge/LICENSE.txt, shown for acceptance when not in batch mode",
+        _file,
+    ),
     Key("company", _ANY_STR, "text", "named by the installer's banner and -h", _text),
-    _refused("reverse_domain_identifier", "a macOS installer's identifier",
-             "dxforge builds .sh installers, which have none; remove it"),
-    _refused("uninstall_name", "a Windows installer's uninstall entry",
-             "a .sh install is removed by deleting its prefix; remove it"),
-    _refused("build_outputs", "constructor's extra outputs",
-             "dxforge always writes the .sha256, the @EXPLICIT lockfile and the package list "
-             "beside the installer; remove it"),
+    _refused(
+        "reverse_domain_identifier",
+        "a macOS installer's identifier",
+        "dxforge builds .sh installers, which have none; remove it",
+    ),
+    _refused(
+        "uninstall_name",
+        "a Windows installer's uninstall entry",
+        "a .sh install is removed by deleting its prefix; remove it",
+    ),
+    _refused(
+        "build_outputs",
+        "constructor's extra outputs",
+        "dxforge always writes the .sha256, the @EXPLICIT lockfile and the package list "
+        "beside the installer; remove it",
+    ),
     # packages and solve
-    Key("channels", _LIST, "a list of channel names, URLs or paths",
-        "where the specs are solved from (--channel replaces them)", _strings(nonempty=True)),
-    _refused("channels_remap", "rewrites channel URLs in the installed records",
-             "dxforge names local channels as file:///opt/dxforge/channels/<name>; remove it"),
-    _refused("mirrored_channels", "mirrors written into the installed .condarc",
-             "write the mirrors into the users' own .condarc; remove it"),
+    Key(
+        "channels",
+        _LIST,
+        "a list of channel names, URLs or paths",
+        "where the specs are solved from (--channel replaces them)",
+        _strings(nonempty=True),
+    ),
+    _refused(
+        "channels_remap",
+        "rewrites channel URLs in the installed records",
+        "dxforge names local channels as file:///opt/dxforge/channels/<name>; remove it",
+    ),
+    _refused(
+        "mirrored_channels",
+        "mirrors written into the installed .condarc",
+        "write the mirrors into the users' own .condarc; remove it",
+    ),
     Key("specs", (list, str), "a list of match specs", "what the installer installs", _specs),
-    _refused("user_requested_specs", "what conda-meta/history records as asked for",
-             "dxforge records `specs` there; remove it"),
-    Key("virtual_specs", _LIST, "a list of virtual package specs such as `__glibc >=2.28`",
+    _refused(
+        "user_requested_specs",
+        "what conda-meta/history records as asked for",
+        "dxforge records `specs` there; remove it",
+    ),
+    Key(
+        "virtual_specs",
+        _LIST,
+        "a list of virtual package specs such as `__glibc >=2.28`",
         "the solver takes packages for them, the build fails when a file needs a newer glibc, "
         "and the installer refuses an older glibc or kernel before writing anything",
-        _virtual),
-    Key("exclude", _LIST, "a list of package names",
-        "packages of the solution left out of the installer", _strings()),
-    _refused("environment", "an existing conda environment to copy",
-             "list what it holds in `specs`; remove it"),
-    _refused("environment_file", "an environment file to solve instead of `specs`",
-             "list its specs in `specs`; remove it"),
-    _refused("extra_envs", "more environments beside the base one",
-             "a dxforge installer holds one environment; make another installer"),
+        _virtual,
+    ),
+    Key(
+        "exclude",
+        _LIST,
+        "a list of package names",
+        "packages of the solution left out of the installer",
+        _strings(),
+    ),
+    _refused(
+        "environment",
+        "an existing conda environment to copy",
+        "list what it holds in `specs`; remove it",
+    ),
+    _refused(
+        "environment_file",
+        "an environment file to solve instead of `specs`",
+        "list its specs in `specs`; remove it",
+    ),
+    _refused(
+        "extra_envs",
+        "more environments beside the base one",
+        "a dxforge installer holds one environment; make another installer",
+    ),
     _refused("menu_packages", "menu shortcuts", "a .sh installer makes none; remove it"),
-    Key("ignore_duplicate_files", _BOOL, "true or false",
+    Key(
+        "ignore_duplicate_files",
+        _BOOL,
+        "true or false",
         "with false, the build fails when two packages ship the same file (constructor's "
-        "default is true)", _same,
-        idle=_default_idle(True, "true is what a dxforge installer does anyway (only false "
-                                 "changes something: the build then fails on a file two "
-                                 "packages ship)")),
-    Key("transmute_file_type", _ANY_STR, "'.conda'",
-        "the packages kept in pkgs/ (keep_pkgs: true) are .conda files", _transmute,
-        idle=_transmute_idle),
-    _refused("install_in_dependency_order", "deprecated by constructor",
-             "packages are always linked in dependency order; remove it"),
-    _refused("attempt_hardlinks", "deprecated by constructor",
-             "the installer unpacks an installed prefix; remove it"),
+        "default is true)",
+        _same,
+        idle=_default_idle(
+            True,
+            "true is what a dxforge installer does anyway (only false "
+            "changes something: the build then fails on a file two "
+            "packages ship)",
+        ),
+    ),
+    Key(
+        "transmute_file_type",
+        _ANY_STR,
+        "'.conda'",
+        "the packages kept in pkgs/ (keep_pkgs: true) are .conda files",
+        _transmute,
+        idle=_transmute_idle,
+    ),
+    _refused(
+        "install_in_dependency_order",
+        "deprecated by constructor",
+        "packages are always linked in dependency order; remove it",
+    ),
+    _refused(
+        "attempt_hardlinks",
+        "deprecated by constructor",
+        "the installer unpacks an installed prefix; remove it",
+    ),
     # written into the prefix
-    Key("write_condarc", _BOOL, "true or false",
-        "writes .condarc with the remote channels (or conda_default_channels)", _same),
-    _refused("condarc", "a .condarc of your own",
-             "use write_condarc with conda_default_channels; remove it"),
-    Key("conda_default_channels", _LIST, "a list of channel names",
-        "written into .condarc as default_channels (with write_condarc)", _strings()),
-    _refused("conda_channel_alias", "the channel_alias of the installed .condarc",
-             "write full channel URLs in conda_default_channels; remove it"),
-    Key("register_envs", _BOOL, "false",
+    Key(
+        "write_condarc",
+        _BOOL,
+        "true or false",
+        "writes .condarc with the remote channels (or conda_default_channels)",
+        _same,
+    ),
+    _refused(
+        "condarc",
+        "a .condarc of your own",
+        "use write_condarc with conda_default_channels; remove it",
+    ),
+    Key(
+        "conda_default_channels",
+        _LIST,
+        "a list of channel names",
+        "written into .condarc as default_channels (with write_condarc)",
+        _strings(),
+    ),
+    _refused(
+        "conda_channel_alias",
+        "the channel_alias of the installed .condarc",
+        "write full channel URLs in conda_default_channels; remove it",
+    ),
+    Key(
+        "register_envs",
+        _BOOL,
+        "false",
         "false: the installer writes nothing outside its prefix (no ~/.conda/environments.txt)",
-        _only(False, "dxforge installers never register environments; set "
-                     "`register_envs: false`")),
-    _refused("freeze_base", "a frozen base environment (a conda feature)",
-             "a dxforge prefix has no conda in it; remove it"),
-    Key("keep_pkgs", _BOOL, "true or false",
+        _only(False, "dxforge installers never register environments; set `register_envs: false`"),
+    ),
+    _refused(
+        "freeze_base",
+        "a frozen base environment (a conda feature)",
+        "a dxforge prefix has no conda in it; remove it",
+    ),
+    Key(
+        "keep_pkgs",
+        _BOOL,
+        "true or false",
         "true: the solved .conda files are kept in the prefix's pkgs/, as conda's cache",
-        _same),
-    _refused("extra_files", "files copied into the prefix",
-             "ship them in a package of the specs, or write them in the post_install script"),
-    _refused("temp_extra_files", "files available to the install scripts only",
-             "ship them in a package of the specs; remove it"),
+        _same,
+    ),
+    _refused(
+        "extra_files",
+        "files copied into the prefix",
+        "ship them in a package of the specs, or write them in the post_install script",
+    ),
+    _refused(
+        "temp_extra_files",
+        "files available to the install scripts only",
+        "ship them in a package of the specs; remove it",
+    ),
     # prefix and install behaviour
-    Key("batch_mode", _BOOL, "true or false",
-        "true: no questions unless -i; false: the license and prefix are asked for", _same),
-    Key("default_prefix", _ANY_STR, "text",
+    Key(
+        "batch_mode",
+        _BOOL,
+        "true or false",
+        "true: no questions unless -i; false: the license and prefix are asked for",
+        _same,
+    ),
+    Key(
+        "default_prefix",
+        _ANY_STR,
+        "text",
         "the prefix when -p is not given ($VAR and ${VAR} expanded by the shell)",
-        _default_prefix),
-    _refused("default_prefix_domain_user", _GUI + " per-user prefix",
-             "use default_prefix; remove it"),
-    _refused("default_prefix_all_users", _GUI + " all-users prefix",
-             "use default_prefix; remove it"),
+        _default_prefix,
+    ),
+    _refused(
+        "default_prefix_domain_user", _GUI + " per-user prefix", "use default_prefix; remove it"
+    ),
+    _refused(
+        "default_prefix_all_users", _GUI + " all-users prefix", "use default_prefix; remove it"
+    ),
     _refused("default_location_pkg", "a macOS installer's location", "remove it"),
     _refused("pkg_domains", "a macOS installer's domains", "remove it"),
     _refused("pkg_name", "a macOS installer's package name", "remove it"),
-    Key("install_path_exists_error_text", _ANY_STR, "text",
-        "the error when the prefix exists ({CHOSEN_PATH} replaced)", _exists_text),
-    Key("check_path_spaces", _BOOL, "true",
+    Key(
+        "install_path_exists_error_text",
+        _ANY_STR,
+        "text",
+        "the error when the prefix exists ({CHOSEN_PATH} replaced)",
+        _exists_text,
+    ),
+    Key(
+        "check_path_spaces",
+        _BOOL,
+        "true",
         "true: a prefix with blanks or shell-special characters is refused",
-        _only(True, "dxforge installers always refuse prefixes with blanks (relocated "
-                    "shebangs cannot hold them); remove the key")),
-    _refused("check_path_length", "deprecated by constructor",
-             "the installer always checks the prefix against its binary files' room; "
-             "remove it"),
-    _refused("initialize_conda", "`conda init` of the user's shell",
-             "a dxforge prefix has no conda; users source diracosrc; remove it"),
-    _refused("initialize_by_default", "`conda init` by default",
-             "a dxforge prefix has no conda; remove it"),
+        _only(
+            True,
+            "dxforge installers always refuse prefixes with blanks (relocated "
+            "shebangs cannot hold them); remove the key",
+        ),
+    ),
+    _refused(
+        "check_path_length",
+        "deprecated by constructor",
+        "the installer always checks the prefix against its binary files' room; remove it",
+    ),
+    _refused(
+        "initialize_conda",
+        "`conda init` of the user's shell",
+        "a dxforge prefix has no conda; users source diracosrc; remove it",
+    ),
+    _refused(
+        "initialize_by_default",
+        "`conda init` by default",
+        "a dxforge prefix has no conda; remove it",
+    ),
     _refused("register_python", "registering Python with Windows", "remove it"),
     _refused("register_python_default", "registering Python with Windows", "remove it"),
     _refused("uninstall_with_conda_exe", "a Windows uninstaller", "remove it"),
     # scripts
-    _refused("pre_install", "a script run before the files are unpacked",
-             "do its work in the post_install script, which runs before the install is "
-             "declared finished"),
+    _refused(
+        "pre_install",
+        "a script run before the files are unpacked",
+        "do its work in the post_install script, which runs before the install is "
+        "declared finished",
+    ),
     _refused("pre_install_desc", _GUI + " description of pre_install", "remove it"),
-    Key("post_install", _ANY_STR, "a path relative to construct.yaml",
-        "run after the files are in place; its failure undoes the install", _file),
+    Key(
+        "post_install",
+        _ANY_STR,
+        "a path relative to construct.yaml",
+        "run after the files are in place; its failure undoes the install",
+        _file,
+    ),
     _refused("post_install_desc", _GUI + " description of post_install", "remove it"),
     _refused("pre_uninstall", "a Windows uninstaller's script", "remove it"),
-    Key("script_env_variables", _DICT, "a mapping of NAME: value",
-        "exported, literally, to the post_install script", _env_variables),
+    Key(
+        "script_env_variables",
+        _DICT,
+        "a mapping of NAME: value",
+        "exported, literally, to the post_install script",
+        _env_variables,
+    ),
     # signing
     _refused("signing_identity_name", "macOS signing", "a .sh is not signed; remove it"),
     _refused("notarization_identity_name", "macOS notarization", "remove it"),
     _refused("windows_signing_tool", "Windows signing", "remove it"),
     _refused("signing_certificate", "Windows signing", "remove it"),
     # graphical installers
-    *(_refused(k, _GUI + " artwork or pages", "a .sh installer has no graphical pages; "
-               "remove it")
-      for k in ("welcome_image", "header_image", "icon_image", "default_image_color",
-                "welcome_image_text", "header_image_text", "nsis_template", "welcome_file",
-                "welcome_text", "readme_file", "readme_text", "post_install_pages",
-                "conclusion_file", "conclusion_text", "progress_notifications")),
+    *(
+        _refused(k, _GUI + " artwork or pages", "a .sh installer has no graphical pages; remove it")
+        for k in (
+            "welcome_image",
+            "header_image",
+            "icon_image",
+            "default_image_color",
+            "welcome_image_text",
+            "header_image_text",
+            "nsis_template",
+            "welcome_file",
+            "welcome_text",
+            "readme_file",
+            "readme_text",
+            "post_install_pages",
+            "conclusion_file",
+            "conclusion_text",
+            "progress_notifications",
+        )
+    ),
     # docker
-    *(_refused(k, "constructor's docker images", "dxforge builds .sh installers; remove it")
-      for k in ("docker_base_image", "docker_tag", "docker_labels", "docker_image_format")),
+    *(
+        _refused(k, "constructor's docker images", "dxforge builds .sh installers; remove it")
+        for k in ("docker_base_image", "docker_tag", "docker_labels", "docker_image_format")
+    ),
 )
 KEYS = {k.name: k for k in SCHEMA}
 REQUIRED = ("name", "version", "channels", "specs")
@@ -520,8 +711,9 @@ def _read_keys(r: _Reading) -> None:
             hint = f"did you mean `{near[0]}`?" if near else "remove it"
             raise DxError(f"{r.at(key)}: unknown key `{key}`; {hint}")
         if entry.refused:
-            raise DxError(f"{r.at(key)}: `{key}` ({entry.effect}) is not supported by dxforge: "
-                          f"{entry.fix}")
+            raise DxError(
+                f"{r.at(key)}: `{key}` ({entry.effect}) is not supported by dxforge: {entry.fix}"
+            )
     for key in REQUIRED:
         if key not in r.raw:
             raise DxError(f"{r.path}: required key `{key}` is missing; add `{key}: ...`")
@@ -604,8 +796,9 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         write_condarc=v.get("write_condarc", False),
         conda_default_channels=v.get("conda_default_channels", []),
         license_file=v.get("license_file"),
-        installer_filename=v.get("installer_filename",
-                                 f"{v['name']}-{v['version']}-Linux-x86_64.sh"),
+        installer_filename=v.get(
+            "installer_filename", f"{v['name']}-{v['version']}-Linux-x86_64.sh"
+        ),
         script_env_variables=v.get("script_env_variables", {}),
         install_path_exists_error_text=v.get("install_path_exists_error_text", ""),
         ignore_duplicate_files=v.get("ignore_duplicate_files", True),

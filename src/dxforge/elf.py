@@ -67,8 +67,12 @@ def is_elf(path: Path) -> bool:
 
 def _dynamic(section: Any) -> dict[str, list[str]]:
     """``DT_NEEDED``, ``DT_SONAME``, ``DT_RUNPATH`` and ``DT_RPATH`` of a dynamic section."""
-    found: dict[str, list[str]] = {"DT_NEEDED": [], "DT_SONAME": [], "DT_RUNPATH": [],
-                                   "DT_RPATH": []}
+    found: dict[str, list[str]] = {
+        "DT_NEEDED": [],
+        "DT_SONAME": [],
+        "DT_RUNPATH": [],
+        "DT_RPATH": [],
+    }
     for tag in section.iter_tags():
         kind = tag.entry.d_tag
         if kind == "DT_NEEDED":
@@ -101,8 +105,12 @@ def read_elf(path: Path) -> ElfInfo | None:
 
     if not is_elf(path):
         return None
-    tags: dict[str, list[str]] = {"DT_NEEDED": [], "DT_SONAME": [], "DT_RUNPATH": [],
-                                  "DT_RPATH": []}
+    tags: dict[str, list[str]] = {
+        "DT_NEEDED": [],
+        "DT_SONAME": [],
+        "DT_RUNPATH": [],
+        "DT_RPATH": [],
+    }
     best: tuple[int, ...] = ()
     try:
         with open(path, "rb") as f:
@@ -115,8 +123,9 @@ def read_elf(path: Path) -> ElfInfo | None:
     except (ELFError, OSError, ValueError) as e:
         raise DxError(f"{path}: cannot read it as ELF ({e})") from None
     soname = tags["DT_SONAME"][-1] if tags["DT_SONAME"] else ""
-    return ElfInfo(path, tuple(tags["DT_NEEDED"]), soname,
-                   tuple(tags["DT_RUNPATH"] or tags["DT_RPATH"]), best)
+    return ElfInfo(
+        path, tuple(tags["DT_NEEDED"]), soname, tuple(tags["DT_RUNPATH"] or tags["DT_RPATH"]), best
+    )
 
 
 def walk_elf(root: Path) -> Iterator[ElfInfo]:
@@ -182,8 +191,9 @@ def needed_versions(path: Path) -> list[tuple[str, str]]:
         dynsym = elf.get_section_by_name(".dynsym")
         if verneed is None or versym is None or dynsym is None:
             return out
-        names = {aux["vna_other"]: aux.name for _vn, auxes in verneed.iter_versions()
-                 for aux in auxes}
+        names = {
+            aux["vna_other"]: aux.name for _vn, auxes in verneed.iter_versions() for aux in auxes
+        }
         for i, sym in enumerate(dynsym.iter_symbols()):
             if sym["st_shndx"] != "SHN_UNDEF" or not sym.name:
                 continue
@@ -327,8 +337,10 @@ def strip(root: Path) -> list[str]:
     shared objects those no relocation needs (``--strip-unneeded``). Returns the files changed."""
     tool = shutil.which("strip")
     if not tool:
-        raise DxError("strip is not installed: apt-get install binutils (dxforge strips the "
-                      "binaries it packages)")
+        raise DxError(
+            "strip is not installed: apt-get install binutils (dxforge strips the "
+            "binaries it packages)"
+        )
     changed = []
     for info in walk_elf(root):
         mode = info.path.stat().st_mode
@@ -349,5 +361,6 @@ def debug_sections(path: Path) -> list[str]:
     from elftools.elf.elffile import ELFFile
 
     with open(path, "rb") as f:
-        return [s.name for s in ELFFile(f).iter_sections()
-                if s.name.startswith((".debug_", ".zdebug_"))]
+        return [
+            s.name for s in ELFFile(f).iter_sections() if s.name.startswith((".debug_", ".zdebug_"))
+        ]

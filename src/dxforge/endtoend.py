@@ -151,10 +151,15 @@ class EndToEndResult:
 def server_specs(version: str, target: Target) -> list[str]:
     """The server environment: DiracX's server, its test stand-ins, its client, and moto with
     its server extra (under conda-forge names)."""
-    extras = conda_run_requirements(END_TO_END, target, RequiresDistLookup(None, {}),
-                                    "the end-to-end test's server environment")
-    specs = [target.spec, f"diracx-routers =={version}", f"diracx-testing =={version}",
-             f"diracx =={version}"]
+    extras = conda_run_requirements(
+        END_TO_END, target, RequiresDistLookup(None, {}), "the end-to-end test's server environment"
+    )
+    specs = [
+        target.spec,
+        f"diracx-routers =={version}",
+        f"diracx-testing =={version}",
+        f"diracx =={version}",
+    ]
     return specs + [f"{n} {s}".strip() for n, s in sorted(extras.items())]
 
 
@@ -172,12 +177,20 @@ class _Run:
         ran = fn()
         self.steps[name] = round(time.monotonic() - t0, 2)
         if not ran.ok:
-            raise DxError(f"end to end: {name} failed (exit {ran.returncode}; log: "
-                          f"{ran.log}):\n{ran.tail()}")
+            raise DxError(
+                f"end to end: {name} failed (exit {ran.returncode}; log: {ran.log}):\n{ran.tail()}"
+            )
         return ran
 
-    def wait(self, name: str, proc: subprocess.Popen[bytes], url: str, python: str,
-             env: dict[str, str], timeout: float) -> None:
+    def wait(
+        self,
+        name: str,
+        proc: subprocess.Popen[bytes],
+        url: str,
+        python: str,
+        env: dict[str, str],
+        timeout: float,
+    ) -> None:
         """Until ``url`` answers 200 in the site; a server that exits, or does not answer in
         ``timeout`` seconds, is an error showing the end of its log."""
         self.progress.step(f"end to end: waiting for the {name} ({url})")
@@ -198,15 +211,22 @@ class _Run:
         text = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         raise DxError(f"end to end: the {name} is not ready: {why}\nits log ({log}):\n{text}")
 
-    def run(self, name: str, argv: list[str | Path], env: dict[str, str],
-            timeout: float = 300) -> Ran:
+    def run(
+        self, name: str, argv: list[str | Path], env: dict[str, str], timeout: float = 300
+    ) -> Ran:
         log = self.logs / (re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") + ".log")
         return self.step(name, lambda: self.site.run(argv, env=env, log=log, timeout=timeout))
 
 
 def run_end_to_end(
-    installer: Path, channels: list[str], version: str, target: Target, logs: Path,
-    cache: Path, progress: Progress = SILENT, start_timeout: float = 180,
+    installer: Path,
+    channels: list[str],
+    version: str,
+    target: Target,
+    logs: Path,
+    cache: Path,
+    progress: Progress = SILENT,
+    start_timeout: float = 180,
 ) -> EndToEndResult:
     """The whole end-to-end check; a failure is a DxError naming the step and its log."""
     t0 = time.monotonic()
@@ -222,71 +242,143 @@ def run_end_to_end(
         client = site.work / "diracos"
         copy = site.root / installer.name
         copy.write_bytes(installer.read_bytes())
-        r.run("install the client", ["sh", copy, "-b", "-p", client],
-              site.env(path="/usr/bin:/bin"))
+        r.run(
+            "install the client", ["sh", copy, "-b", "-p", client], site.env(path="/usr/bin:/bin")
+        )
         w = site.work
         senv = site.env(path=f"{server}/bin")  # nothing from the host: git is the server's
         repo = f"git+file://{w}/cs_repo"
         py = str(server / "bin/python")
         (w / "db").mkdir()
         site.give(w / "db")
-        r.run("rotate-jwk", [py, "-m", "diracx.logic", "rotate-jwk", "--jwks-path",
-                             w / "jwks.json"], senv)
+        r.run(
+            "rotate-jwk",
+            [py, "-m", "diracx.logic", "rotate-jwk", "--jwks-path", w / "jwks.json"],
+            senv,
+        )
         dirac = str(server / "bin/dirac")
         r.run("generate-cs", [dirac, "internal", "generate-cs", repo], senv)
-        r.run("add-vo", [dirac, "internal", "add-vo", repo, f"--vo={VO}",
-                         "--idp-url=https://idp.invalid", "--idp-client-id=dxforge-e2e",
-                         f"--default-group={GROUP}"], senv)
-        r.run("add-user", [dirac, "internal", "add-user", repo, f"--vo={VO}", f"--group={GROUP}",
-                           f"--sub={SUB}", f"--preferred-username={USERNAME}"], senv)
-        urls = r.run("generate-local-urls", [py, "-m", "diracx.db", "generate-local-urls",
-                                             w / "db"], senv)
-        db = {m[1]: shlex.split(m[2])[0] for m in
-              re.finditer(r"^export (DIRACX_[A-Z0-9_]+)=(.*)$", urls.stdout, re.M)}
+        r.run(
+            "add-vo",
+            [
+                dirac,
+                "internal",
+                "add-vo",
+                repo,
+                f"--vo={VO}",
+                "--idp-url=https://idp.invalid",
+                "--idp-client-id=dxforge-e2e",
+                f"--default-group={GROUP}",
+            ],
+            senv,
+        )
+        r.run(
+            "add-user",
+            [
+                dirac,
+                "internal",
+                "add-user",
+                repo,
+                f"--vo={VO}",
+                f"--group={GROUP}",
+                f"--sub={SUB}",
+                f"--preferred-username={USERNAME}",
+            ],
+            senv,
+        )
+        urls = r.run(
+            "generate-local-urls", [py, "-m", "diracx.db", "generate-local-urls", w / "db"], senv
+        )
+        db = {
+            m[1]: shlex.split(m[2])[0]
+            for m in re.finditer(r"^export (DIRACX_[A-Z0-9_]+)=(.*)$", urls.stdout, re.M)
+        }
         if not any(k.startswith("DIRACX_OS_DB_") for k in db):
             raise DxError(f"end to end: generate-local-urls gave no DIRACX_OS_DB_*: {urls.stdout}")
-        key = r.run("state key", [py, "-c", "from cryptography.fernet import Fernet; "
-                                            "print(Fernet.generate_key().decode())"], senv)
+        key = r.run(
+            "state key",
+            [
+                py,
+                "-c",
+                "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())",
+            ],
+            senv,
+        )
         ports = r.run("free ports", [py, "-c", FREE_PORTS], senv).stdout.split()
         moto_port, port = ports
         url = f"http://127.0.0.1:{port}"
-        s3 = {"endpoint_url": f"http://127.0.0.1:{moto_port}", "aws_access_key_id": "testing",
-              "aws_secret_access_key": "testing"}
-        senv = {**senv, **db,
-                "DIRACX_CONFIG_BACKEND_URL": repo,
-                "DIRACX_SERVICE_AUTH_TOKEN_KEYSTORE": f"file://{w}/jwks.json",
-                "DIRACX_SERVICE_AUTH_TOKEN_ISSUER": url,
-                "DIRACX_SERVICE_AUTH_STATE_KEY": key.stdout.strip(),
-                "DIRACX_SERVICE_AUTH_ALLOWED_REDIRECTS": json.dumps(
-                    [f"{url}/api/docs/oauth2-redirect"]),
-                "DIRACX_SANDBOX_STORE_BUCKET_NAME": BUCKET,
-                "DIRACX_SANDBOX_STORE_AUTO_CREATE_BUCKET": "true",
-                "DIRACX_SANDBOX_STORE_S3_CLIENT_KWARGS": json.dumps(s3)}
+        s3 = {
+            "endpoint_url": f"http://127.0.0.1:{moto_port}",
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
+        senv = {
+            **senv,
+            **db,
+            "DIRACX_CONFIG_BACKEND_URL": repo,
+            "DIRACX_SERVICE_AUTH_TOKEN_KEYSTORE": f"file://{w}/jwks.json",
+            "DIRACX_SERVICE_AUTH_TOKEN_ISSUER": url,
+            "DIRACX_SERVICE_AUTH_STATE_KEY": key.stdout.strip(),
+            "DIRACX_SERVICE_AUTH_ALLOWED_REDIRECTS": json.dumps(
+                [f"{url}/api/docs/oauth2-redirect"]
+            ),
+            "DIRACX_SANDBOX_STORE_BUCKET_NAME": BUCKET,
+            "DIRACX_SANDBOX_STORE_AUTO_CREATE_BUCKET": "true",
+            "DIRACX_SANDBOX_STORE_S3_CLIENT_KWARGS": json.dumps(s3),
+        }
         procs = []
         try:
-            procs.append(site.spawn([server / "bin/moto_server", "-H", "127.0.0.1", "-p",
-                                     moto_port], logs / "moto.log", env=senv))
+            procs.append(
+                site.spawn(
+                    [server / "bin/moto_server", "-H", "127.0.0.1", "-p", moto_port],
+                    logs / "moto.log",
+                    env=senv,
+                )
+            )
             r.wait("moto", procs[-1], f"http://127.0.0.1:{moto_port}/", py, senv, 60)
-            procs.append(site.spawn(
-                [server / "bin/uvicorn", "--factory", "diracx.testing.routers:create_app",
-                 "--host", "127.0.0.1", "--port", port, "--workers", "1"],
-                logs / "server.log", env=senv))
+            procs.append(
+                site.spawn(
+                    [
+                        server / "bin/uvicorn",
+                        "--factory",
+                        "diracx.testing.routers:create_app",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        port,
+                        "--workers",
+                        "1",
+                    ],
+                    logs / "server.log",
+                    env=senv,
+                )
+            )
             r.wait("server", procs[-1], f"{url}/api/health/ready", py, senv, start_timeout)
-            for path in ("/api/openapi.json", "/.well-known/openid-configuration",
-                         "/.well-known/jwks.json"):
+            for path in (
+                "/api/openapi.json",
+                "/.well-known/openid-configuration",
+                "/.well-known/jwks.json",
+            ):
                 r.run(f"GET {path}", [py, "-c", WAIT_HTTP, url + path, "10"], senv)
             r.checks.append("health, OpenAPI, well-known and JWKS endpoints answer")
             creds = w / "credentials.json"
             r.run("make a token", [py, "-c", MAKE_TOKEN, VO, GROUP, SUB, USERNAME, creds], senv)
-            cenv = site.env(path=f"{client}/bin", DIRACX_URL=url,
-                            DIRACX_CREDENTIALS_PATH=str(creds), DIRACX_OUTPUT_FORMAT="JSON")
+            cenv = site.env(
+                path=f"{client}/bin",
+                DIRACX_URL=url,
+                DIRACX_CREDENTIALS_PATH=str(creds),
+                DIRACX_OUTPUT_FORMAT="JSON",
+            )
             cdirac = client / "bin/dirac"
             out = r.run("dirac --help", [cdirac, "--help"], cenv).stdout
             if "jobs" not in out or "whoami" not in out:
                 raise DxError(f"end to end: dirac --help lists no jobs/whoami:\n{out}")
             who = json.loads(r.run("dirac whoami", [cdirac, "whoami"], cenv).stdout)
             if (who.get("vo"), who.get("dirac_group"), who.get("preferred_username")) != (
-                    VO, GROUP, USERNAME):
+                VO,
+                GROUP,
+                USERNAME,
+            ):
                 raise DxError(f"end to end: dirac whoami says {who}")
             r.checks.append(f"dirac whoami: {USERNAME} in {VO}/{GROUP}")
             cfg = json.loads(r.run("dirac config dump", [cdirac, "config", "dump"], cenv).stdout)
@@ -300,23 +392,45 @@ def run_end_to_end(
             if not m:
                 raise DxError(f"end to end: dirac jobs submit said {sub!r}")
             job = int(m[2].split(",")[0])
-            found = json.loads(r.run("dirac jobs search", [
-                cdirac, "jobs", "search", "--condition", f"JobID eq {job}"], cenv).stdout)
+            found = json.loads(
+                r.run(
+                    "dirac jobs search",
+                    [cdirac, "jobs", "search", "--condition", f"JobID eq {job}"],
+                    cenv,
+                ).stdout
+            )
             if [j.get("JobName") for j in found if j.get("JobID") == job] != ["dxforge-e2e"]:
                 raise DxError(f"end to end: dirac jobs search did not find job {job}: {found}")
             r.checks.append(f"dirac jobs submit and search: job {job}")
             sandbox = w / "sandbox"
             sandbox.mkdir()
             site.give(sandbox)
-            rt = json.loads(r.run("sandbox round trip", [
-                client / "bin/python", "-c", SANDBOX_ROUND_TRIP, sandbox], cenv).stdout
-                .strip().splitlines()[-1])
+            rt = json.loads(
+                r.run(
+                    "sandbox round trip",
+                    [client / "bin/python", "-c", SANDBOX_ROUND_TRIP, sandbox],
+                    cenv,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             if not rt["same"]:
                 raise DxError(f"end to end: the downloaded sandbox differs: {rt}")
-            r.checks.append(f"sandbox round trip: {rt['files']} files, {rt['bytes']} bytes, "
-                            "the same bytes back")
+            r.checks.append(
+                f"sandbox round trip: {rt['files']} files, {rt['bytes']} bytes, the same bytes back"
+            )
         finally:
             for p in reversed(procs):
                 stop(p)
-        return EndToEndResult(version, site.describe(), job, rt["files"], rt["bytes"], r.steps,
-                              r.checks, specs, str(logs), round(time.monotonic() - t0, 1))
+        return EndToEndResult(
+            version,
+            site.describe(),
+            job,
+            rt["files"],
+            rt["bytes"],
+            r.steps,
+            r.checks,
+            specs,
+            str(logs),
+            round(time.monotonic() - t0, 1),
+        )

@@ -135,14 +135,22 @@ class FetchReport:
         return "downloaded" if any(f.status == "downloaded" for f in self.files) else "cached"
 
     def as_json(self) -> dict[str, object]:
-        return {"status": self.status, "cache": str(self.cache),
-                "sources_url": sources_url(self.cache), "files": [f.as_json() for f in self.files]}
+        return {
+            "status": self.status,
+            "cache": str(self.cache),
+            "sources_url": sources_url(self.cache),
+            "files": [f.as_json() for f in self.files],
+        }
 
 
-def run_fetch(recipes: Iterable[Recipe], cache: Path, *, index_url: str | None = None,
-              progress: Progress = SILENT) -> FetchReport:
-    return FetchReport(cache, fetch_sources(recipes, cache, index_url=index_url,
-                                            progress=progress))
+def run_fetch(
+    recipes: Iterable[Recipe],
+    cache: Path,
+    *,
+    index_url: str | None = None,
+    progress: Progress = SILENT,
+) -> FetchReport:
+    return FetchReport(cache, fetch_sources(recipes, cache, index_url=index_url, progress=progress))
 
 
 def fetch_sources(

@@ -195,8 +195,7 @@ def node_of(recipe: Recipe) -> Node:
 def graph_of(recipes: Iterable[Recipe]) -> Graph:
     recipes = list(recipes)
     family = project_family(recipes[0].path.parents[2]) if recipes else "diracx"
-    return build_graph((node_of(r) for r in recipes),
-                       lambda name: is_sibling(name, family=family))
+    return build_graph((node_of(r) for r in recipes), lambda name: is_sibling(name, family=family))
 
 
 def load_graph(root: Path, sources_url: str | None = None) -> tuple[Graph, list[Recipe]]:

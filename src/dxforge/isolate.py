@@ -91,8 +91,9 @@ class Site:
     ``tmp`` (the user's). Use as a context manager; every program run through it shares one
     offline network namespace."""
 
-    def __init__(self, base: Path | None = None, *, offline: bool = True,
-                 prefix: str = "dxforge-site-") -> None:
+    def __init__(
+        self, base: Path | None = None, *, offline: bool = True, prefix: str = "dxforge-site-"
+    ) -> None:
         where = base if base is not None and (os.geteuid() != 0 or reachable(base)) else None
         if where is not None:
             where.mkdir(parents=True, exist_ok=True)
@@ -111,7 +112,10 @@ class Site:
         if offline and offline_possible():
             self._holder = subprocess.Popen(
                 ["unshare", "-n", "sh", "-c", f"{LOOPBACK_UP} && exec sleep 2147483647"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             self._wait_for_namespace()
 
     @property
@@ -126,8 +130,9 @@ class Site:
                 err = self._holder.stderr.read().decode() if self._holder.stderr else ""
                 raise DxError(f"cannot make an offline network namespace: {err.strip()}")
             try:
-                if os.readlink(f"/proc/{self._holder.pid}/ns/net") != mine and \
-                        _loopback_up(self._holder.pid):
+                if os.readlink(f"/proc/{self._holder.pid}/ns/net") != mine and _loopback_up(
+                    self._holder.pid
+                ):
                     return
             except OSError:
                 pass
@@ -155,11 +160,20 @@ class Site:
 
     def env(self, path: str = BASE_PATH, **extra: str) -> dict[str, str]:
         """The environment of a site's program: nothing of ours but what is given."""
-        return {"PATH": path, "HOME": str(self.home), "TMPDIR": str(self.tmp),
-                "LANG": "C.UTF-8", **extra}
+        return {
+            "PATH": path,
+            "HOME": str(self.home),
+            "TMPDIR": str(self.tmp),
+            "LANG": "C.UTF-8",
+            **extra,
+        }
 
-    def command(self, argv: Sequence[str | os.PathLike[str]], env: dict[str, str] | None = None,
-                as_site_user: bool = True) -> list[str]:
+    def command(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        env: dict[str, str] | None = None,
+        as_site_user: bool = True,
+    ) -> list[str]:
         """The host command that runs ``argv`` in the site, with exactly ``env``."""
         out: list[str] = []
         if self._holder is not None:
@@ -169,15 +183,35 @@ class Site:
         out += ["env", "-i", *(f"{k}={v}" for k, v in (env or self.env()).items())]
         return out + [str(a) for a in argv]
 
-    def run(self, argv: Sequence[str | os.PathLike[str]], *, env: dict[str, str] | None = None,
-            cwd: Path | None = None, timeout: float | None = 1800, log: Path | None = None,
-            check: bool = False, what: str = "", as_site_user: bool = True) -> Ran:
-        return execute(self.command(argv, env, as_site_user), cwd=cwd or self.work,
-                       timeout=timeout, log=log, check=check, what=what or " ".join(map(str, argv)))
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float | None = 1800,
+        log: Path | None = None,
+        check: bool = False,
+        what: str = "",
+        as_site_user: bool = True,
+    ) -> Ran:
+        return execute(
+            self.command(argv, env, as_site_user),
+            cwd=cwd or self.work,
+            timeout=timeout,
+            log=log,
+            check=check,
+            what=what or " ".join(map(str, argv)),
+        )
 
-    def spawn(self, argv: Sequence[str | os.PathLike[str]], log: Path, *,
-              env: dict[str, str] | None = None, cwd: Path | None = None
-              ) -> subprocess.Popen[bytes]:
+    def spawn(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        log: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Start a server in the site, its whole output in ``log``; stop it with
         :func:`stop`."""
         return spawn(self.command(argv, env), log, cwd=cwd or self.work)
@@ -204,8 +238,10 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> int:
 
 
 def _loopback_up(pid: int) -> bool:
-    out = execute(["nsenter", f"--net=/proc/{pid}/ns/net", "--", "ip", "-o", "link", "show",
-                   "lo"], check=False).stdout
+    out = execute(
+        ["nsenter", f"--net=/proc/{pid}/ns/net", "--", "ip", "-o", "link", "show", "lo"],
+        check=False,
+    ).stdout
     return "UP" in out.split(">", 1)[0]
 
 
@@ -217,7 +253,7 @@ def shell_site(uid: int = NOBODY) -> str:
     user = " ".join(as_user(uid))
     return (
         "make_site() {\n"
-        '    SITE=$1\n'
+        "    SITE=$1\n"
         '    mkdir -p "$SITE/work" "$SITE/tmp"\n'
         '    mkdir -m 555 "$SITE/home"\n'
         '    chmod 755 "$SITE"\n'
@@ -228,7 +264,7 @@ def shell_site(uid: int = NOBODY) -> str:
         '"$@"\n'
         "    if command -v ip >/dev/null 2>&1 && unshare -n true 2>/dev/null; then\n"
         f'        echo "isolation: uid {uid}, offline"\n'
-        f"        unshare -n sh -c '{LOOPBACK_UP}; exec \"$@\"' sh {user} \"$@\"\n"
+        f'        unshare -n sh -c \'{LOOPBACK_UP}; exec "$@"\' sh {user} "$@"\n'
         "    else\n"
         f'        echo "isolation: uid {uid}, with the network (no namespaces here)"\n'
         f'        {user} "$@"\n'

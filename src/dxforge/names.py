@@ -138,7 +138,9 @@ def merge(reqs: Iterable[Requirement]) -> dict[str, SpecifierSet]:
 
 
 def conda_run_requirements(
-    requires_dist: Iterable[str], target: Target, lookup: ExtrasLookup | None = None,
+    requires_dist: Iterable[str],
+    target: Target,
+    lookup: ExtrasLookup | None = None,
     where: str = "",
 ) -> dict[str, str]:
     """A distribution's Requires-Dist as conda-forge run requirements: ``{name: version spec}``,

@@ -35,8 +35,9 @@ def end_to_end(recipe_names: Iterable[str]) -> list[str]:
 def sdist_path(recipe: Recipe, sources: Path) -> Path:
     path = sources / recipe.source_filename
     if not path.is_file():
-        raise DxError(f"{path}: the sdist of {recipe.name} is not in the source cache; run "
-                      "dxforge fetch")
+        raise DxError(
+            f"{path}: the sdist of {recipe.name} is not in the source cache; run dxforge fetch"
+        )
     return path
 
 
@@ -46,8 +47,11 @@ def metadata(recipes: Iterable[Recipe], sources: Path) -> dict[str, DistMetadata
     out = {}
     for r in recipes:
         data = sdist_path(r, sources).read_bytes()
-        out[r.name] = parse_metadata(wheel_metadata(data, r.source_filename), r.source_filename) \
-            if r.source_filename.endswith(".whl") else read_sdist(data, r.source_filename)
+        out[r.name] = (
+            parse_metadata(wheel_metadata(data, r.source_filename), r.source_filename)
+            if r.source_filename.endswith(".whl")
+            else read_sdist(data, r.source_filename)
+        )
     return out
 
 
@@ -63,8 +67,9 @@ def test_requirements(
         for line in meta.requires_dist:
             extras |= set(re.findall(r"extra\s*==\s*['\"]([^'\"]+)['\"]", line))
         for extra in sorted(extras - SKIPPED_EXTRAS):
-            for req in extra_requirements(meta.requires_dist, extra, target,
-                                          f"{meta.name}[{extra}]"):
+            for req in extra_requirements(
+                meta.requires_dist, extra, target, f"{meta.name}[{extra}]"
+            ):
                 if req.name in metas:
                     continue
                 req.marker = None  # evaluated for the target, with the extra, already

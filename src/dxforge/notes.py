@@ -57,8 +57,11 @@ class PackageDiff:
 
     def as_json(self) -> dict[str, Any]:
         def pair(a: Locked, b: Locked) -> dict[str, str]:
-            return {"name": a.name, "from": f"{a.version} {a.build}",
-                    "to": f"{b.version} {b.build}"}
+            return {
+                "name": a.name,
+                "from": f"{a.version} {a.build}",
+                "to": f"{b.version} {b.build}",
+            }
 
         return {
             "added": [asdict(p) for p in self.added],
@@ -146,9 +149,10 @@ def drift_table(rows: list[DriftRow]) -> list[str]:
     def cell(spec: str | None) -> str:
         return "—" if spec is None else f"`{spec}`" if spec else "(any)"
 
-    return md_table(["package", "requirement", "change", "recipe", "upstream"],
-                    [[r.package, r.name, r.kind, cell(r.recipe), cell(r.upstream)]
-                     for r in rows])
+    return md_table(
+        ["package", "requirement", "change", "recipe", "upstream"],
+        [[r.package, r.name, r.kind, cell(r.recipe), cell(r.upstream)] for r in rows],
+    )
 
 
 @dataclass
@@ -225,7 +229,8 @@ class Notes:
             installer=InstallerFacts(**data["installer"]),
             rebuild=data.get("rebuild", ""),
             previous=Previous(prev["version"], InstallerFacts(**prev.get("installer") or {}))
-            if prev else None,
+            if prev
+            else None,
             packages=[ChannelPackage(**p) for p in data.get("packages") or []],
             drift=[DriftRow(**r) for r in data.get("drift") or []],
             drift_applied=bool(data.get("drift_applied")),
@@ -238,8 +243,16 @@ class Notes:
 
     def markdown(self) -> str:
         """``notes.md``."""
-        lines = [*self._installer(), *self._diff(), *self._channel(), *self._drift(),
-                 *self._tests(), *self._end_to_end(), *self._images(), *self._stages()]
+        lines = [
+            *self._installer(),
+            *self._diff(),
+            *self._channel(),
+            *self._drift(),
+            *self._tests(),
+            *self._end_to_end(),
+            *self._images(),
+            *self._stages(),
+        ]
         return "\n".join(lines) + "\n"
 
     def _installer(self) -> list[str]:
@@ -259,8 +272,10 @@ class Notes:
             f"- size: {_compare(inst.size, old.size, _mib)}",
             f"- packages: {_compare(inst.packages, old.packages, str)}",
             f"- glibc floor: {_compare(inst.glibc_floor, old.glibc_floor, str)}",
-            "- pilot install time: " + _compare(inst.pilot_install_seconds,
-                                                old.pilot_install_seconds, lambda s: f"{s:.1f} s"),
+            "- pilot install time: "
+            + _compare(
+                inst.pilot_install_seconds, old.pilot_install_seconds, lambda s: f"{s:.1f} s"
+            ),
             f"- rebuild and compare: `{self.rebuild}`",
             "",
         ]
@@ -273,23 +288,34 @@ class Notes:
         rows = [[p.name, "added", "", f"{p.version} {p.build}"] for p in d.added]
         rows += [[p.name, "removed", f"{p.version} {p.build}", ""] for p in d.removed]
         for kind in ("upgraded", "downgraded", "rebuilt"):
-            rows += [[a.name, kind, f"{a.version} {a.build}", f"{b.version} {b.build}"]
-                     for a, b in getattr(d, kind)]
-        lines += md_table(["package", "change", "previous", "now"], rows) if rows else [
-            "The installer holds the same packages as the previous release."]
+            rows += [
+                [a.name, kind, f"{a.version} {a.build}", f"{b.version} {b.build}"]
+                for a, b in getattr(d, kind)
+            ]
+        lines += (
+            md_table(["package", "change", "previous", "now"], rows)
+            if rows
+            else ["The installer holds the same packages as the previous release."]
+        )
         return [*lines, ""]
 
     def _channel(self) -> list[str]:
-        return ["## Channel packages", "", *md_table(
-            ["package", "file", "sha256"],
-            [[p.name, f"`{p.file}`", f"`{p.sha256}`"] for p in self.packages])]
+        return [
+            "## Channel packages",
+            "",
+            *md_table(
+                ["package", "file", "sha256"],
+                [[p.name, f"`{p.file}`", f"`{p.sha256}`"] for p in self.packages],
+            ),
+        ]
 
     def _drift(self) -> list[str]:
         lines = ["", "## Dependency drift", ""]
         if not self.drift:
             return [*lines, "The run requirements match upstream's Requires-Dist."]
-        applied = "Applied to the recipes (`--apply-deps`)." if self.drift_applied \
-            else "Not applied."
+        applied = (
+            "Applied to the recipes (`--apply-deps`)." if self.drift_applied else "Not applied."
+        )
         return [*lines, *drift_table(self.drift), "", applied]
 
     def _tests(self) -> list[str]:
@@ -299,8 +325,17 @@ class Notes:
             return [*lines, "Not run."]
         lines += md_table(
             ["package", "passed", "failed", "errors", "skipped", "seconds"],
-            [[n, str(t["passed"]), str(t["failed"]), str(t["errors"]), str(t["skipped"]),
-              f"{t['seconds']:.0f}"] for n, t in sorted(tests.items())],
+            [
+                [
+                    n,
+                    str(t["passed"]),
+                    str(t["failed"]),
+                    str(t["errors"]),
+                    str(t["skipped"]),
+                    f"{t['seconds']:.0f}",
+                ]
+                for n, t in sorted(tests.items())
+            ],
         )
         total = sum(t["passed"] for t in tests.values())
         return [*lines, "", f"{total} tests passed against the built packages."]
@@ -310,10 +345,13 @@ class Notes:
         e2e = self.end_to_end
         if not e2e:
             return [*lines, "Not run."]
-        return [*lines,
-                f"A DiracX {e2e['version']} server from these channels and the installer's "
-                f"client, {e2e['isolation']}, in {e2e['seconds']:.0f} s:",
-                "", *(f"- {c}" for c in e2e["checks"])]
+        return [
+            *lines,
+            f"A DiracX {e2e['version']} server from these channels and the installer's "
+            f"client, {e2e['isolation']}, in {e2e['seconds']:.0f} s:",
+            "",
+            *(f"- {c}" for c in e2e["checks"]),
+        ]
 
     def _images(self) -> list[str]:
         """The release's container images: reference, digest and the base each stands on."""
@@ -322,25 +360,45 @@ class Notes:
         lines = ["", "## Container images", ""]
         if not self.images:
             return [*lines, "Not built."]
-        return lines + md_table(["image", "digest", "base", "base digest"],
-                                [[f"`{i['ref']}`", f"`{i['digest']}`", f"`{i['base']}`",
-                                  f"`{i['base_digest']}`"] for i in self.images])
+        return lines + md_table(
+            ["image", "digest", "base", "base digest"],
+            [
+                [f"`{i['ref']}`", f"`{i['digest']}`", f"`{i['base']}`", f"`{i['base_digest']}`"]
+                for i in self.images
+            ],
+        )
 
     def _stages(self) -> list[str]:
         if not self.stages:
             return []
         total = max(s.end for s in self.stages)
-        return ["", "## Stages", "", f"{total:.0f} s from `dxforge release` to publication.",
-                "", *gantt(self.stages), "",
-                *md_table(["stage", "branch", "start", "end", "seconds"],
-                          [[s.name, s.branch, f"{s.start:.1f}", f"{s.end:.1f}",
-                            f"{s.seconds:.1f}"] for s in self.stages])]
+        return [
+            "",
+            "## Stages",
+            "",
+            f"{total:.0f} s from `dxforge release` to publication.",
+            "",
+            *gantt(self.stages),
+            "",
+            *md_table(
+                ["stage", "branch", "start", "end", "seconds"],
+                [
+                    [s.name, s.branch, f"{s.start:.1f}", f"{s.end:.1f}", f"{s.seconds:.1f}"]
+                    for s in self.stages
+                ],
+            ),
+        ]
 
 
 def gantt(stages: list[Stage]) -> list[str]:
     """The stages as a Mermaid Gantt chart (GitHub renders it), one section per branch."""
-    lines = ["```mermaid", "gantt", "    title Release stages (seconds)", "    dateFormat X",
-             "    axisFormat %s"]
+    lines = [
+        "```mermaid",
+        "gantt",
+        "    title Release stages (seconds)",
+        "    dateFormat X",
+        "    axisFormat %s",
+    ]
     branches: dict[str, list[Stage]] = {}
     for s in stages:
         branches.setdefault(s.branch, []).append(s)

@@ -69,8 +69,9 @@ class Project:
 def _pip_config() -> dict[str, str]:
     """``pip config list`` as a dict (``global.index-url`` -> value)."""
     try:
-        out = execute([sys.executable, "-m", "pip", "config", "list"], timeout=60,
-                      check=False).stdout
+        out = execute(
+            [sys.executable, "-m", "pip", "config", "list"], timeout=60, check=False
+        ).stdout
     except DxError:
         return {}
     conf: dict[str, str] = {}

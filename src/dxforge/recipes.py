@@ -32,7 +32,8 @@ def is_sibling(name: str, siblings: Iterable[str] = (), family: str = "diracx") 
     ``siblings``; an extension's project: ``<ext>``, ``<ext>-*``)."""
     if family != "diracx":
         return name in set(siblings) or bool(
-            re.match(rf"^{re.escape(family)}(-[a-z0-9][a-z0-9-]*)?$", name))
+            re.match(rf"^{re.escape(family)}(-[a-z0-9][a-z0-9-]*)?$", name)
+        )
     return name in set(siblings) or bool(SIBLING_RE.match(name))
 
 
@@ -224,7 +225,8 @@ def load_recipe(path: Path, target: Target, sources_url: str | None = None) -> R
         with sources_env(sources_url):
             stage0 = rattler_build.Stage0Recipe.from_file(path)
             variants = stage0.render(
-                variant_config=rattler_build.VariantConfig(variant_config(target)))
+                variant_config=rattler_build.VariantConfig(variant_config(target))
+            )
     except Exception as e:  # rattler-build raises its own error classes with line information
         raise DxError(_render_error(path, e)) from None
     if not variants:
@@ -265,8 +267,9 @@ def recipe_paths(root: Path) -> list[Path]:
     return paths
 
 
-def load_recipes(root: Path, sources_url: str | None = None,
-                 target: Target | None = None) -> list[Recipe]:
+def load_recipes(
+    root: Path, sources_url: str | None = None, target: Target | None = None
+) -> list[Recipe]:
     """Every recipe of the project, rendered for ``target`` (default: construct.yaml's; a
     project without one renders them for any CPython 3, enough to read them)."""
     construct = Path(root) / "construct.yaml"

@@ -52,6 +52,12 @@ from dxforge.util import (
     world_readable,
 )
 
+REBUILD = (
+    "dxforge installer --channel <this release>/channels/dxforge --channel "
+    "<this release>/channels/seed gives sha256 {sha256}"
+)
+"""How anyone rebuilds the release's installer, byte for byte."""
+
 T = TypeVar("T")
 
 
@@ -155,10 +161,17 @@ class _Stages:
 
 
 def _check_drift(layout: Layout, index_url: str | None) -> list[notes.DriftRow]:
-    found = recipes_drift(recipe_paths(layout.root), layout.sources,
-                          project_target(layout.construct), index_url=index_url)
-    rows = [notes.DriftRow(n, c.name, c.kind, c.recipe, c.upstream)
-            for n, d in found.items() for c in d.changes]
+    found = recipes_drift(
+        recipe_paths(layout.root),
+        layout.sources,
+        project_target(layout.construct),
+        index_url=index_url,
+    )
+    rows = [
+        notes.DriftRow(n, c.name, c.kind, c.recipe, c.upstream)
+        for n, d in found.items()
+        for c in d.changes
+    ]
     if rows:
         raise DxError(
             "upstream's requirements changed; the recipes do not follow them:\n"
@@ -173,8 +186,9 @@ def _tests_key(channel: Path, seed: str) -> str:
     return store.fingerprint([sorted((k, v["sha256"]) for k, v in records.items()), seed])
 
 
-def _upstream(layout: Layout, index_url: str | None, progress: Progress,
-              seed_fingerprint: str) -> upstream.UpstreamReport:
+def _upstream(
+    layout: Layout, index_url: str | None, progress: Progress, seed_fingerprint: str
+) -> upstream.UpstreamReport:
     """The upstream suites, or their result for the same packages when it is recorded."""
     key = _tests_key(layout.channel, seed_fingerprint)
     record = layout.build / "upstream-tests.json"
@@ -182,12 +196,14 @@ def _upstream(layout: Layout, index_url: str | None, progress: Progress,
         old = json.loads(record.read_text())
         if old.get("key") == key:
             progress.step("the upstream suites passed against these packages already")
-            rep = upstream.UpstreamReport(environment=old["environment"],
-                                          seconds=old.get("seconds", 0))
+            rep = upstream.UpstreamReport(
+                environment=old["environment"], seconds=old.get("seconds", 0)
+            )
             rep.suites = {n: upstream.SuiteResult(**s) for n, s in old["suites"].items()}
             return rep
-    rep = upstream.run_project(layout, index_url=index_url, progress=progress, jobs=2,
-                               stop_on_failure=True)
+    rep = upstream.run_project(
+        layout, index_url=index_url, progress=progress, jobs=2, stop_on_failure=True
+    )
     failed = [s for s in rep.suites.values() if not s.ok]
     if failed:
         s = failed[0]
@@ -214,12 +230,22 @@ def _channel_packages(channel: Path) -> list[ch.Package]:
     out = []
     for rel, rec in sorted(ch.check_channel(channel, fix="run dxforge build again").items()):
         sub, fname = rel.split("/", 1)
-        out.append(ch.Package(
-            name=rec["name"], version=rec["version"], build=rec["build"], subdir=sub,
-            channel=channel.as_uri(), url=f"{channel.as_uri()}/{rel}", file_name=fname,
-            size=int(rec["size"]), sha256=rec["sha256"], md5=rec.get("md5", ""),
-            license=rec.get("license", "") or "", timestamp=int(rec.get("timestamp", 0)) // 1000,
-        ))
+        out.append(
+            ch.Package(
+                name=rec["name"],
+                version=rec["version"],
+                build=rec["build"],
+                subdir=sub,
+                channel=channel.as_uri(),
+                url=f"{channel.as_uri()}/{rel}",
+                file_name=fname,
+                size=int(rec["size"]),
+                sha256=rec["sha256"],
+                md5=rec.get("md5", ""),
+                license=rec.get("license", "") or "",
+                timestamp=int(rec.get("timestamp", 0)) // 1000,
+            )
+        )
     return out
 
 
@@ -231,8 +257,14 @@ def _verify(directory: Path) -> None:
             raise DxError(f"{directory / name}: sha256 differs from SHA256SUMS after writing")
 
 
-def _checked(layout: Layout, kind: str, key: str, make: Callable[[], T],
-             load: Callable[[dict[str, Any]], T], as_json: Callable[[T], dict[str, Any]]) -> T:
+def _checked(
+    layout: Layout,
+    kind: str,
+    key: str,
+    make: Callable[[], T],
+    load: Callable[[dict[str, Any]], T],
+    as_json: Callable[[T], dict[str, Any]],
+) -> T:
     """A check's result for ``key`` (an installer's sha256) when it is recorded, else made and
     recorded: a resumed release does not check the same installer twice."""
     record = layout.build / "release-checks.json"
@@ -259,26 +291,42 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
     layout.build.mkdir(parents=True, exist_ok=True)
     with file_lock(layout.build / ".release.lock", "dxforge release"):
         stage = _Stages(progress)
-        bumped = stage("bump", lambda: run_bump(
-            BumpOptions(layout, version=opts.version, index_url=opts.index_url,
-                        apply_deps=opts.apply_deps), progress))
+        bumped = stage(
+            "bump",
+            lambda: run_bump(
+                BumpOptions(
+                    layout,
+                    version=opts.version,
+                    index_url=opts.index_url,
+                    apply_deps=opts.apply_deps,
+                ),
+                progress,
+            ),
+        )
         target = project_target(layout.construct)
         recipes = load_recipes(layout.root, target=target)
         version = recipes[0].version
-        stage("fetch", lambda: fetch_sources(recipes, layout.sources, index_url=opts.index_url,
-                                             progress=progress))
+        stage(
+            "fetch",
+            lambda: fetch_sources(
+                recipes, layout.sources, index_url=opts.index_url, progress=progress
+            ),
+        )
         drift = stage("drift", lambda: _check_drift(layout, opts.index_url))
-        seeded = stage("seed", lambda: build_seed(
-            SeedOptions(layout, index_url=opts.index_url), progress))
+        seeded = stage(
+            "seed", lambda: build_seed(SeedOptions(layout, index_url=opts.index_url), progress)
+        )
 
         def build() -> None:
-            report = run_build(BuildOptions(layout, index_url=opts.index_url, jobs=opts.jobs),
-                               progress)
+            report = run_build(
+                BuildOptions(layout, index_url=opts.index_url, jobs=opts.jobs), progress
+            )
             bad = [p for p in report.packages if not p.done]
             if bad:
                 p = bad[0]
-                raise DxError(f"{p.name}: {p.status}: {p.reason}" + (f"; log: {p.log}"
-                                                                   if p.log else ""))
+                raise DxError(
+                    f"{p.name}: {p.status}: {p.reason}" + (f"; log: {p.log}" if p.log else "")
+                )
 
         stage("build", build)
         out = layout.work / "release" / version
@@ -288,25 +336,53 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         images: list[dict[str, Any]] = []
 
         def tests() -> upstream.UpstreamReport:
-            report = stage("tests", lambda: _upstream(layout, opts.index_url, progress,
-                                                      seeded.fingerprint), "tests")
+            report = stage(
+                "tests",
+                lambda: _upstream(layout, opts.index_url, progress, seeded.fingerprint),
+                "tests",
+            )
             if opts.images:  # needs only the channels: beside the installer's branch
-                images.extend(stage("images", lambda: release_images(layout, progress),
-                                    "tests"))
+                images.extend(stage("images", lambda: release_images(layout, progress), "tests"))
             return report
 
         def installer() -> tuple[InstallerResult, PilotResult, EndToEndResult]:
-            inst = stage("installer", lambda: build_installer(
-                InstallerOptions(layout, out=out), progress), "installer")
-            pilot = stage("pilot", lambda: _checked(
-                layout, "pilot", inst.sha256,
-                lambda: run_pilot(inst.installer, logs / f"pilot-{version}.log"),
-                lambda d: PilotResult(**d), PilotResult.as_json), "installer")
-            e2e = stage("e2e", lambda: _checked(
-                layout, "e2e", inst.sha256,
-                lambda: run_end_to_end(inst.installer, channels, version, target,
-                                       logs / f"e2e-{version}", layout.work / "pkgs", progress),
-                lambda d: EndToEndResult(**d), EndToEndResult.as_json), "installer")
+            inst = stage(
+                "installer",
+                lambda: build_installer(InstallerOptions(layout, out=out), progress),
+                "installer",
+            )
+            pilot = stage(
+                "pilot",
+                lambda: _checked(
+                    layout,
+                    "pilot",
+                    inst.sha256,
+                    lambda: run_pilot(inst.installer, logs / f"pilot-{version}.log"),
+                    lambda d: PilotResult(**d),
+                    PilotResult.as_json,
+                ),
+                "installer",
+            )
+            e2e = stage(
+                "e2e",
+                lambda: _checked(
+                    layout,
+                    "e2e",
+                    inst.sha256,
+                    lambda: run_end_to_end(
+                        inst.installer,
+                        channels,
+                        version,
+                        target,
+                        logs / f"e2e-{version}",
+                        layout.work / "pkgs",
+                        progress,
+                    ),
+                    lambda d: EndToEndResult(**d),
+                    EndToEndResult.as_json,
+                ),
+                "installer",
+            )
             return inst, pilot, e2e
 
         report, (inst, pilot, e2e) = stage.side_by_side(tests, installer)
@@ -314,32 +390,63 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         layout.releases.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".{version}.new-", dir=layout.releases))
         try:
-            data = stage("notes", lambda: _write_outputs(staged, layout, inst, notes.Notes(
-                version=version, installer=_facts(inst, pilot), drift=drift,
-                drift_applied=bumped.drift_applied,
-                rebuild=f"dxforge installer --channel <this release>/channels/dxforge --channel "
-                        f"<this release>/channels/seed gives sha256 {inst.sha256}",
-                previous=notes.Previous(previous.version, previous.installer)
-                if previous else None,
-                diff=_diff(previous_dir, inst),
-                upstream_tests={n: s.as_json() for n, s in report.suites.items()},
-                end_to_end=e2e.as_json(),
-                stages=[notes.Stage(s.name, s.start, s.end, s.branch, s.seconds)
-                        for s in stage.times],
-                images=images if opts.images else None)))
-            directory = stage("publish", lambda: publish(staged, layout.releases / version,
-                                                         latest=layout.releases / "latest"))
+            data = stage(
+                "notes",
+                lambda: _write_outputs(
+                    staged,
+                    layout,
+                    inst,
+                    notes.Notes(
+                        version=version,
+                        installer=_facts(inst, pilot),
+                        drift=drift,
+                        drift_applied=bumped.drift_applied,
+                        rebuild=REBUILD.format(sha256=inst.sha256),
+                        previous=notes.Previous(previous.version, previous.installer)
+                        if previous
+                        else None,
+                        diff=_diff(previous_dir, inst),
+                        upstream_tests={n: s.as_json() for n, s in report.suites.items()},
+                        end_to_end=e2e.as_json(),
+                        stages=[
+                            notes.Stage(s.name, s.start, s.end, s.branch, s.seconds)
+                            for s in stage.times
+                        ],
+                        images=images if opts.images else None,
+                    ),
+                ),
+            )
+            directory = stage(
+                "publish",
+                lambda: publish(
+                    staged, layout.releases / version, latest=layout.releases / "latest"
+                ),
+            )
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-    return ReleaseResult(version, previous.version if previous else None, directory,
-                         inst, pilot, e2e, report, data, stage.times)
+    return ReleaseResult(
+        version,
+        previous.version if previous else None,
+        directory,
+        inst,
+        pilot,
+        e2e,
+        report,
+        data,
+        stage.times,
+    )
 
 
 def _facts(inst: InstallerResult, pilot: PilotResult) -> notes.InstallerFacts:
     return notes.InstallerFacts(
-        file=inst.installer.name, sha256=inst.sha256, size=inst.size,
-        packages=len(inst.packages), glibc_floor=inst.glibc_floor,
-        pilot_install_seconds=pilot.install_seconds, pilot_offline=pilot.offline)
+        file=inst.installer.name,
+        sha256=inst.sha256,
+        size=inst.size,
+        packages=len(inst.packages),
+        glibc_floor=inst.glibc_floor,
+        pilot_install_seconds=pilot.install_seconds,
+        pilot_offline=pilot.offline,
+    )
 
 
 def _diff(previous_dir: Path | None, inst: InstallerResult) -> notes.PackageDiff | None:
@@ -350,8 +457,7 @@ def _diff(previous_dir: Path | None, inst: InstallerResult) -> notes.PackageDiff
     return notes.diff(notes.read_lockfile(old_lock), notes.read_lockfile(inst.lockfile))
 
 
-def _write_outputs(d: Path, layout: Layout, inst: InstallerResult,
-                   rel: notes.Notes) -> notes.Notes:
+def _write_outputs(d: Path, layout: Layout, inst: InstallerResult, rel: notes.Notes) -> notes.Notes:
     """Everything a release directory holds, written into ``d`` and checked."""
     d.chmod(0o755)
     for name, src in (("dxforge", layout.channel), ("seed", layout.seed)):
@@ -364,8 +470,10 @@ def _write_outputs(d: Path, layout: Layout, inst: InstallerResult,
     sbom.write(d / "sbom-installer.cdx.json", inst.name, rel.version, inst.packages, epoch)
     channel_pkgs = _channel_packages(layout.channel)
     sbom.write(d / "sbom-channel.cdx.json", "dxforge-channel", rel.version, channel_pkgs, epoch)
-    rel.packages = [notes.ChannelPackage(p.name, f"{p.subdir}/{p.file_name}", p.sha256, p.version)
-                    for p in channel_pkgs]
+    rel.packages = [
+        notes.ChannelPackage(p.name, f"{p.subdir}/{p.file_name}", p.sha256, p.version)
+        for p in channel_pkgs
+    ]
     atomic_write_text(d / "notes.json", json.dumps(rel.as_json(), indent=1) + "\n")
     atomic_write_text(d / "notes.md", rel.markdown())
     files = sorted(p for p in d.iterdir() if p.is_file() and p.name != "SHA256SUMS")

@@ -71,16 +71,30 @@ def bom_json(subject: str, version: str, packages: Iterable[Package], timestamp:
                 purl=PackageURL.from_string(ref),
                 hashes=[HashType(alg=HashAlgorithm.SHA_256, content=p.sha256)] if p.sha256 else [],
                 licenses=[licenses.make_from_string(p.license)] if p.license else [],
-                properties=[Property(name="conda:build", value=p.build),
-                            Property(name="conda:subdir", value=p.subdir)],
+                properties=[
+                    Property(name="conda:build", value=p.build),
+                    Property(name="conda:subdir", value=p.subdir),
+                ],
             )
         )
     seed = json.dumps([subject, version, [purl(p) + p.sha256 for p in pkgs]]).encode()
     serial = uuid.uuid5(_NAMESPACE, hashlib.sha256(seed).hexdigest())
-    tools = ToolRepository(components=[Component(type=ComponentType.APPLICATION, name="dxforge",
-                                                 version=__version__, group="DIRACGrid")])
-    main = Component(type=ComponentType.APPLICATION, name=subject, version=version,
-                     bom_ref=f"{subject}@{version}")
+    tools = ToolRepository(
+        components=[
+            Component(
+                type=ComponentType.APPLICATION,
+                name="dxforge",
+                version=__version__,
+                group="DIRACGrid",
+            )
+        ]
+    )
+    main = Component(
+        type=ComponentType.APPLICATION,
+        name=subject,
+        version=version,
+        bom_ref=f"{subject}@{version}",
+    )
     bom = Bom(
         components=components,
         serial_number=serial,
@@ -105,8 +119,9 @@ def validate(text: str) -> None:
         raise DxError(f"the SBOM is not valid CycloneDX 1.6: {error}")
 
 
-def write(path: Path, subject: str, version: str, packages: Iterable[Package],
-          timestamp: int) -> Path:
+def write(
+    path: Path, subject: str, version: str, packages: Iterable[Package], timestamp: int
+) -> Path:
     """Write a validated SBOM to ``path`` atomically."""
     text = bom_json(subject, version, packages, timestamp)
     validate(text)

@@ -45,8 +45,10 @@ class Target:
     def python_depends(self) -> list[str]:
         """What a package built for this CPython depends on (conda-forge's two pins)."""
         major, minor = self.python.split(".")
-        return [f"python >={self.python},<{major}.{int(minor) + 1}.0a0",
-                f"python_abi {self.python}.* *_{self.abi}"]
+        return [
+            f"python >={self.python},<{major}.{int(minor) + 1}.0a0",
+            f"python_abi {self.python}.* *_{self.abi}",
+        ]
 
     def with_full(self, full: str) -> Target:
         if not full.startswith(self.python + "."):
@@ -81,11 +83,15 @@ def python_of(specs: list[str], where: str) -> str:
         if s.split()[0] == "python" or s.startswith("python="):
             m = _PYTHON_SPEC.match(s.strip())
             if not m:
-                raise DxError(f"{where}: `{s}`: pin the interpreter to one minor version, like "
-                              "`python 3.13.*`; dxforge builds the seed's runtime for it")
+                raise DxError(
+                    f"{where}: `{s}`: pin the interpreter to one minor version, like "
+                    "`python 3.13.*`; dxforge builds the seed's runtime for it"
+                )
             return m[1]
-    raise DxError(f"{where}: no `python X.Y.*` in specs; add one (like `python 3.13.*`): it "
-                  "says which CPython the channel and the installer are built for")
+    raise DxError(
+        f"{where}: no `python X.Y.*` in specs; add one (like `python 3.13.*`): it "
+        "says which CPython the channel and the installer are built for"
+    )
 
 
 def project_target(construct: Path) -> Target:

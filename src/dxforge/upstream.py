@@ -70,9 +70,13 @@ class UpstreamReport:
         return "passed" if self.ok else "failed"
 
     def as_json(self) -> dict[str, Any]:
-        return {"status": self.status, "suites": {n: s.as_json() for n, s in self.suites.items()},
-                "without_suite": self.without_suite, "environment": self.environment,
-                "seconds": round(self.seconds, 1)}
+        return {
+            "status": self.status,
+            "suites": {n: s.as_json() for n, s in self.suites.items()},
+            "without_suite": self.without_suite,
+            "environment": self.environment,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 def environment_specs(
@@ -173,8 +177,10 @@ def run_suites(
     wanted = set(only)
     unknown = wanted - {r.name for r in recipes}
     if unknown:
-        raise DxError(f"--only {', '.join(sorted(unknown))}: no such package (have "
-                      f"{', '.join(r.name for r in recipes)})")
+        raise DxError(
+            f"--only {', '.join(sorted(unknown))}: no such package (have "
+            f"{', '.join(r.name for r in recipes)})"
+        )
     report = UpstreamReport(environment=specs)
     with Site(work, prefix="suites-") as site:
         env = site.root / "env"
@@ -189,8 +195,9 @@ def run_suites(
         progress.begin("upstream test suites", len(chosen))
         logs.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max(1, jobs)) as pool:
-            futures = {pool.submit(_run_one, name, tests[name], env, site, logs): name
-                       for name in chosen}
+            futures = {
+                pool.submit(_run_one, name, tests[name], env, site, logs): name for name in chosen
+            }
             for fut in as_completed(futures):
                 if fut.cancelled():  # not started: an earlier suite failed
                     continue
@@ -210,35 +217,77 @@ def _run_one(name: str, d: Path, env: Path, site: Site, logs: Path) -> SuiteResu
     tmp = site.tmp / name  # each suite its own TMPDIR (pytest's base temp under it)
     tmp.mkdir()
     site.give(tmp)
-    environ = site.env(path=f"{env}/bin:/usr/bin:/bin", TMPDIR=str(tmp),
-                       PYTHONPYCACHEPREFIX=str(site.root / "pycache"))
+    environ = site.env(
+        path=f"{env}/bin:/usr/bin:/bin",
+        TMPDIR=str(tmp),
+        PYTHONPYCACHEPREFIX=str(site.root / "pycache"),
+    )
     log = logs / f"{name}.log"
     junit = tmp / "junit.xml"
-    check = site.run([f"{env}/bin/python", "-P", "-c", f"import {module} as m; print(m.__file__)"],
-                     env=environ, cwd=d)
+    check = site.run(
+        [f"{env}/bin/python", "-P", "-c", f"import {module} as m; print(m.__file__)"],
+        env=environ,
+        cwd=d,
+    )
     where = check.stdout.strip() or check.tail(5)
     if not check.ok or not where.startswith(str(env) + "/"):
         raise DxError(f"{name}: the tests would not import the installed {module} ({where})")
-    ran = site.run([f"{env}/bin/python", "-P", "-m", "pytest", "-c", "pyproject.toml",
-                    "--rootdir", ".", "--confcutdir", ".", "-o", "addopts=", "-p",
-                    "no:cacheprovider", *plugins(d / "pyproject.toml"),
-                    "--import-mode=importlib", "-ra", f"--junitxml={junit}", "tests"],
-                   env=environ, cwd=d, log=log, timeout=3600)
+    ran = site.run(
+        [
+            f"{env}/bin/python",
+            "-P",
+            "-m",
+            "pytest",
+            "-c",
+            "pyproject.toml",
+            "--rootdir",
+            ".",
+            "--confcutdir",
+            ".",
+            "-o",
+            "addopts=",
+            "-p",
+            "no:cacheprovider",
+            *plugins(d / "pyproject.toml"),
+            "--import-mode=importlib",
+            "-ra",
+            f"--junitxml={junit}",
+            "tests",
+        ],
+        env=environ,
+        cwd=d,
+        log=log,
+        timeout=3600,
+    )
     if not junit.is_file():
         raise DxError(f"{name}: pytest exited {ran.returncode} without results; see {log}")
     passed, failed, errors, skipped = _counts(junit)
-    return SuiteResult(name, passed, failed, errors, skipped, round(ran.seconds, 1), str(log),
-                       site.offline)
+    return SuiteResult(
+        name, passed, failed, errors, skipped, round(ran.seconds, 1), str(log), site.offline
+    )
 
 
-def run_project(layout: Layout, *, index_url: str | None = None, only: Iterable[str] = (),
-                progress: Progress = SILENT, jobs: int = 2, stop_on_failure: bool = False
-                ) -> UpstreamReport:
+def run_project(
+    layout: Layout,
+    *,
+    index_url: str | None = None,
+    only: Iterable[str] = (),
+    progress: Progress = SILENT,
+    jobs: int = 2,
+    stop_on_failure: bool = False,
+) -> UpstreamReport:
     """The suites of the project's recipes against its build and seed channels."""
     target = project_target(layout.construct)
     return run_suites(
-        load_recipes(layout.root, target=target), [layout.channel.as_uri(), layout.seed.as_uri()],
-        layout.sources, layout.work / "upstream", layout.logs / "upstream", target,
-        index_url=index_url, only=only, progress=progress, jobs=jobs,
+        load_recipes(layout.root, target=target),
+        [layout.channel.as_uri(), layout.seed.as_uri()],
+        layout.sources,
+        layout.work / "upstream",
+        layout.logs / "upstream",
+        target,
+        index_url=index_url,
+        only=only,
+        progress=progress,
+        jobs=jobs,
         stop_on_failure=stop_on_failure,
     )

@@ -193,8 +193,11 @@ class Ran:
         return self.returncode == 0
 
     def tail(self, lines: int = TAIL_LINES) -> str:
-        text = (self.stderr.strip() + "\n" + self.stdout.strip()).strip() if not self.log \
+        text = (
+            (self.stderr.strip() + "\n" + self.stdout.strip()).strip()
+            if not self.log
             else self.stdout.strip()
+        )
         return "\n".join(text.splitlines()[-lines:])
 
 
@@ -226,15 +229,31 @@ def execute(
                 f.write(" ".join(args) + "\n\n")
                 f.flush()
                 proc = subprocess.run(
-                    args, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True,
-                    timeout=timeout, check=False, input=input,
-                    stdin=None if input is not None else subprocess.DEVNULL)
+                    args,
+                    cwd=cwd,
+                    env=env,
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    timeout=timeout,
+                    check=False,
+                    input=input,
+                    stdin=None if input is not None else subprocess.DEVNULL,
+                )
             text = log.read_text(errors="replace").split("\n\n", 1)[-1]
             ran = Ran(args, proc.returncode, text, "", time.monotonic() - t0, log)
         else:
             proc = subprocess.run(
-                args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-                check=False, input=input, stdin=None if input is not None else subprocess.DEVNULL)
+                args,
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
             ran = Ran(args, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
     except FileNotFoundError:
         raise DxError(f"{label}: {args[0]} is not installed{hint}") from None
@@ -242,14 +261,20 @@ def execute(
         raise DxError(f"{label}: cannot run {args[0]}: {e}{hint}") from None
     except subprocess.TimeoutExpired:
         raise DxError(
-            f"{label}: still running after {timeout:.0f} s, stopped{where}{hint}") from None
+            f"{label}: still running after {timeout:.0f} s, stopped{where}{hint}"
+        ) from None
     if check and not ran.ok:
         raise DxError(f"{label} failed (exit {ran.returncode}){where}:\n{ran.tail()}{hint}")
     return ran
 
 
-def spawn(cmd: Sequence[str | os.PathLike[str]], log: Path, *, cwd: Path | None = None,
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    cmd: Sequence[str | os.PathLike[str]],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in the background (a server), in a session of its own, the command line and
     its whole output in ``log``; stop it with :func:`dxforge.isolate.stop`."""
     args = [str(c) for c in cmd]
@@ -258,8 +283,15 @@ def spawn(cmd: Sequence[str | os.PathLike[str]], log: Path, *, cwd: Path | None 
         f.write((" ".join(args) + "\n\n").encode())
         f.flush()
         try:
-            return subprocess.Popen(args, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            return subprocess.Popen(
+                args,
+                cwd=cwd,
+                env=env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         except OSError as e:
             raise DxError(f"cannot start {args[0]}: {e}") from None
 

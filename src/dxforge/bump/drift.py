@@ -151,13 +151,19 @@ def compute_drift(doc: RecipeDoc, upstream: Mapping[str, str], version: str) -> 
     have = {i.name: i.spec for i in doc.run or [] if i.name is not None}
     beyond = {i.name for i in doc.run or [] if i.name is not None and i.beyond}
     differs = _differs(doc, version)
-    changes = [Change(name, "added", None, spec) if name not in have
-               else Change(name, "changed", have[name], spec)
-               for name, spec in upstream.items()
-               if name not in have or differs(have[name], spec)]
+    changes = [
+        Change(name, "added", None, spec)
+        if name not in have
+        else Change(name, "changed", have[name], spec)
+        for name, spec in upstream.items()
+        if name not in have or differs(have[name], spec)
+    ]
     kept = beyond | ({"python"} if "python" not in upstream else set())
-    changes += [Change(name, "removed", spec, None) for name, spec in have.items()
-                if name not in upstream and name not in kept]
+    changes += [
+        Change(name, "removed", spec, None)
+        for name, spec in have.items()
+        if name not in upstream and name not in kept
+    ]
     order = {"added": 0, "changed": 1, "removed": 2}
     return sorted(changes, key=lambda c: (order[c.kind], c.name))
 
@@ -172,7 +178,11 @@ class RecipeDrift:
 
 
 def recipes_drift(
-    paths: Iterable[Path], sources: Path, target: Target, index: PackageIndex | None = None, *,
+    paths: Iterable[Path],
+    sources: Path,
+    target: Target,
+    index: PackageIndex | None = None,
+    *,
     index_url: str | None = None,
 ) -> dict[str, RecipeDrift]:
     """Each recipe at ``paths`` compared with the Requires-Dist of the sdist it names, read from
@@ -190,7 +200,8 @@ def recipes_drift(
         metas[doc.name] = meta
     upstream = upstream_requirements(metas, target, index, index_url=index_url)
     return {
-        d.name: RecipeDrift(d, upstream[d.name],
-                            compute_drift(d, upstream[d.name].requirements, d.version))
+        d.name: RecipeDrift(
+            d, upstream[d.name], compute_drift(d, upstream[d.name].requirements, d.version)
+        )
         for d in docs
     }

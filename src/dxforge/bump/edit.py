@@ -51,8 +51,9 @@ def _removal_edit(doc: RecipeDoc, t: SourceText, item: RunItem) -> Edit:
     return Edit(t.starts[line], t.line_next(line), "")
 
 
-def _insert(doc: RecipeDoc, t: SourceText, plain: list[RunItem], before: RunItem | None,
-            text: str) -> tuple[int, str]:
+def _insert(
+    doc: RecipeDoc, t: SourceText, plain: list[RunItem], before: RunItem | None, text: str
+) -> tuple[int, str]:
     """Where a new entry ``text`` goes (before ``before``, else after the last entry) and the
     line to insert there, indented and quoted like its neighbour."""
     nl = "\r\n" if "\r\n" in doc.text else "\n"
@@ -80,8 +81,7 @@ def _addition_edits(doc: RecipeDoc, t: SourceText, added: list[Change]) -> list[
     sorted_list = [i.name for i in others] == sorted(i.name or "" for i in others)
     inserts: dict[int, list[str]] = {}
     for c in sorted(added, key=lambda c: c.name):
-        before = next((i for i in others if (i.name or "") > c.name), None) \
-            if sorted_list else None
+        before = next((i for i in others if (i.name or "") > c.name), None) if sorted_list else None
         at, line = _insert(doc, t, plain, before, _item_text(c.name, c.upstream or ""))
         inserts.setdefault(at, []).append(line)
     return [Edit(at, at, "".join(lines)) for at, lines in inserts.items()]
@@ -100,8 +100,14 @@ def drift_edits(doc: RecipeDoc, changes: list[Change], apply_removals: bool) -> 
     return edits + (_addition_edits(doc, t, added) if added else [])
 
 
-def new_recipe_text(doc: RecipeDoc, target: str, sha256: str, drift: list[Change],
-                    drift_incomplete: bool, apply_deps: bool) -> str:
+def new_recipe_text(
+    doc: RecipeDoc,
+    target: str,
+    sha256: str,
+    drift: list[Change],
+    drift_incomplete: bool,
+    apply_deps: bool,
+) -> str:
     """The recipe ``doc`` moved to ``target`` (its sdist's ``sha256``; with ``apply_deps``, its
     run list following ``drift``); checked by reading it back."""
     edits = []

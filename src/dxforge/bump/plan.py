@@ -307,12 +307,16 @@ def _fetch_package(
 
 
 def _add_drift(
-    packages: list[PackageResult], index: PackageIndex, target: str, root: Path,
+    packages: list[PackageResult],
+    index: PackageIndex,
+    target: str,
+    root: Path,
     progress: Progress,
 ) -> None:
     metas = {p.doc.name: p.metadata for p in packages if p.metadata is not None}
-    upstream = upstream_requirements(metas, project_target(root / "construct.yaml"), index,
-                                     progress=progress)
+    upstream = upstream_requirements(
+        metas, project_target(root / "construct.yaml"), index, progress=progress
+    )
     for p in packages:
         where = _rel(p.doc.path, root)
         up = upstream[p.doc.name]
@@ -356,8 +360,10 @@ def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
         newest_common=str(newest_common) if newest_common else None,
     )
     if target_v < cur_v and opts.version:
-        raise DxError(f"--version {opts.version} is older than the recipes' {current}: dxforge "
-                      "bump does not downgrade; give a newer version, or edit the recipes")
+        raise DxError(
+            f"--version {opts.version} is older than the recipes' {current}: dxforge "
+            "bump does not downgrade; give a newer version, or edit the recipes"
+        )
     if target_v <= cur_v:
         result.notes += _current_state_notes(docs, sdists, current, root)
         result.packages = [PackageResult(d) for d in docs]
@@ -390,8 +396,9 @@ def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
     _add_drift(result.packages, index, target, root, progress)
     for p in result.packages:
         assert p.new_sha256 is not None
-        p.new_text = new_recipe_text(p.doc, target, p.new_sha256, p.drift,
-                                     bool(p.drift_incomplete), opts.apply_deps)
+        p.new_text = new_recipe_text(
+            p.doc, target, p.new_sha256, p.drift, bool(p.drift_incomplete), opts.apply_deps
+        )
         if opts.apply_deps and p.drift_incomplete:
             kept = [c.name for c in p.drift if c.kind == "removed"]
             if kept:

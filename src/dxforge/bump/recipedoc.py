@@ -33,6 +33,7 @@ class RunItem:
 
 BEYOND = "# beyond Requires-Dist"
 
+
 @dataclass
 class RecipeDoc:
     """The fields of a recipe that a bump reads or edits, with their places in the text."""
@@ -153,8 +154,9 @@ def _build_number(t: SourceText, data: Any, context: Any) -> tuple[int, str, Spa
     try:
         return int(str(raw)), key, span
     except ValueError:
-        raise DxError(f"{t.path}: key {key}: {raw!r} is not a build number; write a number") \
-            from None
+        raise DxError(
+            f"{t.path}: key {key}: {raw!r} is not a build number; write a number"
+        ) from None
 
 
 def _run_item(t: SourceText, node: Any, i: int, flow: bool) -> RunItem:

@@ -72,8 +72,6 @@ def _plain(spec: str | None) -> str:
     return "-" if spec is None else (spec or "(any)")
 
 
-
-
 def verdict(result: BumpResult) -> str:
     """The outcome in one line."""
     if not result.update:
@@ -87,9 +85,8 @@ def verdict(result: BumpResult) -> str:
         "update-available": f"update available: {result.current} -> {result.target}",
         "would-update": f"dry run: {len(result.packages)} recipes would move to {result.target}",
         "updated": f"updated {sum(p.name == 'recipe.yaml' for p in result.written)} recipes"
-                   + (" and construct.yaml" if any(p.name == "construct.yaml"
-                                                  for p in result.written) else "")
-                   + f" to {result.target}",
+        + (" and construct.yaml" if any(p.name == "construct.yaml" for p in result.written) else "")
+        + f" to {result.target}",
     }[result.status]
     if drift_rows(result) and result.status != "update-available":
         text += "; drift " + (

@@ -113,8 +113,10 @@ def _decoder(layout: Layout, progress: Progress) -> Path:
     try:
         return tool(layout.cache, "zstd-decoder", progress)
     except DxError as e:
-        raise DxError(f"the zstd payload needs the installer's own decoder, which could not be "
-                      f"had: {e}\nbuild with --compression gzip instead") from None
+        raise DxError(
+            f"the zstd payload needs the installer's own decoder, which could not be "
+            f"had: {e}\nbuild with --compression gzip instead"
+        ) from None
 
 
 def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> InstallerResult:
@@ -138,8 +140,11 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
         solved = solve(spec, channels, progress)
         key = fingerprint(construct, spec, files, channels, solved[1], decoder, opts)
         entry = layout.cache / "installers" / key[:24]
-        cached = None if opts.force else _from_cache(entry, key, spec, out, solved[1], channels,
-                                                     progress)
+        cached = (
+            None
+            if opts.force
+            else _from_cache(entry, key, spec, out, solved[1], channels, progress)
+        )
         if cached is not None:
             cached.seconds = time.monotonic() - t0
             return cached
@@ -155,8 +160,10 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
             frames=layout.cache / "payload-frames",
         )
         if payload.frames_reused:
-            progress.step(f"payload: {payload.frames_reused} zstd frames reused from the user "
-                          f"cache, {payload.frames_made} compressed")
+            progress.step(
+                f"payload: {payload.frames_reused} zstd frames reused from the user "
+                f"cache, {payload.frames_made} compressed"
+            )
         pack_s = time.monotonic() - t_pack
         outputs = write_installer(spec, st, payload, out, files / "header.sh", decoder)
         payload.path.unlink()
@@ -183,8 +190,7 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
             staging_prefix=str(st.prefix),
             max_prefix_len=len(st.recorded) if st.has_binary else None,
             relocated_files={
-                m: sum(1 for e in st.manifest if e.mode == m)
-                for m in ("text", "binary", "symlink")
+                m: sum(1 for e in st.manifest if e.mode == m) for m in ("text", "binary", "symlink")
             },
             smoke_tests=st.smoke,
             glibc_floor=st.glibc,
@@ -211,8 +217,15 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def fingerprint(construct: Path, spec: ConstructSpec, files: Path, channels: list[str],
-                packages: list[Package], decoder: Decoder, opts: InstallerOptions) -> str:
+def fingerprint(
+    construct: Path,
+    spec: ConstructSpec,
+    files: Path,
+    channels: list[str],
+    packages: list[Package],
+    decoder: Decoder,
+    opts: InstallerOptions,
+) -> str:
     """What the installer's bytes depend on (never where the project or channels lie)."""
     named = [f for f in (spec.post_install, spec.license_file) if f is not None]
     data = {
@@ -243,9 +256,15 @@ def _to_cache(entry: Path, result: InstallerResult) -> None:
     Store(entry.parent, RESULT).put(entry.name, fill, key=result.fingerprint)
 
 
-def _from_cache(entry: Path, entry_key: str, spec: ConstructSpec, out: Path,
-                packages: list[Package], channels: list[str],
-                progress: Progress) -> InstallerResult | None:
+def _from_cache(
+    entry: Path,
+    entry_key: str,
+    spec: ConstructSpec,
+    out: Path,
+    packages: list[Package],
+    channels: list[str],
+    progress: Progress,
+) -> InstallerResult | None:
     """The installer of this fingerprint copied from the user cache into ``out`` with its
     companions written for this project, or None (not there, or its sha256 does not hold)."""
     found = Store(entry.parent, RESULT).get(entry.name, key=entry_key)
@@ -267,11 +286,25 @@ def _from_cache(entry: Path, entry_key: str, spec: ConstructSpec, out: Path,
     os.replace(tmp, dest)
     outputs = write_companions(dest, data["sha256"], packages)
     kept = {f.name for f in fields(InstallerResult)} - {
-        "installer", "sha256_file", "lockfile", "package_list", "channels", "packages",
-        "staging_prefix", "status", "seconds"}
+        "installer",
+        "sha256_file",
+        "lockfile",
+        "package_list",
+        "channels",
+        "packages",
+        "staging_prefix",
+        "status",
+        "seconds",
+    }
     return InstallerResult(
         **{k: data[k] for k in kept},
-        installer=dest, sha256_file=outputs.sha256_file, lockfile=outputs.lockfile,
-        package_list=outputs.package_list, channels=channels, packages=packages,
-        staging_prefix=str(staging_prefix(out, spec.name)), status="cached", seconds=0.0,
+        installer=dest,
+        sha256_file=outputs.sha256_file,
+        lockfile=outputs.lockfile,
+        package_list=outputs.package_list,
+        channels=channels,
+        packages=packages,
+        staging_prefix=str(staging_prefix(out, spec.name)),
+        status="cached",
+        seconds=0.0,
     )

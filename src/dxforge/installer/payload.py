@@ -81,12 +81,16 @@ def _info(root: Path, rel: str, epoch: int) -> tarfile.TarInfo:
 @contextlib.contextmanager
 def _compressor(raw: BinaryIO, compression: str, level: int | None) -> Iterator[BinaryIO]:
     if compression == "gzip":
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw,
-                           compresslevel=level or DEFAULT_LEVEL["gzip"], mtime=0) as f:
+        with gzip.GzipFile(
+            filename="",
+            mode="wb",
+            fileobj=raw,
+            compresslevel=level or DEFAULT_LEVEL["gzip"],
+            mtime=0,
+        ) as f:
             yield f  # type: ignore[misc]
     elif compression == "xz":
-        with lzma.open(raw, "wb",
-                       preset=level if level is not None else DEFAULT_LEVEL["xz"]) as f:
+        with lzma.open(raw, "wb", preset=level if level is not None else DEFAULT_LEVEL["xz"]) as f:
             yield f  # type: ignore[misc]
     else:
         raise DxError(f"unknown compression {compression!r}; use one of {', '.join(COMPRESSIONS)}")
@@ -178,8 +182,13 @@ class Frames:
 
 
 def pack(
-    root: Path, dest: Path, compression: str = "gzip", epoch: int = 0, level: int | None = None,
-    owners: Mapping[str, tuple[str, int]] | None = None, frames: Path | None = None,
+    root: Path,
+    dest: Path,
+    compression: str = "gzip",
+    epoch: int = 0,
+    level: int | None = None,
+    owners: Mapping[str, tuple[str, int]] | None = None,
+    frames: Path | None = None,
 ) -> Payload:
     """Write ``root``'s contents as a compressed tar to ``dest`` (replaced atomically).
 
@@ -197,8 +206,9 @@ def pack(
     framer = Frames(frames, level) if compression == "zstd" else None
     try:
         with open(tmp, "wb") as raw, contextlib.ExitStack() as stack:
-            out: BinaryIO = raw if framer else stack.enter_context(
-                _compressor(raw, compression, level))
+            out: BinaryIO = (
+                raw if framer else stack.enter_context(_compressor(raw, compression, level))
+            )
             tar = tarfile.open(fileobj=sink, mode="w", format=tarfile.GNU_FORMAT)  # type: ignore[arg-type]
             for i, group in enumerate(groups):
                 for rel in group:

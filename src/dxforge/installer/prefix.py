@@ -35,7 +35,7 @@ def public_url(url: str, channels: list[str]) -> str:
     and the channel's directory name, anything else as it is."""
     for c in (c.rstrip("/") for c in channels if c.startswith("file://")):
         if url == c or url.startswith(c + "/"):
-            return f"{LOCAL_CHANNELS}/{c.rsplit('/', 1)[-1]}" + url[len(c):]
+            return f"{LOCAL_CHANNELS}/{c.rsplit('/', 1)[-1]}" + url[len(c) :]
     return url
 
 
@@ -144,26 +144,45 @@ def _clean_env(prefix: Path, home: Path) -> dict[str, str]:
     }
 
 
-def byte_compile(prefix: Path, python_rel: str, recorded: str, mode: str,
-                 files: list[str] | None = None, workers: int = 2) -> list[str]:
+def byte_compile(
+    prefix: Path,
+    python_rel: str,
+    recorded: str,
+    mode: str,
+    files: list[str] | None = None,
+    workers: int = 2,
+) -> list[str]:
     """Compile ``files`` (default: every .py under lib/) with the staged python, isolated,
     recording them under the prefix ``recorded`` (not where they are staged); returns the files
     that did not compile (warnings: some packages ship templates named .py)."""
-    job = {"dirs": [] if files is not None else
-           [str(p) for p in sorted((prefix / "lib").glob("python3*")) if p.is_dir()],
-           "files": files or [], "stripdir": str(prefix), "prependdir": recorded,
-           "mode": ("unchecked-hash" if mode == "imported" else mode).upper().replace("-", "_"),
-           "workers": workers}
+    job = {
+        "dirs": []
+        if files is not None
+        else [str(p) for p in sorted((prefix / "lib").glob("python3*")) if p.is_dir()],
+        "files": files or [],
+        "stripdir": str(prefix),
+        "prependdir": recorded,
+        "mode": ("unchecked-hash" if mode == "imported" else mode).upper().replace("-", "_"),
+        "workers": workers,
+    }
     home = prefix.parent / (prefix.name[:20] + ".home")
     home.mkdir(exist_ok=True)
     try:
-        ran = execute([prefix / python_rel, "-I", "-B", "-c", _COMPILE], input=json.dumps(job),
-                      env=_clean_env(prefix, home), timeout=1800, check=False,
-                      what=f"byte-compiling with {prefix / python_rel}")
+        ran = execute(
+            [prefix / python_rel, "-I", "-B", "-c", _COMPILE],
+            input=json.dumps(job),
+            env=_clean_env(prefix, home),
+            timeout=1800,
+            check=False,
+            what=f"byte-compiling with {prefix / python_rel}",
+        )
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    failures = [line.split("Error compiling", 1)[1].strip(" '.")
-                for line in ran.stdout.splitlines() if "Error compiling" in line]
+    failures = [
+        line.split("Error compiling", 1)[1].strip(" '.")
+        for line in ran.stdout.splitlines()
+        if "Error compiling" in line
+    ]
     if ran.returncode not in (0, 1) or (ran.returncode == 1 and not failures):
         raise DxError(f"byte-compiling with {prefix / python_rel} failed:\n{ran.tail()}")
     return failures
@@ -181,15 +200,18 @@ def imported_sources(record: Path, prefix: Path) -> list[str]:
     return sorted(out)
 
 
-def smoke_test(prefix: Path, python_rel: str, packages: list[Package],
-               record: Path | None = None) -> list[str]:
+def smoke_test(
+    prefix: Path, python_rel: str, packages: list[Package], record: Path | None = None
+) -> list[str]:
     """Run what must work in the staged prefix; returns the commands run. With ``record``,
     the bytecode of what they import is written there (``PYTHONPYCACHEPREFIX``)."""
     names = {p.name for p in packages}
     imports = "sys, json" + (", ssl" if "openssl" in names else "")
     checks: list[tuple[str, list[str]]] = [
-        ("python", [str(prefix / python_rel), "-I", "-B", "-c",
-                    f"import {imports}; print(sys.prefix)"]),
+        (
+            "python",
+            [str(prefix / python_rel), "-I", "-B", "-c", f"import {imports}; print(sys.prefix)"],
+        ),
     ]
     if "git" in names:
         checks.append(("git --version", [str(prefix / "bin/git"), "--version"]))
@@ -221,11 +243,19 @@ def smoke_test(prefix: Path, python_rel: str, packages: list[Package],
     done = []
     try:
         for what, cmd in checks:
-            res = execute(cmd, env=env, cwd=home, timeout=300, check=False,
-                          what=f"smoke test `{what}` in the staged prefix {prefix}")
+            res = execute(
+                cmd,
+                env=env,
+                cwd=home,
+                timeout=300,
+                check=False,
+                what=f"smoke test `{what}` in the staged prefix {prefix}",
+            )
             if not res.ok:
-                raise DxError(f"smoke test `{what}` in the staged prefix {prefix} failed "
-                              f"(exit {res.returncode}):\n{res.tail()}")
+                raise DxError(
+                    f"smoke test `{what}` in the staged prefix {prefix} failed "
+                    f"(exit {res.returncode}):\n{res.tail()}"
+                )
             if what == "python" and res.stdout.strip() != str(prefix):
                 raise DxError(
                     f"the staged python reports sys.prefix {res.stdout.strip()}, not {prefix}"
@@ -278,6 +308,7 @@ def scan_manifest(prefix: Path, holds: str) -> tuple[list[ManifestEntry], int]:
             if mode:
                 entries.append(ManifestEntry(rel, mode, owners.get(rel, "")))
     for d in ("conda-meta", DXFORGE_DIR):
-        total += sum(p.stat().st_size for p in (prefix / d).rglob("*")
-                     if p.is_file() and not p.is_symlink())
+        total += sum(
+            p.stat().st_size for p in (prefix / d).rglob("*") if p.is_file() and not p.is_symlink()
+        )
     return entries, total

@@ -71,7 +71,11 @@ NO_DECODER = Decoder(b"", "", "")
 
 
 def render_header(
-    template: str, spec: ConstructSpec, stage: Stage, payload: Payload, filename: str,
+    template: str,
+    spec: ConstructSpec,
+    stage: Stage,
+    payload: Payload,
+    filename: str,
     decoder: Decoder = NO_DECODER,
 ) -> bytes:
     """The header with every @@FIELD@@ filled, HEADER_SIZE being its own byte length."""
@@ -105,7 +109,8 @@ def render_header(
         "LICENSE_PROMPT": _license_prompt(spec),
     }
     unknown = (
-        set(re.findall(r"@@([A-Z_0-9]+)@@", template)) - set(fields)
+        set(re.findall(r"@@([A-Z_0-9]+)@@", template))
+        - set(fields)
         - {"HEADER_SIZE", "TOTAL_SIZE", "CHECK_CKSUM"}
     )
     if unknown:
@@ -115,8 +120,9 @@ def render_header(
         text = text.replace(f"@@{k}@@", v)
     lines = text.split("\n", 3)
     if lines[0] != "#!/bin/sh" or lines[1] != f"# {UNSEALED}":
-        raise DxError("dxforge/installer/files/header.sh must start with `#!/bin/sh` and "
-                      "`# @@SELF_SHA256@@`")
+        raise DxError(
+            "dxforge/installer/files/header.sh must start with `#!/bin/sh` and `# @@SELF_SHA256@@`"
+        )
     text = text.replace("@@CHECK_CKSUM@@", posix_cksum(lines[2].encode() + b"\n"))
     size = 0
     while True:
@@ -136,7 +142,7 @@ UNSEALED = "0" * 64
 
 def _without_line2(header: bytes) -> bytes:
     one = header.index(b"\n") + 1
-    return header[:one] + header[header.index(b"\n", one) + 1:]
+    return header[:one] + header[header.index(b"\n", one) + 1 :]
 
 
 def self_sha256(header: bytes, rest: Iterable[bytes] = ()) -> str:
@@ -152,8 +158,8 @@ def seal(header: bytes, digest: str) -> bytes:
     """``header`` with ``digest`` in its line 2 (same length: HEADER_SIZE holds)."""
     one = header.index(b"\n") + 1
     line2 = f"# {digest}\n".encode()
-    assert len(digest) == 64 and header[one:one + len(line2)] == f"# {UNSEALED}\n".encode()
-    return header[:one] + line2 + header[one + len(line2):]
+    assert len(digest) == 64 and header[one : one + len(line2)] == f"# {UNSEALED}\n".encode()
+    return header[:one] + line2 + header[one + len(line2) :]
 
 
 def verify(data: bytes) -> bool:
@@ -210,7 +216,11 @@ def package_list_text(packages: list[Package]) -> str:
 
 
 def write_installer(
-    spec: ConstructSpec, stage: Stage, payload: Payload, out: Path, template: Path,
+    spec: ConstructSpec,
+    stage: Stage,
+    payload: Payload,
+    out: Path,
+    template: Path,
     decoder: Decoder = NO_DECODER,
 ) -> Outputs:
     """Write the installer (header, decoder stage, payload) and its companions into ``out``,
@@ -219,8 +229,9 @@ def write_installer(
         raise DxError("a zstd payload needs the decoder stage, and only a zstd payload has one")
     filename = spec.installer_filename
     dest = out / filename
-    header = render_header(template.read_text(encoding="utf-8"), spec, stage, payload, filename,
-                           decoder)
+    header = render_header(
+        template.read_text(encoding="utf-8"), spec, stage, payload, filename, decoder
+    )
     tmp = dest.with_name(f".{filename}.tmp")
 
     def payload_blocks() -> Iterable[bytes]:

@@ -152,8 +152,16 @@ def _relocate(prefix: Path, python_rel: str, new: str) -> None:
     """Move what the staged prefix records to ``new`` with the installer's own relocator, run
     by the staged python as the installer runs it."""
     run(
-        [prefix / python_rel, "-I", "-B", prefix / DXFORGE_DIR / "relocate.py", "--root", prefix,
-         "--prefix", new],
+        [
+            prefix / python_rel,
+            "-I",
+            "-B",
+            prefix / DXFORGE_DIR / "relocate.py",
+            "--root",
+            prefix,
+            "--prefix",
+            new,
+        ],
         what=f"moving the staged prefix's records to {new}",
         env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
     )
@@ -162,13 +170,25 @@ def _relocate(prefix: Path, python_rel: str, new: str) -> None:
 def _compile_install_step(prefix: Path, python_rel: str) -> None:
     """The install step's byte code, made by the staged python (unchecked-hash, named by its
     place in the prefix): the installer then compiles nothing of its own."""
-    code = ("import os, py_compile, sys\n"
-            "for f in sys.argv[1:]:\n"
-            "    py_compile.compile(f, dfile='.dxforge/' + os.path.basename(f), doraise=True,\n"
-            "        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n")
-    run([prefix / python_rel, "-I", "-B", "-c", code, prefix / DXFORGE_DIR / "install.py",
-         prefix / DXFORGE_DIR / "relocate.py"], what="compiling the install step",
-        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"})
+    code = (
+        "import os, py_compile, sys\n"
+        "for f in sys.argv[1:]:\n"
+        "    py_compile.compile(f, dfile='.dxforge/' + os.path.basename(f), doraise=True,\n"
+        "        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)\n"
+    )
+    run(
+        [
+            prefix / python_rel,
+            "-I",
+            "-B",
+            "-c",
+            code,
+            prefix / DXFORGE_DIR / "install.py",
+            prefix / DXFORGE_DIR / "relocate.py",
+        ],
+        what="compiling the install step",
+        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
+    )
 
 
 def _epoch(packages: list[Package]) -> tuple[int, bool]:
@@ -180,8 +200,9 @@ def _epoch(packages: list[Package]) -> tuple[int, bool]:
     return max((p.timestamp for p in packages), default=0) or DEFAULT_EPOCH, False
 
 
-def solve(spec: ConstructSpec, channels: list[str], progress: Progress = SILENT
-          ) -> tuple[list[Any], list[Package]]:
+def solve(
+    spec: ConstructSpec, channels: list[str], progress: Progress = SILENT
+) -> tuple[list[Any], list[Package]]:
     """construct.yaml's specs solved for linux-64, less ``exclude``: the records and their
     packages (by name)."""
     if spec.duplicates:
@@ -324,13 +345,14 @@ def check_duplicates(prefix: Path, spec: ConstructSpec) -> None:
     clashes = {rel: names for rel, names in owners.items() if len(names) > 1}
     if clashes:
         shown = "\n".join(f"  {rel}: {', '.join(names)}" for rel, names in sorted(clashes.items()))
-        raise DxError(f"{spec.where('ignore_duplicate_files')}: `ignore_duplicate_files: false`, "
-                      f"and {len(clashes)} files belong to more than one package:\n{shown}\n"
-                      "drop one of the packages from the specs, or set it to true")
+        raise DxError(
+            f"{spec.where('ignore_duplicate_files')}: `ignore_duplicate_files: false`, "
+            f"and {len(clashes)} files belong to more than one package:\n{shown}\n"
+            "drop one of the packages from the specs, or set it to true"
+        )
 
 
-def keep_packages(pkgs: Path, packages: list[Package], transmute: str,
-                  channels: list[str]) -> None:
+def keep_packages(pkgs: Path, packages: list[Package], transmute: str, channels: list[str]) -> None:
     """``keep_pkgs``: the solved package files in ``pkgs/`` with conda's ``urls.txt``; with
     ``transmute_file_type: .conda``, .tar.bz2 files become .conda."""
     import conda_package_handling.api as cph
@@ -374,7 +396,11 @@ def check_elf(prefix: Path, spec: ConstructSpec) -> tuple[Floor, int]:
 
 
 def _write_manifest(
-    meta: Path, spec: ConstructSpec, prefix: str, python_rel: str, entries: list[ManifestEntry],
+    meta: Path,
+    spec: ConstructSpec,
+    prefix: str,
+    python_rel: str,
+    entries: list[ManifestEntry],
     pyc: str,
 ) -> None:
     manifest = {

@@ -99,8 +99,11 @@ class Apt:
         suites = [(archive, self.release), (archive, f"{self.release}-updates")]
         if self.mirror.security:
             suites.append((self.mirror.security, f"{self.release}-security"))
-        return [f"{kind} {signed} {uri} {suite} main"
-                for uri, suite in suites for kind in ("deb", "deb-src")]
+        return [
+            f"{kind} {signed} {uri} {suite} main"
+            for uri, suite in suites
+            for kind in ("deb", "deb-src")
+        ]
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "APT_CONFIG": str(self.conf), "DEBIAN_FRONTEND": "noninteractive"}
@@ -113,30 +116,46 @@ class Apt:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         sources = "\n".join(self.lines()) + "\n"
         atomic_write_text(self.dir / "sources.list", sources)
-        atomic_write_text(self.conf, "".join(f'{k} "{v}";\n' for k, v in (
-            ("Dir::Etc::SourceList", self.dir / "sources.list"),
-            ("Dir::Etc::SourceParts", "/dev/null"),
-            ("Dir::Etc::Preferences", "/dev/null"),
-            ("Dir::Etc::PreferencesParts", "/dev/null"),
-            ("Dir::State::Lists", self.dir / "lists"),
-            ("Dir::State::status", "/dev/null"),
-            ("Dir::Cache", self.dir / "cache"),
-            ("APT::Sandbox::User", "root"),
-        )))
+        atomic_write_text(
+            self.conf,
+            "".join(
+                f'{k} "{v}";\n'
+                for k, v in (
+                    ("Dir::Etc::SourceList", self.dir / "sources.list"),
+                    ("Dir::Etc::SourceParts", "/dev/null"),
+                    ("Dir::Etc::Preferences", "/dev/null"),
+                    ("Dir::Etc::PreferencesParts", "/dev/null"),
+                    ("Dir::State::Lists", self.dir / "lists"),
+                    ("Dir::State::status", "/dev/null"),
+                    ("Dir::Cache", self.dir / "cache"),
+                    ("APT::Sandbox::User", "root"),
+                )
+            ),
+        )
         stamp = self.dir / "updated"
         fresh = stamp.is_file() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE
         if fresh and not force and stamp.read_text() == sources:
             return
-        run(["apt-get", "update", "-q"], env=self.env(), what=f"apt-get update ({self.release})",
-            fix="check the network and apt's sources", timeout=900)
+        run(
+            ["apt-get", "update", "-q"],
+            env=self.env(),
+            what=f"apt-get update ({self.release})",
+            fix="check the network and apt's sources",
+            timeout=900,
+        )
         atomic_write_text(stamp, sources)
 
     def source_uris(self, package: str, version: str) -> list[tuple[str, str, str]]:
         """``(url, file name, sha256)`` of each file of a source package."""
-        text = run(["apt-get", "source", "--print-uris", "-qq", f"{package}={version}"],
-                   env=self.env(), what=f"apt-get source --print-uris {package}={version}")
-        return [(u, f, h) for u, f, h in
-                re.findall(r"^'([^']+)' (\S+) \d+ SHA256:([0-9a-f]{64})", text, re.M)]
+        text = run(
+            ["apt-get", "source", "--print-uris", "-qq", f"{package}={version}"],
+            env=self.env(),
+            what=f"apt-get source --print-uris {package}={version}",
+        )
+        return [
+            (u, f, h)
+            for u, f, h in re.findall(r"^'([^']+)' (\S+) \d+ SHA256:([0-9a-f]{64})", text, re.M)
+        ]
 
     def source_version(self, package: str) -> str:
         """The newest version of a source package whose files the mirror serves (a mirror may
@@ -160,15 +179,22 @@ class Apt:
     def _served_version(self, package: str) -> str:
         import requests
 
-        text = run(["apt-cache", "showsrc", "--only-source", package], env=self.env(),
-                   what=f"apt-cache showsrc {package} ({self.release})")
-        versions = sorted(set(re.findall(r"^Version: (\S+)$", text, re.M)),
-                          key=functools.cmp_to_key(debian_compare), reverse=True)
+        text = run(
+            ["apt-cache", "showsrc", "--only-source", package],
+            env=self.env(),
+            what=f"apt-cache showsrc {package} ({self.release})",
+        )
+        versions = sorted(
+            set(re.findall(r"^Version: (\S+)$", text, re.M)),
+            key=functools.cmp_to_key(debian_compare),
+            reverse=True,
+        )
         for version in versions:
             uris = self.source_uris(package, version)
             try:
-                if uris and all(requests.head(u, timeout=30, allow_redirects=True).ok
-                                for u, _f, _h in uris):
+                if uris and all(
+                    requests.head(u, timeout=30, allow_redirects=True).ok for u, _f, _h in uris
+                ):
                     return version
             except requests.RequestException as e:
                 raise DxError(f"{package}: cannot reach the Debian mirror ({e})") from None
@@ -181,16 +207,24 @@ class Apt:
         """Download the source package files (``.dsc``, tarballs) into ``dest``, each verified by
         apt against the signed indexes; returns them."""
         dest.mkdir(parents=True, exist_ok=True)
-        run(["apt-get", "source", "--download-only", "-q", f"{package}={version}"],
-            env=self.env(), cwd=dest, what=f"apt-get source {package}={version} ({self.release})",
-            fix="the mirror may lack this source package", timeout=1800)
+        run(
+            ["apt-get", "source", "--download-only", "-q", f"{package}={version}"],
+            env=self.env(),
+            cwd=dest,
+            what=f"apt-get source {package}={version} ({self.release})",
+            fix="the mirror may lack this source package",
+            timeout=1800,
+        )
         return sorted(p for p in dest.iterdir() if p.is_file())
 
     def binary(self, package: str, dest: Path) -> tuple[Path, str]:
         """The newest .deb of a binary package of the release, downloaded under ``dest`` (apt
         checks it against the signed indexes; kept by package and version), and its version."""
-        text = run(["apt-cache", "show", "--no-all-versions", package], env=self.env(),
-                   what=f"apt-cache show {package} ({self.release})")
+        text = run(
+            ["apt-cache", "show", "--no-all-versions", package],
+            env=self.env(),
+            what=f"apt-cache show {package} ({self.release})",
+        )
         version = re.search(r"^Version: (\S+)$", text, re.M)
         if version is None:
             raise DxError(f"{package}: Debian {self.release} has no such binary package")
@@ -198,10 +232,14 @@ class Apt:
         dest.mkdir(parents=True, exist_ok=True)
         found = sorted(dest.glob(f"{package}_*.deb"))
         if not found:
-            run(["apt-get", "download", "-q", f"{package}={version[1]}"], env=self.env(),
-                cwd=dest, what=f"apt-get download {package} ({self.release})", timeout=900)
+            run(
+                ["apt-get", "download", "-q", f"{package}={version[1]}"],
+                env=self.env(),
+                cwd=dest,
+                what=f"apt-get download {package} ({self.release})",
+                timeout=900,
+            )
             found = sorted(dest.glob(f"{package}_*.deb"))
         if len(found) != 1:
             raise DxError(f"{dest}: expected one {package} .deb, found {len(found)}")
         return found[0], version[1]
-

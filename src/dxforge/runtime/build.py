@@ -42,9 +42,24 @@ GLIBC_FLOOR = (2, 28)
 BUILD_ROOT = roots.RootSpec(
     BUILD_RELEASE,
     "buildd",
-    ("pkg-config", "zlib1g-dev", "libbz2-dev", "liblzma-dev", "libffi-dev", "libexpat1-dev",
-     "libreadline-dev", "libncurses-dev", "uuid-dev", "libmpdec-dev", "tcl", "autoconf",
-     "automake", "libtool", "bison", "flex"),
+    (
+        "pkg-config",
+        "zlib1g-dev",
+        "libbz2-dev",
+        "liblzma-dev",
+        "libffi-dev",
+        "libexpat1-dev",
+        "libreadline-dev",
+        "libncurses-dev",
+        "uuid-dev",
+        "libmpdec-dev",
+        "tcl",
+        "autoconf",
+        "automake",
+        "libtool",
+        "bison",
+        "flex",
+    ),
 )
 FLOOR_DIR = "/build/floor"
 
@@ -143,13 +158,20 @@ def plan(cache: Path, python: str, only: set[str] | None = None) -> Plan:
     root = BUILD_ROOT.key(apt.mirror)
     fps: dict[str, str] = {}
     for c in comps:
-        fps[c.name] = store.fingerprint({
-            "format": RUNTIME_FORMAT, "placeholder": PLACEHOLDER, "root": root,
-            "floor": GLIBC_FLOOR, "name": c.name, "debian": c.debian, "version": versions[c.name],
-            "pin": c.pin.sha256 if c.pin else None,
-            "script": hashlib.sha256(script_text(c.script).encode()).hexdigest(),
-            "needs": [fps[n] for n in c.needs],
-        })
+        fps[c.name] = store.fingerprint(
+            {
+                "format": RUNTIME_FORMAT,
+                "placeholder": PLACEHOLDER,
+                "root": root,
+                "floor": GLIBC_FLOOR,
+                "name": c.name,
+                "debian": c.debian,
+                "version": versions[c.name],
+                "pin": c.pin.sha256 if c.pin else None,
+                "script": hashlib.sha256(script_text(c.script).encode()).hexdigest(),
+                "needs": [fps[n] for n in c.needs],
+            }
+        )
     return Plan(python, comps, versions, fps, None)
 
 
@@ -253,25 +275,41 @@ class _Builder:
         self.progress.step(f"fetching {c.name} {version} ({c.source})")
         self._sources(c, home / "src")
         (home / c.script).write_text(script_text(c.script))
-        self.progress.step(f"building {c.name} {version} in Debian {BUILD_RELEASE} for glibc "
-                           f"{self.floor.text} (log: {log})")
+        self.progress.step(
+            f"building {c.name} {version} in Debian {BUILD_RELEASE} for glibc "
+            f"{self.floor.text} (log: {log})"
+        )
         t0 = time.monotonic()
         cc = f"-include {FLOOR_DIR}/glibc-floor.h"
         roots.run_in(
-            root, ["sh", "-eu", f"/build/{c.name}/{c.script}"], what=f"building {c.name}",
-            log=log, timeout=7200, binds={PLACEHOLDER: stage},
-            env={"PH": PLACEHOLDER, "JOBS": str(self.jobs), "SRC": f"/build/{c.name}/src",
-                 "WORK": f"/build/{c.name}/work", "HOME": f"/build/{c.name}",
-                 "CC": f"gcc {cc}", "CXX": f"g++ {cc}", "CONFIG_SITE": f"{FLOOR_DIR}/config.site",
-                 "VERSION": version},
+            root,
+            ["sh", "-eu", f"/build/{c.name}/{c.script}"],
+            what=f"building {c.name}",
+            log=log,
+            timeout=7200,
+            binds={PLACEHOLDER: stage},
+            env={
+                "PH": PLACEHOLDER,
+                "JOBS": str(self.jobs),
+                "SRC": f"/build/{c.name}/src",
+                "WORK": f"/build/{c.name}/work",
+                "HOME": f"/build/{c.name}",
+                "CC": f"gcc {cc}",
+                "CXX": f"g++ {cc}",
+                "CONFIG_SITE": f"{FLOOR_DIR}/config.site",
+                "VERSION": version,
+            },
         )
         seconds = round(time.monotonic() - t0, 1)
         for rel, (size, mtime) in inherited.items():
             p = stage / rel
-            if size >= 0 and (not p.is_file() or (p.stat().st_size, p.stat().st_mtime_ns)
-                              != (size, mtime)):
-                raise DxError(f"building {c.name} changed {rel}, a file of a component it needs; "
-                              f"its script must not install over it (log: {log})")
+            if size >= 0 and (
+                not p.is_file() or (p.stat().st_size, p.stat().st_mtime_ns) != (size, mtime)
+            ):
+                raise DxError(
+                    f"building {c.name} changed {rel}, a file of a component it needs; "
+                    f"its script must not install over it (log: {log})"
+                )
         own = [rel for rel in _files(stage) if rel not in inherited]
 
         def fill(tmp: Path) -> dict[str, object]:
@@ -286,8 +324,14 @@ class _Builder:
             files = _files(tree)
             if not files:
                 raise DxError(f"building {c.name} installed nothing; see {log}")
-            return {"name": c.name, "fingerprint": fp, "version": version, "files": files,
-                    "seconds": seconds, "floor": self.floor.text}
+            return {
+                "name": c.name,
+                "fingerprint": fp,
+                "version": version,
+                "files": files,
+                "seconds": seconds,
+                "floor": self.floor.text,
+            }
 
         entry = self.store.put(self.entry(c), fill)
         return Built(c, entry.path, fp, version, entry.meta["files"], seconds)
@@ -297,8 +341,9 @@ class _Builder:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
-def _finalize(c: Component, tree: Path, files: list[str], log: Path,
-              floor: floors.FloorPlan) -> None:
+def _finalize(
+    c: Component, tree: Path, files: list[str], log: Path, floor: floors.FloorPlan
+) -> None:
     """No static libraries, no debug information, ``$ORIGIN``-relative RUNPATHs, and nothing
     that needs a C library newer than the floor."""
     for rel in files:
@@ -308,8 +353,10 @@ def _finalize(c: Component, tree: Path, files: list[str], log: Path,
     strip(tree)
     if not c.tool:
         fix_runpaths(tree, tree / "lib")
-    over = {info.path.relative_to(tree).as_posix(): above_floor(info.path, floor.floor)
-            for info in walk_elf(tree)}
+    over = {
+        info.path.relative_to(tree).as_posix(): above_floor(info.path, floor.floor)
+        for info in walk_elf(tree)
+    }
     over = {k: v for k, v in over.items() if v}
     if over:
         shown = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(over.items()))
@@ -333,8 +380,14 @@ def _merge(parts: dict[str, Built], dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def build_runtime(cache: Path, python: str, progress: Progress = SILENT, jobs: int = 2,
-                  parallel: int = 2, only: set[str] | None = None) -> RuntimeBuild:
+def build_runtime(
+    cache: Path,
+    python: str,
+    progress: Progress = SILENT,
+    jobs: int = 2,
+    parallel: int = 2,
+    only: set[str] | None = None,
+) -> RuntimeBuild:
     """The runtime for CPython ``python``: every component (or those ``only`` names, with what
     they need) from the cache, or built (up to ``parallel`` at a time, each with ``jobs`` make
     jobs)."""
@@ -362,15 +415,23 @@ def build_runtime(cache: Path, python: str, progress: Progress = SILENT, jobs: i
     return RuntimeBuild(out, p.fingerprint, python, parts)
 
 
-def _schedule(todo: dict[str, Component], parts: dict[str, Built], builder: _Builder,
-              progress: Progress, parallel: int) -> None:
+def _schedule(
+    todo: dict[str, Component],
+    parts: dict[str, Built],
+    builder: _Builder,
+    progress: Progress,
+    parallel: int,
+) -> None:
     """Build ``todo`` in dependency order, each component once those it needs are built (up to
     ``parallel`` at a time); the first failure stops the rest and is raised."""
-    unknown = sorted(c.name for c in todo.values()
-                     if any(n not in todo and n not in parts for n in c.needs))
+    unknown = sorted(
+        c.name for c in todo.values() if any(n not in todo and n not in parts for n in c.needs)
+    )
     if unknown:
-        raise DxError(f"runtime components {', '.join(unknown)} need components that "
-                      "are not in the runtime; fix `needs` in runtime/components.py")
+        raise DxError(
+            f"runtime components {', '.join(unknown)} need components that "
+            "are not in the runtime; fix `needs` in runtime/components.py"
+        )
 
     def report(event: schedule.Event) -> None:
         if event.kind == "start":
@@ -383,7 +444,8 @@ def _schedule(todo: dict[str, Component], parts: dict[str, Built], builder: _Bui
     schedule.run(
         {c.name: [n for n in c.needs if n in todo] for c in todo.values()},
         lambda name: builder.build(todo[name], _closure(todo[name], parts)),
-        jobs=parallel, report=report,
+        jobs=parallel,
+        report=report,
     ).raise_first()
 
 

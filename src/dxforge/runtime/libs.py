@@ -68,8 +68,10 @@ class DpkgDatabase:
             raise DxError(f"{root}: not a Debian root (no var/lib/dpkg/status)")
 
     def _query(self, *args: str) -> str:
-        return run(["dpkg-query", f"--admindir={self.admindir}", *args],
-                   what=f"dpkg-query {' '.join(args)} in {self.root}")
+        return run(
+            ["dpkg-query", f"--admindir={self.admindir}", *args],
+            what=f"dpkg-query {' '.join(args)} in {self.root}",
+        )
 
     def owner(self, path: str) -> str:
         """The binary package that ships ``path`` (absolute inside the root)."""
@@ -142,8 +144,9 @@ def closure(root: Path, needed: Iterable[str], provided: Iterable[str]) -> dict[
             if not os.path.lexists(root / f.lstrip("/")):
                 continue
             lib.files.append(f)
-            info = read_elf(root / f.lstrip("/")) if not (root / f.lstrip("/")).is_symlink() \
-                else None
+            info = (
+                read_elf(root / f.lstrip("/")) if not (root / f.lstrip("/")).is_symlink() else None
+            )
             if info is not None:
                 lib.sonames.add(info.soname or Path(f).name)
                 todo += [n for n in info.needed if n not in done and not in_glibc(n)]

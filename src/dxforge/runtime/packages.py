@@ -118,8 +118,9 @@ def stage_component(built: Built, dest: Path) -> None:
         (dest / "bin/python").symlink_to(minor)
         site = next(dest.glob("lib/python3.*")) / "site-packages"
         site.mkdir(exist_ok=True)
-        (site / "README.txt").write_text("This directory exists so that 3rd party packages "
-                                         "can be installed here.\n")
+        (site / "README.txt").write_text(
+            "This directory exists so that 3rd party packages can be installed here.\n"
+        )
 
 
 def _extra_depends(name: str, target: Target) -> list[str]:
@@ -165,11 +166,16 @@ def python_abi_package(short: str, work: Path, out: Path) -> Path:
     empty.mkdir(parents=True, exist_ok=True)
     return assemble(
         PackageSpec(
-            name="python_abi", version=short, build=f"5_{abi}", subdir="linux-64",
-            constrains=[f"python {short}.* *_cpython"], license="BSD-3-Clause",
+            name="python_abi",
+            version=short,
+            build=f"5_{abi}",
+            subdir="linux-64",
+            constrains=[f"python {short}.* *_cpython"],
+            license="BSD-3-Clause",
             summary="Metapackage to select the Python ABI",
         ),
-        empty, out,
+        empty,
+        out,
     )
 
 
@@ -217,20 +223,26 @@ def certificates_package(tree: Path, version: str, work: Path, out: Path) -> Pat
     (root / "ssl/cert.pem").symlink_to("cacert.pem")
     return assemble(
         PackageSpec(
-            name="ca-certificates", version=conda_version(version),
-            build=f"h{_digest(PACKAGING_FORMAT, version, len(certs))}_0", subdir="linux-64",
+            name="ca-certificates",
+            version=conda_version(version),
+            build=f"h{_digest(PACKAGING_FORMAT, version, len(certs))}_0",
+            subdir="linux-64",
             license="MPL-2.0",
             summary=f"Mozilla's CA certificates ({len(certs)}), from Debian's ca-certificates "
             f"{version}",
         ),
-        root, out,
+        root,
+        out,
     )
 
 
 def component_sonames(rt: RuntimeBuild) -> dict[str, set[str]]:
     """What each package component's shared libraries provide."""
-    return {name: {Path(r).name for r in b.files if r.startswith("lib/") and ".so" in r}
-            for name, b in rt.parts.items() if not b.component.tool}
+    return {
+        name: {Path(r).name for r in b.files if r.startswith("lib/") and ".so" in r}
+        for name, b in rt.parts.items()
+        if not b.component.tool
+    }
 
 
 def component_needs(rt: RuntimeBuild) -> set[str]:

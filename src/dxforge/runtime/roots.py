@@ -40,8 +40,14 @@ class RootSpec:
     updates: bool = True
 
     def key(self, repo: Mirror) -> str:
-        data: list[object] = [ROOT_FORMAT, self.release, self.variant, sorted(self.include),
-                              repo.archive, repo.security]
+        data: list[object] = [
+            ROOT_FORMAT,
+            self.release,
+            self.variant,
+            sorted(self.include),
+            repo.archive,
+            repo.security,
+        ]
         if self.arch or not self.updates:  # the host's full roots keep their keys
             data += [self.arch, self.updates]
         return fingerprint(data)[:16]
@@ -68,8 +74,10 @@ class RootSpec:
                 cmd.append("--skip=check/qemu")
         if self.variant == "extract":
             cmd.append("--include=?essential")
-            cmd += [f"--extract-hook=cp \"$1/usr/share/base-passwd/{f}.master\" \"$1/etc/{f}\""
-                    for f in ("passwd", "group")]
+            cmd += [
+                f'--extract-hook=cp "$1/usr/share/base-passwd/{f}.master" "$1/etc/{f}"'
+                for f in ("passwd", "group")
+            ]
         if self.include:
             cmd.append("--include=" + ",".join(sorted(self.include)))
         return cmd
@@ -79,8 +87,11 @@ def why_not() -> str:
     """Why Debian roots cannot be made or used here, or ``""`` when they can."""
     if os.geteuid() != 0:
         return "making and entering Debian roots needs root (mmdebstrap, chroot)"
-    for tool, package in (("mmdebstrap", "mmdebstrap"), ("unshare", "util-linux"),
-                          ("chroot", "coreutils")):
+    for tool, package in (
+        ("mmdebstrap", "mmdebstrap"),
+        ("unshare", "util-linux"),
+        ("chroot", "coreutils"),
+    ):
         if not shutil.which(tool):
             return f"{tool} is not installed (apt-get install {package})"
     probe = execute(["unshare", "--mount", "--pid", "--fork", "--net", "true"], check=False)
@@ -89,8 +100,9 @@ def why_not() -> str:
     return ""
 
 
-def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT,
-            launcher: Sequence[str] = ()) -> Path:
+def tarball(
+    spec: RootSpec, cache: Path, progress: Progress = SILENT, launcher: Sequence[str] = ()
+) -> Path:
     """The root's tarball, made with mmdebstrap the first time (from the release, its updates
     and its security archive), run through ``launcher`` when given (a foreign root whose
     maintainer scripts run: :func:`dxforge.emulate.tarball`)."""
@@ -103,11 +115,16 @@ def tarball(spec: RootSpec, cache: Path, progress: Progress = SILENT,
     if out.is_file():
         return out
     progress.step(f"making a Debian {spec.name} root (mmdebstrap)")
-    return roots.put_file(out.name, lambda tmp: run(
-        [*launcher, "mmdebstrap", *spec.options(), spec.release, str(tmp), *spec.sources(repo)],
-        what=f"mmdebstrap {spec.name}",
-        fix="check the network and the Debian mirror in apt's sources", timeout=3600,
-        log=roots.root / f"{out.stem}.log"))
+    return roots.put_file(
+        out.name,
+        lambda tmp: run(
+            [*launcher, "mmdebstrap", *spec.options(), spec.release, str(tmp), *spec.sources(repo)],
+            what=f"mmdebstrap {spec.name}",
+            fix="check the network and the Debian mirror in apt's sources",
+            timeout=3600,
+            log=roots.root / f"{out.stem}.log",
+        ),
+    )
 
 
 def extract(archive: Path, dest: Path) -> Path:
@@ -115,8 +132,10 @@ def extract(archive: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    run(["tar", "--numeric-owner", "-xpf", str(archive), "-C", str(dest)],
-        what=f"unpacking {archive}")
+    run(
+        ["tar", "--numeric-owner", "-xpf", str(archive), "-C", str(dest)],
+        what=f"unpacking {archive}",
+    )
     (dest / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
     return dest
 
@@ -140,16 +159,29 @@ def command(
     /proc mounted, no network unless asked (loopback up), optionally as uid/gid ``user``, with
     exactly ``env`` (plus PATH and LANG) and working directory ``cwd``; each host directory of
     ``binds`` is mounted at its path inside the root, for this command only."""
-    environment = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8",
-                   **(env or {})}
+    environment = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "LANG": "C.UTF-8",
+        **(env or {}),
+    }
     inner = ["chroot", str(root)]
     if user is not None:
         inner += as_user(user)
-    inner += ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in environment.items()),
-              "sh", "-c", f"cd {shlex.quote(cwd)} && exec \"$@\"", "sh", *argv]
+    inner += [
+        "/usr/bin/env",
+        "-i",
+        *(f"{k}={v}" for k, v in environment.items()),
+        "sh",
+        "-c",
+        f'cd {shlex.quote(cwd)} && exec "$@"',
+        "sh",
+        *argv,
+    ]
     ns = ["unshare", "--mount", "--pid", "--fork", f"--mount-proc={root}/proc"]
-    setup = [f"mount --bind {shlex.quote(str(host))} {shlex.quote(str(root) + inside)}"
-             for inside, host in sorted((binds or {}).items())]
+    setup = [
+        f"mount --bind {shlex.quote(str(host))} {shlex.quote(str(root) + inside)}"
+        for inside, host in sorted((binds or {}).items())
+    ]
     if not network:
         ns.append("--net")
         setup.insert(0, f"{{ {LOOPBACK_UP} 2>/dev/null || true; }}")
@@ -158,8 +190,15 @@ def command(
     return [*ns, "sh", "-ec", "; ".join([*setup, 'exec "$@"']), "sh", *inner]
 
 
-def run_in(root: Path, argv: Sequence[str], *, what: str, log: Path | None = None,
-           timeout: float | None = None, **kw: object) -> str:
+def run_in(
+    root: Path,
+    argv: Sequence[str],
+    *,
+    what: str,
+    log: Path | None = None,
+    timeout: float | None = None,
+    **kw: object,
+) -> str:
     """Run ``argv`` in ``root`` (see :func:`command`); errors name ``what`` and the log."""
     return run(command(root, argv, **kw), what=what, log=log, timeout=timeout)  # type: ignore[arg-type]
 

@@ -134,14 +134,18 @@ def seed_plan(layout: Layout, target: Target, index_url: str | None = None) -> S
         for sec, specs in r.requirements.items()
     }
     fetch_sources(recipes, layout.sources, index_url=index_url)
-    tests = {"the upstream test suites (the sdists' extras)":
-             needs.seed_requirements(recipes, layout.sources, target),
-             "the end-to-end server (dxforge.needs.END_TO_END)": needs.end_to_end(siblings)}
+    tests = {
+        "the upstream test suites (the sdists' extras)": needs.seed_requirements(
+            recipes, layout.sources, target
+        ),
+        "the end-to-end server (dxforge.needs.END_TO_END)": needs.end_to_end(siblings),
+    }
     return plan(layout.root, siblings, reqs, _construct_specs(layout.root), tests)
 
 
-def _extras_inputs(requires_dist: list[str], lookup: dict[str, list[str]],
-                   target: Target) -> dict[str, list[str]]:
+def _extras_inputs(
+    requires_dist: list[str], lookup: dict[str, list[str]], target: Target
+) -> dict[str, list[str]]:
     """The metadata a conversion reads to expand extras: part of its cache key."""
     used: dict[str, list[str]] = {}
     for line in requires_dist:
@@ -208,13 +212,15 @@ class Seeder:
         out = self.opts.channel
         with file_lock(ch.lock_path(out), f"channel {out}"):
             target = project_target(self.opts.layout.construct)
-            self.progress.step(f"planning the seed for CPython {target.python}, glibc "
-                               f">={target.glibc_text}")
+            self.progress.step(
+                f"planning the seed for CPython {target.python}, glibc >={target.glibc_text}"
+            )
             sp = seed_plan(self.opts.layout, target, self.opts.index_url)
             rt = build_runtime(self.opts.layout.cache, target.python, self.progress)
             target = target.with_full(conda_version(rt.versions["python"]))
             deb, deb_version = apt_for(self.opts.layout.cache).binary(
-                CERTIFICATES, self.cache / "debs")
+                CERTIFICATES, self.cache / "debs"
+            )
             inputs = {
                 "dxforge": dxforge.__version__,
                 "format": SEED_FORMAT,
@@ -231,9 +237,16 @@ class Seeder:
             if old.get("fingerprint") == fingerprint and all(
                 (out / p).exists() for p in old.get("packages", [])
             ):
-                return SeedResult("up-to-date", out, fingerprint, old["packages"],
-                                  old.get("size_bytes", 0), time.monotonic() - t0,
-                                  old.get("inputs", {}), how)
+                return SeedResult(
+                    "up-to-date",
+                    out,
+                    fingerprint,
+                    old["packages"],
+                    old.get("size_bytes", 0),
+                    time.monotonic() - t0,
+                    old.get("inputs", {}),
+                    how,
+                )
             channels = Store(self.cache / "channels", MANIFEST)
             stored = channels.get(fingerprint[:16], key=fingerprint)
             status = "assembled"
@@ -242,13 +255,22 @@ class Seeder:
                 packages = self._build(sp, rt, target, resolved, deb)
                 stored = self._store(channels, packages, fingerprint, inputs)
             summary = self._publish(stored.path, out)
-        return SeedResult(status, out, fingerprint, summary["packages"], summary["size_bytes"],
-                          time.monotonic() - t0, inputs, how)
+        return SeedResult(
+            status,
+            out,
+            fingerprint,
+            summary["packages"],
+            summary["size_bytes"],
+            time.monotonic() - t0,
+            inputs,
+            how,
+        )
 
     # ---- the resolution ------------------------------------------------------------------
 
-    def _resolution(self, sp: SeedPlan, rt: RuntimeBuild, target: Target,
-                    inputs: dict[str, Any]) -> tuple[list[wheels.Resolved], str]:
+    def _resolution(
+        self, sp: SeedPlan, rt: RuntimeBuild, target: Target, inputs: dict[str, Any]
+    ) -> tuple[list[wheels.Resolved], str]:
         """The recorded resolution of these requirements, or a new one (then recorded)."""
         if not sp.requirements:
             return [], "resolved"
@@ -259,20 +281,37 @@ class Seeder:
             found = [wheels.Resolved(**r) for r in data["resolved"]]
             if all(self._obtainable(r) for r in found):
                 return found, "recorded"
-            self.progress.warn(f"a file of the recorded resolution {record} can no longer be "
-                               "had; resolving again")
-        self.progress.step(f"resolving {len(sp.requirements)} requirements on the index "
-                           f"(wheels for glibc <= {target.glibc_text})")
+            self.progress.warn(
+                f"a file of the recorded resolution {record} can no longer be had; resolving again"
+            )
+        self.progress.step(
+            f"resolving {len(sp.requirements)} requirements on the index "
+            f"(wheels for glibc <= {target.glibc_text})"
+        )
         try:
-            found = wheels.resolve(sp.requirements, self.opts.index_url,
-                                   self.logs / "resolve.log", target,
-                                   rt.prefix / f"bin/python{target.python}")
+            found = wheels.resolve(
+                sp.requirements,
+                self.opts.index_url,
+                self.logs / "resolve.log",
+                target,
+                rt.prefix / f"bin/python{target.python}",
+            )
         except DxError as e:
             raise DxError(f"{e}{_asked_by(sp, str(e))}") from None
-        atomic_write_text(record, json.dumps(
-            {"requirements": inputs["requirements"], "target": asdict(target),
-             "index_url": index_url(self.opts.index_url),
-             "resolved": [asdict(r) for r in found]}, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(
+            record,
+            json.dumps(
+                {
+                    "requirements": inputs["requirements"],
+                    "target": asdict(target),
+                    "index_url": index_url(self.opts.index_url),
+                    "resolved": [asdict(r) for r in found],
+                },
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n",
+        )
         return found, "resolved"
 
     def _obtainable(self, r: wheels.Resolved) -> bool:
@@ -287,8 +326,14 @@ class Seeder:
 
     # ---- the packages --------------------------------------------------------------------
 
-    def _build(self, sp: SeedPlan, rt: RuntimeBuild, target: Target,
-               resolved: list[wheels.Resolved], deb: Path) -> list[Path]:
+    def _build(
+        self,
+        sp: SeedPlan,
+        rt: RuntimeBuild,
+        target: Target,
+        resolved: list[wheels.Resolved],
+        deb: Path,
+    ) -> list[Path]:
         fetched = self._fetch_wheels(resolved, rt.prefix / f"bin/python{target.python}")
         needs = component_needs(rt) | {n for _r, _p, ws in fetched for n in ws}
         provides = Provides()
@@ -305,13 +350,15 @@ class Seeder:
     def _libraries(self, needs: set[str], provided: set[str]) -> tuple[list[Path], dict[str, str]]:
         """The closure's library packages (cached by what they answer for), and which package
         ships each soname."""
-        key = store.fingerprint([PACKAGING_FORMAT, BUILD_ROOT.key(mirror()),
-                                 sorted(needs - provided), sorted(provided)])[:16]
+        key = store.fingerprint(
+            [PACKAGING_FORMAT, BUILD_ROOT.key(mirror()), sorted(needs - provided), sorted(provided)]
+        )[:16]
         entry = self.cache / "libraries" / key
 
         def make(tmp: Path) -> None:
-            self.progress.step(f"packaging the libraries the runtime needs from Debian "
-                               f"{BUILD_ROOT.release}")
+            self.progress.step(
+                f"packaging the libraries the runtime needs from Debian {BUILD_ROOT.release}"
+            )
             work = tmp / "work"
             root = roots.make(BUILD_ROOT, work / "root", self.opts.layout.cache, self.progress)
             found = closure(root, needs, provided)
@@ -328,8 +375,9 @@ class Seeder:
         return made, json.loads((entry / "provides.json").read_text())
 
     def _components(self, rt: RuntimeBuild, target: Target, provides: Provides) -> list[Path]:
-        key = store.fingerprint([PACKAGING_FORMAT, rt.fingerprint, asdict(target),
-                                 provides.sonames])[:16]
+        key = store.fingerprint(
+            [PACKAGING_FORMAT, rt.fingerprint, asdict(target), provides.sonames]
+        )[:16]
 
         def make(tmp: Path) -> None:
             work = tmp / "work"
@@ -350,8 +398,11 @@ class Seeder:
             work = tmp / "work"
             tree = work / "tree"
             tree.mkdir(parents=True)
-            run(["dpkg-deb", "-x", str(deb), str(tree)], what=f"unpacking {deb}",
-                fix="dpkg-deb comes with dpkg (a Debian-family host)")
+            run(
+                ["dpkg-deb", "-x", str(deb), str(tree)],
+                what=f"unpacking {deb}",
+                fix="dpkg-deb comes with dpkg (a Debian-family host)",
+            )
             certificates_package(tree, deb.name.split("_")[1], work, tmp)
             shutil.rmtree(work)
 
@@ -364,8 +415,9 @@ class Seeder:
             return []
         self.progress.begin("wheels", len(resolved))
         out = []
-        for r, result in self._pool(_fetch_wheel, resolved, self.cache / "wheels",
-                                    self.opts.index_url, self.logs, python):
+        for r, result in self._pool(
+            _fetch_wheel, resolved, self.cache / "wheels", self.opts.index_url, self.logs, python
+        ):
             path, needs = result
             out.append((r, path, needs))
         return sorted(out, key=lambda t: t[0].name)
@@ -385,12 +437,15 @@ class Seeder:
                 jobs.append((r, p, libraries))
         if jobs:
             self.progress.begin("wheels -> conda", len(jobs))
-            made += [path for _r, path in self._pool(_convert_wheel, jobs, lookup,
-                                                     self.cache / "conda", target)]
+            made += [
+                path
+                for _r, path in self._pool(
+                    _convert_wheel, jobs, lookup, self.cache / "conda", target
+                )
+            ]
         return sorted(made)
 
-    def _pool(self, fn: Callable[..., Any], items: list[Any], *args: Any
-              ) -> list[tuple[Any, Any]]:
+    def _pool(self, fn: Callable[..., Any], items: list[Any], *args: Any) -> list[tuple[Any, Any]]:
         """``fn(item, *args)`` for every item in worker processes; the first failure stops all
         with the item named."""
         # Processes, not threads: conda-package-handling changes the working directory;
@@ -414,17 +469,22 @@ class Seeder:
 
     # ---- the channel ---------------------------------------------------------------------
 
-    def _store(self, channels: Store, packages: list[Path], fingerprint: str,
-               inputs: dict[str, Any]) -> Entry:
+    def _store(
+        self, channels: Store, packages: list[Path], fingerprint: str, inputs: dict[str, Any]
+    ) -> Entry:
         """The channel of ``packages`` in the user cache, indexed, under its fingerprint."""
 
         def fill(new: Path) -> dict[str, Any]:
             rel = [link_or_copy(pkg, new / pkg.parent.name / pkg.name) for pkg in packages]
             self.progress.step("indexing the channel")
             ch.index(new)
-            return {"fingerprint": fingerprint, "inputs": inputs,
-                    "packages": sorted(f"{p.parent.name}/{p.name}" for p in rel),
-                    "count": len(rel), "size_bytes": ch.size_bytes(new)}
+            return {
+                "fingerprint": fingerprint,
+                "inputs": inputs,
+                "packages": sorted(f"{p.parent.name}/{p.name}" for p in rel),
+                "count": len(rel),
+                "size_bytes": ch.size_bytes(new),
+            }
 
         return channels.put(fingerprint[:16], fill, key=fingerprint)
 
@@ -437,9 +497,13 @@ class Seeder:
             link_tree(cached, new)
             return list(summary["packages"])
 
-        ch.publish_channel(out, fill, index_it=False,
-                           fix=f"the cached channel {cached} does not match its index: remove "
-                               f"{cached} and run dxforge seed again")
+        ch.publish_channel(
+            out,
+            fill,
+            index_it=False,
+            fix=f"the cached channel {cached} does not match its index: remove "
+            f"{cached} and run dxforge seed again",
+        )
         return summary
 
 
@@ -480,11 +544,23 @@ def _fetch_wheel(
     return path, wheels.external_needs(path)
 
 
-def _conversion_key(r: wheels.Resolved, wheel: Path, libraries: dict[str, str],
-                    lookup: dict[str, list[str]], target: Target) -> str:
-    return store.fingerprint([asdict(target), r.sha256 or r.url, wheel.name,
-                              wheels.CONVERTER_VERSION,
-                              _extras_inputs(r.requires_dist, lookup, target), libraries])[:16]
+def _conversion_key(
+    r: wheels.Resolved,
+    wheel: Path,
+    libraries: dict[str, str],
+    lookup: dict[str, list[str]],
+    target: Target,
+) -> str:
+    return store.fingerprint(
+        [
+            asdict(target),
+            r.sha256 or r.url,
+            wheel.name,
+            wheels.CONVERTER_VERSION,
+            _extras_inputs(r.requires_dist, lookup, target),
+            libraries,
+        ]
+    )[:16]
 
 
 def _convert_wheel(
@@ -498,7 +574,8 @@ def _convert_wheel(
     r, wheel, libraries = job
     key = _conversion_key(r, wheel, libraries, lookup, target)
     return _cached(
-        conda_dir / key, "*/*.conda",
+        conda_dir / key,
+        "*/*.conda",
         lambda tmp: wheels.convert_wheel(wheel, lookup, tmp, target, libraries),
     )[0]
 

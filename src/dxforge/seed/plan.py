@@ -25,7 +25,10 @@ class SeedPlan:
 
 
 def plan(
-    root: Path, siblings: set[str], recipe_reqs: dict[str, list[str]], construct_specs: list[str],
+    root: Path,
+    siblings: set[str],
+    recipe_reqs: dict[str, list[str]],
+    construct_specs: list[str],
     pypi: dict[str, list[str]] | None = None,
 ) -> SeedPlan:
     """Collect every non-sibling requirement of the recipes and of ``construct.yaml``, and pip

@@ -50,16 +50,21 @@ def manylinux_compatible(tag_major, tag_minor, tag_arch):
 """
 
 
-def pip(python: Path, args: list[str], tmp: Path, log: Path, what: str,
-        index_url: str | None = None) -> Ran:
+def pip(
+    python: Path, args: list[str], tmp: Path, log: Path, what: str, index_url: str | None = None
+) -> Ran:
     """Run this machine's pip on ``python`` (the target's interpreter, which has none), with
     pip's temporary files in ``tmp``; the whole output in ``log``."""
     import pip as host_pip
 
     scratch = tmp / "pip-tmp"  # pip's pip-unpack-* go here, and away with ``tmp``
     scratch.mkdir(exist_ok=True)
-    path = os.pathsep.join(filter(None, [str(tmp), str(Path(host_pip.__file__).parent.parent),
-                                         os.environ.get("PYTHONPATH")]))
+    path = os.pathsep.join(
+        filter(
+            None,
+            [str(tmp), str(Path(host_pip.__file__).parent.parent), os.environ.get("PYTHONPATH")],
+        )
+    )
     cmd = [str(python), "-m", "pip", *args, "--disable-pip-version-check"]
     if index_url:
         cmd += ["--index-url", index_url]
@@ -68,7 +73,11 @@ def pip(python: Path, args: list[str], tmp: Path, log: Path, what: str,
 
 
 def resolve(
-    requirements: list[str], index_url: str | None, log: Path, target: Target, python: Path,
+    requirements: list[str],
+    index_url: str | None,
+    log: Path,
+    target: Target,
+    python: Path,
 ) -> list[Resolved]:
     """Resolve ``requirements`` (PEP 508) for ``target`` with pip's resolver, as the user's pip
     is configured, preferring wheels and taking no manylinux wheel that needs a newer C library
@@ -79,16 +88,31 @@ def resolve(
     arch = target.markers()["platform_machine"]
     with tempfile.TemporaryDirectory(prefix="dxforge-resolve-") as tmp:
         (Path(tmp) / "_manylinux.py").write_text(
-            MANYLINUX.format(arch=arch, floor=tuple(target.glibc[:2])))
+            MANYLINUX.format(arch=arch, floor=tuple(target.glibc[:2]))
+        )
         report = Path(tmp) / "report.json"
         reqfile = Path(tmp) / "requirements.txt"
         reqfile.write_text("\n".join(requirements) + "\n")
-        ran = pip(python, ["install", "--dry-run", "--ignore-installed", "--prefer-binary",
-                           "--quiet", "--report", str(report), "-r", str(reqfile)],
-                  Path(tmp), log, "resolving the seed's Python requirements", index_url)
+        ran = pip(
+            python,
+            [
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--prefer-binary",
+                "--quiet",
+                "--report",
+                str(report),
+                "-r",
+                str(reqfile),
+            ],
+            Path(tmp),
+            log,
+            "resolving the seed's Python requirements",
+            index_url,
+        )
         if not ran.ok:
-            tail = "\n".join(ln for ln in ran.tail(40).splitlines()
-                             if not ln.startswith("WARNING"))
+            tail = "\n".join(ln for ln in ran.tail(40).splitlines() if not ln.startswith("WARNING"))
             raise DxError(
                 f"resolving the seed's Python requirements failed (full log: {log}):\n{tail}"
             )
@@ -113,14 +137,21 @@ def resolve(
     return sorted(out, key=lambda r: r.name)
 
 
-def build_wheel_from_sdist(sdist: Path, out_dir: Path, index_url: str | None, log: Path,
-                          python: Path) -> Path:
+def build_wheel_from_sdist(
+    sdist: Path, out_dir: Path, index_url: str | None, log: Path, python: Path
+) -> Path:
     """Build a wheel from an sdist-only distribution with pip on the target's ``python`` (its
     build backend from the index)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dxforge-wheel-") as tmp:
-        ran = pip(python, ["wheel", "--no-deps", "-w", str(out_dir), str(sdist)], Path(tmp),
-                  log, f"building a wheel of {sdist.name}", index_url)
+        ran = pip(
+            python,
+            ["wheel", "--no-deps", "-w", str(out_dir), str(sdist)],
+            Path(tmp),
+            log,
+            f"building a wheel of {sdist.name}",
+            index_url,
+        )
     if not ran.ok:
         raise DxError(f"{sdist.name}: building a wheel failed; see {log}")
     wheels = sorted(out_dir.glob("*.whl"))
@@ -256,8 +287,9 @@ def conversion_spec(info: WheelInfo, lookup: dict[str, list[str]], target: Targe
             )
         return lookup[name]
 
-    run = conda_run_requirements(info.requires_dist, target, extras_of,
-                                 where=f"{info.name} {info.version}")
+    run = conda_run_requirements(
+        info.requires_dist, target, extras_of, where=f"{info.name} {info.version}"
+    )
     deps = [f"{n} {s}" if s else n for n, s in sorted(run.items())]
     deps += [d for d in extra_depends(conda_name(info.name)) if d.split()[0] not in run]
     if info.pure:
@@ -391,7 +423,10 @@ def link_libraries(root: Path, libraries: dict[str, str], where: str) -> list[st
 
 
 def convert_wheel(
-    wheel: Path, lookup: dict[str, list[str]], out_dir: Path, target: Target,
+    wheel: Path,
+    lookup: dict[str, list[str]],
+    out_dir: Path,
+    target: Target,
     libraries: dict[str, str] | None = None,
 ) -> Path:
     """Convert one wheel into a ``.conda`` in ``out_dir`` for ``target`` and return its path.
@@ -417,8 +452,7 @@ def convert_wheel(
             if not info.pure:
                 strip(root)
                 spec.depends += link_libraries(root, libraries or {}, wheel.name)
-                spec.build = build_string(f"py{target.abi[2:]}h", spec.depends,
-                                          ",".join(info.tags))
+                spec.build = build_string(f"py{target.abi[2:]}h", spec.depends, ",".join(info.tags))
             return assemble(spec, root, out_dir)
         except DxError:
             raise

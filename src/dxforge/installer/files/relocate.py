@@ -27,7 +27,8 @@ import sys
 
 SHEBANG_MAX = 127
 EXEC_SHEBANG = re.compile(
-    rb"\A#!/bin/sh\n'''exec' \"(?P<exe>[^\"\n]+)\"(?P<args>[^\n]*?) \"\$0\" \"\$@\" #'''\n")
+    rb"\A#!/bin/sh\n'''exec' \"(?P<exe>[^\"\n]+)\"(?P<args>[^\n]*?) \"\$0\" \"\$@\" #'''\n"
+)
 
 
 GENERATED = ("unix_python_entry_point", "windows_python_entry_point_script")
@@ -73,7 +74,7 @@ def fix_shebang(data):
     line = b"#!" + exe + args
     if len(line) > SHEBANG_MAX:
         return data
-    return line + b"\n" + data[m.end():]
+    return line + b"\n" + data[m.end() :]
 
 
 def write_like(path, data, st):
@@ -86,16 +87,19 @@ def write_like(path, data, st):
     os.replace(tmp, path)
 
 
-MODES = {"timestamp": py_compile.PycInvalidationMode.TIMESTAMP,
-         "unchecked-hash": py_compile.PycInvalidationMode.UNCHECKED_HASH,
-         "imported": py_compile.PycInvalidationMode.UNCHECKED_HASH}
+MODES = {
+    "timestamp": py_compile.PycInvalidationMode.TIMESTAMP,
+    "unchecked-hash": py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    "imported": py_compile.PycInvalidationMode.UNCHECKED_HASH,
+}
 
 
 def recompile(path, final_path, mode):
     cfile = importlib.util.cache_from_source(path)
     if os.path.exists(cfile):
-        py_compile.compile(path, cfile=cfile, dfile=final_path, doraise=True,
-                           invalidation_mode=MODES[mode])
+        py_compile.compile(
+            path, cfile=cfile, dfile=final_path, doraise=True, invalidation_mode=MODES[mode]
+        )
         return cfile
     return None
 
@@ -106,9 +110,14 @@ def compile_all(root, prefix):
 
     for d in sorted(os.listdir(os.path.join(root, "lib"))):
         if d.startswith("python3"):
-            compileall.compile_dir(os.path.join(root, "lib", d), quiet=2, workers=0,
-                                   stripdir=root, prependdir=prefix,
-                                   invalidation_mode=MODES["unchecked-hash"])
+            compileall.compile_dir(
+                os.path.join(root, "lib", d),
+                quiet=2,
+                workers=0,
+                stripdir=root,
+                prependdir=prefix,
+                invalidation_mode=MODES["unchecked-hash"],
+            )
 
 
 def update_conda_meta(root, changed, shipped=None):
@@ -196,7 +205,8 @@ def relocate(root, prefix, install=False):
     if any(e["mode"] == "binary" for e in entries) and len(new) > len(old):
         raise RelocationError(
             f"the prefix {prefix} is {len(new)} bytes long; this installer's binaries allow "
-            f"at most {len(old)}: choose a shorter prefix")
+            f"at most {len(old)}: choose a shorter prefix"
+        )
     changed = {}
     shipped = manifest.get("shipped")
     count = 0
