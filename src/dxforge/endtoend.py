@@ -218,6 +218,54 @@ class _Run:
         return self.step(name, lambda: self.site.run(argv, env=env, log=log, timeout=timeout))
 
 
+def config_commands(dirac: str, repo: str) -> list[tuple[str, list[str]]]:
+    """The configuration repository's jobs (as the chart's): create it, add the test VO and
+    its user; ``dirac`` is the client's command."""
+    return [
+        ("generate-cs", [dirac, "internal", "generate-cs", repo]),
+        (
+            "add-vo",
+            [
+                dirac,
+                "internal",
+                "add-vo",
+                repo,
+                f"--vo={VO}",
+                "--idp-url=https://idp.invalid",
+                "--idp-client-id=dxforge-e2e",
+                f"--default-group={GROUP}",
+            ],
+        ),
+        (
+            "add-user",
+            [
+                dirac,
+                "internal",
+                "add-user",
+                repo,
+                f"--vo={VO}",
+                f"--group={GROUP}",
+                f"--sub={SUB}",
+                f"--preferred-username={USERNAME}",
+            ],
+        ),
+    ]
+
+
+def _run_all(r: _Run, commands: list[tuple[str, list[str]]], env: dict[str, str]) -> None:
+    """Run each named command with ``r`` (the end to end's runner), in order."""
+    for what, argv in commands:
+        r.run(what, argv, env)
+
+
+def db_urls(generated: str) -> dict[str, str]:
+    """The ``DIRACX_*`` settings ``python -m diracx.db generate-local-urls`` printed."""
+    return {
+        m[1]: shlex.split(m[2])[0]
+        for m in re.finditer(r"^export (DIRACX_[A-Z0-9_]+)=(.*)$", generated, re.M)
+    }
+
+
 def run_end_to_end(
     installer: Path,
     channels: list[str],
@@ -257,42 +305,11 @@ def run_end_to_end(
             senv,
         )
         dirac = str(server / "bin/dirac")
-        r.run("generate-cs", [dirac, "internal", "generate-cs", repo], senv)
-        r.run(
-            "add-vo",
-            [
-                dirac,
-                "internal",
-                "add-vo",
-                repo,
-                f"--vo={VO}",
-                "--idp-url=https://idp.invalid",
-                "--idp-client-id=dxforge-e2e",
-                f"--default-group={GROUP}",
-            ],
-            senv,
-        )
-        r.run(
-            "add-user",
-            [
-                dirac,
-                "internal",
-                "add-user",
-                repo,
-                f"--vo={VO}",
-                f"--group={GROUP}",
-                f"--sub={SUB}",
-                f"--preferred-username={USERNAME}",
-            ],
-            senv,
-        )
+        _run_all(r, config_commands(dirac, repo), senv)
         urls = r.run(
             "generate-local-urls", [py, "-m", "diracx.db", "generate-local-urls", w / "db"], senv
         )
-        db = {
-            m[1]: shlex.split(m[2])[0]
-            for m in re.finditer(r"^export (DIRACX_[A-Z0-9_]+)=(.*)$", urls.stdout, re.M)
-        }
+        db = db_urls(urls.stdout)
         if not any(k.startswith("DIRACX_OS_DB_") for k in db):
             raise DxError(f"end to end: generate-local-urls gave no DIRACX_OS_DB_*: {urls.stdout}")
         key = r.run(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -24,7 +23,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge.endtoend import BUCKET, GROUP, JDL, MAKE_TOKEN, SANDBOX_ROUND_TRIP, SUB, USERNAME, VO
+from dxforge.endtoend import (
+    BUCKET,
+    GROUP,
+    JDL,
+    MAKE_TOKEN,
+    SANDBOX_ROUND_TRIP,
+    SUB,
+    USERNAME,
+    VO,
+    config_commands,
+    db_urls,
+)
 from dxforge.images.oci import Layout
 from dxforge.images.podman import Podman
 from dxforge.isolate import stop
@@ -138,42 +148,12 @@ def _prepare(c: _Containers, server: str, client: str) -> dict[str, str]:
         [*py, "-m", "diracx.logic", "rotate-jwk", "--jwks-path", f"{DATA}/keystore/jwks.json"],
     )
     repo = f"git+file://{DATA}/cs_repo"
-    c.run("generate-cs (client image)", client, ["dirac", "internal", "generate-cs", repo])
-    c.run(
-        "add-vo (client image)",
-        client,
-        [
-            "dirac",
-            "internal",
-            "add-vo",
-            repo,
-            f"--vo={VO}",
-            "--idp-url=https://idp.invalid",
-            "--idp-client-id=dxforge-e2e",
-            f"--default-group={GROUP}",
-        ],
-    )
-    c.run(
-        "add-user (client image)",
-        client,
-        [
-            "dirac",
-            "internal",
-            "add-user",
-            repo,
-            f"--vo={VO}",
-            f"--group={GROUP}",
-            f"--sub={SUB}",
-            f"--preferred-username={USERNAME}",
-        ],
-    )
+    for what, argv in config_commands("dirac", repo):
+        c.run(f"{what} (client image)", client, argv)
     urls = c.run(
         "generate-local-urls", server, [*py, "-m", "diracx.db", "generate-local-urls", f"{DATA}/db"]
     )
-    db = {
-        m[1]: shlex.split(m[2])[0]
-        for m in re.finditer(r"^export (DIRACX_[A-Z0-9_]+)=(.*)$", urls.stdout, re.M)
-    }
+    db = db_urls(urls.stdout)
     c.run("init-sql", server, [*py, "-m", "diracx.db", "init-sql"], db)
     return db
 
