@@ -461,9 +461,9 @@ def _write_outputs(d: Path, layout: Layout, inst: InstallerResult, rel: notes.No
     """Everything a release directory holds, written into ``d`` and checked."""
     d.chmod(0o755)
     for name, src in (("dxforge", layout.channel), ("seed", layout.seed)):
-        for rel in link_tree(src.resolve(), d / "channels" / name):  # symlinks followed at the top
-            if rel.endswith(".conda"):
-                world_readable(d / "channels" / name / rel)
+        for path in link_tree(src.resolve(), d / "channels" / name):  # symlinks followed at top
+            if path.endswith(".conda"):
+                world_readable(d / "channels" / name / path)
     for src in (inst.installer, inst.sha256_file, inst.lockfile, inst.package_list):
         shutil.copy2(src, d / src.name)
     epoch = max((p.timestamp for p in inst.packages), default=0)
