@@ -328,3 +328,12 @@ def test_test_requirements_are_the_extras_without_their_markers(tmp_path: Path) 
     reqs = [str(r) for r in needs.test_requirements(metas, Target("3.13", "3.13.5"))]
     # the testing extra on this platform, no typing stubs, no package built here, and pytest
     assert reqs == ["diracx-testing", "freezegun", "pytest"]
+
+
+def test_submitted_job_reads_the_first_id_or_names_where() -> None:
+    from dxforge.endtoend import submitted_job
+    from dxforge.util import DxError
+
+    assert submitted_job("Inserted 2 jobs with ids: 7, 8\n", "here") == 7
+    with pytest.raises(DxError, match="^here: dirac jobs submit said 'nope'$"):
+        submitted_job("nope", "here")

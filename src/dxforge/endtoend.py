@@ -258,6 +258,14 @@ def _run_all(r: _Run, commands: list[tuple[str, list[str]]], env: dict[str, str]
         r.run(what, argv, env)
 
 
+def submitted_job(said: str, where: str) -> int:
+    """The first job id in what ``dirac jobs submit`` printed; else a DxError naming ``where``."""
+    m = re.search(r"Inserted (\d+) jobs with ids: ([\d, ]+)", said)
+    if not m:
+        raise DxError(f"{where}: dirac jobs submit said {said!r}")
+    return int(m[2].split(",")[0])
+
+
 def db_urls(generated: str) -> dict[str, str]:
     """The ``DIRACX_*`` settings ``python -m diracx.db generate-local-urls`` printed."""
     return {
@@ -405,10 +413,7 @@ def run_end_to_end(
             jdl.write_text(JDL)
             site.give(jdl)
             sub = r.run("dirac jobs submit", [cdirac, "jobs", "submit", jdl], cenv).stdout
-            m = re.search(r"Inserted (\d+) jobs with ids: ([\d, ]+)", sub)
-            if not m:
-                raise DxError(f"end to end: dirac jobs submit said {sub!r}")
-            job = int(m[2].split(",")[0])
+            job = submitted_job(sub, "end to end")
             found = json.loads(
                 r.run(
                     "dirac jobs search",

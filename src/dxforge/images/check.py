@@ -12,7 +12,6 @@ of diracx-testing's stand-ins (OpenSearch in sqlite) and moto's S3 server."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import socket
 import subprocess
@@ -34,6 +33,7 @@ from dxforge.endtoend import (
     VO,
     config_commands,
     db_urls,
+    submitted_job,
 )
 from dxforge.images.oci import Layout
 from dxforge.images.podman import Podman
@@ -172,10 +172,7 @@ def _drive(c: _Containers, client: str, env: dict[str, str]) -> None:
     sub = c.run(
         "dirac jobs submit", client, ["dirac", "jobs", "submit", f"{DATA}/job.jdl"], env
     ).stdout
-    m = re.search(r"Inserted (\d+) jobs with ids: ([\d, ]+)", sub)
-    if not m:
-        raise DxError(f"containers: dirac jobs submit said {sub!r}")
-    job = int(m[2].split(",")[0])
+    job = submitted_job(sub, "containers")
     found = json.loads(
         c.run(
             "dirac jobs search",
