@@ -9,9 +9,11 @@ is the one installed next to the running interpreter.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,16 @@ def run_dxforge(
             f"--- stdout\n{proc.stdout[-5000:]}\n--- stderr\n{proc.stderr[-5000:]}"
         )
     return proc
+
+
+@pytest.fixture(autouse=True)
+def _signal_mask_kept() -> Iterator[None]:
+    """Every test leaves this process's signal mask as it found it: a mask left blocked is
+    inherited by every later subprocess, which then ignores SIGINT and SIGTERM."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    yield
+    after = signal.pthread_sigmask(signal.SIG_SETMASK, before)
+    assert after == before, f"the test left signals blocked: {sorted(after - before)}"
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from recipes/diracx/recipe.yaml)."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,12 +245,16 @@ def test_the_command(tmp_path: Path, index: LocalIndex) -> None:
     from conftest import run_dxforge
 
     nothing = (tmp_path / "no-channel").as_uri()  # whatever this checkout has built
+    base = tmp_path / "diracx"  # this project's sources alone: none of its builds or releases
+    for part in ("recipes", "installer"):
+        shutil.copytree(ROOT / part, base / part)
+    shutil.copy2(ROOT / "construct.yaml", base)
     res = run_dxforge(
         "extension",
         "init",
         "myext",
         "--base",
-        ROOT,
+        base,
         "--index-url",
         index.url,
         "--base-channel",
@@ -265,7 +270,7 @@ def test_the_command(tmp_path: Path, index: LocalIndex) -> None:
         "init",
         "myext",
         "--base",
-        ROOT,
+        base,
         "--index-url",
         index.url,
         cwd=tmp_path,

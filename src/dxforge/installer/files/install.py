@@ -786,9 +786,9 @@ class Transaction:
                 self.apply_into()
             self.post_install()
         except BaseException as e:
-            block_signals()
-            had = i.read_stamp() is not None and self.j["kind"] == "into"
-            self.rollback()
+            with signals_blocked():
+                had = i.read_stamp() is not None and self.j["kind"] == "into"
+                self.rollback()
             if isinstance(e, Fail):
                 raise Fail(
                     f"{e}; restored the previous install in {i.prefix}"
@@ -982,8 +982,17 @@ def mkscratch(prefix: str) -> str:
             continue
 
 
-def block_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+class signals_blocked:  # noqa: N801  # used as a `with` statement, like a function
+    """SIGINT, SIGTERM and SIGHUP held while the block runs (a rollback is not interrupted),
+    then the caller's mask again: a signal that came meanwhile is delivered on leaving."""
+
+    HELD = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+    def __enter__(self) -> None:
+        self.old = signal.pthread_sigmask(signal.SIG_BLOCK, self.HELD)
+
+    def __exit__(self, *_exc: object) -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
 
 
 def _interrupt(signum: int, _frame: object) -> None:
