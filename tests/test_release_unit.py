@@ -12,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from dxforge import needs, notes, sbom, upstream
-from dxforge.channel import Package
-from dxforge.target import Target
-from dxforge.util import DxError, publish
+from dxforge.bump.drift import drift_table
+from dxforge.checks import upstream
+from dxforge.conda import sbom
+from dxforge.conda.channel import Package
+from dxforge.core.util import DxError, publish
+from dxforge.project.target import Target
+from dxforge.release import notes
+from dxforge.seed import needs
 
 LOCK_OLD = """# platform: linux-64
 @EXPLICIT
@@ -143,7 +147,7 @@ def test_notes_are_json_both_ways_and_drift_is_one_table() -> None:
     again = notes.Notes.from_json(json.loads(json.dumps(typed.as_json())))
     assert again == typed and again.markdown() == typed.markdown()
     md = typed.markdown()
-    table = notes.drift_table(typed.drift)
+    table = drift_table(typed.drift)
     assert "\n".join(table) in md and "Applied to the recipes (`--apply-deps`)." in md
     assert table[2:] == [
         "| diracx-core | rich | added | — | (any) |",
@@ -331,8 +335,8 @@ def test_test_requirements_are_the_extras_without_their_markers(tmp_path: Path) 
 
 
 def test_submitted_job_reads_the_first_id_or_names_where() -> None:
-    from dxforge.endtoend import submitted_job
-    from dxforge.util import DxError
+    from dxforge.checks.endtoend import submitted_job
+    from dxforge.core.util import DxError
 
     assert submitted_job("Inserted 2 jobs with ids: 7, 8\n", "here") == 7
     with pytest.raises(DxError, match="^here: dirac jobs submit said 'nope'$"):
