@@ -15,8 +15,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from dxforge.project.graph import Graph
+    from dxforge.project.recipes import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 DXFORGE = Path(sys.executable).parent / "dxforge"
@@ -35,6 +40,15 @@ def write_construct(root: Path, *specs: str, channel: str | Path = "./build/chan
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"name: T\nversion: 1.0.0\nchannels: [{channel}]\nspecs:\n{lines}")
     return path
+
+
+def project_graph(root: Path) -> tuple[Graph, list[Recipe]]:
+    """The recipes' graph of the project at ``root``, and its recipes, as the stages see them."""
+    from dxforge.project.layout import Layout
+    from dxforge.project.model import Project
+
+    project = Project.of(Layout.of(root))
+    return project.graph, list(project.recipes)
 
 
 def run_dxforge(

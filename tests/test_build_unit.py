@@ -19,6 +19,7 @@ from dxforge.builder.build import (
 from dxforge.core.util import DxError
 from dxforge.project.graph import graph_of
 from dxforge.project.layout import Layout
+from dxforge.project.model import Project
 from dxforge.project.recipes import SOURCES_ENV, load_recipes
 
 SHA = {n: f"{i:x}" * 64 for i, n in enumerate("abcd", start=1)}
@@ -191,7 +192,7 @@ def test_build_channels_default_is_the_seed(tmp_path: Path) -> None:
     seed = tmp_path / "build/channels/seed"
     seed.mkdir(parents=True)
     out = tmp_path / "build/channels/dxforge"
-    opts = BuildOptions(layout=lay(tmp_path), out=out)
+    opts = BuildOptions(Project.of(lay(tmp_path)), out=out)
     assert build_channels(opts) == [out.as_uri(), seed.as_uri()]
 
 
@@ -201,7 +202,7 @@ def test_build_channels_option_replaces_the_seed(tmp_path: Path) -> None:
     local.mkdir()
     out = tmp_path / "out"
     opts = BuildOptions(
-        layout=lay(tmp_path),
+        Project.of(lay(tmp_path)),
         out=out,
         channels=["conda-forge", str(local), "https://example.invalid/c"],
     )
@@ -216,7 +217,7 @@ def test_build_channels_option_replaces_the_seed(tmp_path: Path) -> None:
 def test_build_channels_without_seed_without_option(tmp_path: Path) -> None:
     """A fresh clone that skipped `dxforge seed`: the error names the channel and the fix."""
     with pytest.raises(DxError) as e:
-        build_channels(BuildOptions(layout=lay(tmp_path), out=tmp_path / "out"))
+        build_channels(BuildOptions(Project.of(lay(tmp_path)), out=tmp_path / "out"))
     msg = str(e.value)
     assert str(tmp_path / "build/channels/seed") in msg
     assert "does not exist" in msg and "dxforge seed" in msg and "--channel" in msg
@@ -226,12 +227,13 @@ def test_build_channels_without_seed_without_option(tmp_path: Path) -> None:
 def test_build_channels_missing_local_channel(tmp_path: Path, given: str) -> None:
     (tmp_path / "build/channels/seed").mkdir(parents=True)
     with pytest.raises(DxError, match=rf"channel {given} does not exist"):
-        build_channels(BuildOptions(layout=lay(tmp_path), out=tmp_path / "out", channels=[given]))
+        opts = BuildOptions(Project.of(lay(tmp_path)), out=tmp_path / "out", channels=[given])
+        build_channels(opts)
 
 
 def _opts(root: Path, **kw: object) -> BuildOptions:
     (root / "build/channels/seed").mkdir(parents=True, exist_ok=True)
-    return BuildOptions(layout=lay(root), **kw)  # type: ignore[arg-type]
+    return BuildOptions(Project.of(lay(root)), **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -13,21 +13,24 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DXFORGE, ROOT, run_dxforge
+from conftest import DXFORGE, ROOT, project_graph, run_dxforge
 from ruamel.yaml import YAML
 
-from dxforge.ci.workflows import WORKFLOWS, LocalRunner, render, run_ci
+from dxforge.ci.local import LocalRunner
+from dxforge.ci.workflows import WORKFLOWS, render, run_ci
 from dxforge.core.util import DxError
-from dxforge.project.graph import load_graph
 from dxforge.project.layout import Layout
+from dxforge.project.model import Project
 
 
 def rendered(root: Path = ROOT) -> dict[str, dict]:
-    return {p.name: YAML(typ="safe").load(t) for p, t in render(Layout.of(root)).items()}
+    return {
+        p.name: YAML(typ="safe").load(t) for p, t in render(Project.of(Layout.of(root))).items()
+    }
 
 
 def test_rendered_workflows_validate_against_the_github_schema(tmp_path: Path) -> None:
-    for rel, text in render(Layout.of(ROOT)).items():
+    for rel, text in render(Project.of(Layout.of(ROOT))).items():
         (tmp_path / rel.name).write_text(text)
     exe = Path(sys.executable).with_name("check-jsonschema")
     res = subprocess.run(
@@ -55,14 +58,14 @@ def test_rendered_workflows_validate_against_the_github_schema(tmp_path: Path) -
 
 
 def test_the_repository_workflows_are_up_to_date() -> None:
-    result = run_ci(Layout.of(ROOT), check=True)
+    result = run_ci(Project.of(Layout.of(ROOT)), check=True)
     assert result.stale == [], "run `dxforge ci` and commit .github/workflows/"
     proc = run_dxforge("ci", "--check")
     assert proc.returncode == 0
 
 
-def test_build_jobs_follow_the_recipe_graph() -> None:
-    graph, _ = load_graph(ROOT)
+def test_build_jobs_follow_the_recipeproject_graph() -> None:
+    graph, _ = project_graph(ROOT)
     jobs = rendered()["build.yml"]["jobs"]
     builds = {j: v for j, v in jobs.items() if j.startswith("build-")}
     assert set(builds) == {f"build-{n}" for n in graph.order}
@@ -156,9 +159,11 @@ def copy_project(root: Path) -> Path:
 
 def test_idempotent_and_check_names_stale_files(tmp_path: Path) -> None:
     root = copy_project(tmp_path / "proj")
-    first = run_ci(Layout(root, root / "build"))
+    first = run_ci(Project.of(Layout(root, root / "build")))
     assert sorted(p.name for p in first.written) == ["build.yml", "images.yml", "release-bot.yml"]
-    assert run_ci(Layout(root, root / "build")).written == []  # a second run changes nothing
+    assert (
+        run_ci(Project.of(Layout(root, root / "build"))).written == []
+    )  # a second run changes nothing
     wf = root / WORKFLOWS / "build.yml"
     wf.write_text(wf.read_text() + "# hand edit\n")
     (root / WORKFLOWS / "extra.yml").write_text("name: extra\n")
@@ -181,7 +186,7 @@ def test_an_extra_recipe_gets_its_job_in_the_right_place(tmp_path: Path) -> None
         .replace("        - diracx.api\n", "        - diracx.extra\n")
         .replace("    - diracx-client ==${{ version }}\n", "")
     )
-    graph, _ = load_graph(root)
+    graph, _ = project_graph(root)
     assert graph.deps["diracx-extra"] == frozenset({"diracx-core"})
     jobs = rendered(root)["build.yml"]["jobs"]
     assert jobs["build-diracx-extra"]["needs"] == ["seed", "build-diracx-core"]

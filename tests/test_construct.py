@@ -381,8 +381,8 @@ company: DIRAC
 
 
 def test_channel_option_replaces_all_but_the_build_channel(tmp_path: Path) -> None:
-    from dxforge.installer.stage import channel_list
     from dxforge.project.layout import Layout
+    from dxforge.project.model import channel_list
 
     layout = Layout(ROOT, ROOT / "build")
     spec = load_construct(ROOT / "construct.yaml")
@@ -399,8 +399,8 @@ def test_channel_option_replaces_all_but_the_build_channel(tmp_path: Path) -> No
 def test_build_channels_follow_the_build_directory(tmp_path: Path) -> None:
     """construct.yaml names ./build/channels/...: with another build directory, those come
     from there; other channels stay as written."""
-    from dxforge.installer.stage import channel_list
     from dxforge.project.layout import Layout
+    from dxforge.project.model import channel_list
 
     spec = load_construct(ROOT / "construct.yaml")
     layout = Layout(ROOT, tmp_path / "b")

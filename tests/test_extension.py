@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, project_graph
 from extension_factory import publish
 from local_index import LocalIndex, serve
 from wheel_factory import build_wheel, metadata
@@ -134,11 +134,10 @@ def test_construct_and_settings_follow_diracx(tmp_path: Path, index: LocalIndex)
     assert set(tool) >= {"extension", "diracx", "base", "base-channel", "base-seed", "ci"}
 
 
-def test_the_recipes_render_and_form_a_graph(tmp_path: Path, index: LocalIndex) -> None:
-    from dxforge.project.graph import load_graph
+def test_the_recipes_render_and_form_aproject_graph(tmp_path: Path, index: LocalIndex) -> None:
 
     init(tmp_path, index)
-    graph, recipes = load_graph(tmp_path / "myext-dist")
+    graph, recipes = project_graph(tmp_path / "myext-dist")
     assert graph.levels[0] == ["myext-core"] and graph.levels[-1] == ["myext"]
     assert all(r.version == EXT_VERSION for r in recipes)
 

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import write_construct
+from conftest import project_graph, write_construct
 
 from dxforge.core.util import DxError
-from dxforge.project.graph import Node, build_graph, load_graph
+from dxforge.project.graph import Node, build_graph
 
 SHA = "ab" * 32
 
@@ -68,7 +68,7 @@ def test_order_levels_edges_from_recipe_files(tmp_path: Path) -> None:
     write_recipe(tmp_path, "diracx-client", ["diracx-core"])
     write_recipe(tmp_path, "diracx-logic", ["diracx-db", "diracx-core"])
     write_recipe(tmp_path, "diracx", ["diracx-client"], host=["diracx-logic"])
-    g, recipes = load_graph(tmp_path)
+    g, recipes = project_graph(tmp_path)
     assert len(recipes) == 5
     assert g.levels == [
         ["diracx-core"],
@@ -98,7 +98,7 @@ def test_order_levels_edges_from_recipe_files(tmp_path: Path) -> None:
 def test_test_section_makes_an_edge(tmp_path: Path) -> None:
     write_recipe(tmp_path, "diracx-core")
     write_recipe(tmp_path, "diracx-cli", test=["diracx-core"])
-    g, _ = load_graph(tmp_path)
+    g, _ = project_graph(tmp_path)
     assert g.edges == [("diracx-core", "diracx-cli")]
 
 
@@ -112,14 +112,14 @@ def test_cycle_is_named(tmp_path: Path) -> None:
         match=r"dependency cycle: diracx-a -> diracx-b -> diracx-c -> "
         r"diracx-a",
     ):
-        load_graph(tmp_path)
+        project_graph(tmp_path)[0]
 
 
 def test_missing_sibling(tmp_path: Path) -> None:
     write_recipe(tmp_path, "diracx-core")
     p = write_recipe(tmp_path, "diracx-db", ["diracx-core", "diracx-testing"])
     with pytest.raises(DxError) as e:
-        load_graph(tmp_path)
+        project_graph(tmp_path)[0]
     msg = str(e.value)
     assert str(p) in msg and "diracx-testing" in msg and "no recipe" in msg
 
@@ -129,7 +129,7 @@ def test_version_mismatch_lists_every_recipe(tmp_path: Path) -> None:
     write_recipe(tmp_path, "diracx-db", ["diracx-core"], version="1.0")
     write_recipe(tmp_path, "diracx-api", version="1.1")
     with pytest.raises(DxError) as e:
-        load_graph(tmp_path)
+        project_graph(tmp_path)[0]
     msg = str(e.value)
     assert "1.0: diracx-core" in msg and "diracx-db" in msg and "1.1: diracx-api" in msg
     assert "context.version" in msg

@@ -26,16 +26,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge.builder.fetch import fetch_sources, missing_sources, sources_url
+from dxforge.builder.fetch import fetch_sources, missing_sources
 from dxforge.conda import channel as ch
 from dxforge.core import schedule
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.store import Store, fingerprint, link_or_copy
 from dxforge.core.util import DxError, atomic_write_text, execute, file_lock, world_readable
-from dxforge.project.graph import Graph, graph_of
-from dxforge.project.layout import Layout
-from dxforge.project.recipes import SOURCES_ENV, Recipe, load_recipes, variant_config
-from dxforge.project.target import project_target
+from dxforge.project.graph import Graph
+from dxforge.project.layout import Layout, sources_url
+from dxforge.project.model import Project
+from dxforge.project.recipes import SOURCES_ENV, Recipe, variant_config
 
 STATE = "dxforge-build.json"
 """Fingerprints of the packages in the output channel, next to its repodata."""
@@ -44,7 +44,7 @@ FINGERPRINT_VERSION = 2
 
 @dataclass
 class BuildOptions:
-    layout: Layout
+    project: Project
     out: Path | None = None  # default: the layout's output channel
     channels: list[str] = field(default_factory=list)
     only: list[str] = field(default_factory=list)
@@ -53,6 +53,10 @@ class BuildOptions:
     force: bool = False
     index_url: str | None = None
     jobs: int = 1
+
+    @property
+    def layout(self) -> Layout:
+        return self.project.layout
 
     @property
     def channel(self) -> Path:
@@ -476,13 +480,11 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
     ``opts.jobs`` at once); skip a package whose fingerprint and file in the channel are
     unchanged."""
     t0 = time.monotonic()
-    layout, out = opts.layout, opts.channel
+    project, layout, out = opts.project, opts.layout, opts.channel
     channels = build_channels(opts)
     url = sources_url(layout.sources)
-    target = project_target(layout.construct)
-    recipes_list = load_recipes(layout.root, url, target)
-    graph = graph_of(recipes_list)
-    recipes = {r.name: r for r in recipes_list}
+    graph = project.graph
+    recipes = {r.name: r for r in project.recipes}
     selected = _select(graph, opts)
     missing = missing_sources([recipes[n] for n in selected], layout.sources)
     if missing:
@@ -505,7 +507,7 @@ def run_build(opts: BuildOptions, progress: Progress = SILENT) -> BuildReport:
             {**os.environ, SOURCES_ENV: url},
             work,
             logs,
-            variant_config(target),
+            variant_config(project.target),
             layout.cache,
         )
         progress.begin("build", len(selected))

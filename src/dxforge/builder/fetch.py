@@ -17,15 +17,10 @@ from packaging.version import Version
 
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError, atomic_write_bytes, sha256_file
+from dxforge.project.layout import sources_url
 from dxforge.project.recipes import Recipe
 from dxforge.pypa.metadata import DistMetadata, read_sdist
 from dxforge.pypa.pypi import IndexError_, IndexFile, PackageIndex, parsed_version_of
-
-
-def sources_url(cache: Path) -> str:
-    """The ``file://`` base URL of the source cache ``cache``: the value the build puts in
-    ``DXFORGE_SOURCES`` for rattler-build."""
-    return Path(cache).absolute().as_uri()
 
 
 @dataclass

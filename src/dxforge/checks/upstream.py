@@ -26,9 +26,9 @@ from dxforge.conda import channel as ch
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError
 from dxforge.isolation.isolate import Site
-from dxforge.project.layout import Layout
-from dxforge.project.recipes import Recipe, load_recipes
-from dxforge.project.target import Target, project_target
+from dxforge.project.model import Project
+from dxforge.project.recipes import Recipe
+from dxforge.project.target import Target
 from dxforge.pypa.metadata import DistMetadata, RequiresDistLookup
 from dxforge.pypa.names import conda_run_requirements
 from dxforge.seed.needs import has_tests, metadata, sdist_path, test_requirements
@@ -269,7 +269,7 @@ def _run_one(name: str, d: Path, env: Path, site: Site, logs: Path) -> SuiteResu
 
 
 def run_project(
-    layout: Layout,
+    project: Project,
     *,
     index_url: str | None = None,
     only: Iterable[str] = (),
@@ -278,14 +278,14 @@ def run_project(
     stop_on_failure: bool = False,
 ) -> UpstreamReport:
     """The suites of the project's recipes against its build and seed channels."""
-    target = project_target(layout.construct)
+    layout = project.layout
     return run_suites(
-        load_recipes(layout.root, target=target),
+        list(project.recipes),
         [layout.channel.as_uri(), layout.seed.as_uri()],
         layout.sources,
         layout.work / "upstream",
         layout.logs / "upstream",
-        target,
+        project.target,
         index_url=index_url,
         only=only,
         progress=progress,

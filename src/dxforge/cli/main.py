@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,6 +26,9 @@ from typer.core import TyperGroup
 from dxforge.cli import render
 from dxforge.core.util import DxError
 from dxforge.project.layout import BUILD_ENV, Layout
+
+if TYPE_CHECKING:
+    from dxforge.project.model import Project
 
 err = Console(stderr=True)
 out = Console()
@@ -152,6 +155,13 @@ def _layout(root: Path | None, build_dir: Path | None) -> Layout:
     return Layout.of(root, build_dir)
 
 
+def _project(root: Path | None, build_dir: Path | None, construct: Path | None = None) -> Project:
+    """The project the command works on, read once (lazily) and handed to its logic."""
+    from dxforge.project.model import Project
+
+    return Project.of(_layout(root, build_dir), construct)
+
+
 def _print_json(data: object) -> None:
     print(json.dumps(data, indent=2))
 
@@ -189,7 +199,7 @@ def seed(
     from dxforge.seed.build import SeedOptions, build_seed
 
     state = _start(ctx, json_out)
-    opts = SeedOptions(_layout(root, build_dir), out_dir, index_url, refresh=refresh)
+    opts = SeedOptions(_project(root, build_dir), out_dir, index_url, refresh=refresh)
     with _progress(state, "seed") as progress:
         result = build_seed(opts, progress)
     if json_out:
@@ -220,13 +230,12 @@ def fetch(
 ) -> None:
     """Download each recipe's sdist into the source cache (<build>/sources), sha256-verified."""
     from dxforge.builder.fetch import run_fetch
-    from dxforge.project.recipes import load_recipes
 
     state = _start(ctx, json_out)
-    layout = _layout(root, build_dir)
+    project = _project(root, build_dir)
     with _progress(state, "fetch") as progress:
         report = run_fetch(
-            load_recipes(layout.root), layout.sources, index_url=index_url, progress=progress
+            project.recipes, project.layout.sources, index_url=index_url, progress=progress
         )
     if json_out:
         _print_json(report.as_json())
@@ -243,7 +252,7 @@ def _row(item: str, res: object) -> str:
     """The line of one finished item, whatever stage (build, test suites, CI jobs) made it."""
     from dxforge.builder.build import PackageResult
     from dxforge.checks.upstream import SuiteResult
-    from dxforge.ci.workflows import LocalJob
+    from dxforge.ci.local import LocalJob
 
     if isinstance(res, PackageResult):
         text = f"{res.name} {res.version} {res.status}"
@@ -300,7 +309,7 @@ def build(
 
     state = _start(ctx, json_out)
     opts = BuildOptions(
-        layout=_layout(root, build_dir),
+        _project(root, build_dir),
         out=out_dir,
         channels=list(channel or []),
         only=list(only or []),
@@ -359,14 +368,12 @@ def graph(
     build_dir: BuildDirOpt = None,
 ) -> None:
     """Show the recipes' dependency graph in build order (edges: dependency -> dependent)."""
-    from dxforge.project.graph import load_graph
-
     _start(ctx, json_out)
     if fmt not in (None, "mermaid", "dot"):
         raise DxError(f"--format {fmt}: choose mermaid or dot")
     if fmt and json_out:
         raise DxError("--json and --format are exclusive; give one of them")
-    g, _ = load_graph(_layout(root, build_dir).root)
+    g = _project(root, build_dir).graph
     if json_out:
         _print_json(g.as_json())
     elif fmt == "mermaid":
@@ -529,8 +536,7 @@ def installer(
 
     state = _start(ctx, json_out)
     opts = InstallerOptions(
-        layout=_layout(root, build_dir),
-        construct=construct.absolute() if construct else None,
+        _project(root, build_dir, construct.absolute() if construct else None),
         out=out_dir,
         channels=list(channel or []),
         compression=compression,
@@ -670,9 +676,9 @@ def test_upstream(
     from dxforge.checks.upstream import run_project
 
     state = _start(ctx, json_out)
-    layout = _layout(root, build_dir)
+    project = _project(root, build_dir)
     with _progress(state, "tests", _row) as progress:
-        report = run_project(layout, index_url=index_url, only=only or (), progress=progress)
+        report = run_project(project, index_url=index_url, only=only or (), progress=progress)
     if json_out:
         _print_json(report.as_json())
     else:
@@ -696,10 +702,8 @@ def test_upstream(
         raise typer.Exit(1)
 
 
-def _installer_path(layout: Layout, installer: Path | None) -> Path:
-    from dxforge.project.construct import load_construct
-
-    path = installer or layout.installer / load_construct(layout.construct).installer_filename
+def _installer_path(project: Project, installer: Path | None) -> Path:
+    path = installer or project.layout.installer / project.construct.installer_filename
     if not path.is_file():
         raise DxError(f"{path}: no such installer; build it with `dxforge installer` or name one")
     return path.absolute()
@@ -723,9 +727,9 @@ def pilot(
     from dxforge.checks.pilot import run_pilot
 
     _start(ctx, json_out)
-    layout = _layout(root, build_dir)
-    path = _installer_path(layout, installer)
-    result = run_pilot(path, layout.logs / f"pilot-{path.stem}.log")
+    project = _project(root, build_dir)
+    path = _installer_path(project, installer)
+    result = run_pilot(path, project.layout.logs / f"pilot-{path.stem}.log")
     if json_out:
         _print_json(result.as_json())
         return
@@ -752,20 +756,17 @@ def e2e(
     """DiracX end to end: a server from the channels, the installer's client, a sandbox round
     trip; unprivileged, offline, loopback only."""
     from dxforge.checks.endtoend import run_end_to_end
-    from dxforge.project.recipes import load_recipes
-    from dxforge.project.target import project_target
 
     state = _start(ctx, json_out)
-    layout = _layout(root, build_dir)
-    path = _installer_path(layout, installer)
-    target = project_target(layout.construct)
-    version = load_recipes(layout.root, target=target)[0].version
+    project = _project(root, build_dir)
+    layout = project.layout
+    path = _installer_path(project, installer)
     with _progress(state, "e2e") as progress:
         result = run_end_to_end(
             path,
             [layout.channel.as_uri(), layout.seed.as_uri()],
-            version,
-            target,
+            project.version,
+            project.target,
             layout.logs / "e2e",
             layout.work / "pkgs",
             progress,
@@ -803,11 +804,12 @@ def ci(
 ) -> None:
     """Render .github/workflows/ from the recipe graph, construct.yaml and pyproject.toml's
     \\[tool.dxforge.ci]."""
-    from dxforge.ci import workflows as ci_
+    from dxforge.ci.local import run_local
+    from dxforge.ci.workflows import run_ci
 
     state = _start(ctx, json_out)
-    layout = _layout(root, build_dir)
-    result = ci_.run_ci(layout, check=check)
+    project = _project(root, build_dir)
+    result = run_ci(project, check=check)
     if not run_local or (check and result.stale):
         if json_out:
             _print_json(result.as_json())
@@ -822,7 +824,7 @@ def ci(
             raise typer.Exit(1)
         return
     with _progress(state, "ci", _row) as progress:
-        local = ci_.run_local(layout, progress)
+        local = run_local(project, progress)
     if json_out:
         _print_json(local.as_json())
     else:
@@ -960,14 +962,13 @@ def fingerprint(
     build_dir: BuildDirOpt = None,
 ) -> None:
     """Print a fingerprint (for CI cache keys): `runtime` is the runtime build's."""
-    from dxforge.project.target import project_target
     from dxforge.runtime.build import fingerprint as runtime_fingerprint
 
     _start(ctx, False)
     if what != "runtime":
         raise DxError(f"{what}: dxforge fingerprint knows `runtime`")
-    layout = _layout(root, build_dir)
-    print(runtime_fingerprint(layout.cache, project_target(layout.construct).python))
+    project = _project(root, build_dir)
+    print(runtime_fingerprint(project.layout.cache, project.target.python))
 
 
 def _children() -> list[int]:
@@ -1063,10 +1064,10 @@ def extension_build(
     from dxforge.extension.build import build_extension
 
     state = _start(ctx, json_out)
-    layout = _layout(root, build_dir)
-    opts = BuildOptions(layout, force=force, index_url=index_url, jobs=os.cpu_count() or 1)
+    project = _project(root, build_dir)
+    opts = BuildOptions(project, force=force, index_url=index_url, jobs=os.cpu_count() or 1)
     with _progress(state, "extension build", _row) as progress:
-        base, report = build_extension(layout, opts, progress)
+        base, report = build_extension(project.layout, opts, progress)
     if json_out:
         _print_json({**report.as_json(), "base_channel": base.channel, "base_seed": base.seed})
     else:

@@ -19,6 +19,7 @@ from dxforge.core.util import DxError
 from dxforge.extension.base import BASE_METAPACKAGE
 from dxforge.extension.project import ExtensionProject, read_project
 from dxforge.project.layout import Layout
+from dxforge.project.model import Project
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,6 @@ def build_extension(
     project = read_project(layout.root)
     base = base_channels(project)
     progress.step(f"DiracX {project.diracx} from {base.channel}")
-    opts = opts or BuildOptions(layout)
+    opts = opts or BuildOptions(Project.of(layout))
     opts.channels = [base.channel, base.seed, str(layout.seed)]
     return base, run_build(opts, progress)

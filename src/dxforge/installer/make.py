@@ -32,17 +32,17 @@ from dxforge.installer.shell import (
     write_companions,
     write_installer,
 )
-from dxforge.installer.stage import channel_list, solve, stage, staging_prefix
-from dxforge.project.construct import ConstructSpec, load_construct
+from dxforge.installer.stage import solve, stage, staging_prefix
+from dxforge.project.construct import ConstructSpec
 from dxforge.project.layout import Layout
+from dxforge.project.model import Project
 
 CACHE_FORMAT = 2
 
 
 @dataclass
 class InstallerOptions:
-    layout: Layout
-    construct: Path | None = None  # default: the project's construct.yaml
+    project: Project  # its construct.yaml: the project's own, or the one --construct names
     out: Path | None = None  # default: the build directory's installer/
     channels: list[str] = field(default_factory=list)
     compression: str = COMPRESSIONS[0]
@@ -126,11 +126,10 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
     if opts.pyc not in PYC_MODES:
         raise DxError(f"--pyc {opts.pyc}: use one of {', '.join(PYC_MODES)}")
     t0 = time.monotonic()
-    layout = opts.layout
-    construct = opts.construct or layout.construct
-    spec = load_construct(construct)
+    layout, construct = opts.project.layout, opts.project.construct_path
+    spec = opts.project.construct
     files = shipped_dir()
-    channels = channel_list(spec, opts.channels, layout)
+    channels = opts.project.channels(opts.channels)
     out = (opts.out or layout.installer).absolute()
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock", f"the installer build in {out}"):

@@ -32,7 +32,6 @@ from dxforge.installer.prefix import (
     smoke_test,
 )
 from dxforge.project.construct import ConstructSpec
-from dxforge.project.layout import Layout
 
 STAGE_PREFIX_LEN = 240  # >= 200; below conda-forge's 255-byte binary placeholder
 STAGE_PAD = "_placehold"
@@ -64,24 +63,6 @@ class Stage:
     @property
     def has_binary(self) -> bool:
         return any(e.mode == "binary" for e in self.manifest)
-
-
-def channel_list(spec: ConstructSpec, cli_channels: list[str] | None, layout: Layout) -> list[str]:
-    """construct.yaml's channels (paths under the project's ``build/`` follow the build
-    directory), or with ``--channel``: the build's own output channel (when construct.yaml lists
-    it) followed by the given channels. Paths become file:// URLs."""
-
-    def local(url: str) -> str:
-        path = ch.local_path(url)
-        return layout.rebase(path).as_uri() if path is not None else url
-
-    listed = [local(ch.channel_url(c, spec.path.parent)) for c in spec.channels]
-    if not cli_channels:
-        return listed
-    own = layout.channel.as_uri()
-    given = [ch.channel_url(c) for c in cli_channels]
-    keep = [own] if own in listed and own not in given else []
-    return keep + given
 
 
 def padded_prefix(head: str, length: int = STAGE_PREFIX_LEN) -> str:

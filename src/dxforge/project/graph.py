@@ -3,7 +3,7 @@
 Edges run from a dependency to its dependent (``diracx-core -> diracx-db``: build core first).
 There is an edge when a recipe names another recipe's package in any requirement section (build,
 host, run or test). The graph is built from plain data (:class:`Node`), so tests can use small
-synthetic recipes; :func:`load_graph` reads the real ones.
+synthetic recipes; :class:`dxforge.project.model.Project` holds the real ones.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from dxforge.core import schedule
 from dxforge.core.specs import split_spec
 from dxforge.core.util import DxError
-from dxforge.project.recipes import SECTIONS, Recipe, is_sibling, load_recipes, project_family
+from dxforge.project.recipes import SECTIONS, Recipe, is_sibling, project_family
 
 
 @dataclass(frozen=True)
@@ -196,9 +195,3 @@ def graph_of(recipes: Iterable[Recipe]) -> Graph:
     recipes = list(recipes)
     family = project_family(recipes[0].path.parents[2]) if recipes else "diracx"
     return build_graph((node_of(r) for r in recipes), lambda name: is_sibling(name, family=family))
-
-
-def load_graph(root: Path, sources_url: str | None = None) -> tuple[Graph, list[Recipe]]:
-    """The graph of the recipes under ``root/recipes`` and the recipes themselves."""
-    recipes = load_recipes(root, sources_url)
-    return graph_of(recipes), recipes

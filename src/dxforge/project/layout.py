@@ -17,6 +17,12 @@ from dxforge.core.util import project_root, user_cache
 BUILD_ENV = "DXFORGE_BUILD_DIR"
 
 
+def sources_url(cache: Path) -> str:
+    """The ``file://`` base URL of the source cache ``cache``: the value the build puts in
+    ``DXFORGE_SOURCES`` for rattler-build."""
+    return Path(cache).absolute().as_uri()
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path

@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dxforge.core.util import DxError
+
+if TYPE_CHECKING:
+    from dxforge.project.construct import ConstructSpec
 
 DEFAULT_GLIBC = (2, 28)
 """The floor when construct.yaml declares none: EL8's C library, as DIRACOS2's."""
@@ -94,10 +98,14 @@ def python_of(specs: list[str], where: str) -> str:
     )
 
 
+def target_of(spec: ConstructSpec) -> Target:
+    """The target a read construct.yaml declares."""
+    glibc = tuple(int(p) for p in spec.glibc.split(".")) if spec.glibc else DEFAULT_GLIBC
+    return Target(python_of(spec.specs, spec.where("specs")), glibc=glibc)
+
+
 def project_target(construct: Path) -> Target:
     """The target construct.yaml declares."""
     from dxforge.project.construct import load_construct
 
-    spec = load_construct(construct)
-    glibc = tuple(int(p) for p in spec.glibc.split(".")) if spec.glibc else DEFAULT_GLIBC
-    return Target(python_of(spec.specs, spec.where("specs")), glibc=glibc)
+    return target_of(load_construct(construct))

@@ -50,8 +50,7 @@ from dxforge.core.util import (
 from dxforge.images.build import release_images
 from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
 from dxforge.project.layout import Layout
-from dxforge.project.recipes import load_recipes, recipe_paths
-from dxforge.project.target import project_target
+from dxforge.project.model import Project
 from dxforge.release import notes
 from dxforge.seed.build import SeedOptions, build_seed
 
@@ -163,11 +162,11 @@ class _Stages:
         return out
 
 
-def _check_drift(layout: Layout, index_url: str | None) -> list[DriftRow]:
+def _check_drift(project: Project, index_url: str | None) -> list[DriftRow]:
     found = recipes_drift(
-        recipe_paths(layout.root),
-        layout.sources,
-        project_target(layout.construct),
+        [r.path for r in project.recipes],
+        project.layout.sources,
+        project.target,
         index_url=index_url,
     )
     rows = [
@@ -189,23 +188,28 @@ def _tests_key(channel: Path, seed: str) -> str:
     return store.fingerprint([sorted((k, v["sha256"]) for k, v in records.items()), seed])
 
 
+def _records(layout: Layout) -> store.Store:
+    """What the release's checks found, by what they checked: a resumed release does not check
+    the same packages or installer twice."""
+    return store.Store(layout.build / "release-checks")
+
+
 def _upstream(
-    layout: Layout, index_url: str | None, progress: Progress, seed_fingerprint: str
+    project: Project, index_url: str | None, progress: Progress, seed_fingerprint: str
 ) -> upstream.UpstreamReport:
     """The upstream suites, or their result for the same packages when it is recorded."""
-    key = _tests_key(layout.channel, seed_fingerprint)
-    record = layout.build / "upstream-tests.json"
-    if record.is_file():
-        old = json.loads(record.read_text())
-        if old.get("key") == key:
-            progress.step("the upstream suites passed against these packages already")
-            rep = upstream.UpstreamReport(
-                environment=old["environment"], seconds=old.get("seconds", 0)
-            )
-            rep.suites = {n: upstream.SuiteResult(**s) for n, s in old["suites"].items()}
-            return rep
+    key = _tests_key(project.layout.channel, seed_fingerprint)
+    old = _records(project.layout).get("upstream", key)
+    if old is not None:
+        progress.step("the upstream suites passed against these packages already")
+        found = old.meta["result"]
+        rep = upstream.UpstreamReport(
+            environment=found["environment"], seconds=found.get("seconds", 0)
+        )
+        rep.suites = {n: upstream.SuiteResult(**s) for n, s in found["suites"].items()}
+        return rep
     rep = upstream.run_project(
-        layout, index_url=index_url, progress=progress, jobs=2, stop_on_failure=True
+        project, index_url=index_url, progress=progress, jobs=2, stop_on_failure=True
     )
     failed = [s for s in rep.suites.values() if not s.ok]
     if failed:
@@ -214,7 +218,7 @@ def _upstream(
             f"{s.package}: its test suite failed ({s.failed} failed, {s.errors} errors, "
             f"{s.passed} passed); see {s.log}"
         )
-    atomic_write_text(record, json.dumps({"key": key, **rep.as_json()}, indent=1) + "\n")
+    _records(project.layout).put("upstream", lambda _d: {"result": rep.as_json()}, key)
     return rep
 
 
@@ -269,21 +273,12 @@ def _checked(
     as_json: Callable[[T], dict[str, Any]],
 ) -> T:
     """A check's result for ``key`` (an installer's sha256) when it is recorded, else made and
-    recorded: a resumed release does not check the same installer twice."""
-    record = layout.build / "release-checks.json"
-    try:
-        done = json.loads(record.read_text())
-    except (OSError, ValueError):
-        done = {}
-    if done.get(kind, {}).get("key") == key:
-        return load(done[kind]["result"])
+    recorded."""
+    done = _records(layout).get(kind, key)
+    if done is not None:
+        return load(done.meta["result"])
     out = make()
-    try:
-        done = json.loads(record.read_text())
-    except (OSError, ValueError):
-        done = {}
-    done[kind] = {"key": key, "result": as_json(out)}
-    atomic_write_text(record, json.dumps(done, indent=1) + "\n")
+    _records(layout).put(kind, lambda _d: {"result": as_json(out)}, key)
     return out
 
 
@@ -306,23 +301,22 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                 progress,
             ),
         )
-        target = project_target(layout.construct)
-        recipes = load_recipes(layout.root, target=target)
-        version = recipes[0].version
+        project = Project.of(layout)  # as the bump left the recipes
+        target, recipes, version = project.target, list(project.recipes), project.version
         stage(
             "fetch",
             lambda: fetch_sources(
                 recipes, layout.sources, index_url=opts.index_url, progress=progress
             ),
         )
-        drift = stage("drift", lambda: _check_drift(layout, opts.index_url))
+        drift = stage("drift", lambda: _check_drift(project, opts.index_url))
         seeded = stage(
-            "seed", lambda: build_seed(SeedOptions(layout, index_url=opts.index_url), progress)
+            "seed", lambda: build_seed(SeedOptions(project, index_url=opts.index_url), progress)
         )
 
         def build() -> None:
             report = run_build(
-                BuildOptions(layout, index_url=opts.index_url, jobs=opts.jobs), progress
+                BuildOptions(project, index_url=opts.index_url, jobs=opts.jobs), progress
             )
             bad = [p for p in report.packages if not p.done]
             if bad:
@@ -341,7 +335,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         def tests() -> upstream.UpstreamReport:
             report = stage(
                 "tests",
-                lambda: _upstream(layout, opts.index_url, progress, seeded.fingerprint),
+                lambda: _upstream(project, opts.index_url, progress, seeded.fingerprint),
                 "tests",
             )
             if opts.images:  # needs only the channels: beside the installer's branch
@@ -351,7 +345,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         def installer() -> tuple[InstallerResult, PilotResult, EndToEndResult]:
             inst = stage(
                 "installer",
-                lambda: build_installer(InstallerOptions(layout, out=out), progress),
+                lambda: build_installer(InstallerOptions(project, out=out), progress),
                 "installer",
             )
             pilot = stage(

@@ -39,10 +39,9 @@ from dxforge.core.store import Entry, Store, link_or_copy, link_tree
 from dxforge.core.util import DxError, atomic_write_text, file_lock, run, sha256_file
 from dxforge.isolation import roots
 from dxforge.isolation.apt import conda_version, mirror
-from dxforge.project.construct import load_construct
 from dxforge.project.layout import Layout
-from dxforge.project.recipes import load_recipes
-from dxforge.project.target import Target, project_target
+from dxforge.project.model import Project
+from dxforge.project.target import Target
 from dxforge.pypa.names import marker_applies, pypi_name
 from dxforge.pypa.pypi import PackageIndex, index_url
 from dxforge.runtime.build import BUILD_ROOT, RuntimeBuild, apt_for, build_runtime
@@ -68,11 +67,15 @@ CERTIFICATES = "ca-certificates"
 
 @dataclass
 class SeedOptions:
-    layout: Layout
+    project: Project
     out: Path | None = None  # default: the layout's seed channel
     index_url: str | None = None
     workers: int = 2
     refresh: bool = False  # resolve the requirements again, ignoring the recorded resolution
+
+    @property
+    def layout(self) -> Layout:
+        return self.project.layout
 
     @property
     def channel(self) -> Path:
@@ -118,15 +121,10 @@ class SeedResult:
         }
 
 
-def _construct_specs(root: Path) -> list[str]:
-    path = root / "construct.yaml"
-    return list(load_construct(path).specs) if path.exists() else []
-
-
-def seed_plan(layout: Layout, target: Target, index_url: str | None = None) -> SeedPlan:
+def seed_plan(project: Project, index_url: str | None = None) -> SeedPlan:
     """The seed's requirements: the recipes', construct.yaml's, and what DiracX's own test
     suites need (the sdists' extras, read from the source cache, fetched when missing)."""
-    recipes = load_recipes(layout.root, target=target)
+    layout, target, recipes = project.layout, project.target, list(project.recipes)
     siblings = {r.name for r in recipes}
     reqs = {
         f"{r.path}: requirements.{sec}": specs
@@ -140,7 +138,8 @@ def seed_plan(layout: Layout, target: Target, index_url: str | None = None) -> S
         ),
         "the end-to-end server (dxforge.seed.needs.END_TO_END)": needs.end_to_end(siblings),
     }
-    return plan(layout.root, siblings, reqs, _construct_specs(layout.root), tests)
+    specs = list(project.construct.specs) if project.construct_path.is_file() else []
+    return plan(layout.root, siblings, reqs, specs, tests)
 
 
 def _extras_inputs(
@@ -211,11 +210,11 @@ class Seeder:
         self.cache.mkdir(parents=True, exist_ok=True)
         out = self.opts.channel
         with file_lock(ch.lock_path(out), f"channel {out}"):
-            target = project_target(self.opts.layout.construct)
+            target = self.opts.project.target
             self.progress.step(
                 f"planning the seed for CPython {target.python}, glibc >={target.glibc_text}"
             )
-            sp = seed_plan(self.opts.layout, target, self.opts.index_url)
+            sp = seed_plan(self.opts.project, self.opts.index_url)
             rt = build_runtime(self.opts.layout.cache, target.python, self.progress)
             target = target.with_full(conda_version(rt.versions["python"]))
             deb, deb_version = apt_for(self.opts.layout.cache).binary(
