@@ -279,3 +279,51 @@ def test_the_command(tmp_path: Path, index: LocalIndex) -> None:
     assert again.returncode == 1 and "exists and is not an empty folder" in again.stderr
     build = run_dxforge("extension", "build", cwd=tmp_path / "myext", check=False)
     assert build.returncode == 1 and f"--version {diracx_version()}" in build.stderr
+
+
+def test_init_names_what_the_end_to_end_serves(tmp_path: Path, index: LocalIndex) -> None:
+    from dxforge.extension.e2e import extension_check, is_extension_project
+
+    init(tmp_path, index)
+    project = tmp_path / "myext-dist"
+    cfg = read_project(project)
+    # the metapackage and the package with a service and an access policy; its service
+    assert cfg.e2e.server == ["myext", "myext-routers"] and cfg.e2e.services == ["hello"]
+    assert cfg.e2e.command == [] and cfg.e2e.expect == ""
+    assert is_extension_project(project) and not is_extension_project(ROOT)
+    check = extension_check(cfg, {"myext": EXT_VERSION, "myext-routers": EXT_VERSION})
+    assert check.specs == [f"myext =={EXT_VERSION}", f"myext-routers =={EXT_VERSION}"]
+    assert (check.name, check.services, check.command) == ("myext", ["hello"], [])
+    with pytest.raises(DxError, match="server names myext-routers, which has no recipe"):
+        extension_check(cfg, {"myext": EXT_VERSION})
+
+
+@pytest.mark.parametrize(
+    ("e2e", "error"),
+    [
+        ('command = ["hello", "greet"]', "command is set but expect is empty"),
+        ('services = "hello"', "services must be a list of strings"),
+        ("expect = 3", "expect must be a string"),
+    ],
+)
+def test_bad_end_to_end_settings_are_named(tmp_path: Path, e2e: str, error: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.dxforge]\nextension = "myext"\ndiracx = "1.0"\nbase-channel = "file:///c"\n'
+        f'base-seed = "file:///s"\n\n[tool.dxforge.e2e]\n{e2e}\n'
+    )
+    with pytest.raises(DxError, match=error) as e:
+        read_project(tmp_path)
+    assert str(tmp_path / "pyproject.toml") in str(e.value)
+
+
+def test_missing_routes_reads_the_openapi_paths() -> None:
+    from dxforge.endtoend import missing_routes, server_specs
+    from dxforge.target import project_target
+
+    doc = {"paths": {"/api/hello/": {}, "/api/jobs/search": {}, "/api/hellos": {}}}
+    assert missing_routes(doc, ["hello", "jobs"]) == []
+    assert missing_routes(doc, ["hello", "lhcb", "hell"]) == ["lhcb", "hell"]
+    assert missing_routes({}, ["hello"]) == ["hello"]
+    target = project_target(ROOT / "construct.yaml")
+    plain = server_specs("9.9.9", target)
+    assert server_specs("9.9.9", target, ["myext ==1.0"]) == [*plain, "myext ==1.0"]

@@ -2,7 +2,9 @@
 127.0.0.1 (everything else passed through from the index the user's pip is configured with),
 `dxforge extension init` on this repository's DiracX distribution built by the session's
 fixtures, then the extension project's seed, build and installer, and the pilot checks of that
-installer naming the extension and listing its command."""
+installer naming the extension and listing its command; then DiracX's end to end with the
+server built from the extension's channel, serving its route, which the installer's `dirac`
+calls through the extension's command."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_dxforge
-from extension_factory import publish
+from extension_factory import GREETING, publish
 from local_index import serve
 
 from dxforge import isolate
@@ -86,3 +88,33 @@ def test_the_pilot_checks_name_the_extension(extension: dict) -> None:
     res = run_dxforge("pilot", extension["installer"]["installer"], "--json")
     checks = json.loads(res.stdout)["checks"]
     assert "extension myext, the only one, first in priority; dirac --help lists: hello" in checks
+
+
+def test_the_installers_dirac_calls_the_extensions_route_on_its_server(extension: dict) -> None:
+    if isolate.limits():
+        pytest.skip("no pilot's site here: " + "; ".join(isolate.limits()))
+    project = extension["project"]
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    # init found the server's packages and the service; the VO names the command
+    assert 'server = ["myext", "myext-routers"]\nservices = ["hello"]\n' in text, text
+    pyproject.write_text(
+        text.replace(
+            'command = []\nexpect = ""',
+            f'command = ["hello", "greet"]\nexpect = {json.dumps(GREETING)}',
+        )
+    )
+    t0 = time.monotonic()
+    proc = run_dxforge("e2e", "--json", cwd=project, check=False, timeout=1800)
+    print(f"extension end to end: {time.monotonic() - t0:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    res = json.loads(proc.stdout)
+    assert (res["status"], res["extension"], res["version"]) == ("passed", "myext", extension["x"])
+    assert f"myext-routers =={EXT_VERSION}" in res["server_specs"], res["server_specs"]
+    checks = " | ".join(res["checks"])
+    for what in (
+        "dirac whoami:",
+        "the server's app serves the extension myext's routes: /api/hello",
+        f"dirac hello greet (the extension's command) said {GREETING!r}",
+    ):
+        assert what in checks, checks

@@ -750,32 +750,38 @@ def e2e(
     build_dir: BuildDirOpt = None,
 ) -> None:
     """DiracX end to end: a server from the channels, the installer's client, a sandbox round
-    trip; unprivileged, offline, loopback only."""
+    trip; unprivileged, offline, loopback only. In an extension's project, the server is
+    built from its channel and serves its routes, and its dirac command calls one."""
     from dxforge.endtoend import run_end_to_end
+    from dxforge.extension.e2e import is_extension_project, run_extension_end_to_end
     from dxforge.recipes import load_recipes
     from dxforge.target import project_target
 
     state = _start(ctx, json_out)
     layout = _layout(root, build_dir)
     path = _installer_path(layout, installer)
-    target = project_target(layout.construct)
-    version = load_recipes(layout.root, target=target)[0].version
     with _progress(state, "e2e") as progress:
-        result = run_end_to_end(
-            path,
-            [layout.channel.as_uri(), layout.seed.as_uri()],
-            version,
-            target,
-            layout.logs / "e2e",
-            layout.work / "pkgs",
-            progress,
-        )
+        if is_extension_project(layout.root):
+            result = run_extension_end_to_end(layout, path, progress)
+        else:
+            target = project_target(layout.construct)
+            result = run_end_to_end(
+                path,
+                [layout.channel.as_uri(), layout.seed.as_uri()],
+                load_recipes(layout.root, target=target)[0].version,
+                target,
+                layout.logs / "e2e",
+                layout.work / "pkgs",
+                progress,
+            )
     if json_out:
         _print_json(result.as_json())
         return
     render.fields(
         out,
-        f"end to end with DiracX {result.version}: {result.status}",
+        f"end to end with DiracX {result.version}"
+        + (f" and {result.extension}" if result.extension else "")
+        + f": {result.status}",
         [
             ("isolation", result.isolation),
             *(("check", c) for c in result.checks),

@@ -19,7 +19,13 @@ from packaging.utils import canonicalize_name
 
 from dxforge.extension.base import Base, read_base
 from dxforge.extension.discover import Discovery, Found, discover, exact_pin
-from dxforge.extension.project import construct_text, installer_files, pyproject_text
+from dxforge.extension.project import (
+    SERVER_GROUPS,
+    EndToEnd,
+    construct_text,
+    installer_files,
+    pyproject_text,
+)
 from dxforge.extension.recipe import recipe_text, run_requirements, test_imports
 from dxforge.metadata import RequiresDistLookup
 from dxforge.progress import SILENT, Progress
@@ -121,6 +127,20 @@ def _recipes(disc: Discovery, target: Target, lookup: RequiresDistLookup) -> dic
     return out
 
 
+def end_to_end(disc: Discovery) -> EndToEnd:
+    """What ``dxforge e2e`` serves of the extension: its metapackage and the packages with
+    server entry points, and the services they register."""
+    server = [
+        f.name
+        for f in disc.packages
+        if f.name == disc.extension or any(g in f.dist.entry_points for g in SERVER_GROUPS)
+    ]
+    services = sorted(
+        {n for f in disc.packages for n in f.dist.entry_points.get("diracx.services", {})}
+    )
+    return EndToEnd(server, services)
+
+
 def _ci_settings(base: Base) -> dict[str, object]:
     path = base.root / "pyproject.toml"
     if not path.is_file():
@@ -187,7 +207,9 @@ def init_extension(opts: InitOptions, progress: Progress = SILENT) -> InitResult
     files["construct.yaml"] = construct_text(disc.extension, disc.version, base)
     for key, rel in installer_files(base).items():
         files[rel] = base.files[key].read_text()
-    files["pyproject.toml"] = pyproject_text(disc.extension, diracx, base, _ci_settings(base))
+    files["pyproject.toml"] = pyproject_text(
+        disc.extension, diracx, base, _ci_settings(base), end_to_end(disc)
+    )
     dest = Path(os.path.abspath(opts.dest))
     written = _write(dest, files)
     return InitResult(

@@ -1,0 +1,72 @@
+"""An extension's end to end: DiracX's (:func:`dxforge.endtoend.run_end_to_end`) with the
+server built from the extension's channel (its packages, then DiracX's channel at the pinned
+version and the seeds), its routes served, and its ``dirac`` command calling one of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dxforge.endtoend import EndToEndResult, ExtensionCheck, run_end_to_end
+from dxforge.extension.build import base_channels
+from dxforge.extension.project import ExtensionProject, read_project
+from dxforge.layout import Layout
+from dxforge.progress import SILENT, Progress
+from dxforge.recipes import load_recipes
+from dxforge.target import project_target
+from dxforge.util import DxError
+
+
+def is_extension_project(root: Path) -> bool:
+    """Whether ``root``'s pyproject.toml names an extension in ``[tool.dxforge]``."""
+    import tomllib
+
+    path = Path(root) / "pyproject.toml"
+    try:
+        tool = tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return "extension" in tool
+
+
+def extension_check(project: ExtensionProject, versions: dict[str, str]) -> ExtensionCheck:
+    """The extension's part of the end to end: its server packages at their recipes'
+    versions (``versions``: recipe name -> version)."""
+    path = project.root / "pyproject.toml"
+    specs = []
+    for name in project.e2e.server:
+        if name not in versions:
+            raise DxError(
+                f"{path}: [tool.dxforge.e2e] server names {name}, which has no recipe in "
+                f"{project.root / 'recipes'}; name the extension's packages"
+            )
+        specs.append(f"{name} =={versions[name]}")
+    if not project.e2e.services:
+        raise DxError(
+            f"{path}: [tool.dxforge.e2e] services is empty; name the extension's services "
+            "(its diracx.services entry points) the server must serve"
+        )
+    return ExtensionCheck(
+        project.extension, specs, project.e2e.services, project.e2e.command, project.e2e.expect
+    )
+
+
+def run_extension_end_to_end(
+    layout: Layout, installer: Path, progress: Progress = SILENT
+) -> EndToEndResult:
+    """DiracX's end to end on the extension's project at ``layout``, with its installer."""
+    project = read_project(layout.root)
+    target = project_target(layout.construct)
+    versions = {r.name: r.version for r in load_recipes(layout.root, target=target)}
+    check = extension_check(project, versions)
+    base = base_channels(project)
+    channels = [layout.channel.as_uri(), base.channel, base.seed, layout.seed.as_uri()]
+    return run_end_to_end(
+        installer,
+        channels,
+        project.diracx,
+        target,
+        layout.logs / "e2e",
+        layout.work / "pkgs",
+        progress,
+        extension=check,
+    )
