@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 from extension_factory import publish
 from local_index import LocalIndex, serve
-from wheel_factory import build_wheel, metadata
+from wheel_factory import build_wheel, metadata, tar_gz
 
 from dxforge.bump.recipedoc import read_recipe
 from dxforge.construct import load_construct
@@ -327,3 +327,68 @@ def test_missing_routes_reads_the_openapi_paths() -> None:
     target = project_target(ROOT / "construct.yaml")
     plain = server_specs("9.9.9", target)
     assert server_specs("9.9.9", target, ["myext ==1.0"]) == [*plain, "myext ==1.0"]
+
+
+def _diracx_release(index: LocalIndex, base: Path, version: str) -> None:
+    """Every package of the DiracX distribution at ``base`` as an sdist of ``version`` with its
+    core metadata; diracx-core gains a requirement (the drift DiracX's bump must report)."""
+    for recipe in sorted((base / "recipes").glob("*/recipe.yaml")):
+        doc = read_recipe(recipe)
+        requires = ["dxforge-newdep>=1"] if doc.name == "diracx-core" else []
+        md = metadata(doc.name, version, requires, ">=3.11")
+        top = doc.sdist_name(version).removesuffix(".tar.gz")
+        data = tar_gz(top, {"PKG-INFO": md})
+        index.add_file(doc.name, f"{top}.tar.gz", data, metadata=md.encode())
+
+
+def test_bump_follows_the_extension_and_moves_diracx_with_its_pin(tmp_path: Path) -> None:
+    import json
+
+    from conftest import run_dxforge
+
+    x, y = diracx_version(), "99.1.0"  # y: a synthetic DiracX release the extension moves to
+    base = tmp_path / "diracx"  # this project's DiracX distribution, its recipes at x
+    for part in ("recipes", "installer"):
+        shutil.copytree(ROOT / part, base / part)
+    shutil.copy2(ROOT / "construct.yaml", base)
+    before = {p: p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    with serve() as idx:
+        publish(idx, tmp_path / "d1", "myext", EXT_VERSION, x, otel=False)
+        opts = InitOptions("myext", tmp_path / "myext", base, index_url=idx.url)
+        init_extension(opts)
+        project = tmp_path / "myext"
+        # a release on the same DiracX: the recipes move, the pin and the base stay
+        publish(idx, tmp_path / "d2", "myext", "1.2.4", x, otel=False)
+        res = json.loads(run_dxforge("bump", "--index-url", idx.url, "--json", cwd=project).stdout)
+        assert (res["status"], res["target"], res["base"]) == ("updated", "1.2.4", None)
+        assert all(not any(p["drift"].values()) for p in res["packages"]), res["packages"]
+        assert read_project(project).diracx == x
+        # a release on a newer DiracX: the base moves with it, with DiracX's drift report
+        publish(idx, tmp_path / "d3", "myext", "1.3.0", y, otel=False)
+        _diracx_release(idx, base, y)
+        body = tmp_path / "pr.md"
+        args = ("bump", "--index-url", idx.url, "--json", "--pr-body", body)
+        res = json.loads(run_dxforge(*args, cwd=project).stdout)
+    assert (res["status"], res["current"], res["target"]) == ("updated", "1.2.4", "1.3.0")
+    versions = {p.parent.name: read_recipe(p).version for p in project.glob("recipes/*/*.yaml")}
+    assert set(versions.values()) == {"1.3.0"}, versions
+    cli = read_recipe(project / "recipes/myext-cli/recipe.yaml")  # built from a wheel only
+    assert cli.sdist_name("1.3.0") == "myext_cli-1.3.0-py3-none-any.whl"
+    assert cli.sha256 == idx.entry("myext_cli-1.3.0-py3-none-any.whl").sha256
+    core = (project / "recipes/myext-core/recipe.yaml").read_text()
+    assert f"diracx-core =={y}" in core and f"=={x}" not in core
+    assert read_project(project).diracx == y
+    spec = load_construct(project / "construct.yaml")
+    assert "myext ==1.3.0" in spec.specs and spec.installer_filename.startswith("myext-1.3.0-")
+    # DiracX's own bump planned on the base: its drift, nothing written there
+    b = res["base"]
+    assert (b["current"], b["target"], b["status"]) == (x, y, "update-available")
+    core_drift = next(p["drift"] for p in b["packages"] if p["name"] == "diracx-core")
+    assert {"name": "dxforge-newdep", "kind": "added", "recipe": None, "upstream": ">=1"} in (
+        core_drift["added"]
+    )
+    assert before == {p: p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    assert any(f"dxforge release --version {y} --root {base}" in n for n in res["notes"])
+    text = body.read_text()
+    assert "## myext 1.2.4 -> 1.3.0" in text and f"## DiracX moves with it: {x} -> {y}" in text
+    assert "dxforge-newdep" in text

@@ -415,9 +415,12 @@ def bump(
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
 ) -> None:
-    """Move all recipes to a new upstream version in lockstep (sha256, build number, drift)."""
-    from dxforge.bump import BumpOptions, run_bump
+    """Move all recipes to a new upstream version in lockstep (sha256, build number, drift).
+    In an extension's project: its new release, and DiracX's pin with it (DiracX's drift)."""
+    from dxforge.bump import BumpOptions, plan_bump, run_bump
     from dxforge.bump.report import pr_body as make_pr_body
+    from dxforge.extension.bump import plan_extension_bump
+    from dxforge.extension.e2e import is_extension_project
     from dxforge.util import atomic_write_text
 
     state = _start(ctx, json_out, error_code=2 if check else 1)
@@ -436,8 +439,9 @@ def bump(
         backoff=max(0.0, backoff),
         timeout=timeout,
     )
+    plan = plan_extension_bump if is_extension_project(opts.layout.root) else plan_bump
     with _progress(state, "bump") as progress:
-        result = run_bump(opts, progress)
+        result = run_bump(opts, progress, plan)
     if pr_body is not None and result.update:
         atomic_write_text(pr_body, make_pr_body(result))
     if json_out:
@@ -478,6 +482,9 @@ def print_bump(result: Any, console: Console) -> None:
                 ("package", "requirement", "change", "recipe", "upstream"),
                 [(n, c.name, c.kind, plain(c.recipe), plain(c.upstream)) for n, c in drift],
             )
+    if result.base is not None and result.base.update:
+        render.line(console, f"the DiracX distribution it builds on ({result.base.root}):", "bold")
+        print_bump(result.base, console)
     for n in result.notes + [n for p in result.packages for n in p.notes]:
         render.line(console, f"note: {n}", "yellow")
     render.line(console, verdict(result), "bold")

@@ -73,10 +73,12 @@ def run_requirements(
     target: Target,
     where: str = "",
     siblings: Iterable[str] = (),
+    family: str = "diracx",
 ) -> dict[str, str]:
     """The run requirements a recipe must have for this Requires-Dist, as ``{conda name: spec}``:
     python from Requires-Python (left out when there is none), extras expanded through
-    ``lookup``, conda-forge names, DiracX packages pinned :data:`VERSION_PIN`."""
+    ``lookup``, conda-forge names, the project's ``family`` (DiracX's, or an extension's)
+    pinned :data:`VERSION_PIN`."""
     out: dict[str, str] = {}
     if requires_python:
         try:
@@ -87,7 +89,7 @@ def run_requirements(
             ) from None
     known = set(siblings)
     for name, spec in conda_run_requirements(requires_dist, target, lookup, where).items():
-        out[name] = VERSION_PIN if is_sibling(name, known) else spec
+        out[name] = VERSION_PIN if is_sibling(name, known, family) else spec
     return out
 
 
@@ -98,6 +100,7 @@ def upstream_requirements(
     *,
     index_url: str | None = None,
     progress: Progress = SILENT,
+    family: str = "diracx",
 ) -> dict[str, Upstream]:
     """For each package (by recipe name), the run requirements its metadata asks for. Extras of
     the packages in ``metas`` expand from there; others from the newest release wheel on the
@@ -122,7 +125,13 @@ def upstream_requirements(
             continue
         lookup.skipped = []
         reqs = run_requirements(
-            meta.requires_dist, meta.requires_python, lookup, target, meta.source, metas.keys()
+            meta.requires_dist,
+            meta.requires_python,
+            lookup,
+            target,
+            meta.source,
+            metas.keys(),
+            family,
         )
         up = Upstream(reqs, sorted(set(lookup.skipped)))
         up.notes += [
