@@ -30,16 +30,19 @@ from typing import Any, TypeVar
 from dxforge import channel as ch
 from dxforge import notes, sbom, store, upstream
 from dxforge.build import BuildOptions, run_build
-from dxforge.bump import BumpOptions, check_version_option, run_bump
+from dxforge.bump import BumpOptions, check_version_option, plan_bump, run_bump
 from dxforge.bump.drift import recipes_drift
 from dxforge.endtoend import EndToEndResult, run_end_to_end
+from dxforge.extension.build import build_extension
+from dxforge.extension.bump import plan_extension_bump
+from dxforge.extension.e2e import is_extension_project, run_extension_end_to_end
 from dxforge.fetch import fetch_sources
 from dxforge.images.build import release_images
 from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
 from dxforge.layout import Layout
 from dxforge.pilot import PilotResult, run_pilot
 from dxforge.progress import SILENT, Progress
-from dxforge.recipes import load_recipes, recipe_paths
+from dxforge.recipes import load_recipes, project_family, recipe_paths
 from dxforge.seed.build import SeedOptions, build_seed
 from dxforge.store import link_tree
 from dxforge.target import project_target
@@ -166,6 +169,7 @@ def _check_drift(layout: Layout, index_url: str | None) -> list[notes.DriftRow]:
         layout.sources,
         project_target(layout.construct),
         index_url=index_url,
+        family=project_family(layout.root),
     )
     rows = [
         notes.DriftRow(n, c.name, c.kind, c.recipe, c.upstream)
@@ -289,6 +293,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
     check_version_option(opts.version)
     layout = opts.layout
     layout.build.mkdir(parents=True, exist_ok=True)
+    ext = is_extension_project(layout.root)  # a VO's: built on DiracX at its pin
     with file_lock(layout.build / ".release.lock", "dxforge release"):
         stage = _Stages(progress)
         bumped = stage(
@@ -301,6 +306,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                     apply_deps=opts.apply_deps,
                 ),
                 progress,
+                plan_extension_bump if ext else plan_bump,
             ),
         )
         target = project_target(layout.construct)
@@ -318,9 +324,8 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         )
 
         def build() -> None:
-            report = run_build(
-                BuildOptions(layout, index_url=opts.index_url, jobs=opts.jobs), progress
-            )
+            bo = BuildOptions(layout, index_url=opts.index_url, jobs=opts.jobs)
+            report = build_extension(layout, bo, progress)[1] if ext else run_build(bo, progress)
             bad = [p for p in report.packages if not p.done]
             if bad:
                 p = bad[0]
@@ -336,6 +341,9 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         images: list[dict[str, Any]] = []
 
         def tests() -> upstream.UpstreamReport:
+            if ext:  # DiracX's suites are DiracX's release's; an extension's sdists have none
+                progress.step("an extension's release runs no upstream suites")
+                return upstream.UpstreamReport(without_suite=[r.name for r in recipes])
             report = stage(
                 "tests",
                 lambda: _upstream(layout, opts.index_url, progress, seeded.fingerprint),
@@ -369,14 +377,18 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                     layout,
                     "e2e",
                     inst.sha256,
-                    lambda: run_end_to_end(
-                        inst.installer,
-                        channels,
-                        version,
-                        target,
-                        logs / f"e2e-{version}",
-                        layout.work / "pkgs",
-                        progress,
+                    lambda: (
+                        run_extension_end_to_end(layout, inst.installer, progress)
+                        if ext
+                        else run_end_to_end(
+                            inst.installer,
+                            channels,
+                            version,
+                            target,
+                            logs / f"e2e-{version}",
+                            layout.work / "pkgs",
+                            progress,
+                        )
                     ),
                     lambda d: EndToEndResult(**d),
                     EndToEndResult.as_json,

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 
 from dxforge.bump.recipedoc import RecipeDoc, doc_of
 from dxforge.fetch import sdist_metadata
-from dxforge.metadata import DistMetadata, RequiresDistLookup
+from dxforge.metadata import DistMetadata, RequiresDistLookup, parse_metadata, wheel_metadata
 from dxforge.names import conda_run_requirements
 from dxforge.progress import SILENT, Progress
 from dxforge.pypi import PackageIndex
@@ -186,6 +186,18 @@ class RecipeDrift:
     changes: list[Change]
 
 
+def _source_metadata(path: Path) -> DistMetadata:
+    """The core metadata of a cached source: an sdist, or a pure-Python wheel (an extension's
+    package published as a wheel only)."""
+    if path.name.endswith(".whl"):
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DxError(f"{path}: cannot read the wheel: {e}; run dxforge fetch") from None
+        return parse_metadata(wheel_metadata(data, str(path)), str(path))
+    return sdist_metadata(path)
+
+
 def recipes_drift(
     paths: Iterable[Path],
     sources: Path,
@@ -193,6 +205,7 @@ def recipes_drift(
     index: PackageIndex | None = None,
     *,
     index_url: str | None = None,
+    family: str = "diracx",
 ) -> dict[str, RecipeDrift]:
     """Each recipe at ``paths`` compared with the Requires-Dist of the sdist it names, read from
     the source cache ``sources`` (``dxforge fetch`` fills it); by package name."""
@@ -200,14 +213,14 @@ def recipes_drift(
     metas: dict[str, DistMetadata] = {}
     for doc in docs:
         fname = doc.sdist_name(doc.version)
-        meta = sdist_metadata(Path(sources) / fname)
+        meta = _source_metadata(Path(sources) / fname)
         if canonicalize_name(meta.name) != doc.name or meta.version != doc.version:
             raise DxError(
                 f"{doc.path}: the source {fname} holds {meta.name} {meta.version}, not "
                 f"{doc.name} {doc.version}; fix key source.url or context.version"
             )
         metas[doc.name] = meta
-    upstream = upstream_requirements(metas, target, index, index_url=index_url)
+    upstream = upstream_requirements(metas, target, index, index_url=index_url, family=family)
     return {
         d.name: RecipeDrift(
             d, upstream[d.name], compute_drift(d, upstream[d.name].requirements, d.version)
