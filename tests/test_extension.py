@@ -49,9 +49,8 @@ def index(tmp_path: Path) -> Iterator[LocalIndex]:
 
 
 def init(tmp_path: Path, index: LocalIndex, name: str = "myext", **kw: object):  # noqa: ANN201
-    opts = InitOptions(
-        name=name, dest=tmp_path / "myext-dist", base=ROOT, index_url=index.url, **kw
-    )  # type: ignore[arg-type]
+    kw = {"base": ROOT, **kw}
+    opts = InitOptions(name=name, dest=tmp_path / "myext-dist", index_url=index.url, **kw)  # type: ignore[arg-type]
     return init_extension(opts)
 
 
@@ -392,3 +391,147 @@ def test_bump_follows_the_extension_and_moves_diracx_with_its_pin(tmp_path: Path
     text = body.read_text()
     assert "## myext 1.2.4 -> 1.3.0" in text and f"## DiracX moves with it: {x} -> {y}" in text
     assert "dxforge-newdep" in text
+
+
+def _repodata(channel: Path, sub: str, records: list[dict]) -> None:
+    import json
+
+    (channel / sub).mkdir(parents=True, exist_ok=True)
+    pkgs = {
+        f"{r['name']}-{r['version']}-{r.get('build', 'h_0')}.conda": {
+            "build": "h_0",
+            "build_number": 0,
+            "subdir": sub,
+            **r,
+        }
+        for r in records
+    }
+    data = {"info": {"subdir": sub}, "packages": {}, "packages.conda": pkgs}
+    (channel / sub / "repodata.json").write_text(json.dumps(data))
+
+
+@pytest.fixture
+def channels_served(tmp_path: Path) -> Iterator[str]:
+    """DiracX's channel and its seed as repodata alone, served on 127.0.0.1: the diracx
+    metapackage at this project's version (and an older one), its packages, and a seed with
+    three Pythons (one the metapackage excludes), git and voms."""
+    import functools
+    import http.server
+    import threading
+
+    x = diracx_version()
+    web = tmp_path / "web"
+    family = [p.parent.name for p in (ROOT / "recipes").glob("*/recipe.yaml")]
+    _repodata(
+        web / "dxforge",
+        "noarch",
+        [{"name": "diracx", "version": x, "depends": ["python >=3.11,<3.14", f"diracx-core =={x}"]}]
+        + [{"name": "diracx", "version": "0.0.1", "depends": ["python >=3.9"]}]
+        + [{"name": n, "version": x, "depends": []} for n in family if n != "diracx"],
+    )
+    _repodata(web / "dxforge", "linux-64", [])
+    _repodata(
+        web / "seed",
+        "linux-64",
+        [
+            {"name": "python", "version": v, "depends": ["__glibc >=2.17"]}
+            for v in ("3.12.1", "3.13.5", "3.14.0")
+        ]
+        + [
+            {"name": "git", "version": "2.47.3", "depends": ["__glibc >=2.28"]},
+            {"name": "voms", "version": "2.1.0", "depends": ["__glibc >=2.17"]},
+        ],
+    )
+    _repodata(web / "seed", "noarch", [])
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(web))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_base_given_as_a_channel_url_alone(
+    tmp_path: Path, index: LocalIndex, channels_served: str
+) -> None:
+    x = diracx_version()
+    channel, seed = f"{channels_served}/dxforge", f"{channels_served}/seed"
+    res = init(tmp_path, index, base=None, base_channel=channel, base_seed=seed)
+    assert res.diracx == x and res.base.version == x and res.base.root is None
+    assert res.base.versions == ["0.0.1", x]
+    assert "diracx-routers" in res.base.packages and "myext-routers" in [
+        p.name for p in res.packages
+    ]
+    project = tmp_path / "myext-dist"
+    spec = load_construct(project / "construct.yaml")
+    # the metapackage allows <3.14: the seed's 3.13; git's build sets the glibc floor
+    assert spec.specs[:4] == ["python 3.13.*", "pip", "git", "voms"], spec.specs
+    assert spec.glibc == "2.28" and f"myext =={EXT_VERSION}" in spec.specs
+    assert spec.post_install is None and not (project / "installer").exists()
+    cfg = read_project(project)
+    assert (cfg.base, cfg.base_channel, cfg.base_seed, cfg.diracx) == (None, channel, seed, x)
+    assert any("installer files" in n for n in res.notes), res.notes
+    core = (project / "recipes/myext-core/recipe.yaml").read_text()
+    assert f"diracx-core =={x}" in core
+
+
+def test_a_channel_base_needs_its_seed_and_a_diracx(
+    tmp_path: Path, index: LocalIndex, channels_served: str
+) -> None:
+    with pytest.raises(DxError, match="give --base PATH .* or --base-channel URL with --base-seed"):
+        init(tmp_path, index, base=None, base_channel=f"{channels_served}/dxforge")
+    with pytest.raises(DxError, match="no diracx metapackage in its repodata"):
+        init(
+            tmp_path,
+            index,
+            base=None,
+            base_channel=f"{channels_served}/seed",
+            base_seed=f"{channels_served}/seed",
+        )
+    with pytest.raises(DxError, match="no python in the seed that diracx .* allows"):
+        init(
+            tmp_path,
+            index,
+            base=None,
+            base_channel=f"{channels_served}/dxforge",
+            base_seed=(tmp_path / "empty").as_uri(),
+        )
+    pythons = tmp_path / "pythons"  # a seed of Pythons alone, as a path
+    _repodata(pythons, "linux-64", [{"name": "python", "version": "3.13.5", "depends": []}])
+    with pytest.raises(DxError, match="the seed holds no voms, git; .* same Python, voms and git"):
+        init(
+            tmp_path,
+            index,
+            base=None,
+            base_channel=f"{channels_served}/dxforge",
+            base_seed=str(pythons),
+        )
+    assert not (tmp_path / "myext-dist").exists()
+
+
+def test_the_command_takes_a_channel_base_alone(
+    tmp_path: Path, index: LocalIndex, channels_served: str
+) -> None:
+    import json
+
+    from conftest import run_dxforge
+
+    args = ("extension", "init", "myext", "--index-url", index.url)
+    bad = run_dxforge(
+        *args, "--base-channel", f"{channels_served}/dxforge", cwd=tmp_path, check=False
+    )
+    assert bad.returncode == 1 and "--base-channel URL with --base-seed URL" in bad.stderr
+    seed = ("--base-seed", f"{channels_served}/seed")
+    res = run_dxforge(
+        *args, "--base-channel", f"{channels_served}/dxforge", *seed, "--json", cwd=tmp_path
+    )
+    data = json.loads(res.stdout)
+    assert data["base"]["root"] is None and data["diracx"] == diracx_version()

@@ -1009,11 +1009,13 @@ def extension_init(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The extension's metapackage on the index.")],
     base: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--base", help="The DiracX distribution project it builds on (a checkout's path)."
+            "--base",
+            help="The DiracX distribution project it builds on (a checkout's path); without "
+            "it, --base-channel and --base-seed alone.",
         ),
-    ],
+    ] = None,
     dest: Annotated[
         Path | None, typer.Option("--out", help="The new project's folder (default: ./NAME).")
     ] = None,

@@ -18,6 +18,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from dxforge.extension.base import Base, read_base
+from dxforge.extension.channelbase import read_channel_base
 from dxforge.extension.discover import Discovery, Found, discover, exact_pin
 from dxforge.extension.project import (
     SERVER_GROUPS,
@@ -38,7 +39,7 @@ from dxforge.util import DxError, atomic_write_text
 class InitOptions:
     name: str  # the extension's metapackage on the index
     dest: Path  # the new project's folder
-    base: Path  # the DiracX distribution project
+    base: Path | None  # the DiracX distribution project (None: base_channel alone)
     base_channel: str | None = None
     base_seed: str | None = None
     version: str | None = None
@@ -142,8 +143,8 @@ def end_to_end(disc: Discovery) -> EndToEnd:
 
 
 def _ci_settings(base: Base) -> dict[str, object]:
-    path = base.root / "pyproject.toml"
-    if not path.is_file():
+    path = base.root / "pyproject.toml" if base.root else None
+    if path is None or not path.is_file():
         return {}
     return dict(tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {}).get("ci", {}))
 
@@ -172,8 +173,15 @@ def _notes(disc: Discovery, diracx: str, base: Base, lookup: RequiresDistLookup)
     if diracx != base.version:
         notes.append(
             f"the extension pins DiracX {diracx} but the DiracX distribution at "
-            f"{base.root} is at {base.version}: `dxforge extension build` needs a "
-            f"DiracX channel holding exactly {diracx} (it names the command)"
+            f"{base.root or base.channel} is at {base.version}: `dxforge extension build` "
+            f"needs a DiracX channel holding exactly {diracx} (it names the command)"
+        )
+    if base.root is None:
+        notes.append(
+            f"the DiracX distribution is the channel {base.channel} alone: its version, "
+            "packages, Python, voms, git and glibc floor come from its repodata and its "
+            "seed's; its installer files (post_install.sh, which writes diracosrc, and the "
+            "licence) are not in a channel: add them to construct.yaml by hand"
         )
     notes += [
         f"extras of {n} not expanded ({lookup.why.get(n, 'no metadata')}); add what they "
@@ -191,15 +199,30 @@ def _notes(disc: Discovery, diracx: str, base: Base, lookup: RequiresDistLookup)
     return notes
 
 
+def _base(opts: InitOptions) -> Base:
+    """The DiracX distribution: a checkout (``--base``), else its channel alone."""
+    if opts.base is not None:
+        return read_base(opts.base, opts.base_channel, opts.base_seed)
+    if not opts.base_channel or not opts.base_seed:
+        raise DxError(
+            "no DiracX distribution named: give --base PATH (a checkout), or --base-channel "
+            "URL with --base-seed URL (DiracX's channel and the seed it was built with)"
+        )
+    return read_channel_base(opts.base_channel, opts.base_seed)
+
+
 def init_extension(opts: InitOptions, progress: Progress = SILENT) -> InitResult:
     """Write the extension's distribution project (see the module's doc)."""
     t0 = time.monotonic()
-    base = read_base(opts.base, opts.base_channel, opts.base_seed)
+    base = _base(opts)
     index = PackageIndex(opts.index_url)
     like = [p.removeprefix("diracx-") for p in base.packages if p.startswith("diracx-")]
     disc = discover(index, opts.name, opts.version, like, progress)
     diracx = diracx_pin(disc.packages, base)
-    target = Target(python_of([base.specs["python"]], str(base.root / "construct.yaml")))
+    if base.root is None and diracx != base.version and diracx in base.versions:
+        base = read_channel_base(base.channel, base.seed, diracx)  # the pinned metapackage's
+    where = str(base.root / "construct.yaml") if base.root else base.channel
+    target = Target(python_of([base.specs["python"]], where))
     lookup = _lookup(index, disc, progress)
     files = {
         f"recipes/{name}/recipe.yaml": text for name, text in _recipes(disc, target, lookup).items()

@@ -125,7 +125,7 @@ def pyproject_text(
         "# The DiracX version the extension's packages pin; its channel must hold exactly it.",
         f"diracx = {_toml(diracx)}",
         "# The DiracX distribution it builds on: its project, its channel and its seed.",
-        f"base = {_toml(str(base.root))}",
+        *([f"base = {_toml(str(base.root))}"] if base.root else []),
         f"base-channel = {_toml(base.channel)}",
         f"base-seed = {_toml(base.seed)}",
         "",
