@@ -17,10 +17,10 @@ from local_index import LocalIndex, serve
 from wheel_factory import build_wheel, metadata, tar_gz
 
 from dxforge.bump.recipedoc import read_recipe
-from dxforge.construct import load_construct
+from dxforge.core.util import DxError
 from dxforge.extension.init import InitOptions, init_extension
 from dxforge.extension.project import read_project
-from dxforge.util import DxError
+from dxforge.project.construct import load_construct
 
 EXT_VERSION = "1.2.3"
 
@@ -111,7 +111,7 @@ def test_requirements_conda_names_extras_and_the_diracx_pin(
 
 
 def test_construct_and_settings_follow_diracx(tmp_path: Path, index: LocalIndex) -> None:
-    from dxforge.ci import config
+    from dxforge.ci.workflows import config
 
     res = init(tmp_path, index)
     project = tmp_path / "myext-dist"
@@ -134,7 +134,7 @@ def test_construct_and_settings_follow_diracx(tmp_path: Path, index: LocalIndex)
 
 
 def test_the_recipes_render_and_form_a_graph(tmp_path: Path, index: LocalIndex) -> None:
-    from dxforge.graph import load_graph
+    from dxforge.project.graph import load_graph
 
     init(tmp_path, index)
     graph, recipes = load_graph(tmp_path / "myext-dist")
@@ -316,8 +316,8 @@ def test_bad_end_to_end_settings_are_named(tmp_path: Path, e2e: str, error: str)
 
 
 def test_missing_routes_reads_the_openapi_paths() -> None:
-    from dxforge.endtoend import missing_routes, server_specs
-    from dxforge.target import project_target
+    from dxforge.checks.endtoend import missing_routes, server_specs
+    from dxforge.project.target import project_target
 
     doc = {"paths": {"/api/hello/": {}, "/api/jobs/search": {}, "/api/hellos": {}}}
     assert missing_routes(doc, ["hello", "jobs"]) == []

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dxforge.build import BuildOptions, BuildReport, run_build
+from dxforge.builder.build import BuildOptions, BuildReport, run_build
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError
 from dxforge.extension.base import BASE_METAPACKAGE
 from dxforge.extension.channelbase import channel_records
 from dxforge.extension.project import ExtensionProject, read_project
-from dxforge.layout import Layout
-from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError
+from dxforge.project.layout import Layout
 
 
 @dataclass(frozen=True)

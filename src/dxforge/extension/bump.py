@@ -15,11 +15,11 @@ from packaging.requirements import Requirement
 from dxforge.bump.drift import Change
 from dxforge.bump.edit import new_recipe_text
 from dxforge.bump.plan import BumpOptions, BumpResult, PackageResult, plan_bump
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError
 from dxforge.extension.project import ExtensionProject, read_project
-from dxforge.layout import Layout
-from dxforge.progress import SILENT, Progress
-from dxforge.recipes import is_sibling
-from dxforge.util import DxError
+from dxforge.project.layout import Layout
+from dxforge.project.recipes import is_sibling
 
 
 def pinned_diracx(packages: list[PackageResult]) -> str | None:

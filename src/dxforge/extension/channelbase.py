@@ -14,10 +14,10 @@ import requests
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from dxforge.channel import SUBDIRS, channel_url, local_path, repodata_records
+from dxforge.conda.channel import SUBDIRS, channel_url, local_path, repodata_records
+from dxforge.core.util import DxError
 from dxforge.extension.base import BASE_METAPACKAGE, SHARED_SPECS, Base
-from dxforge.recipes import is_sibling
-from dxforge.util import DxError
+from dxforge.project.recipes import is_sibling
 
 
 def _remote_records(channel: str) -> list[dict[str, Any]]:

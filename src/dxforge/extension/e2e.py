@@ -1,4 +1,4 @@
-"""An extension's end to end: DiracX's (:func:`dxforge.endtoend.run_end_to_end`) with the
+"""An extension's end to end: DiracX's (:func:`dxforge.checks.endtoend.run_end_to_end`) with the
 server built from the extension's channel (its packages, then DiracX's channel at the pinned
 version and the seeds), its routes served, and its ``dirac`` command calling one of them."""
 
@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dxforge.endtoend import EndToEndResult, ExtensionCheck, run_end_to_end
+from dxforge.checks.endtoend import EndToEndResult, ExtensionCheck, run_end_to_end
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError
 from dxforge.extension.build import base_channels
 from dxforge.extension.project import ExtensionProject, read_project
-from dxforge.layout import Layout
-from dxforge.progress import SILENT, Progress
-from dxforge.recipes import load_recipes
-from dxforge.target import project_target
-from dxforge.util import DxError
+from dxforge.project.layout import Layout
+from dxforge.project.recipes import load_recipes
+from dxforge.project.target import project_target
 
 
 def is_extension_project(root: Path) -> bool:
