@@ -1,9 +1,9 @@
 """A DiracX extension the tests make, shaped like DiracX's example extension (gubbins): real
 wheels and sdists of ``<ext>-core`` (the ``diracx`` group's extension and config), ``-routers``
 (a ``diracx.services`` router with its ``diracx.access_policies`` policy), ``-client`` (the
-client classes), ``-cli`` (a ``diracx.cli`` command) and the metapackage ``<ext>``, each pinned
-to one DiracX version; the client and the CLI published as wheels only, the others as sdists
-(buildable with hatchling) beside their wheels."""
+client classes), ``-cli`` (a ``diracx.cli`` command calling the router's route) and the
+metapackage ``<ext>``, each pinned to one DiracX version; the client and the CLI published as
+wheels only, the others as sdists (buildable with hatchling) beside their wheels."""
 
 from __future__ import annotations
 
@@ -103,20 +103,30 @@ CheckHelloPolicy = Annotated[Callable, Depends(HelloPolicy.check)]
 @router.get("/")
 async def hello(check_permission: CheckHelloPolicy) -> dict:
     await check_permission()
-    return {"hello": "from the extension"}
+    return {"hello": "from the extension"}  # GREETING
 """
 
 HELLO_CLI = '''\
+import json
+
+from azure.core.rest import HttpRequest
 from diracx.cli.utils import AsyncTyper
+from diracx.client.aio import AsyncDiracClient
 
 app = AsyncTyper()
 
 
-@app.command()
-def greet():
-    """Say hello from the extension."""
-    print("hello from the extension")
+@app.async_command()
+async def greet():
+    """Say hello through the extension's service (GET /api/hello/)."""
+    async with AsyncDiracClient() as api:
+        response = await api.send_request(HttpRequest("GET", "/api/hello/"))
+        response.raise_for_status()
+        print(json.dumps(response.json()))
 '''
+
+GREETING = "from the extension"
+"""What the extension's route answers (``{"hello": GREETING}``) and its command prints."""
 
 
 def _pyproject(p: Package, version: str, ext: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, project_graph
 from extension_factory import publish
 from local_index import LocalIndex, serve
-from wheel_factory import build_wheel, metadata
+from wheel_factory import build_wheel, metadata, tar_gz
 
 from dxforge.bump.recipedoc import read_recipe
 from dxforge.core.util import DxError
@@ -49,9 +49,8 @@ def index(tmp_path: Path) -> Iterator[LocalIndex]:
 
 
 def init(tmp_path: Path, index: LocalIndex, name: str = "myext", **kw: object):  # noqa: ANN201
-    opts = InitOptions(
-        name=name, dest=tmp_path / "myext-dist", base=ROOT, index_url=index.url, **kw
-    )  # type: ignore[arg-type]
+    kw = {"base": ROOT, **kw}
+    opts = InitOptions(name=name, dest=tmp_path / "myext-dist", index_url=index.url, **kw)  # type: ignore[arg-type]
     return init_extension(opts)
 
 
@@ -278,3 +277,260 @@ def test_the_command(tmp_path: Path, index: LocalIndex) -> None:
     assert again.returncode == 1 and "exists and is not an empty folder" in again.stderr
     build = run_dxforge("extension", "build", cwd=tmp_path / "myext", check=False)
     assert build.returncode == 1 and f"--version {diracx_version()}" in build.stderr
+
+
+def test_init_names_what_the_end_to_end_serves(tmp_path: Path, index: LocalIndex) -> None:
+    from dxforge.extension.e2e import extension_check, is_extension_project
+
+    init(tmp_path, index)
+    project = tmp_path / "myext-dist"
+    cfg = read_project(project)
+    # the metapackage and the package with a service and an access policy; its service
+    assert cfg.e2e.server == ["myext", "myext-routers"] and cfg.e2e.services == ["hello"]
+    assert cfg.e2e.command == [] and cfg.e2e.expect == ""
+    assert is_extension_project(project) and not is_extension_project(ROOT)
+    check = extension_check(cfg, {"myext": EXT_VERSION, "myext-routers": EXT_VERSION})
+    assert check.specs == [f"myext =={EXT_VERSION}", f"myext-routers =={EXT_VERSION}"]
+    assert (check.name, check.services, check.command) == ("myext", ["hello"], [])
+    with pytest.raises(DxError, match="server names myext-routers, which has no recipe"):
+        extension_check(cfg, {"myext": EXT_VERSION})
+
+
+@pytest.mark.parametrize(
+    ("e2e", "error"),
+    [
+        ('command = ["hello", "greet"]', "command is set but expect is empty"),
+        ('services = "hello"', "services must be a list of strings"),
+        ("expect = 3", "expect must be a string"),
+    ],
+)
+def test_bad_end_to_end_settings_are_named(tmp_path: Path, e2e: str, error: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.dxforge]\nextension = "myext"\ndiracx = "1.0"\nbase-channel = "file:///c"\n'
+        f'base-seed = "file:///s"\n\n[tool.dxforge.e2e]\n{e2e}\n'
+    )
+    with pytest.raises(DxError, match=error) as e:
+        read_project(tmp_path)
+    assert str(tmp_path / "pyproject.toml") in str(e.value)
+
+
+def test_missing_routes_reads_the_openapi_paths() -> None:
+    from dxforge.checks.endtoend import missing_routes, server_specs
+    from dxforge.project.target import project_target
+
+    doc = {"paths": {"/api/hello/": {}, "/api/jobs/search": {}, "/api/hellos": {}}}
+    assert missing_routes(doc, ["hello", "jobs"]) == []
+    assert missing_routes(doc, ["hello", "lhcb", "hell"]) == ["lhcb", "hell"]
+    assert missing_routes({}, ["hello"]) == ["hello"]
+    target = project_target(ROOT / "construct.yaml")
+    plain = server_specs("9.9.9", target)
+    assert server_specs("9.9.9", target, ["myext ==1.0"]) == [*plain, "myext ==1.0"]
+
+
+def _diracx_release(index: LocalIndex, base: Path, version: str) -> None:
+    """Every package of the DiracX distribution at ``base`` as an sdist of ``version`` with its
+    core metadata; diracx-core gains a requirement (the drift DiracX's bump must report)."""
+    for recipe in sorted((base / "recipes").glob("*/recipe.yaml")):
+        doc = read_recipe(recipe)
+        requires = ["dxforge-newdep>=1"] if doc.name == "diracx-core" else []
+        md = metadata(doc.name, version, requires, ">=3.11")
+        top = doc.sdist_name(version).removesuffix(".tar.gz")
+        data = tar_gz(top, {"PKG-INFO": md})
+        index.add_file(doc.name, f"{top}.tar.gz", data, metadata=md.encode())
+
+
+def test_bump_follows_the_extension_and_moves_diracx_with_its_pin(tmp_path: Path) -> None:
+    import json
+
+    from conftest import run_dxforge
+
+    x, y = diracx_version(), "99.1.0"  # y: a synthetic DiracX release the extension moves to
+    base = tmp_path / "diracx"  # this project's DiracX distribution, its recipes at x
+    for part in ("recipes", "installer"):
+        shutil.copytree(ROOT / part, base / part)
+    shutil.copy2(ROOT / "construct.yaml", base)
+    before = {p: p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    with serve() as idx:
+        publish(idx, tmp_path / "d1", "myext", EXT_VERSION, x, otel=False)
+        opts = InitOptions("myext", tmp_path / "myext", base, index_url=idx.url)
+        init_extension(opts)
+        project = tmp_path / "myext"
+        # a release on the same DiracX: the recipes move, the pin and the base stay
+        publish(idx, tmp_path / "d2", "myext", "1.2.4", x, otel=False)
+        res = json.loads(run_dxforge("bump", "--index-url", idx.url, "--json", cwd=project).stdout)
+        assert (res["status"], res["target"], res["base"]) == ("updated", "1.2.4", None)
+        assert all(not any(p["drift"].values()) for p in res["packages"]), res["packages"]
+        assert read_project(project).diracx == x
+        # a release on a newer DiracX: the base moves with it, with DiracX's drift report
+        publish(idx, tmp_path / "d3", "myext", "1.3.0", y, otel=False)
+        _diracx_release(idx, base, y)
+        body = tmp_path / "pr.md"
+        args = ("bump", "--index-url", idx.url, "--json", "--pr-body", body)
+        res = json.loads(run_dxforge(*args, cwd=project).stdout)
+    assert (res["status"], res["current"], res["target"]) == ("updated", "1.2.4", "1.3.0")
+    versions = {p.parent.name: read_recipe(p).version for p in project.glob("recipes/*/*.yaml")}
+    assert set(versions.values()) == {"1.3.0"}, versions
+    cli = read_recipe(project / "recipes/myext-cli/recipe.yaml")  # built from a wheel only
+    assert cli.sdist_name("1.3.0") == "myext_cli-1.3.0-py3-none-any.whl"
+    assert cli.sha256 == idx.entry("myext_cli-1.3.0-py3-none-any.whl").sha256
+    core = (project / "recipes/myext-core/recipe.yaml").read_text()
+    assert f"diracx-core =={y}" in core and f"=={x}" not in core
+    assert read_project(project).diracx == y
+    spec = load_construct(project / "construct.yaml")
+    assert "myext ==1.3.0" in spec.specs and spec.installer_filename.startswith("myext-1.3.0-")
+    # DiracX's own bump planned on the base: its drift, nothing written there
+    b = res["base"]
+    assert (b["current"], b["target"], b["status"]) == (x, y, "update-available")
+    core_drift = next(p["drift"] for p in b["packages"] if p["name"] == "diracx-core")
+    assert {"name": "dxforge-newdep", "kind": "added", "recipe": None, "upstream": ">=1"} in (
+        core_drift["added"]
+    )
+    assert before == {p: p.read_bytes() for p in base.rglob("*") if p.is_file()}
+    assert any(f"dxforge release --version {y} --root {base}" in n for n in res["notes"])
+    text = body.read_text()
+    assert "## myext 1.2.4 -> 1.3.0" in text and f"## DiracX moves with it: {x} -> {y}" in text
+    assert "dxforge-newdep" in text
+
+
+def _repodata(channel: Path, sub: str, records: list[dict]) -> None:
+    import json
+
+    (channel / sub).mkdir(parents=True, exist_ok=True)
+    pkgs = {
+        f"{r['name']}-{r['version']}-{r.get('build', 'h_0')}.conda": {
+            "build": "h_0",
+            "build_number": 0,
+            "subdir": sub,
+            **r,
+        }
+        for r in records
+    }
+    data = {"info": {"subdir": sub}, "packages": {}, "packages.conda": pkgs}
+    (channel / sub / "repodata.json").write_text(json.dumps(data))
+
+
+@pytest.fixture
+def channels_served(tmp_path: Path) -> Iterator[str]:
+    """DiracX's channel and its seed as repodata alone, served on 127.0.0.1: the diracx
+    metapackage at this project's version (and an older one), its packages, and a seed with
+    three Pythons (one the metapackage excludes), git and voms."""
+    import functools
+    import http.server
+    import threading
+
+    x = diracx_version()
+    web = tmp_path / "web"
+    family = [p.parent.name for p in (ROOT / "recipes").glob("*/recipe.yaml")]
+    _repodata(
+        web / "dxforge",
+        "noarch",
+        [{"name": "diracx", "version": x, "depends": ["python >=3.11,<3.14", f"diracx-core =={x}"]}]
+        + [{"name": "diracx", "version": "0.0.1", "depends": ["python >=3.9"]}]
+        + [{"name": n, "version": x, "depends": []} for n in family if n != "diracx"],
+    )
+    _repodata(web / "dxforge", "linux-64", [])
+    _repodata(
+        web / "seed",
+        "linux-64",
+        [
+            {"name": "python", "version": v, "depends": ["__glibc >=2.17"]}
+            for v in ("3.12.1", "3.13.5", "3.14.0")
+        ]
+        + [
+            {"name": "git", "version": "2.47.3", "depends": ["__glibc >=2.28"]},
+            {"name": "voms", "version": "2.1.0", "depends": ["__glibc >=2.17"]},
+        ],
+    )
+    _repodata(web / "seed", "noarch", [])
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(web))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_base_given_as_a_channel_url_alone(
+    tmp_path: Path, index: LocalIndex, channels_served: str
+) -> None:
+    x = diracx_version()
+    channel, seed = f"{channels_served}/dxforge", f"{channels_served}/seed"
+    res = init(tmp_path, index, base=None, base_channel=channel, base_seed=seed)
+    assert res.diracx == x and res.base.version == x and res.base.root is None
+    assert res.base.versions == ["0.0.1", x]
+    assert "diracx-routers" in res.base.packages and "myext-routers" in [
+        p.name for p in res.packages
+    ]
+    project = tmp_path / "myext-dist"
+    spec = load_construct(project / "construct.yaml")
+    # the metapackage allows <3.14: the seed's 3.13; git's build sets the glibc floor
+    assert spec.specs[:4] == ["python 3.13.*", "pip", "git", "voms"], spec.specs
+    assert spec.glibc == "2.28" and f"myext =={EXT_VERSION}" in spec.specs
+    assert spec.post_install is None and not (project / "installer").exists()
+    cfg = read_project(project)
+    assert (cfg.base, cfg.base_channel, cfg.base_seed, cfg.diracx) == (None, channel, seed, x)
+    assert any("installer files" in n for n in res.notes), res.notes
+    core = (project / "recipes/myext-core/recipe.yaml").read_text()
+    assert f"diracx-core =={x}" in core
+
+
+def test_a_channel_base_needs_its_seed_and_a_diracx(
+    tmp_path: Path, index: LocalIndex, channels_served: str
+) -> None:
+    with pytest.raises(DxError, match="give --base PATH .* or --base-channel URL with --base-seed"):
+        init(tmp_path, index, base=None, base_channel=f"{channels_served}/dxforge")
+    with pytest.raises(DxError, match="no diracx metapackage in its repodata"):
+        init(
+            tmp_path,
+            index,
+            base=None,
+            base_channel=f"{channels_served}/seed",
+            base_seed=f"{channels_served}/seed",
+        )
+    with pytest.raises(DxError, match="no python in the seed that diracx .* allows"):
+        init(
+            tmp_path,
+            index,
+            base=None,
+            base_channel=f"{channels_served}/dxforge",
+            base_seed=(tmp_path / "empty").as_uri(),
+        )
+    pythons = tmp_path / "pythons"  # a seed of Pythons alone, as a path
+    _repodata(pythons, "linux-64", [{"name": "python", "version": "3.13.5", "depends": []}])
+    with pytest.raises(DxError, match="the seed holds no voms, git; .* same Python, voms and git"):
+        init(
+            tmp_path,
+            index,
+            base=None,
+            base_channel=f"{channels_served}/dxforge",
+            base_seed=str(pythons),
+        )
+    assert not (tmp_path / "myext-dist").exists()
+
+
+def test_the_command_takes_a_channel_base_alone(
+    tmp_path: Path, index: LocalIndex, channels_served: str
+) -> None:
+    import json
+
+    from conftest import run_dxforge
+
+    args = ("extension", "init", "myext", "--index-url", index.url)
+    bad = run_dxforge(
+        *args, "--base-channel", f"{channels_served}/dxforge", cwd=tmp_path, check=False
+    )
+    assert bad.returncode == 1 and "--base-channel URL with --base-seed URL" in bad.stderr
+    seed = ("--base-seed", f"{channels_served}/seed")
+    res = run_dxforge(
+        *args, "--base-channel", f"{channels_served}/dxforge", *seed, "--json", cwd=tmp_path
+    )
+    data = json.loads(res.stdout)
+    assert data["base"]["root"] is None and data["diracx"] == diracx_version()

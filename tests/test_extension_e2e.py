@@ -2,17 +2,20 @@
 127.0.0.1 (everything else passed through from the index the user's pip is configured with),
 `dxforge extension init` on this repository's DiracX distribution built by the session's
 fixtures, then the extension project's seed, build and installer, and the pilot checks of that
-installer naming the extension and listing its command."""
+installer naming the extension and listing its command; then DiracX's end to end with the
+server built from the extension's channel, serving its route, which the installer's `dirac`
+calls through the extension's command."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_dxforge
-from extension_factory import publish
+from extension_factory import GREETING, publish
 from local_index import serve
 
 from dxforge.bump.recipedoc import read_recipe
@@ -22,12 +25,13 @@ from dxforge.pypa.pypi import index_url
 pytestmark = pytest.mark.e2e
 
 EXT_VERSION = "1.2.3"
+NEXT_VERSION = "1.2.4"  # the extension's next release, on the same DiracX
 
 
 @pytest.fixture(scope="module")
 def extension(
     dxforge_channels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
-) -> dict:
+) -> Iterator[dict]:
     channel, seed = dxforge_channels
     x = read_recipe(ROOT / "recipes/diracx/recipe.yaml").version
     tmp = tmp_path_factory.mktemp("extension")
@@ -62,9 +66,30 @@ def extension(
         built = json.loads(
             step("build", "extension", "build", "--index-url", idx.url, "--json", cwd=project)
         )
-    inst = json.loads(step("installer", "installer", "--json", cwd=project))
-    print(f"extension sequence seconds: {times}")
-    return {"project": project, "build": built, "installer": inst, "times": times, "x": x}
+        inst = json.loads(step("installer", "installer", "--json", cwd=project))
+        print(f"extension sequence seconds: {times}")
+        yield {
+            "project": project,
+            "build": built,
+            "installer": inst,
+            "times": times,
+            "x": x,
+            "index": idx,
+            "tmp": tmp,
+        }
+
+
+def name_the_command(project: Path) -> None:
+    """Name the extension's command that calls its route in [tool.dxforge.e2e] (as the VO
+    does: init cannot know which of its commands calls a route)."""
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    pyproject.write_text(
+        text.replace(
+            'command = []\nexpect = ""',
+            f'command = ["hello", "greet"]\nexpect = {json.dumps(GREETING)}',
+        )
+    )
 
 
 def test_the_extension_builds_on_diracx(extension: dict) -> None:
@@ -86,3 +111,51 @@ def test_the_pilot_checks_name_the_extension(extension: dict) -> None:
     res = run_dxforge("pilot", extension["installer"]["installer"], "--json")
     checks = json.loads(res.stdout)["checks"]
     assert "extension myext, the only one, first in priority; dirac --help lists: hello" in checks
+
+
+def test_the_installers_dirac_calls_the_extensions_route_on_its_server(extension: dict) -> None:
+    if isolate.limits():
+        pytest.skip("no pilot's site here: " + "; ".join(isolate.limits()))
+    project = extension["project"]
+    text = (project / "pyproject.toml").read_text()
+    # init found the server's packages and the service; the VO names the command
+    assert 'server = ["myext", "myext-routers"]\nservices = ["hello"]\n' in text, text
+    name_the_command(project)
+    t0 = time.monotonic()
+    proc = run_dxforge("e2e", "--json", cwd=project, check=False, timeout=1800)
+    print(f"extension end to end: {time.monotonic() - t0:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    res = json.loads(proc.stdout)
+    assert (res["status"], res["extension"], res["version"]) == ("passed", "myext", extension["x"])
+    assert f"myext-routers =={EXT_VERSION}" in res["server_specs"], res["server_specs"]
+    checks = " | ".join(res["checks"])
+    for what in (
+        "dirac whoami:",
+        "the server's app serves the extension myext's routes: /api/hello",
+        f"dirac hello greet (the extension's command) said {GREETING!r}",
+    ):
+        assert what in checks, checks
+
+
+def test_release_follows_the_extensions_new_version(extension: dict) -> None:
+    if isolate.limits():
+        pytest.skip("no pilot's site here: " + "; ".join(isolate.limits()))
+    project, idx, x = extension["project"], extension["index"], extension["x"]
+    name_the_command(project)
+    publish(idx, extension["tmp"] / "dists-next", "myext", NEXT_VERSION, x, otel=False)
+    t0 = time.monotonic()
+    proc = run_dxforge("release", "--index-url", idx.url, "--json", cwd=project, check=False)
+    print(f"extension release: {time.monotonic() - t0:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    res = json.loads(proc.stdout)
+    assert (res["status"], res["version"]) == ("released", NEXT_VERSION)
+    assert Path(res["installer"]).name == f"myext-{NEXT_VERSION}-Linux-x86_64.sh"
+    assert Path(res["installer"]).is_file()
+    stages = [s["name"] for s in res["stages"]]
+    for name in ("bump", "fetch", "drift", "seed", "build", "installer", "pilot", "e2e"):
+        assert name in stages, stages
+    e2e = res["end_to_end"]
+    assert (e2e["extension"], e2e["version"]) == ("myext", x)
+    assert f"myext-routers =={NEXT_VERSION}" in e2e["server_specs"]
+    assert any("(the extension's command) said" in c for c in e2e["checks"]), e2e["checks"]
+    assert res["upstream_tests"] == {}

@@ -20,7 +20,7 @@ from dxforge.core.specs import canonical_spec, conda_specifier
 from dxforge.core.util import DxError, md_table
 from dxforge.project.recipes import is_sibling, load_recipe
 from dxforge.project.target import Target
-from dxforge.pypa.metadata import DistMetadata, RequiresDistLookup
+from dxforge.pypa.metadata import DistMetadata, RequiresDistLookup, parse_metadata, wheel_metadata
 from dxforge.pypa.names import conda_run_requirements
 from dxforge.pypa.pypi import PackageIndex
 
@@ -73,10 +73,12 @@ def run_requirements(
     target: Target,
     where: str = "",
     siblings: Iterable[str] = (),
+    family: str = "diracx",
 ) -> dict[str, str]:
     """The run requirements a recipe must have for this Requires-Dist, as ``{conda name: spec}``:
     python from Requires-Python (left out when there is none), extras expanded through
-    ``lookup``, conda-forge names, DiracX packages pinned :data:`VERSION_PIN`."""
+    ``lookup``, conda-forge names, the project's ``family`` (DiracX's, or an extension's)
+    pinned :data:`VERSION_PIN`."""
     out: dict[str, str] = {}
     if requires_python:
         try:
@@ -87,7 +89,7 @@ def run_requirements(
             ) from None
     known = set(siblings)
     for name, spec in conda_run_requirements(requires_dist, target, lookup, where).items():
-        out[name] = VERSION_PIN if is_sibling(name, known) else spec
+        out[name] = VERSION_PIN if is_sibling(name, known, family) else spec
     return out
 
 
@@ -98,6 +100,7 @@ def upstream_requirements(
     *,
     index_url: str | None = None,
     progress: Progress = SILENT,
+    family: str = "diracx",
 ) -> dict[str, Upstream]:
     """For each package (by recipe name), the run requirements its metadata asks for. Extras of
     the packages in ``metas`` expand from there; others from the newest release wheel on the
@@ -122,7 +125,13 @@ def upstream_requirements(
             continue
         lookup.skipped = []
         reqs = run_requirements(
-            meta.requires_dist, meta.requires_python, lookup, target, meta.source, metas.keys()
+            meta.requires_dist,
+            meta.requires_python,
+            lookup,
+            target,
+            meta.source,
+            metas.keys(),
+            family,
         )
         up = Upstream(reqs, sorted(set(lookup.skipped)))
         up.notes += [
@@ -177,6 +186,18 @@ class RecipeDrift:
     changes: list[Change]
 
 
+def _source_metadata(path: Path) -> DistMetadata:
+    """The core metadata of a cached source: an sdist, or a pure-Python wheel (an extension's
+    package published as a wheel only)."""
+    if path.name.endswith(".whl"):
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DxError(f"{path}: cannot read the wheel: {e}; run dxforge fetch") from None
+        return parse_metadata(wheel_metadata(data, str(path)), str(path))
+    return sdist_metadata(path)
+
+
 def recipes_drift(
     paths: Iterable[Path],
     sources: Path,
@@ -184,6 +205,7 @@ def recipes_drift(
     index: PackageIndex | None = None,
     *,
     index_url: str | None = None,
+    family: str = "diracx",
 ) -> dict[str, RecipeDrift]:
     """Each recipe at ``paths`` compared with the Requires-Dist of the sdist it names, read from
     the source cache ``sources`` (``dxforge fetch`` fills it); by package name."""
@@ -191,14 +213,14 @@ def recipes_drift(
     metas: dict[str, DistMetadata] = {}
     for doc in docs:
         fname = doc.sdist_name(doc.version)
-        meta = sdist_metadata(Path(sources) / fname)
+        meta = _source_metadata(Path(sources) / fname)
         if canonicalize_name(meta.name) != doc.name or meta.version != doc.version:
             raise DxError(
                 f"{doc.path}: the source {fname} holds {meta.name} {meta.version}, not "
                 f"{doc.name} {doc.version}; fix key source.url or context.version"
             )
         metas[doc.name] = meta
-    upstream = upstream_requirements(metas, target, index, index_url=index_url)
+    upstream = upstream_requirements(metas, target, index, index_url=index_url, family=family)
     return {
         d.name: RecipeDrift(
             d, upstream[d.name], compute_drift(d, upstream[d.name].requirements, d.version)

@@ -156,10 +156,13 @@ def _upstream_of(doc: RecipeDoc, drift: list[Change]) -> dict[str, str]:
     return out
 
 
-def construct_edits(path: Path, text: str, current: str, target: str) -> list[Edit]:
+def construct_edits(
+    path: Path, text: str, current: str, target: str, family: str = "diracx"
+) -> list[Edit]:
     """The edits that move construct.yaml's ``version``, the version inside
-    ``installer_filename`` and a ``diracx ==current`` spec from ``current`` to ``target``,
-    located with ruamel.yaml's round-trip positions."""
+    ``installer_filename`` and a ``diracx ==current`` spec (``family``: an extension's
+    metapackage) from ``current`` to ``target``, located with ruamel.yaml's round-trip
+    positions."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     from ruamel.yaml.error import YAMLError
@@ -189,7 +192,7 @@ def construct_edits(path: Path, text: str, current: str, target: str) -> list[Ed
             if not isinstance(item, str):
                 continue
             name, version = split_spec(item.split("#", 1)[0], f"{path}: key specs")
-            if name == "diracx" and version == f"=={current}":
+            if name == family and version == f"=={current}":
                 line, col = specs.lc.item(i)
                 span = t.scalar(line, col, item, f"specs[{i}]")
                 old = text[span.start : span.end]
@@ -199,11 +202,14 @@ def construct_edits(path: Path, text: str, current: str, target: str) -> list[Ed
     return edits
 
 
-def new_construct_text(path: Path, text: str, current: str, target: str) -> str | None:
-    """``construct.yaml`` with its ``version``, its ``diracx ==`` pin and the version in
-    ``installer_filename`` moved from ``current`` to ``target``; None when it pins nothing.
-    Checked by loading the result as ``dxforge installer`` does."""
-    edits = construct_edits(path, text, current, target)
+def new_construct_text(
+    path: Path, text: str, current: str, target: str, family: str = "diracx"
+) -> str | None:
+    """``construct.yaml`` with its ``version``, its ``diracx ==`` pin (``family``: an
+    extension's metapackage) and the version in ``installer_filename`` moved from ``current``
+    to ``target``; None when it pins nothing. Checked by loading the result as ``dxforge
+    installer`` does."""
+    edits = construct_edits(path, text, current, target, family)
     if not edits:
         return None
     out = apply_edits(text, edits)
@@ -216,7 +222,7 @@ def new_construct_text(path: Path, text: str, current: str, target: str) -> str 
     finally:
         os.unlink(f.name)
     pins = [split_spec(s, f"{path}: key specs") for s in spec.specs]
-    if spec.version != target or any(v != f"=={target}" for n, v in pins if n == "diracx"):
+    if spec.version != target or any(v != f"=={target}" for n, v in pins if n == family):
         raise DxError(
             f"{path}: internal error: the edited construct.yaml does not read back with version "
             f"{target}; nothing was written"

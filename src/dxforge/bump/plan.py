@@ -20,9 +20,15 @@ from dxforge.bump.recipedoc import RecipeDoc, doc_of
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError
 from dxforge.project.layout import Layout
-from dxforge.project.recipes import load_recipes
+from dxforge.project.recipes import load_recipes, project_family
 from dxforge.project.target import project_target
-from dxforge.pypa.metadata import DistMetadata, core_metadata, parse_metadata, read_sdist
+from dxforge.pypa.metadata import (
+    DistMetadata,
+    core_metadata,
+    parse_metadata,
+    read_sdist,
+    wheel_metadata,
+)
 from dxforge.pypa.pypi import IndexFile, PackageIndex, parsed_version_of, verified, version_of
 
 
@@ -87,6 +93,11 @@ class BumpResult:
     drift_applied: bool = False
     written: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    other_changes: list[tuple[Path, str, str]] = field(default_factory=list)
+    """More files the bump writes with the recipes (path, text as read, new text)."""
+    base: BumpResult | None = None
+    """An extension's: the DiracX distribution's bump to the version it now pins (planned,
+    not written: its drift report)."""
 
     @property
     def update(self) -> bool:
@@ -108,6 +119,7 @@ class BumpResult:
             "drift_applied": self.drift_applied,
             "written": [_rel(p, self.root) for p in self.written],
             "notes": self.notes,
+            "base": self.base.as_json() if self.base else None,
         }
 
 
@@ -138,11 +150,15 @@ def check_version_option(version: str | None) -> None:
     _parse_version(version, "--version")
 
 
-def _sdists(files: list[IndexFile], name: str) -> dict[Version, list[IndexFile]]:
-    """The non-yanked sdists of ``name`` by version."""
+def _sdists(
+    files: list[IndexFile], name: str, wheels: bool = False
+) -> dict[Version, list[IndexFile]]:
+    """The non-yanked sdists of ``name`` by version (with ``wheels``, for a recipe built from a
+    pure-Python wheel as an extension's may be: its ``-none-any`` wheels)."""
     out: dict[Version, list[IndexFile]] = {}
     for f in files:
-        if f.yanked or not f.is_sdist:
+        usable = f.filename.endswith("-none-any.whl") if wheels else f.is_sdist
+        if f.yanked or not usable:
             continue
         v = parsed_version_of(f.filename, name)
         if v is not None:
@@ -295,7 +311,11 @@ def _fetch_package(
         meta = parse_metadata(raw, f"{meta_file.filename}.metadata (PEP 658)")
     else:
         assert data is not None
-        meta = read_sdist(data, f.filename)
+        meta = (
+            parse_metadata(wheel_metadata(data, f.filename), f.filename)
+            if f.filename.endswith(".whl")
+            else read_sdist(data, f.filename)
+        )
     if canonicalize_name(meta.name) != canonicalize_name(p.doc.name) or (
         _parse_version(meta.version, meta.source) != target
     ):
@@ -315,7 +335,11 @@ def _add_drift(
 ) -> None:
     metas = {p.doc.name: p.metadata for p in packages if p.metadata is not None}
     upstream = upstream_requirements(
-        metas, project_target(root / "construct.yaml"), index, progress=progress
+        metas,
+        project_target(root / "construct.yaml"),
+        index,
+        progress=progress,
+        family=project_family(root),
     )
     for p in packages:
         where = _rel(p.doc.path, root)
@@ -347,7 +371,9 @@ def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
     progress.step(f"reading {len(docs)} projects on the package index")
     projects = _pmap(lambda d: index.project(d.name), docs, opts.workers)
     files = {d.name: p.files for d, p in zip(docs, projects, strict=True)}
-    sdists = {d.name: _sdists(files[d.name], d.name) for d in docs}
+    sdists = {
+        d.name: _sdists(files[d.name], d.name, d.sdist_name(current).endswith(".whl")) for d in docs
+    }
     target_v, newest_common = _choose_target(docs, files, sdists, opts, index.url)
 
     first = sdists[docs[0].name][target_v][0].filename

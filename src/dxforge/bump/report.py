@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dxforge.bump.drift import Change, DriftRow, drift_table
 from dxforge.bump.plan import BumpResult
+from dxforge.project.recipes import project_family
 
 
 def drift_rows(result: BumpResult) -> list[tuple[str, Change]]:
@@ -12,10 +13,12 @@ def drift_rows(result: BumpResult) -> list[tuple[str, Change]]:
 
 
 def pr_body(result: BumpResult) -> str:
-    """A Markdown pull-request body for the bump, in the manner of conda-forge's autotick bot."""
+    """A Markdown pull-request body for the bump, in the manner of conda-forge's autotick bot;
+    an extension's with the DiracX distribution's drift when its DiracX pin moved."""
     old, new = result.current, result.target
+    family = project_family(result.root)
     lines = [
-        f"## DiracX {old} -> {new}",
+        f"## {'DiracX' if family == 'diracx' else family} {old} -> {new}",
         "",
         f"This pull request moves all {len(result.packages)} recipes from **{old}** to "
         f"**{new}** in lockstep: `context.version`, the sdist sha256 (from the package index, "
@@ -61,9 +64,20 @@ def pr_body(result: BumpResult) -> str:
         "- [ ] Console scripts (`python.entry_points`) still match upstream's",
         "- [ ] License and license file unchanged (GPL-3.0-only)",
         "- [ ] `dxforge fetch` and `dxforge build` succeed; all recipe tests pass",
-        "- [ ] `construct.yaml` (version, `diracx` pin, file name) moved with the recipes",
+        f"- [ ] `construct.yaml` (version, `{family}` pin, file name) moved with the recipes",
         "",
     ]
+    if result.base is not None and result.base.update:
+        base = result.base
+        lines += [
+            f"## DiracX moves with it: {base.current} -> {base.target}",
+            "",
+            f"The extension's packages now pin DiracX {base.target}. The DiracX distribution it "
+            f"builds on ({base.root}) is at {base.current}; DiracX's own bump reports:",
+            "",
+            *("#" + line if line.startswith("##") else line for line in pr_body(base).splitlines()),
+            "",
+        ]
     return "\n".join(lines)
 
 

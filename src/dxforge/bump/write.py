@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from dxforge.bump.edit import new_construct_text
 from dxforge.bump.plan import BumpOptions, BumpResult, plan_bump
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError, atomic_write_text, file_lock
+from dxforge.project.recipes import project_family
 
 Change = tuple[Path, str, str]
 """A file, its text when the bump read it, and its new text."""
@@ -18,10 +20,12 @@ def _changes(result: BumpResult) -> list[Change]:
     construct = result.root / "construct.yaml"
     if construct.exists():
         old_text = construct.read_bytes().decode("utf-8")
-        new_text = new_construct_text(construct, old_text, result.current, result.target)
+        new_text = new_construct_text(
+            construct, old_text, result.current, result.target, project_family(result.root)
+        )
         if new_text is not None:
             changes.append((construct, old_text, new_text))
-    return changes
+    return changes + result.other_changes
 
 
 def _unchanged_since_read(changes: list[Change]) -> None:
@@ -76,13 +80,18 @@ def write_all(result: BumpResult) -> list[Path]:
     return [p for p, _ in written]
 
 
-def run_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
-    """Plan the bump and, unless checking or dry-running, write all recipes atomically."""
+def run_bump(
+    opts: BumpOptions,
+    progress: Progress = SILENT,
+    plan: Callable[[BumpOptions, Progress], BumpResult] = plan_bump,
+) -> BumpResult:
+    """Plan the bump (with ``plan``: an extension's plans more) and, unless checking or
+    dry-running, write all recipes atomically."""
     if opts.check or opts.dry_run:
-        return plan_bump(opts, progress)
+        return plan(opts, progress)
     with file_lock(opts.layout.build / ".bump.lock", "dxforge bump"):
         try:
-            result = plan_bump(opts, progress)
+            result = plan(opts, progress)
         except DxError as e:
             msg = str(e)
             if "nothing was changed" not in msg:

@@ -74,6 +74,13 @@ while time.monotonic() < deadline:
 sys.exit(f"{url}: not ready ({last})")
 """
 
+FETCH_JSON = """
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+with opener.open(sys.argv[1], timeout=30) as r:
+    sys.stdout.write(r.read().decode())
+"""
+
 MAKE_TOKEN = """
 import sys
 from datetime import timedelta
@@ -143,14 +150,40 @@ class EndToEndResult:
     log: str = ""
     seconds: float = 0.0
     status: str = "passed"
+    extension: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def server_specs(version: str, target: Target) -> list[str]:
+@dataclass(frozen=True)
+class ExtensionCheck:
+    """A DiracX extension served and called: the packages its server needs beyond DiracX's
+    (``myext ==1.2.3``, ``myext-routers ==1.2.3``), the services (``diracx.services`` names)
+    whose routes the app must serve, and a command of the installer's ``dirac`` that calls one
+    of them with a text its output holds (empty: not run)."""
+
+    name: str
+    specs: list[str]
+    services: list[str]
+    command: list[str] = field(default_factory=list)
+    expect: str = ""
+
+
+def missing_routes(openapi: dict[str, Any], services: list[str]) -> list[str]:
+    """The services of ``services`` with no path under ``/api/<service>`` in the app's
+    OpenAPI document."""
+    paths = list(openapi.get("paths") or {})
+    return [
+        s
+        for s in services
+        if not any(p == f"/api/{s}" or p.startswith(f"/api/{s}/") for p in paths)
+    ]
+
+
+def server_specs(version: str, target: Target, extra: list[str] | None = None) -> list[str]:
     """The server environment: DiracX's server, its test stand-ins, its client, and moto with
-    its server extra (under conda-forge names)."""
+    its server extra (under conda-forge names); then ``extra`` (an extension's packages)."""
     extras = conda_run_requirements(
         END_TO_END, target, RequiresDistLookup(None, {}), "the end-to-end test's server environment"
     )
@@ -160,7 +193,7 @@ def server_specs(version: str, target: Target) -> list[str]:
         f"diracx-testing =={version}",
         f"diracx =={version}",
     ]
-    return specs + [f"{n} {s}".strip() for n, s in sorted(extras.items())]
+    return specs + [f"{n} {s}".strip() for n, s in sorted(extras.items())] + list(extra or [])
 
 
 class _Run:
@@ -274,6 +307,42 @@ def db_urls(generated: str) -> dict[str, str]:
     }
 
 
+def _check_extension(
+    r: _Run,
+    ext: ExtensionCheck,
+    url: str,
+    py: str,
+    senv: dict[str, str],
+    cdirac: Path,
+    cenv: dict[str, str],
+) -> None:
+    """The app serves the extension's routes (its OpenAPI document), and its command of the
+    installer's ``dirac`` calls one of them."""
+    doc = r.run(
+        "GET /api/openapi.json (extension)",
+        [py, "-c", FETCH_JSON, url + "/api/openapi.json"],
+        senv,
+    ).stdout
+    missing = missing_routes(json.loads(doc), ext.services)
+    if missing:
+        raise DxError(
+            f"end to end: the server's app serves no route of the extension {ext.name}'s "
+            f"services {', '.join(missing)} (no /api/<service> path in its OpenAPI document)"
+        )
+    r.checks.append(
+        f"the server's app serves the extension {ext.name}'s routes: "
+        + ", ".join(f"/api/{s}" for s in ext.services)
+    )
+    if not ext.command:
+        return
+    said = r.run(f"dirac {' '.join(ext.command)}", [cdirac, *ext.command], cenv).stdout
+    if ext.expect not in said:
+        raise DxError(
+            f"end to end: dirac {' '.join(ext.command)} did not say {ext.expect!r}:\n{said}"
+        )
+    r.checks.append(f"dirac {' '.join(ext.command)} (the extension's command) said {ext.expect!r}")
+
+
 def run_end_to_end(
     installer: Path,
     channels: list[str],
@@ -283,14 +352,16 @@ def run_end_to_end(
     cache: Path,
     progress: Progress = SILENT,
     start_timeout: float = 180,
+    extension: ExtensionCheck | None = None,
 ) -> EndToEndResult:
-    """The whole end-to-end check; a failure is a DxError naming the step and its log."""
+    """The whole end-to-end check; a failure is a DxError naming the step and its log. With
+    ``extension``, its packages join the server and its routes and command are checked."""
     t0 = time.monotonic()
     logs.mkdir(parents=True, exist_ok=True)
     with Site(prefix="dxforge-e2e-") as site:
         r = _Run(site, logs, progress)
         server = site.root / "server"
-        specs = server_specs(version, target)
+        specs = server_specs(version, target, extension.specs if extension else None)
         progress.step(f"end to end: the server environment ({len(specs)} specs)")
         t = time.monotonic()
         ch.create(channels, specs, server, cache_dir=cache, where="the end-to-end server")
@@ -424,6 +495,8 @@ def run_end_to_end(
             if [j.get("JobName") for j in found if j.get("JobID") == job] != ["dxforge-e2e"]:
                 raise DxError(f"end to end: dirac jobs search did not find job {job}: {found}")
             r.checks.append(f"dirac jobs submit and search: job {job}")
+            if extension is not None:
+                _check_extension(r, extension, url, py, senv, cdirac, cenv)
             sandbox = w / "sandbox"
             sandbox.mkdir()
             site.give(sandbox)
@@ -455,4 +528,5 @@ def run_end_to_end(
             specs,
             str(logs),
             round(time.monotonic() - t0, 1),
+            extension=extension.name if extension else None,
         )

@@ -422,10 +422,13 @@ def bump(
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
 ) -> None:
-    """Move all recipes to a new upstream version in lockstep (sha256, build number, drift)."""
-    from dxforge.bump import BumpOptions, run_bump
+    """Move all recipes to a new upstream version in lockstep (sha256, build number, drift).
+    In an extension's project: its new release, and DiracX's pin with it (DiracX's drift)."""
+    from dxforge.bump import BumpOptions, plan_bump, run_bump
     from dxforge.bump.report import pr_body as make_pr_body
     from dxforge.core.util import atomic_write_text
+    from dxforge.extension.bump import plan_extension_bump
+    from dxforge.extension.e2e import is_extension_project
 
     state = _start(ctx, json_out, error_code=2 if check else 1)
     if check and apply_deps:
@@ -443,8 +446,9 @@ def bump(
         backoff=max(0.0, backoff),
         timeout=timeout,
     )
+    plan = plan_extension_bump if is_extension_project(opts.layout.root) else plan_bump
     with _progress(state, "bump") as progress:
-        result = run_bump(opts, progress)
+        result = run_bump(opts, progress, plan)
     if pr_body is not None and result.update:
         atomic_write_text(pr_body, make_pr_body(result))
     if json_out:
@@ -485,6 +489,9 @@ def print_bump(result: Any, console: Console) -> None:
                 ("package", "requirement", "change", "recipe", "upstream"),
                 [(n, c.name, c.kind, plain(c.recipe), plain(c.upstream)) for n, c in drift],
             )
+    if result.base is not None and result.base.update:
+        render.line(console, f"the DiracX distribution it builds on ({result.base.root}):", "bold")
+        print_bump(result.base, console)
     for n in result.notes + [n for p in result.packages for n in p.notes]:
         render.line(console, f"note: {n}", "yellow")
     render.line(console, verdict(result), "bold")
@@ -754,29 +761,36 @@ def e2e(
     build_dir: BuildDirOpt = None,
 ) -> None:
     """DiracX end to end: a server from the channels, the installer's client, a sandbox round
-    trip; unprivileged, offline, loopback only."""
+    trip; unprivileged, offline, loopback only. In an extension's project, the server is
+    built from its channel and serves its routes, and its dirac command calls one."""
     from dxforge.checks.endtoend import run_end_to_end
+    from dxforge.extension.e2e import is_extension_project, run_extension_end_to_end
 
     state = _start(ctx, json_out)
     project = _project(root, build_dir)
     layout = project.layout
     path = _installer_path(project, installer)
     with _progress(state, "e2e") as progress:
-        result = run_end_to_end(
-            path,
-            [layout.channel.as_uri(), layout.seed.as_uri()],
-            project.version,
-            project.target,
-            layout.logs / "e2e",
-            layout.work / "pkgs",
-            progress,
-        )
+        if is_extension_project(layout.root):
+            result = run_extension_end_to_end(project, path, progress)
+        else:
+            result = run_end_to_end(
+                path,
+                [layout.channel.as_uri(), layout.seed.as_uri()],
+                project.version,
+                project.target,
+                layout.logs / "e2e",
+                layout.work / "pkgs",
+                progress,
+            )
     if json_out:
         _print_json(result.as_json())
         return
     render.fields(
         out,
-        f"end to end with DiracX {result.version}: {result.status}",
+        f"end to end with DiracX {result.version}"
+        + (f" and {result.extension}" if result.extension else "")
+        + f": {result.status}",
         [
             ("isolation", result.isolation),
             *(("check", c) for c in result.checks),
@@ -997,11 +1011,13 @@ def extension_init(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The extension's metapackage on the index.")],
     base: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--base", help="The DiracX distribution project it builds on (a checkout's path)."
+            "--base",
+            help="The DiracX distribution project it builds on (a checkout's path); without "
+            "it, --base-channel and --base-seed alone.",
         ),
-    ],
+    ] = None,
     dest: Annotated[
         Path | None, typer.Option("--out", help="The new project's folder (default: ./NAME).")
     ] = None,

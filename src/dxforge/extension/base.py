@@ -19,9 +19,10 @@ SHARED_SPECS = ("python", "voms", "git")
 
 @dataclass(frozen=True)
 class Base:
-    """The DiracX distribution: its project folder, channels, version and shared specs."""
+    """The DiracX distribution: its project folder (None: given as a channel only),
+    channels, version and shared specs."""
 
-    root: Path
+    root: Path | None
     version: str
     packages: list[str]  # DiracX's recipes: diracx, diracx-core, ...
     specs: dict[str, str]  # name -> construct.yaml spec (python 3.13.*, voms, git)
@@ -29,6 +30,7 @@ class Base:
     channel: str  # the channel DiracX's packages are built into (URL)
     seed: str  # the channel their requirements come from (URL)
     files: dict[str, Path] = field(default_factory=dict)  # construct key -> the file it names
+    versions: list[str] = field(default_factory=list)  # a channel's: the diracx it holds
 
     @property
     def channel_path(self) -> Path | None:
@@ -36,7 +38,7 @@ class Base:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "root": str(self.root),
+            "root": str(self.root) if self.root else None,
             "version": self.version,
             "packages": self.packages,
             "specs": self.specs,

@@ -6,17 +6,13 @@ seed and the project's own seed."""
 
 from __future__ import annotations
 
-import json
-import urllib.parse
 from dataclasses import dataclass
 
-import requests
-
 from dxforge.builder.build import BuildOptions, BuildReport, run_build
-from dxforge.conda.channel import SUBDIRS, local_path, repodata_records
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError
 from dxforge.extension.base import BASE_METAPACKAGE
+from dxforge.extension.channelbase import channel_records
 from dxforge.extension.project import ExtensionProject, read_project
 from dxforge.project.layout import Layout
 from dxforge.project.model import Project
@@ -30,30 +26,9 @@ class BaseChannels:
 
 def diracx_versions(channel: str) -> set[str]:
     """The versions of the DiracX metapackage a channel (path or URL) holds."""
-    path = local_path(channel)
-    if path is not None:
-        records = repodata_records(path).values() if path.is_dir() else []
-        return {str(r["version"]) for r in records if r.get("name") == BASE_METAPACKAGE}
-    found: set[str] = set()
-    for sub in SUBDIRS:
-        url = urllib.parse.urljoin(channel.rstrip("/") + "/", f"{sub}/repodata.json")
-        try:
-            r = requests.get(url, timeout=30)
-        except requests.RequestException as e:
-            raise DxError(f"{url}: the DiracX channel did not answer ({e})") from None
-        if r.status_code != 200:
-            continue
-        try:
-            data = r.json()
-        except json.JSONDecodeError:
-            raise DxError(f"{url}: not valid repodata") from None
-        for key in ("packages", "packages.conda"):
-            found |= {
-                str(rec["version"])
-                for rec in (data.get(key) or {}).values()
-                if rec.get("name") == BASE_METAPACKAGE
-            }
-    return found
+    return {
+        str(r["version"]) for r in channel_records(channel) if r.get("name") == BASE_METAPACKAGE
+    }
 
 
 def base_channels(project: ExtensionProject) -> BaseChannels:

@@ -20,8 +20,15 @@ from packaging.utils import canonicalize_name
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError, atomic_write_text
 from dxforge.extension.base import Base, read_base
+from dxforge.extension.channelbase import read_channel_base
 from dxforge.extension.discover import Discovery, Found, discover, exact_pin
-from dxforge.extension.project import construct_text, installer_files, pyproject_text
+from dxforge.extension.project import (
+    SERVER_GROUPS,
+    EndToEnd,
+    construct_text,
+    installer_files,
+    pyproject_text,
+)
 from dxforge.extension.recipe import recipe_text, run_requirements, test_imports
 from dxforge.project.target import Target, python_of
 from dxforge.pypa.metadata import RequiresDistLookup
@@ -32,7 +39,7 @@ from dxforge.pypa.pypi import PackageIndex
 class InitOptions:
     name: str  # the extension's metapackage on the index
     dest: Path  # the new project's folder
-    base: Path  # the DiracX distribution project
+    base: Path | None  # the DiracX distribution project (None: base_channel alone)
     base_channel: str | None = None
     base_seed: str | None = None
     version: str | None = None
@@ -121,9 +128,23 @@ def _recipes(disc: Discovery, target: Target, lookup: RequiresDistLookup) -> dic
     return out
 
 
+def end_to_end(disc: Discovery) -> EndToEnd:
+    """What ``dxforge e2e`` serves of the extension: its metapackage and the packages with
+    server entry points, and the services they register."""
+    server = [
+        f.name
+        for f in disc.packages
+        if f.name == disc.extension or any(g in f.dist.entry_points for g in SERVER_GROUPS)
+    ]
+    services = sorted(
+        {n for f in disc.packages for n in f.dist.entry_points.get("diracx.services", {})}
+    )
+    return EndToEnd(server, services)
+
+
 def _ci_settings(base: Base) -> dict[str, object]:
-    path = base.root / "pyproject.toml"
-    if not path.is_file():
+    path = base.root / "pyproject.toml" if base.root else None
+    if path is None or not path.is_file():
         return {}
     return dict(tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {}).get("ci", {}))
 
@@ -152,8 +173,15 @@ def _notes(disc: Discovery, diracx: str, base: Base, lookup: RequiresDistLookup)
     if diracx != base.version:
         notes.append(
             f"the extension pins DiracX {diracx} but the DiracX distribution at "
-            f"{base.root} is at {base.version}: `dxforge extension build` needs a "
-            f"DiracX channel holding exactly {diracx} (it names the command)"
+            f"{base.root or base.channel} is at {base.version}: `dxforge extension build` "
+            f"needs a DiracX channel holding exactly {diracx} (it names the command)"
+        )
+    if base.root is None:
+        notes.append(
+            f"the DiracX distribution is the channel {base.channel} alone: its version, "
+            "packages, Python, voms, git and glibc floor come from its repodata and its "
+            "seed's; its installer files (post_install.sh, which writes diracosrc, and the "
+            "licence) are not in a channel: add them to construct.yaml by hand"
         )
     notes += [
         f"extras of {n} not expanded ({lookup.why.get(n, 'no metadata')}); add what they "
@@ -171,15 +199,30 @@ def _notes(disc: Discovery, diracx: str, base: Base, lookup: RequiresDistLookup)
     return notes
 
 
+def _base(opts: InitOptions) -> Base:
+    """The DiracX distribution: a checkout (``--base``), else its channel alone."""
+    if opts.base is not None:
+        return read_base(opts.base, opts.base_channel, opts.base_seed)
+    if not opts.base_channel or not opts.base_seed:
+        raise DxError(
+            "no DiracX distribution named: give --base PATH (a checkout), or --base-channel "
+            "URL with --base-seed URL (DiracX's channel and the seed it was built with)"
+        )
+    return read_channel_base(opts.base_channel, opts.base_seed)
+
+
 def init_extension(opts: InitOptions, progress: Progress = SILENT) -> InitResult:
     """Write the extension's distribution project (see the module's doc)."""
     t0 = time.monotonic()
-    base = read_base(opts.base, opts.base_channel, opts.base_seed)
+    base = _base(opts)
     index = PackageIndex(opts.index_url)
     like = [p.removeprefix("diracx-") for p in base.packages if p.startswith("diracx-")]
     disc = discover(index, opts.name, opts.version, like, progress)
     diracx = diracx_pin(disc.packages, base)
-    target = Target(python_of([base.specs["python"]], str(base.root / "construct.yaml")))
+    if base.root is None and diracx != base.version and diracx in base.versions:
+        base = read_channel_base(base.channel, base.seed, diracx)  # the pinned metapackage's
+    where = str(base.root / "construct.yaml") if base.root else base.channel
+    target = Target(python_of([base.specs["python"]], where))
     lookup = _lookup(index, disc, progress)
     files = {
         f"recipes/{name}/recipe.yaml": text for name, text in _recipes(disc, target, lookup).items()
@@ -187,7 +230,9 @@ def init_extension(opts: InitOptions, progress: Progress = SILENT) -> InitResult
     files["construct.yaml"] = construct_text(disc.extension, disc.version, base)
     for key, rel in installer_files(base).items():
         files[rel] = base.files[key].read_text()
-    files["pyproject.toml"] = pyproject_text(disc.extension, diracx, base, _ci_settings(base))
+    files["pyproject.toml"] = pyproject_text(
+        disc.extension, diracx, base, _ci_settings(base), end_to_end(disc)
+    )
     dest = Path(os.path.abspath(opts.dest))
     written = _write(dest, files)
     return InitResult(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dxforge.ci.workflows import DEFAULTS
@@ -14,6 +14,56 @@ from dxforge.core.util import DxError
 from dxforge.extension.base import Base
 
 KEYS = ("extension", "diracx", "base", "base-channel", "base-seed")
+
+SERVER_GROUPS = ("diracx.services", "diracx.access_policies", "diracx.dbs.sql", "diracx.dbs.os")
+"""Entry-point groups that make a package part of DiracX's server."""
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    """``[tool.dxforge.e2e]``: what ``dxforge e2e`` serves and calls of the extension."""
+
+    server: list[str] = field(default_factory=list)  # its packages the server installs
+    services: list[str] = field(default_factory=list)  # diracx.services names
+    command: list[str] = field(default_factory=list)  # a dirac command calling a route
+    expect: str = ""  # text that command's output holds
+
+    def toml_lines(self) -> list[str]:
+        return [
+            "",
+            "# `dxforge e2e`: the extension's packages DiracX's server installs, its services",
+            "# (their /api/<service> routes must be served), and a `dirac` command of the",
+            "# extension that calls one of its routes, with a text its output holds (empty:",
+            '# not run), e.g. command = ["hello", "greet"].',
+            "[tool.dxforge.e2e]",
+            f"server = {_toml(self.server)}",
+            f"services = {_toml(self.services)}",
+            f"command = {_toml(self.command)}",
+            f"expect = {_toml(self.expect)}",
+        ]
+
+
+def _strings(value: object, key: str, path: Path) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DxError(f"{path}: [tool.dxforge.e2e] {key} must be a list of strings")
+    return list(value)
+
+
+def read_e2e(tool: dict[str, object], path: Path) -> EndToEnd:
+    """``[tool.dxforge.e2e]`` of ``tool`` (the ``[tool.dxforge]`` table of ``path``)."""
+    raw = tool.get("e2e", {})
+    if not isinstance(raw, dict):
+        raise DxError(f"{path}: [tool.dxforge] e2e must be a table")
+    expect = raw.get("expect", "")
+    if not isinstance(expect, str):
+        raise DxError(f"{path}: [tool.dxforge.e2e] expect must be a string")
+    lists = {k: _strings(raw.get(k, []), k, path) for k in ("server", "services", "command")}
+    if lists["command"] and not expect:
+        raise DxError(
+            f"{path}: [tool.dxforge.e2e] command is set but expect is empty; set expect to "
+            "a text the command's output holds"
+        )
+    return EndToEnd(lists["server"], lists["services"], lists["command"], expect)
 
 
 @dataclass(frozen=True)
@@ -26,6 +76,7 @@ class ExtensionProject:
     base: Path | None  # the DiracX distribution project
     base_channel: str  # where DiracX's packages are (URL)
     base_seed: str  # where their requirements are (URL)
+    e2e: EndToEnd = field(default_factory=EndToEnd)
 
 
 def _toml(value: object) -> str:
@@ -58,10 +109,13 @@ def read_project(root: Path) -> ExtensionProject:
         (Path(root) / base).resolve() if base else None,
         str(tool["base-channel"]),
         str(tool["base-seed"]),
+        read_e2e(tool, path),
     )
 
 
-def pyproject_text(extension: str, diracx: str, base: Base, ci: dict[str, object]) -> str:
+def pyproject_text(
+    extension: str, diracx: str, base: Base, ci: dict[str, object], e2e: EndToEnd | None = None
+) -> str:
     """The project's pyproject.toml: the extension settings and the CI configuration."""
     lines = [
         f"# The {extension} distribution: DiracX with the {extension} extension, built by dxforge",
@@ -71,7 +125,7 @@ def pyproject_text(extension: str, diracx: str, base: Base, ci: dict[str, object
         "# The DiracX version the extension's packages pin; its channel must hold exactly it.",
         f"diracx = {_toml(diracx)}",
         "# The DiracX distribution it builds on: its project, its channel and its seed.",
-        f"base = {_toml(str(base.root))}",
+        *([f"base = {_toml(str(base.root))}"] if base.root else []),
         f"base-channel = {_toml(base.channel)}",
         f"base-seed = {_toml(base.seed)}",
         "",
@@ -86,6 +140,7 @@ def pyproject_text(extension: str, diracx: str, base: Base, ci: dict[str, object
             lines.append(f"{key} = [{items}]")
         else:
             lines.append(f"{key} = {_toml(value)}")
+    lines += (e2e or EndToEnd()).toml_lines()
     return "\n".join(lines) + "\n"
 
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from dxforge.builder.build import BuildOptions, run_build
 from dxforge.builder.fetch import fetch_sources
-from dxforge.bump import BumpOptions, check_version_option, run_bump
+from dxforge.bump import BumpOptions, check_version_option, plan_bump, run_bump
 from dxforge.bump.drift import DriftRow, drift_table, recipes_drift
 from dxforge.checks import upstream
 from dxforge.checks.endtoend import EndToEndResult, run_end_to_end
@@ -47,10 +47,14 @@ from dxforge.core.util import (
     sha256_file,
     world_readable,
 )
+from dxforge.extension.build import build_extension
+from dxforge.extension.bump import plan_extension_bump
+from dxforge.extension.e2e import is_extension_project, run_extension_end_to_end
 from dxforge.images.build import release_images
 from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
 from dxforge.project.layout import Layout
 from dxforge.project.model import Project
+from dxforge.project.recipes import project_family
 from dxforge.release import notes
 from dxforge.seed.build import SeedOptions, build_seed
 
@@ -168,6 +172,7 @@ def _check_drift(project: Project, index_url: str | None) -> list[DriftRow]:
         project.layout.sources,
         project.target,
         index_url=index_url,
+        family=project_family(project.root),
     )
     rows = [
         DriftRow(n, c.name, c.kind, c.recipe, c.upstream)
@@ -287,6 +292,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
     check_version_option(opts.version)
     layout = opts.layout
     layout.build.mkdir(parents=True, exist_ok=True)
+    ext = is_extension_project(layout.root)  # a VO's: built on DiracX at its pin
     with file_lock(layout.build / ".release.lock", "dxforge release"):
         stage = _Stages(progress)
         bumped = stage(
@@ -299,6 +305,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                     apply_deps=opts.apply_deps,
                 ),
                 progress,
+                plan_extension_bump if ext else plan_bump,
             ),
         )
         project = Project.of(layout)  # as the bump left the recipes
@@ -315,9 +322,8 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         )
 
         def build() -> None:
-            report = run_build(
-                BuildOptions(project, index_url=opts.index_url, jobs=opts.jobs), progress
-            )
+            bo = BuildOptions(project, index_url=opts.index_url, jobs=opts.jobs)
+            report = build_extension(layout, bo, progress)[1] if ext else run_build(bo, progress)
             bad = [p for p in report.packages if not p.done]
             if bad:
                 p = bad[0]
@@ -333,6 +339,9 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         images: list[dict[str, Any]] = []
 
         def tests() -> upstream.UpstreamReport:
+            if ext:  # DiracX's suites are DiracX's release's; an extension's sdists have none
+                progress.step("an extension's release runs no upstream suites")
+                return upstream.UpstreamReport(without_suite=[r.name for r in recipes])
             report = stage(
                 "tests",
                 lambda: _upstream(project, opts.index_url, progress, seeded.fingerprint),
@@ -366,14 +375,18 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                     layout,
                     "e2e",
                     inst.sha256,
-                    lambda: run_end_to_end(
-                        inst.installer,
-                        channels,
-                        version,
-                        target,
-                        logs / f"e2e-{version}",
-                        layout.work / "pkgs",
-                        progress,
+                    lambda: (
+                        run_extension_end_to_end(project, inst.installer, progress)
+                        if ext
+                        else run_end_to_end(
+                            inst.installer,
+                            channels,
+                            version,
+                            target,
+                            logs / f"e2e-{version}",
+                            layout.work / "pkgs",
+                            progress,
+                        )
                     ),
                     lambda d: EndToEndResult(**d),
                     EndToEndResult.as_json,
