@@ -22,6 +22,9 @@ from dxforge.util import DxError, publish, sha256_file
 
 PLATFORM = "linux-64"
 SUBDIRS = ("noarch", PLATFORM)
+CHANNEL_SUBDIRS = ("noarch", PLATFORM, "linux-aarch64")
+"""The subdirs a local channel may hold (the seed adds ``linux-aarch64`` when asked); solving
+and building look at :data:`SUBDIRS` only."""
 
 
 def channel_url(channel: str | Path, base: Path | None = None) -> str:
@@ -246,9 +249,10 @@ def index_atomic(channel: Path, exclude: Iterable[Path] = ()) -> None:
     next to it (without the ``exclude`` files), then rename each generated file into place."""
     skip = set(exclude)
     channel.mkdir(parents=True, exist_ok=True)
+    subdirs = [s for s in CHANNEL_SUBDIRS if s in SUBDIRS or (channel / s).is_dir()]
     tmp = Path(tempfile.mkdtemp(prefix=f".{channel.name}.index-", dir=channel.parent))
     try:
-        for sub in SUBDIRS:
+        for sub in subdirs:
             (tmp / sub).mkdir()
             (channel / sub).mkdir(exist_ok=True)
             for pkg in (channel / sub).glob("*.conda"):
@@ -256,7 +260,7 @@ def index_atomic(channel: Path, exclude: Iterable[Path] = ()) -> None:
                     continue
                 link_or_copy(pkg, tmp / sub / pkg.name)
         index(tmp)
-        for sub in SUBDIRS:
+        for sub in subdirs:
             for generated in (tmp / sub).iterdir():
                 if generated.suffix != ".conda":
                     os.replace(generated, channel / sub / generated.name)
@@ -267,7 +271,7 @@ def index_atomic(channel: Path, exclude: Iterable[Path] = ()) -> None:
 def repodata_records(channel: Path) -> dict[str, dict[str, Any]]:
     """Every package the channel's repodata lists, as ``{subdir/file: record}``."""
     out: dict[str, dict[str, Any]] = {}
-    for sub in SUBDIRS:
+    for sub in CHANNEL_SUBDIRS:
         path = channel / sub / "repodata.json"
         if not path.is_file():
             continue

@@ -180,6 +180,14 @@ def seed(
             "--refresh", help="Resolve the requirements again (ignore the recorded resolution)."
         ),
     ] = False,
+    platform: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--platform",
+            help="Another subdir to seed besides linux-64 (linux-aarch64): its binary wheels "
+            "(repeatable).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -189,7 +197,13 @@ def seed(
     from dxforge.seed.build import SeedOptions, build_seed
 
     state = _start(ctx, json_out)
-    opts = SeedOptions(_layout(root, build_dir), out_dir, index_url, refresh=refresh)
+    opts = SeedOptions(
+        _layout(root, build_dir),
+        out_dir,
+        index_url,
+        refresh=refresh,
+        platforms=tuple(platform or ()),
+    )
     with _progress(state, "seed") as progress:
         result = build_seed(opts, progress)
     if json_out:
