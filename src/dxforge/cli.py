@@ -534,6 +534,14 @@ def installer(
             help="Build it even when the user cache holds the installer of this fingerprint.",
         ),
     ] = False,
+    platform: Annotated[
+        str,
+        typer.Option(
+            "--platform",
+            help="The conda subdir it is for: linux-64 or linux-aarch64 (construct.yaml's "
+            "selectors are evaluated for it; named DIRACOS-<v>-Linux-<machine>.sh).",
+        ),
+    ] = "linux-64",
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -550,6 +558,7 @@ def installer(
         compression=compression,
         pyc=pyc,
         force=force,
+        platform=platform,
     )
     with _progress(state, "installer") as progress:
         result = build_installer(opts, progress)

@@ -20,7 +20,7 @@ from typing import Any
 import dxforge
 from dxforge import store
 from dxforge.channel import Package
-from dxforge.construct import ConstructSpec, load_construct
+from dxforge.construct import PLATFORM, ConstructSpec, load_construct
 from dxforge.installer import shipped_dir
 from dxforge.installer.payload import COMPRESSIONS, SUFFIX, pack
 from dxforge.installer.prefix import PYC_MODES, public_url
@@ -48,6 +48,7 @@ class InstallerOptions:
     compression: str = COMPRESSIONS[0]
     pyc: str = PYC_MODES[0]
     force: bool = False  # build even when the user cache holds this fingerprint's installer
+    platform: str = PLATFORM  # the conda subdir: linux-64, linux-aarch64
 
 
 @dataclass
@@ -128,7 +129,7 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
     t0 = time.monotonic()
     layout = opts.layout
     construct = opts.construct or layout.construct
-    spec = load_construct(construct)
+    spec = load_construct(construct, opts.platform)
     files = shipped_dir()
     channels = channel_list(spec, opts.channels, layout)
     out = (opts.out or layout.installer).absolute()
@@ -240,6 +241,8 @@ def fingerprint(
         "pyc": opts.pyc,
         "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
     }
+    if spec.platform != PLATFORM:
+        data["platform"] = spec.platform
     return store.fingerprint(data)
 
 
@@ -284,7 +287,7 @@ def _from_cache(
     progress.step(f"the installer of this fingerprint is in the user cache ({entry})")
     os.chmod(tmp, 0o755)
     os.replace(tmp, dest)
-    outputs = write_companions(dest, data["sha256"], packages)
+    outputs = write_companions(dest, data["sha256"], packages, spec.platform)
     kept = {f.name for f in fields(InstallerResult)} - {
         "installer",
         "sha256_file",

@@ -32,6 +32,7 @@ from dxforge.installer.prefix import (
 )
 from dxforge.layout import Layout
 from dxforge.progress import SILENT, Progress
+from dxforge.target import machine
 from dxforge.util import DxError, atomic_write_text, run, sha256_file
 
 STAGE_PREFIX_LEN = 240  # >= 200; below conda-forge's 255-byte binary placeholder
@@ -203,8 +204,8 @@ def _epoch(packages: list[Package]) -> tuple[int, bool]:
 def solve(
     spec: ConstructSpec, channels: list[str], progress: Progress = SILENT
 ) -> tuple[list[Any], list[Package]]:
-    """construct.yaml's specs solved for linux-64, less ``exclude``: the records and their
-    packages (by name)."""
+    """construct.yaml's specs solved for its platform (linux-64), less ``exclude``: the
+    records and their packages (by name)."""
     if spec.duplicates:
         progress.warn(
             f"{spec.where('specs')}: {', '.join(spec.duplicates)} listed more than once in "
@@ -212,8 +213,10 @@ def solve(
         )
     for note in spec.notes:
         progress.warn(note)
-    progress.step(f"solving {len(spec.specs)} specs for linux-64 from {', '.join(channels)}")
-    records = ch.solve(channels, spec.specs, where=spec.where("specs"), glibc=spec.glibc)
+    progress.step(f"solving {len(spec.specs)} specs for {spec.platform} from {', '.join(channels)}")
+    records = ch.solve(
+        channels, spec.specs, where=spec.where("specs"), glibc=spec.glibc, platform=spec.platform
+    )
     excluded = set(spec.exclude)
     unknown = excluded - {r.name.normalized for r in records}
     if unknown:
@@ -372,17 +375,19 @@ def keep_packages(pkgs: Path, packages: list[Package], transmute: str, channels:
 def check_elf(prefix: Path, spec: ConstructSpec) -> tuple[Floor, int]:
     """The staging lint (as auditwheel's for wheels): every library any ELF file needs is in
     the prefix, on that file's RUNPATH, or part of the C library; and no file needs a newer
-    glibc than construct.yaml's virtual_specs declare. Returns the floor and the file count."""
+    glibc than construct.yaml's virtual_specs declare; and every file is for the installer's
+    machine. Returns the floor and the file count."""
     infos = list(walk_elf(prefix))
-    report = lint(prefix, infos)
+    report = lint(prefix, infos, machine(spec.platform))
     if report.problems:
         shown = "\n".join(f"  {p}" for p in report.problems[:40])
         more = f"\n  ... and {len(report.problems) - 40} more" if len(report.problems) > 40 else ""
         raise DxError(
-            f"the staged prefix would load {len(report.problems)} libraries from the build "
-            f"host, not from the installer:\n{shown}{more}\nship each library in a package the "
-            "specs bring (the seed computes them from DT_NEEDED), and point the file's RUNPATH "
-            "at the prefix's lib/"
+            f"the staged prefix has {len(report.problems)} ELF problems (a library that would "
+            f"come from the build host, not from the installer, or a file for another machine "
+            f"than {machine(spec.platform)}):\n{shown}{more}\nship each library in a package "
+            "the specs bring (the seed computes them from DT_NEEDED), point the file's RUNPATH "
+            f"at the prefix's lib/, and take every package from the {spec.platform} subdir"
         )
     floor = glibc_floor(infos)
     if spec.glibc and floor.version > parse_version(spec.glibc):
