@@ -96,6 +96,8 @@ def test_glibc_family() -> None:
         "libutil.so.1",
         "libanl.so.1",
         "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",  # aarch64 wheels name the loader too
+        "ld64.so.2",  # ppc64le
     ):
         assert in_glibc(s), s
     for s in ("libcrypt.so.1", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1", "libnsl.so.2"):

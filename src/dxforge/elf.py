@@ -20,7 +20,7 @@ from dxforge.util import DxError, run
 
 GLIBC_FAMILY = re.compile(
     r"^(?:(?:libc|libm|libmvec|libpthread|libdl|librt|libresolv|libutil|libanl)\.so\.\d+"
-    r"|ld-linux(?:-x86-64)?\.so\.\d+)$"
+    r"|ld-linux(?:-x86-64|-aarch64)?\.so\.\d+|ld64\.so\.\d+)$"
 )
 """What the C library itself provides; everything else a prefix must carry."""
 
