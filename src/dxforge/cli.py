@@ -979,6 +979,9 @@ def images(
 def fingerprint(
     ctx: typer.Context,
     what: Annotated[str, typer.Argument(help="runtime")],
+    platform: Annotated[
+        str, typer.Option("--platform", help="The conda subdir: linux-64, linux-aarch64.")
+    ] = "linux-64",
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
 ) -> None:
@@ -990,7 +993,8 @@ def fingerprint(
     if what != "runtime":
         raise DxError(f"{what}: dxforge fingerprint knows `runtime`")
     layout = _layout(root, build_dir)
-    print(runtime_fingerprint(layout.cache, project_target(layout.construct).python))
+    python = project_target(layout.construct).python
+    print(runtime_fingerprint(layout.cache, python, platform))
 
 
 def _children() -> list[int]:
