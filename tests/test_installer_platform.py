@@ -117,3 +117,17 @@ def test_the_companions_name_the_platform() -> None:
     assert "# platform: linux-aarch64\n" in lockfile_text([], "linux-aarch64")
     assert package_list_text([], "linux-aarch64").startswith("# 0 packages for linux-aarch64")
     assert "# platform: linux-64\n" in lockfile_text([])
+
+
+def test_staging_for_another_machine_is_refused_before_anything_is_installed(
+    tmp_path: Path,
+) -> None:
+    from dxforge.installer import shipped_dir
+    from dxforge.installer.stage import stage
+
+    construct = tmp_path / "construct.yaml"
+    construct.write_text("name: D\nversion: 1.0.0\nchannels: [conda-forge]\nspecs: [python]\n")
+    spec = load_construct(construct, "linux-aarch64")
+    with pytest.raises(DxError, match="staging the linux-aarch64 installer runs its python"):
+        stage(spec, [], tmp_path / "out", shipped_dir(), solved=([], []))
+    assert not (tmp_path / "out").exists()

@@ -107,12 +107,13 @@ class InstallerResult:
         return out
 
 
-def _decoder(layout: Layout, progress: Progress) -> Path:
-    """The static zstd decoder of the installer's first stage (a runtime tool, cached)."""
+def _decoder(layout: Layout, progress: Progress, platform: str = PLATFORM) -> Path:
+    """The static zstd decoder of the installer's first stage (a runtime tool, cached), for
+    the machine the installer runs on."""
     from dxforge.runtime.build import tool
 
     try:
-        return tool(layout.cache, "zstd-decoder", progress)
+        return tool(layout.cache, "zstd-decoder", progress, platform)
     except DxError as e:
         raise DxError(
             f"the zstd payload needs the installer's own decoder, which could not be "
@@ -137,7 +138,7 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
     with file_lock(out / ".lock", f"the installer build in {out}"):
         decoder = NO_DECODER
         if opts.compression == "zstd":
-            decoder = Decoder.of(_decoder(layout, progress))
+            decoder = Decoder.of(_decoder(layout, progress, spec.platform))
         solved = solve(spec, channels, progress)
         key = fingerprint(construct, spec, files, channels, solved[1], decoder, opts)
         entry = layout.cache / "installers" / key[:24]

@@ -240,6 +240,7 @@ def stage(
     """Solve (unless ``solved`` is given), install, prepare and check the staging prefix under
     ``out``; its .pyc made in the ``pyc`` mode (:data:`~dxforge.installer.prefix.PYC_MODES`)."""
     t0 = time.monotonic()
+    check_machine(spec)
     records, packages = solved if solved is not None else solve(spec, channels, progress)
     prefix = staging_prefix(out, spec.name)
     recorded = recorded_prefix(spec.name)
@@ -314,6 +315,17 @@ def stage(
         glibc_file=floor.path.relative_to(prefix).as_posix() if floor.path else "",
         elf_files=elf_files,
     )
+
+
+def check_machine(spec: ConstructSpec) -> None:
+    """Staging runs the payload's python: refuse a platform this machine cannot run."""
+    arch, host = machine(spec.platform), os.uname().machine
+    if arch != host:
+        raise DxError(
+            f"staging the {spec.platform} installer runs its python (smoke tests, "
+            f"byte-compiling), which this {host} machine cannot run: the namespaced emulation "
+            f"(dxforge.emulate) is not wired into staging yet; build it on an {arch} machine"
+        )
 
 
 def record_shipped(prefix: Path) -> None:

@@ -487,7 +487,8 @@ def _closure(c: Component, parts: dict[str, Built]) -> list[Built]:
     return list(out.values())
 
 
-def tool(cache: Path, name: str, progress: Progress = SILENT) -> Path:
-    """The file of a tool component (``zstd-decoder``), from the cache or built."""
-    rt = build_runtime(cache, "3", progress, only={name})
+def tool(cache: Path, name: str, progress: Progress = SILENT, subdir: str = NATIVE) -> Path:
+    """The file of a tool component (``zstd-decoder``) for ``subdir``'s machine, from the
+    cache or built."""
+    rt = build_runtime(cache, "3", progress, only={name}, subdir=subdir)
     return rt.tool(name)
