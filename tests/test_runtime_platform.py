@@ -13,13 +13,13 @@ from pathlib import Path
 import conda_package_handling.api as cph
 import pytest
 
-from dxforge import store
-from dxforge.package import PLACEHOLDER
+from dxforge.conda.package import PLACEHOLDER
+from dxforge.core import store
+from dxforge.core.util import DxError, user_cache
 from dxforge.runtime import build, libs
 from dxforge.runtime import platforms as rp
 from dxforge.runtime.components import components
 from dxforge.runtime.packages import python_abi_package
-from dxforge.util import DxError, user_cache
 
 LINUX_64 = rp.runtime_platform("linux-64")
 AARCH64 = rp.runtime_platform("linux-aarch64")

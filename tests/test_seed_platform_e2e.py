@@ -17,7 +17,7 @@ from local_index import Dist, LocalIndex
 from test_seed_e2e import PY, index, seed_in, write_recipe  # noqa: F401  (a fixture)
 from wheel_factory import binary_tag, build_wheel, metadata
 
-from dxforge.elf import debug_sections, read_elf
+from dxforge.conda.elf import debug_sections, read_elf
 
 pytestmark = pytest.mark.e2e
 

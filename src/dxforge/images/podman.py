@@ -11,8 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+from dxforge.core.util import DxError, Ran, execute
 from dxforge.images.oci import Layout
-from dxforge.util import DxError, Ran, execute
 
 NETWORKS = ("host", "none")
 CGROUPS = Path("/sys/fs/cgroup")

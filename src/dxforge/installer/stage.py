@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge import channel as ch
-from dxforge.channel import Package
-from dxforge.construct import ConstructSpec
-from dxforge.elf import Floor, glibc_floor, lint, parse_version, walk_elf
+from dxforge.conda import channel as ch
+from dxforge.conda.channel import Package
+from dxforge.conda.elf import Floor, glibc_floor, lint, parse_version, walk_elf
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError, atomic_write_text, run, sha256_file
 from dxforge.installer.prefix import (
     DXFORGE_DIR,
     PYC_MODES,
@@ -30,10 +31,9 @@ from dxforge.installer.prefix import (
     scan_manifest,
     smoke_test,
 )
-from dxforge.layout import Layout
-from dxforge.progress import SILENT, Progress
-from dxforge.target import machine
-from dxforge.util import DxError, atomic_write_text, run, sha256_file
+from dxforge.project.construct import ConstructSpec
+from dxforge.project.layout import Layout
+from dxforge.project.target import machine
 
 STAGE_PREFIX_LEN = 240  # >= 200; below conda-forge's 255-byte binary placeholder
 STAGE_PAD = "_placehold"
@@ -324,7 +324,8 @@ def check_machine(spec: ConstructSpec) -> None:
         raise DxError(
             f"staging the {spec.platform} installer runs its python (smoke tests, "
             f"byte-compiling), which this {host} machine cannot run: the namespaced emulation "
-            f"(dxforge.emulate) is not wired into staging yet; build it on an {arch} machine"
+            f"(dxforge.isolation.emulate) is not wired into staging yet; build it on an {arch} "
+            "machine"
         )
 
 

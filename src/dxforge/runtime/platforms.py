@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dxforge.util import DxError
+from dxforge.core.util import DxError
 
 NATIVE = "linux-64"
 """The platform of the build root itself: built with the scripts as written."""
