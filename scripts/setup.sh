@@ -4,12 +4,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     # Debian tools dxforge runs: roots (mmdebstrap), .deb and source packages (dpkg-dev),
-    # stripping (binutils), a pilot's site (util-linux, iproute2), payloads (zstd, xz), lint;
+    # stripping (binutils; aarch64's for the linux-aarch64 seed, its cross gcc for the tests),
+    # a pilot's site (util-linux, iproute2), payloads (zstd, xz), lint;
     # container images: written by umoci, pushed by skopeo, run by podman with runc (tests:
     # slirp4netns, a loopback docker-registry, redis-server; buildah for the writer benchmark)
     need=()
     for tool in zstd:zstd xz:xz-utils dpkg-deb:dpkg dpkg-source:dpkg-dev shellcheck:shellcheck \
-            mmdebstrap:mmdebstrap strip:binutils setpriv:util-linux nsenter:util-linux \
+            mmdebstrap:mmdebstrap strip:binutils \
+            aarch64-linux-gnu-strip:binutils-aarch64-linux-gnu \
+            aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu setpriv:util-linux nsenter:util-linux \
             ip:iproute2 flock:util-linux umoci:umoci skopeo:skopeo podman:podman runc:runc \
             slirp4netns:slirp4netns docker-registry:docker-registry redis-server:redis-server \
             buildah:buildah; do

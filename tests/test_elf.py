@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.conda.elf import glibc_floor, in_glibc, lint, parse_version, read_elf, walk_elf
+from dxforge.conda.elf import (
+    debug_sections,
+    glibc_floor,
+    in_glibc,
+    lint,
+    parse_version,
+    read_elf,
+    strip,
+    strip_tool,
+    walk_elf,
+)
 from dxforge.core.util import DxError
 from dxforge.runtime.libs import closure, conda_name
 
@@ -86,6 +96,8 @@ def test_glibc_family() -> None:
         "libutil.so.1",
         "libanl.so.1",
         "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",  # aarch64 wheels name the loader too
+        "ld64.so.2",  # ppc64le
     ):
         assert in_glibc(s), s
     for s in ("libcrypt.so.1", "libstdc++.so.6", "libgcc_s.so.1", "libz.so.1", "libnsl.so.2"):
@@ -253,3 +265,71 @@ def test_a_gcc_built_file_stays_at_the_floor_with_the_header(tmp_path: Path) -> 
         for f in (plain, floored)
     ]
     assert runs[0] == runs[1] == "20.085537 1.098612 1.732051\n"
+
+
+# ---- the machine: e_machine read, files of another machine refused, stripped by their own strip
+
+
+def aarch64_library(d: Path) -> Path:
+    """A real aarch64 shared object (Debian's cross gcc; no C library needed), with a debug
+    section to strip."""
+    gcc = shutil.which("aarch64-linux-gnu-gcc")
+    if not gcc:
+        pytest.skip(
+            "aarch64-linux-gnu-gcc is not installed (apt-get install gcc-aarch64-linux-gnu)"
+        )
+    d.mkdir(parents=True, exist_ok=True)
+    src = d / "arm.c"
+    src.write_text("int arm(int x) { return x + 1; }\n")
+    out = d / "libarm.so.1"
+    args = ["-g", "-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libarm.so.1", "-o", str(out)]
+    subprocess.run([gcc, *args, str(src)], check=True, capture_output=True)
+    src.unlink()
+    return out
+
+
+def test_read_elf_records_the_machine(tmp_path: Path) -> None:
+    a, _b = libraries(tmp_path / "lib")
+    info = read_elf(a)
+    assert info is not None and info.machine == "x86_64"
+    arm = read_elf(aarch64_library(tmp_path / "arm"))
+    assert arm is not None and arm.machine == "aarch64" and arm.soname == "libarm.so.1"
+
+
+def test_lint_refuses_elf_files_of_another_machine(tmp_path: Path) -> None:
+    prefix = tmp_path / "prefix"
+    libraries(prefix / "lib")
+    aarch64_library(prefix / "lib")
+    problems = lint(prefix, machine="x86_64").problems
+    assert [str(p) for p in problems] == [
+        "lib/libarm.so.1: it is an ELF file for aarch64, not x86_64"
+    ]
+    arm = lint(prefix, machine="aarch64").problems
+    assert {p.path for p in arm} == {"lib/libA.so.1", "lib/libB.so.2"}
+    assert all("for x86_64, not aarch64" in p.why for p in arm)
+    assert lint(prefix).problems == []  # no machine asked: only the libraries are checked
+
+
+def test_strip_uses_each_machines_own_strip(tmp_path: Path) -> None:
+    if not shutil.which("aarch64-linux-gnu-strip"):
+        pytest.skip("aarch64-linux-gnu-strip is not installed (binutils-aarch64-linux-gnu)")
+    root = tmp_path / "root"
+    arm = aarch64_library(root / "lib")
+    cc(root / "lib/libx.so.1", LIB_B, "-g", "-shared", "-fPIC")
+    assert debug_sections(arm) and debug_sections(root / "lib/libx.so.1")
+    assert strip(root) == ["lib/libarm.so.1", "lib/libx.so.1"]
+    assert debug_sections(arm) == [] and debug_sections(root / "lib/libx.so.1") == []
+    info = read_elf(arm)
+    assert info is not None and info.machine == "aarch64" and info.soname == "libarm.so.1"
+
+
+def test_strip_names_the_missing_tool_and_its_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arm = aarch64_library(tmp_path / "root/lib")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(DxError, match="apt-get install binutils-aarch64-linux-gnu") as e:
+        strip(tmp_path / "root")
+    assert str(arm) in str(e.value)
+    with pytest.raises(DxError, match="does not build for"):
+        strip_tool("s390x", arm)

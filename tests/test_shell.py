@@ -35,7 +35,11 @@ def shellcheck(path: Path, shell: str = "sh") -> subprocess.CompletedProcess[str
 
 
 def rendered_header(
-    tmp_path: Path, batch: bool, extra: str = "", compression: str = "zstd"
+    tmp_path: Path,
+    batch: bool,
+    extra: str = "",
+    compression: str = "zstd",
+    platform: str = "linux-64",
 ) -> Path:
     (tmp_path / "LICENSE").write_text("Terms: 'quoted' and \"double\" $HOME `x`\n")
     construct = tmp_path / "construct.yaml"
@@ -44,7 +48,7 @@ def rendered_header(
         f"batch_mode: {'true' if batch else 'false'}\nlicense_file: LICENSE\n"
         'script_env_variables:\n  SITE_NOTE: "it\'s $HOME"\n' + extra
     )
-    spec = load_construct(construct)
+    spec = load_construct(construct, platform)
     stage = Stage(
         prefix=Path("/x" * 120),
         recorded="/x" * 120,
@@ -76,6 +80,13 @@ def rendered_header(
 def test_rendered_header_passes_shellcheck(tmp_path: Path, batch: bool, compression: str) -> None:
     extra = "company: DIRAC\nvirtual_specs: ['__linux >=3.10', '__glibc >=2.28']\n"
     res = shellcheck(rendered_header(tmp_path, batch, extra, compression))
+    assert res.returncode == 0, res.stdout
+
+
+def test_the_aarch64_header_passes_shellcheck(tmp_path: Path) -> None:
+    header = rendered_header(tmp_path, True, platform="linux-aarch64")
+    assert "PLAT:    linux-aarch64" in header.read_text()
+    res = shellcheck(header)
     assert res.returncode == 0, res.stdout
 
 

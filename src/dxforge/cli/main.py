@@ -155,11 +155,16 @@ def _layout(root: Path | None, build_dir: Path | None) -> Layout:
     return Layout.of(root, build_dir)
 
 
-def _project(root: Path | None, build_dir: Path | None, construct: Path | None = None) -> Project:
+def _project(
+    root: Path | None,
+    build_dir: Path | None,
+    construct: Path | None = None,
+    platform: str | None = None,
+) -> Project:
     """The project the command works on, read once (lazily) and handed to its logic."""
     from dxforge.project.model import Project
 
-    return Project.of(_layout(root, build_dir), construct)
+    return Project.of(_layout(root, build_dir), construct, platform)
 
 
 def _print_json(data: object) -> None:
@@ -190,6 +195,14 @@ def seed(
             "--refresh", help="Resolve the requirements again (ignore the recorded resolution)."
         ),
     ] = False,
+    platform: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--platform",
+            help="Another subdir to seed besides linux-64 (linux-aarch64): its binary wheels "
+            "(repeatable).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -199,7 +212,13 @@ def seed(
     from dxforge.seed.build import SeedOptions, build_seed
 
     state = _start(ctx, json_out)
-    opts = SeedOptions(_project(root, build_dir), out_dir, index_url, refresh=refresh)
+    opts = SeedOptions(
+        _project(root, build_dir),
+        out_dir,
+        index_url,
+        refresh=refresh,
+        platforms=tuple(platform or ()),
+    )
     with _progress(state, "seed") as progress:
         result = build_seed(opts, progress)
     if json_out:
@@ -534,6 +553,14 @@ def installer(
             help="Build it even when the user cache holds the installer of this fingerprint.",
         ),
     ] = False,
+    platform: Annotated[
+        str,
+        typer.Option(
+            "--platform",
+            help="The conda subdir it is for: linux-64 or linux-aarch64 (construct.yaml's "
+            "selectors are evaluated for it; named DIRACOS-<v>-Linux-<machine>.sh).",
+        ),
+    ] = "linux-64",
     json_out: JsonOpt = False,
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
@@ -543,7 +570,7 @@ def installer(
 
     state = _start(ctx, json_out)
     opts = InstallerOptions(
-        _project(root, build_dir, construct.absolute() if construct else None),
+        _project(root, build_dir, construct.absolute() if construct else None, platform),
         out=out_dir,
         channels=list(channel or []),
         compression=compression,
@@ -972,6 +999,9 @@ def images(
 def fingerprint(
     ctx: typer.Context,
     what: Annotated[str, typer.Argument(help="runtime")],
+    platform: Annotated[
+        str, typer.Option("--platform", help="The conda subdir: linux-64, linux-aarch64.")
+    ] = "linux-64",
     root: RootOpt = None,
     build_dir: BuildDirOpt = None,
 ) -> None:
@@ -982,7 +1012,7 @@ def fingerprint(
     if what != "runtime":
         raise DxError(f"{what}: dxforge fingerprint knows `runtime`")
     project = _project(root, build_dir)
-    print(runtime_fingerprint(project.layout.cache, project.target.python))
+    print(runtime_fingerprint(project.layout.cache, project.target.python, platform))
 
 
 def _children() -> list[int]:

@@ -22,6 +22,9 @@ from dxforge.core.util import DxError, publish, sha256_file
 
 PLATFORM = "linux-64"
 SUBDIRS = ("noarch", PLATFORM)
+CHANNEL_SUBDIRS = ("noarch", PLATFORM, "linux-aarch64")
+"""The subdirs a local channel may hold (the seed adds ``linux-aarch64`` when asked); solving
+and building look at :data:`SUBDIRS` only."""
 
 
 def channel_url(channel: str | Path, base: Path | None = None) -> str:
@@ -43,9 +46,9 @@ def local_path(url: str) -> Path | None:
     return Path(url[len("file://") :]) if url.startswith("file://") else None
 
 
-def virtual_packages(glibc: str | None = None) -> list[Any]:
+def virtual_packages(glibc: str | None = None, machine: str = "x86_64") -> list[Any]:
     """The machine's virtual packages as the solver sees them: ``CONDA_OVERRIDE_GLIBC`` and
-    friends honoured, a generic ``x86_64`` archspec (so that a solve does not depend on the
+    friends honoured, a generic archspec of ``machine`` (so that a solve does not depend on the
     build machine's CPU), and ``__glibc`` at ``glibc`` when given (an installer's floor)."""
     from rattler import BuildString, GenericVirtualPackage, PackageName, Version, VirtualPackage
     from rattler.virtual_package import VirtualPackageOverrides
@@ -55,7 +58,7 @@ def virtual_packages(glibc: str | None = None) -> list[Any]:
         g = vp.into_generic()
         name = g.name.normalized
         if name == "__archspec":
-            g = GenericVirtualPackage(PackageName(name), Version("1"), BuildString("x86_64"))
+            g = GenericVirtualPackage(PackageName(name), Version("1"), BuildString(machine))
         elif name == "__glibc" and glibc:
             g = GenericVirtualPackage(PackageName(name), Version(glibc), BuildString("0"))
         out.append(g)
@@ -105,13 +108,13 @@ def package_of(record: Any) -> Package:
     )
 
 
-async def _missing(channels: list[str], specs: Sequence[str]) -> list[str]:
+async def _missing(channels: list[str], specs: Sequence[str], subdirs: list[str]) -> list[str]:
     import rattler
 
     gateway = rattler.Gateway()
     missing = []
     for s in specs:
-        found = await gateway.query(channels, list(SUBDIRS), [s], recursive=False)
+        found = await gateway.query(channels, subdirs, [s], recursive=False)
         if not any(len(r) for r in found):
             missing.append(s)
     return missing
@@ -123,12 +126,16 @@ def solve(
     *,
     where: str = "",
     glibc: str | None = None,
+    platform: str = PLATFORM,
 ) -> list[Any]:
-    """Solve ``specs`` for linux-64 from ``channels`` (names, URLs or paths), for a glibc of
-    ``glibc`` when given (else this machine's). Errors say which specs no package matches, or
-    the solver's explanation; ``where`` (``file:line``) leads."""
+    """Solve ``specs`` for ``platform`` (linux-64) from ``channels`` (names, URLs or paths),
+    for a glibc of ``glibc`` when given (else this machine's). Errors say which specs no
+    package matches, or the solver's explanation; ``where`` (``file:line``) leads."""
     import rattler
 
+    from dxforge.project.target import machine
+
+    subdirs = ["noarch", platform]
     urls = [channel_url(c) for c in channels]
     lead = f"{where}: " if where else ""
     chans = ", ".join(urls)
@@ -137,14 +144,14 @@ def solve(
             rattler.solve(
                 urls,
                 list(specs),
-                platforms=list(SUBDIRS),
-                virtual_packages=virtual_packages(glibc),
+                platforms=subdirs,
+                virtual_packages=virtual_packages(glibc, machine(platform)),
             )
         )
     except Exception as e:  # rattler's SolverError, FetchRepoDataError, ...
         reason = str(e).strip()
     try:
-        missing = asyncio.run(_missing(urls, specs))
+        missing = asyncio.run(_missing(urls, specs, subdirs))
     except Exception as read_error:
         raise DxError(
             f"{lead}cannot read the channels {chans}: {read_error}\nFix the path or URL "
@@ -246,9 +253,10 @@ def index_atomic(channel: Path, exclude: Iterable[Path] = ()) -> None:
     next to it (without the ``exclude`` files), then rename each generated file into place."""
     skip = set(exclude)
     channel.mkdir(parents=True, exist_ok=True)
+    subdirs = [s for s in CHANNEL_SUBDIRS if s in SUBDIRS or (channel / s).is_dir()]
     tmp = Path(tempfile.mkdtemp(prefix=f".{channel.name}.index-", dir=channel.parent))
     try:
-        for sub in SUBDIRS:
+        for sub in subdirs:
             (tmp / sub).mkdir()
             (channel / sub).mkdir(exist_ok=True)
             for pkg in (channel / sub).glob("*.conda"):
@@ -256,7 +264,7 @@ def index_atomic(channel: Path, exclude: Iterable[Path] = ()) -> None:
                     continue
                 link_or_copy(pkg, tmp / sub / pkg.name)
         index(tmp)
-        for sub in SUBDIRS:
+        for sub in subdirs:
             for generated in (tmp / sub).iterdir():
                 if generated.suffix != ".conda":
                     os.replace(generated, channel / sub / generated.name)
@@ -267,7 +275,7 @@ def index_atomic(channel: Path, exclude: Iterable[Path] = ()) -> None:
 def repodata_records(channel: Path) -> dict[str, dict[str, Any]]:
     """Every package the channel's repodata lists, as ``{subdir/file: record}``."""
     out: dict[str, dict[str, Any]] = {}
-    for sub in SUBDIRS:
+    for sub in CHANNEL_SUBDIRS:
         path = channel / sub / "repodata.json"
         if not path.is_file():
             continue

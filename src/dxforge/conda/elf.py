@@ -20,11 +20,21 @@ from dxforge.core.util import DxError, run
 
 GLIBC_FAMILY = re.compile(
     r"^(?:(?:libc|libm|libmvec|libpthread|libdl|librt|libresolv|libutil|libanl)\.so\.\d+"
-    r"|ld-linux(?:-x86-64)?\.so\.\d+)$"
+    r"|ld-linux(?:-x86-64|-aarch64)?\.so\.\d+|ld64\.so\.\d+)$"
 )
 """What the C library itself provides; everything else a prefix must carry."""
 
 _GLIBC_VERSION = re.compile(r"^GLIBC_(\d+)\.(\d+)(?:\.(\d+))?$")
+
+
+E_MACHINES = {"EM_X86_64": "x86_64", "EM_AARCH64": "aarch64", "EM_PPC64": "ppc64le"}
+"""pyelftools' ``e_machine`` names and the machines (``uname -m``) dxforge builds for."""
+STRIP_TOOLS = {
+    "x86_64": ("strip", "binutils"),
+    "aarch64": ("aarch64-linux-gnu-strip", "binutils-aarch64-linux-gnu"),
+    "ppc64le": ("powerpc64le-linux-gnu-strip", "binutils-powerpc64le-linux-gnu"),
+}
+"""The ``strip`` that reads each machine's ELF files on an x86_64 host, and its Debian package."""
 
 
 def in_glibc(soname: str) -> bool:
@@ -40,6 +50,7 @@ class ElfInfo:
     soname: str = ""
     runpath: tuple[str, ...] = ()  # DT_RUNPATH, else DT_RPATH entries, unexpanded
     glibc: tuple[int, ...] = ()  # the highest GLIBC_x.y version it needs, () for none
+    machine: str = ""  # e_machine as ``uname -m`` says it: x86_64, aarch64 (else pyelftools')
 
     @property
     def glibc_text(self) -> str:
@@ -114,7 +125,9 @@ def read_elf(path: Path) -> ElfInfo | None:
     best: tuple[int, ...] = ()
     try:
         with open(path, "rb") as f:
-            for section in ELFFile(f).iter_sections():
+            elf = ELFFile(f)
+            machine = str(elf.header["e_machine"])
+            for section in elf.iter_sections():
                 if isinstance(section, DynamicSection):
                     for k, v in _dynamic(section).items():
                         tags[k] += v
@@ -124,7 +137,12 @@ def read_elf(path: Path) -> ElfInfo | None:
         raise DxError(f"{path}: cannot read it as ELF ({e})") from None
     soname = tags["DT_SONAME"][-1] if tags["DT_SONAME"] else ""
     return ElfInfo(
-        path, tuple(tags["DT_NEEDED"]), soname, tuple(tags["DT_RUNPATH"] or tags["DT_RPATH"]), best
+        path,
+        tuple(tags["DT_NEEDED"]),
+        soname,
+        tuple(tags["DT_RUNPATH"] or tags["DT_RPATH"]),
+        best,
+        E_MACHINES.get(machine, machine),
     )
 
 
@@ -251,6 +269,8 @@ class Problem:
     why: str
 
     def __str__(self) -> str:
+        if not self.soname:
+            return f"{self.path}: {self.why}"
         return f"{self.path} needs {self.soname}: {self.why}"
 
 
@@ -260,16 +280,20 @@ class LintReport:
     problems: list[Problem] = field(default_factory=list)
 
 
-def lint(prefix: Path, infos: Iterable[ElfInfo] | None = None) -> LintReport:
+def lint(prefix: Path, infos: Iterable[ElfInfo] | None = None, machine: str = "") -> LintReport:
     """Check that every DT_NEEDED of every ELF file under ``prefix`` is found inside the prefix
     on that file's own RUNPATH (``$ORIGIN``-relative), or belongs to the C library. A library
     that would be looked up on the host (no RUNPATH entry has it, or the RUNPATH points outside
-    the prefix) is a problem."""
+    the prefix) is a problem; so is, when ``machine`` is given, a file for another machine."""
     prefix = Path(os.path.abspath(prefix))
     report = LintReport()
     for info in infos if infos is not None else walk_elf(prefix):
         report.files += 1
         rel = info.path.relative_to(prefix).as_posix()
+        if machine and info.machine != machine:
+            why = f"it is an ELF file for {info.machine}, not {machine}"
+            report.problems.append(Problem(rel, "", why))
+            continue
         dirs = info.search_dirs()
         outside = [d for d in dirs if not d.is_relative_to(prefix)]
         for soname in info.needed:
@@ -334,15 +358,11 @@ def fix_runpaths(root: Path, libdir: Path) -> list[str]:
 def strip(root: Path) -> list[str]:
     """Remove debug sections and static symbol tables from every ELF file under ``root``, keeping
     what dynamic linking needs (``.dynsym``): executables lose every symbol (``--strip-all``),
-    shared objects those no relocation needs (``--strip-unneeded``). Returns the files changed."""
-    tool = shutil.which("strip")
-    if not tool:
-        raise DxError(
-            "strip is not installed: apt-get install binutils (dxforge strips the "
-            "binaries it packages)"
-        )
+    shared objects those no relocation needs (``--strip-unneeded``). Each file is stripped by
+    the ``strip`` of its own machine (:data:`STRIP_TOOLS`). Returns the files changed."""
     changed = []
     for info in walk_elf(root):
+        tool = strip_tool(info.machine, info.path)
         mode = info.path.stat().st_mode
         before = info.path.stat().st_size
         how = "--strip-unneeded" if info.soname or ".so" in info.path.name else "--strip-all"
@@ -354,6 +374,23 @@ def strip(root: Path) -> list[str]:
         if info.path.stat().st_size != before:
             changed.append(info.path.relative_to(root).as_posix())
     return changed
+
+
+def strip_tool(machine: str, path: Path) -> str:
+    """The ``strip`` that reads ``machine``'s ELF files (``path`` is the file, for the error)."""
+    if machine not in STRIP_TOOLS:
+        raise DxError(
+            f"{path}: an ELF file for {machine}, which dxforge does not build for (known: "
+            f"{', '.join(STRIP_TOOLS)}); remove it from what is packaged"
+        )
+    name, package = STRIP_TOOLS[machine]
+    tool = shutil.which(name)
+    if not tool:
+        raise DxError(
+            f"{name} is not installed: apt-get install {package} (dxforge strips the "
+            f"{machine} binaries it packages, {path} first)"
+        )
+    return tool
 
 
 def debug_sections(path: Path) -> list[str]:

@@ -33,7 +33,7 @@ from dxforge.installer.shell import (
     write_installer,
 )
 from dxforge.installer.stage import solve, stage, staging_prefix
-from dxforge.project.construct import ConstructSpec
+from dxforge.project.construct import PLATFORM, ConstructSpec
 from dxforge.project.layout import Layout
 from dxforge.project.model import Project
 
@@ -106,12 +106,13 @@ class InstallerResult:
         return out
 
 
-def _decoder(layout: Layout, progress: Progress) -> Path:
-    """The static zstd decoder of the installer's first stage (a runtime tool, cached)."""
+def _decoder(layout: Layout, progress: Progress, platform: str = PLATFORM) -> Path:
+    """The static zstd decoder of the installer's first stage (a runtime tool, cached), for
+    the machine the installer runs on."""
     from dxforge.runtime.build import tool
 
     try:
-        return tool(layout.cache, "zstd-decoder", progress)
+        return tool(layout.cache, "zstd-decoder", progress, platform)
     except DxError as e:
         raise DxError(
             f"the zstd payload needs the installer's own decoder, which could not be "
@@ -135,7 +136,7 @@ def build_installer(opts: InstallerOptions, progress: Progress = SILENT) -> Inst
     with file_lock(out / ".lock", f"the installer build in {out}"):
         decoder = NO_DECODER
         if opts.compression == "zstd":
-            decoder = Decoder.of(_decoder(layout, progress))
+            decoder = Decoder.of(_decoder(layout, progress, spec.platform))
         solved = solve(spec, channels, progress)
         key = fingerprint(construct, spec, files, channels, solved[1], decoder, opts)
         entry = layout.cache / "installers" / key[:24]
@@ -239,6 +240,8 @@ def fingerprint(
         "pyc": opts.pyc,
         "epoch": os.environ.get("SOURCE_DATE_EPOCH", ""),
     }
+    if spec.platform != PLATFORM:
+        data["platform"] = spec.platform
     return store.fingerprint(data)
 
 
@@ -283,7 +286,7 @@ def _from_cache(
     progress.step(f"the installer of this fingerprint is in the user cache ({entry})")
     os.chmod(tmp, 0o755)
     os.replace(tmp, dest)
-    outputs = write_companions(dest, data["sha256"], packages)
+    outputs = write_companions(dest, data["sha256"], packages, spec.platform)
     kept = {f.name for f in fields(InstallerResult)} - {
         "installer",
         "sha256_file",

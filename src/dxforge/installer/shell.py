@@ -17,9 +17,9 @@ from dxforge.core.util import DxError, atomic_write_text
 from dxforge.installer.payload import Payload
 from dxforge.installer.prefix import DXFORGE_DIR
 from dxforge.installer.stage import Stage
-from dxforge.project.construct import ConstructSpec
+from dxforge.project.construct import PLATFORM, ConstructSpec
+from dxforge.project.target import machine
 
-PLATFORM = "linux-64"
 NO_LIMIT = 4096  # PATH_MAX: the prefix limit when no binary file holds the prefix
 
 
@@ -82,8 +82,8 @@ def render_header(
     fields = {
         "NAME": spec.name,
         "VERSION": spec.version,
-        "PLAT": PLATFORM,
-        "MACHINE": {"linux-64": "x86_64", "linux-aarch64": "aarch64"}[PLATFORM],
+        "PLAT": spec.platform,
+        "MACHINE": machine(spec.platform),
         "FILENAME": filename,
         "PAYLOAD_SIZE": str(payload.size),
         "PAYLOAD_SHA256": payload.sha256,
@@ -191,12 +191,12 @@ def posix_cksum(data: bytes) -> str:
     return f"{~crc & 0xFFFFFFFF} {n}"
 
 
-def lockfile_text(packages: list[Package]) -> str:
+def lockfile_text(packages: list[Package], platform: str = PLATFORM) -> str:
     """conda's explicit format: one URL per package with its md5 (or sha256) after ``#``."""
     lines = [
         "# This file may be used to create an environment using:",
         "# $ conda create --name <env> --file <this file>",
-        f"# platform: {PLATFORM}",
+        f"# platform: {platform}",
         "@EXPLICIT",
     ]
     for p in packages:
@@ -205,10 +205,10 @@ def lockfile_text(packages: list[Package]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def package_list_text(packages: list[Package]) -> str:
+def package_list_text(packages: list[Package], platform: str = PLATFORM) -> str:
     width = max((len(p.name) for p in packages), default=4)
     lines = [
-        f"# {len(packages)} packages for {PLATFORM}",
+        f"# {len(packages)} packages for {platform}",
         f"# {'name':<{width}}  version  build  channel",
     ]
     lines += [f"{p.name:<{width}}  {p.version}  {p.build}  {p.channel}" for p in packages]
@@ -257,10 +257,12 @@ def write_installer(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return write_companions(dest, h.hexdigest(), stage.packages)
+    return write_companions(dest, h.hexdigest(), stage.packages, spec.platform)
 
 
-def write_companions(installer: Path, digest: str, packages: list[Package]) -> Outputs:
+def write_companions(
+    installer: Path, digest: str, packages: list[Package], platform: str = PLATFORM
+) -> Outputs:
     """Beside ``installer`` (sha256 ``digest``): its ``.sha256``, the ``@EXPLICIT`` lockfile
     and the package list, each written atomically."""
     out, filename = installer.parent, installer.name
@@ -268,9 +270,9 @@ def write_companions(installer: Path, digest: str, packages: list[Package]) -> O
     sha_file = out / f"{filename}.sha256"
     atomic_write_text(sha_file, f"{digest}  {filename}\n")
     lock = out / f"{stem}.explicit.txt"
-    atomic_write_text(lock, lockfile_text(packages))
+    atomic_write_text(lock, lockfile_text(packages, platform))
     pkgs = out / f"{stem}.packages.txt"
-    atomic_write_text(pkgs, package_list_text(packages))
+    atomic_write_text(pkgs, package_list_text(packages, platform))
     return Outputs(
         installer=installer,
         sha256_file=sha_file,

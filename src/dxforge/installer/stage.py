@@ -32,6 +32,7 @@ from dxforge.installer.prefix import (
     smoke_test,
 )
 from dxforge.project.construct import ConstructSpec
+from dxforge.project.target import machine
 
 STAGE_PREFIX_LEN = 240  # >= 200; below conda-forge's 255-byte binary placeholder
 STAGE_PAD = "_placehold"
@@ -184,8 +185,8 @@ def _epoch(packages: list[Package]) -> tuple[int, bool]:
 def solve(
     spec: ConstructSpec, channels: list[str], progress: Progress = SILENT
 ) -> tuple[list[Any], list[Package]]:
-    """construct.yaml's specs solved for linux-64, less ``exclude``: the records and their
-    packages (by name)."""
+    """construct.yaml's specs solved for its platform (linux-64), less ``exclude``: the
+    records and their packages (by name)."""
     if spec.duplicates:
         progress.warn(
             f"{spec.where('specs')}: {', '.join(spec.duplicates)} listed more than once in "
@@ -193,8 +194,10 @@ def solve(
         )
     for note in spec.notes:
         progress.warn(note)
-    progress.step(f"solving {len(spec.specs)} specs for linux-64 from {', '.join(channels)}")
-    records = ch.solve(channels, spec.specs, where=spec.where("specs"), glibc=spec.glibc)
+    progress.step(f"solving {len(spec.specs)} specs for {spec.platform} from {', '.join(channels)}")
+    records = ch.solve(
+        channels, spec.specs, where=spec.where("specs"), glibc=spec.glibc, platform=spec.platform
+    )
     excluded = set(spec.exclude)
     unknown = excluded - {r.name.normalized for r in records}
     if unknown:
@@ -218,6 +221,7 @@ def stage(
     """Solve (unless ``solved`` is given), install, prepare and check the staging prefix under
     ``out``; its .pyc made in the ``pyc`` mode (:data:`~dxforge.installer.prefix.PYC_MODES`)."""
     t0 = time.monotonic()
+    check_machine(spec)
     records, packages = solved if solved is not None else solve(spec, channels, progress)
     prefix = staging_prefix(out, spec.name)
     recorded = recorded_prefix(spec.name)
@@ -294,6 +298,18 @@ def stage(
     )
 
 
+def check_machine(spec: ConstructSpec) -> None:
+    """Staging runs the payload's python: refuse a platform this machine cannot run."""
+    arch, host = machine(spec.platform), os.uname().machine
+    if arch != host:
+        raise DxError(
+            f"staging the {spec.platform} installer runs its python (smoke tests, "
+            f"byte-compiling), which this {host} machine cannot run: the namespaced emulation "
+            f"(dxforge.isolation.emulate) is not wired into staging yet; build it on an {arch} "
+            "machine"
+        )
+
+
 def record_shipped(prefix: Path) -> None:
     """Add to the manifest what the payload ships (outside .dxforge/): each file's sha256,
     each symlink's target; the installer's relocation updates the files it rewrites, and the
@@ -353,17 +369,19 @@ def keep_packages(pkgs: Path, packages: list[Package], transmute: str, channels:
 def check_elf(prefix: Path, spec: ConstructSpec) -> tuple[Floor, int]:
     """The staging lint (as auditwheel's for wheels): every library any ELF file needs is in
     the prefix, on that file's RUNPATH, or part of the C library; and no file needs a newer
-    glibc than construct.yaml's virtual_specs declare. Returns the floor and the file count."""
+    glibc than construct.yaml's virtual_specs declare; and every file is for the installer's
+    machine. Returns the floor and the file count."""
     infos = list(walk_elf(prefix))
-    report = lint(prefix, infos)
+    report = lint(prefix, infos, machine(spec.platform))
     if report.problems:
         shown = "\n".join(f"  {p}" for p in report.problems[:40])
         more = f"\n  ... and {len(report.problems) - 40} more" if len(report.problems) > 40 else ""
         raise DxError(
-            f"the staged prefix would load {len(report.problems)} libraries from the build "
-            f"host, not from the installer:\n{shown}{more}\nship each library in a package the "
-            "specs bring (the seed computes them from DT_NEEDED), and point the file's RUNPATH "
-            "at the prefix's lib/"
+            f"the staged prefix has {len(report.problems)} ELF problems (a library that would "
+            f"come from the build host, not from the installer, or a file for another machine "
+            f"than {machine(spec.platform)}):\n{shown}{more}\nship each library in a package "
+            "the specs bring (the seed computes them from DT_NEEDED), point the file's RUNPATH "
+            f"at the prefix's lib/, and take every package from the {spec.platform} subdir"
         )
     floor = glibc_floor(infos)
     if spec.glibc and floor.version > parse_version(spec.glibc):

@@ -19,6 +19,7 @@ from typing import Any
 
 from dxforge.conda.channel import channel_url
 from dxforge.core.util import DxError, read_utf8, yaml_kind
+from dxforge.project.target import machine
 
 PLATFORM = "linux-64"
 
@@ -156,6 +157,8 @@ class ConstructSpec:
     """The oldest kernel virtual_specs declares (``__linux >=X``)."""
     notes: list[str] = field(default_factory=list)
     """Keys accepted (as constructor accepts them) that have no effect here, and why."""
+    platform: str = PLATFORM
+    """The conda subdir the installer is for (its selectors were evaluated for it)."""
 
     @property
     def spec_names(self) -> list[str]:
@@ -745,6 +748,7 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
     from ruamel.yaml.error import YAMLError
 
     path = Path(path).resolve()
+    arch = machine(platform)
     try:
         text = read_utf8(path, "save construct.yaml as UTF-8 (retype that character)")
     except FileNotFoundError:
@@ -797,7 +801,7 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         conda_default_channels=v.get("conda_default_channels", []),
         license_file=v.get("license_file"),
         installer_filename=v.get(
-            "installer_filename", f"{v['name']}-{v['version']}-Linux-x86_64.sh"
+            "installer_filename", f"{v['name']}-{v['version']}-Linux-{arch}.sh"
         ),
         script_env_variables=v.get("script_env_variables", {}),
         install_path_exists_error_text=v.get("install_path_exists_error_text", ""),
@@ -811,4 +815,5 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         glibc=_floor(virtual, "__glibc"),
         linux=_floor(virtual, "__linux"),
         notes=r.notes,
+        platform=platform,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dxforge.conda import channel as ch
 from dxforge.core.util import DxError
-from dxforge.project.construct import ConstructSpec, load_construct
+from dxforge.project.construct import PLATFORM, ConstructSpec, load_construct
 from dxforge.project.graph import Graph, graph_of
 from dxforge.project.layout import Layout, sources_url
 from dxforge.project.recipes import Recipe, load_recipes
@@ -29,11 +29,16 @@ class Project:
 
     layout: Layout
     construct_path: Path
+    platform: str = PLATFORM  # the conda subdir construct.yaml's selectors are evaluated for
 
     @classmethod
-    def of(cls, layout: Layout, construct: Path | None = None) -> Project:
-        """The project at ``layout`` (``construct``: another construct.yaml than its own)."""
-        return cls(layout, Path(construct) if construct else layout.construct)
+    def of(
+        cls, layout: Layout, construct: Path | None = None, platform: str | None = None
+    ) -> Project:
+        """The project at ``layout`` (``construct``: another construct.yaml than its own), for
+        ``platform`` (default linux-64)."""
+        path = Path(construct) if construct else layout.construct
+        return cls(layout, path, platform or PLATFORM)
 
     @property
     def root(self) -> Path:
@@ -41,7 +46,7 @@ class Project:
 
     @cached_property
     def construct(self) -> ConstructSpec:
-        return load_construct(self.construct_path)
+        return load_construct(self.construct_path, self.platform)
 
     @cached_property
     def target(self) -> Target:

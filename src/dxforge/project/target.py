@@ -19,6 +19,18 @@ if TYPE_CHECKING:
 
 DEFAULT_GLIBC = (2, 28)
 """The floor when construct.yaml declares none: EL8's C library, as DIRACOS2's."""
+MACHINES = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le"}
+"""conda's Linux subdirs and their machines (``uname -m``)."""
+
+
+def machine(subdir: str) -> str:
+    """The machine of a conda Linux subdir."""
+    try:
+        return MACHINES[subdir]
+    except KeyError:
+        raise DxError(
+            f"no Linux machine for subdir {subdir!r}: known are {', '.join(MACHINES)}"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from dxforge.isolation import roots
 from dxforge.isolation.apt import Apt
 from dxforge.runtime import floor as floors
 from dxforge.runtime.components import SOURCE_RELEASE, Component, components
+from dxforge.runtime.platforms import NATIVE, RuntimePlatform, cross_route_missing, runtime_platform
 from dxforge.runtime.sources import obtain
 
 RUNTIME_FORMAT = 2
@@ -137,15 +138,48 @@ class Plan:
     versions: dict[str, str]
     fingerprints: dict[str, str]
     floor: floors.FloorPlan | None  # None until the build root is at hand
+    platform: RuntimePlatform = field(default_factory=runtime_platform)
 
     @property
     def fingerprint(self) -> str:
         return store.fingerprint(sorted(self.fingerprints.items()))[:32]
 
 
-def plan(cache: Path, python: str, only: set[str] | None = None) -> Plan:
-    """The fingerprints of the runtime for CPython ``python`` and the sources it would use
-    (of the components ``only`` names and what they need, when given)."""
+def component_fingerprint(
+    c: Component,
+    version: str,
+    root: str,
+    needs: list[str],
+    platform: RuntimePlatform,
+) -> str:
+    """What one component's build depends on: its source, its script as it runs for
+    ``platform``, the build root, the floor and what it needs (``needs``: their
+    fingerprints). linux-64's carries no platform, so that it is what it was before
+    platforms."""
+    data: dict[str, object] = {
+        "format": RUNTIME_FORMAT,
+        "placeholder": PLACEHOLDER,
+        "root": root,
+        "floor": GLIBC_FLOOR,
+        "name": c.name,
+        "debian": c.debian,
+        "version": version,
+        "pin": c.pin.sha256 if c.pin else None,
+        "script": hashlib.sha256(
+            platform.script(c.script, script_text(c.script)).encode()
+        ).hexdigest(),
+        "needs": needs,
+    }
+    key = platform.key()
+    if key is not None:
+        data["platform"] = key
+    return store.fingerprint(data)
+
+
+def plan(cache: Path, python: str, only: set[str] | None = None, subdir: str = NATIVE) -> Plan:
+    """The fingerprints of the runtime for CPython ``python`` on ``subdir`` and the sources it
+    would use (of the components ``only`` names and what they need, when given)."""
+    platform = runtime_platform(subdir)
     apt = apt_for(cache)
     comps = components(python)
     if only is not None:
@@ -158,26 +192,14 @@ def plan(cache: Path, python: str, only: set[str] | None = None) -> Plan:
     root = BUILD_ROOT.key(apt.mirror)
     fps: dict[str, str] = {}
     for c in comps:
-        fps[c.name] = store.fingerprint(
-            {
-                "format": RUNTIME_FORMAT,
-                "placeholder": PLACEHOLDER,
-                "root": root,
-                "floor": GLIBC_FLOOR,
-                "name": c.name,
-                "debian": c.debian,
-                "version": versions[c.name],
-                "pin": c.pin.sha256 if c.pin else None,
-                "script": hashlib.sha256(script_text(c.script).encode()).hexdigest(),
-                "needs": [fps[n] for n in c.needs],
-            }
-        )
-    return Plan(python, comps, versions, fps, None)
+        needs = [fps[n] for n in c.needs]
+        fps[c.name] = component_fingerprint(c, versions[c.name], root, needs, platform)
+    return Plan(python, comps, versions, fps, None, platform)
 
 
-def fingerprint(cache: Path, python: str) -> str:
-    """The runtime's fingerprint (a CI cache key)."""
-    return plan(cache, python).fingerprint
+def fingerprint(cache: Path, python: str, subdir: str = NATIVE) -> str:
+    """The runtime's fingerprint for ``subdir`` (a CI cache key)."""
+    return plan(cache, python, subdir=subdir).fingerprint
 
 
 def components_store(cache: Path) -> Store:
@@ -230,7 +252,7 @@ class _Builder:
                 self.work = roots.workdir(self.cache / "work", "runtime-")
                 self.progress.step(f"unpacking the Debian {BUILD_RELEASE} build root")
                 self.root = roots.extract(tar, self.work / "root")
-                self.floor = floors.plan(self.root / "lib/x86_64-linux-gnu", GLIBC_FLOOR)
+                self.floor = floors.plan(self.root / self.plan.platform.libc_dir, GLIBC_FLOOR)
                 d = self.root / FLOOR_DIR.lstrip("/")
                 d.mkdir(parents=True)
                 (d / "glibc-floor.h").write_text(self.floor.header())
@@ -274,7 +296,7 @@ class _Builder:
             (home / sub).mkdir(parents=True)
         self.progress.step(f"fetching {c.name} {version} ({c.source})")
         self._sources(c, home / "src")
-        (home / c.script).write_text(script_text(c.script))
+        (home / c.script).write_text(self.plan.platform.script(c.script, script_text(c.script)))
         self.progress.step(
             f"building {c.name} {version} in Debian {BUILD_RELEASE} for glibc "
             f"{self.floor.text} (log: {log})"
@@ -387,11 +409,13 @@ def build_runtime(
     jobs: int = 2,
     parallel: int = 2,
     only: set[str] | None = None,
+    subdir: str = NATIVE,
 ) -> RuntimeBuild:
-    """The runtime for CPython ``python``: every component (or those ``only`` names, with what
-    they need) from the cache, or built (up to ``parallel`` at a time, each with ``jobs`` make
-    jobs)."""
-    p = plan(cache, python, only)
+    """The runtime for CPython ``python`` on ``subdir``: every component (or those ``only``
+    names, with what they need) from the cache, or built (up to ``parallel`` at a time, each
+    with ``jobs`` make jobs). Another platform than linux-64 is taken from the cache only:
+    its cross route is not wired yet (the error says what it needs)."""
+    p = plan(cache, python, only, subdir)
     base = cache / "runtime"
     out = base / "merged" / p.fingerprint[:16]
     with file_lock(base / ".lock", "the runtime build"):
@@ -403,6 +427,8 @@ def build_runtime(
             if found is not None:
                 parts[c.name] = found
                 del todo[c.name]
+        if todo and not p.platform.native:
+            raise DxError(cross_route_missing(p.platform, python))
         if todo:
             progress.begin("runtime components", len(todo))
         try:
@@ -461,7 +487,8 @@ def _closure(c: Component, parts: dict[str, Built]) -> list[Built]:
     return list(out.values())
 
 
-def tool(cache: Path, name: str, progress: Progress = SILENT) -> Path:
-    """The file of a tool component (``zstd-decoder``), from the cache or built."""
-    rt = build_runtime(cache, "3", progress, only={name})
+def tool(cache: Path, name: str, progress: Progress = SILENT, subdir: str = NATIVE) -> Path:
+    """The file of a tool component (``zstd-decoder``) for ``subdir``'s machine, from the
+    cache or built."""
+    rt = build_runtime(cache, "3", progress, only={name}, subdir=subdir)
     return rt.tool(name)

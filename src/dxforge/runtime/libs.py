@@ -87,9 +87,9 @@ class DpkgDatabase:
         return [ln for ln in self._query("-L", binary).splitlines() if ln.startswith("/")]
 
 
-def find(root: Path, soname: str) -> str | None:
+def find(root: Path, soname: str, lib_dirs: tuple[str, ...] = LIB_DIRS) -> str | None:
     """Where ``soname`` is in the root's library directories (as an absolute path inside it)."""
-    for d in LIB_DIRS:
+    for d in lib_dirs:
         if os.path.lexists(root / d / soname):
             return f"/{d}/{soname}"
     return None
@@ -106,9 +106,15 @@ class Library:
     sonames: set[str] = field(default_factory=set)
 
 
-def closure(root: Path, needed: Iterable[str], provided: Iterable[str]) -> dict[str, Library]:
+def closure(
+    root: Path,
+    needed: Iterable[str],
+    provided: Iterable[str],
+    lib_dirs: tuple[str, ...] = LIB_DIRS,
+) -> dict[str, Library]:
     """The library packages that ship ``needed`` sonames (and what those need in turn), except
-    the C library's and those in ``provided``; by conda-forge name."""
+    the C library's and those in ``provided``; by conda-forge name. ``lib_dirs``: the root's
+    library directories (its platform's, :attr:`RuntimePlatform.lib_dirs`)."""
     db = DpkgDatabase(root)
     done = set(provided)
     todo = sorted(set(needed) - done)
@@ -119,7 +125,7 @@ def closure(root: Path, needed: Iterable[str], provided: Iterable[str]) -> dict[
         if soname in done or in_glibc(soname):
             continue
         done.add(soname)
-        path = find(root, soname)
+        path = find(root, soname, lib_dirs)
         if path is None:
             raise DxError(
                 f"{soname} is needed but no package of the Debian root {root} ships it; add "
@@ -139,7 +145,7 @@ def closure(root: Path, needed: Iterable[str], provided: Iterable[str]) -> dict[
             )
         lib.debs.append(deb)
         for f in db.files(binary):
-            if not _SHARED.search(f) or not any(f.startswith(f"/{d}/") for d in LIB_DIRS):
+            if not _SHARED.search(f) or not any(f.startswith(f"/{d}/") for d in lib_dirs):
                 continue
             if not os.path.lexists(root / f.lstrip("/")):
                 continue

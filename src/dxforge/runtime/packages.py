@@ -147,7 +147,7 @@ def component_package(
         version=version,
         build=f"h{_digest(PACKAGING_FORMAT, built.fingerprint, deps)}_0"
         + ("_cpython" if c.name == "python" else ""),
-        subdir="linux-64",
+        subdir=target.subdir,
         depends=deps,
         license=c.license,
         summary=f"{c.summary}, built by dxforge from {c.source} ({built.version}) in Debian "
@@ -160,7 +160,7 @@ def component_package(
     return assemble(spec, root, out)
 
 
-def python_abi_package(short: str, work: Path, out: Path) -> Path:
+def python_abi_package(short: str, work: Path, out: Path, subdir: str = "linux-64") -> Path:
     abi = "cp" + short.replace(".", "")
     empty = work / "python_abi"
     empty.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def python_abi_package(short: str, work: Path, out: Path) -> Path:
             name="python_abi",
             version=short,
             build=f"5_{abi}",
-            subdir="linux-64",
+            subdir=subdir,
             constrains=[f"python {short}.* *_cpython"],
             license="BSD-3-Clause",
             summary="Metapackage to select the Python ABI",
@@ -180,10 +180,16 @@ def python_abi_package(short: str, work: Path, out: Path) -> Path:
 
 
 def library_package(
-    lib: Library, tree: Path, provides: Provides, work: Path, out: Path, origin: str
+    lib: Library,
+    tree: Path,
+    provides: Provides,
+    work: Path,
+    out: Path,
+    origin: str,
+    subdir: str = "linux-64",
 ) -> Path:
     """A conda package of ``lib``'s shared libraries, taken from the Debian tree ``tree`` (a
-    root, or unpacked .debs) into ``lib/``, with their copyright files."""
+    root, or unpacked .debs) into ``lib/``, with their copyright files, for ``subdir``."""
     root = work / f"lib-{lib.name}-{lib.version}"
     shutil.rmtree(root, ignore_errors=True)
     (root / "lib").mkdir(parents=True)
@@ -201,7 +207,7 @@ def library_package(
         name=lib.name,
         version=version,
         build=f"h{_digest(PACKAGING_FORMAT, lib.version, deps, debs)}_0",
-        subdir="linux-64",
+        subdir=subdir,
         depends=deps,
         license="LicenseRef-Debian-copyright",
         summary=f"Shared libraries of Debian's {debs} ({origin}), repackaged by dxforge",

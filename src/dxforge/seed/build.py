@@ -22,7 +22,7 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ from dxforge.runtime.packages import (
     library_package,
     python_abi_package,
 )
-from dxforge.seed import needs, wheels
+from dxforge.seed import needs, platforms, wheels
 from dxforge.seed.plan import SeedPlan, plan
 
 MANIFEST = "dxforge-seed.json"
@@ -72,6 +72,7 @@ class SeedOptions:
     index_url: str | None = None
     workers: int = 2
     refresh: bool = False  # resolve the requirements again, ignoring the recorded resolution
+    platforms: tuple[str, ...] = ()  # subdirs beyond linux-64 (``linux-aarch64``): binary wheels
 
     @property
     def layout(self) -> Layout:
@@ -102,9 +103,10 @@ class SeedResult:
     def subdirs(self) -> dict[str, tuple[int, int]]:
         """``{subdir: (packages, bytes)}``."""
         out = {}
-        for sub in ch.SUBDIRS:
+        for sub in ch.CHANNEL_SUBDIRS:
             files = [self.channel / p for p in self.packages if p.startswith(sub + "/")]
-            out[sub] = (len(files), sum(f.stat().st_size for f in files if f.exists()))
+            if files or sub in ch.SUBDIRS:
+                out[sub] = (len(files), sum(f.stat().st_size for f in files if f.exists()))
         return out
 
     def as_json(self) -> dict[str, Any]:
@@ -207,6 +209,7 @@ class Seeder:
 
     def run(self) -> SeedResult:
         t0 = time.monotonic()
+        extra = _platforms(self.opts.platforms)
         self.cache.mkdir(parents=True, exist_ok=True)
         out = self.opts.channel
         with file_lock(ch.lock_path(out), f"channel {out}"):
@@ -230,6 +233,8 @@ class Seeder:
                 "requirements": sp.requirements,
                 "certificates": deb_version,
             }
+            if extra:  # absent for linux-64 alone: its fingerprint is unchanged
+                inputs["platforms"] = extra
             resolved, how = self._resolution(sp, rt, target, inputs)
             fingerprint = store.fingerprint([inputs, [asdict(r) for r in resolved]])
             old = _manifest(out)
@@ -344,7 +349,54 @@ class Seeder:
         made = libs + self._components(rt, target, provides)
         made += self._certificates(deb)
         made += self._convert(fetched, provides, target)
+        lookup = {r.name: r.requires_dist for r, _p, _n in fetched}
+        for subdir in _platforms(self.opts.platforms):
+            made += self._platform(
+                subdir, resolved, provides, replace(target, subdir=subdir), lookup
+            )
         return made
+
+    def _platform(
+        self,
+        subdir: str,
+        resolved: list[wheels.Resolved],
+        provides: Provides,
+        target: Target,
+        lookup: dict[str, list[str]],
+    ) -> list[Path]:
+        """Another platform's subdir: linux-64's pins of the binary distributions, as that
+        machine's wheels at the floor, converted (pure ones are the shared noarch packages).
+        A library a wheel needs from outside is depended on under linux-64's package name:
+        the platform's runtime ships the same names."""
+        self.progress.step(
+            f"downloading the {platforms.machine(subdir)} wheels of "
+            f"{sum(map(platforms.is_binary, resolved))} binary distributions "
+            f"(glibc <= {target.glibc_text})"
+        )
+        got = platforms.download(
+            resolved,
+            target,
+            self.cache / "wheels" / subdir,
+            self.logs / f"{subdir}.json",
+            self.opts.index_url,
+        )
+        if got.missing:
+            raise DxError(
+                f"seed {subdir}: the index has no {platforms.machine(subdir)} wheel at glibc "
+                f"<= {target.glibc_text} for {', '.join(got.missing)} (pip's log: "
+                f"{self.logs / subdir}-*.log); seed without --platform {subdir}, or pin a "
+                "version that has one where it is asked for"
+            )
+        pinned = {r.name: r for r in resolved}
+        fetched = [
+            (
+                replace(pinned[w.name], url=w.path.as_uri(), sha256=w.sha256, filename=w.path.name),
+                w.path,
+                wheels.external_needs(w.path),
+            )
+            for w in got.wheels
+        ]
+        return self._convert(fetched, provides, target, lookup)
 
     def _libraries(self, needs: set[str], provided: set[str]) -> tuple[list[Path], dict[str, str]]:
         """The closure's library packages (cached by what they answer for), and which package
@@ -421,10 +473,17 @@ class Seeder:
             out.append((r, path, needs))
         return sorted(out, key=lambda t: t[0].name)
 
-    def _convert(self, fetched: list[Fetched], provides: Provides, target: Target) -> list[Path]:
+    def _convert(
+        self,
+        fetched: list[Fetched],
+        provides: Provides,
+        target: Target,
+        lookup: dict[str, list[str]] | None = None,
+    ) -> list[Path]:
         if not fetched:
             return []
-        lookup = {r.name: r.requires_dist for r, _p, _n in fetched}
+        if lookup is None:
+            lookup = {r.name: r.requires_dist for r, _p, _n in fetched}
         made, jobs = [], []
         for r, p, n in fetched:
             libraries = {s: provides.sonames[s][0] for s in sorted(n) if s in provides.sonames}
@@ -504,6 +563,17 @@ class Seeder:
             f"{cached} and run dxforge seed again",
         )
         return summary
+
+
+def _platforms(subdirs: tuple[str, ...]) -> list[str]:
+    """The extra subdirs asked for, checked, sorted, without linux-64 (always there)."""
+    for subdir in subdirs:
+        platforms.machine(subdir)  # names the known subdirs
+        if subdir not in ch.CHANNEL_SUBDIRS:
+            raise DxError(
+                f"--platform {subdir}: the seed makes {', '.join(ch.CHANNEL_SUBDIRS[1:])}"
+            )
+    return sorted(set(subdirs) - {ch.PLATFORM})
 
 
 def _manifest(channel: Path) -> dict[str, Any]:

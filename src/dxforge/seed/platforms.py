@@ -20,25 +20,14 @@ from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
 from dxforge.core.util import DxError, sha256_file
-from dxforge.project.target import Target
+from dxforge.project.target import MACHINES as MACHINES  # re-exported: the subdirs it knows
+from dxforge.project.target import Target, machine
 from dxforge.seed.wheels import Resolved, glibc_requirement, pip
 
-MACHINES = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le"}
-"""conda's Linux subdirs and their machines (``uname -m``)."""
 FIRST_GLIBC = {"x86_64": (2, 5), "aarch64": (2, 17), "ppc64le": (2, 17)}
 """The oldest C library a manylinux wheel of the machine may target."""
 LEGACY = {(2, 5): "manylinux1", (2, 12): "manylinux2010", (2, 17): "manylinux2014"}
 """PEP 513/571/599's names of what PEP 600 calls ``manylinux_2_5``, ``_2_12``, ``_2_17``."""
-
-
-def machine(subdir: str) -> str:
-    """The machine of a conda Linux subdir."""
-    try:
-        return MACHINES[subdir]
-    except KeyError:
-        raise DxError(
-            f"no Linux machine for subdir {subdir!r}: known are {', '.join(MACHINES)}"
-        ) from None
 
 
 def manylinux_tags(arch: str, floor: tuple[int, ...]) -> list[str]:
