@@ -61,10 +61,10 @@ def test_the_repository_workflows_are_up_to_date() -> None:
     result = run_ci(Project.of(Layout.of(ROOT)), check=True)
     assert result.stale == [], "run `dxforge ci` and commit .github/workflows/"
     proc = run_dxforge("ci", "--check")
-    assert proc.returncode == 0
+    assert proc.returncode == 0 and proc.stdout == "the workflows are up to date\n"  # no job ran
 
 
-def test_build_jobs_follow_the_recipeproject_graph() -> None:
+def test_build_jobs_follow_the_recipe_graph() -> None:
     graph, _ = project_graph(ROOT)
     jobs = rendered()["build.yml"]["jobs"]
     builds = {j: v for j, v in jobs.items() if j.startswith("build-")}

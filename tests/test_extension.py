@@ -133,7 +133,7 @@ def test_construct_and_settings_follow_diracx(tmp_path: Path, index: LocalIndex)
     assert set(tool) >= {"extension", "diracx", "base", "base-channel", "base-seed", "ci"}
 
 
-def test_the_recipes_render_and_form_aproject_graph(tmp_path: Path, index: LocalIndex) -> None:
+def test_the_recipes_render_and_form_a_graph(tmp_path: Path, index: LocalIndex) -> None:
 
     init(tmp_path, index)
     graph, recipes = project_graph(tmp_path / "myext-dist")

@@ -845,7 +845,7 @@ def ci(
 ) -> None:
     """Render .github/workflows/ from the recipe graph, construct.yaml and pyproject.toml's
     \\[tool.dxforge.ci]."""
-    from dxforge.ci.local import run_local
+    from dxforge.ci import local
     from dxforge.ci.workflows import run_ci
 
     state = _start(ctx, json_out)
@@ -865,11 +865,11 @@ def ci(
             raise typer.Exit(1)
         return
     with _progress(state, "ci", _row) as progress:
-        local = run_local(project, progress)
+        ran = local.run_local(project, progress)
     if json_out:
-        _print_json(local.as_json())
+        _print_json(ran.as_json())
     else:
-        render.line(out, f"{len(local.jobs)} jobs in {local.seconds:.0f} s")
+        render.line(out, f"{len(ran.jobs)} jobs in {ran.seconds:.0f} s")
 
 
 @app.command()
