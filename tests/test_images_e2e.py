@@ -188,7 +188,13 @@ def testing_image(images: dict) -> dict:
     return build_test_image(ImagesOptions(ProjectLayout.of(ROOT, E2E_BUILD))).as_json()
 
 
-def _machine_untouched() -> None:
+def _libpod_cgroups() -> set[Path]:
+    return set(Path("/sys/fs/cgroup").glob("*/libpod_parent/libpod-*"))
+
+
+def _machine_untouched(before: set[Path]) -> None:
+    """No bridge, no forwarding, and none of the containers' cgroups left (others' running
+    containers, there before the test, are not ours to judge)."""
     assert (
         subprocess.run(
             ["ip", "link", "show", "cni-podman0"], capture_output=True, check=False
@@ -196,7 +202,7 @@ def _machine_untouched() -> None:
         != 0
     )
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
-    assert not list(Path("/sys/fs/cgroup").glob("*/libpod_parent/libpod-*"))
+    assert not _libpod_cgroups() - before
 
 
 @pytest.mark.parametrize("user", ["", "12345:0"], ids=["image-user", "uid-12345-gid-0"])
@@ -211,10 +217,11 @@ def test_services_client_and_tasks_containers_end_to_end(
         pytest.skip(why)
     assert testing_image["base"] == f"services:v{_version()}"
     assert testing_image["layers"][-1]["what"] == "testing"
+    before = _libpod_cgroups()
     try:
         res = check_services(Layout(Path(images["layout"])), _version(), tmp_path / "c", user)
     finally:
-        _machine_untouched()
+        _machine_untouched(before)
     checks = " | ".join(res.checks)
     for what in (
         "/api/health/live",
