@@ -89,17 +89,13 @@ def test_repository_construct_yaml() -> None:
     assert spec.name == "DIRACOS"
     python = next(s for s in spec.specs if s.startswith("python "))
     assert spec.specs == [python, "pip", "git", "voms", f"diracx =={recipes_version()}"]
-    assert spec.spec_names == ["python", "pip", "git", "voms", "diracx"]
     assert spec.virtual_specs == ["__glibc >=2.28"] and spec.glibc == "2.28"
     assert spec.batch_mode is True
     assert spec.default_prefix == "${PWD}/diracos"
     assert spec.post_install == ROOT / "installer/post_install.sh"
     assert spec.license_file is not None and spec.license_file.is_file()
     assert spec.installer_filename == f"DIRACOS-{spec.version}-Linux-x86_64.sh"
-    assert spec.channel_sources() == [
-        (ROOT / "build/channels/dxforge").as_uri(),
-        (ROOT / "build/channels/seed").as_uri(),
-    ]
+    assert spec.channels == ["./build/channels/dxforge", "./build/channels/seed"]
     assert spec.conda_default_channels == ["conda-forge"]
 
 
@@ -117,7 +113,7 @@ def test_minimal_defaults(tmp_path: Path) -> None:
     assert spec.specs == ["python 3.13.*"]
     assert spec.installer_filename == "DIRACOS-1.2.3-Linux-x86_64.sh"
     assert spec.default_prefix == "${PWD}/diracos"
-    assert spec.channel_sources() == [(tmp_path / "chan").as_uri()]
+    assert spec.channels == ["./chan"]
     assert spec.batch_mode is False and spec.post_install is None
 
 
@@ -387,7 +383,7 @@ def test_channel_option_replaces_all_but_the_build_channel(tmp_path: Path) -> No
     layout = Layout(ROOT, ROOT / "build")
     spec = load_construct(ROOT / "construct.yaml")
     own = (ROOT / "build/channels/dxforge").as_uri()
-    assert channel_list(spec, None, layout) == spec.channel_sources()
+    assert channel_list(spec, None, layout) == [own, (ROOT / "build/channels/seed").as_uri()]
     assert channel_list(spec, ["conda-forge"], layout) == [own, "conda-forge"]
     local = tmp_path / "chan"
     local.mkdir()

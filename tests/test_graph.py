@@ -149,8 +149,6 @@ def test_plain_data_and_selection_helpers() -> None:
     assert g.up_to("logic") == ["core", "db", "logic"]
     assert g.up_to("core") == ["core"]
     assert g.only(["all", "core"]) == ["core", "all"]
-    assert g.dependents("client") == ["api", "all"]
-    assert g.dependents("all") == []
     assert g.dependencies("all") == ["core", "client", "db", "api", "logic"]
     with pytest.raises(DxError, match="did you mean client"):
         g.up_to("clinet")

@@ -112,12 +112,6 @@ def _download(recipe: Recipe, cache: Path, index: PackageIndex) -> Fetched:
     return Fetched(recipe.name, fname, dest, got, len(data), "downloaded")
 
 
-def fetch_source(recipe: Recipe, cache: Path, index: PackageIndex) -> Fetched:
-    """Put ``recipe``'s sdist in ``cache``, downloading it only when it is not there already.
-    The file is written only after its sha256 matched the recipe's."""
-    return _cached(recipe, cache) or _download(recipe, cache, index)
-
-
 @dataclass
 class FetchReport:
     """``dxforge fetch``: every recipe's sdist in the source cache."""

@@ -11,7 +11,7 @@ recipe as written), :mod:`~dxforge.bump.drift` (the dependency drift model),
 from dxforge.bump.plan import (
     BumpOptions,
     BumpResult,
-    PackageResult,
+    PackageBump,
     check_version_option,
     plan_bump,
 )
@@ -20,7 +20,7 @@ from dxforge.bump.write import run_bump
 __all__ = [
     "BumpOptions",
     "BumpResult",
-    "PackageResult",
+    "PackageBump",
     "check_version_option",
     "plan_bump",
     "run_bump",

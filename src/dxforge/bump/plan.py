@@ -49,7 +49,9 @@ class BumpOptions:
 
 
 @dataclass
-class PackageResult:
+class PackageBump:
+    """One recipe's move: its document and the new sdist it moves to."""
+
     doc: RecipeDoc
     sdist: IndexFile | None = None
     new_sha256: str | None = None
@@ -88,7 +90,7 @@ class BumpResult:
     current: str
     target: str
     root: Path
-    packages: list[PackageResult] = field(default_factory=list)
+    packages: list[PackageBump] = field(default_factory=list)
     newest_common: str | None = None
     drift_applied: bool = False
     written: list[Path] = field(default_factory=list)
@@ -263,7 +265,7 @@ def _current_state_notes(
 
 
 def _fetch_package(
-    p: PackageResult,
+    p: PackageBump,
     files: list[IndexFile],
     index: PackageIndex,
     cache: Path | None,
@@ -327,7 +329,7 @@ def _fetch_package(
 
 
 def _add_drift(
-    packages: list[PackageResult],
+    packages: list[PackageBump],
     index: PackageIndex,
     target: str,
     root: Path,
@@ -392,7 +394,7 @@ def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
         )
     if target_v <= cur_v:
         result.notes += _current_state_notes(docs, sdists, current, root)
-        result.packages = [PackageResult(d) for d in docs]
+        result.packages = [PackageBump(d) for d in docs]
         return result
 
     result.target = target
@@ -405,7 +407,7 @@ def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
                 f"{d.path}: key source.url gives {fname} for {target}, but the package index "
                 f"has {have}; fix the file name in source.url"
             )
-        result.packages.append(PackageResult(d, sdist=match[0], new_sha256=match[0].sha256))
+        result.packages.append(PackageBump(d, sdist=match[0], new_sha256=match[0].sha256))
     if opts.check:
         result.status = "update-available"
         if not opts.full_plan:

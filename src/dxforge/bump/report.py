@@ -81,10 +81,6 @@ def pr_body(result: BumpResult) -> str:
     return "\n".join(lines)
 
 
-def _plain(spec: str | None) -> str:
-    return "-" if spec is None else (spec or "(any)")
-
-
 def verdict(result: BumpResult) -> str:
     """The outcome in one line."""
     if not result.update:

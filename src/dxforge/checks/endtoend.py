@@ -196,7 +196,9 @@ def server_specs(version: str, target: Target, extra: list[str] | None = None) -
     return specs + [f"{n} {s}".strip() for n, s in sorted(extras.items())] + list(extra or [])
 
 
-class _Run:
+class _Session:
+    """One end-to-end run: its pilot site, its logs, its progress."""
+
     def __init__(self, site: Site, logs: Path, progress: Progress) -> None:
         self.site = site
         self.logs = logs
@@ -285,7 +287,7 @@ def config_commands(dirac: str, repo: str) -> list[tuple[str, list[str]]]:
     ]
 
 
-def _run_all(r: _Run, commands: list[tuple[str, list[str]]], env: dict[str, str]) -> None:
+def _run_all(r: _Session, commands: list[tuple[str, list[str]]], env: dict[str, str]) -> None:
     """Run each named command with ``r`` (the end to end's runner), in order."""
     for what, argv in commands:
         r.run(what, argv, env)
@@ -308,7 +310,7 @@ def db_urls(generated: str) -> dict[str, str]:
 
 
 def _check_extension(
-    r: _Run,
+    r: _Session,
     ext: ExtensionCheck,
     url: str,
     py: str,
@@ -359,7 +361,7 @@ def run_end_to_end(
     t0 = time.monotonic()
     logs.mkdir(parents=True, exist_ok=True)
     with Site(prefix="dxforge-e2e-") as site:
-        r = _Run(site, logs, progress)
+        r = _Session(site, logs, progress)
         server = site.root / "server"
         specs = server_specs(version, target, extension.specs if extension else None)
         progress.step(f"end to end: the server environment ({len(specs)} specs)")

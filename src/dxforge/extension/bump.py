@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 
 from dxforge.bump.drift import Change
 from dxforge.bump.edit import new_recipe_text
-from dxforge.bump.plan import BumpOptions, BumpResult, PackageResult, plan_bump
+from dxforge.bump.plan import BumpOptions, BumpResult, PackageBump, plan_bump
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError
 from dxforge.extension.project import ExtensionProject, read_project
@@ -22,7 +22,7 @@ from dxforge.project.layout import Layout
 from dxforge.project.recipes import is_sibling
 
 
-def pinned_diracx(packages: list[PackageResult]) -> str | None:
+def pinned_diracx(packages: list[PackageBump]) -> str | None:
     """The one DiracX version the packages' new metadata pin ``==`` (None: none read)."""
     pins: dict[str, list[str]] = {}
     for p in packages:
@@ -40,7 +40,7 @@ def pinned_diracx(packages: list[PackageResult]) -> str | None:
     return next(iter(pins), None)
 
 
-def _pin_changes(p: PackageResult) -> list[Change]:
+def _pin_changes(p: PackageBump) -> list[Change]:
     return [c for c in p.drift if c.kind == "changed" and is_sibling(c.name)]
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge.conda.channel import channel_url
 from dxforge.core.util import DxError, read_utf8, yaml_kind
 from dxforge.project.target import machine
 
@@ -160,22 +159,10 @@ class ConstructSpec:
     platform: str = PLATFORM
     """The conda subdir the installer is for (its selectors were evaluated for it)."""
 
-    @property
-    def spec_names(self) -> list[str]:
-        """Package names of ``specs``."""
-        from rattler import MatchSpec
-
-        return [MatchSpec(s).name.normalized for s in self.specs]
-
     def where(self, key: str) -> str:
         """``file:line`` of ``key`` for error messages."""
         line = self.lines.get(key)
         return f"{self.path}:{line}" if line else str(self.path)
-
-    def channel_sources(self) -> list[str]:
-        """Channels as rattler understands them: local paths become absolute ``file://`` URLs,
-        relative to construct.yaml."""
-        return [channel_url(c, self.path.parent) for c in self.channels]
 
 
 @dataclass

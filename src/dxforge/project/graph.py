@@ -81,14 +81,6 @@ class Graph:
         """Every recipe ``name`` needs, directly or not, in build order."""
         return self._in_order(self._closure([name], lambda n: self.deps[n]))
 
-    def dependents(self, name: str) -> list[str]:
-        """Every recipe that needs ``name``, directly or not, in build order: what to rebuild
-        when ``name`` changes."""
-        users: dict[str, set[str]] = {n: set() for n in self.nodes}
-        for dep, user in self.edges:
-            users[dep].add(user)
-        return self._in_order(self._closure([name], lambda n: users[n]))
-
     def up_to(self, name: str) -> list[str]:
         """``name`` and everything it needs, in build order (``--up-to``)."""
         return self._in_order({self._check(name), *self.dependencies(name)})

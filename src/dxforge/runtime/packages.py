@@ -41,12 +41,6 @@ class Provides:
         for s in sonames:
             self.sonames.setdefault(s, (name, pin))
 
-    def override(self, name: str, sonames: Iterable[str], pin: str) -> Provides:
-        out = Provides(dict(self.sonames))
-        for s in sonames:
-            out.sonames[s] = (name, pin)
-        return out
-
 
 def sonames_of(tree: Path) -> set[str]:
     """The sonames the shared libraries under ``tree`` provide (and their file names)."""
