@@ -316,7 +316,7 @@ def test_bad_end_to_end_settings_are_named(tmp_path: Path, e2e: str, error: str)
 
 def test_missing_routes_reads_the_openapi_paths() -> None:
     from dxforge.checks.endtoend import missing_routes, server_specs
-    from dxforge.project.target import project_target
+    from dxforge.project.construct import project_target
 
     doc = {"paths": {"/api/hello/": {}, "/api/jobs/search": {}, "/api/hellos": {}}}
     assert missing_routes(doc, ["hello", "jobs"]) == []

@@ -13,10 +13,10 @@ import pytest
 from test_installer_selfcheck import Runner
 from test_shell import rendered_header
 
+from dxforge.conda.subdirs import machine
 from dxforge.core.util import DxError
 from dxforge.installer.shell import lockfile_text, package_list_text, seal, self_sha256, verify
 from dxforge.project.construct import load_construct
-from dxforge.project.target import machine
 
 FAKE_UNAME = """#!/bin/sh
 # uname as an {arch} machine would answer; anything else from the real one

@@ -11,9 +11,9 @@ import pytest
 from dxforge.builder.fetch import fetch_sources, sdist_metadata
 from dxforge.bump.drift import recipes_drift
 from dxforge.core.util import DxError
+from dxforge.project.construct import project_target
 from dxforge.project.graph import graph_of
 from dxforge.project.recipes import SOURCES_ENV, Recipe, load_recipe, load_recipes, recipe_paths
-from dxforge.project.target import project_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = project_target(ROOT / "construct.yaml")

@@ -24,8 +24,8 @@ from dxforge.conda import channel as ch
 from dxforge.conda.package import PLACEHOLDER
 from dxforge.core.specs import split_spec
 from dxforge.core.util import user_cache
+from dxforge.project.construct import project_target
 from dxforge.project.recipes import is_sibling, load_recipes
-from dxforge.project.target import project_target
 from dxforge.runtime.components import components, runtime_packages
 from dxforge.runtime.libs import runtime_libraries
 

@@ -19,9 +19,9 @@ from dxforge.bump.edit import new_recipe_text
 from dxforge.bump.recipedoc import RecipeDoc, doc_of
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError
+from dxforge.project.construct import project_target
 from dxforge.project.layout import Layout
 from dxforge.project.recipes import load_recipes, project_family
-from dxforge.project.target import project_target
 from dxforge.pypa.metadata import (
     DistMetadata,
     core_metadata,

@@ -133,7 +133,7 @@ def solve(
     package matches, or the solver's explanation; ``where`` (``file:line``) leads."""
     import rattler
 
-    from dxforge.project.target import machine
+    from dxforge.conda.subdirs import machine
 
     subdirs = ["noarch", platform]
     urls = [channel_url(c) for c in channels]

@@ -36,11 +36,10 @@ from dxforge.images.result import ImageResult, ImagesResult, LayerResult
 from dxforge.images.roles import ROLES, base_specs, pin, release_layer, role_specs, split
 from dxforge.images.tags import TagBook, TagRecord, day_of, next_tag
 from dxforge.installer.prefix import fix_conda_meta
-from dxforge.project.construct import load_construct
+from dxforge.project.construct import load_construct, project_target
 from dxforge.project.layout import Layout as ProjectLayout
 from dxforge.project.model import channel_list
 from dxforge.project.recipes import load_recipes
-from dxforge.project.target import project_target
 
 IMAGE_FORMAT = 2
 """Bump when how layers are made changes (it is part of every layer's fingerprint)."""

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dxforge.conda.channel import Package
+from dxforge.conda.subdirs import machine
 from dxforge.core.util import DxError, atomic_write_text
 from dxforge.installer.payload import Payload
 from dxforge.installer.prefix import DXFORGE_DIR
 from dxforge.installer.stage import Stage
 from dxforge.project.construct import PLATFORM, ConstructSpec
-from dxforge.project.target import machine
 
 NO_LIMIT = 4096  # PATH_MAX: the prefix limit when no binary file holds the prefix
 

@@ -15,6 +15,7 @@ from typing import Any
 from dxforge.conda import channel as ch
 from dxforge.conda.channel import Package
 from dxforge.conda.elf import Floor, glibc_floor, lint, parse_version, walk_elf
+from dxforge.conda.subdirs import machine
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError, atomic_write_text, run, sha256_file
 from dxforge.installer.prefix import (
@@ -32,7 +33,6 @@ from dxforge.installer.prefix import (
     smoke_test,
 )
 from dxforge.project.construct import ConstructSpec
-from dxforge.project.target import machine
 
 STAGE_PREFIX_LEN = 240  # >= 200; below conda-forge's 255-byte binary placeholder
 STAGE_PAD = "_placehold"

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dxforge.conda.subdirs import machine
 from dxforge.core.util import DxError, read_utf8, yaml_kind
-from dxforge.project.target import machine
+from dxforge.project.target import DEFAULT_GLIBC, Target, python_of
 
 PLATFORM = "linux-64"
 
@@ -804,3 +805,14 @@ def load_construct(path: Path | str, platform: str = PLATFORM) -> ConstructSpec:
         notes=r.notes,
         platform=platform,
     )
+
+
+def target_of(spec: ConstructSpec) -> Target:
+    """The target a read construct.yaml declares."""
+    glibc = tuple(int(p) for p in spec.glibc.split(".")) if spec.glibc else DEFAULT_GLIBC
+    return Target(python_of(spec.specs, spec.where("specs")), glibc=glibc)
+
+
+def project_target(construct: Path) -> Target:
+    """The target construct.yaml declares."""
+    return target_of(load_construct(construct))

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from dxforge.conda import channel as ch
 from dxforge.core.util import DxError
-from dxforge.project.construct import PLATFORM, ConstructSpec, load_construct
+from dxforge.project.construct import PLATFORM, ConstructSpec, load_construct, target_of
 from dxforge.project.graph import Graph, graph_of
 from dxforge.project.layout import Layout, sources_url
 from dxforge.project.recipes import Recipe, load_recipes
-from dxforge.project.target import Target, target_of
+from dxforge.project.target import Target
 
 
 @dataclass(frozen=True)

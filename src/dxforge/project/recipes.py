@@ -13,7 +13,8 @@ from typing import Any
 
 from dxforge.core.specs import split_spec
 from dxforge.core.util import DxError, read_utf8, yaml_kind
-from dxforge.project.target import Target, project_target
+from dxforge.project.construct import project_target
+from dxforge.project.target import Target
 
 SOURCES_ENV = "DXFORGE_SOURCES"
 """Environment variable holding the base URL of the local source cache; recipes read it with

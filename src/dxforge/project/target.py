@@ -9,28 +9,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dxforge.core.util import DxError
 
-if TYPE_CHECKING:
-    from dxforge.project.construct import ConstructSpec
-
 DEFAULT_GLIBC = (2, 28)
 """The floor when construct.yaml declares none: EL8's C library, as DIRACOS2's."""
-MACHINES = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le"}
-"""conda's Linux subdirs and their machines (``uname -m``)."""
-
-
-def machine(subdir: str) -> str:
-    """The machine of a conda Linux subdir."""
-    try:
-        return MACHINES[subdir]
-    except KeyError:
-        raise DxError(
-            f"no Linux machine for subdir {subdir!r}: known are {', '.join(MACHINES)}"
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -108,16 +91,3 @@ def python_of(specs: list[str], where: str) -> str:
         f"{where}: no `python X.Y.*` in specs; add one (like `python 3.13.*`): it "
         "says which CPython the channel and the installer are built for"
     )
-
-
-def target_of(spec: ConstructSpec) -> Target:
-    """The target a read construct.yaml declares."""
-    glibc = tuple(int(p) for p in spec.glibc.split(".")) if spec.glibc else DEFAULT_GLIBC
-    return Target(python_of(spec.specs, spec.where("specs")), glibc=glibc)
-
-
-def project_target(construct: Path) -> Target:
-    """The target construct.yaml declares."""
-    from dxforge.project.construct import load_construct
-
-    return target_of(load_construct(construct))

@@ -19,9 +19,9 @@ from pathlib import Path
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
+from dxforge.conda.subdirs import machine
 from dxforge.core.util import DxError, sha256_file
-from dxforge.project.target import MACHINES as MACHINES  # re-exported: the subdirs it knows
-from dxforge.project.target import Target, machine
+from dxforge.project.target import Target
 from dxforge.seed.wheels import Resolved, glibc_requirement, pip
 
 FIRST_GLIBC = {"x86_64": (2, 5), "aarch64": (2, 17), "ppc64le": (2, 17)}
