@@ -5,11 +5,13 @@ rebuilt from an empty cache to the same digests, pushed to Debian's ``docker-reg
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +74,32 @@ def test_bases_and_releases_stand_on_their_bases_byte_for_byte(images: dict) -> 
         names = {c["name"] for c in sbom["components"]}
         assert "python" in names and "diracx-core" in names and "diracx-testing" not in names
     assert Path(got[f"services:v{version}"]["archive"]).is_file()
+
+
+def _layer_names(layout: Layout, digest: str) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(layout.blob(digest)), mode="r:gz") as tar:
+        return tar.getnames()
+
+
+def test_layers_ship_the_byte_code_of_their_python(images: dict) -> None:
+    """Every layer with Python ships its .pyc (unchecked-hash, recorded at /opt/diracx): the
+    stdlib in the base's environment layer, DiracX's in the release's layer."""
+    from dxforge.target import project_target
+
+    tag = "cpython-" + project_target(ROOT / "construct.yaml").python.replace(".", "")
+    layout = Layout(Path(images["layout"]))
+    rel = _by_ref(images)[f"services:v{_version()}"]
+    env, dirac = rel["layers"][1], rel["layers"][-1]
+    for layer, module in ((env, "/json/__init__"), (dirac, "/diracx/routers/__init__")):
+        names = set(_layer_names(layout, layer["digest"]))
+        source = next(n for n in names if n.endswith(module + ".py"))
+        pyc = source.rsplit("/", 1)[0] + f"/__pycache__/__init__.{tag}.pyc"
+        assert pyc in names, (layer["what"], pyc)
+        with tarfile.open(fileobj=io.BytesIO(layout.blob(layer["digest"])), mode="r:gz") as tar:
+            head = tar.extractfile(pyc).read()  # type: ignore[union-attr]
+        flags = int.from_bytes(head[4:8], "little")
+        assert flags == 0b01, "unchecked-hash: hash-based (bit 0), check_source off (bit 1)"
+        assert b"/opt/diracx/lib/" in head and b"stage-" not in head
 
 
 def test_a_rebuild_from_an_empty_cache_gives_the_same_digests(

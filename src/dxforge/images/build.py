@@ -29,7 +29,7 @@ from dxforge import sbom
 from dxforge.channel import Package
 from dxforge.construct import load_construct
 from dxforge.endtoend import server_specs
-from dxforge.images import layers, rootfs
+from dxforge.images import layers, pyc, rootfs
 from dxforge.images.oci import ImageConfig, Layout, export_archive, rfc3339
 from dxforge.images.result import ImageResult, ImagesResult, LayerResult
 from dxforge.images.roles import ROLES, base_specs, pin, release_layer, role_specs, split
@@ -42,7 +42,7 @@ from dxforge.recipes import load_recipes
 from dxforge.target import project_target
 from dxforge.util import DxError, atomic_write_text, execute, file_lock
 
-IMAGE_FORMAT = 2
+IMAGE_FORMAT = 3
 """Bump when how layers are made changes (it is part of every layer's fingerprint)."""
 PREFIX = "/opt/diracx"
 SOURCE = "https://github.com/DIRACGrid/diracx"
@@ -100,6 +100,7 @@ class ImagesOptions:
     base_tag: str | None = None  # the <role>-base tag releases stand on (default: the latest)
     refresh_os: bool = False
     archives: bool = True  # oci-archives of the release images
+    pyc: bool = True  # byte code in the layers (False: the benchmark's "before")
     out: Path | None = None  # default <build>/images
     now: dt.datetime | None = None
 
@@ -179,11 +180,20 @@ class _Build:
                 [p.sha256 for p in packages],
                 epoch,
                 [(e.path, e.data.decode() if e.data else "") for e in extra],
+                *([] if self.opts.pyc else ["no pyc"]),
             ]
         )
 
         def make(out: Path) -> Path:
-            entries = layers.package_entries(self.stage(records), PREFIX, packages)
+            prefix = self.stage(records)
+            python = self.target.python
+            if self.opts.pyc:
+                self.progress.step(f"byte-compiling the layer's .py ({pyc.MODE} .pyc)")
+                failed = pyc.compile_layer(prefix, packages, python, PREFIX)
+                if failed:
+                    self.progress.step(f"{len(failed)} .py files do not compile (left as source)")
+            tag = pyc.cache_tag(python) if self.opts.pyc else ""
+            entries = layers.package_entries(prefix, PREFIX, packages, tag)
             return layers.write(entries + extra, out, epoch)
 
         return self.layer(f"env-{key}", make)
@@ -424,17 +434,6 @@ def build_images(opts: ImagesOptions, progress: Progress = SILENT) -> ImagesResu
     result.os_packages = len(root.packages())
     result.seconds = round(time.monotonic() - t0, 1)
     return result
-
-
-def release_images(layout: ProjectLayout, progress: Progress = SILENT) -> list[dict[str, Any]]:
-    """The release stage: the bases (a new dated tag only if their content changed) and the
-    release images; for the notes, each image's reference, digest and base."""
-    result = build_images(ImagesOptions(layout), progress)
-    return [
-        {"ref": i.ref, "digest": i.digest, "base": i.base, "base_digest": i.base_digest}
-        for i in result.images
-        if i.name in ROLES
-    ]
 
 
 def build_test_image(
