@@ -12,10 +12,12 @@
   the compressed size of each layer and image;
 - `push`: the bytes a push sends to a registry on 127.0.0.1, first everything, then a release
   that changes only DiracX over the bases it already holds.
-The time from `podman run` of the services image to a healthy `/api/health/live` is measured
-by the end-to-end check itself (`healthy_seconds` in `images.check.ContainersResult`).
+- `start`: the services image's start without and with `.pyc` in its layers
+  (the same channels, layers made each way): the time from `podman run` of the services to a
+  healthy `/api/health/live`, and the chart's jobs (`rotate-jwk`, `init-sql`, ...), as the
+  end-to-end check (`images.check.check_services`) measures them.
 
-usage: .venv/bin/python benchmarks/bench_images.py {writers,os,build,push} [...]
+usage: .venv/bin/python benchmarks/bench_images.py {writers,os,build,push,start} [...]
 Nothing here asserts a timing.
 """
 
@@ -270,6 +272,34 @@ def push() -> None:
             reg.wait(10)
 
 
+def start() -> None:
+    """The services' start without, then with byte code in the layers."""
+    from dxforge.images.build import ImagesOptions, build_images, build_test_image
+    from dxforge.images.check import check_services
+    from dxforge.images.stage import why_not_check
+    from dxforge.layout import Layout as ProjectLayout
+    from dxforge.recipes import load_recipes
+
+    why = why_not_check()
+    if why:
+        raise SystemExit(f"cannot run the containers here: {why}")
+    layout = ProjectLayout.of(ROOT)  # its build directory: $DXFORGE_BUILD_DIR, else build/
+    version = next(r.version for r in load_recipes(ROOT) if r.name == "diracx")
+    for label, pyc in (("without .pyc (before)", False), ("with .pyc (now)", True)):
+        with tempfile.TemporaryDirectory(prefix="bench-start-") as d:
+            opts = ImagesOptions(layout, out=Path(d) / "out", archives=False, pyc=pyc)
+            built = build_images(opts)
+            test = build_test_image(opts)
+            services = next(i for i in built.images if i.ref == f"services:v{version}")
+            res = check_services(Layout(Path(d) / "out" / "oci"), version, Path(d) / "c")
+            steps = ", ".join(f"{k} {v:.1f} s" for k, v in res.steps.items())
+            print(
+                f"{label}: services {render_mb(services.size)} (+ tests {render_mb(test.size)}); "
+                f"podman run to a healthy /api/health/live: {res.healthy_seconds:.1f} s\n"
+                f"  {steps}"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -278,6 +308,7 @@ def main() -> None:
     sub.add_parser("os")
     sub.add_parser("build")
     sub.add_parser("push")
+    sub.add_parser("start")
     args = ap.parse_args()
     if args.what == "writers":
         writers(args.tars)
@@ -288,6 +319,8 @@ def main() -> None:
         build()
     elif args.what == "push":
         push()
+    elif args.what == "start":
+        start()
 
 
 if __name__ == "__main__":

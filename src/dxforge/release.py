@@ -34,7 +34,8 @@ from dxforge.bump import BumpOptions, check_version_option, run_bump
 from dxforge.bump.drift import recipes_drift
 from dxforge.endtoend import EndToEndResult, run_end_to_end
 from dxforge.fetch import fetch_sources
-from dxforge.images.build import release_images
+from dxforge.images import stage as images_stage
+from dxforge.images.result import ImageResult
 from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
 from dxforge.layout import Layout
 from dxforge.pilot import PilotResult, run_pilot
@@ -114,6 +115,10 @@ class ReleaseResult:
             "stages": [{**asdict(s), "seconds": s.seconds} for s in self.stages],
             "upstream_tests": {n: s.as_json() for n, s in self.tests.suites.items()},
             "end_to_end": self.end_to_end.as_json(),
+            "images": [asdict(i) for i in self.notes.images]
+            if self.notes.images is not None
+            else None,
+            "images_check": asdict(self.notes.images_check) if self.notes.images_check else None,
             "notes": str(self.directory / "notes.md"),
         }
 
@@ -284,6 +289,30 @@ def _checked(
     return out
 
 
+def _check_images(
+    layout: Layout, version: str, built: list[ImageResult], progress: Progress
+) -> notes.ImagesCheck:
+    """The release images' check, recorded once it ran for these digests (a resumed release
+    does not run it twice); where the containers cannot run, skipped with the reason (said,
+    and never recorded as done)."""
+
+    def check() -> notes.ImagesCheck:
+        return notes.ImagesCheck(
+            **images_stage.check_release_images(layout, version, progress).as_json()
+        )
+
+    if images_stage.why_not_check():
+        return check()
+    return _checked(
+        layout,
+        "images",
+        images_stage.check_key(built),
+        check,
+        lambda d: notes.ImagesCheck(**d),
+        asdict,
+    )
+
+
 def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseResult:
     """Release what upstream published (or ``opts.version``), from bump to publication."""
     check_version_option(opts.version)
@@ -333,7 +362,8 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         channels = [layout.channel.as_uri(), layout.seed.as_uri()]
         logs = layout.logs / "release"
 
-        images: list[dict[str, Any]] = []
+        images: list[notes.ImageNote] = []
+        checked: list[notes.ImagesCheck] = []
 
         def tests() -> upstream.UpstreamReport:
             report = stage(
@@ -342,7 +372,19 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                 "tests",
             )
             if opts.images:  # needs only the channels: beside the installer's branch
-                images.extend(stage("images", lambda: release_images(layout, progress), "tests"))
+                built = stage(
+                    "images", lambda: images_stage.release_images(layout, progress), "tests"
+                )
+                images.extend(
+                    notes.ImageNote(i.ref, i.digest, i.base, i.base_digest) for i in built
+                )
+                checked.append(
+                    stage(
+                        "images-check",
+                        lambda: _check_images(layout, version, built, progress),
+                        "tests",
+                    )
+                )
             return report
 
         def installer() -> tuple[InstallerResult, PilotResult, EndToEndResult]:
@@ -413,6 +455,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                             for s in stage.times
                         ],
                         images=images if opts.images else None,
+                        images_check=checked[0] if checked else None,
                     ),
                 ),
             )
