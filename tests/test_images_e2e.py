@@ -250,7 +250,7 @@ def test_services_client_and_tasks_containers_end_to_end(
         "dirac whoami:",
         f"dirac jobs submit and search: job {res.job_id}",
         "the same bytes back",
-        f"job {res.job_id} Received -> ",
+        f"job {res.job_id} Received -> Done",
     ):
         assert what in checks, checks
     assert res.healthy_seconds > 0

@@ -253,7 +253,7 @@ def test_the_release_built_and_tested_its_container_images(
         "dirac whoami:",
         f"dirac jobs submit and search: job {check['job_id']}",
         "the same bytes back",
-        f"job {check['job_id']} Received -> ",
+        f"job {check['job_id']} Received -> Done",
     ):
         assert what in checks, checks
     assert check["healthy_seconds"] > 0 and "Tested with podman" in md
