@@ -4,7 +4,7 @@
   (gcc-aarch64-linux-gnu), compiling against an arm64 bullseye sysroot (libc6-dev and the
   component's -dev packages, an extract-variant root) with ``--sysroot``, ``-B`` and ``-L``;
 - native: an arm64 bullseye root with gcc, run under the namespaced emulation
-  (:mod:`dxforge.emulate`).
+  (:mod:`dxforge.isolation.emulate`).
 
 Per route: the seconds to make its root (0 when cached), to configure and build, the highest
 GLIBC_ version the built ELF files need, their machine, and whether the cross-built
@@ -27,11 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from dxforge import emulate
-from dxforge.elf import walk_elf
-from dxforge.isolate import NOBODY
-from dxforge.runtime import roots
-from dxforge.util import Ran, execute, user_cache
+from dxforge.conda.elf import walk_elf
+from dxforge.core.util import Ran, execute, user_cache
+from dxforge.isolation import emulate, roots
+from dxforge.isolation.isolate import NOBODY
 
 TRIPLET = "aarch64-linux-gnu"
 T0 = 0.0

@@ -60,10 +60,10 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
 
-    from dxforge import channel as ch
-    from dxforge.fetch import sources_url
-    from dxforge.graph import load_graph
-    from dxforge.layout import Layout
+    from dxforge.builder.fetch import sources_url
+    from dxforge.conda import channel as ch
+    from dxforge.project.graph import load_graph
+    from dxforge.project.layout import Layout
 
     seed = Layout.of(ROOT).seed
     if not (seed / "noarch/repodata.json").exists():

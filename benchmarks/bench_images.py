@@ -150,8 +150,8 @@ def writers(tars: list[Path]) -> None:
 
 
 def os_layers() -> None:
+    from dxforge.core.util import user_cache
     from dxforge.images import layers, rootfs
-    from dxforge.util import user_cache
 
     print(f"{'OS layer':<8} {'packages':>8} {'raw MB':>7} {'gzip MB':>8}")
     for name in rootfs.OS_CHOICES:
@@ -182,7 +182,7 @@ def start_time(image_layout: Path, ref: str, argv: list[str], repeat: int = 5) -
 
 def os_start() -> None:
     from dxforge.images.build import ImagesOptions, build_images
-    from dxforge.layout import Layout as ProjectLayout
+    from dxforge.project.layout import Layout as ProjectLayout
 
     for name in ("minimal", "minbase"):
         with tempfile.TemporaryDirectory(prefix="bench-os-base-") as d:
@@ -205,7 +205,7 @@ def render_mb(n: int) -> str:
 
 def build() -> None:
     from dxforge.images.build import ImagesOptions, build_images
-    from dxforge.layout import Layout as ProjectLayout
+    from dxforge.project.layout import Layout as ProjectLayout
 
     with tempfile.TemporaryDirectory(prefix="bench-build-") as d:
         base = Path(d)
@@ -231,7 +231,7 @@ def push() -> None:
 
     from dxforge.images.build import ImagesOptions, build_images
     from dxforge.images.registry import push_images
-    from dxforge.layout import Layout as ProjectLayout
+    from dxforge.project.layout import Layout as ProjectLayout
 
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as d:
         with socket.socket() as s:
@@ -277,8 +277,8 @@ def start() -> None:
     from dxforge.images.build import ImagesOptions, build_images, build_test_image
     from dxforge.images.check import check_services
     from dxforge.images.stage import why_not_check
-    from dxforge.layout import Layout as ProjectLayout
-    from dxforge.recipes import load_recipes
+    from dxforge.project.layout import Layout as ProjectLayout
+    from dxforge.project.recipes import load_recipes
 
     why = why_not_check()
     if why:

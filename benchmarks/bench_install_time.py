@@ -1,5 +1,5 @@
-"""Install time of installers, side by side: each installed as a pilot (dxforge.isolate: the
-unprivileged user, offline, read-only HOME) into a new prefix, the installers interleaved round
+"""Install time of installers, side by side: each installed as a pilot (dxforge.isolation.isolate:
+the unprivileged user, offline, read-only HOME) into a new prefix, the installers interleaved round
 by round; prints the best and the median of --repeat runs for each.
 
 usage: .venv/bin/python benchmarks/bench_install_time.py INSTALLER [INSTALLER...] [--repeat N]
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dxforge.isolate import Site  # noqa: E402
+from dxforge.isolation.isolate import Site  # noqa: E402
 
 
 def main() -> int:

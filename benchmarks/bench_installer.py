@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from dxforge.isolate import Site  # noqa: E402
+from dxforge.isolation.isolate import Site  # noqa: E402
 
 VARIANTS = [  # (name, dxforge installer options)
     ("zstd, imported .pyc (default)", ["--compression", "zstd", "--pyc", "imported"]),

@@ -67,7 +67,7 @@ def release(base: Path) -> tuple[float, dict]:
     from local_index import LocalIndex, serve
     from test_release_e2e import Rehearsal
 
-    from dxforge.pypi import index_url
+    from dxforge.pypa.pypi import index_url
 
     with serve(LocalIndex(upstream=index_url(None))) as index:
         print("preparing the re-versioned upstream on 127.0.0.1 ...", file=sys.stderr)

@@ -19,8 +19,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from ruamel.yaml import YAML
 
-from dxforge.pypi import PackageIndex
-from dxforge.util import atomic_write_text
+from dxforge.core.util import atomic_write_text
+from dxforge.pypa.pypi import PackageIndex
 
 OUT = Path(__file__).resolve().parents[1] / "src/dxforge/data/conda_forge_names.yaml"
 

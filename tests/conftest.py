@@ -27,7 +27,7 @@ E2E_BUILD = ROOT / "build" / "tests"
 def write_construct(root: Path, *specs: str, channel: str | Path = "./build/channels/seed") -> Path:
     """A minimal construct.yaml in ``root``: the repository's CPython (the one the seed's
     runtime is built for), then ``specs``."""
-    from dxforge.target import project_target
+    from dxforge.project.target import project_target
 
     python = project_target(ROOT / "construct.yaml").python
     lines = "".join(f"  - {s}\n" for s in (f"python {python}.*", *specs))

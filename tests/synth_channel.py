@@ -97,7 +97,7 @@ def _assemble(
 def self_contained(path: Path) -> bool:
     """Whether an extension module needs nothing but the C library (the synthetic python ships
     no other library, and the installer's lint refuses what would come from the host)."""
-    from dxforge.elf import in_glibc, read_elf
+    from dxforge.conda.elf import in_glibc, read_elf
 
     info = read_elf(path)
     return info is None or all(in_glibc(n) or n.startswith("libpython") for n in info.needed)

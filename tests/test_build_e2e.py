@@ -23,11 +23,11 @@ import pytest
 from conftest import DXFORGE, E2E_BUILD, ROOT, run_dxforge, write_construct
 from wheel_factory import tar_gz
 
-from dxforge import isolate
-from dxforge.build import STATE
-from dxforge.channel import SUBDIRS, install, solve
-from dxforge.recipes import recipe_paths
-from dxforge.util import user_cache
+from dxforge.builder.build import STATE
+from dxforge.conda.channel import SUBDIRS, install, solve
+from dxforge.core.util import user_cache
+from dxforge.isolation import isolate
+from dxforge.project.recipes import recipe_paths
 
 pytestmark = pytest.mark.e2e
 
@@ -204,7 +204,9 @@ def test_incremental_builds_and_lock(project: Project) -> None:
         assert p["version"] == VERSION and p["build_string"] and p["size_bytes"] > 0
         assert files[p["name"]].stat().st_size == p["size_bytes"]
         assert Path(p["log"]) == project.root / "build/logs" / f"{p['name']}.log"
-        assert "dxforge.build_worker" in Path(p["log"]).read_text()  # the command, then its output
+        assert (
+            "dxforge.builder.worker" in Path(p["log"]).read_text()
+        )  # the command, then its output
     mtimes = [files[n].stat().st_mtime for n in ORDER]
     assert mtimes == sorted(mtimes), "not built in dependency order"
     assert names_in(project.out) == set(ORDER)
@@ -490,7 +492,7 @@ def test_an_interrupted_build_names_the_package_and_resumes(
     )
     log = project.root / "build/logs/dxt-a.log"
     deadline = time.monotonic() + 300
-    while "dxforge.build_worker" not in (log.read_text() if log.exists() else ""):
+    while "dxforge.builder.worker" not in (log.read_text() if log.exists() else ""):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "dxt-a's build never started"
         time.sleep(0.1)
@@ -510,7 +512,7 @@ def test_an_interrupted_build_names_the_package_and_resumes(
     if (project.out / "noarch/repodata.json").exists():
         # a package whose build finished as the signal came may be published (the scheduler
         # publishes each package once built); nothing half-built: every file matches its index
-        from dxforge.channel import check_channel
+        from dxforge.conda.channel import check_channel
 
         check_channel(project.out)
     assert set(statuses(project.build()).values()) <= {"built", "cached", "skipped"}

@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 from conftest import write_construct
 
-from dxforge.build import BuildOptions, build_channels, fingerprints, run_build, scratch_dirs
-from dxforge.graph import graph_of
-from dxforge.layout import Layout
-from dxforge.recipes import SOURCES_ENV, load_recipes
-from dxforge.util import DxError
+from dxforge.builder.build import (
+    BuildOptions,
+    build_channels,
+    fingerprints,
+    run_build,
+    scratch_dirs,
+)
+from dxforge.core.util import DxError
+from dxforge.project.graph import graph_of
+from dxforge.project.layout import Layout
+from dxforge.project.recipes import SOURCES_ENV, load_recipes
 
 SHA = {n: f"{i:x}" * 64 for i, n in enumerate("abcd", start=1)}
 
@@ -305,7 +311,7 @@ def test_packages_are_readable_by_all_wherever_written(tmp_path: Path) -> None:
     0600 goes into the user cache, comes back from it and into the channel 0644; so does an
     entry the cache held 0600 from before, and a package already in the channel at 0600 once
     the channel is published again."""
-    from dxforge.build import _from_cache, _publish, _to_cache
+    from dxforge.builder.build import _from_cache, _publish, _to_cache
 
     cache, out = tmp_path / "cache", tmp_path / "channel"
     one, two = _package(tmp_path, "dxt-one"), _package(tmp_path, "dxt-two")

@@ -17,9 +17,9 @@ from wheel_factory import metadata, tar_gz, zip_bytes
 import dxforge.bump.write
 from dxforge.bump import drift, edit, textedit
 from dxforge.bump.recipedoc import parse_recipe, read_recipe
-from dxforge.cli import app
-from dxforge.specs import canonical_spec
-from dxforge.util import DxError
+from dxforge.cli.main import app
+from dxforge.core.specs import canonical_spec
+from dxforge.core.util import DxError
 
 # --------------------------------------------------------------------------------------------
 # A package index on 127.0.0.1

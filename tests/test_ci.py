@@ -16,10 +16,10 @@ import pytest
 from conftest import DXFORGE, ROOT, run_dxforge
 from ruamel.yaml import YAML
 
-from dxforge.ci import WORKFLOWS, LocalRunner, render, run_ci
-from dxforge.graph import load_graph
-from dxforge.layout import Layout
-from dxforge.util import DxError
+from dxforge.ci.workflows import WORKFLOWS, LocalRunner, render, run_ci
+from dxforge.core.util import DxError
+from dxforge.project.graph import load_graph
+from dxforge.project.layout import Layout
 
 
 def rendered(root: Path = ROOT) -> dict[str, dict]:

@@ -15,9 +15,9 @@ import pytest
 from conftest import DXFORGE, ROOT
 from local_index import LocalIndex, serve
 
-from dxforge import cli
-from dxforge.cli import main
-from dxforge.recipes import recipe_paths
+from dxforge.cli import main as cli
+from dxforge.cli.main import main
+from dxforge.project.recipes import recipe_paths
 
 
 def dxforge(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:

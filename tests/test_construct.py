@@ -1,4 +1,4 @@
-"""construct.yaml's schema (dxforge.construct): every constructor key is known and either
+"""construct.yaml's schema (dxforge.project.construct): every constructor key is known and either
 takes effect or is refused naming it; loading, selectors and validation."""
 
 from __future__ import annotations
@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.construct import KEYS, SCHEMA, eval_selector, load_construct, platform_namespace
-from dxforge.util import DxError
+from dxforge.core.util import DxError
+from dxforge.project.construct import (
+    KEYS,
+    SCHEMA,
+    eval_selector,
+    load_construct,
+    platform_namespace,
+)
 
 # constructor 3.16's CONSTRUCT.md lists these 78 keys (deprecated ones included)
 CONSTRUCTOR_KEYS = frozenset(
@@ -376,7 +382,7 @@ company: DIRAC
 
 def test_channel_option_replaces_all_but_the_build_channel(tmp_path: Path) -> None:
     from dxforge.installer.stage import channel_list
-    from dxforge.layout import Layout
+    from dxforge.project.layout import Layout
 
     layout = Layout(ROOT, ROOT / "build")
     spec = load_construct(ROOT / "construct.yaml")
@@ -394,7 +400,7 @@ def test_build_channels_follow_the_build_directory(tmp_path: Path) -> None:
     """construct.yaml names ./build/channels/...: with another build directory, those come
     from there; other channels stay as written."""
     from dxforge.installer.stage import channel_list
-    from dxforge.layout import Layout
+    from dxforge.project.layout import Layout
 
     spec = load_construct(ROOT / "construct.yaml")
     layout = Layout(ROOT, tmp_path / "b")
@@ -471,7 +477,7 @@ def _channel(root: Path, names: list[str]) -> Path:
     """A real local channel with one tiny noarch package of each name."""
     import rattler_build
 
-    from dxforge.channel import index
+    from dxforge.conda.channel import index
 
     for name in names:
         files = root / "files" / name
@@ -497,7 +503,7 @@ def test_diracos2_reaches_the_solve_and_fails_only_on_what_the_channels_lack(
     error naming exactly the specs no package in the channels matches."""
     from rattler import MatchSpec
 
-    from dxforge.cli import main
+    from dxforge.cli.main import main
 
     have = ["pip", "six", "certifi", "cachetools", "xmltodict", "pytest"]
     channel = _channel(tmp_path, have)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.elf import glibc_floor, in_glibc, lint, parse_version, read_elf, walk_elf
+from dxforge.conda.elf import glibc_floor, in_glibc, lint, parse_version, read_elf, walk_elf
+from dxforge.core.util import DxError
 from dxforge.runtime.libs import closure, conda_name
-from dxforge.util import DxError
 
 pytestmark = pytest.mark.skipif(not shutil.which("gcc"), reason="gcc is not installed")
 
@@ -233,7 +233,7 @@ def test_a_gcc_built_file_stays_at_the_floor_with_the_header(tmp_path: Path) -> 
     GLIBC_2.2.5 versions when built with the floor header; and it still computes the same. (On a
     machine newer than glibc 2.33 the C runtime's own startup file still binds
     __libc_start_main@GLIBC_2.34: why the build root is Debian 11, glibc 2.31.)"""
-    from dxforge.elf import above_floor, needed_versions
+    from dxforge.conda.elf import above_floor, needed_versions
     from dxforge.runtime.floor import plan
 
     p = plan(libc_dir(), (2, 28))

@@ -1,4 +1,4 @@
-"""The namespaced emulation's pieces (dxforge.emulate) and foreign root specs, offline."""
+"""The namespaced emulation's pieces (dxforge.isolation.emulate) and foreign root specs, offline."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dxforge import emulate
-from dxforge.runtime import roots
-from dxforge.runtime.apt import Mirror
-from dxforge.util import DxError
+from dxforge.core.util import DxError
+from dxforge.isolation import emulate, roots
+from dxforge.isolation.apt import Mirror
 
 REPO = Mirror("http://127.0.0.1:9/debian", "http://127.0.0.1:9/debian-security")
 
@@ -77,7 +76,7 @@ def test_the_command_is_the_native_root_command_inside_the_launcher(tmp_path: Pa
         tmp_path, ["uname", "-m"], machine="aarch64", interpreter=qemu, user=65534
     )
     native = roots.command(tmp_path, ["uname", "-m"], user=65534)
-    assert cmd[:4] == [sys.executable, "-m", "dxforge.emulate", "--binfmt"]
+    assert cmd[:4] == [sys.executable, "-m", "dxforge.isolation.emulate", "--binfmt"]
     assert cmd[4].endswith(f":{qemu}:F") and cmd[5] == "--"
     assert cmd[6:] == native
 

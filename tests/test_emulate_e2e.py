@@ -1,6 +1,6 @@
-"""arm64 Debian roots (11, 12, 13) run here under the namespaced emulation (dxforge.emulate):
-as an unprivileged uid, offline, ``uname -m`` is aarch64 and python's ssl imports, child
-processes included; the machine's own binfmt_misc gains nothing."""
+"""arm64 Debian roots (11, 12, 13) run here under the namespaced emulation
+(dxforge.isolation.emulate): as an unprivileged uid, offline, ``uname -m`` is aarch64 and python's
+ssl imports, child processes included; the machine's own binfmt_misc gains nothing."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dxforge import emulate
-from dxforge.isolate import NOBODY
-from dxforge.runtime import roots
-from dxforge.util import user_cache
+from dxforge.core.util import user_cache
+from dxforge.isolation import emulate, roots
+from dxforge.isolation.isolate import NOBODY
 
 pytestmark = pytest.mark.e2e
 RELEASES = ("bullseye", "bookworm", "trixie")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import E2E_BUILD, ROOT, run_dxforge
 
-from dxforge.isolate import NOBODY
-from dxforge.recipes import load_recipes
+from dxforge.isolation.isolate import NOBODY
+from dxforge.project.recipes import load_recipes
 
 pytestmark = pytest.mark.e2e
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dxforge import expr
-from dxforge.util import DxError
+from dxforge.core import expr
+from dxforge.core.util import DxError
 
 
 def test_render_names_filters_and_nested_values() -> None:

@@ -17,10 +17,10 @@ from local_index import LocalIndex, serve
 from wheel_factory import build_wheel, metadata
 
 from dxforge.bump.recipedoc import read_recipe
-from dxforge.construct import load_construct
+from dxforge.core.util import DxError
 from dxforge.extension.init import InitOptions, init_extension
 from dxforge.extension.project import read_project
-from dxforge.util import DxError
+from dxforge.project.construct import load_construct
 
 EXT_VERSION = "1.2.3"
 
@@ -112,7 +112,7 @@ def test_requirements_conda_names_extras_and_the_diracx_pin(
 
 
 def test_construct_and_settings_follow_diracx(tmp_path: Path, index: LocalIndex) -> None:
-    from dxforge.ci import config
+    from dxforge.ci.workflows import config
 
     res = init(tmp_path, index)
     project = tmp_path / "myext-dist"
@@ -135,7 +135,7 @@ def test_construct_and_settings_follow_diracx(tmp_path: Path, index: LocalIndex)
 
 
 def test_the_recipes_render_and_form_a_graph(tmp_path: Path, index: LocalIndex) -> None:
-    from dxforge.graph import load_graph
+    from dxforge.project.graph import load_graph
 
     init(tmp_path, index)
     graph, recipes = load_graph(tmp_path / "myext-dist")

@@ -15,9 +15,9 @@ from conftest import ROOT, run_dxforge
 from extension_factory import publish
 from local_index import serve
 
-from dxforge import isolate
 from dxforge.bump.recipedoc import read_recipe
-from dxforge.pypi import index_url
+from dxforge.isolation import isolate
+from dxforge.pypa.pypi import index_url
 
 pytestmark = pytest.mark.e2e
 

@@ -13,12 +13,12 @@ from conftest import DXFORGE
 from local_index import LocalIndex, serve
 from wheel_factory import metadata, tar_gz, zip_bytes
 
+from dxforge.builder.fetch import fetch_sources, missing_sources, sdist_metadata, sources_url
 from dxforge.bump.drift import VERSION_PIN, recipes_drift
-from dxforge.fetch import fetch_sources, missing_sources, sdist_metadata, sources_url
-from dxforge.pypi import PackageIndex
-from dxforge.recipes import load_recipe, load_recipes, recipe_paths
-from dxforge.target import Target
-from dxforge.util import DxError
+from dxforge.core.util import DxError
+from dxforge.project.recipes import load_recipe, load_recipes, recipe_paths
+from dxforge.project.target import Target
+from dxforge.pypa.pypi import PackageIndex
 
 
 def core_metadata(name: str, version: str, requires: list[str]) -> str:

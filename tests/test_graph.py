@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import write_construct
 
-from dxforge.graph import Node, build_graph, load_graph
-from dxforge.util import DxError
+from dxforge.core.util import DxError
+from dxforge.project.graph import Node, build_graph, load_graph
 
 SHA = "ab" * 32
 
@@ -209,7 +209,7 @@ def test_errors_are_printed_literally(tmp_path: Path) -> None:
     """Data in messages is never read as markup: `[otel]` and `[bold]` reach the user as is."""
     from typer.testing import CliRunner
 
-    from dxforge.cli import app
+    from dxforge.cli.main import app
 
     write_recipe(tmp_path, "diracx-core")
     write_construct(tmp_path)

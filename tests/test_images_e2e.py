@@ -20,7 +20,7 @@ import pytest
 from conftest import E2E_BUILD, ROOT, run_dxforge
 
 from dxforge.images.oci import Layout
-from dxforge.recipes import load_recipes
+from dxforge.project.recipes import load_recipes
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +84,7 @@ def _layer_names(layout: Layout, digest: str) -> list[str]:
 def test_layers_ship_the_byte_code_of_their_python(images: dict) -> None:
     """Every layer with Python ships its .pyc (unchecked-hash, recorded at /opt/diracx): the
     stdlib in the base's environment layer, DiracX's in the release's layer."""
-    from dxforge.target import project_target
+    from dxforge.project.target import project_target
 
     tag = "cpython-" + project_target(ROOT / "construct.yaml").python.replace(".", "")
     layout = Layout(Path(images["layout"]))
@@ -106,7 +106,7 @@ def test_a_rebuild_from_an_empty_cache_gives_the_same_digests(
     images: dict, tmp_path: Path, monkeypatch
 ) -> None:
     from dxforge.images.build import ImagesOptions, build_images
-    from dxforge.layout import Layout as ProjectLayout
+    from dxforge.project.layout import Layout as ProjectLayout
 
     out = tmp_path / "again"
     out.mkdir()
@@ -185,7 +185,7 @@ def test_push_pull_back_and_a_release_sends_only_its_new_layer(
     # the next release changes only DiracX (here: its layer made at another time), on the
     # same base tags: pushed where the previous release is, it sends its DiracX layer alone
     from dxforge.images.build import ImagesOptions, build_images
-    from dxforge.layout import Layout as ProjectLayout
+    from dxforge.project.layout import Layout as ProjectLayout
 
     os.environ["SOURCE_DATE_EPOCH"] = str(int(EPOCH) + 86400)
     try:
@@ -210,7 +210,7 @@ def test_push_pull_back_and_a_release_sends_only_its_new_layer(
 def testing_image(images: dict) -> dict:
     """``services-testing:v<version>``: the services image plus the test-only layer."""
     from dxforge.images.build import ImagesOptions, build_test_image
-    from dxforge.layout import Layout as ProjectLayout
+    from dxforge.project.layout import Layout as ProjectLayout
 
     os.environ.setdefault("SOURCE_DATE_EPOCH", EPOCH)
     return build_test_image(ImagesOptions(ProjectLayout.of(ROOT, E2E_BUILD))).as_json()

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.channel import Package
+from dxforge.conda.channel import Package
+from dxforge.core.util import DxError
 from dxforge.images import layers, pyc, registry, roles, rootfs
 from dxforge.images.build import ENTRYPOINT_SH, ImagesOptions, image_epoch
 from dxforge.images.oci import ImageConfig, Layout
 from dxforge.images.tags import TagBook, TagRecord, day_of, next_tag
-from dxforge.target import Target
-from dxforge.util import DxError
+from dxforge.project.target import Target
 
 
 def pkg(name: str, version: str = "1.0", build: str = "0", ts: int = 1_700_000_000) -> Package:
@@ -393,9 +393,9 @@ def test_the_release_images_check_skips_visibly_where_containers_cannot_run(
     tmp_path: Path, monkeypatch
 ) -> None:
     """No podman on PATH: the check is ``skipped`` with the reason, and warns; never passed."""
+    from dxforge.core.progress import Progress
     from dxforge.images.stage import check_release_images
-    from dxforge.layout import Layout as ProjectLayout
-    from dxforge.progress import Progress
+    from dxforge.project.layout import Layout as ProjectLayout
 
     class Record(Progress):
         warned: list[str] = []

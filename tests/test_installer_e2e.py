@@ -1,6 +1,6 @@
 """`dxforge installer` end to end: real channels, real solve and install, real installer runs in
-a pilot's site (dxforge.isolate: unprivileged, offline, read-only HOME, here with a TMPDIR that
-cannot be written either) in temporary dirs."""
+a pilot's site (dxforge.isolation.isolate: unprivileged, offline, read-only HOME, here with a TMPDIR
+that cannot be written either) in temporary dirs."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_dxforge
 
-from dxforge import isolate
-from dxforge.util import Ran, user_cache
+from dxforge.core.util import Ran, user_cache
+from dxforge.isolation import isolate
 
 TESTS = Path(__file__).resolve().parent
 
@@ -65,8 +65,8 @@ def synth_installer(synth_channel: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 class Site(isolate.Site):
-    """A pilot's site (dxforge.isolate) holding a copy of an installer, whose programs get a
-    TMPDIR they cannot write (``notmp``): an installer must not need one."""
+    """A pilot's site (dxforge.isolation.isolate) holding a copy of an installer, whose programs get
+    a TMPDIR they cannot write (``notmp``): an installer must not need one."""
 
     def __init__(self, installer: Path) -> None:
         if isolate.limits():
@@ -743,7 +743,7 @@ pip --version
         assert res.returncode == 0, res.stdout + res.stderr
         # no build path: the staging and recorded prefixes, the build tree, the seed's
         # placeholder, the host python
-        from dxforge.package import PLACEHOLDER
+        from dxforge.conda.package import PLACEHOLDER
 
         for build_path in (
             info["staging_prefix"],
@@ -754,7 +754,7 @@ pip --version
         ):
             assert staging_leftovers(prefix, build_path) == [], build_path
         # stripped: no ELF file carries debug sections (the wheels' ones neither)
-        from dxforge.elf import debug_sections, walk_elf
+        from dxforge.conda.elf import debug_sections, walk_elf
 
         elves = list(walk_elf(prefix))
         assert len(elves) > 100

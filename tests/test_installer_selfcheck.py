@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from test_shell import rendered_header
 
-from dxforge import isolate
 from dxforge.installer.shell import seal, self_sha256, verify
+from dxforge.isolation import isolate
 
 SEED = 22
 

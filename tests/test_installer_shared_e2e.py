@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from test_installer_e2e import build, synth_construct
 
-from dxforge import isolate
+from dxforge.isolation import isolate
 
 pytestmark = pytest.mark.e2e
 

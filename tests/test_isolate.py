@@ -1,5 +1,6 @@
-"""The one isolation model (dxforge.isolate): a pilot's site is unprivileged, offline but for a
-loopback that all its programs share, with a read-only HOME; the CI step's shell does the same."""
+"""The one isolation model (dxforge.isolation.isolate): a pilot's site is unprivileged, offline but
+for a loopback that all its programs share, with a read-only HOME; the CI step's shell does the
+same."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dxforge import isolate
-from dxforge.isolate import NOBODY, Site, stop
+from dxforge.isolation import isolate
+from dxforge.isolation.isolate import NOBODY, Site, stop
 
 NEEDS = isolate.limits()
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.elf import lint
-from dxforge.isolate import NOBODY, Site, limits
-from dxforge.pilot import SCRIPT, parse, script_text
-from dxforge.runtime import roots
-from dxforge.util import user_cache
+from dxforge.checks.pilot import SCRIPT, parse, script_text
+from dxforge.conda.elf import lint
+from dxforge.core.util import user_cache
+from dxforge.isolation import roots
+from dxforge.isolation.isolate import NOBODY, Site, limits
 
 pytestmark = pytest.mark.e2e
 RELEASES = {"bullseye": "Debian 11", "bookworm": "Debian 12", "trixie": "Debian 13"}

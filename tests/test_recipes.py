@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from dxforge.builder.fetch import fetch_sources, sdist_metadata
 from dxforge.bump.drift import recipes_drift
-from dxforge.fetch import fetch_sources, sdist_metadata
-from dxforge.graph import graph_of
-from dxforge.recipes import SOURCES_ENV, Recipe, load_recipe, load_recipes, recipe_paths
-from dxforge.target import project_target
-from dxforge.util import DxError
+from dxforge.core.util import DxError
+from dxforge.project.graph import graph_of
+from dxforge.project.recipes import SOURCES_ENV, Recipe, load_recipe, load_recipes, recipe_paths
+from dxforge.project.target import project_target
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = project_target(ROOT / "construct.yaml")
@@ -187,5 +187,5 @@ def test_the_bump_reads_the_recipes_the_build_renders() -> None:
         assert doc.recipe is recipe and doc.text == recipe.path.read_text()
         assert (doc.name, doc.version) == (recipe.name, recipe.version)
         assert doc.sdist_name(doc.version) == recipe.source_filename
-        doc.recipe = None  # the url template, evaluated by dxforge.expr
+        doc.recipe = None  # the url template, evaluated by dxforge.core.expr
         assert doc.sdist_name(doc.version) == recipe.source_filename, recipe.path

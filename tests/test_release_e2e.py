@@ -22,10 +22,10 @@ from conftest import ROOT, run_dxforge
 from local_index import Dist, LocalIndex, serve
 from packaging.version import Version
 
-from dxforge import sbom
-from dxforge.pypi import index_url
-from dxforge.recipes import load_recipes
-from dxforge.util import user_cache
+from dxforge.conda import sbom
+from dxforge.core.util import user_cache
+from dxforge.project.recipes import load_recipes
+from dxforge.pypa.pypi import index_url
 
 pytestmark = pytest.mark.e2e
 

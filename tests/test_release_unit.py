@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from dxforge import needs, notes, sbom, upstream
-from dxforge.channel import Package
-from dxforge.target import Target
-from dxforge.util import DxError, publish
+from dxforge.checks import upstream
+from dxforge.conda import sbom
+from dxforge.conda.channel import Package
+from dxforge.core.util import DxError, publish
+from dxforge.project.target import Target
+from dxforge.release import notes
+from dxforge.seed import needs
 
 LOCK_OLD = """# platform: linux-64
 @EXPLICIT
@@ -331,8 +334,8 @@ def test_test_requirements_are_the_extras_without_their_markers(tmp_path: Path) 
 
 
 def test_submitted_job_reads_the_first_id_or_names_where() -> None:
-    from dxforge.endtoend import submitted_job
-    from dxforge.util import DxError
+    from dxforge.checks.endtoend import submitted_job
+    from dxforge.core.util import DxError
 
     assert submitted_job("Inserted 2 jobs with ids: 7, 8\n", "here") == 7
     with pytest.raises(DxError, match="^here: dirac jobs submit said 'nope'$"):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.runtime.apt import Apt, Mirror
+from dxforge.core.util import DxError
+from dxforge.isolation.apt import Apt, Mirror
 from dxforge.runtime.components import components
 from dxforge.runtime.sources import MIRROR_ENV, Pin, mirror_dir, obtain
-from dxforge.util import DxError
 
 DATA = b"voms-like release archive\n" * 100
 SHA = hashlib.sha256(DATA).hexdigest()

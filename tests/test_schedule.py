@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from dxforge import schedule
-from dxforge.util import DxError
+from dxforge.core import schedule
+from dxforge.core.util import DxError
 
 
 class Recorder:

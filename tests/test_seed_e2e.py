@@ -20,14 +20,14 @@ from conftest import E2E_BUILD, ROOT, run_dxforge, write_construct
 from local_index import Dist, LocalIndex, serve
 from wheel_factory import binary_tag, build_wheel, metadata, tar_gz
 
-from dxforge import channel as ch
-from dxforge.package import PLACEHOLDER
-from dxforge.recipes import is_sibling, load_recipes
+from dxforge.conda import channel as ch
+from dxforge.conda.package import PLACEHOLDER
+from dxforge.core.specs import split_spec
+from dxforge.core.util import user_cache
+from dxforge.project.recipes import is_sibling, load_recipes
+from dxforge.project.target import project_target
 from dxforge.runtime.components import components, runtime_packages
 from dxforge.runtime.libs import runtime_libraries
-from dxforge.specs import split_spec
-from dxforge.target import project_target
-from dxforge.util import user_cache
 
 pytestmark = pytest.mark.e2e
 
@@ -211,7 +211,7 @@ def test_converted_wheel_installs_and_runs(seed_channel: Path, tmp_path: Path) -
 
 
 def test_every_recipe_and_construct_requirement_solves_from_the_seed(seed_channel: Path) -> None:
-    from dxforge.construct import load_construct
+    from dxforge.project.construct import load_construct
 
     recipes = load_recipes(ROOT)
     assert len(recipes) == 10

@@ -11,10 +11,10 @@ import pytest
 from local_index import serve
 from wheel_factory import build_wheel, metadata, tar_gz
 
+from dxforge.core.util import DxError
+from dxforge.project.target import Target
 from dxforge.seed import platforms
 from dxforge.seed.wheels import Resolved, convert_wheel
-from dxforge.target import Target
-from dxforge.util import DxError
 
 AARCH64 = Target("3.13", subdir="linux-aarch64", glibc=(2, 28))
 

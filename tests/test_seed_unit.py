@@ -15,16 +15,19 @@ import pytest
 from packaging.requirements import Requirement
 from wheel_factory import BINARY_TAG, build_wheel
 
-from dxforge import names
-from dxforge.names import (
+from dxforge.conda.package import PLACEHOLDER
+from dxforge.core.specs import conda_spec, conda_specifier, pep440_specifier, split_spec
+from dxforge.core.util import DxError
+from dxforge.isolation.apt import conda_version
+from dxforge.project.target import Target
+from dxforge.pypa import names
+from dxforge.pypa.names import (
     conda_name,
     conda_run_requirements,
     expand,
     marker_applies,
     pypi_name,
 )
-from dxforge.package import PLACEHOLDER
-from dxforge.runtime.apt import conda_version
 from dxforge.seed.plan import plan
 from dxforge.seed.wheels import (
     conversion_spec,
@@ -34,9 +37,6 @@ from dxforge.seed.wheels import (
     python_requirement,
     read_wheel,
 )
-from dxforge.specs import conda_spec, conda_specifier, pep440_specifier, split_spec
-from dxforge.target import Target
-from dxforge.util import DxError
 
 TARGET = Target("3.11", "3.11.7")
 SHEBANG = f"#!{PLACEHOLDER}/bin/python3.11"
@@ -583,7 +583,7 @@ def test_binary_wheels_lose_their_debug_info_and_keep_what_linking_needs(tmp_pat
     import ctypes
     import subprocess
 
-    from dxforge.elf import debug_sections
+    from dxforge.conda.elf import debug_sections
 
     src = tmp_path / "speed.c"
     src.write_text(

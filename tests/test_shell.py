@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.construct import load_construct
 from dxforge.installer import shipped
 from dxforge.installer.payload import Payload
 from dxforge.installer.shell import Decoder, render_header
 from dxforge.installer.stage import Stage
+from dxforge.project.construct import load_construct
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from dxforge import channel as ch
-from dxforge.store import DIGESTS, Store, fingerprint, link_or_copy, link_tree
-from dxforge.util import DxError
+from dxforge.conda import channel as ch
+from dxforge.core.store import DIGESTS, Store, fingerprint, link_or_copy, link_tree
+from dxforge.core.util import DxError
 
 
 def mode(p: Path) -> int:

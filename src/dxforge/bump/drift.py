@@ -13,16 +13,16 @@ from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
+from dxforge.builder.fetch import sdist_metadata
 from dxforge.bump.recipedoc import RecipeDoc, doc_of
-from dxforge.fetch import sdist_metadata
-from dxforge.metadata import DistMetadata, RequiresDistLookup
-from dxforge.names import conda_run_requirements
-from dxforge.progress import SILENT, Progress
-from dxforge.pypi import PackageIndex
-from dxforge.recipes import is_sibling, load_recipe
-from dxforge.specs import canonical_spec, conda_specifier
-from dxforge.target import Target
-from dxforge.util import DxError
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.specs import canonical_spec, conda_specifier
+from dxforge.core.util import DxError
+from dxforge.project.recipes import is_sibling, load_recipe
+from dxforge.project.target import Target
+from dxforge.pypa.metadata import DistMetadata, RequiresDistLookup
+from dxforge.pypa.names import conda_run_requirements
+from dxforge.pypa.pypi import PackageIndex
 
 VERSION_PIN = "==${{ version }}"
 """How a recipe pins a DiracX sibling."""

@@ -12,9 +12,9 @@ from pathlib import Path
 from dxforge.bump.drift import Change, compute_drift
 from dxforge.bump.recipedoc import RecipeDoc, RunItem, parse_recipe
 from dxforge.bump.textedit import Edit, SourceText, apply_edits, format_like
-from dxforge.construct import load_construct
-from dxforge.specs import split_spec
-from dxforge.util import DxError
+from dxforge.core.specs import split_spec
+from dxforge.core.util import DxError
+from dxforge.project.construct import load_construct
 
 _PYTHON_MIN_PIN = re.compile(r"^>=\s*\$\{\{\s*python_min\s*\}\}$")
 

@@ -17,13 +17,13 @@ from packaging.version import InvalidVersion, Version
 from dxforge.bump.drift import Change, compute_drift, upstream_requirements
 from dxforge.bump.edit import new_recipe_text
 from dxforge.bump.recipedoc import RecipeDoc, doc_of
-from dxforge.layout import Layout
-from dxforge.metadata import DistMetadata, core_metadata, parse_metadata, read_sdist
-from dxforge.progress import SILENT, Progress
-from dxforge.pypi import IndexFile, PackageIndex, parsed_version_of, verified, version_of
-from dxforge.recipes import load_recipes
-from dxforge.target import project_target
-from dxforge.util import DxError
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError
+from dxforge.project.layout import Layout
+from dxforge.project.recipes import load_recipes
+from dxforge.project.target import project_target
+from dxforge.pypa.metadata import DistMetadata, core_metadata, parse_metadata, read_sdist
+from dxforge.pypa.pypi import IndexFile, PackageIndex, parsed_version_of, verified, version_of
 
 
 @dataclass

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dxforge import expr
 from dxforge.bump.textedit import SourceText, Span, as_text
-from dxforge.recipes import Recipe, read_text
-from dxforge.util import DxError
+from dxforge.core import expr
+from dxforge.core.util import DxError
+from dxforge.project.recipes import Recipe, read_text
 
 _ITEM = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)(?:\s+(.*))?$")
 
@@ -55,12 +55,12 @@ class RecipeDoc:
     run: list[RunItem] | None
     run_key_line: int | None
     recipe: Recipe | None = None
-    """The recipe as the build renders it (:func:`dxforge.recipes.load_recipe`), when read
+    """The recipe as the build renders it (:func:`dxforge.project.recipes.load_recipe`), when read
     through :func:`doc_of`."""
 
     def render(self, template: str, version: str) -> str:
-        """``template``'s ``${{ }}`` expressions (:mod:`dxforge.expr`) filled from the context,
-        ``version`` as the version; :class:`dxforge.expr.Unknown` (a KeyError) names a name
+        """``template``'s ``${{ }}`` expressions (:mod:`dxforge.core.expr`) filled from the context,
+        ``version`` as the version; :class:`dxforge.core.expr.Unknown` (a KeyError) names a name
         or filter it does not know."""
         return expr.render(template, {**self.context, "version": version})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dxforge.bump.drift import Change
 from dxforge.bump.plan import BumpResult
-from dxforge.notes import DriftRow, drift_table
+from dxforge.release.notes import DriftRow, drift_table
 
 
 def drift_rows(result: BumpResult) -> list[tuple[str, Change]]:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dxforge.util import DxError
+from dxforge.core.util import DxError
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from dxforge.bump.edit import new_construct_text
 from dxforge.bump.plan import BumpOptions, BumpResult, plan_bump
-from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, atomic_write_text, file_lock
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError, atomic_write_text, file_lock
 
 Change = tuple[Path, str, str]
 """A file, its text when the bump read it, and its new text."""

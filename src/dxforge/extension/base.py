@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dxforge.channel import channel_url, local_path
-from dxforge.util import DxError
+from dxforge.conda.channel import channel_url, local_path
+from dxforge.core.util import DxError
 
 BASE_METAPACKAGE = "diracx"
 """The DiracX distribution's metapackage: its recipe's version is the DiracX version."""
@@ -53,7 +53,7 @@ def read_base(root: Path, channel: str | None = None, seed: str | None = None) -
     """The DiracX distribution at ``root`` (recipes/ and construct.yaml); its channels default
     to the ones its own build writes (``build/channels/dxforge`` and ``build/channels/seed``)."""
     from dxforge.bump.recipedoc import read_recipe
-    from dxforge.construct import load_construct
+    from dxforge.project.construct import load_construct
 
     root = Path(os.path.abspath(root))
     meta = root / "recipes" / BASE_METAPACKAGE / "recipe.yaml"

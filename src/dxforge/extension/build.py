@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import requests
 
-from dxforge.build import BuildOptions, BuildReport, run_build
-from dxforge.channel import SUBDIRS, local_path, repodata_records
+from dxforge.builder.build import BuildOptions, BuildReport, run_build
+from dxforge.conda.channel import SUBDIRS, local_path, repodata_records
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError
 from dxforge.extension.base import BASE_METAPACKAGE
 from dxforge.extension.project import ExtensionProject, read_project
-from dxforge.layout import Layout
-from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError
+from dxforge.project.layout import Layout
 
 
 @dataclass(frozen=True)

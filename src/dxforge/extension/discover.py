@@ -12,10 +12,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError
 from dxforge.extension.dists import DistFile, read_dist
-from dxforge.progress import SILENT, Progress
-from dxforge.pypi import IndexFile, NotFound, PackageIndex, parsed_version_of, verified
-from dxforge.util import DxError
+from dxforge.pypa.pypi import IndexFile, NotFound, PackageIndex, parsed_version_of, verified
 
 
 @dataclass

@@ -11,8 +11,8 @@ import tomllib
 import zipfile
 from dataclasses import dataclass, field
 
-from dxforge.metadata import DistMetadata, parse_metadata, read_sdist, wheel_metadata
-from dxforge.util import DxError
+from dxforge.core.util import DxError
+from dxforge.pypa.metadata import DistMetadata, parse_metadata, read_sdist, wheel_metadata
 
 
 @dataclass

@@ -17,15 +17,15 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError, atomic_write_text
 from dxforge.extension.base import Base, read_base
 from dxforge.extension.discover import Discovery, Found, discover, exact_pin
 from dxforge.extension.project import construct_text, installer_files, pyproject_text
 from dxforge.extension.recipe import recipe_text, run_requirements, test_imports
-from dxforge.metadata import RequiresDistLookup
-from dxforge.progress import SILENT, Progress
-from dxforge.pypi import PackageIndex
-from dxforge.target import Target, python_of
-from dxforge.util import DxError, atomic_write_text
+from dxforge.project.target import Target, python_of
+from dxforge.pypa.metadata import RequiresDistLookup
+from dxforge.pypa.pypi import PackageIndex
 
 
 @dataclass

@@ -9,9 +9,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from dxforge.ci import DEFAULTS
+from dxforge.ci.workflows import DEFAULTS
+from dxforge.core.util import DxError
 from dxforge.extension.base import Base
-from dxforge.util import DxError
 
 KEYS = ("extension", "diracx", "base", "base-channel", "base-seed")
 

@@ -13,10 +13,10 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from dxforge.bump.drift import VERSION_PIN
+from dxforge.core.specs import conda_spec
 from dxforge.extension.discover import Found, in_family
-from dxforge.names import conda_name, conda_run_requirements
-from dxforge.specs import conda_spec
-from dxforge.target import Target
+from dxforge.project.target import Target
+from dxforge.pypa.names import conda_name, conda_run_requirements
 
 SOURCES = (
     '${{ env.get("DXFORGE_SOURCES", default="file:///DXFORGE_SOURCES-unset--run-dxforge-fetch") }}'

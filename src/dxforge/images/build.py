@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge import channel as ch
-from dxforge import sbom
-from dxforge.channel import Package
-from dxforge.construct import load_construct
-from dxforge.endtoend import server_specs
+from dxforge.checks.endtoend import server_specs
+from dxforge.conda import channel as ch
+from dxforge.conda import sbom
+from dxforge.conda.channel import Package
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError, atomic_write_text, execute, file_lock
 from dxforge.images import layers, pyc, rootfs
 from dxforge.images.oci import ImageConfig, Layout, export_archive, rfc3339
 from dxforge.images.result import ImageResult, ImagesResult, LayerResult
@@ -36,11 +37,10 @@ from dxforge.images.roles import ROLES, base_specs, pin, release_layer, role_spe
 from dxforge.images.tags import TagBook, TagRecord, day_of, next_tag
 from dxforge.installer.prefix import fix_conda_meta
 from dxforge.installer.stage import channel_list
-from dxforge.layout import Layout as ProjectLayout
-from dxforge.progress import SILENT, Progress
-from dxforge.recipes import load_recipes
-from dxforge.target import project_target
-from dxforge.util import DxError, atomic_write_text, execute, file_lock
+from dxforge.project.construct import load_construct
+from dxforge.project.layout import Layout as ProjectLayout
+from dxforge.project.recipes import load_recipes
+from dxforge.project.target import project_target
 
 IMAGE_FORMAT = 3
 """Bump when how layers are made changes (it is part of every layer's fingerprint)."""

@@ -2,8 +2,8 @@
 Helm chart starts it (a key from ``rotate-jwk``, databases from ``init-sql``, a configuration
 repository from the client image's ``dirac internal generate-cs``, then uvicorn with the chart's
 command), driven by the client image's ``dirac`` as ``dxforge e2e`` drives the installer's
-(the same scripts: :mod:`dxforge.endtoend`); and the tasks image's scheduler and worker against
-a Redis on 127.0.0.1.
+(the same scripts: :mod:`dxforge.checks.endtoend`); and the tasks image's scheduler and worker
+against a Redis on 127.0.0.1.
 
 Everything runs on the host's network namespace (``--network=host``) and binds 127.0.0.1
 only. The services run from the ``services-testing`` image: the release image plus one layer
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge.endtoend import (
+from dxforge.checks.endtoend import (
     BUCKET,
     GROUP,
     JDL,
@@ -35,11 +35,11 @@ from dxforge.endtoend import (
     db_urls,
     submitted_job,
 )
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError, Ran, spawn
 from dxforge.images.oci import Layout
 from dxforge.images.podman import Podman
-from dxforge.isolate import stop
-from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, Ran, spawn
+from dxforge.isolation.isolate import stop
 
 DATA = "/data"
 SIZES = ("small", "medium", "large")
@@ -162,7 +162,7 @@ def _prepare(c: _Containers, server: str, client: str) -> dict[str, str]:
 
 
 def _drive(c: _Containers, client: str, env: dict[str, str]) -> None:
-    """The client image's dirac, as :func:`dxforge.endtoend.run_end_to_end` drives it."""
+    """The client image's dirac, as :func:`dxforge.checks.endtoend.run_end_to_end` drives it."""
     who = json.loads(c.run("dirac whoami", client, ["dirac", "whoami"], env).stdout)
     if (who.get("vo"), who.get("dirac_group"), who.get("preferred_username")) != (
         VO,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dxforge.channel import Package
-from dxforge.util import DxError
+from dxforge.conda.channel import Package
+from dxforge.core.util import DxError
 
 PRIVATE_META = ("extracted_package_dir", "package_tarball_full_path", "indexed_timestamp")
 """conda-meta keys naming the build machine's package cache or when its channel was indexed:

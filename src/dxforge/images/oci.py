@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge.util import DxError, execute, run
+from dxforge.core.util import DxError, execute, run
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

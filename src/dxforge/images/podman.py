@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dxforge.core.util import DxError, Ran, execute
 from dxforge.images.oci import Layout
-from dxforge.util import DxError, Ran, execute
 
 NETWORKS = ("host", "none")
 CGROUPS = Path("/sys/fs/cgroup")

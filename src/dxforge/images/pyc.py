@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dxforge.channel import Package
+from dxforge.conda.channel import Package
+from dxforge.core.util import DxError
 from dxforge.images.layers import pyc_of
 from dxforge.installer.prefix import byte_compile
-from dxforge.util import DxError
 
 MODE = "unchecked-hash"
 

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError, execute
 from dxforge.images.oci import Layout
 from dxforge.images.result import ImagesResult
-from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, execute
 
 DEST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")
 SKIPPED_RE = re.compile(

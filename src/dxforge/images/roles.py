@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dxforge.channel import Package
-from dxforge.recipes import is_sibling
-from dxforge.target import Target
-from dxforge.util import DxError
+from dxforge.conda.channel import Package
+from dxforge.core.util import DxError
+from dxforge.project.recipes import is_sibling
+from dxforge.project.target import Target
 
 ROLES = {"services": "diracx-routers", "tasks": "diracx-tasks", "client": "diracx"}
 """Role -> the package whose closure the role's images hold (diracx-charts: uvicorn with

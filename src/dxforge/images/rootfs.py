@@ -15,10 +15,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError, file_lock, run
 from dxforge.images.layers import Entry
-from dxforge.progress import SILENT, Progress
-from dxforge.runtime.apt import mirror
-from dxforge.util import DxError, file_lock, run
+from dxforge.isolation.apt import mirror
 
 SUITE = "bookworm"
 ROOT_FORMAT = 1

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dxforge.core.progress import SILENT, Progress
 from dxforge.images.build import ImagesOptions, build_images, build_test_image
 from dxforge.images.check import check_services
 from dxforge.images.oci import Layout
 from dxforge.images.podman import why_not
 from dxforge.images.result import ImageResult
 from dxforge.images.roles import ROLES
-from dxforge.layout import Layout as ProjectLayout
-from dxforge.progress import SILENT, Progress
+from dxforge.project.layout import Layout as ProjectLayout
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dxforge.util import DxError, atomic_write_text
+from dxforge.core.util import DxError, atomic_write_text
 
 TAG_RE = re.compile(r"^(\d{4}\.\d{2}\.\d{2})\.(\d+)$")
 

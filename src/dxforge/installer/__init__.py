@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from dxforge.util import DxError
+from dxforge.core.util import DxError
 
 SHIPPED = ("header.sh", "install.py", "relocate.py")
 """The tool's own installer files, in ``dxforge/installer/files/``."""

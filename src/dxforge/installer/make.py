@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import dxforge
-from dxforge import store
-from dxforge.channel import Package
-from dxforge.construct import ConstructSpec, load_construct
+from dxforge.conda.channel import Package
+from dxforge.core import store
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.store import Store
+from dxforge.core.util import DxError, file_lock, sha256_file
 from dxforge.installer import shipped_dir
 from dxforge.installer.payload import COMPRESSIONS, SUFFIX, pack
 from dxforge.installer.prefix import PYC_MODES, public_url
@@ -31,10 +33,8 @@ from dxforge.installer.shell import (
     write_installer,
 )
 from dxforge.installer.stage import channel_list, solve, stage, staging_prefix
-from dxforge.layout import Layout
-from dxforge.progress import SILENT, Progress
-from dxforge.store import Store
-from dxforge.util import DxError, file_lock, sha256_file
+from dxforge.project.construct import ConstructSpec, load_construct
+from dxforge.project.layout import Layout
 
 CACHE_FORMAT = 2
 

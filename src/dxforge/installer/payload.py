@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dxforge.util import DxError, atomic_write_bytes
+from dxforge.core.util import DxError, atomic_write_bytes
 
 COMPRESSIONS = ("zstd", "gzip", "xz")
 """The first is the default (chosen by benchmarks/bench_installer.py; see its README)."""

@@ -10,8 +10,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from dxforge.channel import Package
-from dxforge.util import DxError, atomic_write_text, execute
+from dxforge.conda.channel import Package
+from dxforge.core.util import DxError, atomic_write_text, execute
 
 DXFORGE_DIR = ".dxforge"  # installer files inside the prefix
 

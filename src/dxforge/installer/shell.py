@@ -12,12 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dxforge.channel import Package
-from dxforge.construct import ConstructSpec
+from dxforge.conda.channel import Package
+from dxforge.core.util import DxError, atomic_write_text
 from dxforge.installer.payload import Payload
 from dxforge.installer.prefix import DXFORGE_DIR
 from dxforge.installer.stage import Stage
-from dxforge.util import DxError, atomic_write_text
+from dxforge.project.construct import ConstructSpec
 
 PLATFORM = "linux-64"
 NO_LIMIT = 4096  # PATH_MAX: the prefix limit when no binary file holds the prefix

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dxforge import channel as ch
-from dxforge.channel import Package
-from dxforge.construct import ConstructSpec
-from dxforge.elf import Floor, glibc_floor, lint, parse_version, walk_elf
+from dxforge.conda import channel as ch
+from dxforge.conda.channel import Package
+from dxforge.conda.elf import Floor, glibc_floor, lint, parse_version, walk_elf
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.util import DxError, atomic_write_text, run, sha256_file
 from dxforge.installer.prefix import (
     DXFORGE_DIR,
     PYC_MODES,
@@ -30,9 +31,8 @@ from dxforge.installer.prefix import (
     scan_manifest,
     smoke_test,
 )
-from dxforge.layout import Layout
-from dxforge.progress import SILENT, Progress
-from dxforge.util import DxError, atomic_write_text, run, sha256_file
+from dxforge.project.construct import ConstructSpec
+from dxforge.project.layout import Layout
 
 STAGE_PREFIX_LEN = 240  # >= 200; below conda-forge's 255-byte binary placeholder
 STAGE_PAD = "_placehold"

@@ -2,7 +2,7 @@
 
 Every component (:mod:`dxforge.runtime.components`) is compiled by its script inside a Debian
 11 (bullseye) build root, for the glibc floor (:mod:`dxforge.runtime.floor`), into the one long
-placeholder prefix (:data:`dxforge.package.PLACEHOLDER`). A component sees, at that prefix,
+placeholder prefix (:data:`dxforge.conda.package.PLACEHOLDER`). A component sees, at that prefix,
 exactly the files of the components it needs (bind-mounted in its own mount namespace), so
 independent components build side by side and what each installs is exactly what it adds.
 Its files are stripped, their RUNPATHs made ``$ORIGIN``-relative and checked against the floor,
@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from dxforge import schedule, store
-from dxforge.elf import above_floor, fix_runpaths, strip, walk_elf
-from dxforge.package import PLACEHOLDER
-from dxforge.progress import SILENT, Progress
+from dxforge.conda.elf import above_floor, fix_runpaths, strip, walk_elf
+from dxforge.conda.package import PLACEHOLDER
+from dxforge.core import schedule, store
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.store import Store, link_or_copy
+from dxforge.core.util import DxError, file_lock
+from dxforge.isolation import roots
+from dxforge.isolation.apt import Apt
 from dxforge.runtime import floor as floors
-from dxforge.runtime import roots
-from dxforge.runtime.apt import Apt
 from dxforge.runtime.components import SOURCE_RELEASE, Component, components
 from dxforge.runtime.sources import obtain
-from dxforge.store import Store, link_or_copy
-from dxforge.util import DxError, file_lock
 
 RUNTIME_FORMAT = 2
 """Bump when what the build does changes outside the scripts (a rebuild follows)."""

@@ -10,8 +10,8 @@ library itself (so another architecture's root gives its own):
 - an autoconf ``CONFIG_SITE`` file that says ``no`` for every function the floor does not have
   at all (``gettid``, ``sem_clockwait``, ...), so configure scripts do not pick them.
 
-The built files are then checked (:func:`dxforge.elf.above_floor`): that check is the proof, the
-two files only the means. The means need a build root close to the floor: the C runtime's own
+The built files are then checked (:func:`dxforge.conda.elf.above_floor`): that check is the proof,
+the two files only the means. The means need a build root close to the floor: the C runtime's own
 startup files are not compiled with the header (glibc 2.34's ``__libc_start_main@GLIBC_2.34``
 would stay), and a function made anew without an older version (``stat`` in 2.33) cannot be
 bound back; Debian 11's glibc 2.31 has neither.
@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dxforge.elf import defined_versions, version_number
-from dxforge.util import DxError
+from dxforge.conda.elf import defined_versions, version_number
+from dxforge.core.util import DxError
 
 LIBRARIES = (
     "libc.so.6",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from dxforge.elf import in_glibc, read_elf
-from dxforge.util import DxError, run
+from dxforge.conda.elf import in_glibc, read_elf
+from dxforge.core.util import DxError, run
 
 LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib", "usr/lib")
 NAMES = "debian_conda_names.yaml"

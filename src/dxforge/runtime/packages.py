@@ -16,13 +16,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dxforge.elf import fix_runpaths, glibc_floor, in_glibc, walk_elf
-from dxforge.package import PLACEHOLDER, PackageSpec, assemble, prefix_files
-from dxforge.runtime.apt import conda_version
+from dxforge.conda.elf import fix_runpaths, glibc_floor, in_glibc, walk_elf
+from dxforge.conda.package import PLACEHOLDER, PackageSpec, assemble, prefix_files
+from dxforge.core.util import DxError
+from dxforge.isolation.apt import conda_version
+from dxforge.project.target import Target
 from dxforge.runtime.build import BUILD_RELEASE, Built, RuntimeBuild
 from dxforge.runtime.libs import Library
-from dxforge.target import Target
-from dxforge.util import DxError
 
 PACKAGING_FORMAT = 2
 """Bump when how the runtime is packaged changes."""

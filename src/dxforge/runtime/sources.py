@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dxforge.util import DxError, sha256_file
+from dxforge.core.util import DxError, sha256_file
 
 MIRROR_ENV = "DXFORGE_SOURCE_MIRROR"
 

@@ -30,17 +30,21 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 import dxforge
-from dxforge import channel as ch
-from dxforge import needs, store
-from dxforge.construct import load_construct
-from dxforge.fetch import fetch_sources
-from dxforge.layout import Layout
-from dxforge.names import marker_applies, pypi_name
-from dxforge.progress import SILENT, Progress
-from dxforge.pypi import PackageIndex, index_url
-from dxforge.recipes import load_recipes
-from dxforge.runtime import roots
-from dxforge.runtime.apt import conda_version, mirror
+from dxforge.builder.fetch import fetch_sources
+from dxforge.conda import channel as ch
+from dxforge.core import store
+from dxforge.core.progress import SILENT, Progress
+from dxforge.core.specs import split_spec
+from dxforge.core.store import Entry, Store, link_or_copy, link_tree
+from dxforge.core.util import DxError, atomic_write_text, file_lock, run, sha256_file
+from dxforge.isolation import roots
+from dxforge.isolation.apt import conda_version, mirror
+from dxforge.project.construct import load_construct
+from dxforge.project.layout import Layout
+from dxforge.project.recipes import load_recipes
+from dxforge.project.target import Target, project_target
+from dxforge.pypa.names import marker_applies, pypi_name
+from dxforge.pypa.pypi import PackageIndex, index_url
 from dxforge.runtime.build import BUILD_ROOT, RuntimeBuild, apt_for, build_runtime
 from dxforge.runtime.libs import closure
 from dxforge.runtime.packages import (
@@ -53,12 +57,8 @@ from dxforge.runtime.packages import (
     library_package,
     python_abi_package,
 )
-from dxforge.seed import wheels
+from dxforge.seed import needs, wheels
 from dxforge.seed.plan import SeedPlan, plan
-from dxforge.specs import split_spec
-from dxforge.store import Entry, Store, link_or_copy, link_tree
-from dxforge.target import Target, project_target
-from dxforge.util import DxError, atomic_write_text, file_lock, run, sha256_file
 
 MANIFEST = "dxforge-seed.json"
 SEED_FORMAT = 3
@@ -138,7 +138,7 @@ def seed_plan(layout: Layout, target: Target, index_url: str | None = None) -> S
         "the upstream test suites (the sdists' extras)": needs.seed_requirements(
             recipes, layout.sources, target
         ),
-        "the end-to-end server (dxforge.needs.END_TO_END)": needs.end_to_end(siblings),
+        "the end-to-end server (dxforge.seed.needs.END_TO_END)": needs.end_to_end(siblings),
     }
     return plan(layout.root, siblings, reqs, _construct_specs(layout.root), tests)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from dxforge.names import pypi_name
-from dxforge.recipes import is_sibling
+from dxforge.core.specs import pep440_specifier, split_spec
+from dxforge.project.recipes import is_sibling
+from dxforge.pypa.names import pypi_name
 from dxforge.runtime.components import runtime_packages
 from dxforge.runtime.libs import runtime_libraries
-from dxforge.specs import pep440_specifier, split_spec
 
 
 @dataclass

@@ -19,9 +19,9 @@ from pathlib import Path
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
+from dxforge.core.util import DxError, sha256_file
+from dxforge.project.target import Target
 from dxforge.seed.wheels import Resolved, glibc_requirement, pip
-from dxforge.target import Target
-from dxforge.util import DxError, sha256_file
 
 MACHINES = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le"}
 """conda's Linux subdirs and their machines (``uname -m``)."""

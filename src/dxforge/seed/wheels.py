@@ -18,13 +18,13 @@ from pathlib import Path
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from dxforge.elf import in_glibc, origin_path, read_elf, set_runpath, strip, walk_elf
-from dxforge.metadata import DistMetadata, parse_metadata
-from dxforge.names import conda_name, conda_run_requirements, extra_depends
-from dxforge.package import PLACEHOLDER, PackageSpec, assemble
-from dxforge.specs import conda_spec
-from dxforge.target import Target
-from dxforge.util import DxError, Ran, execute
+from dxforge.conda.elf import in_glibc, origin_path, read_elf, set_runpath, strip, walk_elf
+from dxforge.conda.package import PLACEHOLDER, PackageSpec, assemble
+from dxforge.core.specs import conda_spec
+from dxforge.core.util import DxError, Ran, execute
+from dxforge.project.target import Target
+from dxforge.pypa.metadata import DistMetadata, parse_metadata
+from dxforge.pypa.names import conda_name, conda_run_requirements, extra_depends
 
 CONVERTER_VERSION = "5"
 """Bump when the conversion changes, so cached packages are rebuilt."""

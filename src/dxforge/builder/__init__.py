@@ -1,0 +1,2 @@
+"""`dxforge build`: sources fetched, then the recipes built by rattler-build into the output
+channel."""

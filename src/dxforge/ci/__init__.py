@@ -1,0 +1,1 @@
+"""`dxforge ci`: the GitHub Actions workflows rendered from the project, and their local run."""

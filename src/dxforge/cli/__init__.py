@@ -1,0 +1,1 @@
+"""The `dxforge` command line: parses, calls the logic, renders its typed result."""

@@ -1,0 +1,1 @@
+"""`dxforge release`: every stage of a release, and its notes."""
