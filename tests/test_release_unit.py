@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dxforge.bump.drift import drift_table
 from dxforge.checks import upstream
 from dxforge.conda import sbom
 from dxforge.conda.channel import Package
@@ -146,7 +147,7 @@ def test_notes_are_json_both_ways_and_drift_is_one_table() -> None:
     again = notes.Notes.from_json(json.loads(json.dumps(typed.as_json())))
     assert again == typed and again.markdown() == typed.markdown()
     md = typed.markdown()
-    table = notes.drift_table(typed.drift)
+    table = drift_table(typed.drift)
     assert "\n".join(table) in md and "Applied to the recipes (`--apply-deps`)." in md
     assert table[2:] == [
         "| diracx-core | rich | added | — | (any) |",

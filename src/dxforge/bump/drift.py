@@ -17,7 +17,7 @@ from dxforge.builder.fetch import sdist_metadata
 from dxforge.bump.recipedoc import RecipeDoc, doc_of
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.specs import canonical_spec, conda_specifier
-from dxforge.core.util import DxError
+from dxforge.core.util import DxError, md_table
 from dxforge.project.recipes import is_sibling, load_recipe
 from dxforge.project.target import Target
 from dxforge.pypa.metadata import DistMetadata, RequiresDistLookup
@@ -205,3 +205,26 @@ def recipes_drift(
         )
         for d in docs
     }
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """One difference between a recipe's run requirements and upstream's Requires-Dist."""
+
+    package: str
+    name: str
+    kind: str  # added | removed | changed
+    recipe: str | None  # the spec in the recipe (None: not there)
+    upstream: str | None  # the spec upstream asks for (None: not there)
+
+
+def drift_table(rows: list[DriftRow]) -> list[str]:
+    """The one drift table (Markdown), for the bump's pull request and the release notes."""
+
+    def cell(spec: str | None) -> str:
+        return "—" if spec is None else f"`{spec}`" if spec else "(any)"
+
+    return md_table(
+        ["package", "requirement", "change", "recipe", "upstream"],
+        [[r.package, r.name, r.kind, cell(r.recipe), cell(r.upstream)] for r in rows],
+    )

@@ -3,9 +3,8 @@ autotick bot), the drift rows and the one-line verdict. Terminal tables are draw
 
 from __future__ import annotations
 
-from dxforge.bump.drift import Change
+from dxforge.bump.drift import Change, DriftRow, drift_table
 from dxforge.bump.plan import BumpResult
-from dxforge.release.notes import DriftRow, drift_table
 
 
 def drift_rows(result: BumpResult) -> list[tuple[str, Change]]:

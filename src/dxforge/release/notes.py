@@ -1,8 +1,8 @@
 """Release notes: what changed between two releases, as DIRACOS2's release notes show it (the
 installer's package diff from the ``@EXPLICIT`` lockfiles), plus what dxforge measured (sizes,
 glibc floor, pilot install time, upstream test counts). :class:`Notes` is the data:
-``notes.json`` holds it, ``notes.md`` is the text a release manager (or a pull request) reads.
-:func:`drift_table` is the one drift table."""
+``notes.json`` holds it, ``notes.md`` is the text a release manager (or a pull request) reads;
+its drift section is bump's one drift table (:func:`dxforge.bump.drift.drift_table`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from dxforge.core.util import DxError
+from dxforge.bump.drift import DriftRow, drift_table
+from dxforge.core.util import DxError, md_table
 
 _FILE = re.compile(r"^(?P<name>.+)-(?P<version>[^-]+)-(?P<build>[^-]+)\.(?:conda|tar\.bz2)$")
 
@@ -113,13 +114,6 @@ def diff(old: dict[str, Locked], new: dict[str, Locked]) -> PackageDiff:
     return out
 
 
-def md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    """A Markdown table, cells as given (never cut)."""
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return lines
-
-
 def _mib(n: int | None) -> str:
     return "?" if n is None else f"{n / 1024 / 1024:.1f} MiB"
 
@@ -130,29 +124,6 @@ def _compare(new: float | int | str | None, old: float | int | str | None, fmt: 
     if old is None:
         return fmt(new)
     return f"{fmt(new)} (previous: {fmt(old)})"
-
-
-@dataclass(frozen=True)
-class DriftRow:
-    """One difference between a recipe's run requirements and upstream's Requires-Dist."""
-
-    package: str
-    name: str
-    kind: str  # added | removed | changed
-    recipe: str | None  # the spec in the recipe (None: not there)
-    upstream: str | None  # the spec upstream asks for (None: not there)
-
-
-def drift_table(rows: list[DriftRow]) -> list[str]:
-    """The one drift table (Markdown), for the bump's pull request and the release notes."""
-
-    def cell(spec: str | None) -> str:
-        return "—" if spec is None else f"`{spec}`" if spec else "(any)"
-
-    return md_table(
-        ["package", "requirement", "change", "recipe", "upstream"],
-        [[r.package, r.name, r.kind, cell(r.recipe), cell(r.upstream)] for r in rows],
-    )
 
 
 @dataclass

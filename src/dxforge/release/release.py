@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 from dxforge.builder.build import BuildOptions, run_build
 from dxforge.builder.fetch import fetch_sources
 from dxforge.bump import BumpOptions, check_version_option, run_bump
-from dxforge.bump.drift import recipes_drift
+from dxforge.bump.drift import DriftRow, drift_table, recipes_drift
 from dxforge.checks import upstream
 from dxforge.checks.endtoend import EndToEndResult, run_end_to_end
 from dxforge.checks.pilot import PilotResult, run_pilot
@@ -168,7 +168,7 @@ class _Stages:
         return out
 
 
-def _check_drift(layout: Layout, index_url: str | None) -> list[notes.DriftRow]:
+def _check_drift(layout: Layout, index_url: str | None) -> list[DriftRow]:
     found = recipes_drift(
         recipe_paths(layout.root),
         layout.sources,
@@ -176,14 +176,14 @@ def _check_drift(layout: Layout, index_url: str | None) -> list[notes.DriftRow]:
         index_url=index_url,
     )
     rows = [
-        notes.DriftRow(n, c.name, c.kind, c.recipe, c.upstream)
+        DriftRow(n, c.name, c.kind, c.recipe, c.upstream)
         for n, d in found.items()
         for c in d.changes
     ]
     if rows:
         raise DxError(
             "upstream's requirements changed; the recipes do not follow them:\n"
-            + "\n".join(notes.drift_table(rows))
+            + "\n".join(drift_table(rows))
             + "\napply them with `dxforge release --apply-deps`, or edit the recipes' run lists"
         )
     return rows
