@@ -12,10 +12,12 @@
   the compressed size of each layer and image;
 - `push`: the bytes a push sends to a registry on 127.0.0.1, first everything, then a release
   that changes only DiracX over the bases it already holds.
-The time from `podman run` of the services image to a healthy `/api/health/live` is measured
-by the end-to-end check itself (`healthy_seconds` in `images.check.ContainersResult`).
+- `start`: the services image's start without and with `.pyc` in its layers
+  (the same channels, layers made each way): the time from `podman run` of the services to a
+  healthy `/api/health/live`, and the chart's jobs (`rotate-jwk`, `init-sql`, ...), as the
+  end-to-end check (`images.check.check_services`) measures them.
 
-usage: .venv/bin/python benchmarks/bench_images.py {writers,os,build,push} [...]
+usage: .venv/bin/python benchmarks/bench_images.py {writers,os,build,push,start} [...]
 Nothing here asserts a timing.
 """
 
@@ -181,12 +183,17 @@ def start_time(image_layout: Path, ref: str, argv: list[str], repeat: int = 5) -
 def os_start() -> None:
     from dxforge.images.build import ImagesOptions, build_images
     from dxforge.project.layout import Layout as ProjectLayout
+    from dxforge.project.model import Project
 
     for name in ("minimal", "minbase"):
         with tempfile.TemporaryDirectory(prefix="bench-os-base-") as d:
             res = build_images(
                 ImagesOptions(
-                    ProjectLayout.of(ROOT), os=name, roles=(), releases=False, out=Path(d)
+                    Project.of(ProjectLayout.of(ROOT)),
+                    os=name,
+                    roles=(),
+                    releases=False,
+                    out=Path(d),
                 )
             )
             base = res.images[0]
@@ -204,6 +211,7 @@ def render_mb(n: int) -> str:
 def build() -> None:
     from dxforge.images.build import ImagesOptions, build_images
     from dxforge.project.layout import Layout as ProjectLayout
+    from dxforge.project.model import Project
 
     with tempfile.TemporaryDirectory(prefix="bench-build-") as d:
         base = Path(d)
@@ -211,7 +219,7 @@ def build() -> None:
         shutil.copytree(
             ProjectLayout.of(ROOT).cache / "images" / "os", base / "cache" / "images" / "os"
         )  # the OS root is mmdebstrap's time, not ours
-        opts = ImagesOptions(ProjectLayout.of(ROOT), out=base / "out", archives=False)
+        opts = ImagesOptions(Project.of(ProjectLayout.of(ROOT)), out=base / "out", archives=False)
         for label in ("cold", "warm"):
             t0 = time.perf_counter()
             res = build_images(opts)
@@ -230,6 +238,7 @@ def push() -> None:
     from dxforge.images.build import ImagesOptions, build_images
     from dxforge.images.registry import push_images
     from dxforge.project.layout import Layout as ProjectLayout
+    from dxforge.project.model import Project
 
     with tempfile.TemporaryDirectory(prefix="bench-registry-") as d:
         with socket.socket() as s:
@@ -249,7 +258,7 @@ def push() -> None:
             time.sleep(1)
             dest = f"127.0.0.1:{port}/diracx"
             layout = ProjectLayout.of(ROOT)
-            first = build_images(ImagesOptions(layout, archives=False))
+            first = build_images(ImagesOptions(Project.of(layout), archives=False))
             t0 = time.perf_counter()
             sent = push_images(first, dest, tls_verify=False)
             print(
@@ -260,7 +269,7 @@ def push() -> None:
                 print(f"  {i.ref}: {i.blobs_sent} blobs, {i.bytes_sent} bytes")
             epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "1767225600")) + 86400
             os.environ["SOURCE_DATE_EPOCH"] = str(epoch)
-            again = build_images(ImagesOptions(layout, bases=False, archives=False))
+            again = build_images(ImagesOptions(Project.of(layout), bases=False, archives=False))
             sent = push_images(again, dest, tls_verify=False)
             print(f"a release changing only DiracX: {sent.bytes_sent} bytes sent")
             for i in sent.images:
@@ -268,6 +277,35 @@ def push() -> None:
         finally:
             reg.terminate()
             reg.wait(10)
+
+
+def start() -> None:
+    """The services' start without, then with byte code in the layers."""
+    from dxforge.images.build import ImagesOptions, build_images, build_test_image
+    from dxforge.images.check import check_services
+    from dxforge.images.stage import why_not_check
+    from dxforge.project.layout import Layout as ProjectLayout
+    from dxforge.project.model import Project
+    from dxforge.project.recipes import load_recipes
+
+    why = why_not_check()
+    if why:
+        raise SystemExit(f"cannot run the containers here: {why}")
+    layout = ProjectLayout.of(ROOT)  # its build directory: $DXFORGE_BUILD_DIR, else build/
+    version = next(r.version for r in load_recipes(ROOT) if r.name == "diracx")
+    for label, pyc in (("without .pyc (before)", False), ("with .pyc (now)", True)):
+        with tempfile.TemporaryDirectory(prefix="bench-start-") as d:
+            opts = ImagesOptions(Project.of(layout), out=Path(d) / "out", archives=False, pyc=pyc)
+            built = build_images(opts)
+            test = build_test_image(opts)
+            services = next(i for i in built.images if i.ref == f"services:v{version}")
+            res = check_services(Layout(Path(d) / "out" / "oci"), version, Path(d) / "c")
+            steps = ", ".join(f"{k} {v:.1f} s" for k, v in res.steps.items())
+            print(
+                f"{label}: services {render_mb(services.size)} (+ tests {render_mb(test.size)}); "
+                f"podman run to a healthy /api/health/live: {res.healthy_seconds:.1f} s\n"
+                f"  {steps}"
+            )
 
 
 def main() -> None:
@@ -278,6 +316,7 @@ def main() -> None:
     sub.add_parser("os")
     sub.add_parser("build")
     sub.add_parser("push")
+    sub.add_parser("start")
     args = ap.parse_args()
     if args.what == "writers":
         writers(args.tars)
@@ -288,6 +327,8 @@ def main() -> None:
         build()
     elif args.what == "push":
         push()
+    elif args.what == "start":
+        start()
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ rebuilt from an empty cache to the same digests, pushed to Debian's ``docker-reg
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,11 +76,38 @@ def test_bases_and_releases_stand_on_their_bases_byte_for_byte(images: dict) -> 
     assert Path(got[f"services:v{version}"]["archive"]).is_file()
 
 
+def _layer_names(layout: Layout, digest: str) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(layout.blob(digest)), mode="r:gz") as tar:
+        return tar.getnames()
+
+
+def test_layers_ship_the_byte_code_of_their_python(images: dict) -> None:
+    """Every layer with Python ships its .pyc (unchecked-hash, recorded at /opt/diracx): the
+    stdlib in the base's environment layer, DiracX's in the release's layer."""
+    from dxforge.project.construct import project_target
+
+    tag = "cpython-" + project_target(ROOT / "construct.yaml").python.replace(".", "")
+    layout = Layout(Path(images["layout"]))
+    rel = _by_ref(images)[f"services:v{_version()}"]
+    env, dirac = rel["layers"][1], rel["layers"][-1]
+    for layer, module in ((env, "/json/__init__"), (dirac, "/diracx/routers/__init__")):
+        names = set(_layer_names(layout, layer["digest"]))
+        source = next(n for n in names if n.endswith(module + ".py"))
+        pyc = source.rsplit("/", 1)[0] + f"/__pycache__/__init__.{tag}.pyc"
+        assert pyc in names, (layer["what"], pyc)
+        with tarfile.open(fileobj=io.BytesIO(layout.blob(layer["digest"])), mode="r:gz") as tar:
+            head = tar.extractfile(pyc).read()  # type: ignore[union-attr]
+        flags = int.from_bytes(head[4:8], "little")
+        assert flags == 0b01, "unchecked-hash: hash-based (bit 0), check_source off (bit 1)"
+        assert b"/opt/diracx/lib/" in head and b"stage-" not in head
+
+
 def test_a_rebuild_from_an_empty_cache_gives_the_same_digests(
     images: dict, tmp_path: Path, monkeypatch
 ) -> None:
     from dxforge.images.build import ImagesOptions, build_images
     from dxforge.project.layout import Layout as ProjectLayout
+    from dxforge.project.model import Project
 
     out = tmp_path / "again"
     out.mkdir()
@@ -86,7 +115,7 @@ def test_a_rebuild_from_an_empty_cache_gives_the_same_digests(
     monkeypatch.setenv("DXFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     again = build_images(
-        ImagesOptions(layout=ProjectLayout.of(ROOT, E2E_BUILD), out=out, archives=False)
+        ImagesOptions(Project.of(ProjectLayout.of(ROOT, E2E_BUILD)), out=out, archives=False)
     )
     first = {i["ref"]: i["digest"] for i in images["images"]}
     assert {i.ref: i.digest for i in again.images} == first
@@ -158,11 +187,14 @@ def test_push_pull_back_and_a_release_sends_only_its_new_layer(
     # same base tags: pushed where the previous release is, it sends its DiracX layer alone
     from dxforge.images.build import ImagesOptions, build_images
     from dxforge.project.layout import Layout as ProjectLayout
+    from dxforge.project.model import Project
 
     os.environ["SOURCE_DATE_EPOCH"] = str(int(EPOCH) + 86400)
     try:
         nxt = build_images(
-            ImagesOptions(ProjectLayout.of(ROOT, E2E_BUILD), bases=False, archives=False)
+            ImagesOptions(
+                Project.of(ProjectLayout.of(ROOT, E2E_BUILD)), bases=False, archives=False
+            )
         )
     finally:
         os.environ["SOURCE_DATE_EPOCH"] = EPOCH
@@ -183,9 +215,10 @@ def testing_image(images: dict) -> dict:
     """``services-testing:v<version>``: the services image plus the test-only layer."""
     from dxforge.images.build import ImagesOptions, build_test_image
     from dxforge.project.layout import Layout as ProjectLayout
+    from dxforge.project.model import Project
 
     os.environ.setdefault("SOURCE_DATE_EPOCH", EPOCH)
-    return build_test_image(ImagesOptions(ProjectLayout.of(ROOT, E2E_BUILD))).as_json()
+    return build_test_image(ImagesOptions(Project.of(ProjectLayout.of(ROOT, E2E_BUILD)))).as_json()
 
 
 def _libpod_cgroups() -> set[Path]:
@@ -229,7 +262,7 @@ def test_services_client_and_tasks_containers_end_to_end(
         "dirac whoami:",
         f"dirac jobs submit and search: job {res.job_id}",
         "the same bytes back",
-        f"job {res.job_id} Received -> ",
+        f"job {res.job_id} Received -> Done",
     ):
         assert what in checks, checks
     assert res.healthy_seconds > 0

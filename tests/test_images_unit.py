@@ -16,7 +16,7 @@ import pytest
 
 from dxforge.conda.channel import Package
 from dxforge.core.util import DxError
-from dxforge.images import layers, registry, roles, rootfs
+from dxforge.images import layers, pyc, registry, roles, rootfs
 from dxforge.images.build import ENTRYPOINT_SH, ImagesOptions, image_epoch
 from dxforge.images.oci import ImageConfig, Layout
 from dxforge.images.tags import TagBook, TagRecord, day_of, next_tag
@@ -326,3 +326,86 @@ def test_umoci_layouts_are_reproducible_and_share_the_base_layers(tmp_path: Path
         digests.append((lay.digest("base:1"), lay.digest("rel:v1")))
         assert lay.layers("rel:v1")[0] == lay.layers("base:1")[0]
     assert digests[0] == digests[1]
+
+
+# -- byte code in the layers ----------------------------------------------------------------
+
+
+def _staged(prefix: Path, python: str) -> list[Package]:
+    """A staging prefix whose python is this one: package a ships sources (one that does not
+    compile, a script outside lib/), package b its own .pyc."""
+    import sys
+
+    lib = f"lib/python{python}/site-packages"
+    files = {
+        "a": {
+            f"{lib}/a/__init__.py": "X = {'one', 'two', 'three'}\n",
+            f"{lib}/a/bad.py": "def (:\n",
+            "bin/tool.py": "print('not in lib')\n",
+        },
+        "b": {
+            f"{lib}/b.py": "Y = 2\n",
+            f"{lib}/__pycache__/b.{pyc.cache_tag(python)}.pyc": "shipped",
+        },
+    }
+    (prefix / "bin").mkdir(parents=True)
+    (prefix / f"bin/python{python}").symlink_to(sys.executable)
+    (prefix / "conda-meta").mkdir()
+    out = []
+    for name, content in files.items():
+        for rel, text in content.items():
+            (prefix / rel).parent.mkdir(parents=True, exist_ok=True)
+            (prefix / rel).write_text(text)
+        p = pkg(name)
+        (prefix / layers.meta_name(p)).write_text(json.dumps({"files": sorted(content)}))
+        out.append(p)
+    return out
+
+
+def test_a_layer_ships_unchecked_hash_pyc_recorded_at_the_image_prefix(tmp_path: Path) -> None:
+    import sys
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    tag = pyc.cache_tag(python)
+    made = []
+    for where in ("one", "another/place"):
+        prefix = tmp_path / where / "stage"
+        packages = _staged(prefix, python)
+        assert [Path(s).name for s in pyc.sources(prefix, packages, python)] == [
+            "__init__.py",
+            "bad.py",
+        ]
+        failed = pyc.compile_layer(prefix, packages, python, "/opt/diracx")
+        assert [Path(f).name for f in failed] == ["bad.py"]
+        got = {e.path: e for e in layers.package_entries(prefix, "/opt/diracx", packages, tag)}
+        lib = f"opt/diracx/lib/python{python}/site-packages"
+        data = (got[f"{lib}/a/__pycache__/__init__.{tag}.pyc"].source or Path()).read_bytes()
+        assert int.from_bytes(data[4:8], "little") == 0b01  # hash-based, source not checked
+        assert f"/{lib}/a/__init__.py".encode() in data and str(prefix).encode() not in data
+        assert f"{lib}/a/__pycache__/bad.{tag}.pyc" not in got
+        assert (got[f"{lib}/__pycache__/b.{tag}.pyc"].source or Path()).read_text() == "shipped"
+        assert not any(p.startswith("opt/diracx/bin/__pycache__") for p in got)
+        made.append(data)
+    assert made[0] == made[1]  # the same bytes wherever the layer is staged
+
+
+def test_the_release_images_check_skips_visibly_where_containers_cannot_run(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """No podman on PATH: the check is ``skipped`` with the reason, and warns; never passed."""
+    from dxforge.core.progress import Progress
+    from dxforge.images.stage import check_release_images
+    from dxforge.project.layout import Layout as ProjectLayout
+
+    class Record(Progress):
+        warned: list[str] = []
+
+        def warn(self, text: str) -> None:
+            self.warned.append(text)
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    res = check_release_images(ProjectLayout.of(tmp_path), "9.9.9", Record())
+    assert res.status == "skipped" and res.checks == []
+    assert res.reason and ("podman is not installed" in res.reason or "root" in res.reason)
+    assert Record.warned == [f"the container images are NOT tested: {res.reason}"]
+    assert not (tmp_path / "build").exists()  # nothing built, nothing run

@@ -132,9 +132,19 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
         yield Rehearsal(tmp_path_factory.mktemp("release"), index)
 
 
+def images_missing() -> str:
+    """Why this machine cannot build container images, or ``""``."""
+    missing = [t for t in ("umoci", "skopeo") if not shutil.which(t)]
+    if not missing:
+        return ""
+    return f"{' and '.join(missing)} not installed (scripts/setup.sh installs them)"
+
+
 @pytest.fixture(scope="module")
 def released(rehearsal: Rehearsal) -> dict:
-    res = rehearsal.run()
+    """The rehearsed release, with its container images where they can be built (one release
+    for every test here: CI time is short)."""
+    res = rehearsal.run(*([] if images_missing() else ["--images"]))
     assert res.returncode == 0, res.stderr[-6000:]
     return json.loads(res.stdout)
 
@@ -198,6 +208,55 @@ def test_release_produces_everything_for_the_new_version(
     assert "## End to end" in md and "```mermaid" in md and "gantt" in md
     assert (d / "channels/dxforge/noarch/repodata.json").is_file()
     assert (d / "channels/seed/linux-64/repodata.json").is_file()
+
+
+def test_the_release_built_and_tested_its_container_images(
+    rehearsal: Rehearsal, released: dict
+) -> None:
+    """``--images``: the release images stand on their bases, the notes list each image's
+    reference, digest and base (uncut), and the images' checks ran with podman (or the notes
+    say why not, and this test skips saying it too)."""
+    from dxforge.images.oci import Layout
+    from dxforge.images.stage import why_not_check
+
+    if images_missing():
+        pytest.skip(f"the release built no images: {images_missing()}")
+    new, d = rehearsal.new, rehearsal.releases / rehearsal.new
+    notes = json.loads((d / "notes.json").read_text())
+    assert released["images"] == notes["images"]
+    layout = Layout(rehearsal.clone / "build/images/oci")
+    images = {i["ref"]: i for i in notes["images"]}
+    assert set(images) == {f"{role}:v{new}" for role in ("services", "tasks", "client")}
+    md = (d / "notes.md").read_text()
+    for ref, i in images.items():
+        assert layout.digest(ref) == i["digest"] and layout.digest(i["base"]) == i["base_digest"]
+        assert i["base"].startswith(ref.split(":")[0] + "-base:")
+        ann = layout.manifest(ref)["annotations"]
+        assert ann["org.opencontainers.image.version"] == new
+        assert ann["org.opencontainers.image.base.digest"] == i["base_digest"]
+        assert f"| `{ref}` | `{i['digest']}` | `{i['base']}` | `{i['base_digest']}` |" in md
+    stages = {s["name"]: s for s in notes["stages"]}
+    assert stages["images"]["branch"] == stages["images-check"]["branch"] == "tests"
+    assert stages["images"]["end"] <= stages["images-check"]["start"]
+    check = notes["images_check"]
+    why = why_not_check()
+    if why:
+        assert check["status"] == "skipped" and check["reason"] == why, check
+        assert f"**Not tested** (skipped): {why}" in md
+        assert released["images_check"] == check
+        pytest.skip(f"the release built its images but could not run them: {why}")
+    assert check["status"] == "passed", check
+    checks = " | ".join(check["checks"])
+    for what in (
+        "/api/health/live",
+        "openid-configuration",
+        "dirac whoami:",
+        f"dirac jobs submit and search: job {check['job_id']}",
+        "the same bytes back",
+        f"job {check['job_id']} Received -> Done",
+    ):
+        assert what in checks, checks
+    assert check["healthy_seconds"] > 0 and "Tested with podman" in md
 
 
 def test_installed_diracx_reports_the_new_version(

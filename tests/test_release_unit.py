@@ -341,3 +341,31 @@ def test_submitted_job_reads_the_first_id_or_names_where() -> None:
     assert submitted_job("Inserted 2 jobs with ids: 7, 8\n", "here") == 7
     with pytest.raises(DxError, match="^here: dirac jobs submit said 'nope'$"):
         submitted_job("nope", "here")
+
+
+def test_notes_list_the_images_uncut_and_say_why_they_were_not_tested() -> None:
+    image = {
+        "ref": "services:v9.9.9",
+        "digest": "sha256:" + "e1" * 32,
+        "base": "services-base:2026.12.07.1",
+        "base_digest": "sha256:" + "b2" * 32,
+    }
+    skipped = {"status": "skipped", "reason": "running the images needs root"}
+    typed = notes.Notes.from_json(notes_data(images=[image], images_check=skipped))
+    assert typed.images == [notes.ImageNote(**image)]
+    assert typed.images_check == notes.ImagesCheck("skipped", "running the images needs root")
+    again = notes.Notes.from_json(json.loads(json.dumps(typed.as_json())))
+    assert again == typed
+    md = typed.markdown()
+    assert (
+        f"| `services:v9.9.9` | `{image['digest']}` | `services-base:2026.12.07.1` | "
+        f"`{image['base_digest']}` |" in md
+    )
+    assert "**Not tested** (skipped): running the images needs root" in md
+    passed = {"status": "passed", "checks": ["/api/health/live answers"], "healthy_seconds": 3.5}
+    md = notes.Notes.from_json(notes_data(images=[image], images_check=passed)).markdown()
+    assert "healthy 3.5 s after `podman run`" in md and "- /api/health/live answers" in md
+    assert "Not tested" not in md
+    # notes of a release made before the check existed, and of one without images
+    assert "Not tested." in notes.Notes.from_json(notes_data(images=[image])).markdown()
+    assert "## Container images" not in notes.Notes.from_json(notes_data()).markdown()

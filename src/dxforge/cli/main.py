@@ -688,11 +688,24 @@ def release(
             ),
             ("pilot install", f"{result.pilot.install_seconds:.1f} s"),
             ("end to end", "; ".join(result.end_to_end.checks)),
+            *_release_images_rows(result.notes),
             ("stages", ", ".join(f"{s.name} {s.seconds:.0f} s" for s in result.stages)),
             ("total", f"{result.seconds:.0f} s"),
             ("notes", result.directory / "notes.md"),
         ],
     )
+
+
+def _release_images_rows(notes: Any) -> list[tuple[str, object]]:
+    """The release's images (reference and digest, never cut) and their check's outcome."""
+    if notes.images is None:
+        return []
+    rows: list[tuple[str, object]] = [("image", f"{i.ref} {i.digest}") for i in notes.images]
+    check = notes.images_check
+    if check is None or check.status != "passed":
+        why = check.reason if check else "not run"
+        return [*rows, ("images check", f"NOT tested: {why}")]
+    return [*rows, ("images check", f"passed: {'; '.join(check.checks)}")]
 
 
 @app.command("test-upstream")
@@ -957,7 +970,7 @@ def images(
 
     state = _start(ctx, json_out)
     opts = ImagesOptions(
-        layout=_layout(root, build_dir),
+        _project(root, build_dir),
         channels=list(channel or []),
         os=os_layer,
         bases=bases,

@@ -30,18 +30,16 @@ from dxforge.conda import sbom
 from dxforge.conda.channel import Package
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError, atomic_write_text, execute, file_lock
-from dxforge.images import layers, rootfs
+from dxforge.images import layers, pyc, rootfs
 from dxforge.images.oci import ImageConfig, Layout, export_archive, rfc3339
 from dxforge.images.result import ImageResult, ImagesResult, LayerResult
 from dxforge.images.roles import ROLES, base_specs, pin, release_layer, role_specs, split
 from dxforge.images.tags import TagBook, TagRecord, day_of, next_tag
 from dxforge.installer.prefix import fix_conda_meta
-from dxforge.project.construct import load_construct, project_target
 from dxforge.project.layout import Layout as ProjectLayout
-from dxforge.project.model import channel_list
-from dxforge.project.recipes import load_recipes
+from dxforge.project.model import Project
 
-IMAGE_FORMAT = 2
+IMAGE_FORMAT = 3
 """Bump when how layers are made changes (it is part of every layer's fingerprint)."""
 PREFIX = "/opt/diracx"
 SOURCE = "https://github.com/DIRACGrid/diracx"
@@ -90,7 +88,7 @@ CMDS = {
 
 @dataclass
 class ImagesOptions:
-    layout: ProjectLayout
+    project: Project
     channels: list[str] = field(default_factory=list)
     os: str = rootfs.DEFAULT_OS
     bases: bool = True
@@ -99,8 +97,13 @@ class ImagesOptions:
     base_tag: str | None = None  # the <role>-base tag releases stand on (default: the latest)
     refresh_os: bool = False
     archives: bool = True  # oci-archives of the release images
+    pyc: bool = True  # byte code in the layers (False: the benchmark's "before")
     out: Path | None = None  # default <build>/images
     now: dt.datetime | None = None
+
+    @property
+    def layout(self) -> ProjectLayout:
+        return self.project.layout
 
 
 def fingerprint(data: Any) -> str:
@@ -129,11 +132,10 @@ class _Build:
         self.out = opts.out or lay.build / "images"
         self.oci = Layout(self.out / "oci").ensure()
         self.book = TagBook(self.out / "tags.json")
-        spec = load_construct(lay.construct)
-        self.glibc = spec.glibc
-        self.channels = channel_list(spec, opts.channels, lay)
-        self.target = project_target(lay.construct)
-        self.version = _diracx_version(lay.root)
+        self.glibc = opts.project.construct.glibc
+        self.channels = opts.project.channels(opts.channels)
+        self.target = opts.project.target
+        self.version = opts.project.recipe("diracx").version  # the release images take it
         self.cache = lay.cache / "images" / "layers"
         self.pkgs = lay.work / "pkgs"
         self.stages = lay.work / "images"
@@ -178,11 +180,20 @@ class _Build:
                 [p.sha256 for p in packages],
                 epoch,
                 [(e.path, e.data.decode() if e.data else "") for e in extra],
+                *([] if self.opts.pyc else ["no pyc"]),
             ]
         )
 
         def make(out: Path) -> Path:
-            entries = layers.package_entries(self.stage(records), PREFIX, packages)
+            prefix = self.stage(records)
+            python = self.target.python
+            if self.opts.pyc:
+                self.progress.step(f"byte-compiling the layer's .py ({pyc.MODE} .pyc)")
+                failed = pyc.compile_layer(prefix, packages, python, PREFIX)
+                if failed:
+                    self.progress.step(f"{len(failed)} .py files do not compile (left as source)")
+            tag = pyc.cache_tag(python) if self.opts.pyc else ""
+            entries = layers.package_entries(prefix, PREFIX, packages, tag)
             return layers.write(entries + extra, out, epoch)
 
         return self.layer(f"env-{key}", make)
@@ -315,13 +326,6 @@ class _Build:
         ]
 
 
-def _diracx_version(root: Path) -> str:
-    for r in load_recipes(root):
-        if r.name == "diracx":
-            return r.version
-    raise DxError(f"{root}/recipes: no diracx recipe; the release images take its version")
-
-
 def build_base(b: _Build) -> tuple[ImageResult, list[Package]]:
     records, packages = b.solve(base_specs(b.target), "the base image")
     epoch = image_epoch(packages)
@@ -423,17 +427,6 @@ def build_images(opts: ImagesOptions, progress: Progress = SILENT) -> ImagesResu
     result.os_packages = len(root.packages())
     result.seconds = round(time.monotonic() - t0, 1)
     return result
-
-
-def release_images(layout: ProjectLayout, progress: Progress = SILENT) -> list[dict[str, Any]]:
-    """The release stage: the bases (a new dated tag only if their content changed) and the
-    release images; for the notes, each image's reference, digest and base."""
-    result = build_images(ImagesOptions(layout), progress)
-    return [
-        {"ref": i.ref, "digest": i.digest, "base": i.base, "base_digest": i.base_digest}
-        for i in result.images
-        if i.name in ROLES
-    ]
 
 
 def build_test_image(

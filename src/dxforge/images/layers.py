@@ -109,9 +109,12 @@ def meta_name(p: Package) -> str:
     return f"conda-meta/{p.name}-{p.version}-{p.build}.json"
 
 
-def package_entries(prefix: Path, inside: str, packages: list[Package]) -> list[Entry]:
+def package_entries(
+    prefix: Path, inside: str, packages: list[Package], pyc_tag: str = ""
+) -> list[Entry]:
     """The entries of ``packages`` installed in the staging ``prefix``, to sit at ``inside``:
-    each package's files and its conda-meta record (without the build machine's paths). A
+    each package's files and its conda-meta record (without the build machine's paths), and
+    with ``pyc_tag`` (``cpython-313``) the ``.pyc`` compiled there for its ``.py`` files. A
     file two packages install goes with the first."""
     out: dict[str, Entry] = {}
     for p in packages:
@@ -133,4 +136,15 @@ def package_entries(prefix: Path, inside: str, packages: list[Package]) -> list[
         for rel in record.get("files", []):
             e = from_tree(prefix, rel, inside)
             out.setdefault(e.path, e)
+            if pyc_tag and rel.endswith(".py"):
+                pyc = pyc_of(rel, pyc_tag)
+                if (prefix / pyc).is_file():
+                    e = from_tree(prefix, pyc, inside)
+                    out.setdefault(e.path, e)
     return list(out.values())
+
+
+def pyc_of(rel: str, tag: str) -> str:
+    """Where the ``.pyc`` of the source ``rel`` goes (``importlib.util.cache_from_source``)."""
+    p = PurePosixPath(rel)
+    return str(p.parent / "__pycache__" / f"{p.stem}.{tag}.pyc")

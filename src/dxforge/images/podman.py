@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from dxforge.core.util import DxError, Ran, execute
@@ -28,7 +29,7 @@ def why_not() -> str:
     return ""
 
 
-def _conf(d: Path) -> str:
+def _conf(d: Path, short: Path) -> str:
     return f"""[containers]
 netns = "none"
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
@@ -39,7 +40,7 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "{d}/events.log"
-tmp_dir = "{d}/tmp"
+tmp_dir = "{short}/tmp"
 static_dir = "{d}/graph/libpod"
 volume_path = "{d}/volumes"
 
@@ -48,11 +49,11 @@ network_config_dir = "{d}/networks"
 """
 
 
-def _storage(d: Path, driver: str) -> str:
+def _storage(d: Path, short: Path, driver: str) -> str:
     return f"""[storage]
 driver = "{driver}"
 graphroot = "{d}/graph"
-runroot = "{d}/run"
+runroot = "{short}/run"
 """
 
 
@@ -63,8 +64,11 @@ class Podman:
         self.dir = directory
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "tmp").mkdir(exist_ok=True)
-        (directory / "containers.conf").write_text(_conf(directory))
-        (directory / "storage.conf").write_text(_storage(directory, driver))
+        # the run and exit directories under a short path: with a long one (a test's
+        # directory, 64 characters) every `podman wait` took 20 s more (conmon's sockets)
+        self.short = Path(tempfile.mkdtemp(prefix="dxpm-", dir="/tmp"))
+        (directory / "containers.conf").write_text(_conf(directory, self.short))
+        (directory / "storage.conf").write_text(_storage(directory, self.short, driver))
         (directory / "registries.conf").write_text("unqualified-search-registries = []\n")
         self.env = {
             **os.environ,
@@ -150,6 +154,7 @@ class Podman:
         self("system", "reset", "-f", check=False, timeout=120)
         remove_cgroups()
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.short, ignore_errors=True)
 
 
 def remove_cgroups() -> None:

@@ -165,6 +165,28 @@ class Stage:
 
 
 @dataclass
+class ImageNote:
+    """A release's container image: its reference, digest and the base it stands on."""
+
+    ref: str
+    digest: str
+    base: str
+    base_digest: str
+
+
+@dataclass
+class ImagesCheck:
+    """The container images' check: ``passed``, or ``skipped`` with the reason."""
+
+    status: str
+    reason: str = ""
+    checks: list[str] = field(default_factory=list)
+    healthy_seconds: float = 0.0
+    job_id: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
 class Notes:
     """A release's notes: ``notes.json`` (:meth:`as_json`, :meth:`from_json`) and ``notes.md``
     (:meth:`markdown`)."""
@@ -180,7 +202,8 @@ class Notes:
     upstream_tests: dict[str, dict[str, Any]] = field(default_factory=dict)
     end_to_end: dict[str, Any] | None = None
     stages: list[Stage] = field(default_factory=list)
-    images: list[dict[str, Any]] | None = None  # None: not built in this release
+    images: list[ImageNote] | None = None  # None: not built in this release
+    images_check: ImagesCheck | None = None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -209,7 +232,10 @@ class Notes:
             upstream_tests=dict(data.get("upstream_tests") or {}),
             end_to_end=data.get("end_to_end"),
             stages=[Stage(**s) for s in data.get("stages") or []],
-            images=data.get("images"),
+            images=[ImageNote(**i) for i in data["images"]]
+            if data.get("images") is not None
+            else None,
+            images_check=ImagesCheck(**data["images_check"]) if data.get("images_check") else None,
         )
 
     def markdown(self) -> str:
@@ -325,19 +351,33 @@ class Notes:
         ]
 
     def _images(self) -> list[str]:
-        """The release's container images: reference, digest and the base each stands on."""
+        """The release's container images: reference, digest and the base each stands on;
+        then what their check found, or why they were not tested."""
         if self.images is None:
             return []
         lines = ["", "## Container images", ""]
         if not self.images:
             return [*lines, "Not built."]
-        return lines + md_table(
+        lines += md_table(
             ["image", "digest", "base", "base digest"],
             [
-                [f"`{i['ref']}`", f"`{i['digest']}`", f"`{i['base']}`", f"`{i['base_digest']}`"]
+                [f"`{i.ref}`", f"`{i.digest}`", f"`{i.base}`", f"`{i.base_digest}`"]
                 for i in self.images
             ],
         )
+        check = self.images_check
+        if check is None:
+            return [*lines, "", "Not tested."]
+        if check.status != "passed":
+            return [*lines, "", f"**Not tested** ({check.status}): {check.reason}"]
+        return [
+            *lines,
+            "",
+            f"Tested with podman in {check.seconds:.0f} s; the services were healthy "
+            f"{check.healthy_seconds:.1f} s after `podman run`:",
+            "",
+            *(f"- {c}" for c in check.checks),
+        ]
 
     def _stages(self) -> list[str]:
         if not self.stages:

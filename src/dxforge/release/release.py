@@ -50,7 +50,8 @@ from dxforge.core.util import (
 from dxforge.extension.build import build_extension
 from dxforge.extension.bump import plan_extension_bump
 from dxforge.extension.e2e import is_extension_project, run_extension_end_to_end
-from dxforge.images.build import release_images
+from dxforge.images import stage as images_stage
+from dxforge.images.result import ImageResult
 from dxforge.installer.make import InstallerOptions, InstallerResult, build_installer
 from dxforge.project.layout import Layout
 from dxforge.project.model import Project
@@ -120,6 +121,10 @@ class ReleaseResult:
             "stages": [{**asdict(s), "seconds": s.seconds} for s in self.stages],
             "upstream_tests": {n: s.as_json() for n, s in self.tests.suites.items()},
             "end_to_end": self.end_to_end.as_json(),
+            "images": [asdict(i) for i in self.notes.images]
+            if self.notes.images is not None
+            else None,
+            "images_check": asdict(self.notes.images_check) if self.notes.images_check else None,
             "notes": str(self.directory / "notes.md"),
         }
 
@@ -287,6 +292,30 @@ def _checked(
     return out
 
 
+def _check_images(
+    project: Project, version: str, built: list[ImageResult], progress: Progress
+) -> notes.ImagesCheck:
+    """The release images' check, recorded once it ran for these digests (a resumed release
+    does not run it twice); where the containers cannot run, skipped with the reason (said,
+    and never recorded as done)."""
+
+    def check() -> notes.ImagesCheck:
+        return notes.ImagesCheck(
+            **images_stage.check_release_images(project, version, progress).as_json()
+        )
+
+    if images_stage.why_not_check():
+        return check()
+    return _checked(
+        project.layout,
+        "images",
+        images_stage.check_key(built),
+        check,
+        lambda d: notes.ImagesCheck(**d),
+        asdict,
+    )
+
+
 def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseResult:
     """Release what upstream published (or ``opts.version``), from bump to publication."""
     check_version_option(opts.version)
@@ -336,7 +365,8 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
         channels = [layout.channel.as_uri(), layout.seed.as_uri()]
         logs = layout.logs / "release"
 
-        images: list[dict[str, Any]] = []
+        images: list[notes.ImageNote] = []
+        checked: list[notes.ImagesCheck] = []
 
         def tests() -> upstream.UpstreamReport:
             if ext:  # DiracX's suites are DiracX's release's; an extension's sdists have none
@@ -348,7 +378,19 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                 "tests",
             )
             if opts.images:  # needs only the channels: beside the installer's branch
-                images.extend(stage("images", lambda: release_images(layout, progress), "tests"))
+                built = stage(
+                    "images", lambda: images_stage.release_images(project, progress), "tests"
+                )
+                images.extend(
+                    notes.ImageNote(i.ref, i.digest, i.base, i.base_digest) for i in built
+                )
+                checked.append(
+                    stage(
+                        "images-check",
+                        lambda: _check_images(project, version, built, progress),
+                        "tests",
+                    )
+                )
             return report
 
         def installer() -> tuple[InstallerResult, PilotResult, EndToEndResult]:
@@ -423,6 +465,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
                             for s in stage.times
                         ],
                         images=images if opts.images else None,
+                        images_check=checked[0] if checked else None,
                     ),
                 ),
             )
