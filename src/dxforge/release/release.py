@@ -198,38 +198,35 @@ def _tests_key(channel: Path, seed: str) -> str:
     return store.fingerprint([sorted((k, v["sha256"]) for k, v in records.items()), seed])
 
 
-def _records(layout: Layout) -> store.Store:
-    """What the release's checks found, by what they checked: a resumed release does not check
-    the same packages or installer twice."""
-    return store.Store(layout.build / "release-checks")
-
-
 def _upstream(
     project: Project, index_url: str | None, progress: Progress, seed_fingerprint: str
 ) -> upstream.UpstreamReport:
-    """The upstream suites, or their result for the same packages when it is recorded."""
-    key = _tests_key(project.layout.channel, seed_fingerprint)
-    old = _records(project.layout).get("upstream", key)
-    if old is not None:
+    """The upstream suites, or their result for the same packages when it is recorded (only a
+    run where every suite passed is)."""
+
+    def run() -> upstream.UpstreamReport:
+        rep = upstream.run_project(
+            project, index_url=index_url, progress=progress, jobs=2, stop_on_failure=True
+        )
+        failed = [s for s in rep.suites.values() if not s.ok]
+        if failed:
+            s = failed[0]
+            raise DxError(
+                f"{s.package}: its test suite failed ({s.failed} failed, {s.errors} errors, "
+                f"{s.passed} passed); see {s.log}"
+            )
+        return rep
+
+    def load(found: dict[str, Any]) -> upstream.UpstreamReport:
         progress.step("the upstream suites passed against these packages already")
-        found = old.meta["result"]
         rep = upstream.UpstreamReport(
             environment=found["environment"], seconds=found.get("seconds", 0)
         )
         rep.suites = {n: upstream.SuiteResult(**s) for n, s in found["suites"].items()}
         return rep
-    rep = upstream.run_project(
-        project, index_url=index_url, progress=progress, jobs=2, stop_on_failure=True
-    )
-    failed = [s for s in rep.suites.values() if not s.ok]
-    if failed:
-        s = failed[0]
-        raise DxError(
-            f"{s.package}: its test suite failed ({s.failed} failed, {s.errors} errors, "
-            f"{s.passed} passed); see {s.log}"
-        )
-    _records(project.layout).put("upstream", lambda _d: {"result": rep.as_json()}, key)
-    return rep
+
+    key = _tests_key(project.layout.channel, seed_fingerprint)
+    return _checked(project.layout, "upstream", key, run, load, upstream.UpstreamReport.as_json)
 
 
 def _previous(layout: Layout) -> tuple[notes.Notes | None, Path | None]:
@@ -282,13 +279,15 @@ def _checked(
     load: Callable[[dict[str, Any]], T],
     as_json: Callable[[T], dict[str, Any]],
 ) -> T:
-    """A check's result for ``key`` (an installer's sha256) when it is recorded, else made and
-    recorded."""
-    done = _records(layout).get(kind, key)
+    """A check's result for ``key`` (what it checked: the packages, an installer's sha256, the
+    images' digests) when the store of the release's checks holds it, else made and put
+    there: a resumed release does not check the same thing twice."""
+    records = store.Store(layout.build / "release-checks")
+    done = records.get(kind, key)
     if done is not None:
         return load(done.meta["result"])
     out = make()
-    _records(layout).put(kind, lambda _d: {"result": as_json(out)}, key)
+    records.put(kind, lambda _d: {"result": as_json(out)}, key)
     return out
 
 
