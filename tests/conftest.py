@@ -106,6 +106,16 @@ def dxforge_channels(seed_channel: Path) -> tuple[Path, Path]:
     return E2E_BUILD / "channels/dxforge", seed_channel
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): the unit layer (``-m "not e2e"``) on two workers per
+    core, since its tests mostly wait on subprocesses and sockets; any selection that may hold
+    end-to-end tests in this one process, since they share the session's builds and time
+    their steps."""
+    if "not e2e" not in (config.option.markexpr or ""):
+        return 0
+    return 2 * (os.cpu_count() or 1)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config._dxforge_exitstatus = int(exitstatus)  # type: ignore[attr-defined]
 

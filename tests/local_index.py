@@ -13,7 +13,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -164,6 +165,9 @@ class LocalIndex:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body are two writes: without TCP_NODELAY the body waits for the client's
+    # delayed ACK, 40 ms a request on loopback
+    disable_nagle_algorithm = True
     index: LocalIndex
 
     def log_message(self, *args: object) -> None:
@@ -215,18 +219,43 @@ def _handler(index: LocalIndex) -> type[BaseHTTPRequestHandler]:
     return type("Handler", (_Handler,), {"index": index})
 
 
+class _Files(SimpleHTTPRequestHandler):
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _running(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Run ``server`` in a thread (polling every 50 ms, so it stops at once) until the block
+    ends; its base URL."""
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def serve_directory(root: Path) -> Iterator[str]:
+    """Serve the files under ``root`` on a free port of 127.0.0.1; the base URL."""
+    with _running(
+        ThreadingHTTPServer(("127.0.0.1", 0), partial(_Files, directory=str(root)))
+    ) as url:
+        yield url
+
+
 @contextmanager
 def serve(index: LocalIndex | None = None) -> Iterator[LocalIndex]:
     """Serve ``index`` on a free port of 127.0.0.1 (its ``url`` set) until the block ends."""
     index = index or LocalIndex()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(index))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    index.url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
-    try:
-        yield index
-    finally:
-        index.release.set()
-        server.shutdown()
-        server.server_close()
+    with _running(ThreadingHTTPServer(("127.0.0.1", 0), _handler(index))) as url:
+        index.url = f"{url}/simple/"
+        try:
+            yield index
+        finally:
+            index.release.set()

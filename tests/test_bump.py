@@ -461,14 +461,14 @@ def test_index_that_stops_answering_changes_nothing(project: Path, index: Index,
     add_all(index, "1.5.0")
     before = snapshot(project)
     index.fail = mode
-    res = run(project, index, "--timeout", "0.5")
+    res = run(project, index, "--timeout", "0.2")
     assert res.exit_code == 1
     err = " ".join(res.stderr.split())
     assert "did not answer" in err and "after 2 tries" in err
     assert "no recipe was changed" in err
     assert snapshot(project) == before
 
-    res = run(project, index, "--check", "--timeout", "0.5")
+    res = run(project, index, "--check", "--timeout", "0.2")
     assert res.exit_code == 2  # an error, not "update available"
 
 

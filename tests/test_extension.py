@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, project_graph
 from extension_factory import publish
-from local_index import LocalIndex, serve
+from local_index import LocalIndex, serve, serve_directory
 from wheel_factory import build_wheel, metadata, tar_gz
 
 from dxforge.bump.recipedoc import read_recipe
@@ -414,9 +414,6 @@ def channels_served(tmp_path: Path) -> Iterator[str]:
     """DiracX's channel and its seed as repodata alone, served on 127.0.0.1: the diracx
     metapackage at this project's version (and an older one), its packages, and a seed with
     three Pythons (one the metapackage excludes), git and voms."""
-    import functools
-    import http.server
-    import threading
 
     x = diracx_version()
     web = tmp_path / "web"
@@ -443,19 +440,8 @@ def channels_served(tmp_path: Path) -> Iterator[str]:
     )
     _repodata(web / "seed", "noarch", [])
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    handler = functools.partial(Quiet, directory=str(web))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(web) as url:
+        yield url
 
 
 def test_a_base_given_as_a_channel_url_alone(

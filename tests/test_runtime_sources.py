@@ -5,13 +5,12 @@ the project's own pins."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_index import serve_directory
 
 from dxforge.core.util import DxError
 from dxforge.isolation.apt import Apt, Mirror
@@ -29,17 +28,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     (root / "v2.1.0.tar.gz").write_bytes(DATA)
     (root / "other.tar.gz").write_bytes(b"not the release\n")
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a: object, **k: object) -> None:
-            super().__init__(*a, directory=str(root), **k)  # type: ignore[arg-type]
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve_directory(root) as url:
+        yield url
 
 
 def closed_port() -> str:
