@@ -3,21 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    # Debian tools dxforge runs: roots (mmdebstrap), .deb and source packages (dpkg-dev),
-    # stripping (binutils; aarch64's for the linux-aarch64 seed, its cross gcc for the tests),
-    # a pilot's site (util-linux, iproute2), payloads (zstd, xz), lint;
-    # container images: written by umoci, pushed by skopeo, run by podman with runc (tests:
-    # slirp4netns, a loopback docker-registry, redis-server; buildah for the writer benchmark)
+    # the Debian tools dxforge runs (src/dxforge/data/debian-tools.txt says what each is for)
     need=()
-    for tool in zstd:zstd xz:xz-utils dpkg-deb:dpkg dpkg-source:dpkg-dev shellcheck:shellcheck \
-            mmdebstrap:mmdebstrap strip:binutils \
-            aarch64-linux-gnu-strip:binutils-aarch64-linux-gnu \
-            aarch64-linux-gnu-gcc:gcc-aarch64-linux-gnu setpriv:util-linux nsenter:util-linux \
-            ip:iproute2 flock:util-linux umoci:umoci skopeo:skopeo podman:podman runc:runc \
-            slirp4netns:slirp4netns docker-registry:docker-registry redis-server:redis-server \
-            buildah:buildah; do
-        command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
-    done
+    while read -r tool package; do
+        case "$tool" in '' | '#'*) continue ;; esac
+        command -v "$tool" >/dev/null || need+=("$package")
+    done < src/dxforge/data/debian-tools.txt
     if [ "${#need[@]}" -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import stat
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -520,3 +523,53 @@ def test_the_command_takes_a_channel_base_alone(
     )
     data = json.loads(res.stdout)
     assert data["base"]["root"] is None and data["diracx"] == diracx_version()
+
+
+def test_the_extensions_ci_builds_and_ships_the_extension(
+    tmp_path: Path, index: LocalIndex
+) -> None:
+    """`dxforge ci` in an extension's project: its packages built by `extension build` against
+    DiracX at the pin, its installer's files kept and pilot-tested by its name, the pilot
+    checks from the installed dxforge, no DiracX upstream suites nor images; the bot's pull
+    request names the extension and may move its DiracX pin (pyproject.toml). The jobs start
+    with the project's own scripts/setup.sh, which installs this dxforge."""
+    from ruamel.yaml import YAML
+
+    from dxforge import __version__
+    from dxforge.checks.pilot import script_text
+    from dxforge.ci.workflows import WORKFLOWS, run_ci
+    from dxforge.project.layout import Layout
+    from dxforge.project.model import Project
+
+    res = init(tmp_path, index)
+    project = tmp_path / "myext-dist"
+    setup = project / "scripts/setup.sh"
+    assert setup in res.files and setup.stat().st_mode & stat.S_IXUSR
+    assert f'"dxforge=={__version__}"' in setup.read_text()
+
+    written = run_ci(Project.of(Layout.of(project))).written
+    assert sorted(p.name for p in written) == ["build.yml", "release-bot.yml"]
+    yaml = YAML(typ="safe")
+    jobs = yaml.load((project / WORKFLOWS / "build.yml").read_text())["jobs"]
+    assert "upstream-tests" not in jobs
+    runs = {job: [s.get("run", "") for s in body["steps"]] for job, body in jobs.items()}
+    assert "scripts/setup.sh" in runs["seed"]
+    assert ".venv/bin/dxforge extension build --only myext-core" in runs["build-myext-core"]
+    [keep] = [s for s in jobs["installer"]["steps"] if s.get("name", "").startswith("Keep")]
+    assert keep["with"]["path"].splitlines() == [
+        "build/installer/myext-*",
+        "build/installer/pilot-test.sh",
+    ]
+    assert "ls installer/myext-*.sh" in runs["pilot"][-1]
+    assert "installer/pilot-test.sh" in runs["pilot"][-1]
+    bot = yaml.load((project / WORKFLOWS / "release-bot.yml").read_text())
+    pr = bot["jobs"]["release"]["steps"][-1]["with"]
+    assert pr["title"].startswith("myext v") and "pyproject.toml" in pr["add-paths"]
+    # the step that writes the pilot checks takes them from the installed dxforge
+    [step] = [r for r in runs["installer"] if "pilot-test.sh" in r]
+    (tmp_path / "build/installer").mkdir(parents=True)
+    python = str(Path(sys.executable).with_name("python"))
+    subprocess.run(
+        ["sh", "-ec", step.replace(".venv/bin/python", python)], cwd=tmp_path, check=True
+    )
+    assert (tmp_path / "build/installer/pilot-test.sh").read_text() == script_text()

@@ -79,15 +79,21 @@ def build_wheel(tmp: Path) -> Path:
     return wheel
 
 
-def fresh_venv(path: Path, wheel: Path) -> Path:
+def dependencies_venv(path: Path) -> Path:
     """A new virtual environment holding the base environment's packages (dxforge's
-    dependencies) and dxforge from ``wheel``."""
+    dependencies), without dxforge."""
     mv = _make_venv_module()
     base = mv.cache_dir() / mv.base_key(mv.requirements())
     if not (base / mv.STAMP).is_file():
         pytest.skip(f"no base environment at {base}: run scripts/setup.sh")
     venv.EnvBuilder(with_pip=False).create(path)
     mv.link_tree(mv.site_packages(base), mv.site_packages(path))
+    return path
+
+
+def fresh_venv(path: Path, wheel: Path) -> Path:
+    """:func:`dependencies_venv` and dxforge from ``wheel``."""
+    dependencies_venv(path)
     subprocess.run(
         [
             str(path / "bin/python"),
@@ -175,3 +181,33 @@ def test_wheel_builds_an_installer_for_a_project_folder(tmp_path: Path) -> None:
         check=False,
     )
     assert ran.returncode == 0, ran.stderr
+
+
+def test_an_extension_projects_setup_script_installs_the_wheel(tmp_path: Path) -> None:
+    """The scripts/setup.sh `dxforge extension init` writes (the first step of the project's CI
+    jobs) installs dxforge from ``DXFORGE_SPEC`` into the project's .venv, then (as root) finds
+    the Debian tools dxforge runs from the wheel's own list; offline here: .venv is made with
+    dxforge's dependencies first, so pip needs no index."""
+    from dxforge.extension.init import SETUP, setup_script
+
+    wheel = build_wheel(tmp_path)
+    project = tmp_path / "myext-dist"
+    script = project / SETUP
+    script.parent.mkdir(parents=True)
+    script.write_text(setup_script())
+    dependencies_venv(project / ".venv")
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {**clean, "DXFORGE_SPEC": str(wheel), "PIP_NO_INDEX": "1"}
+    res = subprocess.run(
+        ["sh", str(script)], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "apt-get" not in res.stderr  # every tool is here already (setup.sh installed them)
+    ran = subprocess.run(
+        [str(project / ".venv/bin/dxforge"), "extension", "--help"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0 and "init" in ran.stdout, ran.stderr

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dxforge.ci.workflows import ACTIONS, DEBIAN_IMAGES, build_workflow, config, floor_of
+from dxforge.ci.workflows import ACTIONS, DEBIAN_IMAGES, build_workflow, config
 from dxforge.core import expr, schedule
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError, execute
@@ -189,10 +189,10 @@ class LocalRunner:
         dest = self.artifacts / args["name"]
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir(parents=True)
-        pattern = args["path"].rstrip("/")
-        matches = [Path(p) for p in glob.glob(str(ws / pattern))]
+        patterns = [p.strip().rstrip("/") for p in args["path"].splitlines() if p.strip()]
+        matches = [Path(p) for pattern in patterns for p in glob.glob(str(ws / pattern))]
         if not matches:
-            raise DxError(f"upload of {args['name']}: nothing matches {pattern}")
+            raise DxError(f"upload of {args['name']}: nothing matches {' '.join(patterns)}")
         for m in matches:
             if m.is_dir():
                 shutil.copytree(m.resolve(), dest, dirs_exist_ok=True)
@@ -264,7 +264,7 @@ class LocalRun:
 def run_local(project: Project, progress: Progress = SILENT) -> LocalRun:
     """The rendered build workflow's linux-64 jobs, run here two at a time in ``needs:`` order."""
     layout = project.layout
-    workflow = build_workflow(project.graph, config(project.root), floor_of(project))
+    workflow = build_workflow(project, config(project.root))
     t0 = time.monotonic()
     jobs = LocalRunner(layout, layout.work / "ci-local", progress).run(workflow)
     return LocalRun(jobs, round(time.monotonic() - t0, 1))

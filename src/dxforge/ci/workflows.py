@@ -11,7 +11,6 @@ the renderer itself writes, each given a local meaning).
 from __future__ import annotations
 
 import io
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from ruamel.yaml import YAML
 from dxforge.core.util import DxError, atomic_write_text
 from dxforge.isolation.isolate import shell_site
 from dxforge.project.graph import Graph
-from dxforge.project.model import Project
+from dxforge.project.model import Project, tool_settings
 
 WORKFLOWS = Path(".github/workflows")
 HEADER = (
@@ -72,12 +71,7 @@ class CiConfig:
 def config(root: Path) -> CiConfig:
     """``[tool.dxforge.ci]`` of the project's pyproject.toml, over the defaults."""
     path = root / "pyproject.toml"
-    data: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {}).get("ci", {})
-        except tomllib.TOMLDecodeError as e:
-            raise DxError(f"{path}: not valid TOML ({e})") from None
+    data: dict[str, Any] = tool_settings(root).get("ci", {})
     unknown = set(data) - set(DEFAULTS)
     if unknown:
         raise DxError(
@@ -150,11 +144,41 @@ def _upload(name: str, path: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Flavour:
+    """What differs between the workflows of a DiracX distribution and of an extension's
+    (``[tool.dxforge] extension``), which builds on DiracX at the version it pins."""
+
+    name: str  # the distribution: diracx, or the extension
+    installer: str  # construct.yaml's name: the installer's files start with it
+    build: str  # the command that builds one package ({name})
+    upstream: bool  # DiracX's own test suites (an extension's sdists carry none)
+    paths: str  # what the release bot's pull request may change
+
+
+def flavour(project: Project) -> Flavour:
+    """The project's flavour: an extension's when ``[tool.dxforge]`` names one."""
+    installer = project.construct.name
+    if project.extension:
+        return Flavour(
+            project.extension,
+            installer,
+            f"{DX} extension build --only {{name}}",
+            False,
+            "recipes/**\nconstruct.yaml\npyproject.toml",
+        )
+    build = f"{DX} build --only {{name}} --channel build/channels/seed"
+    return Flavour("diracx", installer, build, True, "recipes/**\nconstruct.yaml")
+
+
 def job_id(package: str) -> str:
     return f"build-{package}"
 
 
-def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
+def build_workflow(project: Project, cfg: CiConfig) -> dict[str, Any]:
+    """``build.yml``: the seed, a job per package in the graph's order, the channel indexed
+    once, the installer, the pilot matrix, the end to end and (DiracX's) upstream suites."""
+    graph, kind, floor = project.graph, flavour(project), floor_of(project)
     container = {"image": cfg.container, "options": "--privileged"}
     base = {"runs-on": cfg.runs_on, "container": container}
     jobs: dict[str, Any] = {
@@ -178,7 +202,7 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
             steps += [
                 {
                     "name": f"Build {name}",
-                    "run": f"{DX} build --only {name} --channel build/channels/seed",
+                    "run": kind.build.format(name=name),
                 },
                 _upload(f"pkg-{name}", f"build/channels/dxforge/noarch/{name}-*.conda"),
             ]
@@ -229,7 +253,15 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
             {**_download("channel", "build/channels/dxforge"), "if": "${{ matrix.enabled }}"},
             {"name": "Installer", "if": "${{ matrix.enabled }}", "run": f"{DX} installer"},
             {
-                **_upload("installer-${{ matrix.platform }}", "build/installer/DIRACOS-*"),
+                "name": "The pilot checks of this dxforge",
+                "if": "${{ matrix.enabled }}",
+                "run": f"{PILOT_SCRIPT} > build/installer/pilot-test.sh",
+            },
+            {
+                **_upload(
+                    "installer-${{ matrix.platform }}",
+                    f"build/installer/{kind.installer}-*\nbuild/installer/pilot-test.sh",
+                ),
                 "if": "${{ matrix.enabled }}",
             },
         ],
@@ -249,12 +281,11 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
         "container": {"image": "${{ matrix.image }}"},
         "strategy": {"fail-fast": False, "matrix": {"include": pilot_matrix}},
         "steps": [
-            {"uses": ACTIONS["checkout"]},
             _download("installer-linux-64", "installer"),
             {
                 "name": "Pilot test as a user with a read-only HOME, offline",
                 "shell": "sh",
-                "run": pilot_step(),
+                "run": pilot_step(kind.installer),
             },
         ],
     }
@@ -270,7 +301,20 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
             {"name": "End to end", "run": f"{DX} e2e"},
         ],
     }
-    jobs["upstream-tests"] = {
+    if kind.upstream:
+        jobs["upstream-tests"] = _upstream_job(base, graph)
+    return {
+        "name": "build",
+        "on": {"push": {"branches": ["main"]}, "pull_request": None, "workflow_dispatch": None},
+        "permissions": {"contents": "read"},
+        "concurrency": {"group": "build-${{ github.ref }}", "cancel-in-progress": True},
+        "jobs": jobs,
+    }
+
+
+def _upstream_job(base: dict[str, Any], graph: Graph) -> dict[str, Any]:
+    """DiracX's own test suites, one job per package."""
+    return {
         **base,
         "name": "DiracX tests: ${{ matrix.package }}",
         "needs": ["seed", "channel"],
@@ -288,19 +332,17 @@ def build_workflow(graph: Graph, cfg: CiConfig, floor: str) -> dict[str, Any]:
             },
         ],
     }
-    return {
-        "name": "build",
-        "on": {"push": {"branches": ["main"]}, "pull_request": None, "workflow_dispatch": None},
-        "permissions": {"contents": "read"},
-        "concurrency": {"group": "build-${{ github.ref }}", "cancel-in-progress": True},
-        "jobs": jobs,
-    }
 
 
-PILOT_SCRIPT = "src/dxforge/data/pilot-test.sh"
+PILOT_SCRIPT = (
+    ".venv/bin/python -c 'from importlib.resources import files; "
+    'print(files("dxforge").joinpath("data/pilot-test.sh").read_text(), end="")\''
+)
+"""Prints the pilot checks of the installed dxforge (package data: an extension's project has
+no copy of dxforge's sources)."""
 
 
-def pilot_step() -> str:
+def pilot_step(installer: str) -> str:
     """The pilot step: the installer and the pilot checks run in a site made as
     :class:`dxforge.isolation.isolate.Site` makes one (by
     :func:`dxforge.isolation.isolate.shell_site`)."""
@@ -308,9 +350,9 @@ def pilot_step() -> str:
         shell_site()
         + f"""\
 set -eu
-installer=$(ls installer/DIRACOS-*.sh)
+installer=$(ls installer/{installer}-*.sh)
 make_site /tmp/pilot-site
-cp "$installer" {PILOT_SCRIPT} /tmp/pilot-site/
+cp "$installer" installer/pilot-test.sh /tmp/pilot-site/
 chmod a+r /tmp/pilot-site/*
 name=$(basename "$installer")
 if [ "${{{{ matrix.expect }}}}" = refused ]; then
@@ -327,7 +369,9 @@ fi
     )
 
 
-def release_workflow(cfg: CiConfig) -> dict[str, Any]:
+def release_workflow(cfg: CiConfig, kind: Flavour) -> dict[str, Any]:
+    """``release-bot.yml``: daily, ``dxforge bump --check``; a new release is released and
+    proposed as a pull request."""
     check = f"""\
 set +e
 {DX} bump --check --json > bump.json
@@ -380,11 +424,12 @@ echo "version=$(python3 -c 'import json; print(json.load(open("bump.json"))["tar
                         "if": "steps.check.outputs.update == 'true'",
                         "uses": ACTIONS["pull-request"],
                         "with": {
-                            "title": "diracx v${{ steps.check.outputs.version }}",
+                            "title": f"{kind.name} v${{{{ steps.check.outputs.version }}}}",
                             "body-path": "pr-body.md",
-                            "branch": "dxforge/diracx-v${{ steps.check.outputs.version }}",
+                            "branch": f"dxforge/{kind.name}-v"
+                            "${{ steps.check.outputs.version }}",
                             "commit-message": "updated v${{ steps.check.outputs.version }}",
-                            "add-paths": "recipes/**\nconstruct.yaml",
+                            "add-paths": kind.paths,
                         },
                     },
                 ],
@@ -534,13 +579,16 @@ def floor_of(project: Project) -> str:
 
 
 def render(project: Project) -> dict[Path, str]:
-    """The workflow files (relative to the project) and their text."""
-    cfg = config(project.root)
-    return {
-        WORKFLOWS / "build.yml": _dump(build_workflow(project.graph, cfg, floor_of(project))),
-        WORKFLOWS / "release-bot.yml": _dump(release_workflow(cfg)),
-        WORKFLOWS / "images.yml": _dump(images_workflow(cfg)),
+    """The workflow files (relative to the project) and their text. An extension's project
+    gets no images workflow (its images are not built by `dxforge images`)."""
+    cfg, kind = config(project.root), flavour(project)
+    files = {
+        WORKFLOWS / "build.yml": _dump(build_workflow(project, cfg)),
+        WORKFLOWS / "release-bot.yml": _dump(release_workflow(cfg, kind)),
     }
+    if not project.extension:
+        files[WORKFLOWS / "images.yml"] = _dump(images_workflow(cfg))
+    return files
 
 
 @dataclass

@@ -1113,6 +1113,10 @@ def extension_init(
 def extension_build(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Build only these packages (a CI job builds one)."),
+    ] = None,
     index_url: IndexOpt = None,
     json_out: JsonOpt = False,
     root: RootOpt = None,
@@ -1124,7 +1128,13 @@ def extension_build(
 
     state = _start(ctx, json_out)
     project = _project(root, build_dir)
-    opts = BuildOptions(project, force=force, index_url=index_url, jobs=os.cpu_count() or 1)
+    opts = BuildOptions(
+        project,
+        only=list(only or []),
+        force=force,
+        index_url=index_url,
+        jobs=os.cpu_count() or 1,
+    )
     with _progress(state, "extension build", _row) as progress:
         base, report = build_extension(project.layout, opts, progress)
     if json_out:

@@ -11,19 +11,16 @@ from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError
 from dxforge.extension.build import base_channels
 from dxforge.extension.project import ExtensionProject, read_project
-from dxforge.project.model import Project
+from dxforge.project.model import Project, tool_settings
 
 
 def is_extension_project(root: Path) -> bool:
-    """Whether ``root``'s pyproject.toml names an extension in ``[tool.dxforge]``."""
-    import tomllib
-
-    path = Path(root) / "pyproject.toml"
+    """Whether ``root``'s pyproject.toml names an extension in ``[tool.dxforge]`` (a file that
+    is not TOML: no)."""
     try:
-        tool = tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {})
-    except (OSError, tomllib.TOMLDecodeError):
+        return "extension" in tool_settings(root)
+    except DxError:
         return False
-    return "extension" in tool
 
 
 def extension_check(project: ExtensionProject, versions: dict[str, str]) -> ExtensionCheck:

@@ -1,7 +1,8 @@
 """``dxforge extension init``: a new distribution project from an extension's packages on the
 package index, built on a DiracX distribution: a recipe per package, a construct.yaml named
 after the extension, and a pyproject.toml with ``[tool.dxforge]`` (the DiracX version pinned,
-the base) and its CI configuration. Written into a new folder in one rename."""
+the base), its CI configuration and the ``scripts/setup.sh`` its CI jobs start with. Written
+into a new folder in one rename."""
 
 from __future__ import annotations
 
@@ -149,6 +150,20 @@ def _ci_settings(base: Base) -> dict[str, object]:
     return dict(tomllib.loads(path.read_text()).get("tool", {}).get("dxforge", {}).get("ci", {}))
 
 
+SETUP = "scripts/setup.sh"
+"""The project's set-up script: .venv with dxforge, and the Debian tools it runs."""
+
+
+def setup_script() -> str:
+    """The set-up script an extension's project gets, installing this dxforge's version."""
+    from importlib import resources
+
+    from dxforge import __version__
+
+    text = resources.files("dxforge").joinpath("data", "extension-setup.sh").read_text()
+    return text.replace("@DXFORGE_VERSION@", __version__)
+
+
 def _write(dest: Path, files: dict[str, str]) -> list[Path]:
     """``files`` (relative path -> text) in the new folder ``dest``, made beside it and renamed
     into place: a folder that exists is never touched."""
@@ -158,7 +173,7 @@ def _write(dest: Path, files: dict[str, str]) -> list[Path]:
     stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.init-", dir=dest.parent))
     try:
         for rel, text in files.items():
-            atomic_write_text(stage / rel, text)
+            atomic_write_text(stage / rel, text, 0o755 if text.startswith("#!") else None)
         if dest.is_dir():
             dest.rmdir()
         os.rename(stage, dest)
@@ -233,6 +248,7 @@ def init_extension(opts: InitOptions, progress: Progress = SILENT) -> InitResult
     files["pyproject.toml"] = pyproject_text(
         disc.extension, diracx, base, _ci_settings(base), end_to_end(disc)
     )
+    files[SETUP] = setup_script()
     dest = Path(os.path.abspath(opts.dest))
     written = _write(dest, files)
     return InitResult(

@@ -10,9 +10,11 @@ themselves. A stage that changes the recipes (the release's bump) makes the proj
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from dxforge.conda import channel as ch
 from dxforge.core.util import DxError
@@ -79,6 +81,34 @@ class Project:
     def channels(self, given: list[str] | None = None) -> list[str]:
         """The channels to install from: :func:`channel_list` of construct.yaml."""
         return channel_list(self.construct, given, self.layout)
+
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """``[tool.dxforge]`` of the project's pyproject.toml (empty when there is none)."""
+        return tool_settings(self.root)
+
+    @property
+    def extension(self) -> str | None:
+        """The extension this project distributes on top of DiracX (``[tool.dxforge]
+        extension``), None for a DiracX distribution."""
+        name = self.settings.get("extension")
+        return str(name) if name else None
+
+
+def tool_settings(root: Path) -> dict[str, Any]:
+    """``[tool.dxforge]`` of ``root``'s pyproject.toml: empty when the file or the table is
+    absent; a file that is not TOML is an error naming it."""
+    path = Path(root) / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise DxError(f"{path}: not valid TOML ({e}); fix the file") from None
+    tool = data.get("tool", {}).get("dxforge", {})
+    if not isinstance(tool, dict):
+        raise DxError(f"{path}: [tool.dxforge] must be a table")
+    return tool
 
 
 def channel_list(spec: ConstructSpec, given: list[str] | None, layout: Layout) -> list[str]:
