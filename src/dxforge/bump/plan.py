@@ -21,7 +21,8 @@ from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError
 from dxforge.project.construct import project_target
 from dxforge.project.layout import Layout
-from dxforge.project.recipes import load_recipes, project_family
+from dxforge.project.model import Project
+from dxforge.project.recipes import project_family
 from dxforge.pypa.metadata import (
     DistMetadata,
     core_metadata,
@@ -34,7 +35,7 @@ from dxforge.pypa.pypi import IndexFile, PackageIndex, parsed_version_of, verifi
 
 @dataclass
 class BumpOptions:
-    layout: Layout
+    project: Project  # its recipes as the build renders them
     version: str | None = None
     index_url: str | None = None
     pre: bool = False
@@ -46,6 +47,10 @@ class BumpOptions:
     backoff: float = 0.5
     timeout: float = 30.0
     workers: int = 4
+
+    @property
+    def layout(self) -> Layout:
+        return self.project.layout
 
 
 @dataclass
@@ -184,9 +189,10 @@ def _pmap(fn: Callable[[Any], Any], items: list[Any], workers: int) -> list[Any]
         return list(ex.map(fn, items))
 
 
-def _load_docs(root: Path) -> tuple[list[RecipeDoc], str, Version]:
+def _load_docs(project: Project) -> tuple[list[RecipeDoc], str, Version]:
     """The recipes, their common current version (as written and parsed)."""
-    docs = [doc_of(r) for r in load_recipes(root)]  # as the build renders them
+    root = project.root
+    docs = [doc_of(r) for r in project.recipes]  # as the build renders them
     names = [d.name for d in docs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -366,7 +372,7 @@ def plan_bump(opts: BumpOptions, progress: Progress = SILENT) -> BumpResult:
     dry-run) the new sdists are downloaded into the source cache, verified."""
     check_version_option(opts.version)
     root = opts.layout.root
-    docs, current, cur_v = _load_docs(root)
+    docs, current, cur_v = _load_docs(opts.project)
     index = PackageIndex(
         opts.index_url, retries=opts.retries, backoff=opts.backoff, timeout=opts.timeout
     )

@@ -453,7 +453,7 @@ def bump(
     if check and apply_deps:
         raise DxError("--check changes nothing; drop --apply-deps")
     opts = BumpOptions(
-        layout=_layout(root, build_dir),
+        _project(root, build_dir),
         version=version,
         index_url=index_url,
         pre=pre,

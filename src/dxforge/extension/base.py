@@ -55,7 +55,8 @@ def read_base(root: Path, channel: str | None = None, seed: str | None = None) -
     """The DiracX distribution at ``root`` (recipes/ and construct.yaml); its channels default
     to the ones its own build writes (``build/channels/dxforge`` and ``build/channels/seed``)."""
     from dxforge.bump.recipedoc import read_recipe
-    from dxforge.project.construct import load_construct
+    from dxforge.project.layout import Layout
+    from dxforge.project.model import Project
 
     root = Path(os.path.abspath(root))
     meta = root / "recipes" / BASE_METAPACKAGE / "recipe.yaml"
@@ -67,7 +68,7 @@ def read_base(root: Path, channel: str | None = None, seed: str | None = None) -
                 "(its recipes/ and construct.yaml), like a checkout of dxforge's"
             )
     version = read_recipe(meta).version
-    spec = load_construct(construct)
+    spec = Project.of(Layout.of(root)).construct  # the DiracX distribution's own model
     shared = {_spec_name(s): s for s in spec.specs if _spec_name(s) in SHARED_SPECS}
     missing = [n for n in SHARED_SPECS if n not in shared]
     if missing:

@@ -19,6 +19,7 @@ from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError
 from dxforge.extension.project import ExtensionProject, read_project
 from dxforge.project.layout import Layout
+from dxforge.project.model import Project
 from dxforge.project.recipes import is_sibling
 
 
@@ -65,7 +66,7 @@ def _base_bump(
     progress.step(f"DiracX's bump to {new} on {project.base}")
     base = replace(
         opts,
-        layout=Layout.of(project.base),
+        project=Project.of(Layout.of(project.base)),
         version=new,
         check=True,
         dry_run=False,

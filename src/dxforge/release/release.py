@@ -327,7 +327,7 @@ def run_release(opts: ReleaseOptions, progress: Progress = SILENT) -> ReleaseRes
             "bump",
             lambda: run_bump(
                 BumpOptions(
-                    layout,
+                    Project.of(layout),
                     version=opts.version,
                     index_url=opts.index_url,
                     apply_deps=opts.apply_deps,
