@@ -543,8 +543,10 @@ def test_the_extensions_ci_builds_and_ships_the_extension(
 
     res = init(tmp_path, index)
     project = tmp_path / "myext-dist"
-    setup = project / "scripts/setup.sh"
-    assert setup in res.files and setup.stat().st_mode & stat.S_IXUSR
+    setup, main = project / "scripts/setup.sh", project / "scripts/run-main.sh"
+    for script in (setup, main):
+        assert script in res.files and script.stat().st_mode & stat.S_IXUSR
+    assert "scripts/setup.sh\n" in main.read_text()
     assert f'"dxforge=={__version__}"' in setup.read_text()
 
     written = run_ci(Project.of(Layout.of(project))).written

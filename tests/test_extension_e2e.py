@@ -1,7 +1,8 @@
 """A VO's distribution end to end: the test's extension (tests/extension_factory.py) served on
 127.0.0.1 (everything else passed through from the index the user's pip is configured with),
-`dxforge extension init` on this repository's DiracX distribution built by the session's
-fixtures, then the extension project's seed, build and installer, and the pilot checks of that
+`dxforge extension init` (dxforge's wheel in a fresh venv) on this repository's DiracX
+distribution built by the session's fixtures, then the extension project's own main job (its
+set-up, seed, build and installer), and the pilot checks of that
 installer naming the extension and listing its command; then DiracX's end to end with the
 server built from the extension's channel, serving its route, which the installer's `dirac`
 calls through the extension's command."""
@@ -9,6 +10,8 @@ calls through the extension's command."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ import pytest
 from conftest import ROOT, run_dxforge
 from extension_factory import GREETING, publish
 from local_index import serve
+from wheel_venv import build_wheel, dependencies_venv, fresh_venv
 
 from dxforge.bump.recipedoc import read_recipe
 from dxforge.isolation import isolate
@@ -26,47 +30,55 @@ pytestmark = pytest.mark.e2e
 
 EXT_VERSION = "1.2.3"
 NEXT_VERSION = "1.2.4"  # the extension's next release, on the same DiracX
+WHERE = "import dxforge; print(dxforge.__file__)"
+
+
+def _timed(times: dict[str, float], name: str, args: list[str | Path], **kw: object) -> str:
+    """Run ``args`` (the wheel's dxforge or the project's main job), keep its seconds."""
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=3600, check=False, **kw
+    )
+    times[name] = round(time.monotonic() - t0, 1)
+    assert proc.returncode == 0, f"{name}: {args}\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    return proc.stdout
 
 
 @pytest.fixture(scope="module")
 def extension(
     dxforge_channels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict]:
+    """The sequence a VO follows, with dxforge's wheel as a user installs it: init by the
+    wheel's dxforge, then the project's own main job (scripts/run-main.sh: its set-up installs
+    the wheel into the project's .venv, then seed, extension build, installer)."""
     channel, seed = dxforge_channels
     x = read_recipe(ROOT / "recipes/diracx/recipe.yaml").version
     tmp = tmp_path_factory.mktemp("extension")
     times: dict[str, float] = {}
-
-    def step(name: str, *args: str | Path, cwd: Path) -> str:
-        t0 = time.monotonic()
-        out = run_dxforge(*args, cwd=cwd).stdout
-        times[name] = round(time.monotonic() - t0, 1)
-        return out
+    wheel = build_wheel(tmp / "wheel")
+    tool = fresh_venv(tmp / "tool", wheel)  # `pip install dxforge`
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
     with serve() as idx:
         idx.upstream = index_url()
         publish(idx, tmp / "dists", "myext", EXT_VERSION, x, otel=False)
-        step(
-            "init",
-            "extension",
-            "init",
-            "myext",
-            "--base",
-            ROOT,
-            "--base-channel",
-            channel,
-            "--base-seed",
-            seed,
-            "--index-url",
-            idx.url,
-            cwd=tmp,
-        )
+        env = {**clean, "PIP_INDEX_URL": idx.url, "DXFORGE_SPEC": str(wheel)}
+        init = [tool / "bin/dxforge", "extension", "init", "myext", "--base", ROOT]
+        init += ["--base-channel", channel, "--base-seed", seed]
+        _timed(times, "init", init, cwd=tmp, env=env)
         project = tmp / "myext"
-        step("seed", "seed", "--index-url", idx.url, cwd=project)
+        # the project's .venv starts with dxforge's dependencies, so its set-up is offline
+        dependencies_venv(project / ".venv")
+        _timed(times, "main job", [project / "scripts/run-main.sh"], cwd=tmp, env=env)
+        dx = project / ".venv/bin/dxforge"
+        where = _timed(times, "where", [project / ".venv/bin/python", "-c", WHERE], env=clean)
+        assert Path(where.strip()).is_relative_to(project / ".venv"), where  # from the wheel
         built = json.loads(
-            step("build", "extension", "build", "--index-url", idx.url, "--json", cwd=project)
+            _timed(times, "build again", [dx, "extension", "build", "--json"], cwd=project, env=env)
         )
-        inst = json.loads(step("installer", "installer", "--json", cwd=project))
+        inst = json.loads(
+            _timed(times, "installer again", [dx, "installer", "--json"], cwd=project, env=env)
+        )
         print(f"extension sequence seconds: {times}")
         yield {
             "project": project,

@@ -1,8 +1,8 @@
 """``dxforge extension init``: a new distribution project from an extension's packages on the
 package index, built on a DiracX distribution: a recipe per package, a construct.yaml named
 after the extension, and a pyproject.toml with ``[tool.dxforge]`` (the DiracX version pinned,
-the base), its CI configuration and the ``scripts/setup.sh`` its CI jobs start with. Written
-into a new folder in one rename."""
+the base), its CI configuration, the ``scripts/setup.sh`` its CI jobs start with and its main
+job, ``scripts/run-main.sh``. Written into a new folder in one rename."""
 
 from __future__ import annotations
 
@@ -152,16 +152,21 @@ def _ci_settings(base: Base) -> dict[str, object]:
 
 SETUP = "scripts/setup.sh"
 """The project's set-up script: .venv with dxforge, and the Debian tools it runs."""
+MAIN = "scripts/run-main.sh"
+"""The project's main job: set up, seed, build on DiracX, installer."""
 
 
 def setup_script() -> str:
     """The set-up script an extension's project gets, installing this dxforge's version."""
-    from importlib import resources
-
     from dxforge import __version__
 
-    text = resources.files("dxforge").joinpath("data", "extension-setup.sh").read_text()
-    return text.replace("@DXFORGE_VERSION@", __version__)
+    return _data("extension-setup.sh").replace("@DXFORGE_VERSION@", __version__)
+
+
+def _data(name: str) -> str:
+    from importlib import resources
+
+    return resources.files("dxforge").joinpath("data", name).read_text()
 
 
 def _write(dest: Path, files: dict[str, str]) -> list[Path]:
@@ -249,6 +254,7 @@ def init_extension(opts: InitOptions, progress: Progress = SILENT) -> InitResult
         disc.extension, diracx, base, _ci_settings(base), end_to_end(disc)
     )
     files[SETUP] = setup_script()
+    files[MAIN] = _data("extension-main.sh")
     dest = Path(os.path.abspath(opts.dest))
     written = _write(dest, files)
     return InitResult(
