@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dxforge.conda.channel import channel_url, local_path
+from dxforge.conda.channel import channel_url
 from dxforge.core.util import DxError
 
 BASE_METAPACKAGE = "diracx"
@@ -31,10 +31,6 @@ class Base:
     seed: str  # the channel their requirements come from (URL)
     files: dict[str, Path] = field(default_factory=dict)  # construct key -> the file it names
     versions: list[str] = field(default_factory=list)  # a channel's: the diracx it holds
-
-    @property
-    def channel_path(self) -> Path | None:
-        return local_path(self.channel)
 
     def as_json(self) -> dict[str, object]:
         return {
