@@ -149,3 +149,18 @@ def test_the_diracx_image_is_found_by_its_record_and_copied_byte_for_byte(tmp_pa
     record.write_text(json.dumps({"digest": "sha256:" + "0" * 64, "packages": []}))
     with pytest.raises(DxError, match=rf"services:v{PIN} is not the recorded sha256:0+; build"):
         diracx_images(project, out, ["services"])
+
+
+def test_the_command_stops_naming_the_command_that_builds_diracxs_images(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_cli import dxforge
+
+    root = _project(tmp_path, PIN)
+    code, out, err = dxforge(capsys, "extension", "images", "--root", root, "--json")
+    assert code == 1, (out, err)
+    error = json.loads(out)["error"]
+    assert f"no record of services:v{PIN}" in error
+    assert f"`dxforge release --version {PIN} --images --root {tmp_path / 'diracx'}`" in error
+    code, out, err = dxforge(capsys, "extension", "images", "--root", root, "--role", "x")
+    assert code == 1 and "unknown image role 'x'" in err, (out, err)

@@ -213,6 +213,9 @@ def build_extension_images(
 ) -> ExtensionImagesResult:
     """The extension's images, one per role, into ``<build>/images/oci`` of its project."""
     t0 = time.monotonic()
+    unknown = [r for r in roles if r not in SUFFIX]
+    if unknown:
+        raise DxError(f"unknown image role {unknown[0]!r}; the roles are {', '.join(SUFFIX)}")
     dx = diracx_images(read_project(layout.root), base_images, roles)
     project, opts = extension_options(layout, archives, roles)
     tops = {
