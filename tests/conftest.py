@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DXFORGE = Path(sys.executable).parent / "dxforge"
 E2E_BUILD = ROOT / "build" / "tests"
 """The end-to-end fixtures' own build directory."""
+EPOCH = "1767225600"
+"""2026-01-01: the image tests' ``SOURCE_DATE_EPOCH``."""
 
 
 def write_construct(root: Path, *specs: str, channel: str | Path = "./build/channels/seed") -> Path:
@@ -129,6 +131,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
+
+
+@pytest.fixture(scope="session")
+def images(dxforge_channels: tuple[Path, Path]) -> dict:
+    """DiracX's images: ``dxforge images --json`` in the tests' build directory."""
+    import json
+    import shutil
+
+    if not (shutil.which("umoci") and shutil.which("skopeo")):
+        pytest.skip("umoci and skopeo are not installed (scripts/setup.sh installs them)")
+    proc = run_dxforge(
+        "images", "--build-dir", E2E_BUILD, "--json", env={"SOURCE_DATE_EPOCH": EPOCH}, timeout=3600
+    )
+    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_dxforge
+from conftest import EPOCH, ROOT, run_dxforge
 from extension_factory import GREETING, publish
 from local_index import serve
 from wheel_venv import build_wheel, dependencies_venv, fresh_venv
@@ -147,6 +147,77 @@ def test_the_installers_dirac_calls_the_extensions_route_on_its_server(extension
         f"dirac hello greet (the extension's command) said {GREETING!r}",
     ):
         assert what in checks, checks
+
+
+def test_the_extensions_images_stand_on_diracxs_and_serve_its_route(
+    extension: dict, images: dict
+) -> None:
+    """``dxforge extension images`` on DiracX's images of the tests' build (the ``images``
+    fixture): each ``myext-<role>`` is DiracX's ``<role>`` image byte for byte plus one layer
+    of the extension; the services image, run with podman, serves ``/api/hello/`` and
+    ``/api/health/live``."""
+    from dxforge.extension.images import check_extension_images
+    from dxforge.images.oci import Layout
+    from dxforge.images.podman import why_not
+    from dxforge.project.layout import Layout as ProjectLayout
+
+    project, x = extension["project"], extension["x"]
+    t0 = time.monotonic()
+    proc = run_dxforge(
+        "extension",
+        "images",
+        "--base-images",
+        Path(images["layout"]).parent,
+        "--json",
+        cwd=project,
+        env={"SOURCE_DATE_EPOCH": EPOCH},
+        check=False,
+        timeout=3600,
+    )
+    print(f"extension images: {time.monotonic() - t0:.1f} s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    res = json.loads(proc.stdout)
+    assert (res["extension"], res["version"], res["diracx"]) == ("myext", EXT_VERSION, x)
+    dx = {i["ref"]: i for i in images["images"]}
+    got = {i["ref"]: i for i in res["images"]}
+    layout = Layout(Path(res["layout"]))
+    sizes = {}
+    for role in ("services", "tasks", "client"):
+        img, base = got[f"myext-{role}:v{EXT_VERSION}"], dx[f"{role}:v{x}"]
+        assert (img["base"], img["base_digest"]) == (base["ref"], base["digest"])
+        assert [la["digest"] for la in img["layers"][:-1]] == [
+            la["digest"] for la in base["layers"]
+        ]
+        assert img["layers"][-1]["what"] == "myext"
+        ann = layout.manifest(img["ref"])["annotations"]
+        assert ann["org.opencontainers.image.base.name"] == base["ref"]
+        assert ann["org.opencontainers.image.base.digest"] == base["digest"]
+        assert ann["org.opencontainers.image.version"] == EXT_VERSION
+        assert layout.digest(base["ref"]) == base["digest"]  # DiracX's image, copied as is
+        names = {c["name"] for c in json.loads(Path(img["sbom"]).read_text())["components"]}
+        assert {"myext-core", "diracx-core"} <= names and "diracx-testing" not in names
+        sizes[role] = (img["layers"][-1]["size"], base["size"])
+    sbom = Path(got[f"myext-services:v{EXT_VERSION}"]["sbom"]).read_text()
+    assert "myext-routers" in {c["name"] for c in json.loads(sbom)["components"]}
+    print(f"extension layer vs DiracX image (compressed bytes): {sizes}")
+    why = why_not()
+    if why:
+        pytest.skip(f"the extension's images are built, but cannot run here: {why}")
+    before = set(Path("/sys/fs/cgroup").glob("*/libpod_parent/libpod-*"))
+    t0 = time.monotonic()
+    try:
+        check = check_extension_images(ProjectLayout.of(project))
+    finally:
+        assert not set(Path("/sys/fs/cgroup").glob("*/libpod_parent/libpod-*")) - before
+        bridge = subprocess.run(["ip", "link", "show", "cni-podman0"], capture_output=True)
+        assert bridge.returncode != 0
+    print(f"extension images check: {time.monotonic() - t0:.1f} s; {check.as_json()}")
+    assert check.status == "passed", check
+    checks = " | ".join(check.checks)
+    assert "/api/health/live" in checks, checks
+    assert "GET /api/hello/ answers 200: " in checks, checks
+    assert f'"hello":"{GREETING}"' in checks, checks
+    assert check.healthy_seconds > 0
 
 
 def test_release_follows_the_extensions_new_version(extension: dict) -> None:

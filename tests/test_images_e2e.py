@@ -17,30 +17,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import E2E_BUILD, ROOT, run_dxforge
+from conftest import E2E_BUILD, EPOCH, ROOT
 
 from dxforge.images.oci import Layout
 from dxforge.project.recipes import load_recipes
 
 pytestmark = pytest.mark.e2e
 
-EPOCH = "1767225600"  # 2026-01-01: the tests' SOURCE_DATE_EPOCH
 ROLES = ("services", "tasks", "client")
 
 
 def _version() -> str:
     return next(r.version for r in load_recipes(ROOT) if r.name == "diracx")
-
-
-@pytest.fixture(scope="session")
-def images(dxforge_channels: tuple[Path, Path]) -> dict:
-    """``dxforge images --json`` in the tests' build directory."""
-    if not (shutil.which("umoci") and shutil.which("skopeo")):
-        pytest.skip("umoci and skopeo are not installed (scripts/setup.sh installs them)")
-    proc = run_dxforge(
-        "images", "--build-dir", E2E_BUILD, "--json", env={"SOURCE_DATE_EPOCH": EPOCH}, timeout=3600
-    )
-    return json.loads(proc.stdout)
 
 
 def _by_ref(result: dict) -> dict[str, dict]:

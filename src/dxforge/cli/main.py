@@ -1158,6 +1158,74 @@ def extension_build(
         raise typer.Exit(1)
 
 
+@extension_app.command("images")
+def extension_images(
+    ctx: typer.Context,
+    base_images: Annotated[
+        Path | None,
+        typer.Option(
+            "--base-images",
+            help="The DiracX images' directory (oci/ and records/, as `dxforge images` writes "
+            "it; default: the DiracX distribution's build/images).",
+        ),
+    ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", help="services, tasks or client (repeatable; default: all three)."),
+    ] = None,
+    archive: Annotated[
+        bool,
+        typer.Option("--archive/--no-archive", help="Export the images as oci-archives."),
+    ] = True,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Then run the services image (plus the test-only layer) with podman and "
+            "check it serves the extension's services ([tool.dxforge.e2e] services).",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+    root: RootOpt = None,
+    build_dir: BuildDirOpt = None,
+) -> None:
+    """Build the extension's images (<ext>-services, -tasks, -client) on DiracX's release
+    images at the version it pins."""
+    from dxforge.extension.images import build_extension_images, check_extension_images
+    from dxforge.images.roles import ROLES
+
+    state = _start(ctx, json_out)
+    project = _project(root, build_dir)
+    with _progress(state, "extension images") as progress:
+        result = build_extension_images(
+            project.layout, base_images, tuple(role or ROLES), archive, progress
+        )
+        checked = check_extension_images(project.layout, progress=progress) if check else None
+    if json_out:
+        _print_json({**result.as_json(), "check": checked.as_json() if checked else None})
+        return
+    render.table(
+        out,
+        f"{result.extension} {result.version} images on DiracX {result.diracx} in "
+        f"{result.layout} ({result.seconds:.1f} s)",
+        ["image", "digest", "compressed", f"{result.extension} layer", "base", "base digest"],
+        [
+            (
+                i.ref,
+                i.digest,
+                render.mib(i.size),
+                render.mib(i.layers[-1].size),
+                i.base,
+                i.base_digest,
+            )
+            for i in result.images
+        ],
+    )
+    if checked is not None:
+        what = "; ".join(checked.checks) if checked.status == "passed" else checked.reason
+        render.line(out, f"check: {checked.status}: {what}")
+
+
 def _terminated(signum: int, _frame: object) -> None:
     """SIGINT or SIGTERM: stop this process's own children too (a build's workers, a test
     suite; a signal sent to this process alone reaches none of them), then unwind, so every

@@ -100,6 +100,7 @@ class ImagesOptions:
     pyc: bool = True  # byte code in the layers (False: the benchmark's "before")
     out: Path | None = None  # default <build>/images
     now: dt.datetime | None = None
+    version: str | None = None  # the images' version (default: the diracx recipe's)
 
     @property
     def layout(self) -> ProjectLayout:
@@ -123,7 +124,30 @@ def _git(root: Path, *args: str) -> str:
     return ran.stdout.strip() if ran.ok else ""
 
 
-class _Build:
+def record_path(out: Path, name: str, tag: str) -> Path:
+    """Where the images' directory ``out`` records the packages of ``name:tag``."""
+    return out / "records" / f"{name}_{tag}.json"
+
+
+def recorded_packages(out: Path, name: str, tag: str, fix: str = "") -> list[Package]:
+    """The packages recorded for ``name:tag`` in the images' directory ``out`` (its layout
+    ``oci/`` must hold that image at the recorded digest); ``fix``: the command that builds it."""
+    path = record_path(out, name, tag)
+    if not path.is_file():
+        fix = fix or "build the bases first (`dxforge images --bases`)"
+        raise DxError(f"{path}: no record of {name}:{tag}; {fix}")
+    data = json.loads(path.read_text())
+    oci = out / "oci"
+    refs = Layout(oci).refs() if (oci / "index.json").is_file() else {}
+    if refs.get(f"{name}:{tag}") != data["digest"]:
+        raise DxError(
+            f"{oci}: {name}:{tag} is not the recorded {data['digest']};"
+            f" {fix or 'build the bases again'}"
+        )
+    return [Package(**p) for p in data["packages"]]
+
+
+class ImagesBuild:
     """One run of ``dxforge images``: the inputs, the layout and the tag record."""
 
     def __init__(self, opts: ImagesOptions, progress: Progress) -> None:
@@ -135,7 +159,8 @@ class _Build:
         self.glibc = opts.project.construct.glibc
         self.channels = opts.project.channels(opts.channels)
         self.target = opts.project.target
-        self.version = opts.project.recipe("diracx").version  # the release images take it
+        # the release images take it (an extension's images: the extension's version)
+        self.version = opts.version or opts.project.recipe("diracx").version
         self.cache = lay.cache / "images" / "layers"
         self.pkgs = lay.work / "pkgs"
         self.stages = lay.work / "images"
@@ -200,8 +225,8 @@ class _Build:
 
     # -- images -------------------------------------------------------------------------------
 
-    def config(self, name: str, labels: dict[str, str]) -> ImageConfig:
-        role = name.removesuffix("-base").removesuffix("-testing")
+    def config(self, name: str, labels: dict[str, str], role: str = "") -> ImageConfig:
+        role = role or name.removesuffix("-base").removesuffix("-testing")
         ports = ("8000/tcp",) if role == "services" else ()
         cmd = CMDS["base"] if name.endswith("base") else CMDS[role]
         return ImageConfig(
@@ -232,10 +257,17 @@ class _Build:
         return out
 
     def assemble(
-        self, name: str, base: str, tars: list[tuple[Path, str]], labels: dict[str, str], epoch: int
+        self,
+        name: str,
+        base: str,
+        tars: list[tuple[Path, str]],
+        labels: dict[str, str],
+        epoch: int,
+        role: str = "",
     ) -> str:
         """A new image on ``base`` (a ref in the layout, or none) with ``tars`` added, under a
-        temporary ref; returns that ref."""
+        temporary ref; returns that ref. ``role``: whose configuration (default: from the
+        name)."""
         tmp = f"{name}:building-{os.getpid()}"
         self.oci.remove(tmp)
         if base:
@@ -245,7 +277,7 @@ class _Build:
         for tar, what in tars:
             self.progress.step(f"{name}: adding the {what} layer ({tar.stat().st_size} bytes)")
             self.oci.add_layer(tmp, tar, epoch, f"dxforge images: {what}")
-        self.oci.configure(tmp, self.config(name, labels), epoch)
+        self.oci.configure(tmp, self.config(name, labels, role), epoch)
         return tmp
 
     def finish(
@@ -299,23 +331,11 @@ class _Build:
         return result
 
     def record_path(self, name: str, tag: str) -> Path:
-        return self.out / "records" / f"{name}_{tag}.json"
+        return record_path(self.out, name, tag)
 
     def packages_of(self, name: str, tag: str) -> list[Package]:
         """The packages recorded for ``name:tag``."""
-        path = self.record_path(name, tag)
-        if not path.is_file():
-            raise DxError(
-                f"{path}: no record of {name}:{tag}; build the bases first "
-                "(`dxforge images --bases`)"
-            )
-        data = json.loads(path.read_text())
-        if self.oci.refs().get(f"{name}:{tag}") != data["digest"]:
-            raise DxError(
-                f"{self.oci.path}: {name}:{tag} is not the recorded {data['digest']};"
-                " build the bases again"
-            )
-        return [Package(**p) for p in data["packages"]]
+        return recorded_packages(self.out, name, tag)
 
     def whats(self, ref: str) -> list[str]:
         history = self.oci.config(ref).get("history", [])
@@ -326,7 +346,7 @@ class _Build:
         ]
 
 
-def build_base(b: _Build) -> tuple[ImageResult, list[Package]]:
+def build_base(b: ImagesBuild) -> tuple[ImageResult, list[Package]]:
     records, packages = b.solve(base_specs(b.target), "the base image")
     epoch = image_epoch(packages)
     root = rootfs.os_root(b.opts.os, b.opts.layout.cache, b.progress, b.opts.refresh_os)
@@ -346,7 +366,9 @@ def build_base(b: _Build) -> tuple[ImageResult, list[Package]]:
     return b.finish("base", tmp, None, packages, whats, epoch), packages
 
 
-def build_role_base(b: _Build, role: str, base: ImageResult, under: list[Package]) -> ImageResult:
+def build_role_base(
+    b: ImagesBuild, role: str, base: ImageResult, under: list[Package]
+) -> ImageResult:
     name = f"{role}-base"
     records, packages = b.solve(role_specs(role, b.version, under), f"the {name} image")
     added = split(packages, under).others
@@ -363,7 +385,7 @@ def build_role_base(b: _Build, role: str, base: ImageResult, under: list[Package
     return b.finish(name, tmp, None, under + added, whats, epoch, base.ref, base.digest)
 
 
-def build_release(b: _Build, role: str, base_tag: str) -> ImageResult:
+def build_release(b: ImagesBuild, role: str, base_tag: str) -> ImageResult:
     base_name = f"{role}-base"
     base_ref = f"{base_name}:{base_tag}"
     under = b.packages_of(base_name, base_tag)
@@ -391,12 +413,12 @@ def build_release(b: _Build, role: str, base_tag: str) -> ImageResult:
 
 
 @contextlib.contextmanager
-def _building(opts: ImagesOptions, progress: Progress) -> Iterator[_Build]:
+def building(opts: ImagesOptions, progress: Progress) -> Iterator[ImagesBuild]:
     """A build holding the layout's lock; its staging directories removed afterwards."""
     out = opts.out or opts.layout.build / "images"
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock", "the image layout"):
-        b = _Build(opts, progress)
+        b = ImagesBuild(opts, progress)
         try:
             yield b
             b.book.save()
@@ -412,7 +434,7 @@ def _building(opts: ImagesOptions, progress: Progress) -> Iterator[_Build]:
 def build_images(opts: ImagesOptions, progress: Progress = SILENT) -> ImagesResult:
     """Build the bases (``opts.bases``) and the release images (``opts.releases``)."""
     t0 = time.monotonic()
-    with _building(opts, progress) as b:
+    with building(opts, progress) as b:
         result = ImagesResult(b.oci.path, b.book.path, os_layer=opts.os)
         if opts.bases:
             base, under = build_base(b)
@@ -430,35 +452,43 @@ def build_images(opts: ImagesOptions, progress: Progress = SILENT) -> ImagesResu
 
 
 def build_test_image(
-    opts: ImagesOptions, role: str = "services", progress: Progress = SILENT
+    opts: ImagesOptions,
+    role: str = "services",
+    progress: Progress = SILENT,
+    on: str = "",
+    diracx: str = "",
 ) -> ImageResult:
-    """``<role>-testing:v<version>``: the release image plus one layer of what only the tests
-    need (diracx-testing's stand-ins, moto's S3 server: the end-to-end server's specs). Built
-    for the tests, never pushed: that is where test-only packages go."""
-    with _building(opts, progress) as b:
+    """``<on>-testing:v<version>``: the image ``<on>:v<version>`` (default ``on``: the role's
+    release image; an extension's: ``<ext>-services``) plus one layer of what only the tests
+    need (diracx-testing's stand-ins, moto's S3 server: the end-to-end server's specs at DiracX
+    ``diracx``, default the version). Built for the tests, never pushed: that is where
+    test-only packages go."""
+    with building(opts, progress) as b:
         tag = f"v{b.version}"
-        ref = f"{role}:{tag}"
-        under = b.packages_of(role, tag)
-        specs = [pin(p) for p in under] + server_specs(b.version, b.target)
-        records, packages = b.solve(specs, f"the {role}-testing image")
+        on = on or role
+        ref = f"{on}:{tag}"
+        under = b.packages_of(on, tag)
+        specs = [pin(p) for p in under] + server_specs(diracx or b.version, b.target)
+        name = f"{on}-testing"
+        records, packages = b.solve(specs, f"the {name} image")
         parts = split(packages, under, testing=True)
         added = parts.others + parts.diracx
         epoch = image_epoch(under + added)
         tar = b.env_layer(records, added, epoch, [])
-        name = f"{role}-testing"
         tmp = b.assemble(
             name,
             ref,
             [(tar, "testing")],
             b.labels(name, epoch, ref, b.oci.digest(ref), b.version),
             epoch,
+            role,
         )
         return b.finish(
             name, tmp, tag, under + added, [*b.whats(ref), "testing"], epoch, ref, b.oci.digest(ref)
         )
 
 
-def _latest(b: _Build, name: str) -> str:
+def _latest(b: ImagesBuild, name: str) -> str:
     latest = b.book.latest(name)
     if latest is None:
         raise DxError(

@@ -33,6 +33,7 @@ from dxforge.checks.endtoend import (
     VO,
     config_commands,
     db_urls,
+    missing_routes,
     submitted_job,
 )
 from dxforge.core.progress import SILENT, Progress
@@ -75,10 +76,10 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def get(url: str, timeout: float = 2) -> tuple[int, bytes]:
+def get(url: str, timeout: float = 2, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(url, timeout=timeout) as r:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -311,75 +312,140 @@ def _logs(pm: Podman, cid: str, tail: int) -> str:
     return f"--- {cid[:12]}\n{(ran.stdout + ran.stderr)[-tail:]}"
 
 
+@dataclass(frozen=True)
+class _Served:
+    """A services container answering on 127.0.0.1:``port``: its environment, the client's."""
+
+    port: int
+    env: dict[str, str]
+    cenv: dict[str, str]
+
+
+def _serve(c: _Containers, server: str, client: str) -> _Served:
+    """The chart's jobs, moto, then the services container (uvicorn, DiracX's test factory)
+    healthy, with a token for the client's ``dirac`` (``{DATA}/credentials.json``)."""
+    pm, data, user = c.pm, c.data, c.user
+    db = _prepare(c, server, client)
+    port, moto = free_ports(2)
+    key = c.run(
+        "state key",
+        server,
+        [
+            "python",
+            "-c",
+            "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())",
+        ],
+    )
+    env = _server_env(db, port, moto, key.stdout.strip().splitlines()[-1])
+    ms = pm.start(
+        server, ["moto_server", "-H", "127.0.0.1", "-p", str(moto)], network="host", user=user
+    )
+    c.wait("moto", ms, f"http://127.0.0.1:{moto}/", 60)
+    t0 = time.monotonic()
+    # the chart's command with DiracX's test factory: OpenSearch is diracx-testing's
+    # sqlite stand-in here (as in `dxforge e2e`); the real factory needs an OpenSearch
+    sid = pm.start(
+        server,
+        [
+            "uvicorn",
+            "--factory",
+            "diracx.testing.routers:create_app",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--proxy-headers",
+            "--forwarded-allow-ips=*",
+        ],
+        network="host",
+        user=user,
+        env=env,
+        volumes={str(data): DATA},
+    )
+    c.wait("services", sid, f"http://127.0.0.1:{port}/api/health/live", 180)
+    c.result.healthy_seconds = round(time.monotonic() - t0, 2)
+    for path in ("/.well-known/openid-configuration", "/api/health/ready"):
+        status, body = get(f"http://127.0.0.1:{port}{path}", 10)
+        if status != 200:
+            raise DxError(f"containers: {path} answered {status}: {body[:300]!r}")
+    c.result.checks.append(
+        "/api/health/live, /api/health/ready and /.well-known/openid-configuration answer"
+    )
+    c.run(
+        "make a token",
+        server,
+        ["python", "-c", MAKE_TOKEN, VO, GROUP, SUB, USERNAME, f"{DATA}/credentials.json"],
+        env,
+    )
+    cenv = {
+        "DIRACX_URL": f"http://127.0.0.1:{port}",
+        "DIRACX_CREDENTIALS_PATH": f"{DATA}/credentials.json",
+        "DIRACX_OUTPUT_FORMAT": "JSON",
+    }
+    return _Served(port, env, cenv)
+
+
+def _volumes(work: Path) -> Path:
+    data = work / "data"
+    for d in (data, data / "keystore", data / "db"):  # the chart's volumes, any uid writes
+        d.mkdir(parents=True)
+        d.chmod(0o777)
+    return data
+
+
 def check_services(
     oci: Layout, version: str, work: Path, user: str = "", progress: Progress = SILENT
 ) -> ContainersResult:
     """The services (``services-testing``) and client images end to end as ``user`` (default:
     the images' own user)."""
     result = ContainersResult(version, user or "image default (1000:0)")
-    data = work / "data"
-    for d in (data, data / "keystore", data / "db"):  # the chart's volumes, any uid writes
-        d.mkdir(parents=True)
-        d.chmod(0o777)
+    data = _volumes(work)
     with Podman(work / "podman") as pm:
         server = pm.load(oci, f"services-testing:v{version}")
         client = pm.load(oci, f"client:v{version}")
         c = _Containers(pm, data, user, result, progress)
-        db = _prepare(c, server, client)
-        port, moto = free_ports(2)
-        key = c.run(
-            "state key",
-            server,
-            [
-                "python",
-                "-c",
-                "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())",
-            ],
-        )
-        env = _server_env(db, port, moto, key.stdout.strip().splitlines()[-1])
-        ms = pm.start(
-            server, ["moto_server", "-H", "127.0.0.1", "-p", str(moto)], network="host", user=user
-        )
-        c.wait("moto", ms, f"http://127.0.0.1:{moto}/", 60)
-        t0 = time.monotonic()
-        # the chart's command with DiracX's test factory: OpenSearch is diracx-testing's
-        # sqlite stand-in here (as in `dxforge e2e`); the real factory needs an OpenSearch
-        sid = pm.start(
-            server,
-            [
-                "uvicorn",
-                "--factory",
-                "diracx.testing.routers:create_app",
-                "--host=127.0.0.1",
-                f"--port={port}",
-                "--proxy-headers",
-                "--forwarded-allow-ips=*",
-            ],
-            network="host",
-            user=user,
-            env=env,
-            volumes={str(data): DATA},
-        )
-        c.wait("services", sid, f"http://127.0.0.1:{port}/api/health/live", 180)
-        result.healthy_seconds = round(time.monotonic() - t0, 2)
-        for path in ("/.well-known/openid-configuration", "/api/health/ready"):
-            status, body = get(f"http://127.0.0.1:{port}{path}", 10)
-            if status != 200:
-                raise DxError(f"containers: {path} answered {status}: {body[:300]!r}")
-        result.checks.append(
-            "/api/health/live, /api/health/ready and /.well-known/openid-configuration answer"
-        )
-        c.run(
-            "make a token",
-            server,
-            ["python", "-c", MAKE_TOKEN, VO, GROUP, SUB, USERNAME, f"{DATA}/credentials.json"],
-            env,
-        )
-        cenv = {
-            "DIRACX_URL": f"http://127.0.0.1:{port}",
-            "DIRACX_CREDENTIALS_PATH": f"{DATA}/credentials.json",
-            "DIRACX_OUTPUT_FORMAT": "JSON",
-        }
-        _drive(c, client, cenv)
-        _tasks(c, pm.load(oci, f"tasks:v{version}"), client, env, cenv, result.job_id)
+        served = _serve(c, server, client)
+        _drive(c, client, served.cenv)
+        _tasks(c, pm.load(oci, f"tasks:v{version}"), client, served.env, served.cenv, result.job_id)
+    return result
+
+
+def _routes(port: int, services: list[str], token: str) -> list[str]:
+    """Each service's routes in the app's OpenAPI document, and its GET ``/api/<service>/``
+    answering 200 with ``token``; the checks passed."""
+    base = f"http://127.0.0.1:{port}"
+    status, doc = get(f"{base}/api/openapi.json", 20)
+    if status != 200:
+        raise DxError(f"containers: /api/openapi.json answered {status}: {doc[:300]!r}")
+    missing = missing_routes(json.loads(doc), services)
+    if missing:
+        raise DxError(f"containers: the app serves no route under /api/{', /api/'.join(missing)}")
+    checks = []
+    for service in services:
+        url = f"{base}/api/{service}/"
+        status, body = get(url, 20, {"Authorization": f"Bearer {token}"})
+        if status != 200:
+            raise DxError(f"containers: GET {url} answered {status}: {body[:300]!r}")
+        checks.append(f"GET /api/{service}/ answers 200: {body[:200].decode(errors='replace')}")
+    return checks
+
+
+def check_extension_services(
+    oci: Layout,
+    server_ref: str,
+    client_ref: str,
+    services: list[str],
+    work: Path,
+    user: str = "",
+    progress: Progress = SILENT,
+) -> ContainersResult:
+    """An extension's services image (its test image ``server_ref``) started as the chart
+    starts DiracX's, the configuration from its client image ``client_ref``: healthy, and
+    serving each of the extension's ``services`` (``GET /api/<service>/``, authenticated)."""
+    result = ContainersResult(server_ref, user or "image default (1000:0)")
+    data = _volumes(work)
+    with Podman(work / "podman") as pm:
+        server, client = pm.load(oci, server_ref), pm.load(oci, client_ref)
+        c = _Containers(pm, data, user, result, progress)
+        served = _serve(c, server, client)
+        token = json.loads((data / "credentials.json").read_text())["access_token"]
+        result.checks += _routes(served.port, services, token)
     return result

@@ -171,3 +171,31 @@ def export_archive(layout: Layout, ref: str, out: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def copy_image(src: Layout, ref: str, dst: Layout) -> str:
+    """``ref`` of ``src`` into ``dst`` under the same reference, byte for byte: the same
+    manifest, hence the same layer digests (verified); returns its digest."""
+    want = src.digest(ref)
+    if dst.refs().get(ref) == want:
+        return want
+    dst.remove(ref)
+    execute(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            f"oci:{src.image(ref)}",
+            f"oci:{dst.image(ref)}",
+        ],
+        what=f"copying {ref} from {src.path} to {dst.path}",
+        fix="apt-get install skopeo",
+    )
+    got = dst.digest(ref)
+    if got != want:
+        raise DxError(
+            f"{dst.path}: the copy of {ref} is {got}, not {src.path}'s {want}; remove {dst.path} "
+            "and build again"
+        )
+    return got
