@@ -292,3 +292,46 @@ def test_the_local_runner_starts_nothing_after_a_failure(tmp_path: Path) -> None
     with pytest.raises(DxError, match="exit"):
         LocalRunner(_fake_repo(tmp_path), tmp_path / "work", jobs=2).run(workflow)
     assert log.read_text() == "b\n"  # b was running and finished; c never started
+
+
+def test_linux_aarch64_enabled_gets_its_seed_installer_and_arm64_pilots(tmp_path: Path) -> None:
+    """Enabling linux-aarch64: the seed adds its subdir, the installer job builds it by its
+    matrix platform, and its pilot matrix runs on arm64 runners (AlmaLinux 8-10, Debian 11-13),
+    each pilot job taking its own platform's installer."""
+    root = copy_project(tmp_path / "proj")
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text()
+    pyproject.write_text(
+        text.replace(
+            "[tool.dxforge.ci]\n",
+            '[tool.dxforge.ci]\nenabled-platforms = ["linux-64", "linux-aarch64"]\n',
+        )
+        if "[tool.dxforge.ci]\n" in text
+        else text + '\n[tool.dxforge.ci]\nenabled-platforms = ["linux-64", "linux-aarch64"]\n'
+    )
+    build = YAML(typ="safe").load(render(Project.of(Layout.of(root)))[WORKFLOWS / "build.yml"])
+    jobs = build["jobs"]
+    seed = [s.get("run", "") for s in jobs["seed"]["steps"]]
+    assert ".venv/bin/dxforge seed --platform linux-aarch64" in seed
+    installer = jobs["installer"]
+    enabled = {m["platform"]: m["enabled"] for m in installer["strategy"]["matrix"]["include"]}
+    assert enabled["linux-64"] and enabled["linux-aarch64"] and not enabled["osx-64"]
+    runs = [s.get("run", "") for s in installer["steps"]]
+    assert ".venv/bin/dxforge installer --platform ${{ matrix.platform }}" in runs
+    pilots = jobs["pilot"]["strategy"]["matrix"]["include"]
+    arm = [
+        (p["image"], p["runner"], p["expect"]) for p in pilots if p["platform"] == "linux-aarch64"
+    ]
+    assert arm == [
+        (image, "ubuntu-24.04-arm", "installed")
+        for image in ("almalinux:8", "almalinux:9", "almalinux:10")
+        + ("debian:11", "debian:12", "debian:13")
+    ]
+    assert jobs["pilot"]["runs-on"] == "${{ matrix.runner }}"
+    get = jobs["pilot"]["steps"][0]
+    assert get["with"]["name"] == "installer-${{ matrix.platform }}"
+    # without it, linux-64's pilots alone, on the x86_64 runner
+    plain = YAML(typ="safe").load(render(Project.of(Layout.of(ROOT)))[WORKFLOWS / "build.yml"])
+    assert {p["platform"] for p in plain["jobs"]["pilot"]["strategy"]["matrix"]["include"]} == {
+        "linux-64"
+    }

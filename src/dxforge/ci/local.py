@@ -122,8 +122,8 @@ class LocalRunner:
 
     def _job(self, job: dict[str, Any], matrix: dict[str, Any], here: Path) -> str:
         """One job in ``here`` (its workspace, then its steps' logs and outputs)."""
-        if matrix.get("platform") and not matrix.get("enabled"):
-            return "skipped (declared, not built on linux-64 here)"
+        if "enabled" in matrix and not matrix["enabled"]:
+            return f"skipped ({matrix.get('platform')}: declared, not enabled)"
         image = str((job.get("container") or {}).get("image", ""))
         root = None
         if "${{" in image:  # a test image of the matrix; build containers are this machine's OS

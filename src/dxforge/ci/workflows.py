@@ -53,7 +53,18 @@ DEFAULTS: dict[str, Any] = {
         {"image": "ubuntu:22.04", "glibc": "2.35"},
         {"image": "ubuntu:24.04", "glibc": "2.39"},
     ],
+    # linux-aarch64's pilot matrix, on native arm64 runners (the images' arm64 variants)
+    "arm-runs-on": "ubuntu-24.04-arm",
+    "arm-pilot-images": [
+        {"image": "almalinux:8", "glibc": "2.28"},
+        {"image": "almalinux:9", "glibc": "2.34"},
+        {"image": "almalinux:10", "glibc": "2.39"},
+        {"image": "debian:11", "glibc": "2.31"},
+        {"image": "debian:12", "glibc": "2.36"},
+        {"image": "debian:13", "glibc": "2.41"},
+    ],
 }
+ARM = "linux-aarch64"
 DEBIAN_IMAGES = {"debian:11": "bullseye", "debian:12": "bookworm", "debian:13": "trixie"}
 DX = ".venv/bin/dxforge"
 
@@ -66,6 +77,16 @@ class CiConfig:
     platforms: list[str]
     enabled: list[str]
     images: list[dict[str, str]]
+    arm_runs_on: str = DEFAULTS["arm-runs-on"]
+    arm_images: list[dict[str, str]] = field(default_factory=list)
+
+    def pilots(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(platform, runner, image) of every pilot job: linux-64's images, then, when
+        linux-aarch64 is enabled, its images on arm64 runners."""
+        out = [("linux-64", self.runs_on, i) for i in self.images]
+        if ARM in self.enabled:
+            out += [(ARM, self.arm_runs_on, i) for i in self.arm_images]
+        return out
 
 
 def config(root: Path) -> CiConfig:
@@ -79,7 +100,7 @@ def config(root: Path) -> CiConfig:
             f"known: {', '.join(DEFAULTS)}"
         )
     c = {**DEFAULTS, **data}
-    for img in c["pilot-images"]:
+    for img in [*c["pilot-images"], *c["arm-pilot-images"]]:
         if set(img) != {"image", "glibc"}:
             raise DxError(
                 f"{path}: [tool.dxforge.ci] pilot-images entries need `image` and "
@@ -92,6 +113,8 @@ def config(root: Path) -> CiConfig:
         list(c["platforms"]),
         list(c["enabled-platforms"]),
         list(c["pilot-images"]),
+        c["arm-runs-on"],
+        list(c["arm-pilot-images"]),
     )
 
 
@@ -126,6 +149,12 @@ def _setup(cache: bool = True) -> list[dict[str, Any]]:
             },
         ]
     return steps
+
+
+def _seed_command(cfg: CiConfig) -> str:
+    """The seed: linux-64's, and the subdir of every other Linux platform enabled."""
+    others = [p for p in cfg.enabled if p.startswith("linux-") and p != "linux-64"]
+    return " ".join([f"{DX} seed", *(f"--platform {p}" for p in others)])
 
 
 def _download(name: str, path: str) -> dict[str, Any]:
@@ -187,7 +216,7 @@ def build_workflow(project: Project, cfg: CiConfig) -> dict[str, Any]:
             "name": "seed channel",
             "steps": [
                 *_setup(),
-                {"name": "Seed", "run": f"{DX} seed"},
+                {"name": "Seed", "run": _seed_command(cfg)},
                 _upload("seed", "build/channels/seed/"),
             ],
         },
@@ -246,12 +275,16 @@ def build_workflow(project: Project, cfg: CiConfig) -> dict[str, Any]:
                 "name": "Not built here yet",
                 "if": "${{ !matrix.enabled }}",
                 "run": 'echo "::notice::the ${{ matrix.platform }} installer is declared, not '
-                'built yet (dxforge builds linux-64)"',
+                'built (enabled-platforms in [tool.dxforge.ci])"',
             },
             *({**s, "if": "${{ matrix.enabled }}"} for s in _setup()),
             {**_download("seed", "build/channels/seed"), "if": "${{ matrix.enabled }}"},
             {**_download("channel", "build/channels/dxforge"), "if": "${{ matrix.enabled }}"},
-            {"name": "Installer", "if": "${{ matrix.enabled }}", "run": f"{DX} installer"},
+            {
+                "name": "Installer",
+                "if": "${{ matrix.enabled }}",
+                "run": f"{DX} installer --platform ${{{{ matrix.platform }}}}",
+            },
             {
                 "name": "The pilot checks of this dxforge",
                 "if": "${{ matrix.enabled }}",
@@ -268,20 +301,22 @@ def build_workflow(project: Project, cfg: CiConfig) -> dict[str, Any]:
     }
     pilot_matrix = [
         {
+            "platform": platform,
+            "runner": runner,
             "image": i["image"],
             "glibc": i["glibc"],
             "expect": "refused" if _older(i["glibc"], floor) else "installed",
         }
-        for i in cfg.images
+        for platform, runner, i in cfg.pilots()
     ]
     jobs["pilot"] = {
-        "runs-on": cfg.runs_on,
-        "name": "pilot on ${{ matrix.image }}",
+        "runs-on": "${{ matrix.runner }}",
+        "name": "pilot on ${{ matrix.image }} (${{ matrix.platform }})",
         "needs": ["installer"],
         "container": {"image": "${{ matrix.image }}"},
         "strategy": {"fail-fast": False, "matrix": {"include": pilot_matrix}},
         "steps": [
-            _download("installer-linux-64", "installer"),
+            _download("installer-${{ matrix.platform }}", "installer"),
             {
                 "name": "Pilot test as a user with a read-only HOME, offline",
                 "shell": "sh",
