@@ -87,3 +87,10 @@ def test_the_hook_writes_a_dpkg_database_that_dpkg_query_reads(tmp_path: Path) -
         "libdemo1 demo 1.2-3"
     )
     assert "/usr/lib/aarch64-linux-gnu/libdemo.so.1" in query("-L", "libdemo1").splitlines()
+
+
+def test_configure_is_told_the_c_library_works() -> None:
+    """Cross-compiling, autoconf guesses ``memcmp`` broken and compiles its own (voms then
+    exported it, and OpenSSL looked objects up with it); the answers say what glibc does."""
+    assert "ac_cv_func_memcmp_working=yes" in cross.CONFIGURE_ANSWERS
+    assert "ac_cv_file__dev_ptmx=yes" in cross.CONFIGURE_ANSWERS

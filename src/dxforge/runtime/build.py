@@ -204,7 +204,8 @@ def root_key(platform: RuntimePlatform, mirror: Mirror) -> str:
     if platform.native:
         return BUILD_ROOT.key(mirror)
     host = cross.build_root(BUILD_ROOT, platform).key(mirror)
-    return f"{host}+{cross.sysroot(BUILD_RELEASE, platform).key(mirror)}"
+    answers = store.fingerprint(cross.CONFIGURE_ANSWERS)[:16]  # in the config.site
+    return f"{host}+{cross.sysroot(BUILD_RELEASE, platform).key(mirror)}+{answers}"
 
 
 def fingerprint(cache: Path, python: str, subdir: str = NATIVE) -> str:

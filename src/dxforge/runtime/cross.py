@@ -45,9 +45,17 @@ CONFIGURE_ANSWERS = (
     "ac_cv_file__dev_ptmx=yes",
     "ac_cv_file__dev_ptc=no",
     "ac_cv_buggy_getaddrinfo=no",
+    "ac_cv_func_memcmp_working=yes",
+    "ac_cv_func_malloc_0_nonnull=yes",
+    "ac_cv_func_realloc_0_nonnull=yes",
+    "ac_cv_func_mmap_fixed_mapped=yes",
+    "ac_cv_func_strnlen_working=yes",
 )
-"""What configure scripts cannot find out without running the platform's programs (CPython's
-pty devices and getaddrinfo), answered as for any Linux of the floor."""
+"""What configure scripts cannot find out without running the platform's programs, answered as
+for any glibc Linux of the floor: CPython's pty devices and getaddrinfo, and autoconf's
+``AC_FUNC_*`` checks, whose cross-compiling guess is "broken": voms then compiled its own
+``memcmp`` into libvomsapi, which took the place of the C library's in every library loaded
+with it, and OpenSSL's object table lookups went wrong (rsaEncryption read as another OID)."""
 
 
 def build_root(base: roots.RootSpec, p: RuntimePlatform) -> roots.RootSpec:
