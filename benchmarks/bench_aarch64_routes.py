@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import sys
@@ -31,6 +30,7 @@ from dxforge.conda.elf import walk_elf
 from dxforge.core.util import Ran, execute, user_cache
 from dxforge.isolation import emulate, roots
 from dxforge.isolation.isolate import NOBODY
+from dxforge.runtime.cross import relativize
 
 TRIPLET = "aarch64-linux-gnu"
 T0 = 0.0
@@ -141,21 +141,6 @@ def elf_facts(out: Path) -> dict[str, object]:
         "machines": sorted(machines),
         "glibc": "GLIBC_" + ".".join(map(str, glibc)) if glibc else "none",
     }
-
-
-def relativize(sysroot: Path) -> int:
-    """Make the sysroot's absolute symlinks relative: Debian's ``libpthread.so ->
-    /lib/aarch64-linux-gnu/libpthread.so.0`` otherwise points into the build root, where it is
-    missing, and the linker silently takes ``libpthread.a`` (the library then fails to load:
-    ``undefined symbol: _dl_init_static_tls``)."""
-    changed = 0
-    for link in sysroot.rglob("*"):
-        if link.is_symlink() and os.readlink(link).startswith("/"):
-            target = sysroot / os.readlink(link).lstrip("/")
-            link.unlink()
-            link.symlink_to(os.path.relpath(target, link.parent))
-            changed += 1
-    return changed
 
 
 def cross(component: str, work: Path, jobs: int) -> dict[str, object]:

@@ -119,15 +119,22 @@ def test_the_companions_name_the_platform() -> None:
     assert "# platform: linux-64\n" in lockfile_text([])
 
 
-def test_staging_for_another_machine_is_refused_before_anything_is_installed(
-    tmp_path: Path,
+def test_staging_for_another_machine_without_the_emulation_is_refused_before_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Staging another machine's installer runs its python under the namespaced emulation;
+    where that cannot be had (here: as if the kernel gave none), it is refused at once."""
     from dxforge.installer import shipped_dir
     from dxforge.installer.stage import stage
+    from dxforge.isolation import emulate
+
+    monkeypatch.setattr(emulate, "why_not", lambda: "no binfmt_misc of its own (test)")
 
     construct = tmp_path / "construct.yaml"
     construct.write_text("name: D\nversion: 1.0.0\nchannels: [conda-forge]\nspecs: [python]\n")
     spec = load_construct(construct, "linux-aarch64")
-    with pytest.raises(DxError, match="staging the linux-aarch64 installer runs its python"):
+    with pytest.raises(
+        DxError, match="staging the linux-aarch64 installer runs its python .* no binfmt_misc"
+    ):
         stage(spec, [], tmp_path / "out", shipped_dir(), solved=([], []))
     assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,10 +152,12 @@ def byte_compile(
     mode: str,
     files: list[str] | None = None,
     workers: int = 2,
+    runner: Sequence[str] = (),
 ) -> list[str]:
     """Compile ``files`` (default: every .py under lib/) with the staged python, isolated,
     recording them under the prefix ``recorded`` (not where they are staged); returns the files
-    that did not compile (warnings: some packages ship templates named .py)."""
+    that did not compile (warnings: some packages ship templates named .py). ``runner``: the
+    command prefix that runs the prefix's programs (the emulation, for another machine's)."""
     job = {
         "dirs": []
         if files is not None
@@ -169,7 +172,7 @@ def byte_compile(
     home.mkdir(exist_ok=True)
     try:
         ran = execute(
-            [prefix / python_rel, "-I", "-B", "-c", _COMPILE],
+            [*runner, prefix / python_rel, "-I", "-B", "-c", _COMPILE],
             input=json.dumps(job),
             env=_clean_env(prefix, home),
             timeout=1800,
@@ -201,10 +204,15 @@ def imported_sources(record: Path, prefix: Path) -> list[str]:
 
 
 def smoke_test(
-    prefix: Path, python_rel: str, packages: list[Package], record: Path | None = None
+    prefix: Path,
+    python_rel: str,
+    packages: list[Package],
+    record: Path | None = None,
+    runner: Sequence[str] = (),
 ) -> list[str]:
-    """Run what must work in the staged prefix; returns the commands run. With ``record``,
-    the bytecode of what they import is written there (``PYTHONPYCACHEPREFIX``)."""
+    """Run what must work in the staged prefix (through ``runner``, as :func:`byte_compile`);
+    returns the commands run. With ``record``, the bytecode of what they import is written
+    there (``PYTHONPYCACHEPREFIX``)."""
     names = {p.name for p in packages}
     imports = "sys, json" + (", ssl" if "openssl" in names else "")
     checks: list[tuple[str, list[str]]] = [
@@ -244,10 +252,10 @@ def smoke_test(
     try:
         for what, cmd in checks:
             res = execute(
-                cmd,
+                [*runner, *cmd],
                 env=env,
                 cwd=home,
-                timeout=300,
+                timeout=300 if not runner else 1200,
                 check=False,
                 what=f"smoke test `{what}` in the staged prefix {prefix}",
             )

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from dxforge.conda.channel import Package
 from dxforge.conda.elf import Floor, glibc_floor, lint, parse_version, walk_elf
 from dxforge.conda.subdirs import machine
 from dxforge.core.progress import SILENT, Progress
-from dxforge.core.util import DxError, atomic_write_text, run, sha256_file
+from dxforge.core.util import DxError, atomic_write_text, run, sha256_file, user_cache
 from dxforge.installer.prefix import (
     DXFORGE_DIR,
     PYC_MODES,
@@ -32,6 +33,7 @@ from dxforge.installer.prefix import (
     scan_manifest,
     smoke_test,
 )
+from dxforge.isolation import emulate
 from dxforge.project.construct import ConstructSpec
 
 STAGE_PREFIX_LEN = 240  # >= 200; below conda-forge's 255-byte binary placeholder
@@ -130,11 +132,12 @@ def _condarc(spec: ConstructSpec, channels: list[str]) -> str | None:
     return "\n".join(lines) + "\n" if lines else None
 
 
-def _relocate(prefix: Path, python_rel: str, new: str) -> None:
+def _relocate(prefix: Path, python_rel: str, new: str, runner: Sequence[str] = ()) -> None:
     """Move what the staged prefix records to ``new`` with the installer's own relocator, run
-    by the staged python as the installer runs it."""
+    by the staged python as the installer runs it (through ``runner``)."""
     run(
         [
+            *runner,
             prefix / python_rel,
             "-I",
             "-B",
@@ -149,7 +152,7 @@ def _relocate(prefix: Path, python_rel: str, new: str) -> None:
     )
 
 
-def _compile_install_step(prefix: Path, python_rel: str) -> None:
+def _compile_install_step(prefix: Path, python_rel: str, runner: Sequence[str] = ()) -> None:
     """The install step's byte code, made by the staged python (unchecked-hash, named by its
     place in the prefix): the installer then compiles nothing of its own."""
     code = (
@@ -160,6 +163,7 @@ def _compile_install_step(prefix: Path, python_rel: str) -> None:
     )
     run(
         [
+            *runner,
             prefix / python_rel,
             "-I",
             "-B",
@@ -221,7 +225,7 @@ def stage(
     """Solve (unless ``solved`` is given), install, prepare and check the staging prefix under
     ``out``; its .pyc made in the ``pyc`` mode (:data:`~dxforge.installer.prefix.PYC_MODES`)."""
     t0 = time.monotonic()
-    check_machine(spec)
+    runner = machine_runner(spec, progress)
     records, packages = solved if solved is not None else solve(spec, channels, progress)
     prefix = staging_prefix(out, spec.name)
     recorded = recorded_prefix(spec.name)
@@ -240,7 +244,7 @@ def stage(
     meta.mkdir()
     for name in ("relocate.py", "install.py"):
         shutil.copy2(installer_dir / name, meta / name)
-    _compile_install_step(prefix, python_rel)
+    _compile_install_step(prefix, python_rel, runner)
     if spec.post_install:
         shutil.copy2(spec.post_install, meta / "post_install.sh")
         (meta / "post_install.sh").chmod(0o755)
@@ -258,18 +262,18 @@ def stage(
     progress.step("smoke-testing the staged prefix")
     record = out / ".stage" / "imported"
     shutil.rmtree(record, ignore_errors=True)
-    smoke = smoke_test(prefix, python_rel, packages, record if pyc == "imported" else None)
+    smoke = smoke_test(prefix, python_rel, packages, record if pyc == "imported" else None, runner)
     if pyc != "install":
         files = imported_sources(record, prefix) if pyc == "imported" else None
         shown = f"{len(files)} imported modules'" if files is not None else "every"
         progress.step(f"byte-compiling {shown} .py with the staged python ({pyc} .pyc)")
-        failures = byte_compile(prefix, python_rel, recorded, pyc, files)
+        failures = byte_compile(prefix, python_rel, recorded, pyc, files, runner=runner)
         py = next(p for p in packages if p.name == "python")
         record_pyc(prefix, "cpython-" + "".join(py.version.split(".")[:2]))
     shutil.rmtree(record, ignore_errors=True)
     entries, total = scan_manifest(prefix, str(prefix))
     _write_manifest(meta, spec, str(prefix), python_rel, entries, pyc)
-    _relocate(prefix, python_rel, recorded)
+    _relocate(prefix, python_rel, recorded, runner)
     record_shipped(prefix)
     owned = owners(prefix, fixed)
     normalize_mtimes(prefix, epoch, owned)
@@ -298,16 +302,21 @@ def stage(
     )
 
 
-def check_machine(spec: ConstructSpec) -> None:
-    """Staging runs the payload's python: refuse a platform this machine cannot run."""
+def machine_runner(spec: ConstructSpec, progress: Progress = SILENT) -> list[str]:
+    """What runs the payload's programs while staging (its python: smoke tests, byte-compiling,
+    relocating): nothing on the installer's own machine, the namespaced emulation
+    (:func:`dxforge.isolation.emulate.host_runner`) on another; refused before anything is
+    installed when the emulation cannot be had."""
     arch, host = machine(spec.platform), os.uname().machine
-    if arch != host:
+    if arch == host:
+        return []
+    try:
+        return emulate.host_runner(arch, user_cache(), progress)
+    except DxError as e:
         raise DxError(
             f"staging the {spec.platform} installer runs its python (smoke tests, "
-            f"byte-compiling), which this {host} machine cannot run: the namespaced emulation "
-            f"(dxforge.isolation.emulate) is not wired into staging yet; build it on an {arch} "
-            "machine"
-        )
+            f"byte-compiling) on this {host} machine: {e}"
+        ) from None
 
 
 def record_shipped(prefix: Path) -> None:

@@ -184,6 +184,38 @@ def tarball(spec: roots.RootSpec, cache: Path, progress: Progress = SILENT) -> P
     return roots.tarball(spec, cache, progress, wrap)
 
 
+LIBC_RELEASE = "bullseye"
+"""The release whose C library runs foreign programs of the host's file system (staging)."""
+
+
+def host_runner(machine: str, cache: Path, progress: Progress = SILENT) -> list[str]:
+    """The command prefix that runs ``machine``'s programs from the host's own file system
+    (staging runs an installer's python): the emulating namespace, with qemu taking the ELF
+    interpreter and the C library from a foreign Debian root (``QEMU_LD_PREFIX``, inherited by
+    the child processes) unpacked once in the user cache; the host's /lib is untouched."""
+    why = why_not()
+    if why:
+        raise DxError(
+            f"running {machine} programs here needs the namespaced emulation, which this "
+            f"machine does not give: {why}; build on an {machine} machine instead"
+        )
+    tar = roots.tarball(root_spec(LIBC_RELEASE, machine), cache, progress)
+    where = cache / "emulate" / f"libc-{tar.stem}"
+    if not (where / "lib").is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix=f".{where.name}.", dir=where.parent))
+        try:
+            roots.extract(tar, tmp / "root")
+            try:
+                os.replace(tmp / "root", where)
+            except OSError:
+                if not (where / "lib").is_dir():  # not another process that was quicker
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    line = arch(machine).binfmt(qemu(machine, cache, progress))
+    return [*launcher([line]), "/usr/bin/env", f"QEMU_LD_PREFIX={where}"]
+
+
 def launcher(binfmts: Sequence[str]) -> list[str]:
     """The host command prefix that runs what follows in a new user and mount namespace with
     its own binfmt_misc, ``binfmts`` registered there."""

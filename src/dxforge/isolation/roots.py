@@ -23,6 +23,21 @@ from dxforge.isolation.isolate import LOOPBACK_UP, as_user
 
 ROOT_FORMAT = 1
 """Bump when how roots are made changes."""
+DPKG_DATABASE_HOOK = r"""set -eu
+db=$1/var/lib/dpkg
+mkdir -p "$db/info"
+echo 1 > "$db/info/format"
+: > "$db/status"
+for deb in "$1"/var/cache/apt/archives/*.deb; do
+    name=$(dpkg-deb -f "$deb" Package)
+    [ "$(dpkg-deb -f "$deb" Multi-Arch)" != same ] || name=$name:$(dpkg-deb -f "$deb" Architecture)
+    { dpkg-deb -f "$deb" | sed '1a Status: install ok installed'; echo; } >> "$db/status"
+    dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -e 's,^\./,/,' -e 's,/$,,' -e 's,^$,/.,' \
+        > "$db/info/$name.list"
+done"""
+"""An ``extract`` root's dpkg database, written from the packages it unpacked (mmdebstrap's
+extract hook, ``$1`` the root): ``dpkg-query --admindir`` then answers which package ships a
+file (the runtime's library closure), as in a root whose packages were installed."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,7 @@ class RootSpec:
     include: tuple[str, ...] = ()
     arch: str = ""
     updates: bool = True
+    database: bool = False  # an extract root: write its dpkg database (DPKG_DATABASE_HOOK)
 
     def key(self, repo: Mirror) -> str:
         data: list[object] = [
@@ -50,6 +66,8 @@ class RootSpec:
         ]
         if self.arch or not self.updates:  # the host's full roots keep their keys
             data += [self.arch, self.updates]
+        if self.database:
+            data.append("dpkg-database")
         return fingerprint(data)[:16]
 
     @property
@@ -80,6 +98,8 @@ class RootSpec:
                 f'--extract-hook=cp "$1/usr/share/base-passwd/{f}.master" "$1/etc/{f}"'
                 for f in ("passwd", "group")
             ]
+            if self.database:
+                cmd.append(f"--extract-hook={DPKG_DATABASE_HOOK}")
         if self.include:
             cmd.append("--include=" + ",".join(sorted(self.include)))
         return cmd

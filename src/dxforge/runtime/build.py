@@ -29,10 +29,11 @@ from dxforge.core.progress import SILENT, Progress
 from dxforge.core.store import Store, link_or_copy
 from dxforge.core.util import DxError, file_lock
 from dxforge.isolation import roots
-from dxforge.isolation.apt import Apt
+from dxforge.isolation.apt import Apt, Mirror
+from dxforge.runtime import cross
 from dxforge.runtime import floor as floors
 from dxforge.runtime.components import SOURCE_RELEASE, Component, components
-from dxforge.runtime.platforms import NATIVE, RuntimePlatform, cross_route_missing, runtime_platform
+from dxforge.runtime.platforms import NATIVE, RuntimePlatform, runtime_platform
 from dxforge.runtime.sources import obtain
 
 RUNTIME_FORMAT = 2
@@ -189,12 +190,22 @@ def plan(cache: Path, python: str, only: set[str] | None = None, subdir: str = N
                 wanted.update(c.needs)
         comps = tuple(c for c in comps if c.name in wanted)
     versions = {c.name: c.version if c.pin else apt.source_version(c.debian) for c in comps}
-    root = BUILD_ROOT.key(apt.mirror)
+    root = root_key(platform, apt.mirror)
     fps: dict[str, str] = {}
     for c in comps:
         needs = [fps[n] for n in c.needs]
         fps[c.name] = component_fingerprint(c, versions[c.name], root, needs, platform)
     return Plan(python, comps, versions, fps, None, platform)
+
+
+def root_key(platform: RuntimePlatform, mirror: Mirror) -> str:
+    """What the components of ``platform`` are built in: the build root (linux-64's key as it
+    was), or the cross route's build root and sysroot."""
+    if platform.native:
+        return BUILD_ROOT.key(mirror)
+    host = cross.build_root(BUILD_ROOT, platform).key(mirror)
+    answers = store.fingerprint(cross.CONFIGURE_ANSWERS)[:16]  # in the config.site
+    return f"{host}+{cross.sysroot(BUILD_RELEASE, platform).key(mirror)}+{answers}"
 
 
 def fingerprint(cache: Path, python: str, subdir: str = NATIVE) -> str:
@@ -228,8 +239,11 @@ def _load(c: Component, kept: Store, fp: str) -> Built | None:
 class _Builder:
     """One runtime build session: the build root, and the components still to make."""
 
-    def __init__(self, cache: Path, p: Plan, progress: Progress, jobs: int) -> None:
+    def __init__(
+        self, cache: Path, p: Plan, progress: Progress, jobs: int, build_python: Path | None = None
+    ) -> None:
         self.cache = cache
+        self.build_python = build_python  # the cross route's: linux-64's runtime prefix
         self.plan = p
         self.progress = progress
         self.jobs = jobs
@@ -248,18 +262,37 @@ class _Builder:
     def _root(self) -> Path:
         with self.lock:
             if self.root is None:
-                tar = roots.tarball(BUILD_ROOT, self.cache, self.progress)
+                platform = self.plan.platform
+                spec = BUILD_ROOT if platform.native else cross.build_root(BUILD_ROOT, platform)
+                tar = roots.tarball(spec, self.cache, self.progress)
                 self.work = roots.workdir(self.cache / "work", "runtime-")
                 self.progress.step(f"unpacking the Debian {BUILD_RELEASE} build root")
                 self.root = roots.extract(tar, self.work / "root")
-                self.floor = floors.plan(self.root / self.plan.platform.libc_dir, GLIBC_FLOOR)
+                libc = self.root / platform.libc_dir
+                site = ""
+                if not platform.native:
+                    libc = self._sysroot(self.root) / platform.libc_dir
+                    site = "\n".join(cross.CONFIGURE_ANSWERS) + "\n"
+                self.floor = floors.plan(libc, GLIBC_FLOOR)
                 d = self.root / FLOOR_DIR.lstrip("/")
                 d.mkdir(parents=True)
                 (d / "glibc-floor.h").write_text(self.floor.header())
-                (d / "config.site").write_text(self.floor.config_site())
+                (d / "config.site").write_text(self.floor.config_site() + site)
                 (self.root / PLACEHOLDER.lstrip("/")).mkdir(parents=True)
                 self.apt = apt_for(self.cache)
             return self.root
+
+    def _sysroot(self, root: Path) -> Path:
+        """The platform's sysroot, unpacked inside the build root, its links made relative."""
+        platform = self.plan.platform
+        spec = cross.sysroot(BUILD_RELEASE, platform)
+        self.progress.step(f"unpacking the {platform.debian_arch} sysroot ({spec.name})")
+        where = roots.extract(
+            roots.tarball(spec, self.cache, self.progress), root / cross.SYSROOT.lstrip("/")
+        )
+        cross.relativize(where)
+        (root / cross.BUILD_PYTHON_DIR.lstrip("/")).mkdir(parents=True)
+        return where
 
     def _sources(self, c: Component, dest: Path) -> None:
         version = self.plan.versions[c.name]
@@ -270,6 +303,29 @@ class _Builder:
         where = self.cache / "sources" / c.debian / version.replace(":", "_")
         for f in self.apt.source(c.debian, version, where):
             shutil.copy2(f, dest / f.name)
+
+    def _environment(
+        self, c: Component, version: str, stage: Path
+    ) -> tuple[dict[str, str], dict[str, Path]]:
+        """What ``c``'s script runs with, and the host directories bound into the root."""
+        cc = f"-include {FLOOR_DIR}/glibc-floor.h"
+        env = {
+            "PH": PLACEHOLDER,
+            "JOBS": str(self.jobs),
+            "SRC": f"/build/{c.name}/src",
+            "WORK": f"/build/{c.name}/work",
+            "HOME": f"/build/{c.name}",
+            "CC": f"gcc {cc}",
+            "CXX": f"g++ {cc}",
+            "CONFIG_SITE": f"{FLOOR_DIR}/config.site",
+            "VERSION": version,
+        }
+        binds = {PLACEHOLDER: stage}
+        if not self.plan.platform.native:
+            env.update(cross.environment(self.plan.platform, f"{FLOOR_DIR}/glibc-floor.h"))
+            if self.build_python is not None:
+                binds[cross.BUILD_PYTHON_DIR] = self.build_python
+        return env, binds
 
     def build(self, c: Component, needs: list[Built]) -> Built:
         root = self._root()
@@ -302,25 +358,15 @@ class _Builder:
             f"{self.floor.text} (log: {log})"
         )
         t0 = time.monotonic()
-        cc = f"-include {FLOOR_DIR}/glibc-floor.h"
+        env, binds = self._environment(c, version, stage)
         roots.run_in(
             root,
             ["sh", "-eu", f"/build/{c.name}/{c.script}"],
             what=f"building {c.name}",
             log=log,
             timeout=7200,
-            binds={PLACEHOLDER: stage},
-            env={
-                "PH": PLACEHOLDER,
-                "JOBS": str(self.jobs),
-                "SRC": f"/build/{c.name}/src",
-                "WORK": f"/build/{c.name}/work",
-                "HOME": f"/build/{c.name}",
-                "CC": f"gcc {cc}",
-                "CXX": f"g++ {cc}",
-                "CONFIG_SITE": f"{FLOOR_DIR}/config.site",
-                "VERSION": version,
-            },
+            binds=binds,
+            env=env,
         )
         seconds = round(time.monotonic() - t0, 1)
         for rel, (size, mtime) in inherited.items():
@@ -413,13 +459,16 @@ def build_runtime(
 ) -> RuntimeBuild:
     """The runtime for CPython ``python`` on ``subdir``: every component (or those ``only``
     names, with what they need) from the cache, or built (up to ``parallel`` at a time, each
-    with ``jobs`` make jobs). Another platform than linux-64 is taken from the cache only:
-    its cross route is not wired yet (the error says what it needs)."""
+    with ``jobs`` make jobs). Another platform than linux-64 is cross-compiled
+    (:mod:`dxforge.runtime.cross`); its CPython by linux-64's own, built first when missing."""
     p = plan(cache, python, only, subdir)
     base = cache / "runtime"
     out = base / "merged" / p.fingerprint[:16]
+    build_python = None
+    if not p.platform.native and "python" in p.fingerprints and not _all_built(cache, p):
+        build_python = build_runtime(cache, python, progress, jobs, parallel, {"python"}).prefix
     with file_lock(base / ".lock", "the runtime build"):
-        builder = _Builder(cache, p, progress, jobs)
+        builder = _Builder(cache, p, progress, jobs, build_python)
         parts: dict[str, Built] = {}
         todo = {c.name: c for c in p.components}
         for c in p.components:
@@ -427,8 +476,6 @@ def build_runtime(
             if found is not None:
                 parts[c.name] = found
                 del todo[c.name]
-        if todo and not p.platform.native:
-            raise DxError(cross_route_missing(p.platform, python))
         if todo:
             progress.begin("runtime components", len(todo))
         try:
@@ -439,6 +486,11 @@ def build_runtime(
             out.mkdir(parents=True, exist_ok=True)
             _merge(parts, out / "prefix")
     return RuntimeBuild(out, p.fingerprint, python, parts)
+
+
+def _all_built(cache: Path, p: Plan) -> bool:
+    kept = components_store(cache)
+    return all(_load(c, kept, p.fingerprints[c.name]) is not None for c in p.components)
 
 
 def _schedule(

@@ -209,7 +209,9 @@ def library_package(
     return assemble(spec, root, out)
 
 
-def certificates_package(tree: Path, version: str, work: Path, out: Path) -> Path:
+def certificates_package(
+    tree: Path, version: str, work: Path, out: Path, subdir: str = "linux-64"
+) -> Path:
     """``ca-certificates``: Debian's Mozilla bundle (an unpacked ``ca-certificates`` .deb in
     ``tree``) as ``ssl/cacert.pem``, with ``ssl/cert.pem`` beside it, as conda-forge ships it."""
     certs = sorted((tree / "usr/share/ca-certificates/mozilla").glob("*.crt"))
@@ -226,7 +228,7 @@ def certificates_package(tree: Path, version: str, work: Path, out: Path) -> Pat
             name="ca-certificates",
             version=conda_version(version),
             build=f"h{_digest(PACKAGING_FORMAT, version, len(certs))}_0",
-            subdir="linux-64",
+            subdir=subdir,
             license="MPL-2.0",
             summary=f"Mozilla's CA certificates ({len(certs)}), from Debian's ca-certificates "
             f"{version}",

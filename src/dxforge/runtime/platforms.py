@@ -73,11 +73,21 @@ PLATFORMS = {
     )
 }
 
+CONFIGURE = './configure --prefix="$PH"'
+CROSS_CONFIGURE = './configure --host="$HOST" --build="$BUILD" --prefix="$PH"'
 WORDS: dict[str, tuple[tuple[str, str], ...]] = {
     "openssl.sh": (("./Configure linux-x86_64 ", "./Configure {p.openssl_target} "),),
+    "sqlite.sh": ((CONFIGURE, CROSS_CONFIGURE),),
+    "curl.sh": ((CONFIGURE, CROSS_CONFIGURE),),
+    "voms.sh": ((CONFIGURE, CROSS_CONFIGURE),),
+    "python.sh": (
+        (CONFIGURE, CROSS_CONFIGURE + ' --with-build-python="$BUILD_PYTHON_DIR/bin/python3"'),
+    ),
+    "git.sh": (("CC=$CC\n", "CC=$CC\nAR=$AR\n"),),
 }
 """Per script: the linux-64 words and their replacement for another platform (``{p}`` is the
-:class:`RuntimePlatform`)."""
+:class:`RuntimePlatform`): the cross route's configure arguments (the variables are set by
+:func:`dxforge.runtime.cross.environment`) and OpenSSL's target."""
 
 
 def runtime_platform(subdir: str = NATIVE) -> RuntimePlatform:
@@ -88,26 +98,3 @@ def runtime_platform(subdir: str = NATIVE) -> RuntimePlatform:
         raise DxError(
             f"no runtime platform {subdir!r}: dxforge builds the runtime for {', '.join(PLATFORMS)}"
         ) from None
-
-
-CROSS_TODO = (
-    "the arm64 sysroot (bullseye's -dev packages for {p.debian_arch}, their absolute symlinks "
-    "made relative) and gcc-{p.triplet} in the build root",
-    "per-component cross arguments: --host={p.triplet} and CC/AR/RANLIB for the autoconf "
-    "components (sqlite, curl, git, zstd, voms), OpenSSL's {p.openssl_target} target with "
-    "CROSS_COMPILE, CPython's --with-build-python (a build-machine python {python}) and "
-    "configure's answers for what it cannot run",
-    "the floor header from the sysroot's C library ({p.libc_dir})",
-    "the library closure in an arm64 root (runtime/libs with its lib_dirs)",
-)
-"""What the cross route still needs, as the runtime's refusal names it."""
-
-
-def cross_route_missing(platform: RuntimePlatform, python: str) -> str:
-    """The refusal of a runtime build for a platform the cross route cannot build yet."""
-    steps = "; ".join(s.format(p=platform, python=python) for s in CROSS_TODO)
-    return (
-        f"the {platform.subdir} runtime is built by cross-compiling in the bullseye build root, "
-        f"which is not wired yet; it needs: {steps}. Seed {platform.subdir}'s wheels with "
-        f"`dxforge seed --platform {platform.subdir}` meanwhile"
-    )

@@ -44,6 +44,7 @@ from dxforge.project.model import Project
 from dxforge.project.target import Target
 from dxforge.pypa.names import marker_applies, pypi_name
 from dxforge.pypa.pypi import PackageIndex, index_url
+from dxforge.runtime import cross
 from dxforge.runtime.build import BUILD_ROOT, RuntimeBuild, apt_for, build_runtime
 from dxforge.runtime.libs import closure
 from dxforge.runtime.packages import (
@@ -56,6 +57,7 @@ from dxforge.runtime.packages import (
     library_package,
     python_abi_package,
 )
+from dxforge.runtime.platforms import runtime_platform
 from dxforge.seed import needs, platforms, wheels
 from dxforge.seed.plan import SeedPlan, plan
 
@@ -233,8 +235,18 @@ class Seeder:
                 "requirements": sp.requirements,
                 "certificates": deb_version,
             }
+            runtimes = {
+                subdir: build_runtime(
+                    self.opts.layout.cache, target.python, self.progress, subdir=subdir
+                )
+                for subdir in extra
+            }
             if extra:  # absent for linux-64 alone: its fingerprint is unchanged
                 inputs["platforms"] = extra
+                inputs["platform_runtimes"] = {
+                    s: {"fingerprint": r.fingerprint, "versions": r.versions}
+                    for s, r in runtimes.items()
+                }
             resolved, how = self._resolution(sp, rt, target, inputs)
             fingerprint = store.fingerprint([inputs, [asdict(r) for r in resolved]])
             old = _manifest(out)
@@ -256,7 +268,7 @@ class Seeder:
             status = "assembled"
             if stored is None:
                 status = "built"
-                packages = self._build(sp, rt, target, resolved, deb)
+                packages = self._build(sp, rt, target, resolved, deb, runtimes)
                 stored = self._store(channels, packages, fingerprint, inputs)
             summary = self._publish(stored.path, out)
         return SeedResult(
@@ -337,37 +349,45 @@ class Seeder:
         target: Target,
         resolved: list[wheels.Resolved],
         deb: Path,
+        runtimes: dict[str, RuntimeBuild] | None = None,
     ) -> list[Path]:
         fetched = self._fetch_wheels(resolved, rt.prefix / f"bin/python{target.python}")
+        made, provides = self._runtime_packages(rt, target, fetched, deb)
+        made += self._convert(fetched, provides, target)
+        lookup = {r.name: r.requires_dist for r, _p, _n in fetched}
+        for subdir, platform_rt in (runtimes or {}).items():
+            made += self._platform(
+                subdir, resolved, replace(target, subdir=subdir), lookup, platform_rt, deb
+            )
+        return made
+
+    def _runtime_packages(
+        self, rt: RuntimeBuild, target: Target, fetched: list[Fetched], deb: Path
+    ) -> tuple[list[Path], Provides]:
+        """The runtime's packages for ``target``'s subdir: its components, the libraries of
+        their and the wheels' closure, ca-certificates; and which package ships each soname."""
         needs = component_needs(rt) | {n for _r, _p, ws in fetched for n in ws}
         provides = Provides()
         for name, sonames in component_sonames(rt).items():
             provides.add(name, sonames)
-        libs, lib_provides = self._libraries(needs, set(provides.sonames))
+        libs, lib_provides = self._libraries(needs, set(provides.sonames), target.subdir)
         for soname, name in lib_provides.items():
             provides.add(name, [soname])
         made = libs + self._components(rt, target, provides)
-        made += self._certificates(deb)
-        made += self._convert(fetched, provides, target)
-        lookup = {r.name: r.requires_dist for r, _p, _n in fetched}
-        for subdir in _platforms(self.opts.platforms):
-            made += self._platform(
-                subdir, resolved, provides, replace(target, subdir=subdir), lookup
-            )
-        return made
+        return made + self._certificates(deb, target.subdir), provides
 
     def _platform(
         self,
         subdir: str,
         resolved: list[wheels.Resolved],
-        provides: Provides,
         target: Target,
         lookup: dict[str, list[str]],
+        rt: RuntimeBuild,
+        deb: Path,
     ) -> list[Path]:
-        """Another platform's subdir: linux-64's pins of the binary distributions, as that
-        machine's wheels at the floor, converted (pure ones are the shared noarch packages).
-        A library a wheel needs from outside is depended on under linux-64's package name:
-        the platform's runtime ships the same names."""
+        """Another platform's subdir: its runtime's packages (cross-built, the libraries of the
+        closure from its sysroot), and linux-64's pins of the binary distributions, as that
+        machine's wheels at the floor, converted (pure ones are the shared noarch packages)."""
         self.progress.step(
             f"downloading the {platforms.machine(subdir)} wheels of "
             f"{sum(map(platforms.is_binary, resolved))} binary distributions "
@@ -396,29 +416,39 @@ class Seeder:
             )
             for w in got.wheels
         ]
-        return self._convert(fetched, provides, target, lookup)
+        made, provides = self._runtime_packages(rt, target, fetched, deb)
+        return made + self._convert(fetched, provides, target, lookup)
 
-    def _libraries(self, needs: set[str], provided: set[str]) -> tuple[list[Path], dict[str, str]]:
-        """The closure's library packages (cached by what they answer for), and which package
-        ships each soname."""
-        key = store.fingerprint(
-            [PACKAGING_FORMAT, BUILD_ROOT.key(mirror()), sorted(needs - provided), sorted(provided)]
-        )[:16]
+    def _libraries(
+        self, needs: set[str], provided: set[str], subdir: str = ch.PLATFORM
+    ) -> tuple[list[Path], dict[str, str]]:
+        """The closure's library packages for ``subdir`` (cached by what they answer for), and
+        which package ships each soname: linux-64's from the build root, another platform's
+        from its sysroot."""
+        spec = BUILD_ROOT
+        data: list[Any] = [PACKAGING_FORMAT, BUILD_ROOT.key(mirror())]
+        if subdir != ch.PLATFORM:  # linux-64's keys are what they were
+            spec = cross.sysroot(BUILD_ROOT.release, runtime_platform(subdir))
+            data += [subdir, spec.key(mirror())]
+        key = store.fingerprint([*data, sorted(needs - provided), sorted(provided)])[:16]
         entry = self.cache / "libraries" / key
 
         def make(tmp: Path) -> None:
             self.progress.step(
-                f"packaging the libraries the runtime needs from Debian {BUILD_ROOT.release}"
+                f"packaging the libraries the {subdir} runtime needs from Debian "
+                f"{BUILD_ROOT.release}"
             )
             work = tmp / "work"
-            root = roots.make(BUILD_ROOT, work / "root", self.opts.layout.cache, self.progress)
-            found = closure(root, needs, provided)
+            root = roots.make(spec, work / "root", self.opts.layout.cache, self.progress)
+            found = closure(root, needs, provided, runtime_platform(subdir).lib_dirs)
             index = Provides()
             for lib in found.values():
                 index.add(lib.name, lib.sonames)
             sonames = {s: n for s, (n, _p) in index.sonames.items()}
             for lib in found.values():
-                library_package(lib, root, index, work, tmp, f"Debian {BUILD_ROOT.release}")
+                library_package(
+                    lib, root, index, work, tmp, f"Debian {BUILD_ROOT.release}", subdir
+                )
             atomic_write_text(tmp / "provides.json", json.dumps(sonames, indent=1, sort_keys=True))
             shutil.rmtree(work)
 
@@ -437,13 +467,16 @@ class Seeder:
                     continue
                 self.progress.step(f"packaging {built.component.name}")
                 component_package(built, target, provides, work, tmp)
-            python_abi_package(target.python, work, tmp)
+            python_abi_package(target.python, work, tmp, target.subdir)
             shutil.rmtree(work)
 
         return _cached(self.cache / "runtime" / key, "*/*.conda", make)
 
-    def _certificates(self, deb: Path) -> list[Path]:
-        key = store.fingerprint([PACKAGING_FORMAT, sha256_file(deb)])[:16]
+    def _certificates(self, deb: Path, subdir: str = ch.PLATFORM) -> list[Path]:
+        data: list[Any] = [PACKAGING_FORMAT, sha256_file(deb)]
+        if subdir != ch.PLATFORM:  # linux-64's key is what it was
+            data.append(subdir)
+        key = store.fingerprint(data)[:16]
 
         def make(tmp: Path) -> None:
             work = tmp / "work"
@@ -454,7 +487,7 @@ class Seeder:
                 what=f"unpacking {deb}",
                 fix="dpkg-deb comes with dpkg (a Debian-family host)",
             )
-            certificates_package(tree, deb.name.split("_")[1], work, tmp)
+            certificates_package(tree, deb.name.split("_")[1], work, tmp, subdir)
             shutil.rmtree(work)
 
         return _cached(self.cache / "certificates" / key, "*/*.conda", make)
