@@ -80,7 +80,13 @@ class ExtensionProject:
 
 
 def _toml(value: object) -> str:
-    return json.dumps(value)  # a TOML basic string or array of them
+    """``value`` in TOML: strings, numbers and booleans as JSON writes them, lists as arrays,
+    tables inline."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def read_project(root: Path) -> ExtensionProject:
@@ -132,14 +138,7 @@ def pyproject_text(
         "# `dxforge ci` renders .github/workflows from this (keys as in the DiracX distribution).",
         "[tool.dxforge.ci]",
     ]
-    for key, value in {**DEFAULTS, **ci}.items():
-        if key == "pilot-images":
-            items = ", ".join(
-                f"{{ image = {_toml(i['image'])}, glibc = {_toml(i['glibc'])} }}" for i in value
-            )  # type: ignore[attr-defined]
-            lines.append(f"{key} = [{items}]")
-        else:
-            lines.append(f"{key} = {_toml(value)}")
+    lines += [f"{key} = {_toml(value)}" for key, value in {**DEFAULTS, **ci}.items()]
     lines += (e2e or EndToEnd()).toml_lines()
     return "\n".join(lines) + "\n"
 

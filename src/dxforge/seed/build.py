@@ -446,9 +446,7 @@ class Seeder:
                 index.add(lib.name, lib.sonames)
             sonames = {s: n for s, (n, _p) in index.sonames.items()}
             for lib in found.values():
-                library_package(
-                    lib, root, index, work, tmp, f"Debian {BUILD_ROOT.release}", subdir
-                )
+                library_package(lib, root, index, work, tmp, f"Debian {BUILD_ROOT.release}", subdir)
             atomic_write_text(tmp / "provides.json", json.dumps(sonames, indent=1, sort_keys=True))
             shutil.rmtree(work)
 
