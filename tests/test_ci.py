@@ -17,9 +17,10 @@ from conftest import ROOT, project_graph, run_dxforge
 from ruamel.yaml import YAML
 
 from dxforge.ci.local import LocalRunner
-from dxforge.ci.workflows import WORKFLOWS, render, run_ci
+from dxforge.ci.workflows import WORKFLOWS, config, render, run_ci
 from dxforge.cli.main import main
 from dxforge.core.util import DxError
+from dxforge.isolation import emulate
 from dxforge.project.layout import Layout
 from dxforge.project.model import Project
 
@@ -87,7 +88,9 @@ def test_build_jobs_follow_the_recipe_graph() -> None:
         "osx-64",
         "osx-arm64",
     }
-    assert [p["platform"] for p in platforms if p["enabled"]] == ["linux-64"]
+    enabled = config(ROOT).enabled  # the repository's [tool.dxforge.ci]
+    assert [p["platform"] for p in platforms if p["enabled"]] == enabled
+    assert enabled == ["linux-64", "linux-aarch64"]
     images = jobs["pilot"]["strategy"]["matrix"]["include"]
     assert {i["image"] for i in images} >= {
         "almalinux:8",
@@ -198,20 +201,27 @@ def test_an_extra_recipe_gets_its_job_in_the_right_place(tmp_path: Path) -> None
 
 @pytest.mark.e2e
 def test_the_linux_chain_runs_here(tmp_path: Path) -> None:
-    """build -> installer -> pilot tests (on the Debian images), as the workflow says."""
+    """build -> installers (linux-64, linux-aarch64) -> pilot tests on the Debian images
+    (arm64 ones under the namespaced emulation), as the workflow says."""
     proc = run_dxforge("ci", "--run-local", "--json", "--build-dir", tmp_path / "b", timeout=5400)
     summary = json.loads(proc.stdout)
     ran = {
         (j["job"], json.dumps(j["matrix"], sort_keys=True)): j["status"] for j in summary["jobs"]
     }
-    assert (
-        ran[("installer", json.dumps({"enabled": True, "platform": "linux-64"}, sort_keys=True))]
-        == "passed"
-    )
-    pilots = {json.loads(m).get("image"): s for (j, m), s in ran.items() if j == "pilot"}
+    for platform in ("linux-64", "linux-aarch64"):
+        matrix = json.dumps({"enabled": True, "platform": platform}, sort_keys=True)
+        assert ran[("installer", matrix)] == "passed", platform
+    pilots = {
+        (json.loads(m)["platform"], json.loads(m)["image"]): s
+        for (j, m), s in ran.items()
+        if j == "pilot"
+    }
+    arm = "passed" if not emulate.why_not() else "skipped (no aarch64 debian:11 here: "
     for image in ("debian:11", "debian:12", "debian:13"):
-        assert pilots[image] == "passed", image
-    assert pilots["almalinux:9"].startswith("skipped (no almalinux:9 image here")
+        assert pilots[("linux-64", image)] == "passed", image
+        assert pilots[("linux-aarch64", image)].startswith(arm.replace("debian:11", image))
+    assert pilots[("linux-64", "almalinux:9")].startswith("skipped (no almalinux:9 image here")
+    assert pilots[("linux-aarch64", "almalinux:9")].startswith("skipped (no almalinux:9 image")
     assert all(
         s == "passed"
         for (j, _m), s in ran.items()
@@ -298,17 +308,7 @@ def test_linux_aarch64_enabled_gets_its_seed_installer_and_arm64_pilots(tmp_path
     """Enabling linux-aarch64: the seed adds its subdir, the installer job builds it by its
     matrix platform, and its pilot matrix runs on arm64 runners (AlmaLinux 8-10, Debian 11-13),
     each pilot job taking its own platform's installer."""
-    root = copy_project(tmp_path / "proj")
-    pyproject = root / "pyproject.toml"
-    text = pyproject.read_text()
-    pyproject.write_text(
-        text.replace(
-            "[tool.dxforge.ci]\n",
-            '[tool.dxforge.ci]\nenabled-platforms = ["linux-64", "linux-aarch64"]\n',
-        )
-        if "[tool.dxforge.ci]\n" in text
-        else text + '\n[tool.dxforge.ci]\nenabled-platforms = ["linux-64", "linux-aarch64"]\n'
-    )
+    root = copy_project(tmp_path / "proj")  # the repository's: linux-aarch64 enabled
     build = YAML(typ="safe").load(render(Project.of(Layout.of(root)))[WORKFLOWS / "build.yml"])
     jobs = build["jobs"]
     seed = [s.get("run", "") for s in jobs["seed"]["steps"]]
@@ -330,8 +330,11 @@ def test_linux_aarch64_enabled_gets_its_seed_installer_and_arm64_pilots(tmp_path
     assert jobs["pilot"]["runs-on"] == "${{ matrix.runner }}"
     get = jobs["pilot"]["steps"][0]
     assert get["with"]["name"] == "installer-${{ matrix.platform }}"
-    # without it, linux-64's pilots alone, on the x86_64 runner
-    plain = YAML(typ="safe").load(render(Project.of(Layout.of(ROOT)))[WORKFLOWS / "build.yml"])
+    # without it (the default), linux-64's pilots alone, on the x86_64 runner
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().split("[tool.dxforge.ci]")[0])
+    plain = YAML(typ="safe").load(render(Project.of(Layout.of(root)))[WORKFLOWS / "build.yml"])
     assert {p["platform"] for p in plain["jobs"]["pilot"]["strategy"]["matrix"]["include"]} == {
         "linux-64"
     }
+    assert ".venv/bin/dxforge seed" in [s.get("run") for s in plain["jobs"]["seed"]["steps"]]

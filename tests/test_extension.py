@@ -131,7 +131,7 @@ def test_construct_and_settings_follow_diracx(tmp_path: Path, index: LocalIndex)
     cfg = read_project(project)
     assert cfg.extension == "myext" and cfg.diracx == res.diracx and cfg.base == ROOT
     assert cfg.base_channel == (ROOT / "build/channels/dxforge").as_uri()
-    assert config(project).enabled == ["linux-64"]
+    assert config(project).enabled == config(ROOT).enabled  # the DiracX distribution's
     tool = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["dxforge"]
     assert set(tool) >= {"extension", "diracx", "base", "base-channel", "base-seed", "ci"}
 

@@ -1,5 +1,7 @@
-"""The local runner of the rendered build workflow: its linux-64 jobs run here, in ``needs:``
-order, each in a pilot's site as GitHub Actions would run it (``dxforge ci --run-local``)."""
+"""The local runner of the rendered build workflow: its jobs run here, in ``needs:`` order,
+each in a pilot's site as GitHub Actions would run it (``dxforge ci --run-local``); another
+machine's container jobs (linux-aarch64's pilots) in its Debian roots under the namespaced
+emulation."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from dxforge.ci.workflows import ACTIONS, DEBIAN_IMAGES, build_workflow, config
+from dxforge.conda.subdirs import machine
 from dxforge.core import expr, schedule
 from dxforge.core.progress import SILENT, Progress
 from dxforge.core.util import DxError, execute
+from dxforge.isolation import emulate, roots
 from dxforge.isolation.isolate import remove
 from dxforge.project.layout import Layout
 from dxforge.project.model import Project
@@ -44,10 +48,11 @@ def _expand(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 class LocalRunner:
-    """Runs the linux-64 jobs of the rendered build workflow here, ``jobs`` at a time once their
+    """Runs the jobs of the rendered build workflow here, ``jobs`` at a time once their
     ``needs:`` have passed, each in its own copy of the repository (no build/, as on a fresh
     runner); artifacts go to a directory beside them. Container jobs on Debian images run in
-    Debian roots; others are reported skipped, with the reason."""
+    Debian roots (another machine's under the emulation); others are reported skipped, with
+    the reason."""
 
     def __init__(
         self, layout: Layout, work: Path, progress: Progress = SILENT, jobs: int = 2
@@ -58,6 +63,7 @@ class LocalRunner:
         self.artifacts = work / "artifacts"
         self.progress = progress
         self.jobs = max(1, jobs)
+        self.foreign: dict[Path, tuple[str, Path]] = {}  # root -> (machine, qemu)
 
     def prepare(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
@@ -131,7 +137,11 @@ class LocalRunner:
             release = DEBIAN_IMAGES.get(image)
             if release is None:
                 return f"skipped (no {image} image here: only Debian roots can be made)"
-            root = self._root(release)
+            foreign = _foreign(matrix)
+            why = emulate.why_not() if foreign else ""
+            if why:
+                return f"skipped (no {foreign} {image} here: {why})"
+            root = self._root(release, foreign)
         here.mkdir(parents=True)
         ws = root / "work" if root is not None else here / "repo"
         if root is None:
@@ -149,15 +159,17 @@ class LocalRunner:
             remove(root.parent if root is not None else ws)
         return "passed"
 
-    def _root(self, release: str) -> Path:
-        from dxforge.isolation import roots
-
+    def _root(self, release: str, foreign: str = "") -> Path:
+        """A Debian ``release`` root for a container job: this machine's, or a ``foreign``
+        machine's run under the namespaced emulation."""
         why = roots.why_not()
         if why:
             raise DxError(f"cannot run a {release} container job here: {why}")
-        root = roots.make(
-            roots.RootSpec(release), Path(tempfile.mkdtemp(dir=self.work)) / "r", self.layout.cache
-        )
+        dest, cache = Path(tempfile.mkdtemp(dir=self.work)) / "r", self.layout.cache
+        if not foreign:
+            return roots.make(roots.RootSpec(release), dest, cache)
+        root = emulate.pilot_root(release, foreign, dest, cache)
+        self.foreign[root] = (foreign, emulate.qemu(foreign, cache))
         return root
 
     def _uses(
@@ -214,6 +226,15 @@ class LocalRunner:
         if container:
             execute(["chmod", "-R", "a+rX", ws], what=f"chmod -R a+rX {ws}")
 
+    def _in_root(self, root: Path, argv: list[str]) -> list[str]:
+        """The command that runs ``argv`` in a job's root, in /work as root (a container's
+        user); a foreign root's under the emulation."""
+        kw: dict[str, Any] = {"cwd": "/work", "env": {"HOME": "/root"}}
+        if root in self.foreign:
+            foreign, qemu = self.foreign[root]
+            return emulate.command(root, argv, machine=foreign, interpreter=qemu, **kw)
+        return roots.command(root, argv, **kw)
+
     def _run(
         self, step: dict[str, Any], values: dict[str, Any], root: Path | None, ws: Path, log: Path
     ) -> None:
@@ -232,17 +253,22 @@ class LocalRunner:
             )
             cmd, cwd = [*shell, script], ws
         else:
-            from dxforge.isolation import roots
-
             (root / "work/run.sh").write_text(script)
-            cmd = roots.command(
-                root, ["sh", "-eu", "/work/run.sh"], cwd="/work", env={"HOME": "/root"}
-            )
+            cmd = self._in_root(root, ["sh", "-eu", "/work/run.sh"])
             cwd, env = None, None
         execute(cmd, cwd=cwd, env=env, log=log, what=f"step `{name}`")
         outputs = dict(line.partition("=")[::2] for line in out_file.read_text().splitlines())
         if "id" in step:
             values["steps"][step["id"]] = {"outputs": outputs}
+
+
+def _foreign(matrix: dict[str, Any]) -> str:
+    """The machine a matrix entry's platform is for, when it is not this one's ("")."""
+    platform = str(matrix.get("platform") or "")
+    if not platform.startswith("linux-"):
+        return ""
+    wanted = machine(platform)
+    return "" if wanted == os.uname().machine else wanted
 
 
 @dataclass
@@ -262,7 +288,7 @@ class LocalRun:
 
 
 def run_local(project: Project, progress: Progress = SILENT) -> LocalRun:
-    """The rendered build workflow's linux-64 jobs, run here two at a time in ``needs:`` order."""
+    """The rendered build workflow's jobs, run here two at a time in ``needs:`` order."""
     layout = project.layout
     workflow = build_workflow(project, config(project.root))
     t0 = time.monotonic()

@@ -171,6 +171,24 @@ def root_spec(release: str, machine: str, include: Sequence[str] = ()) -> roots.
     )
 
 
+PILOT_PACKAGES = ("mawk", "iproute2")
+"""What a pilot's foreign root holds beyond ``?essential``: awk (the pilot checks use it) and
+``ip`` (a CI step's site brings loopback up in its own network namespace)."""
+
+
+def pilot_root(
+    release: str, machine: str, dest: Path, cache: Path, progress: Progress = SILENT
+) -> Path:
+    """A Debian ``release`` root of ``machine`` for a pilot (:func:`root_spec` with
+    :data:`PILOT_PACKAGES`), with ``awk`` as mawk's maintainer script makes it (the
+    ``extract`` variant runs none)."""
+    root = roots.make(root_spec(release, machine, PILOT_PACKAGES), dest, cache, progress)
+    awk = root / "usr/bin/awk"
+    if not awk.exists() and not awk.is_symlink():
+        awk.symlink_to("mawk")
+    return root
+
+
 def tarball(spec: roots.RootSpec, cache: Path, progress: Progress = SILENT) -> Path:
     """A foreign root's tarball (:func:`dxforge.isolation.roots.tarball`). Variants other than
     ``extract`` run their maintainer scripts: mmdebstrap then runs in the emulating namespace
