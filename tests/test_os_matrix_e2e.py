@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from dxforge.checks.pilot import SCRIPT, parse, script_text
+from dxforge.checks.pilot import run_in_root
 from dxforge.conda.elf import lint
 from dxforge.core.util import user_cache
 from dxforge.isolation import roots
-from dxforge.isolation.isolate import NOBODY, Site, limits
+from dxforge.isolation.isolate import Site, limits
 
 pytestmark = pytest.mark.e2e
 RELEASES = {"bullseye": "Debian 11", "bookworm": "Debian 12", "trixie": "Debian 13"}
@@ -39,24 +39,9 @@ def test_pilot_on_minimal_debian(release: str, diracos: dict, tmp_path: Path) ->
     try:
         for tool in ("zstd", "xz"):
             assert not any((root / d / tool).exists() for d in ("bin", "usr/bin")), tool
-        work = root / "work"
-        work.mkdir()
-        os.chown(work, NOBODY, NOBODY)
         installer = Path(diracos["installer"])
-        shutil.copy2(installer, work / installer.name)
-        (work / SCRIPT).write_text(script_text())
-        (root / "home").mkdir(mode=0o555, exist_ok=True)
-        (root / "home").chmod(0o555)
-        cmd = roots.command(
-            root,
-            ["sh", f"/work/{SCRIPT}", f"/work/{installer.name}", "/work/diracos"],
-            user=NOBODY,
-            env={"HOME": "/home", "TMPDIR": "/work"},
-        )
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        out = res.stdout + res.stderr
-        assert res.returncode == 0, out[-6000:]
-        result = parse(res.stdout, installer.name, tmp_path / "log", release, True)
+        result = run_in_root(installer, root, tmp_path / "log", RELEASES[release], timeout=900)
+        assert result.status == "passed", result
         joined = "\n".join(result.checks)
         assert "OpenSSL 3." in joined and " CA certificates" in joined
         assert "top-level modules import from inside /work/diracos" in joined
@@ -66,7 +51,7 @@ def test_pilot_on_minimal_debian(release: str, diracos: dict, tmp_path: Path) ->
         assert "pip installed a package from an index on 127.0.0.1" in joined
         assert os.listdir(root / "home") == []
         # nothing of the build machine: every library the installed files load is in the prefix
-        assert lint(work / "diracos").problems == []
+        assert lint(root / "work/diracos").problems == []
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(root)], check=False)
         shutil.rmtree(root, ignore_errors=True)
