@@ -56,19 +56,30 @@ def libc_functions(path: Path) -> set[str]:
         }
 
 
+ARM_BUILD = E2E_BUILD.with_name("tests-aarch64")
+"""This file's own build directory: its seed has the linux-aarch64 subdir, the session's seed
+(which the other end-to-end tests build against) stays as it is."""
+
+
 @pytest.fixture(scope="module")
 def aarch64_installer(dxforge_channels: tuple[Path, Path]) -> dict:
-    """The aarch64 installer from the tests' channels, the seed with its linux-aarch64 subdir
-    (the cross-built runtime from the user cache, or built)."""
+    """The aarch64 installer from the tests' DiracX channel and a seed with its linux-aarch64
+    subdir (the cross-built runtime from the user cache, or built)."""
     why = emulate.why_not()
     if why:
         pytest.skip(f"no namespaced emulation here (staging and the pilots need it): {why}")
     before = machine_binfmt()
     t0 = time.monotonic()
-    run_dxforge("seed", "--build-dir", E2E_BUILD, "--platform", "linux-aarch64")
+    run_dxforge("seed", "--build-dir", ARM_BUILD, "--platform", "linux-aarch64")
     seeded = time.monotonic() - t0
+    # construct.yaml names the build's own DiracX channel: the session's, the same packages
+    own = ARM_BUILD / "channels/dxforge"
+    if own.is_symlink():
+        own.unlink()
+    shutil.rmtree(own, ignore_errors=True)
+    own.symlink_to(dxforge_channels[0])
     proc = run_dxforge(
-        "installer", "--build-dir", E2E_BUILD, "--platform", "linux-aarch64", "--json"
+        "installer", "--build-dir", ARM_BUILD, "--platform", "linux-aarch64", "--json"
     )
     info = json.loads(proc.stdout)
     info["seed_seconds"] = round(seeded, 1)
@@ -78,7 +89,7 @@ def aarch64_installer(dxforge_channels: tuple[Path, Path]) -> dict:
 
 
 def test_the_seed_has_the_aarch64_runtime(aarch64_installer: dict) -> None:
-    repodata = json.loads((E2E_BUILD / "channels/seed/linux-aarch64/repodata.json").read_text())
+    repodata = json.loads((ARM_BUILD / "channels/seed/linux-aarch64/repodata.json").read_text())
     records = list(repodata["packages.conda"].values())
     names = {r["name"] for r in records}
     for name in ("python", "openssl", "voms", "git", "libcurl", "libsqlite", "ca-certificates"):
