@@ -84,6 +84,26 @@ def run_dxforge(
     return proc
 
 
+PILOT_CHECKS = (
+    "OpenSSL 3.",
+    " CA certificates",
+    "top-level modules import from inside /work/diracos",
+    "git --exec-path is inside the prefix",
+    "voms-proxy-fake: a VOMS proxy for VO testvo and its FQAN",
+    "voms-proxy-init made an RFC proxy",
+    "pip installed a package from an index on 127.0.0.1",
+)
+"""What a pilot in a Debian root (/work/diracos) must have checked, voms and DIRACOS2's checks
+included."""
+
+
+def assert_pilot_checks(checks: list[str]) -> None:
+    """Every one of :data:`PILOT_CHECKS` is among the pilot's passed ``checks``."""
+    joined = "\n".join(checks)
+    for what in PILOT_CHECKS:
+        assert what in joined, what
+
+
 @pytest.fixture(autouse=True)
 def _signal_mask_kept() -> Iterator[None]:
     """Every test leaves this process's signal mask as it found it: a mask left blocked is

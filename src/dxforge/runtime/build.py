@@ -33,7 +33,7 @@ from dxforge.isolation.apt import Apt, Mirror
 from dxforge.runtime import cross
 from dxforge.runtime import floor as floors
 from dxforge.runtime.components import SOURCE_RELEASE, Component, components
-from dxforge.runtime.platforms import NATIVE, RuntimePlatform, runtime_platform
+from dxforge.runtime.platforms import LIBRARY_DEV, NATIVE, RuntimePlatform, runtime_platform
 from dxforge.runtime.sources import obtain
 
 RUNTIME_FORMAT = 2
@@ -46,15 +46,7 @@ BUILD_ROOT = roots.RootSpec(
     "buildd",
     (
         "pkg-config",
-        "zlib1g-dev",
-        "libbz2-dev",
-        "liblzma-dev",
-        "libffi-dev",
-        "libexpat1-dev",
-        "libreadline-dev",
-        "libncurses-dev",
-        "uuid-dev",
-        "libmpdec-dev",
+        *LIBRARY_DEV,
         "tcl",
         "autoconf",
         "automake",

@@ -21,22 +21,14 @@ import os
 from pathlib import Path
 
 from dxforge.isolation import roots
-from dxforge.runtime.platforms import RuntimePlatform
+from dxforge.runtime.platforms import LIBRARY_DEV, RuntimePlatform
 
 SYSROOT = "/sysroot"
 BUILD_PYTHON_DIR = "/build/python-for-build"
 BUILD_TRIPLET = "x86_64-linux-gnu"
 SYSROOT_PACKAGES = (
     "libc6-dev",
-    "zlib1g-dev",
-    "libbz2-dev",
-    "liblzma-dev",
-    "libffi-dev",
-    "libexpat1-dev",
-    "libreadline-dev",
-    "libncurses-dev",
-    "uuid-dev",
-    "libmpdec-dev",
+    *LIBRARY_DEV,
     "libstdc++-10-dev",
 )
 """The platform's libraries the components build against (the build root's -dev packages,

@@ -18,6 +18,20 @@ from dxforge.core.util import DxError
 NATIVE = "linux-64"
 """The platform of the build root itself: built with the scripts as written."""
 
+LIBRARY_DEV = (
+    "zlib1g-dev",
+    "libbz2-dev",
+    "liblzma-dev",
+    "libffi-dev",
+    "libexpat1-dev",
+    "libreadline-dev",
+    "libncurses-dev",
+    "uuid-dev",
+    "libmpdec-dev",
+)
+"""The Debian -dev packages of the libraries the runtime's components build against: in the
+build root for linux-64, in the cross sysroot for another platform (one list, so both follow)."""
+
 
 @dataclass(frozen=True)
 class RuntimePlatform:
